@@ -1,0 +1,135 @@
+// Command tftpgw is the TFTP edge server: it answers TFTP read requests and
+// serves a directory (-root), or content from a gRPC ContentService
+// (-backend).
+//
+// Usage:
+//
+//	tftpgw -listen :69 -root /srv/tftp
+//	tftpgw -listen :69 -backend dns:///content.example:50051
+//
+// See README.md for every flag.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/tftpgw/tftpgw/gateway"
+)
+
+var (
+	flagListen        = flag.String("listen", ":69", "UDP `address` to listen on; \":69\" and \"[::]:69\" serve IPv4 and IPv6")
+	flagRoot          = flag.String("root", "", "serve the files under `dir` (the embedded backend)")
+	flagTimeout       = flag.Duration("timeout", gateway.DefaultTimeout, "retransmission timeout when the client negotiates none")
+	flagRetries       = flag.Int("retries", gateway.DefaultRetries, "retransmissions of an unacknowledged packet before a session is given up")
+	flagMaxBlksize    = flag.Int("max-blksize", gateway.DefaultMaxBlockSize, "largest blksize granted (8..65464); lower it to your path MTU minus 32 to avoid IP fragments")
+	flagMaxWindowsize = flag.Int("max-windowsize", gateway.DefaultMaxWindowSize, "largest windowsize granted (RFC 7440)")
+	flagDrainTimeout  = flag.Duration("drain-timeout", 10*time.Second, "on SIGINT or SIGTERM, how long running sessions may finish before they are ended")
+	flagLogFormat     = flag.String("log-format", "text", "log format: text or json")
+	flagLogLevel      = flag.String("log-level", "info", "log level: debug, info, warn or error")
+)
+
+func main() {
+	flag.Parse()
+	if flag.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "tftpgw: unexpected arguments: %q\n", flag.Args())
+		os.Exit(2)
+	}
+	logger, err := newLogger(os.Stderr, *flagLogFormat, *flagLogLevel)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "tftpgw:", err)
+		os.Exit(2)
+	}
+	if err := run(logger); err != nil {
+		logger.Error("tftpgw stopped", "err", err)
+		os.Exit(1)
+	}
+}
+
+func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("-log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("-log-format: want text or json, not %q", format)
+}
+
+func run(logger *slog.Logger) error {
+	ctx, stopSignals := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stopSignals()
+
+	h, stopBackend, err := remoteHandler(ctx, logger)
+	if err != nil {
+		return err
+	}
+	defer stopBackend()
+	if h == nil {
+		if *flagRoot == "" {
+			return errors.New("nothing to serve: give -root DIR or -backend TARGET")
+		}
+		root, err := os.OpenRoot(*flagRoot)
+		if err != nil {
+			return fmt.Errorf("-root: %w", err)
+		}
+		defer root.Close()
+		h = gateway.FileServer(root)
+	} else if *flagRoot != "" {
+		return errors.New("give -root or -backend, not both")
+	}
+
+	srv := &gateway.Server{
+		Addr:          *flagListen,
+		Handler:       h,
+		Timeout:       *flagTimeout,
+		Retries:       *flagRetries,
+		MaxBlockSize:  *flagMaxBlksize,
+		MaxWindowSize: *flagMaxWindowsize,
+		Logger:        logger,
+	}
+	if *flagRetries == 0 {
+		srv.Retries = -1 // the flag's 0 means none; the field's 0 means the default
+	}
+	stopStats, err := setupStats(ctx, srv, logger)
+	if err != nil {
+		return err
+	}
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ListenAndServe() }()
+	logger.Info("tftpgw serving", "listen", *flagListen)
+
+	select {
+	case err := <-errc:
+		stopStats(context.Background())
+		return err
+	case <-ctx.Done():
+	}
+	stopSignals() // a second signal kills the process
+	logger.Info("draining sessions", "timeout", *flagDrainTimeout)
+	dctx, cancel := context.WithTimeout(context.Background(), *flagDrainTimeout)
+	defer cancel()
+	if err := srv.Shutdown(dctx); err != nil {
+		logger.Warn("drain timed out; remaining sessions were ended", "err", err)
+	}
+	<-errc
+	sctx, cancel2 := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel2()
+	stopStats(sctx)
+	logger.Info("tftpgw stopped")
+	return nil
+}

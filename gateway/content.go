@@ -1,0 +1,103 @@
+package gateway
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+)
+
+// Content is what a [Handler] returns: the bytes of one file.
+//
+// Read is called from the session's goroutine only. A short read is not
+// an end of file: the server reads until it has a full block or io.EOF.
+// Close is called exactly once, when the session ends.
+type Content interface {
+	io.ReadCloser
+
+	// Size returns the content's length in bytes, or -1 when it is not
+	// known in advance; then the server omits tsize from its OACK.
+	Size() int64
+}
+
+// NewContent returns a Content reading from r, with the given size (-1 if
+// unknown). If r is an io.Closer its Close is called when the session ends.
+func NewContent(r io.Reader, size int64) Content {
+	return &readerContent{r: r, size: size}
+}
+
+type readerContent struct {
+	r    io.Reader
+	size int64
+}
+
+func (c *readerContent) Read(p []byte) (int, error) { return c.r.Read(p) }
+func (c *readerContent) Size() int64                { return c.size }
+func (c *readerContent) Close() error {
+	if cl, ok := c.r.(io.Closer); ok {
+		return cl.Close()
+	}
+	return nil
+}
+
+// BytesContent returns a Content serving b. The slice must not be modified
+// while a session reads it.
+func BytesContent(b []byte) Content {
+	return NewContent(bytes.NewReader(b), int64(len(b)))
+}
+
+// ReadSeekerContent returns a Content serving rs from its current offset to
+// its end; the size is found by seeking. If rs is an io.Closer its Close is
+// called when the session ends.
+func ReadSeekerContent(rs io.ReadSeeker) (Content, error) {
+	cur, err := rs.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: seek: %w", err)
+	}
+	end, err := rs.Seek(0, io.SeekEnd)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: seek: %w", err)
+	}
+	if _, err := rs.Seek(cur, io.SeekStart); err != nil {
+		return nil, fmt.Errorf("gateway: seek: %w", err)
+	}
+	return NewContent(rs, end-cur), nil
+}
+
+// ErrNotRegular is returned by [FileContent] for a directory or any other
+// file that is not a regular file.
+var ErrNotRegular = errors.New("gateway: not a regular file")
+
+// FileContent returns a Content serving the regular file f, which it
+// closes when the session ends. It refuses directories, devices and pipes
+// with an error wrapping [ErrNotRegular].
+func FileContent(f *os.File) (Content, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("gateway: stat: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%w: %s", ErrNotRegular, fi.Mode().Type())
+	}
+	return NewContent(f, fi.Size()), nil
+}
+
+// ContentInfo describes a content's version for caching and resuming.
+type ContentInfo struct {
+	// ETag identifies this version of the content; empty if unknown.
+	// Two contents with the same non-empty ETag have the same bytes.
+	ETag string
+	// MaxAge is how long the content may be cached; zero means it must
+	// not be cached.
+	MaxAge time.Duration
+}
+
+// InfoContent is implemented by a Content that knows its version. The
+// server uses it for caching and the gRPC backend SDK sends it in its
+// header, so that a resumed transfer never splices two versions.
+type InfoContent interface {
+	Content
+	Info() ContentInfo
+}

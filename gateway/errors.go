@@ -1,0 +1,65 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+)
+
+// ErrorCode is a TFTP error code (RFC 1350 section 5, RFC 2347).
+type ErrorCode uint16
+
+// The TFTP error codes.
+const (
+	ErrNotDefined        ErrorCode = 0 // not defined, see message
+	ErrFileNotFound      ErrorCode = 1
+	ErrAccessViolation   ErrorCode = 2
+	ErrDiskFull          ErrorCode = 3
+	ErrIllegalOperation  ErrorCode = 4
+	ErrUnknownTID        ErrorCode = 5
+	ErrFileExists        ErrorCode = 6
+	ErrNoSuchUser        ErrorCode = 7
+	ErrOptionNegotiation ErrorCode = 8 // RFC 2347
+)
+
+// Error is a TFTP error as sent on the wire. A [Handler] returns one to
+// choose the exact code and message the client receives.
+type Error struct {
+	Code    ErrorCode
+	Message string
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("tftp error %d: %s", e.Code, e.Message)
+}
+
+// Is reports whether target is an *Error with the same code, so that
+// errors.Is(err, &gateway.Error{Code: gateway.ErrFileNotFound}) works.
+func (e *Error) Is(target error) bool {
+	t, ok := target.(*Error)
+	return ok && t.Code == e.Code
+}
+
+// ErrorFor maps a handler's error to the TFTP error the client receives:
+// an [*Error] anywhere in the chain as it is; fs.ErrNotExist as 1 "file not
+// found"; fs.ErrPermission as 2 "access violation"; [ErrNotRegular] as 2
+// "not a regular file"; anything else as 0 "internal error". Except for an
+// *Error, the text of err is never sent, so server paths do not leak.
+func ErrorFor(err error) *Error {
+	var te *Error
+	switch {
+	case errors.As(err, &te):
+		return te
+	case errors.Is(err, fs.ErrNotExist):
+		return &Error{Code: ErrFileNotFound, Message: "file not found"}
+	case errors.Is(err, fs.ErrPermission):
+		return &Error{Code: ErrAccessViolation, Message: "access violation"}
+	case errors.Is(err, ErrNotRegular):
+		return &Error{Code: ErrAccessViolation, Message: "not a regular file"}
+	case errors.Is(err, context.DeadlineExceeded):
+		return &Error{Code: ErrNotDefined, Message: "timeout"}
+	default:
+		return &Error{Code: ErrNotDefined, Message: "internal error"}
+	}
+}

@@ -1,0 +1,171 @@
+package gateway_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+
+	"github.com/tftpgw/tftpgw/gateway"
+)
+
+// TestFileServer: files are served from the root only; escapes, directories
+// and special files are refused, and messages never carry server paths.
+func TestFileServer(t *testing.T) {
+	dir := t.TempDir()
+	outside := t.TempDir()
+	must(t, os.WriteFile(filepath.Join(outside, "secret"), []byte("secret"), 0o644))
+	must(t, os.MkdirAll(filepath.Join(dir, "boot"), 0o755))
+	must(t, os.WriteFile(filepath.Join(dir, "boot", "kernel"), []byte("kernel"), 0o644))
+	must(t, os.Symlink(filepath.Join(outside, "secret"), filepath.Join(dir, "abs-link")))
+	must(t, os.Symlink("../"+filepath.Base(outside)+"/secret", filepath.Join(dir, "rel-link")))
+	must(t, os.Symlink("boot/kernel", filepath.Join(dir, "inside-link")))
+	must(t, syscall.Mkfifo(filepath.Join(dir, "fifo"), 0o644))
+	must(t, os.WriteFile(filepath.Join(dir, "unreadable"), []byte("x"), 0o000))
+
+	root, err := os.OpenRoot(dir)
+	must(t, err)
+	defer root.Close()
+	h := gateway.FileServer(root)
+
+	tests := []struct {
+		path     string
+		want     string
+		wantCode gateway.ErrorCode
+	}{
+		{"boot/kernel", "kernel", 0},
+		{"inside-link", "kernel", 0},
+		{"missing", "", gateway.ErrFileNotFound},
+		{"boot", "", gateway.ErrAccessViolation},
+		{"fifo", "", gateway.ErrAccessViolation},
+		{"abs-link", "", gateway.ErrAccessViolation},
+		{"rel-link", "", gateway.ErrAccessViolation},
+		{"../" + filepath.Base(outside) + "/secret", "", gateway.ErrAccessViolation},
+		{filepath.Join(outside, "secret"), "", gateway.ErrAccessViolation},
+	}
+	for _, tt := range tests {
+		t.Run(tt.path, func(t *testing.T) {
+			c, err := h.ServeTFTP(context.Background(), &gateway.Request{Path: tt.path})
+			if tt.wantCode == 0 && tt.want != "" {
+				if err != nil {
+					t.Fatalf("ServeTFTP: %v", err)
+				}
+				defer c.Close()
+				b, _ := io.ReadAll(c)
+				if string(b) != tt.want || c.Size() != int64(len(tt.want)) {
+					t.Errorf("got %q size %d, want %q", b, c.Size(), tt.want)
+				}
+				if ic, ok := c.(gateway.InfoContent); !ok || ic.Info().ETag == "" {
+					t.Errorf("no ETag")
+				}
+				return
+			}
+			if err == nil {
+				c.Close()
+				t.Fatalf("served %q, want refusal", tt.path)
+			}
+			e := gateway.ErrorFor(err)
+			if e.Code != tt.wantCode && !(tt.wantCode == gateway.ErrAccessViolation && e.Code == gateway.ErrFileNotFound) {
+				t.Errorf("code %d (%v), want %d", e.Code, err, tt.wantCode)
+			}
+			if filepath.IsAbs(e.Message) || len(e.Message) > 40 || containsAny(e.Message, dir, outside) {
+				t.Errorf("message %q leaks a path", e.Message)
+			}
+		})
+	}
+	if os.Geteuid() != 0 { // root reads anything
+		_, err := h.ServeTFTP(context.Background(), &gateway.Request{Path: "unreadable"})
+		if e := gateway.ErrorFor(err); e.Code != gateway.ErrAccessViolation {
+			t.Errorf("unreadable: code %d, want 2", e.Code)
+		}
+	}
+}
+
+func containsAny(s string, subs ...string) bool {
+	for _, x := range subs {
+		if x != "" && len(s) >= len(x) && (s == x || indexOf(s, x) >= 0) {
+			return true
+		}
+	}
+	return false
+}
+
+func indexOf(s, sub string) int {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if s[i:i+len(sub)] == sub {
+			return i
+		}
+	}
+	return -1
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestContent covers the ready-made contents.
+func TestContent(t *testing.T) {
+	f, err := os.CreateTemp(t.TempDir(), "c")
+	must(t, err)
+	f.WriteString("0123456789")
+	f.Seek(4, io.SeekStart)
+	rs, err := gateway.ReadSeekerContent(f)
+	must(t, err)
+	if b, _ := io.ReadAll(rs); string(b) != "456789" || rs.Size() != 6 {
+		t.Errorf("ReadSeekerContent: %q size %d", b, rs.Size())
+	}
+	f.Seek(0, io.SeekStart)
+	fc, err := gateway.FileContent(f)
+	must(t, err)
+	if b, _ := io.ReadAll(fc); string(b) != "0123456789" || fc.Size() != 10 {
+		t.Errorf("FileContent: %q size %d", b, fc.Size())
+	}
+	must(t, fc.Close())
+	d, err := os.Open(t.TempDir())
+	must(t, err)
+	defer d.Close()
+	if _, err := gateway.FileContent(d); !errors.Is(err, gateway.ErrNotRegular) {
+		t.Errorf("FileContent(dir) = %v, want ErrNotRegular", err)
+	}
+	if c := gateway.NewContent(bytesReader([]byte("ab")), -1); c.Size() != -1 || c.Close() != nil {
+		t.Errorf("NewContent")
+	}
+}
+
+func TestCleanPath(t *testing.T) {
+	tests := []struct{ raw, want string }{
+		{"a", "a"},
+		{`\Boot\BCD`, "Boot/BCD"},
+		{"///a//b///", "a/b"},
+		{"a\x00", "a"},
+		{"a\xff\xff", "a"},
+		{"a\r\n", "a"},
+		{"./a/./b", "a/b"},
+		{"a/b/../c", "a/c"},
+		{"é/ü", "é/ü"},
+		{"..", ""},
+		{"a/../..", ""},
+		{"a\x00b", ""},
+		{"", ""},
+		{"/", ""},
+		{"\xff", ""},
+	}
+	for _, tt := range tests {
+		got, err := gateway.CleanPath(tt.raw)
+		if tt.want == "" {
+			if err == nil {
+				t.Errorf("CleanPath(%q) = %q, want an error", tt.raw, got)
+			}
+			continue
+		}
+		if err != nil || got != tt.want {
+			t.Errorf("CleanPath(%q) = %q, %v; want %q", tt.raw, got, err, tt.want)
+		}
+	}
+}

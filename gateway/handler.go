@@ -1,0 +1,102 @@
+package gateway
+
+import (
+	"context"
+	"net/netip"
+)
+
+// A Handler answers a TFTP read request with the content to send.
+//
+// ServeTFTP is called once per session, on the session's own goroutine,
+// after the request's path has been normalised (see [Request.Path]) and
+// before any option is acknowledged, so that an error can still be sent
+// in place of an OACK. The context is cancelled when the session ends for
+// any reason (success, client error, probe, timeout or shutdown); content
+// that streams from elsewhere should stop when it is.
+//
+// The returned Content is read block by block as the client acknowledges
+// and is always closed by the server. If ServeTFTP returns an error the
+// client receives an ERROR packet chosen by [ErrorFor]; the error's text is
+// never sent unless it is an [*Error].
+//
+// A panic in ServeTFTP or in the Content ends that session with
+// ERROR 0 and is logged; it does not stop the server.
+type Handler interface {
+	ServeTFTP(ctx context.Context, req *Request) (Content, error)
+}
+
+// HandlerFunc adapts an ordinary function to a [Handler].
+type HandlerFunc func(ctx context.Context, req *Request) (Content, error)
+
+// ServeTFTP calls f(ctx, req).
+func (f HandlerFunc) ServeTFTP(ctx context.Context, req *Request) (Content, error) {
+	return f(ctx, req)
+}
+
+// Option is one option name and value of a request, as sent by the client
+// except that the name is lower-cased.
+type Option struct {
+	Name  string
+	Value string
+}
+
+// Request is a read request (RRQ) as the handler sees it.
+type Request struct {
+	// SessionID identifies the session in logs and stats.
+	SessionID string
+
+	// RawPath is the filename exactly as the client sent it.
+	RawPath string
+
+	// Path is the normalised, relative, slash-separated path: backslashes
+	// became slashes, repeated and leading separators were removed,
+	// trailing NUL and 0xFF bytes were stripped, and "." and ".." were
+	// resolved. A path that would escape upwards is refused before the
+	// handler is called.
+	Path string
+
+	// Mode is "octet" or "netascii", lower-cased. The server does the
+	// netascii conversion; the handler returns the file's bytes as they are.
+	Mode string
+
+	// Options are the options of the request in the order sent, names
+	// lower-cased, including ones the server does not support.
+	Options []Option
+
+	// RemoteAddr is the client's address and port (its transfer ID).
+	RemoteAddr netip.AddrPort
+
+	// LocalAddr is the address the request was sent to and the port it
+	// arrived on. Replies are sent from this address.
+	LocalAddr netip.AddrPort
+}
+
+// Option returns the value of the named option (case-insensitive) and
+// whether the client sent it.
+func (r *Request) Option(name string) (string, bool) {
+	for _, o := range r.Options {
+		if equalFold(o.Name, name) {
+			return o.Value, true
+		}
+	}
+	return "", false
+}
+
+func equalFold(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}

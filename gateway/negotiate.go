@@ -1,0 +1,59 @@
+package gateway
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/tftpgw/tftpgw/gateway/internal/wire"
+)
+
+// params are the transfer parameters of one session after negotiation.
+type params struct {
+	blksize    int
+	windowsize int
+	timeout    time.Duration // retransmission timeout
+	oack       []wire.Option // options to acknowledge, in request order; nil: no OACK
+}
+
+// negotiate applies RFC 2347 (only requested options are answered, unknown
+// ones are omitted), RFC 2348 (blksize 8..65464, capped, never raised),
+// RFC 2349 (timeout 1..255 echoed exactly; tsize from the content size,
+// omitted when unknown) and RFC 7440 (windowsize 1..65535, capped). An
+// option with an invalid value is omitted, so the transfer falls back to
+// the RFC 1350 default for it.
+func negotiate(opts []Option, size int64, c *config) params {
+	p := params{blksize: wire.DefaultBlockSize, windowsize: 1, timeout: c.timeout}
+	for _, o := range opts {
+		switch o.Name {
+		case "blksize":
+			n, err := strconv.Atoi(o.Value)
+			if err != nil || n < wire.MinBlockSize {
+				continue
+			}
+			n = min(n, wire.MaxBlockSize, c.maxBlockSize)
+			p.blksize = n
+			p.oack = append(p.oack, wire.Option{Name: o.Name, Value: strconv.Itoa(n)})
+		case "timeout":
+			n, err := strconv.Atoi(o.Value)
+			if err != nil || n < 1 || n > 255 {
+				continue
+			}
+			p.timeout = time.Duration(n) * time.Second
+			p.oack = append(p.oack, wire.Option{Name: o.Name, Value: o.Value})
+		case "tsize":
+			if size < 0 {
+				continue
+			}
+			p.oack = append(p.oack, wire.Option{Name: o.Name, Value: strconv.FormatInt(size, 10)})
+		case "windowsize":
+			n, err := strconv.Atoi(o.Value)
+			if err != nil || n < 1 || n > 65535 {
+				continue
+			}
+			n = min(n, c.maxWindowSize)
+			p.windowsize = n
+			p.oack = append(p.oack, wire.Option{Name: o.Name, Value: strconv.Itoa(n)})
+		}
+	}
+	return p
+}

@@ -1,0 +1,52 @@
+package gateway
+
+import (
+	"errors"
+	"strings"
+)
+
+var (
+	errPathEscapes = errors.New("gateway: path escapes the root")
+	errPathEmpty   = errors.New("gateway: empty path")
+	errPathNUL     = errors.New("gateway: NUL byte in path")
+)
+
+// CleanPath normalises a requested filename the way the server does before
+// a [Handler] sees it: trailing NUL, 0xFF and control bytes (garbage some
+// PXE ROMs append) are dropped, backslashes become slashes, repeated and
+// leading separators are removed and "." elements vanish. A ".." element
+// is resolved against the elements before it; one that would climb above
+// the root is an error, as are an empty result and an embedded NUL.
+func CleanPath(raw string) (string, error) {
+	end := len(raw)
+	for end > 0 {
+		c := raw[end-1]
+		if c < 0x20 || c == 0x7f || c == 0xff {
+			end--
+			continue
+		}
+		break
+	}
+	s := raw[:end]
+	if strings.IndexByte(s, 0) >= 0 {
+		return "", errPathNUL
+	}
+	s = strings.ReplaceAll(s, `\`, "/")
+	elems := make([]string, 0, strings.Count(s, "/")+1)
+	for e := range strings.SplitSeq(s, "/") {
+		switch e {
+		case "", ".":
+		case "..":
+			if len(elems) == 0 {
+				return "", errPathEscapes
+			}
+			elems = elems[:len(elems)-1]
+		default:
+			elems = append(elems, e)
+		}
+	}
+	if len(elems) == 0 {
+		return "", errPathEmpty
+	}
+	return strings.Join(elems, "/"), nil
+}

@@ -1,0 +1,608 @@
+package gateway_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/netip"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/tftpgw/tftpgw/gateway"
+)
+
+// TestRFC1350 checks the base protocol: lock-step DATA/ACK, the final short
+// block, the empty final block of an exact multiple, and netascii.
+func TestRFC1350(t *testing.T) {
+	tests := []struct {
+		name    string
+		content []byte
+		mode    string
+		want    [][]byte // payloads of DATA 1, 2, ...
+	}{
+		{"section6_short_final_block", pattern(700), "octet", [][]byte{pattern(700)[:512], pattern(700)[512:]}},
+		{"section6_exact_multiple_ends_with_empty_block", pattern(1024), "octet", [][]byte{pattern(1024)[:512], pattern(1024)[512:], {}}},
+		{"section6_empty_file_is_one_empty_block", nil, "octet", [][]byte{{}}},
+		{"mode_is_case_insensitive", []byte("x"), "OcTeT", [][]byte{[]byte("x")}},
+		{"netascii_LF_becomes_CRLF_CR_becomes_CRNUL", []byte("a\nb\rc"), "netascii", [][]byte{[]byte("a\r\nb\r\x00c")}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ts := startServer(t, files{"f": tt.content}, nil)
+			c := newClient(t, ts.addr)
+			c.rrq("f", tt.mode)
+			for i, p := range tt.want {
+				c.expect(data(uint16(i+1), p))
+				c.ack(uint16(i + 1))
+			}
+			c.expectNothing(100 * time.Millisecond)
+			st := ts.nextStats(t)
+			if st.Outcome != gateway.OutcomeOK {
+				t.Errorf("outcome %v, want ok", st.Outcome)
+			}
+			if st.BytesAcked != int64(len(joinPayloads(tt.want))) {
+				t.Errorf("BytesAcked %d, want %d", st.BytesAcked, len(joinPayloads(tt.want)))
+			}
+		})
+	}
+}
+
+func joinPayloads(ps [][]byte) []byte {
+	var b []byte
+	for _, p := range ps {
+		b = append(b, p...)
+	}
+	return b
+}
+
+// TestRFC1350_Section4_NewTIDPerSession: every session answers from a
+// socket of its own, not from the listening port.
+func TestRFC1350_Section4_NewTIDPerSession(t *testing.T) {
+	ts := startServer(t, files{"f": []byte("x")}, nil)
+	c1, c2 := newClient(t, ts.addr), newClient(t, ts.addr)
+	c1.rrq("f", "octet")
+	c2.rrq("f", "octet")
+	c1.expect(data(1, []byte("x")))
+	c2.expect(data(1, []byte("x")))
+	if c1.tid.Port() == ts.addr.Port() || c2.tid.Port() == ts.addr.Port() || c1.tid == c2.tid {
+		t.Fatalf("TIDs %v and %v, listening on %v: want two new ports", c1.tid, c2.tid, ts.addr)
+	}
+	c1.ack(1)
+	c2.ack(1)
+	ts.nextStats(t)
+	ts.nextStats(t)
+}
+
+// TestReplyFromRequestAddress: on a wildcard socket the session replies
+// from the address the RRQ was sent to (IP_PKTINFO / IPV6_PKTINFO), and
+// the handler sees that address as LocalAddr.
+func TestReplyFromRequestAddress(t *testing.T) {
+	tests := []struct {
+		name          string
+		network, addr string // listening socket
+		clientNet     string
+		clientAddr    string
+		dst           string // where the RRQ is sent
+	}{
+		{"ipv4_wildcard_127.0.0.2", "udp4", "0.0.0.0:0", "udp4", "127.0.0.1:0", "127.0.0.2"},
+		{"ipv4_wildcard_127.0.0.1", "udp4", "0.0.0.0:0", "udp4", "127.0.0.1:0", "127.0.0.1"},
+		{"ipv6_loopback", "udp6", "[::1]:0", "udp6", "[::1]:0", "::1"},
+		{"dual_stack_ipv4_client", "udp", "[::]:0", "udp4", "127.0.0.1:0", "127.0.0.3"},
+		{"dual_stack_ipv6_client", "udp", "[::]:0", "udp6", "[::1]:0", "::1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			local := make(chan netip.AddrPort, 1)
+			h := gateway.HandlerFunc(func(_ context.Context, r *gateway.Request) (gateway.Content, error) {
+				local <- r.LocalAddr
+				return gateway.BytesContent([]byte("x")), nil
+			})
+			ts := startServerOn(t, tt.network, tt.addr, h, nil)
+			dst := netip.AddrPortFrom(netip.MustParseAddr(tt.dst), ts.addr.Port())
+			c := newClientOn(t, tt.clientNet, tt.clientAddr, dst)
+			c.rrq("f", "octet")
+			c.expect(data(1, []byte("x")))
+			if got := c.tid.Addr().Unmap(); got != dst.Addr() {
+				t.Errorf("reply from %v, want %v", got, dst.Addr())
+			}
+			if got := <-local; got != dst {
+				t.Errorf("Request.LocalAddr %v, want %v", got, dst)
+			}
+			c.ack(1)
+			ts.nextStats(t)
+		})
+	}
+}
+
+// TestNegotiation checks RFC 2347/2348/2349/7440 option negotiation by the
+// exact OACK (or the DATA 1 that replaces it).
+func TestNegotiation(t *testing.T) {
+	content := pattern(3000)
+	tests := []struct {
+		name     string
+		opts     []string
+		size     int64 // content size reported; -1 unknown
+		maxBlk   int
+		maxWin   int
+		wantOACK []byte // nil: DATA 1 of 512 bytes comes first
+	}{
+		{"RFC2347_only_requested_options_answered", []string{"blksize", "1024"}, 3000, 0, 0, oack("blksize", "1024")},
+		{"RFC2347_option_names_case_insensitive", []string{"BlkSize", "1024", "TSIZE", "0"}, 3000, 0, 0, oack("blksize", "1024", "tsize", "3000")},
+		{"RFC2347_unknown_options_omitted", []string{"foo", "bar", "blksize", "1024", "multicast", ""}, 3000, 0, 0, oack("blksize", "1024")},
+		{"RFC2347_no_acknowledged_option_no_OACK", []string{"foo", "bar"}, 3000, 0, 0, nil},
+		{"RFC2348_blksize_capped_by_server_maximum", []string{"blksize", "1468"}, 3000, 1024, 0, oack("blksize", "1024")},
+		{"RFC2348_blksize_above_65464_capped", []string{"blksize", "65535"}, 3000, 0, 0, oack("blksize", "65464")},
+		{"RFC2348_blksize_below_8_ignored", []string{"blksize", "7"}, 3000, 0, 0, nil},
+		{"RFC2348_blksize_8_accepted", []string{"blksize", "8"}, 3000, 0, 0, oack("blksize", "8")},
+		{"RFC2348_blksize_not_a_number_ignored", []string{"blksize", "big"}, 3000, 0, 0, nil},
+		{"RFC2349_timeout_echoed_exactly", []string{"timeout", "5"}, 3000, 0, 0, oack("timeout", "5")},
+		{"RFC2349_timeout_255_echoed", []string{"timeout", "255"}, 3000, 0, 0, oack("timeout", "255")},
+		{"RFC2349_timeout_0_ignored", []string{"timeout", "0"}, 3000, 0, 0, nil},
+		{"RFC2349_timeout_256_ignored", []string{"timeout", "256"}, 3000, 0, 0, nil},
+		{"RFC2349_tsize_is_content_size", []string{"tsize", "0"}, 3000, 0, 0, oack("tsize", "3000")},
+		{"RFC2349_tsize_omitted_when_size_unknown", []string{"tsize", "0", "blksize", "1024"}, -1, 0, 0, oack("blksize", "1024")},
+		{"RFC7440_windowsize_granted", []string{"windowsize", "8"}, 3000, 0, 0, oack("windowsize", "8")},
+		{"RFC7440_windowsize_capped_at_default_64", []string{"windowsize", "100"}, 3000, 0, 0, oack("windowsize", "64")},
+		{"RFC7440_windowsize_capped_by_server_maximum", []string{"windowsize", "16"}, 3000, 0, 4, oack("windowsize", "4")},
+		{"RFC7440_windowsize_0_ignored", []string{"windowsize", "0"}, 3000, 0, 0, nil},
+		{"order_of_request_kept", []string{"tsize", "0", "windowsize", "4", "blksize", "1468", "timeout", "3"}, 3000, 0, 0, oack("tsize", "3000", "windowsize", "4", "blksize", "1468", "timeout", "3")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := gateway.HandlerFunc(func(context.Context, *gateway.Request) (gateway.Content, error) {
+				return gateway.NewContent(bytesReader(content), tt.size), nil
+			})
+			ts := startServer(t, h, func(s *gateway.Server) {
+				s.MaxBlockSize, s.MaxWindowSize = tt.maxBlk, tt.maxWin
+			})
+			c := newClient(t, ts.addr)
+			c.rrq("f", "octet", tt.opts...)
+			if tt.wantOACK == nil {
+				c.expect(data(1, content[:512]))
+			} else {
+				c.expect(tt.wantOACK)
+			}
+			c.sendError(0, "done")
+			ts.nextStats(t)
+		})
+	}
+}
+
+func bytesReader(b []byte) io.Reader { return &sliceReader{b: b} }
+
+type sliceReader struct{ b []byte }
+
+func (r *sliceReader) Read(p []byte) (int, error) {
+	if len(r.b) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, r.b)
+	r.b = r.b[n:]
+	return n, nil
+}
+
+// TestRFC7440_Section4 checks windowed sending: a full window after ACK 0,
+// a restart right after a partial ACK, at most one restart for a burst of
+// duplicate ACKs, and the final short window.
+func TestRFC7440_Section4(t *testing.T) {
+	content := pattern(10 * 512)
+	blk := func(n int) []byte { return data(uint16(n), content[(n-1)*512:min(n*512, len(content))]) }
+	ts := startServer(t, files{"f": content}, nil)
+	c := newClient(t, ts.addr)
+	c.rrq("f", "octet", "windowsize", "4")
+	c.expect(oack("windowsize", "4"))
+	c.ack(0)
+	for n := 1; n <= 4; n++ {
+		c.expect(blk(n))
+	}
+	// Block 3 "was lost": the receiver ACKs 2, the sender restarts at 3.
+	c.ack(2)
+	for n := 3; n <= 6; n++ {
+		c.expect(blk(n))
+	}
+	// A burst of duplicate ACKs (EDK2 ACKs every out-of-order block) causes
+	// nothing: the window already restarted.
+	c.ack(2)
+	c.ack(2)
+	c.ack(2)
+	c.expectNothing(200 * time.Millisecond)
+	c.ack(6)
+	for n := 7; n <= 10; n++ {
+		c.expect(blk(n))
+	}
+	c.ack(10)
+	c.expect(data(11, nil)) // 10 full blocks: an empty block ends the file
+	c.ack(11)
+	st := ts.nextStats(t)
+	if st.Outcome != gateway.OutcomeOK || st.DuplicateAcks != 3 || st.Retransmits != 2 {
+		t.Errorf("outcome %v, duplicate ACKs %d, retransmits %d; want ok, 3, 2", st.Outcome, st.DuplicateAcks, st.Retransmits)
+	}
+}
+
+// TestRFC7440_WindowSize1IsLockStep: windowsize 1 sends exactly one DATA
+// per ACK, as RFC 1350 does.
+func TestRFC7440_WindowSize1IsLockStep(t *testing.T) {
+	content := pattern(3 * 512)
+	ts := startServer(t, files{"f": content}, nil)
+	c := newClient(t, ts.addr)
+	c.rrq("f", "octet", "windowsize", "1")
+	c.expect(oack("windowsize", "1"))
+	c.ack(0)
+	for n := 1; n <= 3; n++ {
+		c.expect(data(uint16(n), content[(n-1)*512:n*512]))
+		c.expectNothing(50 * time.Millisecond)
+		c.ack(uint16(n))
+	}
+	c.expect(data(4, nil))
+	c.ack(4)
+	ts.nextStats(t)
+}
+
+// TestRFC1123_4_2_3_1_SorcerersApprentice: a duplicate ACK never causes a
+// resend; only a timeout does.
+func TestRFC1123_4_2_3_1_SorcerersApprentice(t *testing.T) {
+	content := pattern(3 * 512)
+	ts := startServer(t, files{"f": content}, nil)
+	c := newClient(t, ts.addr)
+	c.rrq("f", "octet")
+	c.expect(data(1, content[:512]))
+	c.ack(1)
+	c.expect(data(2, content[512:1024]))
+	c.ack(1) // delayed duplicate of ACK 1
+	c.ack(1)
+	c.expectNothing(300 * time.Millisecond)
+	c.ack(2)
+	c.expect(data(3, content[1024:]))
+	c.ack(3)
+	c.expect(data(4, nil))
+	c.ack(4)
+	if st := ts.nextStats(t); st.DuplicateAcks != 2 || st.Retransmits != 0 {
+		t.Errorf("duplicate ACKs %d, retransmits %d; want 2, 0", st.DuplicateAcks, st.Retransmits)
+	}
+}
+
+// TestRetransmission: on timeout the OACK, DATA and the final DATA are
+// sent again, exactly Retries times, and the session then ends as a
+// timeout.
+func TestRetransmission(t *testing.T) {
+	content := pattern(600)
+	for _, retries := range []int{1, 3} {
+		t.Run("OACK_resent_"+strconv.Itoa(retries)+"_times", func(t *testing.T) {
+			ts := startServer(t, files{"f": content}, func(s *gateway.Server) { s.Timeout, s.Retries = 50*time.Millisecond, retries })
+			c := newClient(t, ts.addr)
+			c.rrq("f", "octet", "blksize", "512")
+			for range retries + 1 {
+				c.expect(oack("blksize", "512"))
+			}
+			c.expectNothing(200 * time.Millisecond)
+			if st := ts.nextStats(t); st.Outcome != gateway.OutcomeTimeout || st.Retransmits != int64(retries) {
+				t.Errorf("outcome %v retransmits %d; want timeout, %d", st.Outcome, st.Retransmits, retries)
+			}
+		})
+		t.Run("final_DATA_resent_"+strconv.Itoa(retries)+"_times", func(t *testing.T) {
+			ts := startServer(t, files{"f": content}, func(s *gateway.Server) { s.Timeout, s.Retries = 50*time.Millisecond, retries })
+			c := newClient(t, ts.addr)
+			c.rrq("f", "octet")
+			c.expect(data(1, content[:512]))
+			c.ack(1)
+			for range retries + 1 {
+				c.expect(data(2, content[512:]))
+			}
+			c.expectNothing(200 * time.Millisecond)
+			if st := ts.nextStats(t); st.Outcome != gateway.OutcomeTimeout || st.Retransmits != int64(retries) {
+				t.Errorf("outcome %v retransmits %d; want timeout, %d", st.Outcome, st.Retransmits, retries)
+			}
+		})
+	}
+	t.Run("negotiated_timeout_is_used", func(t *testing.T) {
+		ts := startServer(t, files{"f": content}, func(s *gateway.Server) { s.Timeout, s.Retries = time.Hour, 1 })
+		c := newClient(t, ts.addr)
+		c.rrq("f", "octet", "timeout", "1")
+		c.expect(oack("timeout", "1"))
+		start := time.Now()
+		c.expect(oack("timeout", "1"))
+		if d := time.Since(start); d < 900*time.Millisecond {
+			t.Errorf("OACK resent after %v, want the negotiated 1s", d)
+		}
+		c.ack(0)
+		c.expect(data(1, content[:512]))
+		c.sendError(0, "bye")
+		ts.nextStats(t)
+	})
+	t.Run("negative_Retries_means_none", func(t *testing.T) {
+		ts := startServer(t, files{"f": content}, func(s *gateway.Server) { s.Timeout, s.Retries = 50*time.Millisecond, -1 })
+		c := newClient(t, ts.addr)
+		c.rrq("f", "octet")
+		c.expect(data(1, content[:512]))
+		c.expectNothing(200 * time.Millisecond)
+		if st := ts.nextStats(t); st.Outcome != gateway.OutcomeTimeout || st.Retransmits != 0 {
+			t.Errorf("outcome %v retransmits %d; want timeout, 0", st.Outcome, st.Retransmits)
+		}
+	})
+}
+
+// TestBlockNumberRollover: block numbers wrap from 65535 to 0 (what iPXE,
+// EDK2, U-Boot and GRUB expect).
+func TestBlockNumberRollover(t *testing.T) {
+	const blksize, blocks = 8, 65540
+	content := pattern(blksize*blocks + 3)
+	ts := startServer(t, files{"f": content}, nil)
+	c := newClient(t, ts.addr)
+	c.rrq("f", "octet", "blksize", "8", "windowsize", "64")
+	c.expect(oack("blksize", "8", "windowsize", "64"))
+	c.ack(0)
+	var got []byte
+	next := uint16(1)
+	for {
+		b, _ := c.recv(5 * time.Second)
+		if len(b) < 4 || b[1] != 3 {
+			t.Fatalf("not DATA: %q", b)
+		}
+		blk := uint16(b[2])<<8 | uint16(b[3])
+		if blk != next {
+			t.Fatalf("DATA %d, want %d", blk, next)
+		}
+		got = append(got, b[4:]...)
+		last := len(b) < 4+blksize
+		if last || next%64 == 0 {
+			c.ack(next)
+		}
+		next++
+		if last {
+			break
+		}
+	}
+	if want := uint16((blocks + 2) % 65536); next != want {
+		t.Errorf("ended before block %d, want %d", next, want)
+	}
+	if string(got) != string(content) {
+		t.Fatalf("content differs")
+	}
+	if st := ts.nextStats(t); st.Outcome != gateway.OutcomeOK || st.BytesAcked != int64(len(content)) {
+		t.Errorf("stats %v %d", st.Outcome, st.BytesAcked)
+	}
+}
+
+// TestClientError: a client ERROR ends the session silently; right after
+// the OACK or DATA 1 it is a probe, later an abort, and after the final ACK
+// the transfer still succeeded.
+func TestClientError(t *testing.T) {
+	content := pattern(5 * 512)
+	tests := []struct {
+		name    string
+		opts    []string
+		acks    int // DATA blocks acknowledged before the ERROR
+		want    gateway.Outcome
+		errCode uint16
+	}{
+		{"RFC2347_ERROR_8_after_OACK_is_probe", []string{"tsize", "0"}, -1, gateway.OutcomeProbe, 8},
+		{"ERROR_after_DATA_1_is_probe", nil, 0, gateway.OutcomeProbe, 0},
+		{"ERROR_later_is_aborted", nil, 3, gateway.OutcomeAborted, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ts := startServer(t, files{"f": content}, nil)
+			c := newClient(t, ts.addr)
+			c.rrq("f", "octet", tt.opts...)
+			if tt.opts != nil {
+				c.expect(oack("tsize", strconv.Itoa(len(content))))
+			} else {
+				for n := 1; n <= tt.acks+1; n++ {
+					c.expect(data(uint16(n), content[(n-1)*512:n*512]))
+					if n <= tt.acks {
+						c.ack(uint16(n))
+					}
+				}
+			}
+			c.sendError(tt.errCode, "User aborted the transfer")
+			c.expectNothing(200 * time.Millisecond) // never an ERROR for an ERROR
+			st := ts.nextStats(t)
+			if st.Outcome != tt.want || st.ErrorReceived == nil || st.ErrorReceived.Code != gateway.ErrorCode(tt.errCode) || st.ErrorSent != nil {
+				t.Errorf("outcome %v, received %v, sent %v; want %v, code %d, nothing sent", st.Outcome, st.ErrorReceived, st.ErrorSent, tt.want, tt.errCode)
+			}
+		})
+	}
+	t.Run("PXELINUX_ERROR_after_final_ACK_is_success", func(t *testing.T) {
+		ts := startServer(t, files{"f": []byte("x")}, nil)
+		c := newClient(t, ts.addr)
+		c.rrq("f", "octet")
+		c.expect(data(1, []byte("x")))
+		c.ack(1)
+		c.sendError(0, "No error, file close")
+		c.expectNothing(200 * time.Millisecond)
+		if st := ts.nextStats(t); st.Outcome != gateway.OutcomeOK {
+			t.Errorf("outcome %v, want ok", st.Outcome)
+		}
+	})
+}
+
+// TestRFC1350_Section4_UnknownTID: a packet from another port gets ERROR 5
+// at that source, and the transfer carries on.
+func TestRFC1350_Section4_UnknownTID(t *testing.T) {
+	content := pattern(600)
+	ts := startServer(t, files{"f": content}, nil)
+	c := newClient(t, ts.addr)
+	c.rrq("f", "octet")
+	c.expect(data(1, content[:512]))
+	stranger := newClient(t, ts.addr)
+	stranger.tid = c.tid
+	stranger.ack(1)
+	stranger.expect(errPkt(5, "unknown transfer ID"))
+	c.expectNothing(100 * time.Millisecond)
+	c.ack(1)
+	c.expect(data(2, content[512:]))
+	c.ack(2)
+	if st := ts.nextStats(t); st.Outcome != gateway.OutcomeOK {
+		t.Errorf("outcome %v, want ok", st.Outcome)
+	}
+	if n := ts.srv.Stats().UnknownTIDPackets; n != 1 {
+		t.Errorf("UnknownTIDPackets %d, want 1", n)
+	}
+}
+
+// TestDuplicateRRQIgnored: the same RRQ again (same client address, port
+// and file) while its session runs starts no second session.
+func TestDuplicateRRQIgnored(t *testing.T) {
+	ts := startServer(t, files{"f": pattern(600)}, nil)
+	c := newClient(t, ts.addr)
+	c.rrq("f", "octet")
+	c.expect(data(1, pattern(600)[:512]))
+	c.rrq("f", "octet")
+	c.rrq("f", "octet")
+	c.expectNothing(200 * time.Millisecond)
+	c.ack(1)
+	c.expect(data(2, pattern(600)[512:]))
+	c.ack(2)
+	ts.nextStats(t)
+	if n := ts.srv.Stats().DuplicateRequests; n != 2 {
+		t.Errorf("DuplicateRequests %d, want 2", n)
+	}
+}
+
+// TestListeningPortRefusals: WRQ gets ERROR 2, an unknown mode ERROR 4,
+// and junk is counted and dropped without an answer.
+func TestListeningPortRefusals(t *testing.T) {
+	ts := startServer(t, files{"f": []byte("x")}, nil)
+	t.Run("RFC1350_WRQ_read_only_server", func(t *testing.T) {
+		c := newClient(t, ts.addr)
+		c.sendTo(ts.addr, request(2, "f", "octet"))
+		c.expect(errPkt(2, "read-only server"))
+	})
+	for _, mode := range []string{"mail", "binary", "ascii"} {
+		t.Run("RFC1350_unknown_mode_"+mode, func(t *testing.T) {
+			c := newClient(t, ts.addr)
+			c.rrq("f", mode)
+			c.expect(errPkt(4, "unknown transfer mode"))
+		})
+	}
+	junk := []struct {
+		name string
+		b    []byte
+	}{
+		{"empty", nil},
+		{"one_byte", []byte{0}},
+		{"opcode_0", []byte{0, 0, 'f', 0, 'o', 'c', 't', 'e', 't', 0}},
+		{"opcode_99", []byte{0, 99, 1, 2}},
+		{"DATA_on_listening_port", data(1, []byte("x"))},
+		{"ACK_on_listening_port", []byte{0, 4, 0, 1}},
+		{"ERROR_on_listening_port", errPkt(0, "x")},
+		{"RRQ_without_NUL", []byte{0, 1, 'f', 'o', 'o'}},
+		{"RRQ_without_mode", []byte{0, 1, 'f', 0}},
+		{"RRQ_empty_filename", []byte{0, 1, 0, 'o', 'c', 't', 'e', 't', 0}},
+		{"RRQ_over_512_bytes", request(1, "f", "octet", "x", string(make([]byte, 600)))},
+	}
+	before := ts.srv.Stats().MalformedPackets
+	c := newClient(t, ts.addr)
+	for _, j := range junk {
+		c.sendTo(ts.addr, j.b)
+	}
+	c.expectNothing(200 * time.Millisecond)
+	if got := ts.srv.Stats().MalformedPackets - before; got != int64(len(junk)) {
+		t.Errorf("MalformedPackets grew by %d, want %d", got, len(junk))
+	}
+	// The server still serves.
+	c.rrq("f", "octet")
+	c.expect(data(1, []byte("x")))
+	c.ack(1)
+	ts.nextStats(t)
+}
+
+// TestHandlerErrors: handler errors map to TFTP codes without leaking
+// their text; an *Error is sent as it is.
+func TestHandlerErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want []byte
+	}{
+		{"not_found_is_1", fmt.Errorf("open /srv/secret/f: %w", fsErrNotExist), errPkt(1, "file not found")},
+		{"permission_is_2", fmt.Errorf("open /srv/secret/f: %w", fsErrPermission), errPkt(2, "access violation")},
+		{"other_is_0_without_text", fmt.Errorf("db at 10.1.2.3 down"), errPkt(0, "internal error")},
+		{"explicit_code_and_message", &gateway.Error{Code: 2, Message: "not for you"}, errPkt(2, "not for you")},
+		{"wrapped_explicit_error", fmt.Errorf("x: %w", &gateway.Error{Code: 0, Message: "server busy"}), errPkt(0, "server busy")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := gateway.HandlerFunc(func(context.Context, *gateway.Request) (gateway.Content, error) { return nil, tt.err })
+			ts := startServer(t, h, nil)
+			c := newClient(t, ts.addr)
+			c.rrq("f", "octet", "tsize", "0")
+			c.expect(tt.want)
+			c.expectNothing(100 * time.Millisecond)
+			if st := ts.nextStats(t); st.Outcome != gateway.OutcomeError {
+				t.Errorf("outcome %v, want error", st.Outcome)
+			}
+		})
+	}
+	t.Run("panic_is_error_0_and_server_survives", func(t *testing.T) {
+		h := gateway.HandlerFunc(func(_ context.Context, r *gateway.Request) (gateway.Content, error) {
+			if r.Path == "boom" {
+				panic("boom")
+			}
+			return gateway.BytesContent([]byte("x")), nil
+		})
+		ts := startServer(t, h, nil)
+		c := newClient(t, ts.addr)
+		c.rrq("boom", "octet")
+		c.expect(errPkt(0, "internal error"))
+		ts.nextStats(t)
+		c2 := newClient(t, ts.addr)
+		c2.rrq("ok", "octet")
+		c2.expect(data(1, []byte("x")))
+		c2.ack(1)
+		ts.nextStats(t)
+	})
+}
+
+// TestPathHygiene: the handler sees the normalised path; escapes are
+// refused with ERROR 2 before the handler runs.
+func TestPathHygiene(t *testing.T) {
+	tests := []struct {
+		raw  string
+		want string // "" means refused
+		code uint16
+	}{
+		{`\Boot\BCD`, "Boot/BCD", 0},
+		{`/boot\x64\wdsnbp.com`, "boot/x64/wdsnbp.com", 0},
+		{"//pxelinux.cfg//default", "pxelinux.cfg/default", 0},
+		{"pxelinux.0\xff\xff\xff", "pxelinux.0", 0},
+		{"a/./b/../c", "a/c", 0},
+		{"../etc/passwd", "", 2},
+		{"/../etc/passwd", "", 2},
+		{`..\..\windows`, "", 2},
+		{"a/../../b", "", 2},
+		{"/", "", 1},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("%q", tt.raw), func(t *testing.T) {
+			seen := make(chan [2]string, 1)
+			h := gateway.HandlerFunc(func(_ context.Context, r *gateway.Request) (gateway.Content, error) {
+				seen <- [2]string{r.RawPath, r.Path}
+				return gateway.BytesContent(nil), nil
+			})
+			ts := startServer(t, h, nil)
+			c := newClient(t, ts.addr)
+			c.rrq(tt.raw, "octet")
+			if tt.want == "" {
+				msg := "access violation"
+				if tt.code == 1 {
+					msg = "file not found"
+				}
+				c.expect(errPkt(tt.code, msg))
+				select {
+				case s := <-seen:
+					t.Fatalf("handler called with %q", s)
+				default:
+				}
+			} else {
+				c.expect(data(1, nil))
+				c.ack(1)
+				if s := <-seen; s != [2]string{tt.raw, tt.want} {
+					t.Errorf("handler saw %q, want raw %q, path %q", s, tt.raw, tt.want)
+				}
+			}
+			ts.nextStats(t)
+		})
+	}
+}

@@ -1,0 +1,341 @@
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/tftpgw/tftpgw/gateway/internal/wire"
+)
+
+// serverState is what a Server holds while it serves.
+type serverState struct {
+	mu        sync.Mutex
+	conf      *config
+	ctx       context.Context // cancelled to end the sessions still running
+	cancel    context.CancelFunc
+	listeners map[*listener]struct{}
+	active    map[sessionKey]struct{}
+	closed    bool
+	sessions  sync.WaitGroup
+	loops     sync.WaitGroup // stats loop
+	statsStop chan struct{}
+	idPrefix  string
+	nextID    atomic.Uint64
+	errCounts [9]atomic.Int64 // ERRORs sent, by code (0..8)
+
+	activeN, bytesSent, packetsSent, retransmits     atomic.Int64
+	outcomes                                         [5]atomic.Int64
+	malformed, unknownTID, writeRequests, duplicates atomic.Int64
+}
+
+// sessionKey identifies a running session, to ignore duplicate RRQs.
+type sessionKey struct {
+	client netip.AddrPort
+	file   string
+}
+
+func notFound(context.Context, *Request) (Content, error) {
+	return nil, &Error{Code: ErrFileNotFound, Message: "file not found"}
+}
+
+// init resolves the configuration on first use and starts the stats loop.
+// It returns nil once the server is closed.
+func (s *Server) init() *config {
+	st := &s.state
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.closed {
+		return nil
+	}
+	if st.conf == nil {
+		st.conf = s.resolve()
+		st.ctx, st.cancel = context.WithCancel(context.Background())
+		st.listeners = make(map[*listener]struct{})
+		st.active = make(map[sessionKey]struct{})
+		var id [4]byte
+		rand.Read(id[:])
+		st.idPrefix = hex.EncodeToString(id[:])
+		if st.conf.serverStats != nil {
+			st.statsStop = make(chan struct{})
+			st.loops.Add(1)
+			go s.statsLoop(st.conf)
+		}
+	}
+	return st.conf
+}
+
+// ListenAndServe listens on the UDP address s.Addr (":69" if empty) and
+// calls [Server.Serve]. It always returns a non-nil error.
+func (s *Server) ListenAndServe() error {
+	addr := s.Addr
+	if addr == "" {
+		addr = DefaultAddr
+	}
+	pc, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		if errors.Is(err, syscall.EACCES) {
+			return fmt.Errorf("gateway: listen %s: %w (ports below 1024 need root or CAP_NET_BIND_SERVICE)", addr, err)
+		}
+		return fmt.Errorf("gateway: listen %s: %w", addr, err)
+	}
+	return s.Serve(pc)
+}
+
+// Serve answers read requests arriving on pc, each in a session of its
+// own, until [Server.Shutdown] or [Server.Close]; it closes pc when it
+// returns. pc is normally a *net.UDPConn: then replies come from the
+// address each request was sent to. Serve may be called for several
+// sockets (say one per address family). It always returns a non-nil error,
+// [ErrServerClosed] after Shutdown or Close.
+func (s *Server) Serve(pc net.PacketConn) error {
+	c := s.init()
+	if c == nil {
+		pc.Close()
+		return ErrServerClosed
+	}
+	l := newListener(pc)
+	st := &s.state
+	st.mu.Lock()
+	if st.closed {
+		st.mu.Unlock()
+		pc.Close()
+		return ErrServerClosed
+	}
+	st.listeners[l] = struct{}{}
+	st.mu.Unlock()
+	defer func() {
+		st.mu.Lock()
+		delete(st.listeners, l)
+		st.mu.Unlock()
+		pc.Close()
+	}()
+
+	buf := make([]byte, 4096)
+	var backoff time.Duration
+	for {
+		n, src, dst, err := l.read(buf)
+		if err != nil {
+			if s.isClosed() {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM) {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				c.logger.Warn("read error; retrying", "err", err, "backoff", backoff)
+				time.Sleep(backoff)
+				continue
+			}
+			return fmt.Errorf("gateway: read: %w", err)
+		}
+		backoff = 0
+		s.handlePacket(c, l, buf[:n], src, dst)
+	}
+}
+
+func (s *Server) isClosed() bool {
+	s.state.mu.Lock()
+	defer s.state.mu.Unlock()
+	return s.state.closed
+}
+
+// handlePacket deals with one datagram on the listening socket. Nothing
+// but a request is answered there: junk is counted, never echoed.
+func (s *Server) handlePacket(c *config, l *listener, b []byte, src netip.AddrPort, dst netip.Addr) {
+	st := &s.state
+	op, err := wire.PacketOpcode(b)
+	if err != nil || (op != wire.OpRRQ && op != wire.OpWRQ) {
+		st.malformed.Add(1)
+		return
+	}
+	if dst.Is4() && dst == netip.AddrFrom4([4]byte{255, 255, 255, 255}) || dst.IsMulticast() {
+		return // RFC 1123 4.2.3.5: a broadcast request is ignored
+	}
+	req, err := wire.ParseRequest(b)
+	if err != nil {
+		st.malformed.Add(1)
+		return
+	}
+	if op == wire.OpWRQ {
+		st.writeRequests.Add(1)
+		l.replyError(src, dst, ErrAccessViolation, "read-only server")
+		return
+	}
+	if req.Mode != "octet" && req.Mode != "netascii" {
+		st.malformed.Add(1)
+		l.replyError(src, dst, ErrIllegalOperation, "unknown transfer mode")
+		return
+	}
+	key := sessionKey{client: src, file: req.Filename}
+	st.mu.Lock()
+	if _, dup := st.active[key]; dup || st.closed {
+		st.mu.Unlock()
+		if dup {
+			st.duplicates.Add(1)
+		}
+		return
+	}
+	st.active[key] = struct{}{}
+	st.sessions.Add(1)
+	st.mu.Unlock()
+	st.activeN.Add(1)
+
+	local := netip.AddrPortFrom(dst, l.port)
+	go s.startSession(c, key, req, src, local)
+}
+
+// startSession runs on the session's goroutine: it opens the session's
+// socket, normalises the path and runs the transfer.
+func (s *Server) startSession(c *config, key sessionKey, wr wire.Request, src, local netip.AddrPort) {
+	st := &s.state
+	ctx, cancel := context.WithCancel(st.ctx)
+	defer cancel()
+	id := st.idPrefix + "-" + strconv.FormatUint(st.nextID.Add(1), 10)
+	opts := make([]Option, len(wr.Options))
+	for i, o := range wr.Options {
+		opts[i] = Option(o)
+	}
+	sess := &session{
+		srv: s,
+		c:   c,
+		ctx: ctx,
+		key: key,
+		req: Request{
+			SessionID:  id,
+			RawPath:    wr.Filename,
+			Mode:       wr.Mode,
+			Options:    opts,
+			RemoteAddr: src,
+			LocalAddr:  local,
+		},
+	}
+	sess.st = SessionStats{
+		SessionID:        id,
+		RemoteAddr:       src,
+		LocalAddr:        local,
+		RawPath:          wr.Filename,
+		Mode:             wr.Mode,
+		RequestedOptions: opts,
+		BlockSize:        wire.DefaultBlockSize,
+		WindowSize:       1,
+		TransferSize:     -1,
+		Start:            time.Now(),
+	}
+	conn, client, err := listenSession(local.Addr(), src)
+	if err != nil {
+		c.logger.Error("cannot open session socket", "session", id, "client", src, "err", err)
+		sess.conn = closedConn{}
+		sess.st.Outcome = OutcomeError
+		sess.err = err
+		sess.finish()
+		return
+	}
+	sess.conn, sess.client = conn, client
+	stop := context.AfterFunc(ctx, func() { conn.SetReadDeadline(time.Unix(1, 0)) })
+	defer stop()
+
+	p, err := CleanPath(wr.Filename)
+	if err != nil {
+		sess.err = err
+		e := &Error{Code: ErrFileNotFound, Message: "file not found"}
+		if errors.Is(err, errPathEscapes) || errors.Is(err, errPathNUL) {
+			e = &Error{Code: ErrAccessViolation, Message: "access violation"}
+		}
+		sess.fail(e)
+		sess.finish()
+		return
+	}
+	sess.req.Path, sess.st.Path = p, p
+	sess.run()
+}
+
+// sessionDone is called by a session's finish.
+func (st *serverState) sessionDone(s *session) {
+	st.activeN.Add(-1)
+	st.bytesSent.Add(s.st.BytesSent)
+	st.packetsSent.Add(s.st.PacketsSent)
+	st.retransmits.Add(s.st.Retransmits)
+	if o := s.st.Outcome; o >= 0 && int(o) < len(st.outcomes) {
+		st.outcomes[o].Add(1)
+	}
+	if e := s.st.ErrorSent; e != nil && int(e.Code) < len(st.errCounts) {
+		st.errCounts[e.Code].Add(1)
+	}
+	st.mu.Lock()
+	delete(st.active, s.key)
+	st.mu.Unlock()
+	st.sessions.Done()
+}
+
+// Shutdown stops the server gracefully: it closes the listening sockets,
+// so no new session starts, and waits for the running sessions to end. If
+// ctx ends first, the remaining sessions are sent ERROR 0 "server shutting
+// down" and ended, and Shutdown returns ctx's error once they are gone.
+func (s *Server) Shutdown(ctx context.Context) error {
+	st := s.closeListeners()
+	done := make(chan struct{})
+	go func() {
+		st.sessions.Wait()
+		close(done)
+	}()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = ctx.Err()
+		st.cancelSessions()
+		<-done
+	}
+	s.stopStats()
+	return err
+}
+
+// Close stops the server at once: listening sockets are closed and every
+// running session is sent ERROR 0 "server shutting down". It returns when
+// the sessions have ended.
+func (s *Server) Close() error {
+	st := s.closeListeners()
+	st.cancelSessions()
+	st.sessions.Wait()
+	s.stopStats()
+	return nil
+}
+
+func (s *Server) closeListeners() *serverState {
+	st := &s.state
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.closed = true
+	for l := range st.listeners {
+		l.close()
+	}
+	return st
+}
+
+func (st *serverState) cancelSessions() {
+	st.mu.Lock()
+	cancel := st.cancel
+	st.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+}
+
+// closedConn stands in for a session socket that could not be opened.
+type closedConn struct{}
+
+func (closedConn) ReadFromUDPAddrPort([]byte) (int, netip.AddrPort, error) {
+	return 0, netip.AddrPort{}, net.ErrClosed
+}
+func (closedConn) WriteToUDPAddrPort([]byte, netip.AddrPort) (int, error) { return 0, net.ErrClosed }
+func (closedConn) SetReadDeadline(time.Time) error                        { return nil }
+func (closedConn) Close() error                                           { return nil }

@@ -1,0 +1,61 @@
+package gateway
+
+import "time"
+
+// Stats returns the server-wide counters now.
+func (s *Server) Stats() ServerStats {
+	st := &s.state
+	r := ServerStats{
+		Time:              time.Now(),
+		ActiveSessions:    st.activeN.Load(),
+		BytesSent:         st.bytesSent.Load(),
+		PacketsSent:       st.packetsSent.Load(),
+		Retransmits:       st.retransmits.Load(),
+		MalformedPackets:  st.malformed.Load(),
+		UnknownTIDPackets: st.unknownTID.Load(),
+		WriteRequests:     st.writeRequests.Load(),
+		DuplicateRequests: st.duplicates.Load(),
+		ErrorsSent:        make(map[ErrorCode]int64),
+	}
+	for i := range st.outcomes {
+		r.Sessions[i] = st.outcomes[i].Load()
+	}
+	for i := range st.errCounts {
+		if n := st.errCounts[i].Load(); n > 0 {
+			r.ErrorsSent[ErrorCode(i)] = n
+		}
+	}
+	return r
+}
+
+func (s *Server) statsLoop(c *config) {
+	defer s.state.loops.Done()
+	t := time.NewTicker(c.statsInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-s.state.statsStop:
+			r := s.Stats()
+			r.Interval = c.statsInterval
+			c.serverStats(r)
+			return
+		}
+		r := s.Stats()
+		r.Interval = c.statsInterval
+		c.serverStats(r)
+	}
+}
+
+// stopStats ends the stats loop after one last report.
+func (s *Server) stopStats() {
+	st := &s.state
+	st.mu.Lock()
+	ch := st.statsStop
+	st.statsStop = nil
+	st.mu.Unlock()
+	if ch != nil {
+		close(ch)
+	}
+	st.loops.Wait()
+}

@@ -1,0 +1,415 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"time"
+
+	"github.com/tftpgw/tftpgw/gateway/internal/netascii"
+	"github.com/tftpgw/tftpgw/gateway/internal/wire"
+)
+
+// sessionConn is the session's own UDP socket (its transfer ID).
+// *net.UDPConn implements it; tests substitute fakes.
+type sessionConn interface {
+	ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error)
+	WriteToUDPAddrPort(b []byte, addr netip.AddrPort) (int, error)
+	SetReadDeadline(t time.Time) error
+	Close() error
+}
+
+const (
+	recvBufSize    = wire.MaxRequestSize + wire.HeaderSize // ACKs and ERRORs; longer ones are cut
+	scratchBufSize = 128                                   // outgoing ERRORs
+)
+
+// errShutdown ends sessions that are still running when a forced shutdown
+// comes.
+var errShutdown = &Error{Code: ErrNotDefined, Message: "server shutting down"}
+
+// session is one read transfer. All of its fields are owned by the
+// goroutine running [session.run].
+type session struct {
+	srv    *Server
+	c      *config
+	conn   sessionConn
+	ctx    context.Context
+	key    sessionKey
+	client netip.AddrPort
+	req    Request
+	st     SessionStats
+
+	p       params
+	content Content
+	r       io.Reader
+
+	buf      *[]byte // pooled: recv | scratch | window slots
+	rbuf     []byte
+	scratch  []byte
+	win      []byte
+	slotSize int
+	slotLen  []int
+
+	acked  uint64 // last block acknowledged (absolute, 1-based)
+	read   uint64 // last block read into the window
+	sentTo uint64 // highest block sent so far
+	last   uint64 // final block; 0 until the content's end is seen
+
+	err error // the internal cause of a failure, for the log only
+}
+
+// run performs the session and reports it. It never panics.
+func (s *session) run() {
+	defer s.finish()
+	defer func() {
+		if v := recover(); v != nil {
+			s.c.logger.Error("session panic", "session", s.req.SessionID, "panic", v)
+			s.fail(fmt.Errorf("gateway: panic: %v", v))
+		}
+	}()
+
+	content, err := s.c.handler.ServeTFTP(s.ctx, &s.req)
+	if err != nil {
+		s.fail(err)
+		return
+	}
+	if content == nil {
+		s.fail(errors.New("gateway: handler returned no content and no error"))
+		return
+	}
+	s.content = content
+	size := content.Size()
+	s.r = content
+	if s.req.Mode == "netascii" {
+		s.r = netascii.NewReader(content)
+		size = -1 // the converted length is not known before reading
+	}
+	s.st.TransferSize = size
+	s.p = negotiate(s.req.Options, size, s.c)
+	s.st.BlockSize, s.st.WindowSize = s.p.blksize, s.p.windowsize
+	for _, o := range s.p.oack {
+		s.st.NegotiatedOptions = append(s.st.NegotiatedOptions, Option(o))
+	}
+	s.allocBuffers()
+
+	if len(s.p.oack) > 0 && !s.sendOACK() {
+		return
+	}
+	s.transfer()
+}
+
+func (s *session) allocBuffers() {
+	s.slotSize = wire.HeaderSize + s.p.blksize
+	n := recvBufSize + scratchBufSize + s.p.windowsize*s.slotSize
+	s.buf = getBuf(n)
+	b := *s.buf
+	s.rbuf = b[:recvBufSize:recvBufSize]
+	s.scratch = b[recvBufSize : recvBufSize : recvBufSize+scratchBufSize]
+	s.win = b[recvBufSize+scratchBufSize : n]
+	s.slotLen = make([]int, s.p.windowsize)
+}
+
+// sendOACK sends the OACK and waits for ACK 0 (RFC 2347), resending the
+// OACK on timeout. It reports whether the transfer goes on.
+func (s *session) sendOACK() bool {
+	pkt := wire.AppendOACK(nil, s.p.oack)
+	s.send(pkt)
+	retries := 0
+	deadline := time.Now().Add(s.p.timeout)
+	for {
+		n, ok := s.recv(deadline, &retries, func() { s.send(pkt); s.st.Retransmits++ })
+		if !ok {
+			return false
+		}
+		b := s.rbuf[:n]
+		op, _ := wire.PacketOpcode(b)
+		switch op {
+		case wire.OpACK:
+			blk, err := wire.ParseAck(b)
+			if err == nil && blk == 0 {
+				return true
+			}
+			s.st.DuplicateAcks++
+		case wire.OpERROR:
+			s.clientError(b)
+			return false
+		}
+	}
+}
+
+// transfer sends the content in windows (RFC 7440; windowsize 1 is the
+// lock-step of RFC 1350). A window restarts right after the last
+// acknowledged block, on a new ACK or on timeout; an ACK that acknowledges
+// nothing new never causes a send (RFC 1123 4.2.3.1).
+func (s *session) transfer() {
+	if err := s.fill(); err != nil {
+		s.fail(err)
+		return
+	}
+	s.sendWindow()
+	retries := 0
+	deadline := time.Now().Add(s.p.timeout)
+	for {
+		n, ok := s.recv(deadline, &retries, s.sendWindow)
+		if !ok {
+			return
+		}
+		b := s.rbuf[:n]
+		op, _ := wire.PacketOpcode(b)
+		switch op {
+		case wire.OpACK:
+			blk, err := wire.ParseAck(b)
+			if err != nil {
+				continue
+			}
+			abs, ok := s.resolve(blk)
+			if !ok {
+				s.st.DuplicateAcks++
+				continue
+			}
+			for a := s.acked + 1; a <= abs; a++ {
+				s.st.BytesAcked += int64(s.slotLen[s.slotIndex(a)] - wire.HeaderSize)
+			}
+			s.acked = abs
+			if s.acked == s.last {
+				s.st.Outcome = OutcomeOK
+				return
+			}
+			retries = 0
+			if err := s.fill(); err != nil {
+				s.fail(err)
+				return
+			}
+			s.sendWindow()
+			deadline = time.Now().Add(s.p.timeout)
+		case wire.OpERROR:
+			s.clientError(b)
+			return
+		}
+	}
+}
+
+// recv waits for the next packet from the client until deadline. On a
+// timeout it calls resend, up to the retry budget; packets from other
+// transfer IDs get ERROR 5 and do not move the deadline. It returns false
+// when the session is over (the outcome is then set).
+func (s *session) recv(deadline time.Time, retries *int, resend func()) (int, bool) {
+	for {
+		s.conn.SetReadDeadline(deadline)
+		if s.ctx.Err() != nil {
+			s.sendError(errShutdown)
+			s.st.Outcome = OutcomeError
+			return 0, false
+		}
+		n, from, err := s.conn.ReadFromUDPAddrPort(s.rbuf)
+		if err != nil {
+			if !errors.Is(err, os.ErrDeadlineExceeded) {
+				if s.ctx.Err() == nil {
+					s.fail(fmt.Errorf("gateway: read: %w", err))
+				}
+				continue // the context check above ends the session
+			}
+			if s.ctx.Err() != nil {
+				continue
+			}
+			if *retries >= s.c.retries {
+				s.st.Outcome = OutcomeTimeout
+				return 0, false
+			}
+			*retries++
+			resend()
+			deadline = time.Now().Add(s.p.timeout)
+			continue
+		}
+		if from.Addr().Unmap() != s.client.Addr() || from.Port() != s.client.Port() {
+			s.unknownTID(from)
+			continue
+		}
+		return n, true
+	}
+}
+
+// resolve maps a 16-bit block number of an ACK to the absolute block
+// within (acked, sentTo], the only blocks it can newly acknowledge.
+// Block numbers roll over from 65535 to 0.
+func (s *session) resolve(blk uint16) (uint64, bool) {
+	abs := s.acked + uint64(blk-uint16(s.acked))
+	if abs <= s.acked || abs > s.sentTo {
+		return 0, false
+	}
+	return abs, true
+}
+
+func (s *session) slotIndex(abs uint64) int { return int(abs % uint64(s.p.windowsize)) }
+
+func (s *session) slot(abs uint64) []byte {
+	i := s.slotIndex(abs) * s.slotSize
+	return s.win[i : i+s.slotSize]
+}
+
+// fill reads blocks from the content until the window after the last
+// acknowledged block is full or the content has ended.
+func (s *session) fill() error {
+	limit := s.acked + uint64(s.p.windowsize)
+	for s.read < limit && (s.last == 0 || s.read < s.last) {
+		abs := s.read + 1
+		pkt := s.slot(abs)
+		wire.AppendDataHeader(pkt[:0], uint16(abs))
+		n, err := io.ReadFull(s.r, pkt[wire.HeaderSize:])
+		switch {
+		case err == io.EOF || err == io.ErrUnexpectedEOF:
+			s.last = abs
+		case err != nil:
+			return fmt.Errorf("gateway: reading content: %w", err)
+		}
+		s.slotLen[s.slotIndex(abs)] = wire.HeaderSize + n
+		s.read = abs
+	}
+	return nil
+}
+
+// sendWindow sends the blocks after the last acknowledged one that are in
+// the window.
+func (s *session) sendWindow() {
+	for abs := s.acked + 1; abs <= s.read; abs++ {
+		pkt := s.slot(abs)[:s.slotLen[s.slotIndex(abs)]]
+		if s.st.TimeToFirstData == 0 {
+			s.st.TimeToFirstData = max(time.Since(s.st.Start), 1)
+		}
+		s.send(pkt)
+		s.st.BytesSent += int64(len(pkt) - wire.HeaderSize)
+		if abs <= s.sentTo {
+			s.st.Retransmits++
+		} else {
+			s.sentTo = abs
+		}
+	}
+}
+
+func (s *session) send(pkt []byte) {
+	s.st.PacketsSent++
+	if _, err := s.conn.WriteToUDPAddrPort(pkt, s.client); err != nil {
+		s.c.logger.Debug("send failed", "session", s.req.SessionID, "err", err)
+	}
+}
+
+func (s *session) sendError(e *Error) {
+	s.st.ErrorSent = e
+	s.send(wire.AppendError(s.scratchBuf(), uint16(e.Code), e.Message))
+}
+
+func (s *session) scratchBuf() []byte {
+	if s.scratch == nil {
+		s.scratch = make([]byte, 0, scratchBufSize)
+	}
+	return s.scratch[:0]
+}
+
+// fail ends the session with the ERROR that err maps to.
+func (s *session) fail(err error) {
+	e := ErrorFor(err)
+	if s.st.ErrorSent == nil {
+		s.sendError(e)
+	}
+	s.st.Outcome = OutcomeError
+	if _, ok := errors.AsType[*Error](err); !ok {
+		s.err = err
+	}
+}
+
+// clientError ends the session silently: an ERROR is never answered with
+// an ERROR (RFC 1350 section 7). One before any block beyond the first was
+// acknowledged is a probe (the UEFI size query, the Raspberry Pi's early
+// terminate).
+func (s *session) clientError(b []byte) {
+	code, msg, _ := wire.ParseError(b)
+	s.st.ErrorReceived = &Error{Code: ErrorCode(code), Message: msg}
+	if s.acked <= 1 {
+		s.st.Outcome = OutcomeProbe
+	} else {
+		s.st.Outcome = OutcomeAborted
+	}
+}
+
+// unknownTID answers a packet from a stranger with ERROR 5 at its source
+// and goes on with the transfer (RFC 1350 section 4).
+func (s *session) unknownTID(from netip.AddrPort) {
+	s.srv.state.unknownTID.Add(1)
+	pkt := wire.AppendError(s.scratchBuf(), uint16(ErrUnknownTID), "unknown transfer ID")
+	s.conn.WriteToUDPAddrPort(pkt, from)
+}
+
+// finish closes what the session holds, logs one line and reports stats.
+func (s *session) finish() {
+	if s.content != nil {
+		if err := s.content.Close(); err != nil {
+			s.c.logger.Debug("content close", "session", s.req.SessionID, "err", err)
+		}
+	}
+	s.conn.Close()
+	if s.buf != nil {
+		putBuf(s.buf)
+		s.buf, s.rbuf, s.scratch, s.win = nil, nil, nil, nil
+	}
+	s.st.Duration = time.Since(s.st.Start)
+	s.log()
+	s.srv.state.sessionDone(s)
+	if s.c.sessionStats != nil {
+		s.c.sessionStats(s.st)
+	}
+}
+
+func (s *session) log() {
+	attrs := []slog.Attr{
+		slog.String("session", s.st.SessionID),
+		slog.String("client", s.st.RemoteAddr.String()),
+		slog.String("local", s.st.LocalAddr.String()),
+		slog.String("path", s.st.Path),
+		slog.String("mode", s.st.Mode),
+		slog.String("outcome", s.st.Outcome.String()),
+		slog.Int64("bytes", s.st.BytesAcked),
+		slog.Int("blksize", s.st.BlockSize),
+		slog.Int("windowsize", s.st.WindowSize),
+		slog.Int64("retransmits", s.st.Retransmits),
+		slog.Duration("duration", s.st.Duration),
+	}
+	if e := s.st.ErrorSent; e != nil {
+		attrs = append(attrs, slog.Int("error_code", int(e.Code)), slog.String("error", e.Message))
+	}
+	if e := s.st.ErrorReceived; e != nil {
+		attrs = append(attrs, slog.Int("client_error_code", int(e.Code)), slog.String("client_error", e.Message))
+	}
+	if s.err != nil {
+		attrs = append(attrs, slog.String("cause", s.err.Error()))
+	}
+	s.c.logger.LogAttrs(context.Background(), slog.LevelInfo, "session end", attrs...)
+}
+
+// listenSession opens a session's socket on the address the request was
+// sent to, so that replies come from it (RFC 1350 section 4).
+func listenSession(local netip.Addr, client netip.AddrPort) (*net.UDPConn, netip.AddrPort, error) {
+	network := "udp6"
+	if client.Addr().Is4In6() || client.Addr().Is4() {
+		network = "udp4"
+		client = netip.AddrPortFrom(client.Addr().Unmap(), client.Port())
+		if local.Is4In6() {
+			local = local.Unmap()
+		}
+		if !local.Is4() {
+			local = netip.IPv4Unspecified()
+		}
+	} else if !local.Is6() || local.Is4In6() {
+		local = netip.IPv6Unspecified()
+	}
+	c, err := net.ListenUDP(network, net.UDPAddrFromAddrPort(netip.AddrPortFrom(local, 0)))
+	if err != nil {
+		return nil, client, fmt.Errorf("gateway: session socket on %s: %w", local, err)
+	}
+	return c, client, nil
+}

@@ -1,0 +1,93 @@
+package gateway
+
+import (
+	"net/netip"
+	"time"
+)
+
+// Outcome classifies how a session ended.
+type Outcome int
+
+const (
+	// OutcomeOK: the final block was acknowledged (an ERROR from the
+	// client after that still counts as success).
+	OutcomeOK Outcome = iota
+	// OutcomeError: the server ended the session with an ERROR (not found,
+	// access, backend failure, busy, shutdown).
+	OutcomeError
+	// OutcomeProbe: the client ended the session right after the OACK or
+	// DATA 1, as UEFI's size query and the Raspberry Pi boot ROM do.
+	OutcomeProbe
+	// OutcomeAborted: the client ended the session with an ERROR later on.
+	OutcomeAborted
+	// OutcomeTimeout: the client stopped answering.
+	OutcomeTimeout
+)
+
+var outcomeNames = [...]string{"ok", "error", "probe", "aborted", "timeout"}
+
+func (o Outcome) String() string {
+	if int(o) < len(outcomeNames) && o >= 0 {
+		return outcomeNames[o]
+	}
+	return "unknown"
+}
+
+// SessionStats describes one finished session. It is passed to
+// [Server.SessionStats] once per session, including sessions refused with
+// an ERROR before any data was sent.
+type SessionStats struct {
+	SessionID  string
+	RemoteAddr netip.AddrPort
+	LocalAddr  netip.AddrPort
+
+	RawPath string
+	Path    string
+	Mode    string
+
+	// RequestedOptions are the options of the RRQ; NegotiatedOptions are
+	// those acknowledged in the OACK (empty when no OACK was sent).
+	RequestedOptions  []Option
+	NegotiatedOptions []Option
+
+	BlockSize    int
+	WindowSize   int
+	TransferSize int64 // content size, -1 if unknown
+
+	Outcome Outcome
+
+	// ErrorSent is the ERROR the server sent, if any; ErrorReceived is the
+	// ERROR the client sent, if any.
+	ErrorSent     *Error
+	ErrorReceived *Error
+
+	BytesSent     int64 // payload bytes of all DATA packets, retransmits included
+	BytesAcked    int64 // payload bytes the client acknowledged
+	PacketsSent   int64 // every packet sent: OACK, DATA and ERROR
+	Retransmits   int64 // packets sent again after a timeout
+	DuplicateAcks int64 // ACKs that acknowledged nothing new
+
+	Start           time.Time
+	Duration        time.Duration
+	TimeToFirstData time.Duration // from the RRQ to the first DATA sent; 0 if none
+}
+
+// ServerStats are the server-wide counters passed to [Server.ServerStats]
+// every [Server.StatsInterval]. Counters are totals since the server
+// started; Interval-scoped deltas are the difference of two reports.
+type ServerStats struct {
+	Time     time.Time
+	Interval time.Duration
+
+	ActiveSessions int64
+	Sessions       [5]int64 // by Outcome
+	BytesSent      int64
+	PacketsSent    int64
+	Retransmits    int64
+	ErrorsSent     map[ErrorCode]int64
+
+	MalformedPackets  int64 // dropped on the listening port
+	UnknownTIDPackets int64 // answered with ERROR 5
+	WriteRequests     int64 // refused with ERROR 2
+	DuplicateRequests int64 // RRQs ignored because their session runs
+}
