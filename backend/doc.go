@@ -1,0 +1,33 @@
+// Package backend is the Go SDK for tftpgw content services: it serves a
+// [gateway.Handler] as a tftpgw.v1.ContentService over gRPC, so that one
+// piece of logic runs either in-process in the edge (as the handler of a
+// [gateway.Server]) or behind gRPC (with [NewServer] or [Service]).
+//
+// For every Read call, [Service] builds a [gateway.Request] from the
+// ReadRequest, calls the handler with the call's context, and streams the
+// returned [gateway.Content]:
+//
+//  1. The handler's error, if any, becomes a gRPC status (see [Status]).
+//  2. If the request has if_match, the content's ETag (from
+//     [gateway.InfoContent]) must equal it, or the call fails with
+//     FAILED_PRECONDITION.
+//  3. If the request has an offset and the content is an [io.Seeker], it
+//     is seeked to the offset.
+//  4. The header is sent: the full size from [gateway.Content.Size] (absent
+//     when -1), and the ETag and max age from [gateway.InfoContent].
+//  5. If the request has an offset and the content is not an io.Seeker,
+//     that many bytes are read and discarded.
+//  6. The rest is sent in data chunks of [Service.ChunkSize] bytes (the
+//     last one may be shorter), and the call ends with OK at end of file.
+//
+// The content is closed when the call ends, or as soon as the call's
+// context is cancelled (the edge cancels when the TFTP session ends), so a
+// Read blocked on a network source returns. Close may therefore be called
+// while a Read is in progress; it is still called exactly once.
+//
+// Content that can start at an offset more cheaply than by reading, such as
+// an HTTP download that re-issues a Range request, implements io.Seeker. A
+// content that finds, while seeking or reading, that its source changed
+// returns an error wrapping [ErrETagMismatch], which becomes
+// FAILED_PRECONDITION.
+package backend

@@ -1,0 +1,124 @@
+package backend
+
+import (
+	"context"
+	"crypto/subtle"
+	"crypto/tls"
+	"log/slog"
+	"runtime/debug"
+
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/selector"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+
+	"github.com/tftpgw/tftpgw/gateway"
+	tftpgwv1 "github.com/tftpgw/tftpgw/proto/tftpgw/v1"
+)
+
+// Config configures the server made by [NewServer]. Its zero value serves
+// without TLS or authentication and logs to slog.Default().
+type Config struct {
+	// Token, if not empty, is the bearer token every call must carry in
+	// its "authorization: Bearer TOKEN" metadata; other calls fail with
+	// UNAUTHENTICATED. It is compared in constant time. The health service
+	// is exempt, so that load balancers can probe without it.
+	Token string
+
+	// TLS, if not nil, makes the server use TLS with this configuration.
+	// Set ClientAuth to tls.RequireAndVerifyClientCert and ClientCAs for
+	// mutual TLS.
+	TLS *tls.Config
+
+	// Logger receives one line per finished call and every recovered
+	// panic; slog.Default() if nil.
+	Logger *slog.Logger
+
+	// ChunkSize is the [Service.ChunkSize]; 64 KiB if zero.
+	ChunkSize int
+
+	// ServerOptions are appended to the options NewServer uses, for
+	// example grpc.MaxConcurrentStreams or a stats handler.
+	ServerOptions []grpc.ServerOption
+}
+
+// NewServer returns a gRPC server that serves h as the
+// tftpgw.v1.ContentService, with the grpc.health.v1 health service
+// reporting SERVING (for the whole server and for the ContentService) and
+// the reflection service.
+//
+// Every call goes through these interceptors, the first being the
+// outermost: logging of finished calls through cfg.Logger, bearer-token
+// authentication when cfg.Token is set (except for the health service),
+// and panic recovery, which turns a panic in the handler or its content
+// into INTERNAL and logs it with its stack; the server keeps serving.
+//
+// Stop the server with GracefulStop or Stop.
+func NewServer(h gateway.Handler, cfg Config) *grpc.Server {
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	logFunc := logging.LoggerFunc(func(ctx context.Context, lvl logging.Level, msg string, fields ...any) {
+		logger.Log(ctx, slog.Level(lvl), msg, fields...)
+	})
+	recoveryOpt := recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
+		logger.ErrorContext(ctx, "backend: panic serving call", "panic", p, "stack", string(debug.Stack()))
+		return status.Error(codes.Internal, "internal error")
+	})
+	logOpt := logging.WithLogOnEvents(logging.FinishCall)
+
+	unary := []grpc.UnaryServerInterceptor{logging.UnaryServerInterceptor(logFunc, logOpt)}
+	stream := []grpc.StreamServerInterceptor{logging.StreamServerInterceptor(logFunc, logOpt)}
+	if cfg.Token != "" {
+		authFunc := bearerAuth(cfg.Token)
+		notHealth := selector.MatchFunc(func(_ context.Context, c interceptors.CallMeta) bool {
+			return c.Service != healthpb.Health_ServiceDesc.ServiceName
+		})
+		unary = append(unary, selector.UnaryServerInterceptor(auth.UnaryServerInterceptor(authFunc), notHealth))
+		stream = append(stream, selector.StreamServerInterceptor(auth.StreamServerInterceptor(authFunc), notHealth))
+	}
+	unary = append(unary, recovery.UnaryServerInterceptor(recoveryOpt))
+	stream = append(stream, recovery.StreamServerInterceptor(recoveryOpt))
+
+	opts := []grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(unary...),
+		grpc.ChainStreamInterceptor(stream...),
+	}
+	if cfg.TLS != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg.TLS)))
+	}
+	opts = append(opts, cfg.ServerOptions...)
+
+	srv := grpc.NewServer(opts...)
+	tftpgwv1.RegisterContentServiceServer(srv, &Service{Handler: h, ChunkSize: cfg.ChunkSize})
+	hs := health.NewServer()
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	hs.SetServingStatus(tftpgwv1.ContentService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	healthpb.RegisterHealthServer(srv, hs)
+	reflection.Register(srv)
+	return srv
+}
+
+// bearerAuth returns an auth function accepting only token.
+func bearerAuth(token string) auth.AuthFunc {
+	want := []byte(token)
+	return func(ctx context.Context) (context.Context, error) {
+		got, err := auth.AuthFromMD(ctx, "bearer")
+		if err != nil {
+			return nil, err
+		}
+		if subtle.ConstantTimeCompare([]byte(got), want) != 1 {
+			return nil, status.Error(codes.Unauthenticated, "invalid token")
+		}
+		return ctx, nil
+	}
+}

@@ -1,0 +1,255 @@
+// Command tftp-backend is the reference tftpgw content service: it serves
+// the tftpgw.v1.ContentService over gRPC from a directory, from rendered
+// per-machine templates, or from an HTTP repository.
+//
+// Usage:
+//
+//	tftp-backend [flags]
+//
+// Sources, tried in this order for every request; a source that does not
+// have the file (TFTP error 1) passes the request to the next one, any
+// other error is final:
+//
+//	-templates DIR      render DIR's Go text/template files for per-machine
+//	                    GRUB, PXELINUX or iPXE configs (see below)
+//	-root DIR           serve the regular files under DIR (symbolic links
+//	                    and ".." cannot leave it)
+//	-http-upstream URL  stream URL/PATH from an HTTP repository, resuming
+//	                    with Range requests
+//
+// At least one source is required. A request for P uses the template
+// P.tmpl; if P's base name holds a MAC address (pxelinux.cfg/01-aa-bb-...,
+// grub.cfg-01-aa-bb-...), the same name with the MAC replaced by "{mac}"
+// (pxelinux.cfg/01-{mac}.tmpl), then default.tmpl in P's directory.
+// Templates see .ClientIP, .ClientPort, .LocalIP, .LocalPort, .MAC
+// ("aa:bb:cc:dd:ee:ff"), .Path, .RawPath, .Mode and .Options.
+//
+// Server flags:
+//
+//	-listen ADDR       TCP address to serve gRPC on (default 127.0.0.1:50051)
+//	-tls-cert FILE     serve TLS with this certificate (PEM) ...
+//	-tls-key FILE      ... and key
+//	-client-ca FILE    require client certificates signed by these CAs (mTLS)
+//	-token-file FILE   require "authorization: Bearer TOKEN" with the token
+//	                   in FILE (the health service is exempt)
+//	-log-format FMT    text or json (default text)
+//
+// It also serves grpc.health.v1 and reflection. SIGINT or SIGTERM stop it
+// gracefully: running calls get 10 seconds to finish.
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/tftpgw/tftpgw/backend"
+	"github.com/tftpgw/tftpgw/cmd/tftp-backend/internal/httpupstream"
+	"github.com/tftpgw/tftpgw/cmd/tftp-backend/internal/templates"
+	"github.com/tftpgw/tftpgw/gateway"
+)
+
+// stopTimeout is how long a graceful stop waits for running calls.
+const stopTimeout = 10 * time.Second
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stderr, nil); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "tftp-backend:", err)
+		}
+		os.Exit(2)
+	}
+}
+
+// config is the parsed command line.
+type config struct {
+	listen, root, templates, httpUpstream string
+	tlsCert, tlsKey, clientCA, tokenFile  string
+	logFormat                             string
+}
+
+func parseFlags(args []string, stderr io.Writer) (*config, error) {
+	var c config
+	fs := flag.NewFlagSet("tftp-backend", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.listen, "listen", "127.0.0.1:50051", "TCP `address` to serve gRPC on")
+	fs.StringVar(&c.root, "root", "", "serve the files under `dir`")
+	fs.StringVar(&c.templates, "templates", "", "render the Go templates in `dir` (tried before -root)")
+	fs.StringVar(&c.httpUpstream, "http-upstream", "", "stream files from the HTTP repository at `url` (tried after -root)")
+	fs.StringVar(&c.tlsCert, "tls-cert", "", "TLS certificate `file` (PEM)")
+	fs.StringVar(&c.tlsKey, "tls-key", "", "TLS key `file` (PEM)")
+	fs.StringVar(&c.clientCA, "client-ca", "", "require client certificates signed by the CAs in `file` (mTLS)")
+	fs.StringVar(&c.tokenFile, "token-file", "", "require the bearer token in `file`")
+	fs.StringVar(&c.logFormat, "log-format", "text", "log `format`: text or json")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	switch {
+	case fs.NArg() > 0:
+		return nil, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	case c.root == "" && c.templates == "" && c.httpUpstream == "":
+		return nil, errors.New("no source: set -templates, -root or -http-upstream")
+	case (c.tlsCert == "") != (c.tlsKey == ""):
+		return nil, errors.New("-tls-cert and -tls-key go together")
+	case c.clientCA != "" && c.tlsCert == "":
+		return nil, errors.New("-client-ca needs -tls-cert and -tls-key")
+	case c.logFormat != "text" && c.logFormat != "json":
+		return nil, fmt.Errorf("-log-format %q: want text or json", c.logFormat)
+	}
+	return &c, nil
+}
+
+// run serves until ctx is cancelled. If ready is not nil it is called with
+// the listening address once the server accepts calls.
+func run(ctx context.Context, args []string, stderr io.Writer, ready func(net.Addr)) error {
+	c, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	var logger *slog.Logger
+	if c.logFormat == "json" {
+		logger = slog.New(slog.NewJSONHandler(stderr, nil))
+	} else {
+		logger = slog.New(slog.NewTextHandler(stderr, nil))
+	}
+
+	h, closeSources, err := sources(c)
+	if err != nil {
+		return err
+	}
+	defer closeSources()
+
+	cfg := backend.Config{Logger: logger}
+	if cfg.TLS, err = tlsConfig(c); err != nil {
+		return err
+	}
+	if c.tokenFile != "" {
+		b, err := os.ReadFile(c.tokenFile)
+		if err != nil {
+			return fmt.Errorf("token: %w", err)
+		}
+		if cfg.Token = strings.TrimSpace(string(b)); cfg.Token == "" {
+			return fmt.Errorf("token: %s is empty", c.tokenFile)
+		}
+	}
+
+	lis, err := net.Listen("tcp", c.listen)
+	if err != nil {
+		return err
+	}
+	srv := backend.NewServer(h, cfg)
+	logger.Info("tftp-backend serving", "addr", lis.Addr().String(), "templates", c.templates, "root", c.root,
+		"http_upstream", c.httpUpstream, "tls", cfg.TLS != nil, "mtls", c.clientCA != "", "token", cfg.Token != "")
+	if ready != nil {
+		ready(lis.Addr())
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(lis) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	logger.Info("tftp-backend stopping")
+	timer := time.AfterFunc(stopTimeout, srv.Stop)
+	defer timer.Stop()
+	srv.GracefulStop()
+	<-errc
+	return nil
+}
+
+// sources builds the handler trying -templates, -root and -http-upstream
+// in that order. closeAll releases them.
+func sources(c *config) (h gateway.Handler, closeAll func(), err error) {
+	var (
+		hs      []gateway.Handler
+		closers []func() error
+	)
+	closeAll = func() {
+		for _, f := range closers {
+			f()
+		}
+	}
+	if c.templates != "" {
+		t, err := templates.New(c.templates)
+		if err != nil {
+			return nil, nil, err
+		}
+		hs, closers = append(hs, t), append(closers, t.Close)
+	}
+	if c.root != "" {
+		root, err := os.OpenRoot(c.root)
+		if err != nil {
+			closeAll()
+			return nil, nil, fmt.Errorf("root: %w", err)
+		}
+		hs, closers = append(hs, gateway.FileServer(root)), append(closers, root.Close)
+	}
+	if c.httpUpstream != "" {
+		u, err := httpupstream.New(c.httpUpstream, nil)
+		if err != nil {
+			closeAll()
+			return nil, nil, err
+		}
+		hs = append(hs, u)
+	}
+	return firstFound(hs), closeAll, nil
+}
+
+// firstFound returns a handler asking each of hs in turn until one has the
+// file: a handler's error other than TFTP error 1 is returned at once.
+func firstFound(hs []gateway.Handler) gateway.Handler {
+	if len(hs) == 1 {
+		return hs[0]
+	}
+	return gateway.HandlerFunc(func(ctx context.Context, req *gateway.Request) (gateway.Content, error) {
+		var err error
+		for _, h := range hs {
+			var c gateway.Content
+			c, err = h.ServeTFTP(ctx, req)
+			if err == nil || gateway.ErrorFor(err).Code != gateway.ErrFileNotFound {
+				return c, err
+			}
+		}
+		return nil, err
+	})
+}
+
+// tlsConfig returns the server's TLS configuration, or nil without
+// -tls-cert.
+func tlsConfig(c *config) (*tls.Config, error) {
+	if c.tlsCert == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(c.tlsCert, c.tlsKey)
+	if err != nil {
+		return nil, fmt.Errorf("tls: %w", err)
+	}
+	conf := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if c.clientCA != "" {
+		pem, err := os.ReadFile(c.clientCA)
+		if err != nil {
+			return nil, fmt.Errorf("client CA: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("client CA: no certificate in %s", c.clientCA)
+		}
+		conf.ClientCAs = pool
+		conf.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return conf, nil
+}
