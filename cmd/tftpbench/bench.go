@@ -1,0 +1,199 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tftpgw/tftpgw/internal/tftpclient"
+)
+
+// record is the outcome of one transfer.
+type record struct {
+	file     string
+	duration time.Duration
+	ttfb     time.Duration
+	bytes    int64
+	packets  int64
+	dups     int64
+	err      error
+	mismatch bool // transfer succeeded but the content did not verify
+}
+
+// counters are updated by the workers and read by the progress line.
+type counters struct {
+	ok, failed, bytes atomic.Int64
+}
+
+// run executes the load test described by cfg, prints the summary (text on
+// stdout, or JSON with cfg.json) and returns errFailed if any transfer
+// failed or did not verify.
+func run(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
+	want := cfg.sha256
+	var wantSize int64 = -1
+	if cfg.verifyFile != "" {
+		f, err := os.Open(cfg.verifyFile)
+		if err != nil {
+			return fmt.Errorf("verify file: %w", err)
+		}
+		h := sha256.New()
+		wantSize, err = io.Copy(h, f)
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("verify file: %w", err)
+		}
+		want = h.Sum(nil)
+	}
+
+	// -d stops new transfers; in-flight transfers keep ctx so that they
+	// finish (they are bounded by their own timeouts and retries).
+	stopStarting := ctx
+	if cfg.duration > 0 {
+		var cancel context.CancelFunc
+		stopStarting, cancel = context.WithTimeout(ctx, cfg.duration)
+		defer cancel()
+	}
+
+	var (
+		next     atomic.Int64 // transfers started
+		cnt      counters
+		wg       sync.WaitGroup
+		perWork  = make([][]record, cfg.concurrency)
+		userCPU0 time.Duration
+		sysCPU0  time.Duration
+	)
+	userCPU0, sysCPU0 = cpuTime()
+	start := time.Now()
+
+	progressDone := make(chan struct{})
+	var progressWG sync.WaitGroup
+	if cfg.progress {
+		progressWG.Add(1)
+		go func() {
+			defer progressWG.Done()
+			showProgress(stderr, &cnt, start, progressDone)
+		}()
+	}
+
+	for w := range cfg.concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var h hash.Hash
+			if want != nil {
+				h = sha256.New()
+			}
+			for stopStarting.Err() == nil {
+				i := next.Add(1) - 1
+				if cfg.n > 0 && i >= int64(cfg.n) {
+					return
+				}
+				r := transfer(ctx, cfg, cfg.files[int(i%int64(len(cfg.files)))], h, want, wantSize)
+				if r.err == nil && !r.mismatch {
+					cnt.ok.Add(1)
+				} else {
+					cnt.failed.Add(1)
+				}
+				cnt.bytes.Add(r.bytes)
+				perWork[w] = append(perWork[w], r)
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	close(progressDone)
+	progressWG.Wait()
+	userCPU1, sysCPU1 := cpuTime()
+
+	var records []record
+	for _, rs := range perWork {
+		records = append(records, rs...)
+	}
+	s := summarize(cfg, records, elapsed, userCPU1-userCPU0, sysCPU1-sysCPU0)
+	if cfg.json {
+		if err := writeJSON(stdout, s); err != nil {
+			return err
+		}
+	} else {
+		writeText(stdout, s)
+	}
+	if s.Failed > 0 || s.Transfers == 0 {
+		return errFailed
+	}
+	return nil
+}
+
+// transfer performs one download and verifies it when want is set.
+func transfer(ctx context.Context, cfg *config, file string, h hash.Hash, want []byte, wantSize int64) record {
+	var w io.Writer = io.Discard
+	if h != nil {
+		h.Reset()
+		w = h
+	}
+	res, err := tftpclient.Get(ctx, cfg.server, file, w, cfg.opts)
+	r := record{
+		file: file, duration: res.Duration, ttfb: res.TimeToFirst,
+		bytes: res.Size, packets: res.Packets, dups: res.Duplicates, err: err,
+	}
+	if err == nil && h != nil {
+		r.mismatch = !bytes.Equal(h.Sum(nil), want) || (wantSize >= 0 && res.Size != wantSize)
+	}
+	return r
+}
+
+// errMessage is the key under which a failure is counted.
+func errMessage(r record) string {
+	if r.mismatch {
+		return "verification failed: content differs"
+	}
+	var te *tftpclient.Error
+	if errors.As(r.err, &te) {
+		return fmt.Sprintf("server error %d: %s", te.Code, te.Message)
+	}
+	return r.err.Error()
+}
+
+// showProgress rewrites one status line on w twice a second until done is
+// closed.
+func showProgress(w io.Writer, c *counters, start time.Time, done <-chan struct{}) {
+	t := time.NewTicker(500 * time.Millisecond)
+	defer t.Stop()
+	line := func() {
+		el := time.Since(start)
+		b := c.bytes.Load()
+		fmt.Fprintf(w, "\r%8.1fs  ok %d  failed %d  %s  %.2f MB/s\x1b[K",
+			el.Seconds(), c.ok.Load(), c.failed.Load(), humanBytes(b), float64(b)/1e6/max(el.Seconds(), 1e-9))
+	}
+	for {
+		select {
+		case <-done:
+			line()
+			fmt.Fprintln(w)
+			return
+		case <-t.C:
+			line()
+		}
+	}
+}
+
+// humanBytes formats n with a binary unit.
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit && exp < 4; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTP"[exp])
+}

@@ -1,0 +1,132 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"slices"
+	"sort"
+	"time"
+)
+
+// percentiles are in seconds.
+type percentiles struct {
+	P50 float64 `json:"p50"`
+	P90 float64 `json:"p90"`
+	P99 float64 `json:"p99"`
+	Max float64 `json:"max"`
+}
+
+// summary is the result of a run. The JSON field names are a stable
+// interface for scripts.
+type summary struct {
+	Server      string         `json:"server"`
+	Files       []string       `json:"files"`
+	Concurrency int            `json:"concurrency"`
+	BlockSize   int            `json:"blksize"`
+	WindowSize  int            `json:"windowsize"`
+	Mode        string         `json:"mode"`
+	Transfers   int            `json:"transfers"`
+	OK          int            `json:"ok"`
+	Failed      int            `json:"failed"`
+	Mismatches  int            `json:"verify_mismatches"`
+	Errors      map[string]int `json:"errors"`
+	Bytes       int64          `json:"bytes"`
+	Packets     int64          `json:"packets"`
+	Duplicates  int64          `json:"duplicates"`
+	Elapsed     float64        `json:"elapsed_seconds"`
+	MBPerSecond float64        `json:"mb_per_second"`
+	Latency     percentiles    `json:"latency_seconds"`
+	TTFB        percentiles    `json:"ttfb_seconds"`
+	CPUUser     float64        `json:"cpu_user_seconds"`
+	CPUSystem   float64        `json:"cpu_system_seconds"`
+	CPU         float64        `json:"cpu_seconds"`
+}
+
+// percentile returns the nearest-rank p-th percentile (0 < p <= 100) of
+// sorted, which must be in ascending order; 0 for an empty slice.
+func percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	rank := int(math.Ceil(p / 100 * float64(len(sorted))))
+	rank = min(max(rank, 1), len(sorted))
+	return sorted[rank-1]
+}
+
+// percentilesOf summarizes the durations (modified: sorted in place).
+func percentilesOf(d []time.Duration) percentiles {
+	slices.Sort(d)
+	return percentiles{
+		P50: percentile(d, 50).Seconds(),
+		P90: percentile(d, 90).Seconds(),
+		P99: percentile(d, 99).Seconds(),
+		Max: percentile(d, 100).Seconds(),
+	}
+}
+
+// summarize aggregates the records. Latency and TTFB percentiles cover the
+// successful transfers only.
+func summarize(cfg *config, records []record, elapsed, user, sys time.Duration) summary {
+	s := summary{
+		Server: cfg.server, Files: cfg.files, Concurrency: cfg.concurrency,
+		BlockSize: cfg.opts.BlockSize, WindowSize: cfg.opts.WindowSize, Mode: cfg.opts.Mode,
+		Transfers: len(records), Errors: map[string]int{},
+		Elapsed: elapsed.Seconds(), CPUUser: user.Seconds(), CPUSystem: sys.Seconds(), CPU: (user + sys).Seconds(),
+	}
+	var lat, ttfb []time.Duration
+	for _, r := range records {
+		s.Bytes += r.bytes
+		s.Packets += r.packets
+		s.Duplicates += r.dups
+		if r.err != nil || r.mismatch {
+			s.Failed++
+			if r.mismatch {
+				s.Mismatches++
+			}
+			s.Errors[errMessage(r)]++
+			continue
+		}
+		s.OK++
+		lat = append(lat, r.duration)
+		ttfb = append(ttfb, r.ttfb)
+	}
+	if elapsed > 0 {
+		s.MBPerSecond = float64(s.Bytes) / 1e6 / elapsed.Seconds()
+	}
+	s.Latency = percentilesOf(lat)
+	s.TTFB = percentilesOf(ttfb)
+	return s
+}
+
+func writeJSON(w io.Writer, s summary) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(s)
+}
+
+func writeText(w io.Writer, s summary) {
+	secs := func(f float64) time.Duration { return time.Duration(f * float64(time.Second)).Round(time.Microsecond) }
+	fmt.Fprintf(w, "server      %s\n", s.Server)
+	fmt.Fprintf(w, "transfers   %d ok, %d failed (%d verification mismatches), concurrency %d\n", s.OK, s.Failed, s.Mismatches, s.Concurrency)
+	keys := make([]string, 0, len(s.Errors))
+	for k := range s.Errors {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if s.Errors[keys[i]] != s.Errors[keys[j]] {
+			return s.Errors[keys[i]] > s.Errors[keys[j]]
+		}
+		return keys[i] < keys[j]
+	})
+	for _, k := range keys {
+		fmt.Fprintf(w, "  %6d x %s\n", s.Errors[k], k)
+	}
+	fmt.Fprintf(w, "bytes       %d (%s), %d packets, %d duplicates\n", s.Bytes, humanBytes(s.Bytes), s.Packets, s.Duplicates)
+	fmt.Fprintf(w, "elapsed     %v\n", secs(s.Elapsed))
+	fmt.Fprintf(w, "throughput  %.2f MB/s\n", s.MBPerSecond)
+	fmt.Fprintf(w, "latency     p50 %v  p90 %v  p99 %v  max %v\n", secs(s.Latency.P50), secs(s.Latency.P90), secs(s.Latency.P99), secs(s.Latency.Max))
+	fmt.Fprintf(w, "first byte  p50 %v  p90 %v  p99 %v  max %v\n", secs(s.TTFB.P50), secs(s.TTFB.P90), secs(s.TTFB.P99), secs(s.TTFB.Max))
+	fmt.Fprintf(w, "client cpu  %.3fs (user %.3fs, system %.3fs)\n", s.CPU, s.CPUUser, s.CPUSystem)
+}

@@ -1,0 +1,455 @@
+// Package tftpclienttest provides a small, scriptable, read-only TFTP server
+// on 127.0.0.1 for testing TFTP clients (package tftpclient and the
+// tftpbench command).
+//
+// It is deliberately independent of the gateway: it encodes its own packets,
+// negotiates blksize, windowsize, timeout and tsize, sends windows (RFC 7440)
+// with block-number rollover to 0, and lets a test drop DATA packets, replace
+// the OACK, stay silent or inject packets, while recording what the client
+// sent.
+package tftpclienttest
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Opcodes.
+const (
+	opRRQ   = 1
+	opDATA  = 3
+	opACK   = 4
+	opERROR = 5
+	opOACK  = 6
+)
+
+// Config scripts the server. The zero value serves nothing (every RRQ gets
+// ERROR 1).
+type Config struct {
+	// Files maps a file name (as sent in the RRQ) to its content.
+	Files map[string][]byte
+	// NoOptions makes the server ignore all options: RFC 1350 lock-step
+	// transfers with 512-byte blocks, no OACK.
+	NoOptions bool
+	// MaxBlockSize and MaxWindowSize cap the negotiated values (0: no cap).
+	MaxBlockSize  int
+	MaxWindowSize int
+	// Retransmit is the server's retransmission timeout (default 100 ms),
+	// Retries how many times it retransmits before giving up (default 5).
+	Retransmit time.Duration
+	Retries    int
+	// Silent makes the server count RRQs and never answer them.
+	Silent bool
+	// OACK, if set, replaces the negotiated OACK: it receives the RRQ's
+	// options (names lower-cased) and returns the options to send verbatim.
+	// Returning nil sends no OACK; the transfer then uses 512/1.
+	OACK func(requested [][2]string) [][2]string
+	// DropData, if set, is called before each DATA transmission with the
+	// absolute block index (1-based, not rolled over) and how many times
+	// that index was sent before; returning true drops the packet.
+	DropData func(index, attempt int) bool
+	// AfterData, if set, is called after each DATA transmission (dropped or
+	// not) with the block index and the client's address.
+	AfterData func(index int, client netip.AddrPort)
+	// StopAfterOACK makes the server send the OACK and then ignore
+	// everything (used to test client retransmission of ACK 0).
+	StopAfterOACK bool
+}
+
+// ClientError is an ERROR packet received from a client.
+type ClientError struct {
+	Code    uint16
+	Message string
+}
+
+// Server is a running test server. Its methods are safe for concurrent use.
+type Server struct {
+	cfg  Config
+	tb   testing.TB
+	conn *net.UDPConn
+
+	wg sync.WaitGroup
+
+	mu       sync.Mutex
+	closed   bool
+	sessions map[*net.UDPConn]struct{}
+	rrqs     int
+	options  [][][2]string
+	acks     []uint16
+	errs     []ClientError
+	done     int
+}
+
+// NewServer starts a server on 127.0.0.1:0 and stops it with tb.Cleanup.
+// Failures to start are reported with tb.Fatal.
+func NewServer(tb testing.TB, cfg Config) *Server {
+	tb.Helper()
+	if cfg.Retransmit <= 0 {
+		cfg.Retransmit = 100 * time.Millisecond
+	}
+	if cfg.Retries <= 0 {
+		cfg.Retries = 5
+	}
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		tb.Fatalf("tftpclienttest: listen: %v", err)
+	}
+	s := &Server{cfg: cfg, tb: tb, conn: conn, sessions: map[*net.UDPConn]struct{}{}}
+	s.wg.Add(1)
+	go s.serve()
+	tb.Cleanup(s.Close)
+	return s
+}
+
+// Addr is the server's listening address as "127.0.0.1:port".
+func (s *Server) Addr() string { return s.conn.LocalAddr().String() }
+
+// Close stops the listener and all sessions and waits for them. It is
+// idempotent.
+func (s *Server) Close() {
+	s.mu.Lock()
+	if !s.closed {
+		s.closed = true
+		_ = s.conn.Close()
+		for c := range s.sessions {
+			_ = c.Close()
+		}
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+}
+
+// RRQs is the number of RRQs received on the listening port.
+func (s *Server) RRQs() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.rrqs
+}
+
+// Options returns the options of each RRQ received, names lower-cased.
+func (s *Server) Options() [][][2]string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([][][2]string(nil), s.options...)
+}
+
+// ACKs returns the block numbers of all ACKs received, in order.
+func (s *Server) ACKs() []uint16 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]uint16(nil), s.acks...)
+}
+
+// ClientErrors returns the ERROR packets received from clients.
+func (s *Server) ClientErrors() []ClientError {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]ClientError(nil), s.errs...)
+}
+
+// Completed is the number of transfers whose final block was acknowledged.
+func (s *Server) Completed() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.done
+}
+
+func (s *Server) serve() {
+	defer s.wg.Done()
+	buf := make([]byte, 2048)
+	for {
+		n, client, err := s.conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			return // closed
+		}
+		p := buf[:n]
+		if n < 4 || binary.BigEndian.Uint16(p) != opRRQ {
+			continue
+		}
+		fields := bytes.Split(p[2:], []byte{0})
+		if len(fields) < 3 || len(fields[len(fields)-1]) != 0 {
+			continue
+		}
+		fields = fields[:len(fields)-1]
+		file := string(fields[0])
+		var opts [][2]string
+		for i := 2; i+1 < len(fields); i += 2 {
+			opts = append(opts, [2]string{strings.ToLower(string(fields[i])), string(fields[i+1])})
+		}
+		s.mu.Lock()
+		s.rrqs++
+		s.options = append(s.options, opts)
+		closed := s.closed
+		s.mu.Unlock()
+		if s.cfg.Silent || closed {
+			continue
+		}
+		sc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			s.tb.Errorf("tftpclienttest: session listen: %v", err)
+			continue
+		}
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			_ = sc.Close()
+			return
+		}
+		s.sessions[sc] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go func() {
+			defer s.wg.Done()
+			defer func() {
+				s.mu.Lock()
+				delete(s.sessions, sc)
+				s.mu.Unlock()
+				_ = sc.Close()
+			}()
+			(&session{s: s, conn: sc, client: netip.AddrPortFrom(client.Addr().Unmap(), client.Port())}).run(file, opts)
+		}()
+	}
+}
+
+type session struct {
+	s      *Server
+	conn   *net.UDPConn
+	client netip.AddrPort
+	buf    [2048]byte
+}
+
+func (ss *session) send(p []byte) bool {
+	_, err := ss.conn.WriteToUDPAddrPort(p, ss.client)
+	return err == nil
+}
+
+func (ss *session) sendError(code uint16, msg string) {
+	p := binary.BigEndian.AppendUint16(nil, opERROR)
+	p = binary.BigEndian.AppendUint16(p, code)
+	p = append(p, msg...)
+	ss.send(append(p, 0))
+}
+
+// errStop ends a session (client error, closed socket or retries exhausted).
+var errStop = errors.New("stop")
+
+// recvACK waits up to the retransmission timeout for an ACK from the
+// client. It returns ok=false on timeout and errStop when the session must
+// end.
+func (ss *session) recvACK() (block uint16, ok bool, err error) {
+	deadline := time.Now().Add(ss.s.cfg.Retransmit)
+	for {
+		if err := ss.conn.SetReadDeadline(deadline); err != nil {
+			return 0, false, errStop
+		}
+		n, from, err := ss.conn.ReadFromUDPAddrPort(ss.buf[:])
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				return 0, false, nil
+			}
+			return 0, false, errStop
+		}
+		from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
+		if from != ss.client || n < 4 {
+			continue
+		}
+		p := ss.buf[:n]
+		switch binary.BigEndian.Uint16(p) {
+		case opACK:
+			b := binary.BigEndian.Uint16(p[2:4])
+			ss.s.mu.Lock()
+			ss.s.acks = append(ss.s.acks, b)
+			ss.s.mu.Unlock()
+			return b, true, nil
+		case opERROR:
+			msg := p[4:]
+			if i := bytes.IndexByte(msg, 0); i >= 0 {
+				msg = msg[:i]
+			}
+			ss.s.mu.Lock()
+			ss.s.errs = append(ss.s.errs, ClientError{Code: binary.BigEndian.Uint16(p[2:4]), Message: string(msg)})
+			ss.s.mu.Unlock()
+			return 0, false, errStop
+		}
+	}
+}
+
+func (ss *session) run(file string, opts [][2]string) {
+	cfg := &ss.s.cfg
+	data, found := cfg.Files[file]
+	if !found {
+		ss.sendError(1, "File not found")
+		return
+	}
+	blksize, window := 512, 1
+	var oack [][2]string
+	if cfg.OACK != nil {
+		oack = cfg.OACK(opts)
+		for _, kv := range oack {
+			switch kv[0] {
+			case "blksize":
+				if v, err := strconv.Atoi(kv[1]); err == nil && v >= 8 {
+					blksize = v
+				}
+			case "windowsize":
+				if v, err := strconv.Atoi(kv[1]); err == nil && v >= 1 {
+					window = v
+				}
+			}
+		}
+	} else if !cfg.NoOptions {
+		seen := map[string]bool{}
+		for _, kv := range opts {
+			if seen[kv[0]] {
+				continue
+			}
+			seen[kv[0]] = true
+			v, err := strconv.Atoi(kv[1])
+			switch kv[0] {
+			case "blksize":
+				if err != nil || v < 8 {
+					continue
+				}
+				v = min(v, 65464)
+				if cfg.MaxBlockSize > 0 {
+					v = min(v, cfg.MaxBlockSize)
+				}
+				blksize = v
+				oack = append(oack, [2]string{"blksize", strconv.Itoa(v)})
+			case "windowsize":
+				if err != nil || v < 1 {
+					continue
+				}
+				v = min(v, 65535)
+				if cfg.MaxWindowSize > 0 {
+					v = min(v, cfg.MaxWindowSize)
+				}
+				window = v
+				oack = append(oack, [2]string{"windowsize", strconv.Itoa(v)})
+			case "timeout":
+				if err == nil && v >= 1 && v <= 255 {
+					oack = append(oack, kv)
+				}
+			case "tsize":
+				oack = append(oack, [2]string{"tsize", strconv.Itoa(len(data))})
+			}
+		}
+	}
+
+	if len(oack) > 0 {
+		p := binary.BigEndian.AppendUint16(nil, opOACK)
+		for _, kv := range oack {
+			p = append(p, kv[0]...)
+			p = append(p, 0)
+			p = append(p, kv[1]...)
+			p = append(p, 0)
+		}
+		if cfg.StopAfterOACK {
+			ss.send(p)
+			for {
+				if _, _, err := ss.recvACK(); err != nil {
+					return
+				}
+			}
+		}
+		acked := false
+		for try := 0; try <= cfg.Retries && !acked; try++ {
+			if !ss.send(p) {
+				return
+			}
+			for {
+				b, ok, err := ss.recvACK()
+				if err != nil {
+					return
+				}
+				if !ok {
+					break
+				}
+				if b == 0 {
+					acked = true
+					break
+				}
+			}
+		}
+		if !acked {
+			return
+		}
+	}
+	ss.sendData(data, blksize, window)
+}
+
+// sendData sends the file in windows and returns when the final block is
+// acknowledged, the client errors or retries run out.
+func (ss *session) sendData(data []byte, blksize, window int) {
+	cfg := &ss.s.cfg
+	nblocks := len(data)/blksize + 1 // the last block is short, maybe empty
+	attempts := map[int]int{}
+	pkt := make([]byte, 4+blksize)
+	sendBlock := func(idx int) bool {
+		start := (idx - 1) * blksize
+		end := min(start+blksize, len(data))
+		p := pkt[:4+end-start]
+		binary.BigEndian.PutUint16(p[0:2], opDATA)
+		binary.BigEndian.PutUint16(p[2:4], uint16(idx))
+		copy(p[4:], data[start:end])
+		a := attempts[idx]
+		attempts[idx] = a + 1
+		ok := true
+		if cfg.DropData == nil || !cfg.DropData(idx, a) {
+			ok = ss.send(p)
+		}
+		if cfg.AfterData != nil {
+			cfg.AfterData(idx, ss.client)
+		}
+		return ok
+	}
+	base := 1 // first unacknowledged block index
+	tries := 0
+	for {
+		last := min(base+window-1, nblocks)
+		for i := base; i <= last; i++ {
+			if !sendBlock(i) {
+				return
+			}
+		}
+		for {
+			b, ok, err := ss.recvACK()
+			if err != nil {
+				return
+			}
+			if !ok {
+				tries++
+				if tries > cfg.Retries {
+					return
+				}
+				break // resend the window from base
+			}
+			// Map the 16-bit block number to an index in [base-1, last].
+			idx := base - 1 + int(b-uint16(base-1))
+			if idx > last || idx == base-1 {
+				// A stale, bogus or duplicate ACK. Never resend because of
+				// a duplicate ACK (Sorcerer's Apprentice, RFC 1123
+				// 4.2.3.1): only the timer restarts the window.
+				continue
+			}
+			tries = 0
+			if idx == nblocks {
+				ss.s.mu.Lock()
+				ss.s.done++
+				ss.s.mu.Unlock()
+				return
+			}
+			base = idx + 1
+			break
+		}
+	}
+}
