@@ -1,0 +1,86 @@
+# tftpgw: see README.md. Every target works on a fresh machine with Go 1.26.
+SHELL := /bin/bash
+GO ?= go
+GOBIN := $(shell $(GO) env GOPATH)/bin
+export PATH := $(GOBIN):$(PATH)
+
+BUF_VERSION := v1.75.0
+STATICCHECK_VERSION := 2026.2.2
+RUN_ADDR ?= 127.0.0.1:6969
+FUZZTIME ?= 60s
+TEST_FUZZTIME ?= 3s
+
+# Every fuzz target, as package:Target.
+FUZZ_TARGETS := \
+	./gateway/internal/wire:FuzzParseRequest \
+	./gateway/internal/wire:FuzzParseData \
+	./gateway/internal/wire:FuzzParseAck \
+	./gateway/internal/wire:FuzzParseError \
+	./gateway/internal/wire:FuzzParseOACK \
+	./gateway/internal/wire:FuzzPacketOpcode \
+	./gateway/internal/netascii:FuzzReader
+
+.PHONY: all build run test test-clients unit fuzz fuzz-short bench lint proto proto-check tools clean
+
+all: build
+
+build:
+	$(GO) build -o bin/ ./cmd/...
+
+## run: serve examples/tftproot on $(RUN_ADDR) with the embedded backend.
+run: build examples/tftproot/vmlinuz examples/tftproot/initrd.img
+	./bin/tftpgw -listen $(RUN_ADDR) -root examples/tftproot
+
+# Stand-ins for a kernel and an initrd, so large transfers can be tried.
+examples/tftproot/vmlinuz:
+	head -c 1048576 /dev/urandom > $@
+examples/tftproot/initrd.img:
+	head -c 8388608 /dev/urandom > $@
+
+## test: install missing TFTP clients (as root), then vet, race tests and a short fuzz run.
+test: test-clients unit fuzz-short
+
+test-clients:
+	@./.ci/install-clients
+
+unit:
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 15m ./...
+
+fuzz-short:
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=$(TEST_FUZZTIME)
+
+## fuzz: run every fuzz target for FUZZTIME (default 60s).
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "fuzz $$pkg $$name $(FUZZTIME)"; \
+		$(GO) test -run='^$$' -fuzz="^$$name$$" -fuzztime=$(FUZZTIME) $$pkg; \
+	done
+
+## bench: Go micro-benchmarks of the packet path.
+bench:
+	$(GO) test -run='^$$' -bench=. -benchmem ./gateway/...
+
+tools:
+	@command -v buf >/dev/null && buf --version 2>/dev/null | grep -q $(BUF_VERSION:v%=%) || $(GO) install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
+	@command -v staticcheck >/dev/null || $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+## lint: gofmt, go vet, staticcheck, buf lint and buf format.
+lint: tools
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	staticcheck ./...
+	@if [ -n "$$(find proto -name '*.proto' 2>/dev/null)" ]; then buf lint && buf format -d --exit-code; fi
+
+## proto: regenerate the Go code of proto/ (committed).
+proto: tools
+	buf generate
+
+## proto-check: fail if the committed generated code is stale.
+proto-check: proto
+	@git diff --exit-code -- proto || { echo "generated code in proto/ is stale: run make proto and commit"; exit 1; }
+	@test -z "$$(git status --porcelain -- proto | grep '^??')" || { echo "untracked generated files in proto/"; exit 1; }
+
+clean:
+	rm -rf bin
