@@ -3,8 +3,8 @@ package gateway
 import (
 	"context"
 	"errors"
-	"io/fs"
 	"fmt"
+	"io/fs"
 	"os"
 	"syscall"
 	"time"
