@@ -33,9 +33,9 @@ type serverState struct {
 	nextID    atomic.Uint64
 	errCounts [9]atomic.Int64 // ERRORs sent, by code (0..8)
 
-	activeN, bytesSent, packetsSent, retransmits     atomic.Int64
-	outcomes                                         [5]atomic.Int64
-	malformed, unknownTID, writeRequests, duplicates atomic.Int64
+	activeN, bytesSent, packetsSent, retransmits              atomic.Int64
+	outcomes                                                  [5]atomic.Int64
+	malformed, unknownTID, writeRequests, duplicates, dupAcks atomic.Int64
 }
 
 // sessionKey identifies a running session, to ignore duplicate RRQs.
@@ -68,7 +68,7 @@ func (s *Server) init() *config {
 		if st.conf.serverStats != nil {
 			st.statsStop = make(chan struct{})
 			st.loops.Add(1)
-			go s.statsLoop(st.conf)
+			go s.statsLoop(st.conf, st.statsStop)
 		}
 	}
 	return st.conf
@@ -264,6 +264,7 @@ func (st *serverState) sessionDone(s *session) {
 	st.bytesSent.Add(s.st.BytesSent)
 	st.packetsSent.Add(s.st.PacketsSent)
 	st.retransmits.Add(s.st.Retransmits)
+	st.dupAcks.Add(s.st.DuplicateAcks)
 	if o := s.st.Outcome; o >= 0 && int(o) < len(st.outcomes) {
 		st.outcomes[o].Add(1)
 	}

@@ -15,6 +15,7 @@ func (s *Server) Stats() ServerStats {
 		UnknownTIDPackets: st.unknownTID.Load(),
 		WriteRequests:     st.writeRequests.Load(),
 		DuplicateRequests: st.duplicates.Load(),
+		DuplicateAcks:     st.dupAcks.Load(),
 		ErrorsSent:        make(map[ErrorCode]int64),
 	}
 	for i := range st.outcomes {
@@ -28,16 +29,17 @@ func (s *Server) Stats() ServerStats {
 	return r
 }
 
-func (s *Server) statsLoop(c *config) {
+func (s *Server) statsLoop(c *config, stop <-chan struct{}) {
 	defer s.state.loops.Done()
 	t := time.NewTicker(c.statsInterval)
 	defer t.Stop()
 	for {
 		select {
 		case <-t.C:
-		case <-s.state.statsStop:
+		case <-stop:
 			r := s.Stats()
 			r.Interval = c.statsInterval
+			r.Final = true
 			c.serverStats(r)
 			return
 		}

@@ -348,6 +348,10 @@ func (s *session) unknownTID(from netip.AddrPort) {
 // finish closes what the session holds, logs one line and reports stats.
 func (s *session) finish() {
 	if s.content != nil {
+		if bc, ok := s.content.(BackendContent); ok {
+			b := bc.BackendStats()
+			s.st.Backend = &b
+		}
 		if err := s.content.Close(); err != nil {
 			s.c.logger.Debug("content close", "session", s.req.SessionID, "err", err)
 		}

@@ -70,6 +70,8 @@ type SessionStats struct {
 	Start           time.Time
 	Duration        time.Duration
 	TimeToFirstData time.Duration // from the RRQ to the first DATA sent; 0 if none
+
+	Backend *BackendStats // nil unless the content implements BackendContent
 }
 
 // ServerStats are the server-wide counters passed to [Server.ServerStats]
@@ -90,4 +92,22 @@ type ServerStats struct {
 	UnknownTIDPackets int64 // answered with ERROR 5
 	WriteRequests     int64 // refused with ERROR 2
 	DuplicateRequests int64 // RRQs ignored because their session runs
+	DuplicateAcks     int64 // ACKs that acknowledged nothing new, summed over finished sessions
+
+	// Final is set on the last report, made when the server stops.
+	Final bool
+}
+
+// BackendStats describes the backend calls behind a session's content.
+type BackendStats struct {
+	Target        string        // the backend that served the content
+	HeaderLatency time.Duration // from the call to its header
+	Resumes       int           // calls re-issued at an offset after a break
+}
+
+// BackendContent is implemented by a [Content] read from a remote
+// backend; the server copies its stats into [SessionStats.Backend].
+type BackendContent interface {
+	Content
+	BackendStats() BackendStats
 }

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -52,6 +53,18 @@ func main() {
 		logger.Error("tftpgw stopped", "err", err)
 		os.Exit(1)
 	}
+}
+
+// listen opens the UDP socket, explaining a refused privileged port.
+func listen(addr string) (net.PacketConn, error) {
+	pc, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		if errors.Is(err, syscall.EACCES) {
+			return nil, fmt.Errorf("-listen %s: %w: ports below 1024 need root or CAP_NET_BIND_SERVICE (setcap cap_net_bind_service=+ep tftpgw)", addr, err)
+		}
+		return nil, fmt.Errorf("-listen %s: %w", addr, err)
+	}
+	return pc, nil
 }
 
 func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
@@ -109,9 +122,15 @@ func run(logger *slog.Logger) error {
 		return err
 	}
 
+	pc, err := listen(*flagListen)
+	if err != nil {
+		stopStats(context.Background())
+		return err
+	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.ListenAndServe() }()
-	logger.Info("tftpgw serving", "listen", *flagListen)
+	go func() { errc <- srv.Serve(pc) }()
+	setStatsReady(true)
+	logger.Info("tftpgw serving", "listen", pc.LocalAddr().String())
 
 	select {
 	case err := <-errc:
@@ -119,6 +138,7 @@ func run(logger *slog.Logger) error {
 		return err
 	case <-ctx.Done():
 	}
+	setStatsReady(false)
 	stopSignals() // a second signal kills the process
 	logger.Info("draining sessions", "timeout", *flagDrainTimeout)
 	dctx, cancel := context.WithTimeout(context.Background(), *flagDrainTimeout)

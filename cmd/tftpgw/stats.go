@@ -2,13 +2,132 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
+	"fmt"
 	"log/slog"
+	"os"
+	"sync/atomic"
+
+	"google.golang.org/grpc"
 
 	"github.com/tftpgw/tftpgw/gateway"
+	"github.com/tftpgw/tftpgw/gateway/stats"
 )
 
-// setupStats wires -stats-sink, -stats-interval and -metrics into srv.
-// stop flushes and closes them. (Stub: not wired yet.)
+var (
+	flagStatsSink     = flag.String("stats-sink", "", "gRPC `target` of a StatsSink (e.g. collector:7069) to stream session and server stats to; none if empty")
+	flagStatsInterval = flag.Duration("stats-interval", gateway.DefaultStatsInterval, "period of the server stats reports")
+	flagMetrics       = flag.String("metrics", "", "HTTP `address` for /metrics, /healthz and /readyz; none if empty")
+)
+
+// edgeMetrics is the edge's Prometheus instrumentation. It exists before
+// the flags are parsed so that the backend's client connection can take
+// its interceptors (backendDialOptions) whatever the order of setup.
+var edgeMetrics = stats.NewMetrics()
+
+// statsHTTP is the -metrics server while it runs, for setStatsReady.
+var statsHTTP atomic.Pointer[stats.HTTPServer]
+
+// backendDialOptions returns the dial options that instrument the client
+// connections to the content backends: go-grpc-middleware's grpc_client_*
+// metrics, tftpgw_backend_header_latency_seconds and
+// tftpgw_backend_errors_total, which also feed the backend errors of the
+// stats sink's ServerStats.
+func backendDialOptions() []grpc.DialOption { return edgeMetrics.GRPCDialOptions() }
+
+// setStatsReady sets what /readyz answers: call it with true once the TFTP
+// listener is up, and with false when draining starts.
+func setStatsReady(ready bool) {
+	if h := statsHTTP.Load(); h != nil {
+		h.SetReady(ready)
+	}
+}
+
+// edgeID is the -edge-id flag if it is defined and set, else the host name.
+func edgeID() string {
+	if f := flag.Lookup("edge-id"); f != nil && f.Value.String() != "" {
+		return f.Value.String()
+	}
+	if h, err := os.Hostname(); err == nil {
+		return h
+	}
+	return "unknown"
+}
+
+// setupStats wires -stats-sink, -stats-interval and -metrics into srv,
+// chaining onto SessionStatsFunc and ServerStatsFunc if already set. Call
+// it before serving; stop, called after srv.Shutdown (which makes the last
+// server report), flushes the stats to the sink and stops the HTTP server,
+// within its context's deadline.
 func setupStats(ctx context.Context, srv *gateway.Server, logger *slog.Logger) (stop func(context.Context), err error) {
-	return func(context.Context) {}, nil
+	if *flagStatsInterval <= 0 {
+		return nil, fmt.Errorf("-stats-interval: must be positive, not %v", *flagStatsInterval)
+	}
+	srv.StatsInterval = *flagStatsInterval
+	if *flagStatsSink == "" && *flagMetrics == "" {
+		return func(context.Context) {}, nil
+	}
+	edgeMetrics.SetSource(srv.Stats)
+	sessionFuncs := []func(gateway.SessionStats){edgeMetrics.ObserveSession}
+	serverFuncs := []func(gateway.ServerStats){edgeMetrics.ObserveServer}
+	var stops []func(context.Context) error
+
+	if *flagMetrics != "" {
+		h, err := stats.StartHTTP(*flagMetrics, edgeMetrics, logger)
+		if err != nil {
+			return nil, fmt.Errorf("-metrics: %w", err)
+		}
+		statsHTTP.Store(h)
+		logger.Info("serving metrics", "addr", h.Addr().String())
+		stops = append(stops, func(ctx context.Context) error {
+			statsHTTP.Store(nil)
+			return h.Shutdown(ctx)
+		})
+	}
+	if *flagStatsSink != "" {
+		p, err := stats.NewPublisher(stats.PublisherConfig{
+			Target:  *flagStatsSink,
+			EdgeID:  edgeID(),
+			Metrics: edgeMetrics,
+			Logger:  logger,
+		})
+		if err != nil {
+			for _, s := range stops {
+				s(ctx)
+			}
+			return nil, fmt.Errorf("-stats-sink: %w", err)
+		}
+		sessionFuncs = append(sessionFuncs, p.SessionStats)
+		serverFuncs = append(serverFuncs, p.ServerStats)
+		// The publisher is stopped first, while /metrics still shows its
+		// drops.
+		stops = append([]func(context.Context) error{p.Close}, stops...)
+	}
+
+	if prev := srv.SessionStatsFunc; prev != nil {
+		sessionFuncs = append([]func(gateway.SessionStats){prev}, sessionFuncs...)
+	}
+	if prev := srv.ServerStatsFunc; prev != nil {
+		serverFuncs = append([]func(gateway.ServerStats){prev}, serverFuncs...)
+	}
+	srv.SessionStatsFunc = func(s gateway.SessionStats) {
+		for _, f := range sessionFuncs {
+			f(s)
+		}
+	}
+	srv.ServerStatsFunc = func(s gateway.ServerStats) {
+		for _, f := range serverFuncs {
+			f(s)
+		}
+	}
+	return func(ctx context.Context) {
+		var errs []error
+		for _, s := range stops {
+			errs = append(errs, s(ctx))
+		}
+		if err := errors.Join(errs...); err != nil {
+			logger.Warn("stopping stats", "err", err)
+		}
+	}, nil
 }

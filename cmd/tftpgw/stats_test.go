@@ -1,0 +1,129 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tftpgw/tftpgw/gateway"
+	"github.com/tftpgw/tftpgw/gateway/stats/collector"
+)
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func setFlag(t *testing.T, name, value string) {
+	t.Helper()
+	old := flag.Lookup(name).Value.String()
+	if err := flag.Set(name, value); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { flag.Set(name, old) })
+}
+
+func TestSetupStats(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := &syncBuffer{}
+	col := collector.Serve(ln, collector.New(collector.Config{Out: out}))
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		col.Stop(ctx)
+	}()
+
+	setFlag(t, "stats-sink", col.Addr().String())
+	setFlag(t, "metrics", "127.0.0.1:0")
+	setFlag(t, "stats-interval", "250ms")
+
+	var prevSessions, prevReports int
+	srv := &gateway.Server{
+		SessionStatsFunc: func(gateway.SessionStats) { prevSessions++ },
+		ServerStatsFunc:  func(gateway.ServerStats) { prevReports++ },
+	}
+	logger := slog.New(slog.DiscardHandler)
+	stop, err := setupStats(context.Background(), srv, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if srv.StatsInterval != 250*time.Millisecond {
+		t.Errorf("StatsInterval = %v", srv.StatsInterval)
+	}
+	h := statsHTTP.Load()
+	if h == nil {
+		t.Fatal("no metrics server")
+	}
+	readyz := "http://" + h.Addr().String() + "/readyz"
+	if code := getStatus(t, readyz); code != http.StatusServiceUnavailable {
+		t.Errorf("/readyz before ready = %d", code)
+	}
+	setStatsReady(true)
+	if code := getStatus(t, readyz); code != http.StatusOK {
+		t.Errorf("/readyz when ready = %d", code)
+	}
+
+	srv.SessionStatsFunc(gateway.SessionStats{SessionID: "s1", Outcome: gateway.OutcomeProbe})
+	srv.ServerStatsFunc(gateway.ServerStats{Time: time.Now(), Sessions: [5]int64{0, 0, 1}})
+	if prevSessions != 1 || prevReports != 1 {
+		t.Errorf("previous funcs called %d and %d times, want 1 and 1", prevSessions, prevReports)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	stop(ctx)
+	if statsHTTP.Load() != nil {
+		t.Error("metrics server still registered after stop")
+	}
+	got := out.String()
+	if !strings.Contains(got, `"session_id":"s1"`) || !strings.Contains(got, `"edge_id":"`+edgeID()+`"`) ||
+		!strings.Contains(got, `"sessions_probe":"1"`) {
+		t.Errorf("collector got %s", got)
+	}
+	if n := len(backendDialOptions()); n != 2 {
+		t.Errorf("backendDialOptions: %d options", n)
+	}
+}
+
+func TestSetupStatsOff(t *testing.T) {
+	srv := &gateway.Server{}
+	stop, err := setupStats(context.Background(), srv, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop(context.Background())
+	if srv.SessionStatsFunc != nil || srv.ServerStatsFunc != nil || srv.StatsInterval != gateway.DefaultStatsInterval {
+		t.Errorf("stats wired without flags: %+v", srv)
+	}
+}
+
+func getStatus(t *testing.T, url string) int {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}

@@ -1,0 +1,244 @@
+package stats
+
+import (
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/tftpgw/tftpgw/gateway"
+	tftpgwv1 "github.com/tftpgw/tftpgw/proto/tftpgw/v1"
+)
+
+// SessionProto converts the stats of one finished session to its protobuf
+// form, stamped with edgeID. Text that is not valid UTF-8 (a filename with
+// the 0xFF bytes some PXE ROMs append, say) has its invalid bytes replaced
+// by U+FFFD, since protobuf strings must be UTF-8.
+func SessionProto(edgeID string, s gateway.SessionStats) *tftpgwv1.SessionStats {
+	p := &tftpgwv1.SessionStats{
+		SessionId:         text(s.SessionID),
+		EdgeId:            text(edgeID),
+		ClientAddress:     addressProto(s.RemoteAddr),
+		LocalAddress:      addressProto(s.LocalAddr),
+		RawPath:           text(s.RawPath),
+		Path:              text(s.Path),
+		Mode:              text(s.Mode),
+		RequestedOptions:  optionsProto(s.RequestedOptions),
+		NegotiatedOptions: optionsProto(s.NegotiatedOptions),
+		BlockSize:         uint32(max(s.BlockSize, 0)),
+		WindowSize:        uint32(max(s.WindowSize, 0)),
+		TransferSize:      s.TransferSize,
+		Outcome:           OutcomeProto(s.Outcome),
+		ErrorSent:         errorProto(s.ErrorSent),
+		ErrorReceived:     errorProto(s.ErrorReceived),
+		BytesSent:         count(s.BytesSent),
+		BytesAcked:        count(s.BytesAcked),
+		PacketsSent:       count(s.PacketsSent),
+		Retransmits:       count(s.Retransmits),
+		DuplicateAcks:     count(s.DuplicateAcks),
+		Duration:          durationpb.New(s.Duration),
+	}
+	if !s.Start.IsZero() {
+		p.StartTime = timestamppb.New(s.Start)
+	}
+	if s.TimeToFirstData > 0 {
+		p.TimeToFirstData = durationpb.New(s.TimeToFirstData)
+	}
+	// Backend stays nil until gateway.SessionStats carries the backend's
+	// target, header latency and resumes.
+	return p
+}
+
+// OutcomeProto maps a gateway outcome to its protobuf enum;
+// OUTCOME_UNSPECIFIED for an unknown one.
+func OutcomeProto(o gateway.Outcome) tftpgwv1.Outcome {
+	switch o {
+	case gateway.OutcomeOK:
+		return tftpgwv1.Outcome_OUTCOME_OK
+	case gateway.OutcomeError:
+		return tftpgwv1.Outcome_OUTCOME_ERROR
+	case gateway.OutcomeProbe:
+		return tftpgwv1.Outcome_OUTCOME_PROBE
+	case gateway.OutcomeAborted:
+		return tftpgwv1.Outcome_OUTCOME_ABORTED
+	case gateway.OutcomeTimeout:
+		return tftpgwv1.Outcome_OUTCOME_TIMEOUT
+	}
+	return tftpgwv1.Outcome_OUTCOME_UNSPECIFIED
+}
+
+// Extra are the counters a ServerStats report carries that the gateway's
+// [gateway.ServerStats] does not: they are kept by this package.
+type Extra struct {
+	// DuplicateAcks is the sum of SessionStats.DuplicateAcks over the
+	// finished sessions.
+	DuplicateAcks uint64
+	// BackendErrors counts the failed backend calls by gRPC code name.
+	BackendErrors map[string]uint64
+	// EventsDropped counts the stats events dropped on the way to the sink.
+	EventsDropped uint64
+}
+
+// ServerReports converts successive [gateway.ServerStats] of one edge to
+// protobuf ServerStats, computing each report's delta against the previous
+// report that was committed. It is safe for concurrent use.
+type ServerReports struct {
+	// EdgeID stamps every report.
+	EdgeID string
+
+	mu       sync.Mutex
+	prev     *tftpgwv1.Counters // totals of the last committed report
+	prevTime time.Time
+}
+
+// Next converts s, with the extra counters, to a report whose delta is the
+// difference to the last committed report (all of it for the first). The
+// report is not committed: call commit with true once it is on its way, so
+// that the next delta counts from it, or with false when it was dropped, so
+// that the next delta covers this interval too. Reports must be committed or
+// abandoned in the order Next returned them.
+func (r *ServerReports) Next(s gateway.ServerStats, x Extra, final bool) (report *tftpgwv1.ServerStats, commit func(sent bool)) {
+	total := countersProto(s, x)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	interval := s.Interval
+	if r.prev != nil && !s.Time.IsZero() && !r.prevTime.IsZero() && s.Time.After(r.prevTime) {
+		interval = s.Time.Sub(r.prevTime)
+	}
+	p := &tftpgwv1.ServerStats{
+		EdgeId:         text(r.EdgeID),
+		Interval:       durationpb.New(interval),
+		ActiveSessions: count(s.ActiveSessions),
+		Delta:          subCounters(total, r.prev),
+		Total:          total,
+		Final:          final,
+	}
+	if !s.Time.IsZero() {
+		p.Time = timestamppb.New(s.Time)
+	}
+	return p, func(sent bool) {
+		if !sent {
+			return
+		}
+		r.mu.Lock()
+		r.prev, r.prevTime = total, s.Time
+		r.mu.Unlock()
+	}
+}
+
+func countersProto(s gateway.ServerStats, x Extra) *tftpgwv1.Counters {
+	c := &tftpgwv1.Counters{
+		SessionsOk:           count(s.Sessions[gateway.OutcomeOK]),
+		SessionsError:        count(s.Sessions[gateway.OutcomeError]),
+		SessionsProbe:        count(s.Sessions[gateway.OutcomeProbe]),
+		SessionsAborted:      count(s.Sessions[gateway.OutcomeAborted]),
+		SessionsTimeout:      count(s.Sessions[gateway.OutcomeTimeout]),
+		BytesSent:            count(s.BytesSent),
+		PacketsSent:          count(s.PacketsSent),
+		Retransmits:          count(s.Retransmits),
+		DuplicateAcks:        x.DuplicateAcks,
+		MalformedPackets:     count(s.MalformedPackets),
+		UnknownTidPackets:    count(s.UnknownTIDPackets),
+		WriteRequestsRefused: count(s.WriteRequests),
+		DuplicateRequests:    count(s.DuplicateRequests),
+		StatsEventsDropped:   x.EventsDropped,
+	}
+	for code, n := range s.ErrorsSent {
+		if n > 0 {
+			if c.ErrorsSent == nil {
+				c.ErrorsSent = make(map[uint32]uint64, len(s.ErrorsSent))
+			}
+			c.ErrorsSent[uint32(code)] = uint64(n)
+		}
+	}
+	for code, n := range x.BackendErrors {
+		if n > 0 {
+			if c.BackendErrors == nil {
+				c.BackendErrors = make(map[string]uint64, len(x.BackendErrors))
+			}
+			c.BackendErrors[code] = n
+		}
+	}
+	return c
+}
+
+// subCounters returns cur - prev field by field. A counter that went down
+// (the edge restarted, which a fresh ServerReports would not see, or a
+// source that reset) counts from zero, as Prometheus treats a reset.
+func subCounters(cur, prev *tftpgwv1.Counters) *tftpgwv1.Counters {
+	if prev == nil {
+		prev = &tftpgwv1.Counters{}
+	}
+	d := &tftpgwv1.Counters{
+		SessionsOk:           sub(cur.SessionsOk, prev.SessionsOk),
+		SessionsError:        sub(cur.SessionsError, prev.SessionsError),
+		SessionsProbe:        sub(cur.SessionsProbe, prev.SessionsProbe),
+		SessionsAborted:      sub(cur.SessionsAborted, prev.SessionsAborted),
+		SessionsTimeout:      sub(cur.SessionsTimeout, prev.SessionsTimeout),
+		BytesSent:            sub(cur.BytesSent, prev.BytesSent),
+		PacketsSent:          sub(cur.PacketsSent, prev.PacketsSent),
+		Retransmits:          sub(cur.Retransmits, prev.Retransmits),
+		DuplicateAcks:        sub(cur.DuplicateAcks, prev.DuplicateAcks),
+		MalformedPackets:     sub(cur.MalformedPackets, prev.MalformedPackets),
+		UnknownTidPackets:    sub(cur.UnknownTidPackets, prev.UnknownTidPackets),
+		WriteRequestsRefused: sub(cur.WriteRequestsRefused, prev.WriteRequestsRefused),
+		DuplicateRequests:    sub(cur.DuplicateRequests, prev.DuplicateRequests),
+		StatsEventsDropped:   sub(cur.StatsEventsDropped, prev.StatsEventsDropped),
+	}
+	for k, v := range cur.ErrorsSent {
+		if n := sub(v, prev.ErrorsSent[k]); n > 0 {
+			if d.ErrorsSent == nil {
+				d.ErrorsSent = make(map[uint32]uint64)
+			}
+			d.ErrorsSent[k] = n
+		}
+	}
+	for k, v := range cur.BackendErrors {
+		if n := sub(v, prev.BackendErrors[k]); n > 0 {
+			if d.BackendErrors == nil {
+				d.BackendErrors = make(map[string]uint64)
+			}
+			d.BackendErrors[k] = n
+		}
+	}
+	return d
+}
+
+func sub(cur, prev uint64) uint64 {
+	if cur < prev {
+		return cur
+	}
+	return cur - prev
+}
+
+func count(n int64) uint64 { return uint64(max(n, 0)) }
+
+func text(s string) string { return strings.ToValidUTF8(s, "\uFFFD") }
+
+func addressProto(a netip.AddrPort) *tftpgwv1.Address {
+	if !a.IsValid() {
+		return nil
+	}
+	return &tftpgwv1.Address{Ip: a.Addr().Unmap().String(), Port: uint32(a.Port())}
+}
+
+func optionsProto(opts []gateway.Option) []*tftpgwv1.Option {
+	if len(opts) == 0 {
+		return nil
+	}
+	p := make([]*tftpgwv1.Option, len(opts))
+	for i, o := range opts {
+		p[i] = &tftpgwv1.Option{Name: text(o.Name), Value: text(o.Value)}
+	}
+	return p
+}
+
+func errorProto(e *gateway.Error) *tftpgwv1.TFTPError {
+	if e == nil {
+		return nil
+	}
+	return &tftpgwv1.TFTPError{Code: uint32(e.Code), Message: text(e.Message)}
+}

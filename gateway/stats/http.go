@@ -1,0 +1,101 @@
+package stats
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+)
+
+// HTTPServer serves an edge's operational endpoints:
+//
+//   - /metrics: the [Metrics] registry;
+//   - /healthz: 200 "ok" while the HTTP server runs (liveness);
+//   - /readyz: 200 "ready" once [HTTPServer.SetReady](true) was called (the
+//     TFTP listener is up) and until SetReady(false) or Shutdown; 503
+//     otherwise.
+//
+// It owns its goroutine, which [HTTPServer.Shutdown] stops.
+type HTTPServer struct {
+	srv     *http.Server
+	ln      net.Listener
+	ready   atomic.Bool
+	closing atomic.Bool
+	done    chan struct{}
+	err     error // of Serve, read after done
+}
+
+// StartHTTP listens on addr (":9100", "127.0.0.1:0", ...) and serves the
+// endpoints of m in a goroutine until Shutdown. Errors of the HTTP server
+// are logged to logger (slog.Default() if nil).
+func StartHTTP(addr string, m *Metrics, logger *slog.Logger) (*HTTPServer, error) {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("stats: metrics listener: %w", err)
+	}
+	h := &HTTPServer{ln: ln, done: make(chan struct{})}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", m.Handler())
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if h.closing.Load() {
+			http.Error(w, "shutting down", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !h.Ready() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	h.srv = &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	go func() {
+		defer close(h.done)
+		if err := h.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			h.err = err
+			logger.Error("metrics server failed", "addr", ln.Addr().String(), "err", err)
+		}
+	}()
+	return h, nil
+}
+
+// Addr returns the address the server listens on.
+func (h *HTTPServer) Addr() net.Addr { return h.ln.Addr() }
+
+// SetReady sets what /readyz answers: true once the TFTP listener is up,
+// false when the edge starts draining.
+func (h *HTTPServer) SetReady(ready bool) { h.ready.Store(ready) }
+
+// Ready reports what /readyz answers.
+func (h *HTTPServer) Ready() bool { return h.ready.Load() && !h.closing.Load() }
+
+// Shutdown makes /readyz and /healthz fail, then stops the server
+// gracefully, waiting for running requests until ctx ends.
+func (h *HTTPServer) Shutdown(ctx context.Context) error {
+	h.closing.Store(true)
+	err := h.srv.Shutdown(ctx)
+	if err != nil {
+		h.srv.Close()
+	}
+	<-h.done
+	if err != nil {
+		return fmt.Errorf("stats: metrics server shutdown: %w", err)
+	}
+	if h.err != nil {
+		return fmt.Errorf("stats: metrics server: %w", h.err)
+	}
+	return nil
+}
