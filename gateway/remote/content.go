@@ -1,0 +1,362 @@
+package remote
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/tftpgw/tftpgw/gateway"
+	tftpgwv1 "github.com/tftpgw/tftpgw/proto/tftpgw/v1"
+)
+
+// stats are the backend facts of one session; see BackendStats.
+type stats struct {
+	peer          string // backend that sent the last header
+	headerLatency time.Duration
+	resumes       int
+}
+
+// content streams one file from backends. Read and Close follow the
+// [gateway.Content] rules: Read on one goroutine, Close once.
+type content struct {
+	h   *Handler
+	req *tftpgwv1.ReadRequest
+	log *slog.Logger
+
+	ctx    context.Context // the session's; cancelled by Close
+	cancel context.CancelCauseFunc
+	start0 time.Time
+
+	// From the first header.
+	size   int64
+	etag   string
+	maxAge time.Duration
+
+	// The current call.
+	stream  grpc.ServerStreamingClient[tftpgwv1.ReadResponse]
+	actx    context.Context
+	acancel context.CancelCauseFunc
+	idle    *time.Timer
+
+	buf        []byte // received, not yet read
+	received   int64  // bytes received from the backends
+	err        error  // sticky; io.EOF at the end
+	firstBreak time.Time
+	resumes    int
+
+	mu    sync.Mutex
+	stats stats
+}
+
+var (
+	_ gateway.InfoContent    = (*content)(nil)
+	_ gateway.BackendContent = (*content)(nil)
+)
+
+func newContent(ctx context.Context, h *Handler, r *gateway.Request) *content {
+	ctx, cancel := context.WithCancelCause(ctx)
+	c := &content{
+		h:      h,
+		req:    readRequest(r, h.cfg.EdgeID),
+		log:    h.log.With("session", r.SessionID, "path", r.Path),
+		ctx:    ctx,
+		cancel: cancel,
+		start0: time.Now(),
+		size:   -1,
+	}
+	return c
+}
+
+func readRequest(r *gateway.Request, edgeID string) *tftpgwv1.ReadRequest {
+	req := &tftpgwv1.ReadRequest{
+		SessionId:    r.SessionID,
+		RawPath:      r.RawPath,
+		Path:         r.Path,
+		Mode:         r.Mode,
+		Client:       address(r.RemoteAddr),
+		LocalAddress: address(r.LocalAddr),
+		EdgeId:       edgeID,
+	}
+	for _, o := range r.Options {
+		req.Options = append(req.Options, &tftpgwv1.Option{Name: o.Name, Value: o.Value})
+	}
+	return req
+}
+
+func address(ap netip.AddrPort) *tftpgwv1.Address {
+	if !ap.IsValid() {
+		return nil
+	}
+	return &tftpgwv1.Address{Ip: ap.Addr().Unmap().String(), Port: uint32(ap.Port())}
+}
+
+// start makes the first call and waits for its header.
+func (c *content) start() error {
+	hdr, err := c.open(0, c.h.cfg.HeaderTimeout)
+	if err != nil {
+		switch {
+		case c.ctx.Err() != nil:
+			return wrap(errBackend, fmt.Errorf("session ended before the header: %w", context.Cause(c.ctx)))
+		case errors.Is(err, errHeaderBudget):
+			c.h.watch.bad(keyReach, slog.LevelWarn, "no backend sent a header within the header budget; clients get ERROR 0 \"backend timeout\"", err.Error())
+			return wrap(errTimeout, err)
+		case status.Code(err) == codes.Unauthenticated && !hasTFTPError(err):
+			c.h.watch.bad(keyAuth, slog.LevelError, "backend refused this gateway's credentials (token)", status.Convert(err).Message())
+		}
+		c.log.Debug("backend call failed", "err", err)
+		return wrap(tftpError(err), err)
+	}
+	c.h.watch.good(keyReach, "backends answer again")
+	c.h.watch.good(keyAuth, "backend accepts this gateway's credentials again")
+	c.size = headerSize(hdr)
+	c.etag = hdr.GetEtag()
+	if d := hdr.GetMaxAge(); d != nil && d.IsValid() && d.AsDuration() > 0 {
+		c.maxAge = d.AsDuration()
+	}
+	lat := time.Since(c.start0)
+	c.mu.Lock()
+	c.stats.headerLatency = lat
+	c.mu.Unlock()
+	c.log.Debug("backend header", "peer", c.BackendStats().Target, "latency", lat, "size", c.size, "etag", c.etag)
+	return nil
+}
+
+// open calls Read at offset and waits at most budget for the header. On
+// success the call becomes the current one. A call failing with
+// UNAVAILABLE (after gRPC's own retries) is made again while the budget
+// lasts. An error wrapping errHeaderBudget means the budget ran out.
+func (c *content) open(offset int64, budget time.Duration) (*tftpgwv1.Header, error) {
+	req := proto.Clone(c.req).(*tftpgwv1.ReadRequest)
+	req.Offset = uint64(offset)
+	if offset > 0 {
+		req.IfMatch = c.etag
+	}
+	deadline := time.Now().Add(budget)
+	pause := 25 * time.Millisecond
+	for {
+		actx, acancel := context.WithCancelCause(c.ctx)
+		timer := time.AfterFunc(time.Until(deadline), func() { acancel(errHeaderBudget) })
+		stream, err := c.h.client.Read(actx, req, grpc.WaitForReady(true))
+		var msg *tftpgwv1.ReadResponse
+		if err == nil {
+			msg, err = stream.Recv()
+		}
+		timer.Stop()
+		if err == nil {
+			hdr := msg.GetHeader()
+			if hdr == nil {
+				acancel(errors.New("protocol error"))
+				return nil, errors.New("backend sent data before the header")
+			}
+			c.stream, c.actx, c.acancel = stream, actx, acancel
+			c.idle = time.AfterFunc(time.Hour, func() { acancel(errIdle) })
+			c.idle.Stop()
+			var addr string
+			if p, ok := peer.FromContext(stream.Context()); ok && p.Addr != nil {
+				addr = p.Addr.String()
+			}
+			c.mu.Lock()
+			c.stats.peer = addr
+			c.mu.Unlock()
+			return hdr, nil
+		}
+		cause := context.Cause(actx)
+		acancel(nil)
+		switch {
+		case c.ctx.Err() != nil:
+			return nil, context.Cause(c.ctx)
+		case errors.Is(cause, errHeaderBudget):
+			return nil, fmt.Errorf("%w (%s): %w", errHeaderBudget, budget, err)
+		case err == io.EOF:
+			return nil, errors.New("backend ended the stream before the header")
+		case status.Code(err) == codes.Unavailable && !hasTFTPError(err) && time.Until(deadline) > pause:
+			select {
+			case <-time.After(pause):
+			case <-c.ctx.Done():
+				return nil, context.Cause(c.ctx)
+			}
+			pause *= 2
+			continue
+		}
+		return nil, err
+	}
+}
+
+// endCall cancels the current call, if any.
+func (c *content) endCall(cause error) {
+	if c.acancel != nil {
+		c.idle.Stop()
+		c.acancel(cause)
+		c.stream, c.actx, c.acancel, c.idle = nil, nil, nil, nil
+	}
+}
+
+// Read implements io.Reader. It returns the bytes of the current chunk,
+// receiving the next one when it is used up, and resumes a broken stream
+// when it can.
+func (c *content) Read(p []byte) (int, error) {
+	if c.err == nil && c.ctx.Err() != nil { // closed, or the session ended
+		c.fail(wrap(errBackend, context.Cause(c.ctx)))
+	}
+	for len(c.buf) == 0 {
+		if c.err != nil {
+			return 0, c.err
+		}
+		c.fill()
+	}
+	n := copy(p, c.buf)
+	c.buf = c.buf[n:]
+	return n, nil
+}
+
+// fail ends the content with err.
+func (c *content) fail(err error) {
+	c.endCall(err)
+	c.err = err
+	c.buf = nil
+	if c.ctx.Err() == nil {
+		c.log.Warn("backend transfer failed", "received", c.received, "err", err)
+	}
+}
+
+// fill receives the next message into buf, or sets err.
+func (c *content) fill() {
+	if c.stream == nil { // closed, or the session ended
+		c.fail(wrap(errBackend, context.Cause(c.ctx)))
+		return
+	}
+	c.idle.Reset(c.h.cfg.IdleTimeout)
+	msg, err := c.stream.Recv()
+	c.idle.Stop()
+	switch {
+	case err == nil:
+		data, ok := msg.GetMsg().(*tftpgwv1.ReadResponse_Data)
+		if !ok {
+			c.fail(wrap(errBackend, errors.New("backend sent a second header")))
+			return
+		}
+		c.received += int64(len(data.Data))
+		if c.size >= 0 && c.received > c.size {
+			c.fail(wrap(errBackend, fmt.Errorf("backend sent more than the header's size %d", c.size)))
+			return
+		}
+		c.buf = data.Data
+	case err == io.EOF:
+		if c.size >= 0 && c.received != c.size {
+			c.fail(wrap(errBackend, fmt.Errorf("backend ended the stream at byte %d of %d", c.received, c.size)))
+			return
+		}
+		c.endCall(io.EOF)
+		c.err = io.EOF
+	default:
+		if errors.Is(context.Cause(c.actx), errIdle) {
+			err = fmt.Errorf("%w (%s): %w", errIdle, c.h.cfg.IdleTimeout, err)
+		}
+		c.broke(err)
+	}
+}
+
+// broke handles a stream that failed with err after its header: it
+// resumes the transfer on a new call if it may, or fails the content.
+func (c *content) broke(err error) {
+	switch {
+	case c.ctx.Err() != nil:
+		c.fail(wrap(errBackend, context.Cause(c.ctx)))
+		return
+	case !resumable(err):
+		c.fail(wrap(tftpError(err), err))
+		return
+	case c.etag == "":
+		c.fail(wrap(errBackend, fmt.Errorf("stream broke at byte %d; not resumed, the content has no etag: %w", c.received, err)))
+		return
+	}
+	if c.firstBreak.IsZero() {
+		c.firstBreak = time.Now()
+	}
+	for {
+		left := c.h.cfg.ResumeTimeout - time.Since(c.firstBreak)
+		if c.resumes >= c.h.cfg.MaxResumes || left <= 0 {
+			c.fail(wrap(errBackend, fmt.Errorf("stream broke at byte %d; gave up after %d resumes in %s: %w",
+				c.received, c.resumes, time.Since(c.firstBreak).Round(time.Millisecond), err)))
+			return
+		}
+		c.endCall(err)
+		c.resumes++
+		c.mu.Lock()
+		c.stats.resumes = c.resumes
+		c.mu.Unlock()
+		c.log.Info("backend stream broke; resuming", "offset", c.received, "resume", c.resumes, "err", err)
+		hdr, oerr := c.open(c.received, min(left, c.h.cfg.HeaderTimeout))
+		if oerr != nil {
+			switch {
+			case c.ctx.Err() != nil:
+				c.fail(wrap(errBackend, context.Cause(c.ctx)))
+				return
+			case errors.Is(oerr, errHeaderBudget) || resumable(oerr):
+				err = oerr
+				continue
+			case status.Code(oerr) == codes.FailedPrecondition && !hasTFTPError(oerr):
+				c.fail(wrap(errChanged, fmt.Errorf("resume at byte %d refused: %w", c.received, oerr)))
+				return
+			}
+			c.fail(wrap(tftpError(oerr), fmt.Errorf("resume at byte %d: %w", c.received, oerr)))
+			return
+		}
+		size := headerSize(hdr)
+		if hdr.GetEtag() != c.etag || size != c.size {
+			c.fail(wrap(errChanged, fmt.Errorf("resume at byte %d: backend sent etag %q size %d, want etag %q size %d",
+				c.received, hdr.GetEtag(), size, c.etag, c.size)))
+			return
+		}
+		return
+	}
+}
+
+// Close cancels the call. It implements io.Closer.
+func (c *content) Close() error {
+	c.cancel(errClosed)
+	return nil
+}
+
+// Size returns the size from the header, or -1 if it had none.
+func (c *content) Size() int64 { return c.size }
+
+// Info returns the etag and max age from the header.
+func (c *content) Info() gateway.ContentInfo {
+	return gateway.ContentInfo{ETag: c.etag, MaxAge: c.maxAge}
+}
+
+// BackendStats implements [gateway.BackendContent]: Target is the address
+// of the backend that sent the last header (the handler's target if none
+// did), HeaderLatency the time from the request to the first header,
+// including the wait for a ready backend, and Resumes the calls made to
+// resume the transfer, successful or not. It may be called from any
+// goroutine, also after Close.
+func (c *content) BackendStats() gateway.BackendStats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	target := c.stats.peer
+	if target == "" {
+		target = c.h.target
+	}
+	return gateway.BackendStats{Target: target, HeaderLatency: c.stats.headerLatency, Resumes: c.stats.resumes}
+}
+
+// headerSize returns the header's size, or -1 if it has none.
+func headerSize(hdr *tftpgwv1.Header) int64 {
+	if hdr.Size == nil || hdr.GetSize() < 0 {
+		return -1
+	}
+	return hdr.GetSize()
+}

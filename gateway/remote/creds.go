@@ -1,0 +1,189 @@
+package remote
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/credentials"
+)
+
+// watcher logs the states that an operator must see once, not once per
+// session: a backend refusing the gateway's TLS certificate or token, or no
+// backend answering at all. It logs when a state begins and when it ends.
+type watcher struct {
+	log    *slog.Logger
+	target string
+
+	mu    sync.Mutex
+	state map[string]string // key -> reason of the current bad state
+}
+
+// bad records that key is in a bad state for reason, logging it at level
+// if the state is new or its reason changed.
+func (w *watcher) bad(key string, level slog.Level, msg, reason string) {
+	w.mu.Lock()
+	prev, ok := w.state[key]
+	w.state[key] = reason
+	w.mu.Unlock()
+	if ok && (prev == reason || key == keyReach) {
+		return // the reason of "no backend" varies with the address tried
+	}
+	args := []any{"target", w.target}
+	if b := strings.TrimPrefix(key, keyPrefix(key)); b != "" {
+		args = append(args, "backend", b)
+	}
+	w.log.Log(context.Background(), level, msg, append(args, "reason", reason)...)
+}
+
+// good records that key is fine again, logging it if it was not.
+func (w *watcher) good(key, msg string) {
+	w.mu.Lock()
+	_, ok := w.state[key]
+	delete(w.state, key)
+	w.mu.Unlock()
+	if ok {
+		args := []any{"target", w.target}
+		if b := strings.TrimPrefix(key, keyPrefix(key)); b != "" {
+			args = append(args, "backend", b)
+		}
+		w.log.Info(msg, args...)
+	}
+}
+
+func keyPrefix(key string) string {
+	if i := strings.IndexByte(key, ' '); i >= 0 {
+		return key[:i+1]
+	}
+	return ""
+}
+
+// Keys of the watcher's states; the TLS key is followed by the address.
+const (
+	keyAuth  = "auth "
+	keyReach = "reach "
+	keyTLS   = "tls "
+)
+
+// watchCreds wraps TLS transport credentials to report handshake failures
+// and a backend refusing the gateway's client certificate. With TLS 1.3 the
+// server checks the client certificate after the client's handshake has
+// completed, so the refusal arrives as an alert on the first read.
+type watchCreds struct {
+	credentials.TransportCredentials
+	w *watcher
+}
+
+func (c *watchCreds) ClientHandshake(ctx context.Context, authority string, raw net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	addr := raw.RemoteAddr().String()
+	conn, info, err := c.TransportCredentials.ClientHandshake(ctx, authority, raw)
+	if err != nil {
+		if ctx.Err() == nil {
+			c.w.bad(keyTLS+addr, slog.LevelError, "backend TLS handshake failed; this gateway cannot use the backend", tlsReason(err))
+		}
+		return nil, nil, err
+	}
+	return &watchConn{Conn: conn, w: c.w, key: keyTLS + addr}, info, nil
+}
+
+func (c *watchCreds) Clone() credentials.TransportCredentials {
+	return &watchCreds{TransportCredentials: c.TransportCredentials.Clone(), w: c.w}
+}
+
+// watchConn reports the outcome of the first read of a TLS connection: the
+// backend's HTTP/2 settings, or its TLS alert refusing the gateway.
+type watchConn struct {
+	net.Conn
+	w    *watcher
+	key  string
+	once sync.Once
+}
+
+func (c *watchConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.once.Do(func() {
+		var op *net.OpError
+		switch {
+		case n > 0:
+			c.w.good(c.key, "backend TLS connection accepted")
+		case errors.As(err, &op) && op.Op == "remote error":
+			c.w.bad(c.key, slog.LevelError, "backend refused this gateway's TLS client certificate", op.Error())
+		}
+	})
+	return n, err
+}
+
+func tlsReason(err error) string {
+	s := err.Error()
+	// grpc-go prefixes the handshake error with nothing useful to operators.
+	return strings.TrimPrefix(s, "transport: authentication handshake failed: ")
+}
+
+// tokenCreds sends a bearer token with every call.
+type tokenCreds struct {
+	token    string // fixed token, or the last one read from file
+	file     string
+	insecure bool // allowed over plaintext (loopback target)
+
+	mu      sync.Mutex
+	checked time.Time
+	mtime   time.Time
+	size    int64
+}
+
+func (t *tokenCreds) GetRequestMetadata(ctx context.Context, _ ...string) (map[string]string, error) {
+	tok, err := t.get()
+	if err != nil {
+		return nil, err
+	}
+	return map[string]string{"authorization": "Bearer " + tok}, nil
+}
+
+func (t *tokenCreds) RequireTransportSecurity() bool { return !t.insecure }
+
+// get returns the token, reading the file again if it changed; checks are
+// made at most once a second.
+func (t *tokenCreds) get() (string, error) {
+	if t.file == "" {
+		return t.token, nil
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := time.Now()
+	if t.token != "" && now.Sub(t.checked) < time.Second {
+		return t.token, nil
+	}
+	t.checked = now
+	fi, err := os.Stat(t.file)
+	if err != nil {
+		if t.token != "" {
+			return t.token, nil // keep the last good token
+		}
+		return "", fmt.Errorf("remote: token file: %w", err)
+	}
+	if t.token != "" && fi.ModTime().Equal(t.mtime) && fi.Size() == t.size {
+		return t.token, nil
+	}
+	b, err := os.ReadFile(t.file)
+	if err != nil {
+		if t.token != "" {
+			return t.token, nil
+		}
+		return "", fmt.Errorf("remote: token file: %w", err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		if t.token != "" {
+			return t.token, nil
+		}
+		return "", fmt.Errorf("remote: token file %s is empty", t.file)
+	}
+	t.token, t.mtime, t.size = tok, fi.ModTime(), fi.Size()
+	return tok, nil
+}

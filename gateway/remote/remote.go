@@ -1,0 +1,375 @@
+// Package remote provides a [gateway.Handler] that reads content from a
+// gRPC ContentService (tftpgw.v1, see proto/tftpgw/v1/content.proto).
+//
+// Each TFTP read request becomes one server-streaming Read call. The call
+// must deliver its header within [Config.HeaderTimeout] (2 s by default),
+// otherwise the client gets ERROR 0 "backend timeout"; a backend that is
+// slow, dead or not yet started never leaves a client in silence. When no
+// backend is ready the call waits for one (gRPC "wait for ready") until the
+// header budget runs out, so a backend that comes back is used by the next
+// request without restarting anything.
+//
+// The target is any gRPC target ("dns:///boot.example:7000" balances over
+// every address the name resolves to) or a comma-separated list of
+// host:port. Calls are balanced round robin, and the standard gRPC health
+// service (grpc.health.v1, service name "") takes unhealthy backends out of
+// rotation; a backend that does not implement it counts as healthy.
+//
+// # Read-ahead and cancellation
+//
+// The content's Read receives messages from the stream synchronously, on
+// the caller's goroutine; there is no read-ahead goroutine. Read-ahead is
+// bounded by gRPC flow control: the backend may run at most one HTTP/2
+// stream window (256 KiB, fixed) ahead of the reader, so a stalled TFTP
+// client stalls its backend stream instead of filling the edge's memory.
+// The call is cancelled when the context passed to ServeTFTP is (the
+// gateway cancels it when the session ends for any reason) and when the
+// content is closed.
+//
+// # Resuming
+//
+// If the stream breaks after data has arrived (status UNAVAILABLE, ABORTED
+// or INTERNAL, or no message for [Config.IdleTimeout]), the content issues
+// the Read again with offset set to the bytes received so far and if_match
+// set to the first header's etag; the new call may land on another backend.
+// The reader only sees a pause. At most [Config.MaxResumes] resumes are made
+// within [Config.ResumeTimeout]. A content whose header had no etag is never
+// resumed, and a backend answering a resume with FAILED_PRECONDITION or with
+// another etag or size ends the transfer with an error: two versions are
+// never spliced. Breaks before the header are retried by gRPC itself
+// (service-config retryPolicy on UNAVAILABLE, which never replays data).
+//
+// # Errors
+//
+// A failed call is mapped to the TFTP error the client receives: a TFTPError
+// in the status details as it is; NOT_FOUND as 1 "file not found";
+// PERMISSION_DENIED and UNAUTHENTICATED as 2 "access violation"; a header
+// that misses its budget and DEADLINE_EXCEEDED as 0 "backend timeout"; any
+// other failure as 0 "backend error". The status message is logged, never
+// sent to the client.
+package remote
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"net/url"
+	"os"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	_ "google.golang.org/grpc/health" // client-side health checking
+	"google.golang.org/grpc/resolver"
+	"google.golang.org/grpc/resolver/manual"
+
+	"github.com/tftpgw/tftpgw/gateway"
+	tftpgwv1 "github.com/tftpgw/tftpgw/proto/tftpgw/v1"
+)
+
+// Defaults used for zero-valued [Config] fields.
+const (
+	DefaultHeaderTimeout = 2 * time.Second
+	DefaultIdleTimeout   = 10 * time.Second
+	DefaultMaxResumes    = 3
+	DefaultResumeTimeout = 5 * time.Second
+)
+
+// streamWindow is the fixed HTTP/2 stream flow-control window: how far a
+// backend may send ahead of the TFTP session reading the content. Setting
+// it also turns off gRPC's dynamic (BDP) window growth.
+const streamWindow = 256 << 10
+
+// Config configures a [Handler]. The zero value is ready to use: plaintext,
+// no token, the defaults below and the host name as edge ID.
+type Config struct {
+	// HeaderTimeout is the budget for the header of a call, including the
+	// wait for a ready backend; 2 s if zero. A TFTP client needs an answer
+	// (OACK, DATA or ERROR) within a few seconds.
+	HeaderTimeout time.Duration
+
+	// IdleTimeout is how long a started stream may go without a message
+	// before it is treated as broken (and resumed, if it can be); 10 s if
+	// zero.
+	IdleTimeout time.Duration
+
+	// MaxResumes is how many times one transfer may be resumed after its
+	// stream broke; 3 if zero, none if negative.
+	MaxResumes int
+
+	// ResumeTimeout bounds the time spent resuming one transfer, counted
+	// from the first break; 5 s if zero.
+	ResumeTimeout time.Duration
+
+	// EdgeID is sent to the backend as edge_id; the host name if empty.
+	EdgeID string
+
+	// TLS, if not nil, makes the connections use TLS with this
+	// configuration (set Certificates for mutual TLS). If nil, the
+	// connections are plaintext.
+	TLS *tls.Config
+
+	// Token, if not empty, is sent with every call as
+	// "authorization: Bearer <Token>". TokenFile names a file holding the
+	// token instead; it is read again when it changes (checked at most
+	// once a second), so that rotated tokens are picked up. Set at most
+	// one of them.
+	//
+	// A token is only sent over TLS, except to a target whose hosts are
+	// all loopback addresses (or "localhost", or a unix socket), where it
+	// may be sent in plaintext: anyone able to read loopback traffic on
+	// that machine can read the token.
+	Token     string
+	TokenFile string
+
+	// Logger receives the handler's log lines and the gRPC call log (at
+	// debug level for expected outcomes); slog.Default() if nil.
+	Logger *slog.Logger
+
+	// DialOptions are appended to the handler's own options for
+	// grpc.NewClient (for example a custom dialer or interceptors).
+	DialOptions []grpc.DialOption
+}
+
+// Handler is a [gateway.Handler] that reads content from a gRPC
+// ContentService. Create it with [Dial]; it is safe for concurrent use.
+type Handler struct {
+	target string
+	cfg    Config
+	log    *slog.Logger
+	conn   *grpc.ClientConn
+	client tftpgwv1.ContentServiceClient
+	watch  *watcher
+	closed atomic.Bool
+}
+
+var _ gateway.Handler = (*Handler)(nil)
+
+// listScheme is the resolver scheme of a comma-separated target. The
+// resolver is registered with the connection only (grpc.WithResolvers).
+const listScheme = "tftpgw-list"
+
+// serviceConfig balances round robin over healthy backends and lets gRPC
+// retry a Read that failed with UNAVAILABLE before its first message (it
+// never retries after one, so data is never replayed).
+const serviceConfig = `{
+  "loadBalancingConfig": [{"round_robin": {}}],
+  "healthCheckConfig": {"serviceName": ""},
+  "methodConfig": [{
+    "name": [{"service": "tftpgw.v1.ContentService", "method": "Read"}],
+    "retryPolicy": {
+      "maxAttempts": 3,
+      "initialBackoff": "0.05s",
+      "maxBackoff": "0.5s",
+      "backoffMultiplier": 2,
+      "retryableStatusCodes": ["UNAVAILABLE"]
+    }
+  }]
+}`
+
+// Dial returns a Handler reading from the ContentService at target: a gRPC
+// target such as "dns:///boot.example:7000" or "10.0.0.5:7000", or a
+// comma-separated list of host:port balanced round robin. Connections are
+// made in the background, so Dial does not fail because a backend is down.
+// Close releases the connections.
+func Dial(target string, cfg Config) (*Handler, error) {
+	if strings.TrimSpace(target) == "" {
+		return nil, errors.New("remote: empty target")
+	}
+	if cfg.HeaderTimeout <= 0 {
+		cfg.HeaderTimeout = DefaultHeaderTimeout
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
+	}
+	if cfg.MaxResumes == 0 {
+		cfg.MaxResumes = DefaultMaxResumes
+	}
+	if cfg.ResumeTimeout <= 0 {
+		cfg.ResumeTimeout = DefaultResumeTimeout
+	}
+	if cfg.EdgeID == "" {
+		cfg.EdgeID, _ = os.Hostname()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	h := &Handler{target: target, cfg: cfg, log: cfg.Logger}
+	h.watch = &watcher{log: h.log, target: target, state: map[string]string{}}
+
+	grpcTarget, res, err := parseTarget(target)
+	if err != nil {
+		return nil, err
+	}
+
+	opts := []grpc.DialOption{
+		grpc.WithDefaultServiceConfig(serviceConfig),
+		grpc.WithDisableServiceConfig(), // ignore service configs from DNS
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff: backoff.Config{
+				BaseDelay:  100 * time.Millisecond,
+				Multiplier: 1.6,
+				Jitter:     0.2,
+				MaxDelay:   5 * time.Second,
+			},
+			MinConnectTimeout: cfg.HeaderTimeout,
+		}),
+		grpc.WithInitialWindowSize(streamWindow),
+		grpc.WithInitialConnWindowSize(16 * streamWindow),
+		grpc.WithUserAgent("tftpgw"),
+		grpc.WithChainStreamInterceptor(
+			logging.StreamClientInterceptor(slogAdapter(h.log),
+				logging.WithLogOnEvents(logging.FinishCall),
+				logging.WithLevels(clientCodeToLevel)),
+		),
+		grpc.WithChainUnaryInterceptor(
+			logging.UnaryClientInterceptor(slogAdapter(h.log),
+				logging.WithLogOnEvents(logging.FinishCall),
+				logging.WithLevels(clientCodeToLevel)),
+		),
+	}
+	if res != nil {
+		opts = append(opts, grpc.WithResolvers(res))
+	}
+	if cfg.TLS != nil {
+		opts = append(opts, grpc.WithTransportCredentials(&watchCreds{
+			TransportCredentials: credentials.NewTLS(cfg.TLS), w: h.watch,
+		}))
+	} else {
+		opts = append(opts, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	}
+	if cfg.Token != "" || cfg.TokenFile != "" {
+		if cfg.Token != "" && cfg.TokenFile != "" {
+			return nil, errors.New("remote: both Token and TokenFile are set")
+		}
+		insecureOK := cfg.TLS == nil
+		if insecureOK && !loopbackTarget(target) {
+			return nil, fmt.Errorf("remote: refusing to send a token in plaintext to %q: configure TLS, or use a loopback target", target)
+		}
+		tc := &tokenCreds{token: cfg.Token, file: cfg.TokenFile, insecure: insecureOK}
+		if cfg.TokenFile != "" {
+			if _, err := tc.get(); err != nil {
+				return nil, err
+			}
+		}
+		opts = append(opts, grpc.WithPerRPCCredentials(tc))
+	}
+	opts = append(opts, cfg.DialOptions...)
+
+	conn, err := grpc.NewClient(grpcTarget, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("remote: %w", err)
+	}
+	conn.Connect() // start connecting now, not at the first request
+	h.conn = conn
+	h.client = tftpgwv1.NewContentServiceClient(conn)
+	return h, nil
+}
+
+// Target returns the target the handler was created with.
+func (h *Handler) Target() string { return h.target }
+
+// Close closes the handler's connections. Contents still being read fail.
+func (h *Handler) Close() error {
+	if h.closed.Swap(true) {
+		return nil
+	}
+	return h.conn.Close()
+}
+
+// ServeTFTP implements [gateway.Handler]: it calls Read on a backend and
+// waits for the header, at most [Config.HeaderTimeout]. The returned
+// content implements [gateway.InfoContent] (etag and max age from the
+// header) and [gateway.BackendContent] (backend address, header latency
+// and resumes, for the session's stats).
+func (h *Handler) ServeTFTP(ctx context.Context, req *gateway.Request) (gateway.Content, error) {
+	c := newContent(ctx, h, req)
+	if err := c.start(); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// parseTarget returns the target to pass to grpc.NewClient, with the
+// manual resolver serving it when target is a comma-separated list.
+func parseTarget(target string) (string, *manual.Resolver, error) {
+	if !strings.Contains(target, ",") {
+		return target, nil, nil
+	}
+	var eps []resolver.Endpoint
+	for a := range strings.SplitSeq(target, ",") {
+		a = strings.TrimSpace(a)
+		if a == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return "", nil, fmt.Errorf("remote: target %q: %w", a, err)
+		}
+		eps = append(eps, resolver.Endpoint{Addresses: []resolver.Address{{Addr: a}}})
+	}
+	if len(eps) == 0 {
+		return "", nil, fmt.Errorf("remote: target %q has no address", target)
+	}
+	r := manual.NewBuilderWithScheme(listScheme)
+	r.InitialState(resolver.State{Endpoints: eps})
+	return listScheme + ":///backends", r, nil
+}
+
+// loopbackTarget reports whether every host of target is a loopback
+// address, "localhost" or a unix socket.
+func loopbackTarget(target string) bool {
+	for t := range strings.SplitSeq(target, ",") {
+		t = strings.TrimSpace(t)
+		if t == "" {
+			continue
+		}
+		if strings.HasPrefix(t, "unix:") || strings.HasPrefix(t, "unix-abstract:") {
+			continue
+		}
+		if u, err := url.Parse(t); err == nil && u.Scheme != "" && u.Opaque == "" && (u.Host != "" || u.Path != "") {
+			// scheme://[authority]/endpoint
+			t = strings.TrimPrefix(u.Path, "/")
+		}
+		host, _, err := net.SplitHostPort(t)
+		if err != nil {
+			host = t
+		}
+		if host == "localhost" {
+			continue
+		}
+		ip, err := netip.ParseAddr(host)
+		if err != nil || !ip.Unmap().IsLoopback() {
+			return false
+		}
+	}
+	return true
+}
+
+func slogAdapter(l *slog.Logger) logging.Logger {
+	return logging.LoggerFunc(func(ctx context.Context, lvl logging.Level, msg string, f ...any) {
+		l.Log(ctx, slog.Level(lvl), msg, f...)
+	})
+}
+
+// clientCodeToLevel logs the outcomes that happen in normal operation (and
+// those that the handler reports itself, once, such as a refused token) at
+// debug level, so that a down backend does not log a line per session.
+func clientCodeToLevel(c codes.Code) logging.Level {
+	switch c {
+	case codes.Internal, codes.Unknown, codes.DataLoss, codes.Unimplemented:
+		return logging.LevelWarn
+	default:
+		return logging.LevelDebug
+	}
+}
