@@ -19,6 +19,24 @@ type config struct {
 	sessionStats  func(SessionStats)
 	serverStats   func(ServerStats)
 	statsInterval time.Duration
+
+	maxSessions          int     // <= 0: none
+	maxSessionsPerClient int     // <= 0: none
+	clientRate           float64 // <= 0: none
+	maxWindowMemory      int64   // <= 0: none
+	singlePort           bool
+	minTimeout           time.Duration
+}
+
+// orDefault resolves a limit: zero means def, negative means none (0).
+func orDefault[T int | int64 | float64](v, def T) T {
+	switch {
+	case v == 0:
+		return def
+	case v < 0:
+		return 0
+	}
+	return v
 }
 
 func (s *Server) resolve() *config {
@@ -32,6 +50,16 @@ func (s *Server) resolve() *config {
 		sessionStats:  s.SessionStatsFunc,
 		serverStats:   s.ServerStatsFunc,
 		statsInterval: s.StatsInterval,
+
+		maxSessions:          orDefault(s.MaxSessions, DefaultMaxSessions),
+		maxSessionsPerClient: orDefault(s.MaxSessionsPerClient, DefaultMaxSessionsPerClient),
+		clientRate:           orDefault(s.ClientRequestRate, DefaultClientRequestRate),
+		maxWindowMemory:      orDefault(s.MaxWindowMemory, DefaultMaxWindowMemory),
+		singlePort:           s.SinglePort,
+		minTimeout:           s.MinTimeout,
+	}
+	if c.minTimeout == 0 {
+		c.minTimeout = DefaultMinTimeout
 	}
 	if c.handler == nil {
 		c.handler = HandlerFunc(notFound)

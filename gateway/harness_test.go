@@ -47,6 +47,7 @@ func startServerOn(t *testing.T, network, addr string, h gateway.Handler, cfg fu
 	ts.srv = &gateway.Server{
 		Handler:          h,
 		Timeout:          2 * time.Second,
+		MinTimeout:       time.Hour, // a fixed timer: tests assert exact packet sequences
 		Logger:           discardLogger(),
 		SessionStatsFunc: func(s gateway.SessionStats) { ts.stats <- s },
 	}
@@ -74,6 +75,20 @@ func (ts *testServer) nextStats(t *testing.T) gateway.SessionStats {
 		t.Fatal("no session stats within 10s")
 		return gateway.SessionStats{}
 	}
+}
+
+// waitIdle waits until no session runs (clients finish before the server
+// has seen their last ACK) and returns the server's stats.
+func waitIdle(t *testing.T, srv *gateway.Server) gateway.ServerStats {
+	t.Helper()
+	for range 500 {
+		if st := srv.Stats(); st.ActiveSessions == 0 {
+			return st
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal("sessions still running after 5s")
+	return gateway.ServerStats{}
 }
 
 // files serves a fixed set of files from memory.

@@ -12,7 +12,10 @@ type params struct {
 	blksize    int
 	windowsize int
 	timeout    time.Duration // retransmission timeout
-	oack       []wire.Option // options to acknowledge, in request order; nil: no OACK
+	// clientTimeout is set when the client negotiated timeout: it is then
+	// used exactly, never adapted.
+	clientTimeout bool
+	oack          []wire.Option // options to acknowledge, in request order; nil: no OACK
 }
 
 // negotiate applies RFC 2347 (only requested options are answered, unknown
@@ -39,6 +42,7 @@ func negotiate(opts []Option, size int64, c *config) params {
 				continue
 			}
 			p.timeout = time.Duration(n) * time.Second
+			p.clientTimeout = true
 			p.oack = append(p.oack, wire.Option{Name: o.Name, Value: o.Value})
 		case "tsize":
 			if size < 0 {

@@ -606,3 +606,49 @@ func TestPathHygiene(t *testing.T) {
 		})
 	}
 }
+
+// TestRFC1123_4_2_3_2_AdaptiveTimeout: without a negotiated timeout, the
+// retransmission timer follows the measured round trip, so a lost ACK on
+// loopback is answered long before the configured timeout; a negotiated
+// timeout is used exactly.
+func TestRFC1123_4_2_3_2_AdaptiveTimeout(t *testing.T) {
+	content := pattern(20 * 512)
+	t.Run("adapts_to_the_round_trip", func(t *testing.T) {
+		ts := startServer(t, files{"f": content}, func(s *gateway.Server) { s.Timeout, s.MinTimeout = 5*time.Second, 0 })
+		c := newClient(t, ts.addr)
+		c.rrq("f", "octet")
+		for n := 1; n <= 10; n++ {
+			c.expect(data(uint16(n), content[(n-1)*512:n*512]))
+			c.ack(uint16(n))
+		}
+		c.expect(data(11, content[10*512:11*512]))
+		start := time.Now()
+		c.expect(data(11, content[10*512:11*512])) // our ACK "was lost"
+		if d := time.Since(start); d > 2500*time.Millisecond {
+			t.Errorf("resent after %v, want well under the 5s timeout", d)
+		}
+		c.sendError(0, "bye")
+		if st := ts.nextStats(t); st.Retransmits != 1 {
+			t.Errorf("retransmits %d, want 1", st.Retransmits)
+		}
+	})
+	t.Run("negotiated_timeout_is_not_adapted", func(t *testing.T) {
+		ts := startServer(t, files{"f": content}, func(s *gateway.Server) { s.MinTimeout = 0 })
+		c := newClient(t, ts.addr)
+		c.rrq("f", "octet", "timeout", "1")
+		c.expect(oack("timeout", "1"))
+		c.ack(0)
+		for n := 1; n <= 5; n++ {
+			c.expect(data(uint16(n), content[(n-1)*512:n*512]))
+			c.ack(uint16(n))
+		}
+		c.expect(data(6, content[5*512:6*512]))
+		start := time.Now()
+		c.expect(data(6, content[5*512:6*512]))
+		if d := time.Since(start); d < 900*time.Millisecond {
+			t.Errorf("resent after %v, want the negotiated 1s", d)
+		}
+		c.sendError(0, "bye")
+		ts.nextStats(t)
+	})
+}

@@ -33,6 +33,12 @@ type serverState struct {
 	nextID    atomic.Uint64
 	errCounts [9]atomic.Int64 // ERRORs sent, by code (0..8)
 
+	running   int                         // sessions admitted and not yet done; guarded by mu
+	clients   map[netip.Addr]*clientEntry // guarded by mu
+	lastSweep time.Time                   // guarded by mu
+	windowMem atomic.Int64                // bytes of window buffers in use
+	busy      atomic.Int64
+
 	activeN, bytesSent, packetsSent, retransmits              atomic.Int64
 	outcomes                                                  [5]atomic.Int64
 	malformed, unknownTID, writeRequests, duplicates, dupAcks atomic.Int64
@@ -62,6 +68,7 @@ func (s *Server) init() *config {
 		st.ctx, st.cancel = context.WithCancel(context.Background())
 		st.listeners = make(map[*listener]struct{})
 		st.active = make(map[sessionKey]struct{})
+		st.clients = make(map[netip.Addr]*clientEntry)
 		var id [4]byte
 		rand.Read(id[:])
 		st.idPrefix = hex.EncodeToString(id[:])
@@ -184,6 +191,13 @@ func (s *Server) handlePacket(c *config, l *listener, b []byte, src netip.AddrPo
 		}
 		return
 	}
+	if !st.admit(c, src.Addr(), time.Now()) {
+		st.mu.Unlock()
+		st.busy.Add(1)
+		st.errCounts[ErrNotDefined].Add(1)
+		l.replyError(src, dst, errBusy.Code, errBusy.Message)
+		return
+	}
 	st.active[key] = struct{}{}
 	st.sessions.Add(1)
 	st.mu.Unlock()
@@ -273,6 +287,7 @@ func (st *serverState) sessionDone(s *session) {
 	}
 	st.mu.Lock()
 	delete(st.active, s.key)
+	st.release(s.key.client.Addr())
 	st.mu.Unlock()
 	st.sessions.Done()
 }

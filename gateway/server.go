@@ -14,6 +14,11 @@ const (
 	DefaultMaxBlockSize  = 65464
 	DefaultMaxWindowSize = 64
 	DefaultStatsInterval = 60 * time.Second
+
+	DefaultMaxSessions          = 4096
+	DefaultMaxSessionsPerClient = 256
+	DefaultClientRequestRate    = 200 // read requests per second per client address
+	DefaultMaxWindowMemory      = 1 << 30
 )
 
 // ErrServerClosed is returned by [Server.Serve] and
@@ -34,6 +39,14 @@ type Server struct {
 	// Timeout is the retransmission timeout used when the client does not
 	// negotiate one (RFC 2349); 1 s if zero.
 	Timeout time.Duration
+
+	// MinTimeout is the floor of the adaptive retransmission timeout, used
+	// when the client negotiates none: the server measures each session's
+	// round-trip time and retransmits after RFC 6298's estimate, between
+	// MinTimeout and Timeout, so a lost packet on a LAN costs milliseconds
+	// rather than a second. 20 ms if zero; a value >= Timeout makes the
+	// timer fixed at Timeout.
+	MinTimeout time.Duration
 
 	// Retries is how many times an unacknowledged packet is sent again
 	// before the session is given up; 5 if zero, none if negative.
@@ -61,6 +74,30 @@ type Server struct {
 
 	// StatsInterval is the period of ServerStatsFunc; 60 s if zero.
 	StatsInterval time.Duration
+
+	// MaxSessions caps the sessions running at once; 4096 if zero, no
+	// limit if negative. A request over any limit gets ERROR 0 "server
+	// busy" and is counted in ServerStats.BusyRefusals.
+	MaxSessions int
+
+	// MaxSessionsPerClient caps the sessions of one client IP address;
+	// 256 if zero, no limit if negative.
+	MaxSessionsPerClient int
+
+	// ClientRequestRate limits the read requests accepted from one client
+	// IP address, per second, with bursts of twice as many; 200 if zero,
+	// no limit if negative.
+	ClientRequestRate float64
+
+	// MaxWindowMemory bounds the bytes of all sessions' window buffers
+	// (about windowsize x blksize each, less for small files); 1 GiB if
+	// zero, no limit if negative.
+	MaxWindowMemory int64
+
+	// SinglePort, if set, sends every reply from the listening socket and
+	// keys sessions by client address and port, for clients behind NAT,
+	// in containers or behind firewalls that only pass the server port.
+	SinglePort bool
 
 	state serverState // guarded by its own mutex; see serve.go
 }

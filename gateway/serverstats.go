@@ -16,6 +16,7 @@ func (s *Server) Stats() ServerStats {
 		WriteRequests:     st.writeRequests.Load(),
 		DuplicateRequests: st.duplicates.Load(),
 		DuplicateAcks:     st.dupAcks.Load(),
+		BusyRefusals:      st.busy.Load(),
 		ErrorsSent:        make(map[ErrorCode]int64),
 	}
 	for i := range st.outcomes {

@@ -46,10 +46,13 @@ type session struct {
 	st     SessionStats
 
 	p       params
+	rto     rtoEstimator
 	content Content
 	r       io.Reader
 
 	buf      *[]byte // pooled: recv | scratch | window slots
+	reserved int64   // bytes of buf accounted in the server's window memory
+	nslots   int     // window slots in buf
 	rbuf     []byte
 	scratch  []byte
 	win      []byte
@@ -93,10 +96,14 @@ func (s *session) run() {
 	s.st.TransferSize = size
 	s.p = negotiate(s.req.Options, size, s.c)
 	s.st.BlockSize, s.st.WindowSize = s.p.blksize, s.p.windowsize
+	s.rto = newRTO(s.p.timeout, s.c.minTimeout, !s.p.clientTimeout)
 	for _, o := range s.p.oack {
 		s.st.NegotiatedOptions = append(s.st.NegotiatedOptions, Option(o))
 	}
-	s.allocBuffers()
+	if !s.allocBuffers() {
+		s.fail(errBusy)
+		return
+	}
 
 	if len(s.p.oack) > 0 && !s.sendOACK() {
 		return
@@ -104,15 +111,27 @@ func (s *session) run() {
 	s.transfer()
 }
 
-func (s *session) allocBuffers() {
+// allocBuffers takes the session's buffers from the pool: a window of
+// blocks, no more than the content needs, and room for receiving. It
+// reports false when the server's window memory is exhausted.
+func (s *session) allocBuffers() bool {
 	s.slotSize = wire.HeaderSize + s.p.blksize
-	n := recvBufSize + scratchBufSize + s.p.windowsize*s.slotSize
+	s.nslots = s.p.windowsize
+	if size := s.st.TransferSize; size >= 0 {
+		s.nslots = int(min(int64(s.nslots), size/int64(s.p.blksize)+1))
+	}
+	n := recvBufSize + scratchBufSize + s.nslots*s.slotSize
+	if !s.srv.state.reserveWindow(s.c, int64(n)) {
+		return false
+	}
+	s.reserved = int64(n)
 	s.buf = getBuf(n)
 	b := *s.buf
 	s.rbuf = b[:recvBufSize:recvBufSize]
 	s.scratch = b[recvBufSize : recvBufSize : recvBufSize+scratchBufSize]
 	s.win = b[recvBufSize+scratchBufSize : n]
-	s.slotLen = make([]int, s.p.windowsize)
+	s.slotLen = make([]int, s.nslots)
+	return true
 }
 
 // sendOACK sends the OACK and waits for ACK 0 (RFC 2347), resending the
@@ -120,8 +139,9 @@ func (s *session) allocBuffers() {
 func (s *session) sendOACK() bool {
 	pkt := wire.AppendOACK(nil, s.p.oack)
 	s.send(pkt)
+	s.rto.sent(time.Now(), 0)
 	retries := 0
-	deadline := time.Now().Add(s.p.timeout)
+	deadline := time.Now().Add(s.rto.current())
 	for {
 		n, ok := s.recv(deadline, &retries, func() { s.send(pkt); s.st.Retransmits++ })
 		if !ok {
@@ -133,6 +153,7 @@ func (s *session) sendOACK() bool {
 		case wire.OpACK:
 			blk, err := wire.ParseAck(b)
 			if err == nil && blk == 0 {
+				s.rto.acked(time.Now(), 0)
 				return true
 			}
 			s.st.DuplicateAcks++
@@ -153,8 +174,9 @@ func (s *session) transfer() {
 		return
 	}
 	s.sendWindow()
+	s.rto.sent(time.Now(), s.read)
 	retries := 0
-	deadline := time.Now().Add(s.p.timeout)
+	deadline := time.Now().Add(s.rto.current())
 	for {
 		n, ok := s.recv(deadline, &retries, s.sendWindow)
 		if !ok {
@@ -176,6 +198,9 @@ func (s *session) transfer() {
 			for a := s.acked + 1; a <= abs; a++ {
 				s.st.BytesAcked += int64(s.slotLen[s.slotIndex(a)] - wire.HeaderSize)
 			}
+			now := time.Now()
+			s.rto.acked(now, abs)
+			windowDone := abs == s.sentTo // else a gap: the window restarts
 			s.acked = abs
 			if s.acked == s.last {
 				s.st.Outcome = OutcomeOK
@@ -187,7 +212,12 @@ func (s *session) transfer() {
 				return
 			}
 			s.sendWindow()
-			deadline = time.Now().Add(s.p.timeout)
+			if windowDone {
+				s.rto.sent(now, s.read)
+			} else {
+				s.rto.cancelSample()
+			}
+			deadline = now.Add(s.rto.current())
 		case wire.OpERROR:
 			s.clientError(b)
 			return
@@ -223,8 +253,9 @@ func (s *session) recv(deadline time.Time, retries *int, resend func()) (int, bo
 				return 0, false
 			}
 			*retries++
+			s.rto.expired()
 			resend()
-			deadline = time.Now().Add(s.p.timeout)
+			deadline = time.Now().Add(s.rto.current())
 			continue
 		}
 		if from.Addr().Unmap() != s.client.Addr() || from.Port() != s.client.Port() {
@@ -246,7 +277,9 @@ func (s *session) resolve(blk uint16) (uint64, bool) {
 	return abs, true
 }
 
-func (s *session) slotIndex(abs uint64) int { return int(abs % uint64(s.p.windowsize)) }
+// slotIndex is where block abs lives in the window ring. At most nslots
+// blocks are in flight: the window, or all blocks of a smaller content.
+func (s *session) slotIndex(abs uint64) int { return int(abs % uint64(s.nslots)) }
 
 func (s *session) slot(abs uint64) []byte {
 	i := s.slotIndex(abs) * s.slotSize
@@ -256,7 +289,7 @@ func (s *session) slot(abs uint64) []byte {
 // fill reads blocks from the content until the window after the last
 // acknowledged block is full or the content has ended.
 func (s *session) fill() error {
-	limit := s.acked + uint64(s.p.windowsize)
+	limit := s.acked + uint64(s.nslots)
 	for s.read < limit && (s.last == 0 || s.read < s.last) {
 		abs := s.read + 1
 		pkt := s.slot(abs)
@@ -358,6 +391,7 @@ func (s *session) finish() {
 	}
 	s.conn.Close()
 	if s.buf != nil {
+		s.srv.state.windowMem.Add(-s.reserved)
 		putBuf(s.buf)
 		s.buf, s.rbuf, s.scratch, s.win = nil, nil, nil, nil
 	}

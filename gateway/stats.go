@@ -92,6 +92,7 @@ type ServerStats struct {
 	UnknownTIDPackets int64 // answered with ERROR 5
 	WriteRequests     int64 // refused with ERROR 2
 	DuplicateRequests int64 // RRQs ignored because their session runs
+	BusyRefusals      int64 // RRQs refused with "server busy" (over a limit)
 	DuplicateAcks     int64 // ACKs that acknowledged nothing new, summed over finished sessions
 
 	// Final is set on the last report, made when the server stops.

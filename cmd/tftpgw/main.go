@@ -33,6 +33,11 @@ var (
 	flagRetries       = flag.Int("retries", gateway.DefaultRetries, "retransmissions of an unacknowledged packet before a session is given up")
 	flagMaxBlksize    = flag.Int("max-blksize", gateway.DefaultMaxBlockSize, "largest blksize granted (8..65464); lower it to your path MTU minus 32 to avoid IP fragments")
 	flagMaxWindowsize = flag.Int("max-windowsize", gateway.DefaultMaxWindowSize, "largest windowsize granted (RFC 7440)")
+	flagMinTimeout    = flag.Duration("min-timeout", gateway.DefaultMinTimeout, "floor of the adaptive retransmission timeout (RFC 6298 estimate from each session's round trips); >= -timeout makes the timer fixed")
+	flagMaxSessions   = flag.Int("max-sessions", gateway.DefaultMaxSessions, "sessions running at once; over it requests get ERROR 0 \"server busy\" (-1: no limit)")
+	flagMaxPerClient  = flag.Int("max-sessions-per-client", gateway.DefaultMaxSessionsPerClient, "sessions at once per client IP address (-1: no limit)")
+	flagClientRate    = flag.Float64("client-rate", gateway.DefaultClientRequestRate, "read requests per second accepted per client IP address, bursts of twice that (-1: no limit)")
+	flagWindowMemory  = flag.Int64("max-window-memory", gateway.DefaultMaxWindowMemory, "bytes of window buffers for all sessions together (-1: no limit)")
 	flagDrainTimeout  = flag.Duration("drain-timeout", 10*time.Second, "on SIGINT or SIGTERM, how long running sessions may finish before they are ended")
 	flagLogFormat     = flag.String("log-format", "text", "log format: text or json")
 	flagLogLevel      = flag.String("log-level", "info", "log level: debug, info, warn or error")
@@ -113,6 +118,12 @@ func run(logger *slog.Logger) error {
 		MaxBlockSize:  *flagMaxBlksize,
 		MaxWindowSize: *flagMaxWindowsize,
 		Logger:        logger,
+
+		MinTimeout:           *flagMinTimeout,
+		MaxSessions:          *flagMaxSessions,
+		MaxSessionsPerClient: *flagMaxPerClient,
+		ClientRequestRate:    *flagClientRate,
+		MaxWindowMemory:      *flagWindowMemory,
 	}
 	if *flagRetries == 0 {
 		srv.Retries = -1 // the flag's 0 means none; the field's 0 means the default

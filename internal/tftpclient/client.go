@@ -63,6 +63,11 @@ type Options struct {
 	// count as requested when the OACK is validated; blksize, windowsize
 	// and timeout values given here are validated like the typed fields.
 	ExtraOptions [][2]string
+	// LocalAddr is the address the client's socket binds to (port 0); the
+	// unspecified address of the server's family when not valid. Tests and
+	// tftpbench use loopback addresses other than 127.0.0.1 to stand for
+	// many clients.
+	LocalAddr netip.Addr
 }
 
 // Result describes a finished (or failed) transfer. On error the fields
@@ -184,6 +189,9 @@ func newTransfer(ctx context.Context, server, file string, o Options) (*transfer
 	network, laddr := "udp4", &net.UDPAddr{IP: net.IPv4zero}
 	if !addr.Addr().Is4() {
 		network, laddr = "udp6", &net.UDPAddr{IP: net.IPv6unspecified}
+	}
+	if o.LocalAddr.IsValid() {
+		laddr = net.UDPAddrFromAddrPort(netip.AddrPortFrom(o.LocalAddr, 0))
 	}
 	conn, err := net.ListenUDP(network, laddr)
 	if err != nil {

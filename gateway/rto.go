@@ -1,0 +1,88 @@
+package gateway
+
+import "time"
+
+// DefaultMinTimeout is the floor of the adaptive retransmission timeout.
+const DefaultMinTimeout = 20 * time.Millisecond
+
+// rtoEstimator is a session's retransmission timer (RFC 1123 4.2.3.2
+// makes adaptive timeouts a MUST). When the client negotiated no timeout
+// it follows RFC 6298: the timeout starts at the configured one, then
+// tracks SRTT + 4 RTTVAR from round-trip samples, between a floor and the
+// configured timeout, doubling on each expiry (capped at the configured
+// timeout) until an ACK brings progress. Karn's rule applies: no sample
+// is taken across a retransmission. A negotiated timeout is used as it
+// is.
+type rtoEstimator struct {
+	adaptive     bool
+	floor, limit time.Duration
+	srtt, rttvar time.Duration
+	rto          time.Duration
+
+	sampling bool // a fresh send is being timed
+	sentAt   time.Time
+	block    uint64 // the ACK that completes the sample
+}
+
+func newRTO(timeout, floor time.Duration, adaptive bool) rtoEstimator {
+	return rtoEstimator{adaptive: adaptive && floor < timeout, floor: floor, limit: timeout, rto: timeout}
+}
+
+// current is the timeout to wait now.
+func (e *rtoEstimator) current() time.Duration { return e.rto }
+
+// sent starts timing a send, of which no packet was sent before, that the
+// ACK of block will complete.
+func (e *rtoEstimator) sent(now time.Time, block uint64) {
+	if e.adaptive && !e.sampling {
+		e.sampling, e.sentAt, e.block = true, now, block
+	}
+}
+
+// acked records progress up to block: a sample if it completes the timed
+// send, and the end of any backoff.
+func (e *rtoEstimator) acked(now time.Time, block uint64) {
+	if !e.adaptive {
+		return
+	}
+	if e.sampling && block >= e.block {
+		e.sampling = false
+		if block == e.block {
+			e.sample(now.Sub(e.sentAt))
+		}
+	}
+	e.rto = e.fromEstimate()
+}
+
+// cancelSample drops the sample in progress (a window restarted: an ACK
+// could answer either send).
+func (e *rtoEstimator) cancelSample() { e.sampling = false }
+
+// expired backs off after a timeout and drops the sample (Karn).
+func (e *rtoEstimator) expired() {
+	if !e.adaptive {
+		return
+	}
+	e.sampling = false
+	e.rto = min(2*e.rto, e.limit)
+}
+
+func (e *rtoEstimator) sample(r time.Duration) {
+	if e.srtt == 0 {
+		e.srtt, e.rttvar = r, r/2
+		return
+	}
+	d := e.srtt - r
+	if d < 0 {
+		d = -d
+	}
+	e.rttvar = (3*e.rttvar + d) / 4
+	e.srtt = (7*e.srtt + r) / 8
+}
+
+func (e *rtoEstimator) fromEstimate() time.Duration {
+	if e.srtt == 0 {
+		return e.limit
+	}
+	return min(max(e.srtt+max(time.Millisecond, 4*e.rttvar), e.floor), e.limit)
+}

@@ -1,0 +1,80 @@
+package gateway
+
+import (
+	"testing"
+	"time"
+)
+
+func TestRTOEstimator(t *testing.T) {
+	ms := time.Millisecond
+	t0 := time.Unix(1000, 0)
+	t.Run("RFC6298_starts_at_the_configured_timeout", func(t *testing.T) {
+		e := newRTO(time.Second, 20*ms, true)
+		if e.current() != time.Second {
+			t.Fatalf("rto %v", e.current())
+		}
+	})
+	t.Run("RFC6298_first_sample_sets_SRTT_and_RTTVAR", func(t *testing.T) {
+		e := newRTO(time.Second, 20*ms, true)
+		e.sent(t0, 1)
+		e.acked(t0.Add(10*ms), 1)
+		// SRTT 10ms, RTTVAR 5ms: 10 + 4*5 = 30ms.
+		if e.current() != 30*ms {
+			t.Fatalf("rto %v, want 30ms", e.current())
+		}
+	})
+	t.Run("floor", func(t *testing.T) {
+		e := newRTO(time.Second, 20*ms, true)
+		e.sent(t0, 1)
+		e.acked(t0.Add(100*time.Microsecond), 1)
+		if e.current() != 20*ms {
+			t.Fatalf("rto %v, want the 20ms floor", e.current())
+		}
+	})
+	t.Run("backoff_doubles_up_to_the_timeout", func(t *testing.T) {
+		e := newRTO(time.Second, 20*ms, true)
+		e.sent(t0, 1)
+		e.acked(t0.Add(10*ms), 1)
+		var got []time.Duration
+		for range 7 {
+			e.expired()
+			got = append(got, e.current())
+		}
+		want := []time.Duration{60 * ms, 120 * ms, 240 * ms, 480 * ms, 960 * ms, time.Second, time.Second}
+		for i := range want {
+			if got[i] != want[i] {
+				t.Fatalf("backoff %v, want %v", got, want)
+			}
+		}
+		e.acked(t0.Add(time.Second), 2) // progress ends the backoff
+		if e.current() != 30*ms {
+			t.Fatalf("after progress rto %v, want 30ms", e.current())
+		}
+	})
+	t.Run("Karn_no_sample_across_a_retransmission", func(t *testing.T) {
+		e := newRTO(time.Second, 20*ms, true)
+		e.sent(t0, 1)
+		e.expired()
+		e.acked(t0.Add(500*ms), 1) // which send does it answer? unknown: no sample
+		if e.srtt != 0 {
+			t.Fatalf("sampled %v across a retransmission", e.srtt)
+		}
+	})
+	t.Run("negotiated_timeout_is_fixed", func(t *testing.T) {
+		e := newRTO(3*time.Second, 20*ms, false)
+		e.sent(t0, 1)
+		e.acked(t0.Add(ms), 1)
+		e.expired()
+		if e.current() != 3*time.Second {
+			t.Fatalf("rto %v, want 3s", e.current())
+		}
+	})
+	t.Run("MinTimeout_at_or_above_Timeout_is_fixed", func(t *testing.T) {
+		e := newRTO(time.Second, time.Hour, true)
+		e.sent(t0, 1)
+		e.acked(t0.Add(ms), 1)
+		if e.current() != time.Second {
+			t.Fatalf("rto %v, want 1s", e.current())
+		}
+	})
+}
