@@ -12,20 +12,26 @@ import (
 )
 
 // listener is a listening socket that learns each datagram's destination
-// address (IP_PKTINFO / IPV6_PKTINFO), so a session can reply from it.
+// address (IP_PKTINFO / IPV6_PKTINFO), so that replies leave from it.
+// Reading allocates nothing per datagram.
 type listener struct {
-	pc    net.PacketConn
-	p4    *ipv4.PacketConn // set for an IPv4 socket, and for IPv4 replies on a dual-stack one
-	p6    *ipv6.PacketConn // set for an IPv6 or dual-stack socket
-	local netip.Addr       // the bound address, used when no control message arrives
-	port  uint16
+	pc      net.PacketConn
+	uc      *net.UDPConn // pc, when it is one
+	pktinfo bool         // destination addresses arrive as control messages
+	local   netip.Addr   // the bound address (unmapped)
+	port    uint16
+	oob     []byte // read loop only
 
 	wmu  sync.Mutex // guards wbuf
 	wbuf []byte
+
+	// Single-port mode: the sessions served through this socket, by client.
+	muxMu sync.RWMutex
+	mux   map[netip.AddrPort]*muxConn
 }
 
 func newListener(pc net.PacketConn) *listener {
-	l := &listener{pc: pc}
+	l := &listener{pc: pc, oob: make([]byte, 128), mux: make(map[netip.AddrPort]*muxConn)}
 	if ua, ok := pc.LocalAddr().(*net.UDPAddr); ok {
 		ap := ua.AddrPort()
 		l.local, l.port = ap.Addr().Unmap(), ap.Port()
@@ -34,17 +40,13 @@ func newListener(pc net.PacketConn) *listener {
 	if !ok {
 		return l
 	}
+	l.uc = uc
 	if l.local.Is4() {
-		p4 := ipv4.NewPacketConn(uc)
-		if p4.SetControlMessage(ipv4.FlagDst|ipv4.FlagInterface, true) == nil {
-			l.p4 = p4
-		}
-		return l
-	}
-	p6 := ipv6.NewPacketConn(uc)
-	if p6.SetControlMessage(ipv6.FlagDst|ipv6.FlagInterface, true) == nil {
-		l.p6 = p6
-		l.p4 = ipv4.NewPacketConn(uc) // writes to IPv4 clients of a dual-stack socket
+		l.pktinfo = ipv4.NewPacketConn(uc).SetControlMessage(ipv4.FlagDst|ipv4.FlagInterface, true) == nil
+	} else {
+		// On a dual-stack socket IPv4 datagrams get IPV6_PKTINFO too, with
+		// a v4-mapped address.
+		l.pktinfo = ipv6.NewPacketConn(uc).SetControlMessage(ipv6.FlagDst|ipv6.FlagInterface, true) == nil
 	}
 	return l
 }
@@ -52,72 +54,70 @@ func newListener(pc net.PacketConn) *listener {
 // read returns the next datagram, its source and the address it was sent
 // to (IPv4 addresses unmapped).
 func (l *listener) read(b []byte) (int, netip.AddrPort, netip.Addr, error) {
-	var (
-		n   int
-		src net.Addr
-		dst net.IP
-		ifi int
-		err error
-	)
-	switch {
-	case l.p6 != nil:
-		var cm *ipv6.ControlMessage
-		n, cm, src, err = l.p6.ReadFrom(b)
-		if cm != nil {
-			dst, ifi = cm.Dst, cm.IfIndex
+	if l.uc == nil {
+		n, src, err := l.pc.ReadFrom(b)
+		if err != nil {
+			return 0, netip.AddrPort{}, netip.Addr{}, err
 		}
-	case l.p4 != nil:
-		var cm *ipv4.ControlMessage
-		n, cm, src, err = l.p4.ReadFrom(b)
-		if cm != nil {
-			dst, ifi = cm.Dst, cm.IfIndex
+		var sap netip.AddrPort
+		if ua, ok := src.(*net.UDPAddr); ok {
+			sap = ua.AddrPort()
 		}
-	default:
-		n, src, err = l.pc.ReadFrom(b)
+		return n, unmapPort(sap), l.local, nil
 	}
+	n, oobn, _, src, err := l.uc.ReadMsgUDPAddrPort(b, l.oob)
 	if err != nil {
 		return 0, netip.AddrPort{}, netip.Addr{}, err
 	}
-	var sap netip.AddrPort
-	if ua, ok := src.(*net.UDPAddr); ok {
-		sap = ua.AddrPort()
-		sap = netip.AddrPortFrom(sap.Addr().Unmap(), sap.Port())
-	}
-	d := l.local
-	if a, ok := netip.AddrFromSlice(dst); ok {
-		d = a.Unmap()
-		if d.Is6() && d.IsLinkLocalUnicast() && ifi > 0 {
-			if ifc, err := net.InterfaceByIndex(ifi); err == nil {
-				d = d.WithZone(ifc.Name)
+	dst := l.local
+	if l.pktinfo {
+		if d, ifi, ok := parsePktinfo(l.oob[:oobn]); ok {
+			dst = d
+			if d.Is6() && d.IsLinkLocalUnicast() && ifi > 0 {
+				if ifc, err := net.InterfaceByIndex(int(ifi)); err == nil {
+					dst = d.WithZone(ifc.Name)
+				}
 			}
 		}
 	}
-	return n, sap, d, nil
+	return n, unmapPort(src), dst, nil
+}
+
+func unmapPort(ap netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
+
+// sourceOOB returns the control message that makes a datagram sent on the
+// listening socket leave from the address from: nil when the socket is
+// bound to one address anyway.
+func (l *listener) sourceOOB(from netip.Addr) []byte {
+	if !l.pktinfo || !from.IsValid() || from.IsUnspecified() || !l.local.IsUnspecified() {
+		return nil
+	}
+	if from.Is4() {
+		return (&ipv4.ControlMessage{Src: from.AsSlice()}).Marshal()
+	}
+	return (&ipv6.ControlMessage{Src: from.WithZone("").AsSlice()}).Marshal()
+}
+
+// writeTo sends b to to, with oob from sourceOOB.
+func (l *listener) writeTo(b, oob []byte, to netip.AddrPort) error {
+	if l.uc != nil {
+		_, _, err := l.uc.WriteMsgUDPAddrPort(b, oob, to)
+		return err
+	}
+	_, err := l.pc.WriteTo(b, net.UDPAddrFromAddrPort(to))
+	return err
 }
 
 // replyError sends an ERROR from the listening port, from the address the
 // request was sent to.
 func (l *listener) replyError(to netip.AddrPort, from netip.Addr, code ErrorCode, msg string) {
+	oob := l.sourceOOB(from)
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
 	l.wbuf = wire.AppendError(l.wbuf[:0], uint16(code), msg)
-	dst := net.UDPAddrFromAddrPort(to)
-	switch {
-	case to.Addr().Is4() && l.p4 != nil:
-		var cm *ipv4.ControlMessage
-		if from.Is4() && !from.IsUnspecified() {
-			cm = &ipv4.ControlMessage{Src: from.AsSlice()}
-		}
-		l.p4.WriteTo(l.wbuf, cm, dst)
-	case l.p6 != nil:
-		var cm *ipv6.ControlMessage
-		if from.Is6() && !from.IsUnspecified() {
-			cm = &ipv6.ControlMessage{Src: from.AsSlice()}
-		}
-		l.p6.WriteTo(l.wbuf, cm, dst)
-	default:
-		l.pc.WriteTo(l.wbuf, dst)
-	}
+	l.writeTo(l.wbuf, oob, to)
 }
 
 func (l *listener) close() { l.pc.Close() }

@@ -160,7 +160,14 @@ func (s *Server) isClosed() bool {
 func (s *Server) handlePacket(c *config, l *listener, b []byte, src netip.AddrPort, dst netip.Addr) {
 	st := &s.state
 	op, err := wire.PacketOpcode(b)
-	if err != nil || (op != wire.OpRRQ && op != wire.OpWRQ) {
+	isRequest := err == nil && (op == wire.OpRRQ || op == wire.OpWRQ)
+	if c.singlePort && l.deliver(src, b, isRequest) {
+		if isRequest { // the client's session runs: a duplicate
+			st.duplicates.Add(1)
+		}
+		return
+	}
+	if !isRequest {
 		st.malformed.Add(1)
 		return
 	}
@@ -198,18 +205,24 @@ func (s *Server) handlePacket(c *config, l *listener, b []byte, src netip.AddrPo
 		l.replyError(src, dst, errBusy.Code, errBusy.Message)
 		return
 	}
+	var mux *muxConn
+	if c.singlePort {
+		mux = l.register(src, dst) // not nil: deliver found no session
+	}
 	st.active[key] = struct{}{}
 	st.sessions.Add(1)
 	st.mu.Unlock()
 	st.activeN.Add(1)
 
 	local := netip.AddrPortFrom(dst, l.port)
-	go s.startSession(c, key, req, src, local)
+	go s.startSession(c, key, req, src, local, mux)
 }
 
 // startSession runs on the session's goroutine: it opens the session's
 // socket, normalises the path and runs the transfer.
-func (s *Server) startSession(c *config, key sessionKey, wr wire.Request, src, local netip.AddrPort) {
+// In single-port mode mux is the session's connection through the
+// listening socket.
+func (s *Server) startSession(c *config, key sessionKey, wr wire.Request, src, local netip.AddrPort, mux *muxConn) {
 	st := &s.state
 	ctx, cancel := context.WithCancel(st.ctx)
 	defer cancel()
@@ -244,7 +257,16 @@ func (s *Server) startSession(c *config, key sessionKey, wr wire.Request, src, l
 		TransferSize:     -1,
 		Start:            time.Now(),
 	}
-	conn, client, err := listenSession(local.Addr(), src)
+	var (
+		conn   sessionConn
+		client = src
+		err    error
+	)
+	if mux != nil {
+		conn = mux
+	} else {
+		conn, client, err = listenSession(local.Addr(), src)
+	}
 	if err != nil {
 		c.logger.Error("cannot open session socket", "session", id, "client", src, "err", err)
 		sess.conn = closedConn{}

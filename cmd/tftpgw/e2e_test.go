@@ -144,6 +144,44 @@ func testFiles(t *testing.T, dir string) map[string]int {
 	return sizes
 }
 
+// TestRealClientsSinglePort: the same clients in single-port mode, where
+// every reply comes from the listening port.
+func TestRealClientsSinglePort(t *testing.T) {
+	root := t.TempDir()
+	want := make([]byte, 3<<20+7)
+	rand.Read(want)
+	if err := os.WriteFile(filepath.Join(root, "f.bin"), want, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	g := startGateway(t, "-root", root, "-single-port")
+	port := strconv.Itoa(g.port)
+	runs := []struct {
+		bin  string
+		argv func(local string) []string
+	}{
+		{"curl", func(l string) []string {
+			return []string{"-sS", "--tftp-blksize", "1468", "-o", l, "tftp://127.0.0.1:" + port + "/f.bin"}
+		}},
+		{"tftp", func(l string) []string { return []string{"127.0.0.1", port, "-m", "binary", "-c", "get", "f.bin", l} }},
+		{"atftp", func(l string) []string {
+			return []string{"--option", "windowsize 8", "--option", "blksize 1468", "-g", "-r", "f.bin", "-l", l, "127.0.0.1", port}
+		}},
+	}
+	for _, r := range runs {
+		t.Run(r.bin, func(t *testing.T) {
+			bin := needClient(t, r.bin)
+			local := filepath.Join(t.TempDir(), "out")
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			out, err := exec.CommandContext(ctx, bin, r.argv(local)...).CombinedOutput()
+			got, _ := os.ReadFile(local)
+			if !bytes.Equal(got, want) {
+				t.Fatalf("got %d bytes, want %d (err %v)\n%s", len(got), len(want), err, out)
+			}
+		})
+	}
+}
+
 // TestRealClients downloads every test file with curl, tftp-hpa, atftp
 // (windowsize 8) and busybox, and compares bytes.
 func TestRealClients(t *testing.T) {

@@ -38,6 +38,7 @@ var (
 	flagMaxPerClient  = flag.Int("max-sessions-per-client", gateway.DefaultMaxSessionsPerClient, "sessions at once per client IP address (-1: no limit)")
 	flagClientRate    = flag.Float64("client-rate", gateway.DefaultClientRequestRate, "read requests per second accepted per client IP address, bursts of twice that (-1: no limit)")
 	flagWindowMemory  = flag.Int64("max-window-memory", gateway.DefaultMaxWindowMemory, "bytes of window buffers for all sessions together (-1: no limit)")
+	flagSinglePort    = flag.Bool("single-port", false, "send every reply from the listening port, keying sessions by client address and port (for NAT, containers and firewalls)")
 	flagDrainTimeout  = flag.Duration("drain-timeout", 10*time.Second, "on SIGINT or SIGTERM, how long running sessions may finish before they are ended")
 	flagLogFormat     = flag.String("log-format", "text", "log format: text or json")
 	flagLogLevel      = flag.String("log-level", "info", "log level: debug, info, warn or error")
@@ -124,6 +125,7 @@ func run(logger *slog.Logger) error {
 		MaxSessionsPerClient: *flagMaxPerClient,
 		ClientRequestRate:    *flagClientRate,
 		MaxWindowMemory:      *flagWindowMemory,
+		SinglePort:           *flagSinglePort,
 	}
 	if *flagRetries == 0 {
 		srv.Retries = -1 // the flag's 0 means none; the field's 0 means the default

@@ -1,0 +1,144 @@
+package gateway
+
+import (
+	"net"
+	"net/netip"
+	"os"
+	"sync/atomic"
+	"time"
+)
+
+// muxConn is a session's connection in single-port mode: it sends from
+// the listening socket and receives what the listener hands it for its
+// client's address and port. Neither direction allocates per packet.
+type muxConn struct {
+	l      *listener
+	client netip.AddrPort
+	oob    []byte // makes replies leave from the request's address
+
+	in       chan muxPacket
+	wake     chan struct{} // a new deadline, or Close
+	deadline atomic.Int64  // unix nanoseconds; 0: none
+	closed   atomic.Bool
+	timer    *time.Timer
+}
+
+// muxPacket is one datagram from the client: ACKs and ERRORs, so longer
+// ones are cut like the session socket's receive buffer cuts them.
+type muxPacket struct {
+	n int
+	b [recvBufSize]byte
+}
+
+// muxQueue is how many datagrams may wait for a session; more are dropped,
+// as a full socket buffer would drop them.
+const muxQueue = 8
+
+// register adds a single-port session for client, or returns nil if one
+// runs already.
+func (l *listener) register(client netip.AddrPort, from netip.Addr) *muxConn {
+	l.muxMu.Lock()
+	defer l.muxMu.Unlock()
+	if _, ok := l.mux[client]; ok {
+		return nil
+	}
+	m := &muxConn{
+		l:      l,
+		client: client,
+		oob:    l.sourceOOB(from),
+		in:     make(chan muxPacket, muxQueue),
+		wake:   make(chan struct{}, 1),
+		timer:  time.NewTimer(time.Hour),
+	}
+	m.timer.Stop()
+	l.mux[client] = m
+	return m
+}
+
+// deliver hands a datagram to the single-port session of src and reports
+// whether there is one. Requests are not delivered: the caller counts them
+// as duplicates.
+func (l *listener) deliver(src netip.AddrPort, b []byte, isRequest bool) bool {
+	l.muxMu.RLock()
+	m := l.mux[src]
+	l.muxMu.RUnlock()
+	if m == nil || isRequest {
+		return m != nil
+	}
+	var p muxPacket
+	p.n = copy(p.b[:], b)
+	select {
+	case m.in <- p:
+	default: // the session is behind: drop, as a full socket buffer would
+	}
+	return true
+}
+
+func (m *muxConn) ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error) {
+	for {
+		if m.closed.Load() {
+			return 0, netip.AddrPort{}, net.ErrClosed
+		}
+		select { // a waiting datagram wins over an expired deadline check
+		case p := <-m.in:
+			return copy(b, p.b[:p.n]), m.client, nil
+		default:
+		}
+		var wait <-chan time.Time
+		if dl := m.deadline.Load(); dl != 0 {
+			d := time.Until(time.Unix(0, dl))
+			if d <= 0 {
+				return 0, netip.AddrPort{}, os.ErrDeadlineExceeded
+			}
+			m.timer.Reset(d)
+			wait = m.timer.C
+		}
+		select {
+		case p := <-m.in:
+			m.timer.Stop()
+			return copy(b, p.b[:p.n]), m.client, nil
+		case <-m.wake:
+			m.timer.Stop()
+		case <-wait:
+		}
+	}
+}
+
+func (m *muxConn) WriteToUDPAddrPort(b []byte, to netip.AddrPort) (int, error) {
+	if err := m.l.writeTo(b, m.oob, to); err != nil {
+		return 0, err
+	}
+	return len(b), nil
+}
+
+func (m *muxConn) SetReadDeadline(t time.Time) error {
+	var v int64
+	if !t.IsZero() {
+		v = t.UnixNano()
+	}
+	m.deadline.Store(v)
+	select {
+	case m.wake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// Close removes the session from the listener; later datagrams from its
+// client may start a new session.
+func (m *muxConn) Close() error {
+	if m.closed.Swap(true) {
+		return nil
+	}
+	m.l.muxMu.Lock()
+	if m.l.mux[m.client] == m {
+		delete(m.l.mux, m.client)
+	}
+	m.l.muxMu.Unlock()
+	m.timer.Stop()
+	select {
+	case m.wake <- struct{}{}:
+	default:
+	}
+	return nil
+}
