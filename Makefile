@@ -18,7 +18,8 @@ FUZZ_TARGETS := \
 	./gateway/internal/wire:FuzzParseError \
 	./gateway/internal/wire:FuzzParseOACK \
 	./gateway/internal/wire:FuzzPacketOpcode \
-	./gateway/internal/netascii:FuzzReader
+	./gateway/internal/netascii:FuzzReader \
+	./gateway:FuzzSession
 
 .PHONY: all build run test test-clients unit fuzz fuzz-short bench lint proto proto-check tools clean
 

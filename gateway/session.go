@@ -53,6 +53,7 @@ type session struct {
 	buf      *[]byte // pooled: recv | scratch | window slots
 	reserved int64   // bytes of buf accounted in the server's window memory
 	nslots   int     // window slots in buf
+	gsoSegs  int     // most datagrams one send may carry (UDP GSO); <= 1: none
 	rbuf     []byte
 	scratch  []byte
 	win      []byte
@@ -63,6 +64,12 @@ type session struct {
 	read   uint64 // last block read into the window
 	sentTo uint64 // highest block sent so far
 	last   uint64 // final block; 0 until the content's end is seen
+	// recover is the highest block sent by the last window restart (on a
+	// gap ACK or a timeout). An ACK below it acknowledges part of a window
+	// that was already resent: the rest is in flight and is not resent, or
+	// one duplicated or reordered packet would make every later window go
+	// out twice.
+	recover uint64
 
 	err error // the internal cause of a failure, for the log only
 }
@@ -103,6 +110,9 @@ func (s *session) run() {
 	if !s.allocBuffers() {
 		s.fail(errBusy)
 		return
+	}
+	if uc, ok := s.conn.(*net.UDPConn); ok && s.p.windowsize > 1 {
+		s.gsoSegs = enableGSO(uc, s.slotSize)
 	}
 
 	if len(s.p.oack) > 0 && !s.sendOACK() {
@@ -178,7 +188,7 @@ func (s *session) transfer() {
 	retries := 0
 	deadline := time.Now().Add(s.rto.current())
 	for {
-		n, ok := s.recv(deadline, &retries, s.sendWindow)
+		n, ok := s.recv(deadline, &retries, s.resendWindow)
 		if !ok {
 			return
 		}
@@ -200,7 +210,7 @@ func (s *session) transfer() {
 			}
 			now := time.Now()
 			s.rto.acked(now, abs)
-			windowDone := abs == s.sentTo // else a gap: the window restarts
+			windowDone := abs == s.sentTo // else a gap
 			s.acked = abs
 			if s.acked == s.last {
 				s.st.Outcome = OutcomeOK
@@ -211,7 +221,14 @@ func (s *session) transfer() {
 				s.fail(err)
 				return
 			}
-			s.sendWindow()
+			switch {
+			case windowDone:
+				s.sendWindow()
+			case abs < s.recover:
+				s.sendFrom(s.sentTo + 1) // slide: the resent blocks are in flight
+			default:
+				s.resendWindow() // RFC 7440 section 4: restart after the ACK
+			}
 			if windowDone {
 				s.rto.sent(now, s.read)
 			} else {
@@ -309,20 +326,63 @@ func (s *session) fill() error {
 
 // sendWindow sends the blocks after the last acknowledged one that are in
 // the window.
-func (s *session) sendWindow() {
-	for abs := s.acked + 1; abs <= s.read; abs++ {
-		pkt := s.slot(abs)[:s.slotLen[s.slotIndex(abs)]]
-		if s.st.TimeToFirstData == 0 {
-			s.st.TimeToFirstData = max(time.Since(s.st.Start), 1)
-		}
-		s.send(pkt)
-		s.st.BytesSent += int64(len(pkt) - wire.HeaderSize)
-		if abs <= s.sentTo {
-			s.st.Retransmits++
-		} else {
-			s.sentTo = abs
-		}
+//
+// Blocks in consecutive slots leave in one send when the socket does UDP
+// segmentation offload (GSO): the kernel cuts the run into datagrams of
+// one slot each (the final block, shorter, can only end a run).
+func (s *session) sendWindow() { s.sendFrom(s.acked + 1) }
+
+// resendWindow restarts the window right after the last acknowledged
+// block and remembers how far the restart went.
+func (s *session) resendWindow() {
+	s.sendWindow()
+	s.recover = s.sentTo
+}
+
+// sendFrom sends the blocks of the window from block from on.
+func (s *session) sendFrom(from uint64) {
+	if s.st.TimeToFirstData == 0 && s.acked < s.read {
+		s.st.TimeToFirstData = max(time.Since(s.st.Start), 1)
 	}
+	for abs := max(from, s.acked+1); abs <= s.read; {
+		i := s.slotIndex(abs)
+		n := 1
+		if s.gsoSegs > 1 {
+			n = min(int(s.read-abs+1), s.nslots-i, s.gsoSegs)
+		}
+		last := abs + uint64(n) - 1
+		start := i * s.slotSize
+		run := s.win[start : start+(n-1)*s.slotSize+s.slotLen[s.slotIndex(last)]]
+		if n > 1 && !s.sendGSO(run) {
+			s.gsoSegs = 0 // the kernel refused: send this run and the rest one by one
+			continue
+		}
+		if n == 1 {
+			s.send(run)
+		}
+		s.st.PacketsSent += int64(n - 1) // send counted one
+		s.st.BytesSent += int64(len(run) - n*wire.HeaderSize)
+		for b := abs; b <= last; b++ {
+			if b <= s.sentTo {
+				s.st.Retransmits++
+			} else {
+				s.sentTo = b
+			}
+		}
+		abs = last + 1
+	}
+}
+
+// sendGSO sends a run of whole slots as one segmented send; false if the
+// kernel refuses it.
+func (s *session) sendGSO(run []byte) bool {
+	s.st.PacketsSent++
+	if _, err := s.conn.WriteToUDPAddrPort(run, s.client); err != nil {
+		s.st.PacketsSent--
+		s.c.logger.Debug("segmented send failed; sending datagrams one by one", "session", s.req.SessionID, "err", err)
+		return false
+	}
+	return true
 }
 
 func (s *session) send(pkt []byte) {

@@ -1,0 +1,40 @@
+package gateway
+
+import (
+	"net"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/tftpgw/tftpgw/gateway/internal/wire"
+)
+
+// gsoMaxBytes bounds one segmented send: the kernel builds it as a single
+// UDP datagram before cutting it, so it must fit in 64 KiB.
+const (
+	gsoMaxBytes = 65000
+	gsoMaxSegs  = 64 // UDP_MAX_SEGMENTS on older kernels
+)
+
+// enableGSO asks the kernel to cut sends on c into datagrams of size bytes
+// (UDP_SEGMENT, Linux 4.18+) and returns how many datagrams one send may
+// carry: 0 when segmentation is unavailable or pointless.
+//
+// Every send on c longer than size is cut, so size must exceed the OACK
+// and ERROR packets the session sends: small blocks get no segmentation.
+func enableGSO(c *net.UDPConn, size int) int {
+	segs := min(gsoMaxBytes/size, gsoMaxSegs)
+	if segs < 2 || size < wire.HeaderSize+wire.DefaultBlockSize {
+		return 0
+	}
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return 0
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_SEGMENT, size)
+	}); err != nil || serr != nil {
+		return 0
+	}
+	return segs
+}
