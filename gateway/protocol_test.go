@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/netip"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -651,4 +652,25 @@ func TestRFC1123_4_2_3_2_AdaptiveTimeout(t *testing.T) {
 		c.sendError(0, "bye")
 		ts.nextStats(t)
 	})
+}
+
+// TestRFC1123_4_2_3_5_BroadcastRRQIgnored: a request sent to a broadcast
+// address gets no answer at all.
+func TestRFC1123_4_2_3_5_BroadcastRRQIgnored(t *testing.T) {
+	ts := startServerOn(t, "udp4", "0.0.0.0:0", files{"f": []byte("x")}, nil)
+	c := newClient(t, ts.addr)
+	rc, err := c.conn.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_BROADCAST, 1) })
+	c.sendTo(netip.AddrPortFrom(netip.MustParseAddr("127.255.255.255"), ts.addr.Port()), request(1, "f", "octet"))
+	c.expectNothing(200 * time.Millisecond)
+	if n := ts.srv.Stats().IgnoredBroadcasts; n != 1 {
+		t.Errorf("IgnoredBroadcasts %d, want 1", n)
+	}
+	c.sendTo(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), ts.addr.Port()), request(1, "f", "octet"))
+	c.expect(data(1, []byte("x")))
+	c.ack(1)
+	ts.nextStats(t)
 }

@@ -39,6 +39,9 @@ type serverState struct {
 	windowMem atomic.Int64                // bytes of window buffers in use
 	busy      atomic.Int64
 
+	broadcasts        broadcasts
+	ignoredBroadcasts atomic.Int64
+
 	activeN, bytesSent, packetsSent, retransmits              atomic.Int64
 	outcomes                                                  [5]atomic.Int64
 	malformed, unknownTID, writeRequests, duplicates, dupAcks atomic.Int64
@@ -171,7 +174,8 @@ func (s *Server) handlePacket(c *config, l *listener, b []byte, src netip.AddrPo
 		st.malformed.Add(1)
 		return
 	}
-	if dst.Is4() && dst == netip.AddrFrom4([4]byte{255, 255, 255, 255}) || dst.IsMulticast() {
+	if st.broadcasts.is(dst, time.Now()) {
+		st.ignoredBroadcasts.Add(1)
 		return // RFC 1123 4.2.3.5: a broadcast request is ignored
 	}
 	req, err := wire.ParseRequest(b)

@@ -17,6 +17,7 @@ func (s *Server) Stats() ServerStats {
 		DuplicateRequests: st.duplicates.Load(),
 		DuplicateAcks:     st.dupAcks.Load(),
 		BusyRefusals:      st.busy.Load(),
+		IgnoredBroadcasts: st.ignoredBroadcasts.Load(),
 		ErrorsSent:        make(map[ErrorCode]int64),
 	}
 	for i := range st.outcomes {

@@ -93,6 +93,7 @@ type ServerStats struct {
 	WriteRequests     int64 // refused with ERROR 2
 	DuplicateRequests int64 // RRQs ignored because their session runs
 	BusyRefusals      int64 // RRQs refused with "server busy" (over a limit)
+	IgnoredBroadcasts int64 // requests sent to a broadcast or multicast address
 	DuplicateAcks     int64 // ACKs that acknowledged nothing new, summed over finished sessions
 
 	// Final is set on the last report, made when the server stops.
