@@ -186,3 +186,27 @@ func TestListenerReadAllocs(t *testing.T) {
 		}
 	}
 }
+
+// brokenConn fails every read as a closed socket does.
+type brokenConn struct{ ackingConn }
+
+func (*brokenConn) ReadFromUDPAddrPort([]byte) (int, netip.AddrPort, error) {
+	return 0, netip.AddrPort{}, net.ErrClosed
+}
+
+// TestReadErrorEndsSession is a regression test: a read error other than
+// a timeout ended in a busy loop instead of ending the session.
+func TestReadErrorEndsSession(t *testing.T) {
+	s := newTestSession(10, 512, 1, &brokenConn{ackingConn{window: 1, blksize: 512}})
+	done := make(chan struct{})
+	go func() { s.transfer(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("transfer still running after a read error")
+	}
+	if s.st.Outcome != OutcomeError || s.err == nil {
+		t.Errorf("outcome %v err %v; want error", s.st.Outcome, s.err)
+	}
+	putBuf(s.buf)
+}

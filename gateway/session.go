@@ -257,10 +257,11 @@ func (s *session) recv(deadline time.Time, retries *int, resend func()) (int, bo
 		n, from, err := s.conn.ReadFromUDPAddrPort(s.rbuf)
 		if err != nil {
 			if !errors.Is(err, os.ErrDeadlineExceeded) {
-				if s.ctx.Err() == nil {
-					s.fail(fmt.Errorf("gateway: read: %w", err))
+				if s.ctx.Err() != nil {
+					continue // the context check above ends the session
 				}
-				continue // the context check above ends the session
+				s.fail(fmt.Errorf("gateway: read: %w", err))
+				return 0, false
 			}
 			if s.ctx.Err() != nil {
 				continue
