@@ -65,7 +65,7 @@ func (z *zeros) Read(p []byte) (int, error) {
 
 func newTestSession(blocks, blksize, window int, conn sessionConn) *session {
 	c := (&Server{Logger: slog.New(slog.DiscardHandler)}).resolve()
-	s := &session{srv: &Server{}, c: c, conn: conn, ctx: context.Background(), client: testClient}
+	s := &session{srv: &Server{}, c: c, conn: conn, ctx: context.Background(), cancel: func() {}, client: testClient}
 	s.p = params{blksize: blksize, windowsize: window, timeout: time.Second}
 	s.st.TransferSize = -1
 	s.r = &zeros{left: int64(blocks*blksize + 1)}
@@ -95,7 +95,7 @@ func TestTransferAllocsPerPacket(t *testing.T) {
 			return n
 		}
 		few, many := allocs(10), allocs(20000)
-		if many > few || many > 0 {
+		if many > few { // the session allocates its watchdog timer once
 			t.Errorf("blksize %d window %d: %v allocations for 20000 blocks, %v for 10: the packet path allocates", tc.blksize, tc.window, many, few)
 		}
 	}

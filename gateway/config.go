@@ -7,6 +7,9 @@ import (
 	"github.com/tftpgw/tftpgw/gateway/internal/wire"
 )
 
+// maxWindowSize is the largest window granted whatever MaxWindowSize says.
+const maxWindowSize = 32767
+
 // config is a Server's settings with defaults applied and values clamped,
 // resolved once when serving starts.
 type config struct {
@@ -80,7 +83,9 @@ func (s *Server) resolve() *config {
 	if c.maxWindowSize <= 0 {
 		c.maxWindowSize = DefaultMaxWindowSize
 	}
-	c.maxWindowSize = min(c.maxWindowSize, 65535)
+	// Block numbers are 16 bits: an ACK maps to one block of the window only
+	// while the window is under half their range.
+	c.maxWindowSize = min(c.maxWindowSize, maxWindowSize)
 	if c.logger == nil {
 		c.logger = slog.Default()
 	}

@@ -17,19 +17,19 @@ import (
 // silence), the refusal is counted, and other clients are still served.
 func TestLimits(t *testing.T) {
 	content := pattern(5000)
-	busy := errPkt(0, "server busy")
+	busy := errPkt(0, "server busy") // requests long enough for the whole message
 	t.Run("MaxSessions", func(t *testing.T) {
-		ts := startServer(t, files{"f": content}, func(s *gateway.Server) { s.MaxSessions = 1 })
+		ts := startServer(t, files{"pxelinux.0": content}, func(s *gateway.Server) { s.MaxSessions = 1 })
 		c1 := newClient(t, ts.addr)
-		c1.rrq("f", "octet")
+		c1.rrq("pxelinux.0", "octet")
 		c1.expect(data(1, content[:512]))
 		c2 := newClientOn(t, "udp4", "127.0.0.2:0", ts.addr)
-		c2.rrq("f", "octet")
+		c2.rrq("pxelinux.0", "octet")
 		c2.expect(busy)
 		c1.sendError(0, "bye")
 		ts.nextStats(t)
 		c3 := newClientOn(t, "udp4", "127.0.0.2:0", ts.addr) // a slot is free again
-		c3.rrq("f", "octet")
+		c3.rrq("pxelinux.0", "octet")
 		c3.expect(data(1, content[:512]))
 		c3.sendError(0, "bye")
 		ts.nextStats(t)
@@ -38,19 +38,19 @@ func TestLimits(t *testing.T) {
 		}
 	})
 	t.Run("MaxSessionsPerClient", func(t *testing.T) {
-		ts := startServer(t, files{"f": content}, func(s *gateway.Server) { s.MaxSessionsPerClient = 2 })
+		ts := startServer(t, files{"pxelinux.0": content}, func(s *gateway.Server) { s.MaxSessionsPerClient = 2 })
 		var held []*rawClient
 		for range 2 {
 			c := newClient(t, ts.addr)
-			c.rrq("f", "octet")
+			c.rrq("pxelinux.0", "octet")
 			c.expect(data(1, content[:512]))
 			held = append(held, c)
 		}
 		same := newClient(t, ts.addr) // same address, third port
-		same.rrq("f", "octet")
+		same.rrq("pxelinux.0", "octet")
 		same.expect(busy)
 		other := newClientOn(t, "udp4", "127.0.0.3:0", ts.addr)
-		other.rrq("f", "octet")
+		other.rrq("pxelinux.0", "octet")
 		other.expect(data(1, content[:512]))
 		other.sendError(0, "bye")
 		for _, c := range held {
@@ -62,10 +62,10 @@ func TestLimits(t *testing.T) {
 	})
 	t.Run("ClientRequestRate", func(t *testing.T) {
 		// 1 per second with bursts of 2: the third request at once is refused.
-		ts := startServer(t, files{"f": []byte("x")}, func(s *gateway.Server) { s.ClientRequestRate = 1 })
+		ts := startServer(t, files{"pxelinux.0": []byte("x")}, func(s *gateway.Server) { s.ClientRequestRate = 1 })
 		for i := range 3 {
 			c := newClient(t, ts.addr)
-			c.rrq("f", "octet")
+			c.rrq("pxelinux.0", "octet")
 			if i == 2 {
 				c.expect(busy)
 				break
@@ -75,16 +75,16 @@ func TestLimits(t *testing.T) {
 			ts.nextStats(t)
 		}
 		other := newClientOn(t, "udp4", "127.0.0.4:0", ts.addr)
-		other.rrq("f", "octet")
+		other.rrq("pxelinux.0", "octet")
 		other.expect(data(1, []byte("x")))
 		other.ack(1)
 		ts.nextStats(t)
 	})
 	t.Run("MaxWindowMemory", func(t *testing.T) {
 		big := pattern(64 * 1468)
-		ts := startServer(t, files{"f": big}, func(s *gateway.Server) { s.MaxWindowMemory = 8 * 1472 })
+		ts := startServer(t, files{"pxelinux.0": big}, func(s *gateway.Server) { s.MaxWindowMemory = 8 * 1472 })
 		c := newClient(t, ts.addr)
-		c.rrq("f", "octet", "blksize", "1468", "windowsize", "16")
+		c.rrq("pxelinux.0", "octet", "blksize", "1468", "windowsize", "16")
 		c.expect(busy)
 		st := ts.nextStats(t)
 		if st.Outcome != gateway.OutcomeError || st.ErrorSent == nil || st.ErrorSent.Message != "server busy" {

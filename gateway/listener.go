@@ -111,8 +111,13 @@ func (l *listener) writeTo(b, oob []byte, to netip.AddrPort) error {
 }
 
 // replyError sends an ERROR from the listening port, from the address the
-// request was sent to.
-func (l *listener) replyError(to netip.AddrPort, from netip.Addr, code ErrorCode, msg string) {
+// request was sent to. The reply is never longer than the request of
+// reqLen bytes (the message is cut), so a spoofed source cannot use the
+// server to amplify traffic.
+func (l *listener) replyError(to netip.AddrPort, from netip.Addr, code ErrorCode, msg string, reqLen int) {
+	if n := max(reqLen-5, 0); len(msg) > n { // opcode, code and NUL take 5 bytes
+		msg = msg[:n]
+	}
 	oob := l.sourceOOB(from)
 	l.wmu.Lock()
 	defer l.wmu.Unlock()

@@ -467,16 +467,26 @@ func TestListeningPortRefusals(t *testing.T) {
 	ts := startServer(t, files{"f": []byte("x")}, nil)
 	t.Run("RFC1350_WRQ_read_only_server", func(t *testing.T) {
 		c := newClient(t, ts.addr)
-		c.sendTo(ts.addr, request(2, "f", "octet"))
+		c.sendTo(ts.addr, request(2, "boot/grub/grub.cfg", "octet"))
 		c.expect(errPkt(2, "read-only server"))
 	})
 	for _, mode := range []string{"mail", "binary", "ascii"} {
 		t.Run("RFC1350_unknown_mode_"+mode, func(t *testing.T) {
 			c := newClient(t, ts.addr)
-			c.rrq("f", mode)
+			c.rrq("boot/grub/x86_64-efi/core.efi", mode)
 			c.expect(errPkt(4, "unknown transfer mode"))
 		})
 	}
+	// A reply from the listening port is never longer than the request, so
+	// a spoofed source gets no amplification: short requests get a cut
+	// message.
+	t.Run("reply_no_longer_than_request", func(t *testing.T) {
+		c := newClient(t, ts.addr)
+		c.sendTo(ts.addr, request(2, "f", "o")) // 6 bytes
+		c.expect(errPkt(2, "r"))
+		c.rrq("f", "x") // 6 bytes
+		c.expect(errPkt(4, "u"))
+	})
 	junk := []struct {
 		name string
 		b    []byte

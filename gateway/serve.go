@@ -185,12 +185,12 @@ func (s *Server) handlePacket(c *config, l *listener, b []byte, src netip.AddrPo
 	}
 	if op == wire.OpWRQ {
 		st.writeRequests.Add(1)
-		l.replyError(src, dst, ErrAccessViolation, "read-only server")
+		l.replyError(src, dst, ErrAccessViolation, "read-only server", len(b))
 		return
 	}
 	if req.Mode != "octet" && req.Mode != "netascii" {
 		st.malformed.Add(1)
-		l.replyError(src, dst, ErrIllegalOperation, "unknown transfer mode")
+		l.replyError(src, dst, ErrIllegalOperation, "unknown transfer mode", len(b))
 		return
 	}
 	key := sessionKey{client: src, file: req.Filename}
@@ -206,7 +206,7 @@ func (s *Server) handlePacket(c *config, l *listener, b []byte, src netip.AddrPo
 		st.mu.Unlock()
 		st.busy.Add(1)
 		st.errCounts[ErrNotDefined].Add(1)
-		l.replyError(src, dst, errBusy.Code, errBusy.Message)
+		l.replyError(src, dst, errBusy.Code, errBusy.Message, len(b))
 		return
 	}
 	var mux *muxConn
@@ -236,10 +236,11 @@ func (s *Server) startSession(c *config, key sessionKey, wr wire.Request, src, l
 		opts[i] = Option(o)
 	}
 	sess := &session{
-		srv: s,
-		c:   c,
-		ctx: ctx,
-		key: key,
+		srv:    s,
+		c:      c,
+		ctx:    ctx,
+		cancel: cancel,
+		key:    key,
 		req: Request{
 			SessionID:  id,
 			RawPath:    wr.Filename,
@@ -335,10 +336,28 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		err = ctx.Err()
 		st.cancelSessions()
-		<-done
+		s.waitCancelled(done)
 	}
 	s.stopStats()
 	return err
+}
+
+// cancelGrace is how long Shutdown and Close wait for cancelled sessions.
+// A session outlives it only while its Content's Read ignores the
+// cancelled context; it is then left to finish on its own.
+const cancelGrace = 5 * time.Second
+
+func (s *Server) waitCancelled(done <-chan struct{}) {
+	t := time.NewTimer(cancelGrace)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		if c := s.state.conf; c != nil {
+			c.logger.Error("sessions still running after shutdown: their content ignores cancellation",
+				"sessions", s.state.activeN.Load())
+		}
+	}
 }
 
 // Close stops the server at once: listening sockets are closed and every
@@ -347,7 +366,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 func (s *Server) Close() error {
 	st := s.closeListeners()
 	st.cancelSessions()
-	st.sessions.Wait()
+	done := make(chan struct{})
+	go func() {
+		st.sessions.Wait()
+		close(done)
+	}()
+	s.waitCancelled(done)
 	s.stopStats()
 	return nil
 }

@@ -72,6 +72,9 @@ type session struct {
 	recover uint64
 
 	err error // the internal cause of a failure, for the log only
+
+	cancel   context.CancelFunc // cancels ctx
+	watchdog *time.Timer        // cancels ctx when a content read stalls
 }
 
 // run performs the session and reports it. It never panics.
@@ -85,6 +88,9 @@ func (s *session) run() {
 	}()
 
 	content, err := s.c.handler.ServeTFTP(s.ctx, &s.req)
+	if content != nil {
+		s.content = content // closed by finish, even with an error
+	}
 	if err != nil {
 		s.fail(err)
 		return
@@ -93,7 +99,6 @@ func (s *session) run() {
 		s.fail(errors.New("gateway: handler returned no content and no error"))
 		return
 	}
-	s.content = content
 	size := content.Size()
 	s.r = content
 	if s.req.Mode == "netascii" {
@@ -153,7 +158,7 @@ func (s *session) sendOACK() bool {
 	retries := 0
 	deadline := time.Now().Add(s.rto.current())
 	for {
-		n, ok := s.recv(deadline, &retries, func() { s.send(pkt); s.st.Retransmits++ })
+		n, ok := s.recv(&deadline, &retries, func() { s.send(pkt); s.st.Retransmits++ })
 		if !ok {
 			return false
 		}
@@ -188,7 +193,7 @@ func (s *session) transfer() {
 	retries := 0
 	deadline := time.Now().Add(s.rto.current())
 	for {
-		n, ok := s.recv(deadline, &retries, s.resendWindow)
+		n, ok := s.recv(&deadline, &retries, s.resendWindow)
 		if !ok {
 			return
 		}
@@ -246,9 +251,13 @@ func (s *session) transfer() {
 // timeout it calls resend, up to the retry budget; packets from other
 // transfer IDs get ERROR 5 and do not move the deadline. It returns false
 // when the session is over (the outcome is then set).
-func (s *session) recv(deadline time.Time, retries *int, resend func()) (int, bool) {
+//
+// The deadline is the caller's: a resend moves it for good, so packets
+// that bring no progress (duplicate ACKs) never make the next read time out
+// at once and resend again.
+func (s *session) recv(deadline *time.Time, retries *int, resend func()) (int, bool) {
 	for {
-		s.conn.SetReadDeadline(deadline)
+		s.conn.SetReadDeadline(*deadline)
 		if s.ctx.Err() != nil {
 			s.sendError(errShutdown)
 			s.st.Outcome = OutcomeError
@@ -273,7 +282,7 @@ func (s *session) recv(deadline time.Time, retries *int, resend func()) (int, bo
 			*retries++
 			s.rto.expired()
 			resend()
-			deadline = time.Now().Add(s.rto.current())
+			*deadline = time.Now().Add(s.rto.current())
 			continue
 		}
 		if from.Addr().Unmap() != s.client.Addr() || from.Port() != s.client.Port() {
@@ -312,7 +321,7 @@ func (s *session) fill() error {
 		abs := s.read + 1
 		pkt := s.slot(abs)
 		wire.AppendDataHeader(pkt[:0], uint16(abs))
-		n, err := io.ReadFull(s.r, pkt[wire.HeaderSize:])
+		n, err := s.readBlock(pkt[wire.HeaderSize:])
 		switch {
 		case err == io.EOF || err == io.ErrUnexpectedEOF:
 			s.last = abs
@@ -323,6 +332,50 @@ func (s *session) fill() error {
 		s.read = abs
 	}
 	return nil
+}
+
+// maxEmptyReads is how many (0, nil) reads in a row a content may return
+// before it is taken as broken (bufio's rule).
+const maxEmptyReads = 100
+
+// readBlock fills p from the content like io.ReadFull, but fails with
+// io.ErrNoProgress on a content that keeps returning nothing, and cancels
+// the session's context (so that a content honouring it returns) when one
+// block takes longer than the session may wait for its client.
+func (s *session) readBlock(p []byte) (int, error) {
+	if s.watchdog == nil {
+		s.watchdog = time.AfterFunc(s.readLimit(), s.cancel)
+	} else {
+		s.watchdog.Reset(s.readLimit())
+	}
+	defer s.watchdog.Stop()
+	n, empty := 0, 0
+	for n < len(p) {
+		m, err := s.r.Read(p[n:])
+		n += m
+		switch {
+		case err == io.EOF:
+			if n == 0 {
+				return 0, io.EOF
+			}
+			return n, io.ErrUnexpectedEOF
+		case err != nil:
+			return n, err
+		case m == 0:
+			if empty++; empty >= maxEmptyReads {
+				return n, io.ErrNoProgress
+			}
+		default:
+			empty = 0
+		}
+	}
+	return n, nil
+}
+
+// readLimit is how long reading one block may take: as long as the
+// session would wait for a silent client.
+func (s *session) readLimit() time.Duration {
+	return time.Duration(s.c.retries+1) * s.p.timeout
 }
 
 // sendWindow sends the blocks after the last acknowledged one that are in
@@ -393,9 +446,15 @@ func (s *session) send(pkt []byte) {
 	}
 }
 
+// sendError sends e; its message is cut to what fits one small packet.
 func (s *session) sendError(e *Error) {
-	s.st.ErrorSent = e
-	s.send(wire.AppendError(s.scratchBuf(), uint16(e.Code), e.Message))
+	c := *e // the stats get a copy of their own
+	s.st.ErrorSent = &c
+	msg := e.Message
+	if len(msg) > scratchBufSize-5 {
+		msg = msg[:scratchBufSize-5]
+	}
+	s.send(wire.AppendError(s.scratchBuf(), uint16(e.Code), msg))
 }
 
 func (s *session) scratchBuf() []byte {
@@ -408,6 +467,9 @@ func (s *session) scratchBuf() []byte {
 // fail ends the session with the ERROR that err maps to.
 func (s *session) fail(err error) {
 	e := ErrorFor(err)
+	if ctx := s.srv.state.ctx; ctx != nil && ctx.Err() != nil { // a forced shutdown interrupted the session
+		e = errShutdown
+	}
 	if s.st.ErrorSent == nil {
 		s.sendError(e)
 	}
@@ -442,13 +504,7 @@ func (s *session) unknownTID(from netip.AddrPort) {
 // finish closes what the session holds, logs one line and reports stats.
 func (s *session) finish() {
 	if s.content != nil {
-		if bc, ok := s.content.(BackendContent); ok {
-			b := bc.BackendStats()
-			s.st.Backend = &b
-		}
-		if err := s.content.Close(); err != nil {
-			s.c.logger.Debug("content close", "session", s.req.SessionID, "err", err)
-		}
+		s.closeContent()
 	}
 	s.conn.Close()
 	if s.buf != nil {
@@ -460,8 +516,35 @@ func (s *session) finish() {
 	s.log()
 	s.srv.state.sessionDone(s)
 	if s.c.sessionStats != nil {
-		s.c.sessionStats(s.st)
+		s.reportStats()
 	}
+}
+
+// closeContent takes the content's backend stats and closes it; a panic
+// in either is logged, never fatal.
+func (s *session) closeContent() {
+	defer func() {
+		if v := recover(); v != nil {
+			s.c.logger.Error("content panic on close", "session", s.req.SessionID, "panic", v)
+		}
+	}()
+	if bc, ok := s.content.(BackendContent); ok {
+		b := bc.BackendStats()
+		s.st.Backend = &b
+	}
+	if err := s.content.Close(); err != nil {
+		s.c.logger.Debug("content close", "session", s.req.SessionID, "err", err)
+	}
+}
+
+// reportStats hands the stats to the callback; a panic there is logged.
+func (s *session) reportStats() {
+	defer func() {
+		if v := recover(); v != nil {
+			s.c.logger.Error("SessionStatsFunc panic", "session", s.req.SessionID, "panic", v)
+		}
+	}()
+	s.c.sessionStats(s.st)
 }
 
 func (s *session) log() {

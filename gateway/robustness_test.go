@@ -1,0 +1,110 @@
+package gateway_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tftpgw/tftpgw/gateway"
+)
+
+// Regression tests for bugs found in review.
+
+// TestDuplicateACKAfterTimeoutSendsNothing: after a retransmission, a
+// duplicate ACK must neither resend at once nor use up a retry (it did:
+// the read deadline was not moved for good by the resend).
+func TestDuplicateACKAfterTimeoutSendsNothing(t *testing.T) {
+	content := pattern(3 * 512)
+	ts := startServer(t, files{"f": content}, func(s *gateway.Server) { s.Timeout, s.Retries = 300*time.Millisecond, 5 })
+	c := newClient(t, ts.addr)
+	c.rrq("f", "octet")
+	c.expect(data(1, content[:512]))
+	c.expect(data(1, content[:512])) // the timeout's resend
+	for range 6 {
+		c.ack(0) // junk: nothing new
+	}
+	c.expectNothing(150 * time.Millisecond)
+	c.ack(1)
+	c.expect(data(2, content[512:1024]))
+	c.sendError(0, "bye")
+	if st := ts.nextStats(t); st.Retransmits != 1 || st.Outcome != gateway.OutcomeProbe {
+		t.Errorf("retransmits %d outcome %v; want 1, probe (ERROR after DATA 1 was acknowledged)", st.Retransmits, st.Outcome)
+	}
+}
+
+// funcContent is a Content made of functions.
+type funcContent struct {
+	read  func([]byte) (int, error)
+	close func() error
+	size  int64
+}
+
+func (c *funcContent) Read(p []byte) (int, error) { return c.read(p) }
+func (c *funcContent) Close() error               { return c.close() }
+func (c *funcContent) Size() int64                { return c.size }
+
+func TestMisbehavingContent(t *testing.T) {
+	t.Run("endless_zero_reads_end_the_session", func(t *testing.T) {
+		h := gateway.HandlerFunc(func(context.Context, *gateway.Request) (gateway.Content, error) {
+			return &funcContent{read: func([]byte) (int, error) { return 0, nil }, close: func() error { return nil }, size: -1}, nil
+		})
+		ts := startServer(t, h, nil)
+		c := newClient(t, ts.addr)
+		c.rrq("f", "octet")
+		c.expect(errPkt(0, "internal error"))
+		if st := ts.nextStats(t); st.Outcome != gateway.OutcomeError {
+			t.Errorf("outcome %v", st.Outcome)
+		}
+	})
+	t.Run("panic_in_Close_is_not_fatal", func(t *testing.T) {
+		h := gateway.HandlerFunc(func(context.Context, *gateway.Request) (gateway.Content, error) {
+			return &funcContent{read: func([]byte) (int, error) { return 0, io.EOF }, close: func() error { panic("close boom") }, size: 0}, nil
+		})
+		ts := startServer(t, h, nil)
+		c := newClient(t, ts.addr)
+		c.rrq("f", "octet")
+		c.expect(data(1, nil))
+		c.ack(1)
+		if st := ts.nextStats(t); st.Outcome != gateway.OutcomeOK {
+			t.Errorf("outcome %v", st.Outcome)
+		}
+	})
+	t.Run("content_returned_with_an_error_is_closed", func(t *testing.T) {
+		var closed atomic.Int32
+		h := gateway.HandlerFunc(func(context.Context, *gateway.Request) (gateway.Content, error) {
+			return &funcContent{close: func() error { closed.Add(1); return nil }}, errors.New("half open")
+		})
+		ts := startServer(t, h, nil)
+		c := newClient(t, ts.addr)
+		c.rrq("f", "octet")
+		c.expect(errPkt(0, "internal error"))
+		ts.nextStats(t)
+		if closed.Load() != 1 {
+			t.Errorf("closed %d times, want 1", closed.Load())
+		}
+	})
+	t.Run("stalled_read_is_cancelled_like_a_silent_client", func(t *testing.T) {
+		// A content honouring its context is cancelled when one block takes
+		// longer than (retries+1) x timeout.
+		h := gateway.HandlerFunc(func(ctx context.Context, _ *gateway.Request) (gateway.Content, error) {
+			n := 0
+			return &funcContent{read: func(p []byte) (int, error) {
+				if n++; n == 1 {
+					return copy(p, "x"), nil
+				}
+				<-ctx.Done()
+				return 0, ctx.Err()
+			}, close: func() error { return nil }, size: -1}, nil
+		})
+		ts := startServer(t, h, func(s *gateway.Server) { s.Timeout, s.Retries = 100*time.Millisecond, 1 })
+		c := newClient(t, ts.addr)
+		c.rrq("f", "octet")
+		c.expect(errPkt(0, "internal error"))
+		if st := ts.nextStats(t); st.Outcome != gateway.OutcomeError {
+			t.Errorf("outcome %v", st.Outcome)
+		}
+	})
+}
