@@ -21,7 +21,7 @@ FUZZ_TARGETS := \
 	./gateway/internal/netascii:FuzzReader \
 	./gateway:FuzzSession
 
-.PHONY: all build run test test-clients unit fuzz fuzz-short bench lint proto proto-check tools clean
+.PHONY: all build run test test-clients unit fuzz fuzz-short bench bench-go soak lint proto proto-check tools clean
 
 all: build
 
@@ -59,9 +59,19 @@ fuzz:
 		$(GO) test -run='^$$' -fuzz="^$$name$$" -fuzztime=$(FUZZTIME) $$pkg; \
 	done
 
-## bench: Go micro-benchmarks of the packet path.
-bench:
-	$(GO) test -run='^$$' -bench=. -benchmem ./gateway/...
+## bench: tftpgw (embedded and through tftp-backend) against tftpd-hpa and
+## atftpd, side by side, driven by tftpbench; writes BENCHMARKS.md (root).
+bench: bench-go
+	./testdata/bench/run.sh
+
+## bench-go: Go micro-benchmarks of the packet path (-benchmem).
+bench-go:
+	$(GO) test -run='^$$' -bench=. -benchmem ./gateway/ ./gateway/internal/...
+
+SOAK ?= 5m
+## soak: tftpgw under mixed, lossy load with backend kill -9/restarts for $(SOAK) (not in CI).
+soak:
+	TFTPGW_SOAK=$(SOAK) $(GO) test -run '^TestSoak$$' -count=1 -timeout 30m -v ./cmd/tftpgw/
 
 tools:
 	@command -v buf >/dev/null && buf --version 2>/dev/null | grep -q $(BUF_VERSION:v%=%) || $(GO) install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)

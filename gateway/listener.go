@@ -41,6 +41,7 @@ func newListener(pc net.PacketConn) *listener {
 		return l
 	}
 	l.uc = uc
+	growRecvBuffer(uc, listenerRecvBuffer)
 	if l.local.Is4() {
 		l.pktinfo = ipv4.NewPacketConn(uc).SetControlMessage(ipv4.FlagDst|ipv4.FlagInterface, true) == nil
 	} else {

@@ -684,3 +684,30 @@ func TestRFC1123_4_2_3_5_BroadcastRRQIgnored(t *testing.T) {
 	c.ack(1)
 	ts.nextStats(t)
 }
+
+// TestAdaptiveTimeoutKeepsTheFixedDeadline: the adaptive timer spends the
+// retries quickly, but the session still waits for its client until
+// (retries+1) x Timeout after the last progress, so a client with a slow
+// timer (2 s in tftp-hpa, 6 s in curl) is not given up on early.
+func TestAdaptiveTimeoutKeepsTheFixedDeadline(t *testing.T) {
+	content := pattern(20 * 512)
+	ts := startServer(t, files{"f": content}, func(s *gateway.Server) {
+		s.Timeout, s.Retries, s.MinTimeout = 300*time.Millisecond, 2, 0
+	})
+	c := newClient(t, ts.addr)
+	c.rrq("f", "octet")
+	for n := 1; n <= 5; n++ {
+		c.expect(data(uint16(n), content[(n-1)*512:n*512]))
+		c.ack(uint16(n))
+	}
+	c.expect(data(6, content[5*512:6*512]))
+	c.expect(data(6, content[5*512:6*512])) // two quick retransmissions
+	c.expect(data(6, content[5*512:6*512]))
+	c.expectNothing(300 * time.Millisecond) // the retries are spent ...
+	c.ack(6)                                // ... and a late ACK still counts
+	c.expect(data(7, content[6*512:7*512]))
+	c.sendError(0, "bye")
+	if st := ts.nextStats(t); st.Outcome != gateway.OutcomeAborted || st.Retransmits != 2 {
+		t.Errorf("outcome %v retransmits %d; want aborted, 2", st.Outcome, st.Retransmits)
+	}
+}

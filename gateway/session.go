@@ -73,6 +73,8 @@ type session struct {
 
 	err error // the internal cause of a failure, for the log only
 
+	giveUpAt time.Time // the session times out if nothing comes by then
+
 	cancel   context.CancelFunc // cancels ctx
 	watchdog *time.Timer        // cancels ctx when a content read stalls
 }
@@ -155,6 +157,7 @@ func (s *session) sendOACK() bool {
 	pkt := wire.AppendOACK(nil, s.p.oack)
 	s.send(pkt)
 	s.rto.sent(time.Now(), 0)
+	s.giveUpAt = time.Now().Add(s.readLimit())
 	retries := 0
 	deadline := time.Now().Add(s.rto.current())
 	for {
@@ -190,6 +193,7 @@ func (s *session) transfer() {
 	}
 	s.sendWindow()
 	s.rto.sent(time.Now(), s.read)
+	s.giveUpAt = time.Now().Add(s.readLimit())
 	retries := 0
 	deadline := time.Now().Add(s.rto.current())
 	for {
@@ -215,6 +219,7 @@ func (s *session) transfer() {
 			}
 			now := time.Now()
 			s.rto.acked(now, abs)
+			s.giveUpAt = now.Add(s.readLimit())
 			windowDone := abs == s.sentTo // else a gap
 			s.acked = abs
 			if s.acked == s.last {
@@ -276,6 +281,14 @@ func (s *session) recv(deadline *time.Time, retries *int, resend func()) (int, b
 				continue
 			}
 			if *retries >= s.c.retries {
+				// The retransmissions are spent, but an adaptive timer spends
+				// them faster than the configured timeout would: a client
+				// with a slower timer still gets until the fixed-timer
+				// deadline to answer.
+				if time.Now().Before(s.giveUpAt) {
+					*deadline = s.giveUpAt
+					continue
+				}
 				s.st.Outcome = OutcomeTimeout
 				return 0, false
 			}

@@ -79,6 +79,7 @@ type config struct {
 	listen, root, templates, httpUpstream string
 	tlsCert, tlsKey, clientCA, tokenFile  string
 	logFormat                             string
+	maxAge                                time.Duration
 }
 
 func parseFlags(args []string, stderr io.Writer) (*config, error) {
@@ -94,6 +95,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.clientCA, "client-ca", "", "require client certificates signed by the CAs in `file` (mTLS)")
 	fs.StringVar(&c.tokenFile, "token-file", "", "require the bearer token in `file`")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log `format`: text or json")
+	fs.DurationVar(&c.maxAge, "max-age", 10*time.Second, "how long edges may cache a -root file without asking again (its ETag follows size and mtime, so a change shows within this); 0: ask every time")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -196,7 +198,7 @@ func sources(c *config) (h gateway.Handler, closeAll func(), err error) {
 			closeAll()
 			return nil, nil, fmt.Errorf("root: %w", err)
 		}
-		hs, closers = append(hs, gateway.FileServer(root)), append(closers, root.Close)
+		hs, closers = append(hs, withMaxAge(gateway.FileServer(root), c.maxAge)), append(closers, root.Close)
 	}
 	if c.httpUpstream != "" {
 		u, err := httpupstream.New(c.httpUpstream, nil)
@@ -208,6 +210,36 @@ func sources(c *config) (h gateway.Handler, closeAll func(), err error) {
 	}
 	return firstFound(hs), closeAll, nil
 }
+
+// withMaxAge makes h's contents cacheable by edges for maxAge.
+func withMaxAge(h gateway.Handler, maxAge time.Duration) gateway.Handler {
+	if maxAge <= 0 {
+		return h
+	}
+	return gateway.HandlerFunc(func(ctx context.Context, r *gateway.Request) (gateway.Content, error) {
+		c, err := h.ServeTFTP(ctx, r)
+		if err != nil {
+			return c, err
+		}
+		ic, ok := c.(gateway.InfoContent)
+		rs, seeks := c.(io.Seeker)
+		if !ok || !seeks || ic.Info().ETag == "" {
+			return c, nil
+		}
+		info := ic.Info()
+		info.MaxAge = maxAge
+		return &cacheableContent{Content: c, Seeker: rs, info: info}, nil
+	})
+}
+
+// cacheableContent is a seekable content with a max-age.
+type cacheableContent struct {
+	gateway.Content
+	io.Seeker
+	info gateway.ContentInfo
+}
+
+func (c *cacheableContent) Info() gateway.ContentInfo { return c.info }
 
 // firstFound returns a handler asking each of hs in turn until one has the
 // file: a handler's error other than TFTP error 1 is returned at once.

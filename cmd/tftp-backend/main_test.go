@@ -27,6 +27,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/tftpgw/tftpgw/gateway"
 	tftpgwv1 "github.com/tftpgw/tftpgw/proto/tftpgw/v1"
 )
 
@@ -278,5 +279,38 @@ func TestFlagErrors(t *testing.T) {
 		if err := run(t.Context(), append([]string{"-listen", "127.0.0.1:0"}, args...), &stderr, nil); err == nil {
 			t.Errorf("%q: no error", args)
 		}
+	}
+}
+
+// TestMaxAge: -root files carry the -max-age so that edges may cache them,
+// and stay seekable for resumes.
+func TestMaxAge(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "k"), []byte("kernel"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	h := withMaxAge(gateway.FileServer(root), 7*time.Second)
+	c, err := h.ServeTFTP(context.Background(), &gateway.Request{Path: "k"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ic, ok := c.(gateway.InfoContent)
+	if !ok || ic.Info().MaxAge != 7*time.Second || ic.Info().ETag == "" {
+		t.Fatalf("info %+v", ic)
+	}
+	if _, err := c.(io.Seeker).Seek(2, io.SeekStart); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := io.ReadAll(c); string(b) != "rnel" {
+		t.Errorf("after seek: %q", b)
+	}
+	if _, err := h.ServeTFTP(context.Background(), &gateway.Request{Path: "missing"}); err == nil {
+		t.Error("missing file served")
 	}
 }

@@ -110,6 +110,7 @@ func run(logger *slog.Logger) error {
 	} else if *flagRoot != "" {
 		return errors.New("give -root or -backend, not both")
 	}
+	h = wrapCache(h, logger)
 
 	srv := &gateway.Server{
 		Addr:          *flagListen,

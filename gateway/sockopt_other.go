@@ -6,3 +6,7 @@ import "net"
 
 // enableGSO: UDP segmentation offload is used on Linux only.
 func enableGSO(*net.UDPConn, int) int { return 0 }
+
+const listenerRecvBuffer = 8 << 20
+
+func growRecvBuffer(c *net.UDPConn, n int) { c.SetReadBuffer(n) }

@@ -38,3 +38,22 @@ func enableGSO(c *net.UDPConn, size int) int {
 	}
 	return segs
 }
+
+// listenerRecvBuffer is the receive buffer asked for the listening socket:
+// a burst of thousands of RRQs (a rack powering on) must not overflow the
+// kernel's default of about 200 KiB (some 300 datagrams).
+const listenerRecvBuffer = 8 << 20
+
+// growRecvBuffer enlarges c's receive buffer, beyond net.core.rmem_max
+// when the process may (SO_RCVBUFFORCE needs CAP_NET_ADMIN).
+func growRecvBuffer(c *net.UDPConn, n int) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return
+	}
+	var serr error
+	rc.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, n) })
+	if serr != nil {
+		c.SetReadBuffer(n) // capped by net.core.rmem_max
+	}
+}

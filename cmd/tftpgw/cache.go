@@ -1,0 +1,145 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tftpgw/tftpgw/gateway"
+	"github.com/tftpgw/tftpgw/gateway/cache"
+)
+
+var (
+	flagCacheSize = byteSize(cache.DefaultMaxBytes)
+	// flagCacheMaxAge is -cache-max-age.
+	flagCacheMaxAge = flag.Duration("cache-max-age", 0,
+		"serve cached content that has an etag but no max age (the files of -root, of tftp-backend -root) from memory for this long\n"+
+			"without asking the source again; 0 asks on every request and reuses the cached bytes while the etag is unchanged.\n"+
+			"Only safe when every path serves the same bytes to every client: not with per-client templates behind -backend")
+)
+
+func init() {
+	flag.Var(&flagCacheSize, "cache-size",
+		"memory for the edge cache of hot content, in `bytes` (suffixes KiB, MiB, GiB); 0 turns it off.\n"+
+			"The bound is strict: it covers entries being fetched and buffers sessions still read, and content that\n"+
+			"does not fit is served uncached. Files up to a quarter of it are cached, and concurrent sessions for one\n"+
+			"file share a single read of it. On by default, as memory stays bounded: a fleet booting the same kernel\n"+
+			"from -root, or from a backend that sends a max age, costs the source one read (see -cache-max-age)")
+}
+
+// wrapCache returns h behind the edge cache configured by -cache-size and
+// -cache-max-age, or h itself when -cache-size is 0. The cache's counters
+// are exported as tftpgw_cache_* metrics with -metrics.
+func wrapCache(h gateway.Handler, logger *slog.Logger) gateway.Handler {
+	size := int64(flagCacheSize)
+	if size <= 0 {
+		logger.Info("edge cache off")
+		return h
+	}
+	c := &cache.Handler{
+		Next:          h,
+		MaxBytes:      size,
+		DefaultMaxAge: *flagCacheMaxAge,
+		Logger:        logger.With("component", "cache"),
+	}
+	if err := edgeMetrics.Registry().Register(cacheCollector{c}); err != nil {
+		logger.Warn("cache metrics not registered", "err", err)
+	}
+	logger.Info("edge cache on", "max_bytes", size, "max_entry_bytes", size/4, "max_age", *flagCacheMaxAge)
+	return c
+}
+
+// byteSize is a flag.Value for a number of bytes with an optional binary
+// suffix (K, KiB, M, MiB, G, GiB; case-insensitive).
+type byteSize int64
+
+func (b *byteSize) String() string {
+	n := int64(*b)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if n != 0 && n%u.mult == 0 {
+			return strconv.FormatInt(n/u.mult, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(n, 10)
+}
+
+func (b *byteSize) Set(s string) error {
+	t := strings.ToLower(strings.TrimSpace(s))
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"kib", 1 << 10}, {"mib", 1 << 20}, {"gib", 1 << 30}, {"k", 1 << 10}, {"m", 1 << 20}, {"g", 1 << 30}, {"b", 1}} {
+		if strings.HasSuffix(t, u.suffix) {
+			t, mult = strings.TrimSpace(strings.TrimSuffix(t, u.suffix)), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n < 0 || n > (1<<62)/mult {
+		return fmt.Errorf("want a number of bytes such as 536870912 or 512MiB, not %q", s)
+	}
+	*b = byteSize(n * mult)
+	return nil
+}
+
+// cacheCollector exports a cache's Stats to Prometheus at scrape time.
+type cacheCollector struct{ c *cache.Handler }
+
+var (
+	descCacheRequests = prometheus.NewDesc("tftpgw_cache_requests_total",
+		"Read requests seen by the edge cache, by result: hit (complete entry), join (fetch in progress), miss (started a fetch), pass (not cacheable, too large or no room).",
+		[]string{"result"}, nil)
+	descCacheRevalidations = prometheus.NewDesc("tftpgw_cache_revalidations_total",
+		"Hits and joins that asked the source and found the cached etag.", nil, nil)
+	descCacheFetchErrors = prometheus.NewDesc("tftpgw_cache_fetch_errors_total",
+		"Fetches into the cache that failed; their sessions got the error.", nil, nil)
+	descCacheEvictions = prometheus.NewDesc("tftpgw_cache_evictions_total",
+		"Entries evicted to make room.", nil, nil)
+	descCacheFetched = prometheus.NewDesc("tftpgw_cache_fetched_bytes_total",
+		"Bytes read from the source into the cache.", nil, nil)
+	descCacheServed = prometheus.NewDesc("tftpgw_cache_served_bytes_total",
+		"Bytes read by sessions from the cache.", nil, nil)
+	descCacheBytes = prometheus.NewDesc("tftpgw_cache_bytes",
+		"Memory held by the cache now, entries being fetched and buffers still read included.", nil, nil)
+	descCacheMaxBytes = prometheus.NewDesc("tftpgw_cache_max_bytes",
+		"The cache's memory bound (-cache-size).", nil, nil)
+	descCacheEntries = prometheus.NewDesc("tftpgw_cache_entries",
+		"Entries in the cache now.", nil, nil)
+)
+
+func (cc cacheCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descCacheRequests, descCacheRevalidations, descCacheFetchErrors,
+		descCacheEvictions, descCacheFetched, descCacheServed, descCacheBytes, descCacheMaxBytes, descCacheEntries} {
+		ch <- d
+	}
+}
+
+func (cc cacheCollector) Collect(ch chan<- prometheus.Metric) {
+	s := cc.c.Stats()
+	counter := func(d *prometheus.Desc, v int64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	gauge := func(d *prometheus.Desc, v int64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v))
+	}
+	counter(descCacheRequests, s.Hits, "hit")
+	counter(descCacheRequests, s.Joins, "join")
+	counter(descCacheRequests, s.Misses, "miss")
+	counter(descCacheRequests, s.Passes, "pass")
+	counter(descCacheRevalidations, s.Revalidations)
+	counter(descCacheFetchErrors, s.FetchErrors)
+	counter(descCacheEvictions, s.Evictions)
+	counter(descCacheFetched, s.BytesFetched)
+	counter(descCacheServed, s.BytesServed)
+	gauge(descCacheBytes, s.Bytes)
+	gauge(descCacheMaxBytes, cc.c.MaxBytes)
+	gauge(descCacheEntries, int64(s.Entries))
+}

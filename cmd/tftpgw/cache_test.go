@@ -1,0 +1,94 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/tftpgw/tftpgw/gateway"
+	"github.com/tftpgw/tftpgw/gateway/cache"
+)
+
+func TestByteSizeFlag(t *testing.T) {
+	for in, want := range map[string]int64{
+		"0": 0, "4096": 4096, "512MiB": 512 << 20, "512m": 512 << 20, "1 GiB": 1 << 30,
+		"64K": 64 << 10, "100b": 100,
+	} {
+		var b byteSize
+		if err := b.Set(in); err != nil || int64(b) != want {
+			t.Errorf("Set(%q) = %d, %v; want %d", in, b, err, want)
+		}
+	}
+	for _, in := range []string{"", "-1", "1.5GiB", "12TB", "lots", "99999999999GiB"} {
+		var b byteSize
+		if err := b.Set(in); err == nil {
+			t.Errorf("Set(%q) = %d, want an error", in, b)
+		}
+	}
+	for n, want := range map[int64]string{0: "0", 512 << 20: "512MiB", 1 << 30: "1GiB", 1000: "1000", 3 << 10: "3KiB"} {
+		b := byteSize(n)
+		if got := b.String(); got != want {
+			t.Errorf("String(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
+
+func TestWrapCache(t *testing.T) {
+	defer func(s byteSize) { flagCacheSize = s }(flagCacheSize)
+	logger := slog.New(slog.DiscardHandler)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "f"), []byte("hello"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	fs := gateway.FileServer(root)
+
+	flagCacheSize = 0
+	if h := wrapCache(fs, logger); h == nil {
+		t.Fatal("nil handler")
+	} else if _, ok := h.(*cache.Handler); ok {
+		t.Fatal("-cache-size 0 still caches")
+	}
+
+	flagCacheSize = 64 << 20
+	h := wrapCache(fs, logger)
+	ch, ok := h.(*cache.Handler)
+	if !ok || ch.MaxBytes != 64<<20 {
+		t.Fatalf("wrapCache = %T, want a *cache.Handler of 64 MiB", h)
+	}
+	defer ch.Close()
+	for range 2 {
+		c, err := h.ServeTFTP(context.Background(), &gateway.Request{Path: "f", RawPath: "f", Mode: "octet"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 16)
+		n, _ := c.Read(buf)
+		c.Close()
+		if string(buf[:n]) != "hello" {
+			t.Fatalf("read %q", buf[:n])
+		}
+	}
+	mfs, err := edgeMetrics.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() != "tftpgw_cache_requests_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			got[m.GetLabel()[0].GetValue()] = m.GetCounter().GetValue()
+		}
+	}
+	if got["hit"] != 1 || got["miss"] != 1 || got["join"] != 0 || got["pass"] != 0 {
+		t.Errorf("tftpgw_cache_requests_total = %v, want 1 hit and 1 miss", got)
+	}
+}

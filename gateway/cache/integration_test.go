@@ -1,0 +1,240 @@
+package cache
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tftpgw/tftpgw/backend"
+	"github.com/tftpgw/tftpgw/gateway"
+	"github.com/tftpgw/tftpgw/gateway/remote"
+	"github.com/tftpgw/tftpgw/internal/tftpclient"
+)
+
+// counting wraps a handler and counts the bytes read from its contents,
+// optionally giving them a max age.
+type counting struct {
+	next   gateway.Handler
+	maxAge time.Duration
+	calls  atomic.Int64
+	read   atomic.Int64
+}
+
+func (h *counting) ServeTFTP(ctx context.Context, req *gateway.Request) (gateway.Content, error) {
+	h.calls.Add(1)
+	c, err := h.next.ServeTFTP(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	info := c.(gateway.InfoContent).Info()
+	if h.maxAge > 0 {
+		info.MaxAge = h.maxAge
+	}
+	return &countedContent{Content: c, h: h, info: info}, nil
+}
+
+type countedContent struct {
+	gateway.Content
+	h    *counting
+	info gateway.ContentInfo
+}
+
+func (c *countedContent) Read(p []byte) (int, error) {
+	n, err := c.Content.Read(p)
+	c.h.read.Add(int64(n))
+	return n, err
+}
+
+func (c *countedContent) Info() gateway.ContentInfo { return c.info }
+
+func (c *countedContent) Seek(off int64, whence int) (int64, error) {
+	return c.Content.(io.Seeker).Seek(off, whence)
+}
+
+// rootWith returns an os.Root of a temporary directory holding name.
+func rootWith(t *testing.T, name string, data []byte) (*os.Root, string) {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { root.Close() })
+	return root, dir
+}
+
+// serveTFTP runs a gateway.Server for h on 127.0.0.1 until the test ends.
+func serveTFTP(t *testing.T, h gateway.Handler) netip.AddrPort {
+	t.Helper()
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &gateway.Server{Handler: h, Logger: quiet(), MaxSessionsPerClient: -1, ClientRequestRate: -1}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(pc) }()
+	t.Cleanup(func() {
+		srv.Close()
+		if err := <-done; !errors.Is(err, gateway.ErrServerClosed) {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return pc.LocalAddr().(*net.UDPAddr).AddrPort()
+}
+
+// serveBackend runs backend.NewServer(h) on 127.0.0.1 and returns a
+// remote handler connected to it.
+func serveBackend(t *testing.T, h gateway.Handler) *remote.Handler {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := backend.NewServer(h, backend.Config{Logger: quiet()})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.Serve(lis)
+	}()
+	rh, err := remote.Dial(lis.Addr().String(), remote.Config{Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		rh.Close()
+		srv.Stop()
+		<-done
+	})
+	return rh
+}
+
+// fleet downloads name from addr with n concurrent clients and checks
+// every copy against want.
+func fleet(t *testing.T, addr netip.AddrPort, name string, n int, want []byte) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Go(func() {
+			var buf bytes.Buffer
+			_, err := tftpclient.Get(ctx, addr.String(), name, &buf, tftpclient.Options{
+				BlockSize: 8192, WindowSize: 8, TSize: true,
+				LocalAddr: netip.AddrFrom4([4]byte{127, 0, 1, byte(1 + i%250)}),
+			})
+			if err == nil && !bytes.Equal(buf.Bytes(), want) {
+				err = fmt.Errorf("client %d: %d bytes differ from the file", i, buf.Len())
+			}
+			if err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}
+
+// A fleet fetching one file through the cache costs one read of it.
+func TestFleetFileServer(t *testing.T) {
+	const n, size = 100, 2 << 20
+	data := pattern(size, 30)
+	root, _ := rootWith(t, "vmlinuz", data)
+	src := &counting{next: gateway.FileServer(root)}
+	h := newCache(t, src, 0)
+	fleet(t, serveTFTP(t, h), "vmlinuz", n, data)
+
+	read := src.read.Load()
+	t.Logf("%d clients x %d bytes: the directory handler read %d bytes (%.2f x), %d opens; %+v",
+		n, size, read, float64(read)/size, src.calls.Load(), h.Stats())
+	if read > size*11/10 {
+		t.Errorf("read %d bytes, want <= 1.1 x %d", read, size)
+	}
+}
+
+// The same through a gRPC backend that gives the file a max age.
+func TestFleetBackendMaxAge(t *testing.T) {
+	const n, size = 50, 2 << 20
+	data := pattern(size, 31)
+	root, _ := rootWith(t, "vmlinuz", data)
+	src := &counting{next: gateway.FileServer(root), maxAge: time.Minute}
+	h := newCache(t, serveBackend(t, src), 0)
+	fleet(t, serveTFTP(t, h), "vmlinuz", n, data)
+
+	read := src.read.Load()
+	t.Logf("%d clients x %d bytes: the backend read %d bytes (%.2f x) in %d calls; %+v",
+		n, size, read, float64(read)/size, src.calls.Load(), h.Stats())
+	if read > size*11/10 {
+		t.Errorf("backend read %d bytes, want <= 1.1 x %d", read, size)
+	}
+	if c := src.calls.Load(); c != 1 {
+		t.Errorf("backend called %d times, want 1", c)
+	}
+}
+
+// Through a backend that sends an etag but no max age (tftp-backend -root),
+// every session revalidates with a backend call, cancelled at once; the
+// backend may read ahead of each, up to one stream window.
+func TestFleetBackendETagOnly(t *testing.T) {
+	const n, size = 50, 2 << 20
+	data := pattern(size, 32)
+	root, _ := rootWith(t, "vmlinuz", data)
+	src := &counting{next: gateway.FileServer(root)}
+	h := newCache(t, serveBackend(t, src), 0)
+	fleet(t, serveTFTP(t, h), "vmlinuz", n, data)
+
+	read := src.read.Load()
+	t.Logf("%d clients x %d bytes: the backend read %d bytes (%.2f x) in %d calls; %+v",
+		n, size, read, float64(read)/size, src.calls.Load(), h.Stats())
+	// One read, plus at most a stream window (256 KiB) and a chunk in
+	// flight (64 KiB) per revalidating call.
+	if limit := int64(size + n*(320<<10)); read > limit {
+		t.Errorf("backend read %d bytes, want <= %d", read, limit)
+	}
+	if st := h.Stats(); st.Misses != 1 {
+		t.Errorf("stats %+v: want one fetch", st)
+	}
+}
+
+// A file rewritten between two requests is served in its new version.
+func TestFileServerRewrite(t *testing.T) {
+	v1, v2 := pattern(200_000, 33), pattern(200_000, 34) // same size
+	root, dir := rootWith(t, "grub.cfg", v1)
+	src := &counting{next: gateway.FileServer(root)}
+	h := newCache(t, src, 0)
+	mustGet(t, h, "grub.cfg", v1)
+	mustGet(t, h, "grub.cfg", v1)
+	if r := src.read.Load(); r != int64(len(v1)) {
+		t.Fatalf("read %d bytes for two requests, want %d", r, len(v1))
+	}
+
+	p := filepath.Join(dir, "grub.cfg")
+	if err := os.WriteFile(p, v2, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	later := time.Now().Add(time.Second)
+	if err := os.Chtimes(p, later, later); err != nil {
+		t.Fatal(err)
+	}
+	mustGet(t, h, "grub.cfg", v2)
+	mustGet(t, h, "grub.cfg", v2)
+	if r := src.read.Load(); r != int64(len(v1)+len(v2)) {
+		t.Errorf("read %d bytes, want %d", r, len(v1)+len(v2))
+	}
+}

@@ -1,0 +1,536 @@
+#!/usr/bin/env bash
+# End-to-end benchmark of tftpgw against tftpd-hpa and atftpd on loopback.
+# Writes BENCHMARKS.md at the repository root (see testdata/bench/header.md
+# for the method). Usage: testdata/bench/run.sh   (as root for F and the
+# package installs; everything else runs as any user).
+#
+# Environment:
+#   BENCH_OUT     output file (default: REPO/BENCHMARKS.md)
+#   BENCH_ROUNDS  rounds of A (default 2); B and C run 3 rounds, F 2
+#   BENCH_PORT    first port used on 127.0.0.1 (default 26900)
+#   BENCH_QUICK=1 smoke run with small sizes; writes /tmp/tftpgw-bench-quick.md
+#   BENCH_KEEP=1  keep the scratch directory
+set -euo pipefail
+
+# ---- targets (from the issue; edit here) ------------------------------------
+TARGET_C_MBPS=2000          # C: one 100 MiB transfer, blksize 65464, windowsize 64
+TARGET_D_SESSIONS=10000     # D: concurrent small-file sessions without failures
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+HERE="$REPO/testdata/bench"
+QUICK=${BENCH_QUICK:-0}
+ROUNDS=${BENCH_ROUNDS:-2}
+PORT=${BENCH_PORT:-26900}
+WORK=$(mktemp -d /tmp/tftpgw-bench.XXXXXX)
+chmod 755 "$WORK" # in.tftpd drops to user tftp and must read the root
+OUT=${BENCH_OUT:-$REPO/BENCHMARKS.md}
+[ "$QUICK" = 1 ] && OUT=${BENCH_OUT:-${TMPDIR:-/tmp}/tftpgw-bench-quick.md}
+BIN="$WORK/bin"
+ROOT="$WORK/root"
+RES="$WORK/results.tsv"   # one line per measured run
+NOTES="$WORK/notes.md"    # why something did not run, errors seen
+NS=""                     # network namespace of F, once created
+PIDS=()                   # every server started, killed on exit
+CLK_TCK=$(getconf CLK_TCK)
+START_TS=$(date +%s)
+: >"$RES"
+: >"$NOTES"
+
+log() { printf '%s %s\n' "$(date +%T)" "$*" >&2; }
+note() { printf -- '- %s\n' "$*" >>"$NOTES"; log "NOTE: $*"; }
+
+cleanup() {
+	local rc=$?
+	set +e
+	for p in "${PIDS[@]}"; do
+		kill -TERM "$p" 2>/dev/null
+	done
+	for p in "${PIDS[@]}"; do
+		for _ in $(seq 1 30); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+		kill -KILL "$p" 2>/dev/null
+		wait "$p" 2>/dev/null
+	done
+	cg_done
+	[ -n "$NS" ] && ip netns del "$NS" 2>/dev/null
+	if [ "${BENCH_KEEP:-0}" = 1 ]; then log "scratch kept in $WORK"; else rm -rf "$WORK"; fi
+	exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---- sizes --------------------------------------------------------------------
+if [ "$QUICK" = 1 ]; then
+	A_N=20 A_C=20 A_MIB=4 BC_MIB=16 D_C=1000 E_C=50 E_MIB=8 F_N=4 F_KIB=256 F_CAP=20
+else
+	A_N=200 A_C=200 A_MIB=16 BC_MIB=100 D_C=$TARGET_D_SESSIONS E_C=500 E_MIB=32 F_N=20 F_KIB=1024 F_CAP=45
+fi
+
+# ---- prerequisites ----------------------------------------------------------
+command -v jq >/dev/null || { echo "run.sh: jq is required (apt-get install -y jq)" >&2; exit 1; }
+IS_ROOT=0; [ "$(id -u)" -eq 0 ] && IS_ROOT=1
+
+TFTPD_HPA=$(command -v in.tftpd || true)
+if [ -z "$TFTPD_HPA" ] && [ "$IS_ROOT" = 1 ] && command -v apt-get >/dev/null; then
+	log "installing tftpd-hpa"
+	# The service is never started: policy-rc.d or not, we only use the binary.
+	DEBIAN_FRONTEND=noninteractive timeout 300 apt-get install -y -qq tftpd-hpa >/dev/null 2>&1 || true
+	TFTPD_HPA=$(command -v in.tftpd || true)
+fi
+[ -z "$TFTPD_HPA" ] && note "tftpd-hpa: in.tftpd not found and could not be installed (needs root and apt-get): its rows are missing."
+
+# atftpd conflicts with tftpd-hpa in Debian: unpack it instead of installing.
+ATFTPD=$(command -v atftpd || true)
+if [ -z "$ATFTPD" ]; then
+	cache=${XDG_CACHE_HOME:-$HOME/.cache}/tftpgw-bench
+	if [ -x "$cache/atftpd/usr/sbin/atftpd" ]; then
+		ATFTPD="$cache/atftpd/usr/sbin/atftpd"
+	elif command -v apt-get >/dev/null; then
+		log "fetching atftpd into $cache (apt-get download + dpkg-deb -x)"
+		mkdir -p "$cache"
+		if (cd "$WORK" && timeout 120 apt-get download -q atftpd >/dev/null 2>&1) &&
+			dpkg-deb -x "$WORK"/atftpd_*.deb "$cache/atftpd"; then
+			ATFTPD="$cache/atftpd/usr/sbin/atftpd"
+		fi
+	fi
+fi
+[ -z "$ATFTPD" ] && note "atftpd: not found and could not be fetched with apt-get download: F has no atftpd row."
+
+# Raise the descriptor limit for D (10k client sockets, 10k server sockets).
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+NOFILE=$(ulimit -n)
+
+# ---- build and files ---------------------------------------------------------
+log "building binaries into $BIN"
+mkdir -p "$BIN" "$ROOT"
+(cd "$REPO" && go build -o "$BIN/" ./cmd/tftpgw ./cmd/tftp-backend ./cmd/tftpbench)
+GW="$BIN/tftpgw" BE="$BIN/tftp-backend" TB="$BIN/tftpbench"
+
+log "creating test files"
+mkfile() { head -c "$2" /dev/urandom >"$ROOT/$1"; }
+mkfile a.bin $((A_MIB << 20))
+mkfile b.bin $((BC_MIB << 20))
+mkfile e.bin $((E_MIB << 20))
+mkfile f.bin $((F_KIB << 10))
+# 16 small files with the same 4 KiB content, so one -verify-file checks them all.
+SMALL=()
+mkfile s00.bin 4096
+for i in $(seq -w 0 15); do [ "$i" = 00 ] || cp "$ROOT/s00.bin" "$ROOT/s$i.bin"; SMALL+=("s$i.bin"); done
+SMALL_LIST=$(IFS=,; echo "${SMALL[*]}")
+chmod -R a+rX "$ROOT"
+
+# Does tftpgw have a content cache yet (another branch adds -cache-size)?
+GW_HELP=$("$GW" -h 2>&1 || true)
+CACHE_ARGS=()
+if grep -q -- '-cache-size' <<<"$GW_HELP"; then
+	if grep -q -- '-cache-size int' <<<"$GW_HELP"; then CACHE_ARGS=(-cache-size $((256 << 20))); else CACHE_ARGS=(-cache-size 256MiB); fi
+fi
+
+# ---- process helpers --------------------------------------------------------
+# nextport: the next port number, in NP (no subshell, so PORT advances).
+nextport() { PORT=$((PORT + 1)); NP=$PORT; }
+
+# wait_port PROTO PORT PID [NS]: until something listens, or fail.
+wait_port() {
+	local proto=$1 port=$2 pid=$3 ns=${4:-} flag=-lun
+	[ "$proto" = tcp ] && flag=-ltn
+	for _ in $(seq 1 100); do
+		kill -0 "$pid" 2>/dev/null || return 1
+		if [ -n "$ns" ]; then
+			ip netns exec "$ns" ss -H "$flag" "sport = :$port" 2>/dev/null | grep -q . && return 0
+		else
+			ss -H "$flag" "sport = :$port" 2>/dev/null | grep -q . && return 0
+		fi
+		sleep 0.05
+	done
+	return 1
+}
+
+# start LOGNAME CMD...: start a server in the background; its pid in LASTPID.
+start() {
+	local name=$1; shift
+	"$@" >"$WORK/$name.log" 2>&1 &
+	LASTPID=$!
+	PIDS+=("$LASTPID")
+	cg_add "$LASTPID"
+}
+
+# stop PID...: end servers this script started, and forget them.
+stop() {
+	local p q keep
+	for p in "$@"; do
+		kill -TERM "$p" 2>/dev/null || true
+		for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+		kill -KILL "$p" 2>/dev/null || true
+		wait "$p" 2>/dev/null || true
+		keep=()
+		for q in "${PIDS[@]}"; do [ "$q" = "$p" ] || keep+=("$q"); done
+		PIDS=("${keep[@]}")
+	done
+}
+
+# Server CPU: tftpd-hpa forks a child per transfer and ignores SIGCHLD, so
+# the children's CPU never reaches its cutime. When the machine lets us, every
+# server goes into a cgroup made for this run (cgroup v1 cpuacct, or v2),
+# whose counter includes exited children; otherwise /proc/PID/stat.
+CG="" CG_KIND=none
+cg_init() {
+	local d
+	if [ -d /sys/fs/cgroup/cpuacct ] && [ -f /sys/fs/cgroup/cpuacct/cpuacct.usage ]; then
+		d=/sys/fs/cgroup/cpuacct/tftpgw-bench-$$
+		mkdir "$d" 2>/dev/null && [ -f "$d/cpuacct.usage" ] && CG=$d CG_KIND=v1
+	elif [ -f /sys/fs/cgroup/cgroup.controllers ]; then
+		d=/sys/fs/cgroup/tftpgw-bench-$$
+		mkdir "$d" 2>/dev/null && [ -f "$d/cpu.stat" ] && CG=$d CG_KIND=v2
+	fi
+	return 0
+}
+cg_add() {
+	[ -n "$CG" ] || return 0
+	echo "$1" >"$CG/cgroup.procs" 2>/dev/null && return 0
+	note "could not move a server into $CG: server CPU falls back to /proc/PID/stat (tftpd-hpa's children are then missed)"
+	CG_KIND=none
+}
+cg_done() {
+	[ -n "$CG" ] || return 0
+	local parent p
+	parent=$(dirname "$CG")
+	# Anything left (a tftpd-hpa child finishing) goes back to the parent group.
+	for p in $(cat "$CG/cgroup.procs" 2>/dev/null); do echo "$p" >"$parent/cgroup.procs" 2>/dev/null; done
+	rmdir "$CG" 2>/dev/null || true
+}
+
+# cpu_ns PID...: CPU time in ns of the servers (the cgroup when there is one).
+cpu_ns() {
+	case $CG_KIND in
+	v1) cat "$CG/cpuacct.usage" ;;
+	v2) awk '$1 == "usage_usec" {printf "%d", $2 * 1000}' "$CG/cpu.stat" ;;
+	*) echo $(($(cputicks "$@") * 1000000000 / CLK_TCK)) ;;
+	esac
+}
+
+# cputicks PID...: utime+stime+cutime+cstime summed over the pids.
+cputicks() {
+	local sum=0 p s
+	for p in "$@"; do
+		s=$(cat "/proc/$p/stat" 2>/dev/null) || continue
+		s=${s##*) }
+		# after the comm field: state is $1, utime $12, stime $13, cutime $14, cstime $15
+		sum=$((sum + $(awk '{print $12 + $13 + $14 + $15}' <<<"$s")))
+	done
+	echo "$sum"
+}
+
+# busy_ns: CPU time of the whole machine (every process), in ns.
+busy_ns() { awk -v hz="$CLK_TCK" '$1 == "cpu" {printf "%d", ($2 + $3 + $4 + $7 + $8 + $9) * 1000000000 / hz; exit}' /proc/stat; }
+
+hwm_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+io_field() { awk -v f="$2:" '$1 == f {print $2}' "/proc/$1/io" 2>/dev/null || echo 0; }
+
+# Servers: each start_* sets SRV_PIDS (what to measure) and SRV_ADDR.
+start_gw() { # extra tftpgw flags...
+	nextport; local p=$NP
+	start "tftpgw-$p" ${NSEXEC:+$NSEXEC} "$GW" -listen "127.0.0.1:$p" -root "$ROOT" \
+		-log-level error -drain-timeout 1s -stats-interval 1h "$@"
+	local pid=$LASTPID
+	wait_port udp "$p" "$pid" "$NSNAME" || { note "tftpgw did not start: $(tail -3 "$WORK/tftpgw-$p.log" | tr '\n' ' ')"; return 1; }
+	SRV_PIDS=("$pid") SRV_ADDR="127.0.0.1:$p"
+}
+start_grpc() { # extra tftpgw flags...
+	nextport; local bp=$NP
+	nextport; local p=$NP
+	start "backend-$bp" "$BE" -listen "127.0.0.1:$bp" -root "$ROOT"
+	local bpid=$LASTPID
+	wait_port tcp "$bp" "$bpid" || { note "tftp-backend did not start: $(tail -3 "$WORK/backend-$bp.log" | tr '\n' ' ')"; return 1; }
+	start "tftpgw-$p" "$GW" -listen "127.0.0.1:$p" -backend "127.0.0.1:$bp" \
+		-log-level error -drain-timeout 1s -stats-interval 1h "$@"
+	local gpid=$LASTPID
+	wait_port udp "$p" "$gpid" || { note "tftpgw -backend did not start: $(tail -3 "$WORK/tftpgw-$p.log" | tr '\n' ' ')"; stop "$bpid"; return 1; }
+	SRV_PIDS=("$gpid" "$bpid") SRV_ADDR="127.0.0.1:$p" BACKEND_PID=$bpid
+}
+start_hpa() {
+	[ -n "$TFTPD_HPA" ] || return 1
+	nextport; local p=$NP
+	start "hpa-$p" "$TFTPD_HPA" -L -s "$ROOT" -a "127.0.0.1:$p"
+	local pid=$LASTPID
+	wait_port udp "$p" "$pid" || { note "in.tftpd did not start: $(tail -3 "$WORK/hpa-$p.log" | tr '\n' ' ')"; return 1; }
+	SRV_PIDS=("$pid") SRV_ADDR="127.0.0.1:$p"
+}
+start_atftpd() {
+	[ -n "$ATFTPD" ] || return 1
+	nextport; local p=$NP
+	start "atftpd-$p" ${NSEXEC:+$NSEXEC} "$ATFTPD" --daemon --no-fork --port "$p" \
+		--bind-address 127.0.0.1 --logfile /dev/null "$ROOT"
+	local pid=$LASTPID
+	wait_port udp "$p" "$pid" "$NSNAME" || { note "atftpd did not start: $(tail -3 "$WORK/atftpd-$p.log" | tr '\n' ' ')"; return 1; }
+	SRV_PIDS=("$pid") SRV_ADDR="127.0.0.1:$p"
+}
+NSEXEC="" NSNAME=""
+
+# bench SCEN SERVER ROUND CAP_SECONDS EXTRA tftpbench-args...: one measured
+# client run against SRV_ADDR; appends a line to $RES. EXTRA is a command
+# whose output (tab-separated) fills the extra columns, run after the client.
+bench() {
+	local scen=$1 server=$2 round=$3 cap=$4 extra=$5; shift 5
+	local json="$WORK/$scen-$server-$round.json" c0 c1 b0 b1 rc=0
+	c0=$(cpu_ns "${SRV_PIDS[@]}") b0=$(busy_ns)
+	log "$scen $server round $round: tftpbench $* (cap ${cap}s)"
+	${NSEXEC:+$NSEXEC} timeout -s INT -k 15 "$cap" "$TB" -server "$SRV_ADDR" -json "$@" >"$json" 2>"$json.err" || rc=$?
+	sleep 1 # let tftpd-hpa reap its per-transfer children
+	c1=$(cpu_ns "${SRV_PIDS[@]}") b1=$(busy_ns)
+	if ! jq -e .transfers "$json" >/dev/null 2>&1; then
+		note "$scen $server round $round: tftpbench gave no summary (exit $rc): $(tail -c 300 "$json.err" | tr '\n' ' ')"
+		printf '%s\t%s\t%s\tNA\tNA\tNA\tNA\tNA\tNA\tNA\tNA\tNA\tNA\t\t\n' "$scen" "$server" "$round" >>"$RES"
+		return 0
+	fi
+	if [ "$rc" = 124 ] || [ "$rc" = 130 ]; then
+		note "$scen $server round $round: stopped by the ${cap}s cap; the numbers cover the transfers up to then."
+	fi
+	local errs; errs=$(jq -r '.errors | to_entries | sort_by(-.value) | .[:3] | map("\(.value)x \(.key)") | join("; ")' "$json")
+	if [ -n "$errs" ]; then note "$scen $server round $round errors: ${errs:0:400}"; fi
+	local ex=""; [ -n "$extra" ] && ex=$($extra)
+	jq -r --arg s "$scen" --arg v "$server" --arg r "$round" --arg ct "$((c1 - c0))" --arg hz 1000000000 --arg ex "$ex" --arg busy "$((b1 - b0))" '
+		(($ct|tonumber) / ($hz|tonumber)) as $cpu |
+		[$s, $v, $r, .ok, .failed, .bytes, .elapsed_seconds, .mb_per_second, $cpu,
+		 (if .bytes > 0 then $cpu / (.bytes / 1073741824) else 0 end),
+		 .ttfb_seconds.p99, .latency_seconds.p99,
+		 # cores kept busy by everything else on the machine (other users, not this run),
+		 # the run itself being the servers plus tftpbench (client CPU from its summary)
+		 ((((($busy|tonumber) / 1e9) - $cpu - .cpu_seconds) / (.elapsed_seconds + 1)) | if . < 0 then 0 else . end)]
+		+ ($ex | split("\t")) | map(tostring) | join("\t")' "$json" >>"$RES"
+}
+
+cg_init
+[ "$CG_KIND" = none ] && note "no cgroup could be made for the servers: server CPU comes from /proc/PID/stat, which misses tftpd-hpa's per-transfer children."
+
+# ---- scenarios -----------------------------------------------------------------
+scen_A() {
+	local r s
+	for r in $(seq 1 "$ROUNDS"); do
+		for s in tftpgw tftpgw-grpc tftpd-hpa; do
+			case $s in
+			tftpgw) start_gw || { note "A: tftpgw did not start"; continue; } ;;
+			tftpgw-grpc) start_grpc || { note "A: tftpgw + tftp-backend did not start"; continue; } ;;
+			tftpd-hpa) start_hpa || { note "A: tftpd-hpa did not start"; continue; } ;;
+			esac
+			bench A "$s" "$r" 300 "" -file a.bin -blksize 1468 -c "$A_C" -n "$A_N" -verify-file "$ROOT/a.bin"
+			stop "${SRV_PIDS[@]}"
+		done
+	done
+}
+
+scen_BC() { # SCEN BLKSIZE WINDOWSIZE
+	local scen=$1 bs=$2 ws=$3 r s
+	for r in 1 2 3; do
+		for s in tftpgw tftpd-hpa; do
+			case $s in
+			tftpgw) start_gw || { note "$scen: tftpgw did not start"; continue; } ;;
+			tftpd-hpa) start_hpa || { note "$scen: tftpd-hpa did not start"; continue; } ;;
+			esac
+			bench "$scen" "$s" "$r" 120 "" -file b.bin -blksize "$bs" -windowsize "$ws" -c 1 -n 1 -verify-file "$ROOT/b.bin"
+			stop "${SRV_PIDS[@]}"
+		done
+	done
+}
+
+d_extra() { printf '%s\t%s' "$(hwm_kb "${SRV_PIDS[0]}")" "$D_IDLE_RSS"; }
+scen_D() {
+	start_gw -max-sessions -1 -max-sessions-per-client -1 -client-rate -1 || { note "D: tftpgw did not start"; return 0; }
+	D_IDLE_RSS=$(rss_kb "${SRV_PIDS[0]}")
+	if [ "$NOFILE" -lt $((D_C + 200)) ]; then
+		note "D: the open-file limit is $NOFILE (hard limit), below $D_C sockets; tftpbench will fail the excess transfers."
+	fi
+	bench D tftpgw 1 300 d_extra -file "$SMALL_LIST" -blksize 1468 -c "$D_C" -n "$D_C" -verify-file "$ROOT/s00.bin" -retries 5
+	stop "${SRV_PIDS[@]}"
+}
+
+e_extra() {
+	printf '%s\t%s' "$(($(io_field "$BACKEND_PID" rchar) - E_R0))" "$(($(io_field "$BACKEND_PID" wchar) - E_W0))"
+}
+scen_E() {
+	start_grpc -max-sessions -1 -max-sessions-per-client -1 -client-rate -1 "${CACHE_ARGS[@]}" || { note "E: tftpgw + tftp-backend did not start"; return 0; }
+	E_R0=$(io_field "$BACKEND_PID" rchar) E_W0=$(io_field "$BACKEND_PID" wchar)
+	bench E tftpgw-grpc 1 300 e_extra -file e.bin -blksize 8192 -windowsize 16 -c "$E_C" -n "$E_C" -verify-file "$ROOT/e.bin"
+	stop "${SRV_PIDS[@]}"
+}
+
+scen_F() {
+	if [ "$IS_ROOT" != 1 ]; then note "F: not run: needs root for ip netns and nft."; return 0; fi
+	if ! command -v nft >/dev/null || ! command -v ip >/dev/null; then note "F: not run: ip or nft missing (apt-get install -y iproute2 nftables)."; return 0; fi
+	NS="tftpgw-bench-$$"
+	if ! ip netns add "$NS" 2>"$WORK/netns.err"; then note "F: not run: ip netns add failed: $(cat "$WORK/netns.err")"; NS=""; return 0; fi
+	if ! ip netns exec "$NS" sh -ec '
+		ip link set lo up
+		ip addr add 127.0.0.2/8 dev lo
+		nft add table inet tftpbench
+		nft add chain inet tftpbench in "{ type filter hook input priority 0; }"
+		nft add rule inet tftpbench in meta l4proto udp numgen random mod 100 "<" 5 drop' 2>"$WORK/nft.err"; then
+		note "F: not run: namespace setup or nft failed: $(tr '\n' ' ' <"$WORK/nft.err")"
+		return 0
+	fi
+	NSEXEC="ip netns exec $NS" NSNAME=$NS
+	local r s
+	for r in 1 2; do
+		for s in tftpgw atftpd tftpgw-retries20; do
+			case $s in
+			tftpgw) start_gw || { note "F: tftpgw did not start"; continue; } ;;
+			tftpgw-retries20) start_gw -retries 20 || { note "F: tftpgw did not start"; continue; } ;;
+			atftpd) start_atftpd || { note "F: atftpd did not start"; continue; } ;;
+			esac
+			bench F "$s" "$r" "$F_CAP" "" -file f.bin -blksize 1468 -c "$F_N" -n "$F_N" -verify-file "$ROOT/f.bin"
+			stop "${SRV_PIDS[@]}"
+		done
+	done
+	NSEXEC="" NSNAME=""
+}
+
+# Run each scenario; one that breaks records why and the others still run.
+for s in A BC_B BC_C D E F; do
+	case $s in
+	A) scen_A ;;
+	BC_B) scen_BC B 8192 16 ;;
+	BC_C) scen_BC C 65464 64 ;;
+	D) scen_D ;;
+	E) scen_E ;;
+	F) scen_F ;;
+	esac || note "scenario $s stopped early (exit $?)"
+done
+END_TS=$(date +%s)
+
+# ---- report ---------------------------------------------------------------------
+# med SCEN SERVER COLUMN: median of a column over the rounds (NA if none).
+med() {
+	awk -F'\t' -v s="$1" -v v="$2" -v c="$3" '$1 == s && $2 == v && $c != "NA" && $c != "" {print $c}' "$RES" |
+		sort -g | awk '{a[NR] = $1} END {if (NR == 0) print "NA"; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2}'
+}
+# sumc SCEN SERVER COLUMN: sum over the rounds.
+sumc() { awk -F'\t' -v s="$1" -v v="$2" -v c="$3" '$1 == s && $2 == v && $c != "NA" {t += $c; n++} END {print n ? t : "NA"}' "$RES"; }
+rounds() { awk -F'\t' -v s="$1" -v v="$2" '$1 == s && $2 == v' "$RES" | wc -l; }
+allr() { awk -F'\t' -v s="$1" -v v="$2" -v c="$3" -v f="$4" '$1 == s && $2 == v {printf f, (n++ ? ", " : ""), $c}' "$RES"; }
+fmt() { [ "$1" = NA ] && echo "n/a" || printf "%.${2:-1}f" "$1"; }
+# cmp A B: "yes" when A > B (both numbers)
+gt() { awk -v a="$1" -v b="$2" 'BEGIN {print (a != "NA" && b != "NA" && a + 0 > b + 0) ? "met" : "not met"}'; }
+lt() { awk -v a="$1" -v b="$2" 'BEGIN {print (a != "NA" && b != "NA" && a + 0 < b + 0) ? "met" : "not met"}'; }
+zero() { [ "$1" = 0 ] && echo met || echo "not met"; }
+
+{
+	cat "$HERE/header.md"
+	echo
+	echo "## Results"
+	echo
+	echo "Generated by \`testdata/bench/run.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC'); the run took $(((END_TS - START_TS) / 60)) min $(((END_TS - START_TS) % 60)) s."
+	[ "$QUICK" = 1 ] && echo && echo "**BENCH_QUICK=1: small sizes, not the scenarios below.**"
+	echo
+	echo "| machine | |"
+	echo "|---|---|"
+	echo "| CPU | $(nproc) x $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo) |"
+	echo "| memory | $(awk '/^MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo) |"
+	echo "| kernel | $(uname -r) |"
+	echo "| Go | $(go version | awk '{print $3}') |"
+	echo "| tree | $(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null || echo '?')$(cd "$REPO" && [ -n "$(git status --porcelain 2>/dev/null)" ] && echo ' + uncommitted changes') |"
+	echo "| tftpd-hpa | $([ -n "$TFTPD_HPA" ] && dpkg-query -W -f '${Version}' tftpd-hpa 2>/dev/null || echo missing) |"
+	echo "| atftpd | $([ -n "$ATFTPD" ] && "$ATFTPD" --version 2>&1 | head -1 || echo missing) |"
+	echo "| open files | $NOFILE |"
+	echo "| server CPU from | $(case $CG_KIND in v1) echo 'cgroup v1 cpuacct.usage' ;; v2) echo 'cgroup v2 cpu.stat' ;; *) echo '/proc/PID/stat (tftpd-hpa children missed)' ;; esac) |"
+	echo "| net.core.rmem_max | $(cat /proc/sys/net/core/rmem_max) |"
+
+	echo
+	echo "### A: $A_N x ${A_MIB} MiB, blksize 1468, $A_C at a time, no windowsize"
+	echo
+	echo "$A_N transfers of a ${A_MIB} MiB file, blksize 1468, lock-step. Median of $ROUNDS rounds, run alternately."
+	echo
+	echo "| server | rounds | failed (all rounds) | MB/s (median) | MB/s (each round) | server CPU-s/GiB (median) | transfer p99 s | cores busy elsewhere | target |"
+	echo "|---|---|---|---|---|---|---|---|---|"
+	hpa_cpu=$(med A tftpd-hpa 10) hpa_mbps=$(med A tftpd-hpa 8)
+	for s in tftpgw tftpgw-grpc tftpd-hpa; do
+		f=$(sumc A $s 5) m=$(med A $s 8) c=$(med A $s 10)
+		t="0 failures: $(zero "$f")"
+		[ "$s" != tftpd-hpa ] && t="$t; CPU/GiB below tftpd-hpa: $(lt "$c" "$hpa_cpu"); MB/s above tftpd-hpa: $(gt "$m" "$hpa_mbps")"
+		[ "$s" = tftpd-hpa ] && t="(reference)"
+		label=$s; [ $s = tftpgw-grpc ] && label="tftpgw -backend (gateway + tftp-backend CPU)"; [ $s = tftpgw ] && label="tftpgw -root"
+		echo "| $label | $(rounds A $s) | $f | $(fmt "$m") | $(allr A $s 8 '%s%.0f') | $(fmt "$c" 2) | $(fmt "$(med A $s 12)" 2) | $(allr A $s 13 '%s%.2f') | $t |"
+	done
+
+	for sc in B C; do
+		if [ $sc = B ]; then
+			echo; echo "### B: one ${BC_MIB} MiB transfer, blksize 8192, windowsize 16"; echo
+			echo "tftpd-hpa does not implement windowsize (RFC 7440): it answers lock-step, which is the point of the comparison. Median of 3 rounds."
+		else
+			echo; echo "### C: one ${BC_MIB} MiB transfer, blksize 65464, windowsize 64"; echo
+			echo "tftpd-hpa again runs lock-step (65464-byte blocks). Median of 3 rounds."
+		fi
+		echo
+		echo "| server | rounds | failed | MB/s (median) | MB/s (each round) | server CPU-s/GiB | target |"
+		echo "|---|---|---|---|---|---|---|"
+		hm=$(med $sc tftpd-hpa 8)
+		for s in tftpgw tftpd-hpa; do
+			m=$(med $sc $s 8)
+			if [ $s = tftpd-hpa ]; then t="(reference)"
+			elif [ $sc = B ]; then t="faster than tftpd-hpa: $(gt "$m" "$hm")"
+			else t=">= $TARGET_C_MBPS MB/s: $(awk -v a="$m" -v b="$TARGET_C_MBPS" 'BEGIN {print (a != "NA" && a + 0 >= b) ? "met" : "not met"}')"; fi
+			echo "| $s | $(rounds $sc $s) | $(sumc $sc $s 5) | $(fmt "$m") | $(allr $sc $s 8 '%s%.0f') | $(fmt "$(med $sc $s 10)" 2) | $t |"
+		done
+	done
+
+	echo
+	echo "### D: $D_C concurrent small-file sessions"
+	echo
+	echo "$D_C transfers started at once (\`-c $D_C -n $D_C\`), rotating over 16 files of 4 KiB, blksize 1468. tftpgw with \`-max-sessions -1 -max-sessions-per-client -1 -client-rate -1\` (the defaults, 4096 sessions and 256 per client address, would refuse most of a single-address load by design)."
+	echo
+	echo "| server | transfers | ok | failed | time to first DATA p99 s | transfer p99 s | wall s | RSS peak (VmHWM) MiB | RSS idle MiB | server CPU-s | target |"
+	echo "|---|---|---|---|---|---|---|---|---|---|---|"
+	awk -F'\t' -v tgt="$D_C" '$1 == "D" {
+		if ($4 == "NA") { printf "| tftpgw | %s | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a | not met |\n", tgt; next }
+		printf "| tftpgw | %d | %d | %d | %.3f | %.3f | %.1f | %.1f | %.1f | %.2f | %d sessions, 0 failures: %s |\n",
+			$4 + $5, $4, $5, $11, $12, $7, $14 / 1024, $15 / 1024, $9, tgt, ($5 == 0 && $4 >= tgt) ? "met" : "not met" }' "$RES"
+
+	echo
+	echo "### E: $E_C clients fetching the same ${E_MIB} MiB file through tftp-backend"
+	echo
+	if [ ${#CACHE_ARGS[@]} -gt 0 ]; then
+		echo "tftpgw has a content cache: run with \`${CACHE_ARGS[*]}\`."
+	else
+		echo "This tftpgw has no \`-cache-size\` flag yet (not in \`tftpgw -h\`): every transfer is its own backend stream. Rerun when the cache lands."
+	fi
+	echo "blksize 8192, windowsize 16, all $E_C at once; tftpgw with the per-client limits lifted as in D."
+	echo
+	echo "| path | ok | failed | MB/s | bytes delivered | backend rchar | rchar / file size | rchar / bytes delivered | backend wchar | server CPU-s/GiB | target |"
+	echo "|---|---|---|---|---|---|---|---|---|---|---|"
+	awk -F'\t' -v fs="$((E_MIB << 20))" -v cached="${#CACHE_ARGS[@]}" '$1 == "E" {
+		if ($4 == "NA") { print "| tftpgw -backend | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a | not measured |"; next }
+		t = (cached > 0) ? ((($14 / fs) < 1.5) ? "backend reads the file about once: met" : "backend reads the file about once: not met") : "backend reads the file about once (needs the cache): not met"
+		printf "| tftpgw -backend | %d | %d | %.0f | %.1f MiB | %.1f MiB | %.1f | %.3f | %.1f MiB | %.2f | %s |\n",
+			$4, $5, $8, $6 / 1048576, $14 / 1048576, $14 / fs, ($6 > 0 ? $14 / $6 : 0), $15 / 1048576, $10, t }' "$RES"
+
+	echo
+	echo "### F: 5% UDP loss, lock-step (blksize 1468, no windowsize)"
+	echo
+	echo "$F_N transfers of a $F_KIB KiB file, all at once, in a private network namespace dropping 5% of UDP packets at input. Each run is capped at ${F_CAP} s (SIGINT: tftpbench still reports the bytes received so far); MB/s is bytes received / wall time, failed transfers included. Two rounds, alternately. \`tftpgw -retries 20\` is an extra row: the adaptive timer with a retry budget that outlasts the client's 2 s timer. The client retransmits after 2 s (no timeout option) and re-ACKs a duplicate DATA once per gap."
+	echo
+	echo "| server | rounds | ok | failed | MB/s (median) | MB/s (each round) | wall s (median) | transfer p99 s | target |"
+	echo "|---|---|---|---|---|---|---|---|---|"
+	am=$(med F atftpd 8)
+	for s in tftpgw tftpgw-retries20 atftpd; do
+		[ "$(rounds F $s)" = 0 ] && continue
+		m=$(med F $s 8)
+		if [ $s = atftpd ]; then t="(reference, fixed timer)"; else t="faster than atftpd: $(gt "$m" "$am"); 0 failures: $(zero "$(sumc F $s 5)")"; fi
+		label=$s; [ $s = tftpgw ] && label="tftpgw (adaptive RTO, defaults)"; [ $s = tftpgw-retries20 ] && label="tftpgw -retries 20"
+		echo "| $label | $(rounds F $s) | $(sumc F $s 4) | $(sumc F $s 5) | $(fmt "$m" 2) | $(allr F $s 8 '%s%.2f') | $(fmt "$(med F $s 7)") | $(fmt "$(med F $s 12)" 2) | $t |"
+	done
+	[ "$(awk -F'\t' '$1 == "F"' "$RES" | wc -l)" = 0 ] && echo "| (not run: see notes) | | | | | | | | |"
+
+	echo
+	echo "### Notes from this run"
+	echo
+	if [ -s "$NOTES" ]; then cat "$NOTES"; else echo "- none"; fi
+	echo
+	echo "### Raw results"
+	echo
+	echo "One line per measured run: scenario, server, round, ok, failed, bytes, elapsed s, MB/s, server CPU-s, server CPU-s/GiB, TTFB p99 s, transfer p99 s, cores busy with other work during the run (machine CPU from /proc/stat minus the servers and tftpbench, per second of the run: above about 0.2 the machine was shared and the numbers are low), extra (D: VmHWM kB, idle RSS kB; E: backend rchar, wchar)."
+	echo
+	echo '```'
+	cat "$RES"
+	echo '```'
+} >"$OUT.tmp"
+mv "$OUT.tmp" "$OUT"
+log "wrote $OUT"
