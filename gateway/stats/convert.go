@@ -47,8 +47,13 @@ func SessionProto(edgeID string, s gateway.SessionStats) *tftpgwv1.SessionStats 
 	if s.TimeToFirstData > 0 {
 		p.TimeToFirstData = durationpb.New(s.TimeToFirstData)
 	}
-	// Backend stays nil until gateway.SessionStats carries the backend's
-	// target, header latency and resumes.
+	if b := s.Backend; b != nil {
+		p.Backend = &tftpgwv1.Backend{
+			Target:        text(b.Target),
+			HeaderLatency: durationpb.New(b.HeaderLatency),
+			Resumes:       uint32(max(b.Resumes, 0)),
+		}
+	}
 	return p
 }
 

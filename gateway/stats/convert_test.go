@@ -103,3 +103,15 @@ func TestServerReportsDeltas(t *testing.T) {
 		t.Fatalf("total: %v", p.Total)
 	}
 }
+
+// TestSessionProtoBackend: the backend facts of a session reach the sink.
+func TestSessionProtoBackend(t *testing.T) {
+	p := stats.SessionProto("edge1", gateway.SessionStats{Backend: &gateway.BackendStats{Target: "10.0.0.1:50051", HeaderLatency: 3 * time.Millisecond, Resumes: 2}})
+	b := p.GetBackend()
+	if b.GetTarget() != "10.0.0.1:50051" || b.GetHeaderLatency().AsDuration() != 3*time.Millisecond || b.GetResumes() != 2 {
+		t.Errorf("backend %v", b)
+	}
+	if stats.SessionProto("edge1", gateway.SessionStats{}).GetBackend() != nil {
+		t.Error("backend set for an in-process session")
+	}
+}

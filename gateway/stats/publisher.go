@@ -78,7 +78,6 @@ type Publisher struct {
 
 	closed                atomic.Bool
 	queued, sent, dropped atomic.Uint64
-	duplicateAcks         atomic.Uint64
 	ctx                   context.Context // cancelled to abort all I/O
 	cancel                context.CancelFunc
 	flush                 chan struct{} // closed by Close: drain, then stop
@@ -145,7 +144,6 @@ func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
 // SessionStats queues the stats of a finished session. It has the
 // signature of [gateway.Server.SessionStatsFunc] and never blocks.
 func (p *Publisher) SessionStats(s gateway.SessionStats) {
-	p.duplicateAcks.Add(count(s.DuplicateAcks))
 	if p.full() {
 		p.drop(1)
 		return
@@ -157,11 +155,11 @@ func (p *Publisher) SessionStats(s gateway.SessionStats) {
 // queued report. It has the signature of [gateway.Server.ServerStatsFunc]
 // and never blocks.
 func (p *Publisher) ServerStats(s gateway.ServerStats) {
-	x := Extra{DuplicateAcks: p.duplicateAcks.Load(), EventsDropped: p.dropped.Load()}
+	x := Extra{DuplicateAcks: count(s.DuplicateAcks), EventsDropped: p.dropped.Load()}
 	if p.cfg.Metrics != nil {
 		x.BackendErrors = p.cfg.Metrics.BackendErrors()
 	}
-	r, commit := p.reports.Next(s, x, false)
+	r, commit := p.reports.Next(s, x, s.Final)
 	commit(p.enqueue(&tftpgwv1.StatsEvent{Event: &tftpgwv1.StatsEvent_Server{Server: r}}))
 }
 
