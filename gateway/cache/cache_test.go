@@ -627,3 +627,31 @@ func TestContentPanicBecomesError(t *testing.T) {
 		t.Errorf("stats %+v", st)
 	}
 }
+
+// A large content without a max age (a kernel in a local directory) is
+// cached from its second request on: the first streams from its source
+// without a copy into memory.
+func TestLargeRevalidatedContentCachedOnSecondRequest(t *testing.T) {
+	f := newFake()
+	data := pattern(5<<20, 4)
+	f.set("vmlinuz", file{data: data, etag: "v1"})
+	h := newCache(t, f, 0)
+	mustGet(t, h, "vmlinuz", data) // passes through
+	if st := h.Stats(); st.Passes != 1 || st.Misses != 0 || st.Entries != 0 {
+		t.Fatalf("after the first request: %+v", st)
+	}
+	mustGet(t, h, "vmlinuz", data) // cached
+	mustGet(t, h, "vmlinuz", data) // served from memory
+	st := h.Stats()
+	if st.Passes != 1 || st.Misses != 1 || st.Revalidations != 1 || st.Entries != 1 {
+		t.Errorf("stats %+v", st)
+	}
+	if n := f.bytesRead.Load(); n != int64(2*len(data)) {
+		t.Errorf("content bytes read %d, want %d", n, 2*len(data))
+	}
+	f.set("vmlinuz", file{data: data, etag: "v2"}) // a new version: passes through once again
+	mustGet(t, h, "vmlinuz", data)
+	if st := h.Stats(); st.Passes != 2 {
+		t.Errorf("after a new ETag: %+v", st)
+	}
+}
