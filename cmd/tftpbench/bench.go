@@ -96,13 +96,12 @@ func run(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 				if cfg.n > 0 && i >= int64(cfg.n) {
 					return
 				}
-				r := transfer(ctx, cfg, cfg.files[int(i%int64(len(cfg.files)))], h, want, wantSize)
+				r := transfer(ctx, cfg, cfg.files[int(i%int64(len(cfg.files)))], h, want, wantSize, &cnt.bytes)
 				if r.err == nil && !r.mismatch {
 					cnt.ok.Add(1)
 				} else {
 					cnt.failed.Add(1)
 				}
-				cnt.bytes.Add(r.bytes)
 				perWork[w] = append(perWork[w], r)
 			}
 		}()
@@ -131,14 +130,27 @@ func run(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// transfer performs one download and verifies it when want is set.
-func transfer(ctx context.Context, cfg *config, file string, h hash.Hash, want []byte, wantSize int64) record {
+// countingWriter counts what passes through it.
+type countingWriter struct {
+	w io.Writer
+	n *atomic.Int64
+}
+
+func (c countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+// transfer performs one download and verifies it when want is set; the
+// bytes are counted into received as they arrive, for the progress line.
+func transfer(ctx context.Context, cfg *config, file string, h hash.Hash, want []byte, wantSize int64, received *atomic.Int64) record {
 	var w io.Writer = io.Discard
 	if h != nil {
 		h.Reset()
 		w = h
 	}
-	res, err := tftpclient.Get(ctx, cfg.server, file, w, cfg.opts)
+	res, err := tftpclient.Get(ctx, cfg.server, file, countingWriter{w, received}, cfg.opts)
 	r := record{
 		file: file, duration: res.Duration, ttfb: res.TimeToFirst,
 		bytes: res.Size, packets: res.Packets, dups: res.Duplicates, err: err,
