@@ -232,16 +232,14 @@ func (s *session) transfer() {
 				return
 			}
 			switch {
-			case windowDone:
+			case windowDone: // a fresh window: time its round trip
 				s.sendWindow()
+				s.rto.sent(now, s.read)
 			case abs < s.recover:
 				s.sendFrom(s.sentTo + 1) // slide: the resent blocks are in flight
+				s.rto.cancelSample()
 			default:
 				s.resendWindow() // RFC 7440 section 4: restart after the ACK
-			}
-			if windowDone {
-				s.rto.sent(now, s.read)
-			} else {
 				s.rto.cancelSample()
 			}
 			deadline = now.Add(s.rto.current())
