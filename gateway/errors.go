@@ -44,8 +44,9 @@ func (e *Error) Is(target error) bool {
 // ErrorFor maps a handler's error to the TFTP error the client receives:
 // an [*Error] anywhere in the chain as it is; fs.ErrNotExist as 1 "file not
 // found"; fs.ErrPermission as 2 "access violation"; [ErrNotRegular] as 2
-// "not a regular file"; anything else as 0 "internal error". Except for an
-// *Error, the text of err is never sent, so server paths do not leak.
+// "not a regular file"; context.DeadlineExceeded as 0 "timeout"; anything
+// else as 0 "internal error". Except for an *Error, the text of err is
+// never sent, so server paths do not leak.
 func ErrorFor(err error) *Error {
 	var te *Error
 	switch {

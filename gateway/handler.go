@@ -50,7 +50,7 @@ type Request struct {
 
 	// Path is the normalised, relative, slash-separated path: backslashes
 	// became slashes, repeated and leading separators were removed,
-	// trailing NUL and 0xFF bytes were stripped, and "." and ".." were
+	// trailing NUL, 0xFF and control bytes were stripped, and "." and ".." were
 	// resolved. A path that would escape upwards is refused before the
 	// handler is called.
 	Path string

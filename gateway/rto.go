@@ -2,9 +2,6 @@ package gateway
 
 import "time"
 
-// DefaultMinTimeout is the floor of the adaptive retransmission timeout.
-const DefaultMinTimeout = 20 * time.Millisecond
-
 // rtoEstimator is a session's retransmission timer (RFC 1123 4.2.3.2
 // makes adaptive timeouts a MUST). When the client negotiated no timeout
 // it follows RFC 6298: the timeout starts at the configured one, then

@@ -10,6 +10,7 @@ import (
 const (
 	DefaultAddr          = ":69"
 	DefaultTimeout       = time.Second
+	DefaultMinTimeout    = 20 * time.Millisecond // floor of the adaptive retransmission timeout
 	DefaultRetries       = 5
 	DefaultMaxBlockSize  = 65464
 	DefaultMaxWindowSize = 64

@@ -34,7 +34,7 @@ func (o Outcome) String() string {
 }
 
 // SessionStats describes one finished session. It is passed to
-// [Server.SessionStats] once per session, including sessions refused with
+// [Server.SessionStatsFunc] once per session, including sessions refused with
 // an ERROR before any data was sent.
 type SessionStats struct {
 	SessionID  string
@@ -64,7 +64,7 @@ type SessionStats struct {
 	BytesSent     int64 // payload bytes of all DATA packets, retransmits included
 	BytesAcked    int64 // payload bytes the client acknowledged
 	PacketsSent   int64 // every packet sent: OACK, DATA and ERROR
-	Retransmits   int64 // packets sent again after a timeout
+	Retransmits   int64 // packets sent again: after a timeout, or restarting a window after a gap
 	DuplicateAcks int64 // ACKs that acknowledged nothing new
 
 	Start           time.Time
@@ -74,7 +74,7 @@ type SessionStats struct {
 	Backend *BackendStats // nil unless the content implements BackendContent
 }
 
-// ServerStats are the server-wide counters passed to [Server.ServerStats]
+// ServerStats are the server-wide counters passed to [Server.ServerStatsFunc]
 // every [Server.StatsInterval]. Counters are totals since the server
 // started; Interval-scoped deltas are the difference of two reports.
 type ServerStats struct {
