@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net/netip"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -107,4 +108,44 @@ func TestMisbehavingContent(t *testing.T) {
 			t.Errorf("outcome %v", st.Outcome)
 		}
 	})
+}
+
+// TestNewRequestFromReusedPort is a regression test: 2 of 10,000 transfers
+// failed in the 10k-session benchmark when a client's ephemeral port was
+// reused while the previous transfer's session still waited for its lost
+// final ACK. The new RRQ was taken for a duplicate and ignored, and the new
+// client got the old session's final DATA. A request from a client that
+// has acknowledged something is a new transfer: the old session ends
+// (silently, ok if its final block was sent) and a new one starts. A
+// retransmitted RRQ before any ACK is still a duplicate
+// (TestDuplicateRRQIgnored).
+func TestNewRequestFromReusedPort(t *testing.T) {
+	content := pattern(700)
+	for _, single := range []bool{false, true} {
+		t.Run(map[bool]string{false: "TID_per_session", true: "single_port"}[single], func(t *testing.T) {
+			ts := startServer(t, files{"f": content}, func(s *gateway.Server) { s.SinglePort = single })
+			c := newClient(t, ts.addr)
+			c.rrq("f", "octet")
+			c.expect(data(1, content[:512]))
+			c.ack(1)
+			c.expect(data(2, content[512:])) // the final block; its ACK is "lost"
+			old := c.tid
+			c.tid = netip.AddrPort{}
+			c.rrq("f", "octet") // the port, reused: a new transfer
+			c.expect(data(1, content[:512]))
+			if !single && c.tid == old {
+				t.Fatalf("new transfer answered from the old session's TID %v", old)
+			}
+			c.ack(1)
+			c.expect(data(2, content[512:]))
+			c.ack(2)
+			first, second := ts.nextStats(t), ts.nextStats(t)
+			if first.Outcome != gateway.OutcomeOK || second.Outcome != gateway.OutcomeOK || first.SessionID == second.SessionID {
+				t.Errorf("outcomes %v (%s), %v (%s); want two ok sessions", first.Outcome, first.SessionID, second.Outcome, second.SessionID)
+			}
+			if n := ts.srv.Stats().DuplicateRequests; n != 0 {
+				t.Errorf("DuplicateRequests %d, want 0", n)
+			}
+		})
+	}
 }

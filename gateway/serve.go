@@ -24,7 +24,7 @@ type serverState struct {
 	ctx       context.Context // cancelled to end the sessions still running
 	cancel    context.CancelFunc
 	listeners map[*listener]struct{}
-	active    map[sessionKey]struct{}
+	active    map[sessionKey]*activeSession
 	closed    bool
 	sessions  sync.WaitGroup
 	loops     sync.WaitGroup // stats loop
@@ -53,6 +53,32 @@ type sessionKey struct {
 	file   string
 }
 
+// activeSession is what the listener knows of a running session.
+type activeSession struct {
+	// progressed is set once the client acknowledged something: it is past
+	// its request, so a new request from its address and port is a new
+	// transfer (a reused port), not a retransmitted RRQ.
+	progressed atomic.Bool
+	cancel     context.CancelCauseFunc
+}
+
+// errSuperseded ends a session whose client port sent a new request after
+// the session had progressed: typically its final ACK was lost and the port
+// was reused. The session ends silently, since the port is not its client's
+// any more.
+var errSuperseded = errors.New("gateway: superseded by a new request from the client's port")
+
+// supersede decides about a request from a client that has a running
+// session: it returns false for a duplicate RRQ (ignored), and true after
+// ending the old session when the request is a new one.
+func supersede(old *activeSession) bool {
+	if old == nil || !old.progressed.Load() {
+		return false
+	}
+	old.cancel(errSuperseded)
+	return true
+}
+
 func notFound(context.Context, *Request) (Content, error) {
 	return nil, &Error{Code: ErrFileNotFound, Message: "file not found"}
 }
@@ -70,7 +96,7 @@ func (s *Server) init() *config {
 		st.conf = s.resolve()
 		st.ctx, st.cancel = context.WithCancel(context.Background())
 		st.listeners = make(map[*listener]struct{})
-		st.active = make(map[sessionKey]struct{})
+		st.active = make(map[sessionKey]*activeSession)
 		st.clients = make(map[netip.Addr]*clientEntry)
 		var id [4]byte
 		rand.Read(id[:])
@@ -164,11 +190,17 @@ func (s *Server) handlePacket(c *config, l *listener, b []byte, src netip.AddrPo
 	st := &s.state
 	op, err := wire.PacketOpcode(b)
 	isRequest := err == nil && (op == wire.OpRRQ || op == wire.OpWRQ)
-	if c.singlePort && l.deliver(src, b, isRequest) {
-		if isRequest { // the client's session runs: a duplicate
-			st.duplicates.Add(1)
+	if c.singlePort {
+		if m := l.deliver(src, b, isRequest); m != nil {
+			if !isRequest {
+				return
+			}
+			if !supersede(m.act) { // a duplicate RRQ
+				st.duplicates.Add(1)
+				return
+			}
+			l.unregister(m) // the new request starts a session of its own
 		}
-		return
 	}
 	if !isRequest {
 		st.malformed.Add(1)
@@ -195,11 +227,13 @@ func (s *Server) handlePacket(c *config, l *listener, b []byte, src netip.AddrPo
 	}
 	key := sessionKey{client: src, file: req.Filename}
 	st.mu.Lock()
-	if _, dup := st.active[key]; dup || st.closed {
+	if st.closed {
 		st.mu.Unlock()
-		if dup {
-			st.duplicates.Add(1)
-		}
+		return
+	}
+	if old, dup := st.active[key]; dup && !supersede(old) {
+		st.mu.Unlock()
+		st.duplicates.Add(1)
 		return
 	}
 	if !st.admit(c, src.Addr(), time.Now()) {
@@ -209,26 +243,28 @@ func (s *Server) handlePacket(c *config, l *listener, b []byte, src netip.AddrPo
 		l.replyError(src, dst, errBusy.Code, errBusy.Message, len(b))
 		return
 	}
+	ctx, cancel := context.WithCancelCause(st.ctx)
+	act := &activeSession{cancel: cancel}
 	var mux *muxConn
 	if c.singlePort {
-		mux = l.register(src, dst) // not nil: deliver found no session
+		mux = l.register(src, dst, act) // not nil: deliver found no session
 	}
-	st.active[key] = struct{}{}
+	st.active[key] = act
 	st.sessions.Add(1)
 	st.mu.Unlock()
 	st.activeN.Add(1)
 
 	local := netip.AddrPortFrom(dst, l.port)
-	go s.startSession(c, key, req, src, local, mux)
+	go s.startSession(ctx, c, key, act, req, src, local, mux)
 }
 
 // startSession runs on the session's goroutine: it opens the session's
 // socket, normalises the path and runs the transfer.
 // In single-port mode mux is the session's connection through the
 // listening socket.
-func (s *Server) startSession(c *config, key sessionKey, wr wire.Request, src, local netip.AddrPort, mux *muxConn) {
+func (s *Server) startSession(ctx context.Context, c *config, key sessionKey, act *activeSession, wr wire.Request, src, local netip.AddrPort, mux *muxConn) {
 	st := &s.state
-	ctx, cancel := context.WithCancel(st.ctx)
+	cancel := func() { act.cancel(nil) }
 	defer cancel()
 	id := st.idPrefix + "-" + strconv.FormatUint(st.nextID.Add(1), 10)
 	opts := make([]Option, len(wr.Options))
@@ -241,6 +277,7 @@ func (s *Server) startSession(c *config, key sessionKey, wr wire.Request, src, l
 		ctx:    ctx,
 		cancel: cancel,
 		key:    key,
+		act:    act,
 		req: Request{
 			SessionID:  id,
 			RawPath:    wr.Filename,
@@ -313,7 +350,9 @@ func (st *serverState) sessionDone(s *session) {
 		st.errCounts[e.Code].Add(1)
 	}
 	st.mu.Lock()
-	delete(st.active, s.key)
+	if st.active[s.key] == s.act { // else a new session for the key replaced it
+		delete(st.active, s.key)
+	}
 	st.release(s.key.client.Addr())
 	st.mu.Unlock()
 	st.sessions.Done()

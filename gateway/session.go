@@ -41,6 +41,7 @@ type session struct {
 	conn   sessionConn
 	ctx    context.Context
 	key    sessionKey
+	act    *activeSession // nil in tests without a server
 	client netip.AddrPort
 	req    Request
 	st     SessionStats
@@ -172,6 +173,7 @@ func (s *session) sendOACK() bool {
 			blk, err := wire.ParseAck(b)
 			if err == nil && blk == 0 {
 				s.rto.acked(time.Now(), 0)
+				s.progressed()
 				return true
 			}
 			s.st.DuplicateAcks++
@@ -217,6 +219,7 @@ func (s *session) transfer() {
 			for a := s.acked + 1; a <= abs; a++ {
 				s.st.BytesAcked += int64(s.slotLen[s.slotIndex(a)] - wire.HeaderSize)
 			}
+			s.progressed()
 			now := time.Now()
 			s.rto.acked(now, abs)
 			s.giveUpAt = now.Add(s.readLimit())
@@ -262,6 +265,9 @@ func (s *session) recv(deadline *time.Time, retries *int, resend func()) (int, b
 	for {
 		s.conn.SetReadDeadline(*deadline)
 		if s.ctx.Err() != nil {
+			if s.superseded() {
+				return 0, false
+			}
 			s.sendError(errShutdown)
 			s.st.Outcome = OutcomeError
 			return 0, false
@@ -475,8 +481,34 @@ func (s *session) scratchBuf() []byte {
 	return s.scratch[:0]
 }
 
+// superseded reports whether a new request from the client's port ended
+// the session, and if so sets its outcome: ok when the final block had
+// been sent (the client asks anew only when it is done: its final ACK was
+// lost), aborted otherwise. Nothing is sent: the port is not the
+// client's any more.
+func (s *session) superseded() bool {
+	if !errors.Is(context.Cause(s.ctx), errSuperseded) {
+		return false
+	}
+	s.st.Outcome = OutcomeAborted
+	if s.last != 0 && s.sentTo == s.last {
+		s.st.Outcome = OutcomeOK
+	}
+	return true
+}
+
+// progressed records that the client acknowledged something.
+func (s *session) progressed() {
+	if s.act != nil && s.acked <= 1 {
+		s.act.progressed.Store(true)
+	}
+}
+
 // fail ends the session with the ERROR that err maps to.
 func (s *session) fail(err error) {
+	if s.superseded() {
+		return
+	}
 	e := ErrorFor(err)
 	if ctx := s.srv.state.ctx; ctx != nil && ctx.Err() != nil { // a forced shutdown interrupted the session
 		e = errShutdown

@@ -13,6 +13,7 @@ import (
 // client's address and port. Neither direction allocates per packet.
 type muxConn struct {
 	l      *listener
+	act    *activeSession
 	client netip.AddrPort
 	oob    []byte // makes replies leave from the request's address
 
@@ -36,7 +37,7 @@ const muxQueue = 8
 
 // register adds a single-port session for client, or returns nil if one
 // runs already.
-func (l *listener) register(client netip.AddrPort, from netip.Addr) *muxConn {
+func (l *listener) register(client netip.AddrPort, from netip.Addr, act *activeSession) *muxConn {
 	l.muxMu.Lock()
 	defer l.muxMu.Unlock()
 	if _, ok := l.mux[client]; ok {
@@ -44,6 +45,7 @@ func (l *listener) register(client netip.AddrPort, from netip.Addr) *muxConn {
 	}
 	m := &muxConn{
 		l:      l,
+		act:    act,
 		client: client,
 		oob:    l.sourceOOB(from),
 		in:     make(chan muxPacket, muxQueue),
@@ -55,15 +57,15 @@ func (l *listener) register(client netip.AddrPort, from netip.Addr) *muxConn {
 	return m
 }
 
-// deliver hands a datagram to the single-port session of src and reports
-// whether there is one. Requests are not delivered: the caller counts them
-// as duplicates.
-func (l *listener) deliver(src netip.AddrPort, b []byte, isRequest bool) bool {
+// deliver hands a datagram to the single-port session of src and returns
+// that session, or nil if there is none. Requests are not delivered: the
+// caller decides between a duplicate and a new transfer.
+func (l *listener) deliver(src netip.AddrPort, b []byte, isRequest bool) *muxConn {
 	l.muxMu.RLock()
 	m := l.mux[src]
 	l.muxMu.RUnlock()
 	if m == nil || isRequest {
-		return m != nil
+		return m
 	}
 	var p muxPacket
 	p.n = copy(p.b[:], b)
@@ -71,7 +73,16 @@ func (l *listener) deliver(src netip.AddrPort, b []byte, isRequest bool) bool {
 	case m.in <- p:
 	default: // the session is behind: drop, as a full socket buffer would
 	}
-	return true
+	return m
+}
+
+// unregister stops delivering to m, whose client started a new session.
+func (l *listener) unregister(m *muxConn) {
+	l.muxMu.Lock()
+	if l.mux[m.client] == m {
+		delete(l.mux, m.client)
+	}
+	l.muxMu.Unlock()
 }
 
 func (m *muxConn) ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error) {
@@ -130,11 +141,7 @@ func (m *muxConn) Close() error {
 	if m.closed.Swap(true) {
 		return nil
 	}
-	m.l.muxMu.Lock()
-	if m.l.mux[m.client] == m {
-		delete(m.l.mux, m.client)
-	}
-	m.l.muxMu.Unlock()
+	m.l.unregister(m)
 	m.timer.Stop()
 	select {
 	case m.wake <- struct{}{}:
