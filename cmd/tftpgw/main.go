@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/tftpgw/tftpgw/gateway"
+	"github.com/tftpgw/tftpgw/gateway/cache"
 )
 
 var (
@@ -111,6 +112,9 @@ func run(logger *slog.Logger) error {
 		return errors.New("give -root or -backend, not both")
 	}
 	h = wrapCache(h, logger)
+	if c, ok := h.(*cache.Handler); ok {
+		defer c.Close() // when run returns, after Shutdown: stops the fetches still running
+	}
 
 	srv := &gateway.Server{
 		Addr:          *flagListen,
