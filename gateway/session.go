@@ -334,6 +334,11 @@ func (s *session) slot(abs uint64) []byte {
 // acknowledged block is full or the content has ended.
 func (s *session) fill() error {
 	limit := s.acked + uint64(s.nslots)
+	if s.read >= limit || s.last != 0 && s.read >= s.last {
+		return nil
+	}
+	s.armWatchdog()
+	defer s.watchdog.Stop()
 	for s.read < limit && (s.last == 0 || s.read < s.last) {
 		abs := s.read + 1
 		pkt := s.slot(abs)
@@ -356,16 +361,9 @@ func (s *session) fill() error {
 const maxEmptyReads = 100
 
 // readBlock fills p from the content like io.ReadFull, but fails with
-// io.ErrNoProgress on a content that keeps returning nothing, and cancels
-// the session's context (so that a content honouring it returns) when one
-// block takes longer than the session may wait for its client.
+// io.ErrNoProgress on a content that keeps returning nothing (a stall is
+// the watchdog's, see armWatchdog).
 func (s *session) readBlock(p []byte) (int, error) {
-	if s.watchdog == nil {
-		s.watchdog = time.AfterFunc(s.readLimit(), s.cancel)
-	} else {
-		s.watchdog.Reset(s.readLimit())
-	}
-	defer s.watchdog.Stop()
 	n, empty := 0, 0
 	for n < len(p) {
 		m, err := s.r.Read(p[n:])
@@ -387,6 +385,18 @@ func (s *session) readBlock(p []byte) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// armWatchdog starts the timer that cancels the session's context (so that
+// a content honouring it returns) when filling the window takes longer
+// than the session would wait for a silent client. Armed once per fill,
+// not per block.
+func (s *session) armWatchdog() {
+	if s.watchdog == nil {
+		s.watchdog = time.AfterFunc(s.readLimit(), s.cancel)
+	} else {
+		s.watchdog.Reset(s.readLimit())
+	}
 }
 
 // readLimit is how long reading one block may take: as long as the
@@ -424,14 +434,15 @@ func (s *session) sendFrom(from uint64) {
 		last := abs + uint64(n) - 1
 		start := i * s.slotSize
 		run := s.win[start : start+(n-1)*s.slotSize+s.slotLen[s.slotIndex(last)]]
-		if n > 1 && !s.sendGSO(run) {
-			s.gsoSegs = 0 // the kernel refused: send this run and the rest one by one
-			continue
+		if _, err := s.conn.WriteToUDPAddrPort(run, s.client); err != nil {
+			if n > 1 { // the kernel refused segmentation: this run and the rest one by one
+				s.c.logger.Debug("segmented send failed; sending datagrams one by one", "session", s.req.SessionID, "err", err)
+				s.gsoSegs = 0
+				continue
+			}
+			s.c.logger.Debug("send failed", "session", s.req.SessionID, "err", err)
 		}
-		if n == 1 {
-			s.send(run)
-		}
-		s.st.PacketsSent += int64(n - 1) // send counted one
+		s.st.PacketsSent += int64(n)
 		s.st.BytesSent += int64(len(run) - n*wire.HeaderSize)
 		for b := abs; b <= last; b++ {
 			if b <= s.sentTo {
@@ -442,18 +453,6 @@ func (s *session) sendFrom(from uint64) {
 		}
 		abs = last + 1
 	}
-}
-
-// sendGSO sends a run of whole slots as one segmented send; false if the
-// kernel refuses it.
-func (s *session) sendGSO(run []byte) bool {
-	s.st.PacketsSent++
-	if _, err := s.conn.WriteToUDPAddrPort(run, s.client); err != nil {
-		s.st.PacketsSent--
-		s.c.logger.Debug("segmented send failed; sending datagrams one by one", "session", s.req.SessionID, "err", err)
-		return false
-	}
-	return true
 }
 
 func (s *session) send(pkt []byte) {
