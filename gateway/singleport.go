@@ -18,7 +18,8 @@ type muxConn struct {
 	oob    []byte // makes replies leave from the request's address
 
 	in       chan muxPacket
-	wake     chan struct{} // a new deadline, or Close
+	wake     chan struct{} // a new deadline, or Close, while a read waits
+	waiting  atomic.Bool   // a read is (about to be) blocked
 	deadline atomic.Int64  // unix nanoseconds; 0: none
 	closed   atomic.Bool
 	timer    *time.Timer
@@ -95,10 +96,14 @@ func (m *muxConn) ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error) {
 			return copy(b, p.b[:p.n]), m.client, nil
 		default:
 		}
+		// waiting is set before the deadline is read: a SetReadDeadline
+		// after that read finds it set and wakes this one.
+		m.waiting.Store(true)
 		var wait <-chan time.Time
 		if dl := m.deadline.Load(); dl != 0 {
 			d := time.Until(time.Unix(0, dl))
 			if d <= 0 {
+				m.waiting.Store(false)
 				return 0, netip.AddrPort{}, os.ErrDeadlineExceeded
 			}
 			m.timer.Reset(d)
@@ -106,12 +111,14 @@ func (m *muxConn) ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error) {
 		}
 		select {
 		case p := <-m.in:
+			m.waiting.Store(false)
 			m.timer.Stop()
 			return copy(b, p.b[:p.n]), m.client, nil
 		case <-m.wake:
 			m.timer.Stop()
 		case <-wait:
 		}
+		m.waiting.Store(false)
 	}
 }
 
@@ -128,9 +135,11 @@ func (m *muxConn) SetReadDeadline(t time.Time) error {
 		v = t.UnixNano()
 	}
 	m.deadline.Store(v)
-	select {
-	case m.wake <- struct{}{}:
-	default:
+	if m.waiting.Load() { // another goroutine (a shutdown) moves a blocked read's deadline
+		select {
+		case m.wake <- struct{}{}:
+		default:
+		}
 	}
 	return nil
 }
