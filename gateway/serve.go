@@ -364,11 +364,7 @@ func (st *serverState) sessionDone(s *session) {
 // down" and ended, and Shutdown returns ctx's error once they are gone.
 func (s *Server) Shutdown(ctx context.Context) error {
 	st := s.closeListeners()
-	done := make(chan struct{})
-	go func() {
-		st.sessions.Wait()
-		close(done)
-	}()
+	done := st.sessionsDone()
 	var err error
 	select {
 	case <-done:
@@ -405,14 +401,21 @@ func (s *Server) waitCancelled(done <-chan struct{}) {
 func (s *Server) Close() error {
 	st := s.closeListeners()
 	st.cancelSessions()
+	s.waitCancelled(st.sessionsDone())
+	s.stopStats()
+	return nil
+}
+
+// sessionsDone returns a channel closed when every session has ended. Its
+// goroutine lives until then (past Shutdown only for sessions whose
+// content ignores cancellation).
+func (st *serverState) sessionsDone() <-chan struct{} {
 	done := make(chan struct{})
 	go func() {
 		st.sessions.Wait()
 		close(done)
 	}()
-	s.waitCancelled(done)
-	s.stopStats()
-	return nil
+	return done
 }
 
 func (s *Server) closeListeners() *serverState {
