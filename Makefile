@@ -38,11 +38,12 @@ examples/tftproot/vmlinuz:
 examples/tftproot/initrd.img:
 	head -c 8388608 /dev/urandom > $@
 
-## test: install missing TFTP clients (as root), then vet, race tests and a short fuzz run.
+## test: install missing TFTP clients and the example backends' runtimes (as root), then vet, race tests and a short fuzz run.
 test: test-clients unit fuzz-short
 
 test-clients:
 	@./.ci/install-clients
+	@./.ci/install-examples
 
 unit:
 	$(GO) vet ./...
