@@ -590,6 +590,9 @@ func (s *session) reportStats() {
 }
 
 func (s *session) log() {
+	if !s.c.logger.Enabled(context.Background(), slog.LevelInfo) {
+		return // the line is not built for nothing
+	}
 	attrs := []slog.Attr{
 		slog.String("session", s.st.SessionID),
 		slog.String("client", s.st.RemoteAddr.String()),
