@@ -65,7 +65,7 @@ func (z *zeros) Read(p []byte) (int, error) {
 
 func newTestSession(blocks, blksize, window int, conn sessionConn) *session {
 	c := (&Server{Logger: slog.New(slog.DiscardHandler)}).resolve()
-	s := &session{srv: &Server{}, c: c, conn: conn, ctx: context.Background(), cancel: func() {}, client: testClient}
+	s := &session{srv: &Server{}, c: c, conn: conn, ctx: context.Background(), cancel: func(error) {}, client: testClient}
 	s.p = params{blksize: blksize, windowsize: window, timeout: time.Second}
 	s.st.TransferSize = -1
 	s.r = &zeros{left: int64(blocks*blksize + 1)}

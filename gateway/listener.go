@@ -19,8 +19,11 @@ type listener struct {
 	uc      *net.UDPConn // pc, when it is one
 	pktinfo bool         // destination addresses arrive as control messages
 	local   netip.Addr   // the bound address (unmapped)
-	port    uint16
-	oob     []byte // read loop only
+	// single: single-port mode, where the sessions send and receive
+	// through this socket, so it is closed after them.
+	single bool
+	port   uint16
+	oob    []byte // read loop only
 
 	wmu  sync.Mutex // guards wbuf
 	wbuf []byte

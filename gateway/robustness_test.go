@@ -103,9 +103,40 @@ func TestMisbehavingContent(t *testing.T) {
 		ts := startServer(t, h, func(s *gateway.Server) { s.Timeout, s.Retries = 100*time.Millisecond, 1 })
 		c := newClient(t, ts.addr)
 		c.rrq("f", "octet")
-		c.expect(errPkt(0, "internal error"))
+		c.expect(errPkt(0, "timeout"))
 		if st := ts.nextStats(t); st.Outcome != gateway.OutcomeError {
 			t.Errorf("outcome %v", st.Outcome)
+		}
+	})
+	t.Run("stalled_read_ignoring_its_context_is_a_timeout_not_a_shutdown", func(t *testing.T) {
+		// Regression: a read that ignored the watchdog's cancellation and
+		// came back late had its block sent, then ERROR 0 "server shutting
+		// down", though the server was not stopping.
+		content := pattern(1500)
+		h := gateway.HandlerFunc(func(context.Context, *gateway.Request) (gateway.Content, error) {
+			off := 0
+			return &funcContent{size: int64(len(content)), close: func() error { return nil },
+				read: func(p []byte) (int, error) {
+					if off == 512 {
+						time.Sleep(600 * time.Millisecond) // longer than (Retries+1) x Timeout
+					}
+					if off >= len(content) {
+						return 0, io.EOF
+					}
+					n := copy(p, content[off:min(off+512, len(content))])
+					off += n
+					return n, nil
+				}}, nil
+		})
+		ts := startServer(t, h, func(s *gateway.Server) { s.Timeout, s.Retries = 100*time.Millisecond, 1 })
+		c := newClient(t, ts.addr)
+		c.rrq("f", "octet")
+		c.expect(data(1, content[:512]))
+		c.ack(1)
+		c.expect(errPkt(0, "timeout")) // and no DATA 2 before it
+		st := ts.nextStats(t)
+		if st.Outcome != gateway.OutcomeError || st.ErrorSent == nil || st.ErrorSent.Message != "timeout" {
+			t.Errorf("outcome %v, error sent %v; want error, 0 timeout", st.Outcome, st.ErrorSent)
 		}
 	})
 }

@@ -140,6 +140,7 @@ func (s *Server) Serve(pc net.PacketConn) error {
 		return ErrServerClosed
 	}
 	l := newListener(pc)
+	l.single = c.singlePort
 	st := &s.state
 	st.mu.Lock()
 	if st.closed {
@@ -178,6 +179,15 @@ func (s *Server) Serve(pc net.PacketConn) error {
 	}
 }
 
+// replyError answers a request on the listening socket with an ERROR and
+// counts it.
+func (s *Server) replyError(l *listener, to netip.AddrPort, from netip.Addr, code ErrorCode, msg string, reqLen int) {
+	if int(code) < len(s.state.errCounts) {
+		s.state.errCounts[code].Add(1)
+	}
+	l.replyError(to, from, code, msg, reqLen)
+}
+
 func (s *Server) isClosed() bool {
 	s.state.mu.Lock()
 	defer s.state.mu.Unlock()
@@ -190,16 +200,11 @@ func (s *Server) handlePacket(c *config, l *listener, b []byte, src netip.AddrPo
 	st := &s.state
 	op, err := wire.PacketOpcode(b)
 	isRequest := err == nil && (op == wire.OpRRQ || op == wire.OpWRQ)
+	var running *muxConn // single-port: the session of src, if any
 	if c.singlePort {
-		if m := l.deliver(src, b, isRequest); m != nil {
-			if !isRequest {
-				return
-			}
-			if !supersede(m.act) { // a duplicate RRQ
-				st.duplicates.Add(1)
-				return
-			}
-			l.unregister(m) // the new request starts a session of its own
+		running = l.deliver(src, b, isRequest)
+		if running != nil && !isRequest {
+			return // delivered
 		}
 	}
 	if !isRequest {
@@ -217,13 +222,26 @@ func (s *Server) handlePacket(c *config, l *listener, b []byte, src netip.AddrPo
 	}
 	if op == wire.OpWRQ {
 		st.writeRequests.Add(1)
-		l.replyError(src, dst, ErrAccessViolation, "read-only server", len(b))
+		s.replyError(l, src, dst, ErrAccessViolation, "read-only server", len(b))
 		return
 	}
 	if req.Mode != "octet" && req.Mode != "netascii" {
 		st.malformed.Add(1)
-		l.replyError(src, dst, ErrIllegalOperation, "unknown transfer mode", len(b))
+		s.replyError(l, src, dst, ErrIllegalOperation, "unknown transfer mode", len(b))
 		return
+	}
+	// Only a valid read request may end the session running for src, as
+	// in the default mode (below, by key): junk and refused requests
+	// leave it alone.
+	if running != nil {
+		if s.isClosed() {
+			return // draining: no new session replaces a running one
+		}
+		if !supersede(running.act) { // a duplicate RRQ
+			st.duplicates.Add(1)
+			return
+		}
+		l.unregister(running) // the new request starts a session of its own
 	}
 	key := sessionKey{client: src, file: req.Filename}
 	st.mu.Lock()
@@ -239,8 +257,7 @@ func (s *Server) handlePacket(c *config, l *listener, b []byte, src netip.AddrPo
 	if !st.admit(c, src.Addr(), time.Now()) {
 		st.mu.Unlock()
 		st.busy.Add(1)
-		st.errCounts[ErrNotDefined].Add(1)
-		l.replyError(src, dst, errBusy.Code, errBusy.Message, len(b))
+		s.replyError(l, src, dst, errBusy.Code, errBusy.Message, len(b))
 		return
 	}
 	ctx, cancel := context.WithCancelCause(st.ctx)
@@ -264,8 +281,7 @@ func (s *Server) handlePacket(c *config, l *listener, b []byte, src netip.AddrPo
 // listening socket.
 func (s *Server) startSession(ctx context.Context, c *config, key sessionKey, act *activeSession, wr wire.Request, src, local netip.AddrPort, mux *muxConn) {
 	st := &s.state
-	cancel := func() { act.cancel(nil) }
-	defer cancel()
+	defer act.cancel(nil)
 	id := st.idPrefix + "-" + strconv.FormatUint(st.nextID.Add(1), 10)
 	opts := make([]Option, len(wr.Options))
 	for i, o := range wr.Options {
@@ -275,7 +291,7 @@ func (s *Server) startSession(ctx context.Context, c *config, key sessionKey, ac
 		srv:    s,
 		c:      c,
 		ctx:    ctx,
-		cancel: cancel,
+		cancel: act.cancel,
 		key:    key,
 		act:    act,
 		req: Request{
@@ -362,6 +378,10 @@ func (st *serverState) sessionDone(s *session) {
 // so no new session starts, and waits for the running sessions to end. If
 // ctx ends first, the remaining sessions are sent ERROR 0 "server shutting
 // down" and ended, and Shutdown returns ctx's error once they are gone.
+//
+// In single-port mode the sessions send and receive through the listening
+// sockets: those stay open, taking no new request, until the sessions have
+// ended.
 func (s *Server) Shutdown(ctx context.Context) error {
 	st := s.closeListeners()
 	done := st.sessionsDone()
@@ -373,6 +393,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		st.cancelSessions()
 		s.waitCancelled(done)
 	}
+	st.closeAllListeners()
 	s.stopStats()
 	return err
 }
@@ -388,7 +409,10 @@ func (s *Server) waitCancelled(done <-chan struct{}) {
 	select {
 	case <-done:
 	case <-t.C:
-		if c := s.state.conf; c != nil {
+		s.state.mu.Lock()
+		c := s.state.conf
+		s.state.mu.Unlock()
+		if c != nil {
 			c.logger.Error("sessions still running after shutdown: their content ignores cancellation",
 				"sessions", s.state.activeN.Load())
 		}
@@ -402,6 +426,7 @@ func (s *Server) Close() error {
 	st := s.closeListeners()
 	st.cancelSessions()
 	s.waitCancelled(st.sessionsDone())
+	st.closeAllListeners()
 	s.stopStats()
 	return nil
 }
@@ -418,15 +443,28 @@ func (st *serverState) sessionsDone() <-chan struct{} {
 	return done
 }
 
+// closeListeners stops new sessions: it marks the server closed and closes
+// the listening sockets, except single-port ones, which their sessions
+// still use (closeAllListeners closes them).
 func (s *Server) closeListeners() *serverState {
 	st := &s.state
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	st.closed = true
 	for l := range st.listeners {
-		l.close()
+		if !l.single {
+			l.close()
+		}
 	}
 	return st
+}
+
+func (st *serverState) closeAllListeners() {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	for l := range st.listeners {
+		l.close()
+	}
 }
 
 func (st *serverState) cancelSessions() {

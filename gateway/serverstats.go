@@ -42,13 +42,24 @@ func (s *Server) statsLoop(c *config, stop <-chan struct{}) {
 			r := s.Stats()
 			r.Interval = c.statsInterval
 			r.Final = true
-			c.serverStats(r)
+			reportServerStats(c, r)
 			return
 		}
 		r := s.Stats()
 		r.Interval = c.statsInterval
-		c.serverStats(r)
+		reportServerStats(c, r)
 	}
+}
+
+// reportServerStats hands r to the callback; a panic there is logged, as
+// one in SessionStatsFunc is, and the next interval is reported as usual.
+func reportServerStats(c *config, r ServerStats) {
+	defer func() {
+		if v := recover(); v != nil {
+			c.logger.Error("ServerStatsFunc panic", "panic", v)
+		}
+	}()
+	c.serverStats(r)
 }
 
 // stopStats ends the stats loop after one last report.

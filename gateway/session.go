@@ -33,6 +33,13 @@ const (
 // comes.
 var errShutdown = &Error{Code: ErrNotDefined, Message: "server shutting down"}
 
+// errStalled is the cause the read watchdog cancels a session with, and
+// errStalledReply what the client is told.
+var (
+	errStalled      = errors.New("gateway: reading the content took longer than the client waits")
+	errStalledReply = &Error{Code: ErrNotDefined, Message: "timeout"}
+)
+
 // session is one read transfer. All of its fields are owned by the
 // goroutine running [session.run].
 type session struct {
@@ -65,6 +72,7 @@ type session struct {
 	read   uint64 // last block read into the window
 	sentTo uint64 // highest block sent so far
 	last   uint64 // final block; 0 until the content's end is seen
+	eof    bool   // the content returned io.EOF (with the bytes of a full block)
 	// recover is the highest block sent by the last window restart (on a
 	// gap ACK or a timeout). An ACK below it acknowledges part of a window
 	// that was already resent: the rest is in flight and is not resent, or
@@ -76,8 +84,8 @@ type session struct {
 
 	giveUpAt time.Time // the session times out if nothing comes by then
 
-	cancel   context.CancelFunc // cancels ctx
-	watchdog *time.Timer        // cancels ctx when a content read stalls
+	cancel   context.CancelCauseFunc // cancels ctx
+	watchdog *time.Timer             // cancels ctx with errStalled when a content read stalls
 }
 
 // run performs the session and reports it. It never panics.
@@ -265,11 +273,14 @@ func (s *session) recv(deadline *time.Time, retries *int, resend func()) (int, b
 	for {
 		s.conn.SetReadDeadline(*deadline)
 		if s.ctx.Err() != nil {
-			if s.superseded() {
-				return 0, false
+			switch {
+			case s.superseded():
+			case s.stalled():
+				s.fail(errStalled)
+			default:
+				s.sendError(errShutdown)
+				s.st.Outcome = OutcomeError
 			}
-			s.sendError(errShutdown)
-			s.st.Outcome = OutcomeError
 			return 0, false
 		}
 		n, from, err := s.conn.ReadFromUDPAddrPort(s.rbuf)
@@ -353,8 +364,14 @@ func (s *session) fill() error {
 		s.slotLen[s.slotIndex(abs)] = wire.HeaderSize + n
 		s.read = abs
 	}
+	if s.stalled() { // a read came back after the watchdog gave up on it
+		return errStalled
+	}
 	return nil
 }
+
+// stalled reports whether the read watchdog ended the session.
+func (s *session) stalled() bool { return errors.Is(context.Cause(s.ctx), errStalled) }
 
 // maxEmptyReads is how many (0, nil) reads in a row a content may return
 // before it is taken as broken (bufio's rule).
@@ -363,15 +380,27 @@ const maxEmptyReads = 100
 // readBlock fills p from the content like io.ReadFull, but fails with
 // io.ErrNoProgress on a content that keeps returning nothing (a stall is
 // the watchdog's, see armWatchdog).
+//
+// A content may return its last bytes together with io.EOF (io.Reader
+// allows it). When they complete the block, the block is not the final
+// one: it is full, so the client expects more, and the next read returns
+// io.EOF for the empty final block (RFC 1350 section 6).
 func (s *session) readBlock(p []byte) (int, error) {
+	if s.eof {
+		return 0, io.EOF
+	}
 	n, empty := 0, 0
 	for n < len(p) {
 		m, err := s.r.Read(p[n:])
 		n += m
 		switch {
 		case err == io.EOF:
-			if n == 0 {
+			switch {
+			case n == 0:
 				return 0, io.EOF
+			case n == len(p):
+				s.eof = true
+				return n, nil
 			}
 			return n, io.ErrUnexpectedEOF
 		case err != nil:
@@ -393,7 +422,7 @@ func (s *session) readBlock(p []byte) (int, error) {
 // not per block.
 func (s *session) armWatchdog() {
 	if s.watchdog == nil {
-		s.watchdog = time.AfterFunc(s.readLimit(), s.cancel)
+		s.watchdog = time.AfterFunc(s.readLimit(), func() { s.cancel(errStalled) })
 	} else {
 		s.watchdog.Reset(s.readLimit())
 	}
@@ -509,7 +538,13 @@ func (s *session) fail(err error) {
 		return
 	}
 	e := ErrorFor(err)
-	if ctx := s.srv.state.ctx; ctx != nil && ctx.Err() != nil { // a forced shutdown interrupted the session
+	switch {
+	case s.stalled(): // whatever the content made of the cancellation
+		e = errStalledReply
+		if !errors.Is(err, errStalled) {
+			err = fmt.Errorf("%w: %w", errStalled, err)
+		}
+	case s.srv.state.ctx != nil && s.srv.state.ctx.Err() != nil: // a forced shutdown interrupted the session
 		e = errShutdown
 	}
 	if s.st.ErrorSent == nil {
@@ -539,6 +574,7 @@ func (s *session) clientError(b []byte) {
 // and goes on with the transfer (RFC 1350 section 4).
 func (s *session) unknownTID(from netip.AddrPort) {
 	s.srv.state.unknownTID.Add(1)
+	s.srv.state.errCounts[ErrUnknownTID].Add(1)
 	pkt := wire.AppendError(s.scratchBuf(), uint16(ErrUnknownTID), "unknown transfer ID")
 	s.conn.WriteToUDPAddrPort(pkt, from)
 }

@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -109,4 +110,29 @@ func TestServerStats(t *testing.T) {
 			t.Fatal("no report with both sessions")
 		}
 	}
+}
+
+// TestServerStatsFuncPanicIsNotFatal: a panic in ServerStatsFunc is logged
+// like one in SessionStatsFunc; the server goes on serving and reporting.
+func TestServerStatsFuncPanicIsNotFatal(t *testing.T) {
+	var calls atomic.Int64
+	ts := startServer(t, files{"f": []byte("abc")}, func(s *gateway.Server) {
+		s.StatsInterval = 10 * time.Millisecond
+		s.ServerStatsFunc = func(gateway.ServerStats) {
+			calls.Add(1)
+			panic("collector bug")
+		}
+	})
+	deadline := time.Now().Add(5 * time.Second)
+	for calls.Load() < 3 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := calls.Load(); n < 3 {
+		t.Fatalf("%d reports, want reports to go on after a panic", n)
+	}
+	c := newClient(t, ts.addr)
+	c.rrq("f", "octet")
+	c.expect(data(1, []byte("abc")))
+	c.ack(1)
+	ts.nextStats(t)
 }

@@ -1,0 +1,65 @@
+package gateway_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/tftpgw/tftpgw/gateway"
+	"github.com/tftpgw/tftpgw/gateway/internal/wire"
+)
+
+// TestErrorsSentCountsEveryError is a regression test (found in review): ServerStats.ErrorsSent is
+// exported as tftpgw_errors_sent_total{code}, "ERROR packets sent, by TFTP
+// error code". Every ERROR the server sends must be counted, those sent
+// from the listening port (WRQ refused with 2, unknown mode with 4) and
+// the ERROR 5 answering a stranger on a session's port included, as the
+// "server busy" ERROR 0 from the listening port is.
+func TestErrorsSentCountsEveryError(t *testing.T) {
+	tests := []struct {
+		name string
+		code gateway.ErrorCode
+		send func(t *testing.T, ts *testServer)
+	}{
+		{"WRQ_refused_with_ERROR_2", gateway.ErrAccessViolation, func(t *testing.T, ts *testServer) {
+			c := newClient(t, ts.addr)
+			c.sendTo(ts.addr, request(wire.OpWRQ, "f", "octet"))
+			expectErrorCode(t, c, 2) // the message is cut to the request's length
+		}},
+		{"unknown_mode_refused_with_ERROR_4", gateway.ErrIllegalOperation, func(t *testing.T, ts *testServer) {
+			c := newClient(t, ts.addr)
+			c.rrq("f", "mail")
+			expectErrorCode(t, c, 4)
+		}},
+		{"stranger_on_session_port_gets_ERROR_5", gateway.ErrUnknownTID, func(t *testing.T, ts *testServer) {
+			c := newClient(t, ts.addr)
+			c.rrq("f", "octet")
+			c.expect(data(1, []byte("x")))
+			stranger := newClient(t, c.tid)
+			stranger.tid = c.tid
+			stranger.ack(1)
+			stranger.expect(errPkt(5, "unknown transfer ID"))
+			c.ack(1)
+			ts.nextStats(t)
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ts := startServer(t, files{"f": []byte("x")}, nil)
+			tt.send(t, ts)
+			time.Sleep(20 * time.Millisecond)
+			st := waitIdle(t, ts.srv)
+			if n := st.ErrorsSent[tt.code]; n != 1 {
+				t.Errorf("ServerStats.ErrorsSent[%d] = %d after one ERROR %d was sent (ErrorsSent %v)", tt.code, n, tt.code, st.ErrorsSent)
+			}
+		})
+	}
+}
+
+func expectErrorCode(t *testing.T, c *rawClient, code uint16) {
+	t.Helper()
+	b, _ := c.recv(2 * time.Second)
+	got, _, err := wire.ParseError(b)
+	if err != nil || got != code {
+		t.Fatalf("got %q, want ERROR %d", b, code)
+	}
+}
