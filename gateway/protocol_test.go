@@ -416,6 +416,22 @@ func TestClientError(t *testing.T) {
 			t.Errorf("outcome %v, want ok", st.Outcome)
 		}
 	})
+	t.Run("PXELINUX_close_after_lost_final_ACK_is_success", func(t *testing.T) {
+		// The final ACK is lost; PXELINUX's close (ERROR 0) shows that it
+		// has the final block, so the transfer succeeded.
+		content := pattern(700)
+		ts := startServer(t, files{"f": content}, nil)
+		c := newClient(t, ts.addr)
+		c.rrq("f", "octet")
+		c.expect(data(1, content[:512]))
+		c.ack(1)
+		c.expect(data(2, content[512:]))
+		c.sendError(0, "No error, file close")
+		c.expectNothing(200 * time.Millisecond)
+		if st := ts.nextStats(t); st.Outcome != gateway.OutcomeOK {
+			t.Errorf("outcome %v, want ok", st.Outcome)
+		}
+	})
 }
 
 // TestRFC1350_Section4_UnknownTID: a packet from another port gets ERROR 5

@@ -560,9 +560,16 @@ func (s *session) fail(err error) {
 // an ERROR (RFC 1350 section 7). One before any block beyond the first was
 // acknowledged is a probe (the UEFI size query, the Raspberry Pi's early
 // terminate).
+//
+// An ERROR 0 once the final block has been sent is PXELINUX closing the
+// file after an ACK of the final block that was lost: a success.
 func (s *session) clientError(b []byte) {
 	code, msg, _ := wire.ParseError(b)
 	s.st.ErrorReceived = &Error{Code: ErrorCode(code), Message: msg}
+	if code == uint16(ErrNotDefined) && s.last != 0 && s.sentTo == s.last {
+		s.st.Outcome = OutcomeOK
+		return
+	}
 	if s.acked <= 1 {
 		s.st.Outcome = OutcomeProbe
 	} else {

@@ -10,7 +10,8 @@ type Outcome int
 
 const (
 	// OutcomeOK: the final block was acknowledged (an ERROR from the
-	// client after that still counts as success).
+	// client after that still counts as success), or the client sent
+	// ERROR 0 once it had been sent (PXELINUX's close, its final ACK lost).
 	OutcomeOK Outcome = iota
 	// OutcomeError: the server ended the session with an ERROR (not found,
 	// access, backend failure, busy, shutdown).
