@@ -174,9 +174,9 @@ func TestListenerReadAllocs(t *testing.T) {
 		want := pc.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap()
 		allocs := testing.AllocsPerRun(100, func() {
 			sender.WriteTo(pkt, pc.LocalAddr())
-			n, _, dst, err := l.read(buf)
-			if err != nil || n != 4 || dst != want {
-				t.Fatalf("read %d %v %v", n, dst, err)
+			d, err := l.read(buf)
+			if err != nil || d.n != 4 || d.dst != want || d.at.IsZero() {
+				t.Fatalf("read %+v %v", d, err)
 			}
 		})
 		// WriteTo above allocates its *net.UDPAddr conversion: measure read alone.

@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"time"
 
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
@@ -45,6 +46,7 @@ func newListener(pc net.PacketConn) *listener {
 	}
 	l.uc = uc
 	growRecvBuffer(uc, listenerRecvBuffer)
+	enableRecvStamps(uc)
 	if l.local.Is4() {
 		l.pktinfo = ipv4.NewPacketConn(uc).SetControlMessage(ipv4.FlagDst|ipv4.FlagInterface, true) == nil
 	} else {
@@ -55,36 +57,57 @@ func newListener(pc net.PacketConn) *listener {
 	return l
 }
 
-// read returns the next datagram, its source and the address it was sent
-// to (IPv4 addresses unmapped).
-func (l *listener) read(b []byte) (int, netip.AddrPort, netip.Addr, error) {
+// control is what a datagram's control messages tell.
+type control struct {
+	dst     netip.Addr // the address it was sent to; invalid if unknown
+	ifindex uint32     // the interface it came in on
+	at      time.Time  // when it reached the socket; zero if unknown
+}
+
+// datagram is one datagram read from the listening socket.
+type datagram struct {
+	n   int
+	src netip.AddrPort // unmapped
+	dst netip.Addr     // the address it was sent to, unmapped
+	at  time.Time      // when it reached the socket (kernel timestamp), or when it was read
+}
+
+// read returns the next datagram, in b.
+func (l *listener) read(b []byte) (datagram, error) {
 	if l.uc == nil {
 		n, src, err := l.pc.ReadFrom(b)
 		if err != nil {
-			return 0, netip.AddrPort{}, netip.Addr{}, err
+			return datagram{}, err
 		}
 		var sap netip.AddrPort
 		if ua, ok := src.(*net.UDPAddr); ok {
 			sap = ua.AddrPort()
 		}
-		return n, unmapPort(sap), l.local, nil
+		return datagram{n: n, src: unmapPort(sap), dst: l.local, at: time.Now()}, nil
 	}
 	n, oobn, _, src, err := l.uc.ReadMsgUDPAddrPort(b, l.oob)
 	if err != nil {
-		return 0, netip.AddrPort{}, netip.Addr{}, err
+		return datagram{}, err
 	}
-	dst := l.local
-	if l.pktinfo {
-		if d, ifi, ok := parsePktinfo(l.oob[:oobn]); ok {
-			dst = d
-			if d.Is6() && d.IsLinkLocalUnicast() && ifi > 0 {
-				if ifc, err := net.InterfaceByIndex(int(ifi)); err == nil {
-					dst = d.WithZone(ifc.Name)
-				}
+	d := datagram{n: n, src: unmapPort(src), dst: l.local}
+	c := parseControl(l.oob[:oobn])
+	if l.pktinfo && c.dst.IsValid() {
+		d.dst = c.dst
+		if c.dst.Is6() && c.dst.IsLinkLocalUnicast() && c.ifindex > 0 {
+			if ifc, err := net.InterfaceByIndex(int(c.ifindex)); err == nil {
+				d.dst = c.dst.WithZone(ifc.Name)
 			}
 		}
 	}
-	return n, unmapPort(src), dst, nil
+	// The kernel's timestamp counts the time the request waited in the
+	// socket's queue (a boot storm's backlog); a clock step makes it
+	// unusable, and then the read time serves.
+	now := time.Now()
+	d.at = now
+	if !c.at.IsZero() && !c.at.After(now) && now.Sub(c.at) < time.Minute {
+		d.at = c.at
+	}
+	return d, nil
 }
 
 func unmapPort(ap netip.AddrPort) netip.AddrPort {

@@ -3,13 +3,15 @@ package gateway
 import (
 	"encoding/binary"
 	"net/netip"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
 
-// parsePktinfo finds the destination address and interface of a datagram
-// in its control messages (IP_PKTINFO, IPV6_PKTINFO) without allocating.
-func parsePktinfo(oob []byte) (dst netip.Addr, ifindex uint32, ok bool) {
+// parseControl reads a datagram's control messages without allocating:
+// its destination address and interface (IP_PKTINFO, IPV6_PKTINFO) and
+// when it reached the socket (SCM_TIMESTAMPNS).
+func parseControl(oob []byte) (c control) {
 	hdr := unix.SizeofCmsghdr
 	for len(oob) >= hdr {
 		var n, level, typ int
@@ -21,16 +23,19 @@ func parsePktinfo(oob []byte) (dst netip.Addr, ifindex uint32, ok bool) {
 			level, typ = int(int32(binary.NativeEndian.Uint32(oob[4:]))), int(int32(binary.NativeEndian.Uint32(oob[8:])))
 		}
 		if n < hdr || n > len(oob) {
-			return netip.Addr{}, 0, false
+			return c
 		}
 		data := oob[unix.CmsgLen(0):n]
 		switch {
 		case level == unix.IPPROTO_IP && typ == unix.IP_PKTINFO && len(data) >= unix.SizeofInet4Pktinfo:
 			// struct in_pktinfo { int ifindex; in_addr spec_dst; in_addr addr; }
-			return netip.AddrFrom4([4]byte(data[8:12])), binary.NativeEndian.Uint32(data), true
+			c.dst, c.ifindex = netip.AddrFrom4([4]byte(data[8:12])), binary.NativeEndian.Uint32(data)
 		case level == unix.IPPROTO_IPV6 && typ == unix.IPV6_PKTINFO && len(data) >= unix.SizeofInet6Pktinfo:
 			// struct in6_pktinfo { in6_addr addr; unsigned int ifindex; }
-			return netip.AddrFrom16([16]byte(data[:16])).Unmap(), binary.NativeEndian.Uint32(data[16:]), true
+			c.dst, c.ifindex = netip.AddrFrom16([16]byte(data[:16])).Unmap(), binary.NativeEndian.Uint32(data[16:])
+		case hdr == 16 && level == unix.SOL_SOCKET && typ == unix.SCM_TIMESTAMPNS && len(data) >= 16:
+			// struct timespec { time_t tv_sec; long tv_nsec; } on 64-bit systems
+			c.at = time.Unix(int64(binary.NativeEndian.Uint64(data)), int64(binary.NativeEndian.Uint64(data[8:])))
 		}
 		next := unix.CmsgSpace(n - unix.CmsgLen(0))
 		if next > len(oob) {
@@ -38,5 +43,5 @@ func parsePktinfo(oob []byte) (dst netip.Addr, ifindex uint32, ok bool) {
 		}
 		oob = oob[next:]
 	}
-	return netip.Addr{}, 0, false
+	return c
 }

@@ -2,8 +2,11 @@
 
 package gateway
 
-import "net/netip"
+import "net"
 
-// parsePktinfo is implemented for Linux only; elsewhere replies leave from
-// the listening socket's bound address.
-func parsePktinfo([]byte) (netip.Addr, uint32, bool) { return netip.Addr{}, 0, false }
+// parseControl is implemented for Linux only; elsewhere replies leave from
+// the listening socket's bound address and sessions start when their
+// request is read.
+func parseControl([]byte) control { return control{} }
+
+func enableRecvStamps(*net.UDPConn) {}

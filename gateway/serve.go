@@ -160,7 +160,7 @@ func (s *Server) Serve(pc net.PacketConn) error {
 	buf := make([]byte, 4096)
 	var backoff time.Duration
 	for {
-		n, src, dst, err := l.read(buf)
+		d, err := l.read(buf)
 		if err != nil {
 			if s.isClosed() {
 				return ErrServerClosed
@@ -175,7 +175,7 @@ func (s *Server) Serve(pc net.PacketConn) error {
 			return fmt.Errorf("gateway: read: %w", err)
 		}
 		backoff = 0
-		s.handlePacket(c, l, buf[:n], src, dst)
+		s.handlePacket(c, l, buf[:d.n], d.src, d.dst, d.at)
 	}
 }
 
@@ -196,7 +196,7 @@ func (s *Server) isClosed() bool {
 
 // handlePacket deals with one datagram on the listening socket. Nothing
 // but a request is answered there: junk is counted, never echoed.
-func (s *Server) handlePacket(c *config, l *listener, b []byte, src netip.AddrPort, dst netip.Addr) {
+func (s *Server) handlePacket(c *config, l *listener, b []byte, src netip.AddrPort, dst netip.Addr, at time.Time) {
 	st := &s.state
 	op, err := wire.PacketOpcode(b)
 	isRequest := err == nil && (op == wire.OpRRQ || op == wire.OpWRQ)
@@ -271,15 +271,27 @@ func (s *Server) handlePacket(c *config, l *listener, b []byte, src netip.AddrPo
 	st.mu.Unlock()
 	st.activeN.Add(1)
 
-	local := netip.AddrPortFrom(dst, l.port)
-	go s.startSession(ctx, c, key, act, req, src, local, mux)
+	go s.startSession(ctx, c, admitted{
+		key: key, act: act, req: req, src: src,
+		local: netip.AddrPortFrom(dst, l.port), mux: mux, at: at,
+	})
+}
+
+// admitted is a request the listener accepted, handed to its session.
+type admitted struct {
+	key   sessionKey
+	act   *activeSession
+	req   wire.Request
+	src   netip.AddrPort // the client
+	local netip.AddrPort // where the request was sent
+	mux   *muxConn       // single-port mode: the connection through the listening socket
+	at    time.Time      // when the request arrived
 }
 
 // startSession runs on the session's goroutine: it opens the session's
 // socket, normalises the path and runs the transfer.
-// In single-port mode mux is the session's connection through the
-// listening socket.
-func (s *Server) startSession(ctx context.Context, c *config, key sessionKey, act *activeSession, wr wire.Request, src, local netip.AddrPort, mux *muxConn) {
+func (s *Server) startSession(ctx context.Context, c *config, a admitted) {
+	key, act, wr, src, local, mux := a.key, a.act, a.req, a.src, a.local, a.mux
 	st := &s.state
 	defer act.cancel(nil)
 	id := st.idPrefix + "-" + strconv.FormatUint(st.nextID.Add(1), 10)
@@ -313,7 +325,7 @@ func (s *Server) startSession(ctx context.Context, c *config, key sessionKey, ac
 		BlockSize:        wire.DefaultBlockSize,
 		WindowSize:       1,
 		TransferSize:     -1,
-		Start:            time.Now(),
+		Start:            a.at,
 	}
 	var (
 		conn   sessionConn

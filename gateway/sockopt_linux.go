@@ -57,3 +57,14 @@ func growRecvBuffer(c *net.UDPConn, n int) {
 		c.SetReadBuffer(n) // capped by net.core.rmem_max
 	}
 }
+
+// enableRecvStamps asks the kernel to stamp every datagram on c with the
+// time it reached the socket (SO_TIMESTAMPNS), so that a session's times
+// start when its request arrived, not when the listener got to it.
+func enableRecvStamps(c *net.UDPConn) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return
+	}
+	rc.Control(func(fd uintptr) { unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1) })
+}

@@ -68,6 +68,10 @@ type SessionStats struct {
 	Retransmits   int64 // packets sent again: after a timeout, or restarting a window after a gap
 	DuplicateAcks int64 // ACKs that acknowledged nothing new
 
+	// Start is when the request reached the listening socket (the
+	// kernel's receive timestamp on Linux, so time spent in a backlog
+	// counts), else when the server read it. Duration and TimeToFirstData
+	// are measured from it.
 	Start           time.Time
 	Duration        time.Duration
 	TimeToFirstData time.Duration // from the RRQ to the first DATA sent; 0 if none

@@ -21,6 +21,7 @@ type record struct {
 	file     string
 	duration time.Duration
 	ttfb     time.Duration
+	ttfbWire time.Duration // 0: no kernel timestamp
 	bytes    int64
 	packets  int64
 	dups     int64
@@ -152,7 +153,7 @@ func transfer(ctx context.Context, cfg *config, file string, h hash.Hash, want [
 	}
 	res, err := tftpclient.Get(ctx, cfg.server, file, countingWriter{w, received}, cfg.opts)
 	r := record{
-		file: file, duration: res.Duration, ttfb: res.TimeToFirst,
+		file: file, duration: res.Duration, ttfb: res.TimeToFirst, ttfbWire: res.TimeToFirstWire,
 		bytes: res.Size, packets: res.Packets, dups: res.Duplicates, err: err,
 	}
 	if err == nil && h != nil {

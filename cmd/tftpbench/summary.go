@@ -39,9 +39,13 @@ type summary struct {
 	MBPerSecond float64        `json:"mb_per_second"`
 	Latency     percentiles    `json:"latency_seconds"`
 	TTFB        percentiles    `json:"ttfb_seconds"`
-	CPUUser     float64        `json:"cpu_user_seconds"`
-	CPUSystem   float64        `json:"cpu_system_seconds"`
-	CPU         float64        `json:"cpu_seconds"`
+	// TTFBWire is the time to the first DATA by the kernel's receive
+	// timestamps, tftpbench's own delays left out (see
+	// tftpclient.Result.TimeToFirstWire); absent without timestamps.
+	TTFBWire  *percentiles `json:"ttfb_wire_seconds,omitempty"`
+	CPUUser   float64      `json:"cpu_user_seconds"`
+	CPUSystem float64      `json:"cpu_system_seconds"`
+	CPU       float64      `json:"cpu_seconds"`
 }
 
 // percentile returns the nearest-rank p-th percentile (0 < p <= 100) of
@@ -75,7 +79,7 @@ func summarize(cfg *config, records []record, elapsed, user, sys time.Duration) 
 		Transfers: len(records), Errors: map[string]int{},
 		Elapsed: elapsed.Seconds(), CPUUser: user.Seconds(), CPUSystem: sys.Seconds(), CPU: (user + sys).Seconds(),
 	}
-	var lat, ttfb []time.Duration
+	var lat, ttfb, wire []time.Duration
 	for _, r := range records {
 		s.Bytes += r.bytes
 		s.Packets += r.packets
@@ -91,12 +95,19 @@ func summarize(cfg *config, records []record, elapsed, user, sys time.Duration) 
 		s.OK++
 		lat = append(lat, r.duration)
 		ttfb = append(ttfb, r.ttfb)
+		if r.ttfbWire > 0 {
+			wire = append(wire, r.ttfbWire)
+		}
 	}
 	if elapsed > 0 {
 		s.MBPerSecond = float64(s.Bytes) / 1e6 / elapsed.Seconds()
 	}
 	s.Latency = percentilesOf(lat)
 	s.TTFB = percentilesOf(ttfb)
+	if len(wire) > 0 {
+		p := percentilesOf(wire)
+		s.TTFBWire = &p
+	}
 	return s
 }
 
@@ -128,5 +139,8 @@ func writeText(w io.Writer, s summary) {
 	fmt.Fprintf(w, "throughput  %.2f MB/s\n", s.MBPerSecond)
 	fmt.Fprintf(w, "latency     p50 %v  p90 %v  p99 %v  max %v\n", secs(s.Latency.P50), secs(s.Latency.P90), secs(s.Latency.P99), secs(s.Latency.Max))
 	fmt.Fprintf(w, "first byte  p50 %v  p90 %v  p99 %v  max %v\n", secs(s.TTFB.P50), secs(s.TTFB.P90), secs(s.TTFB.P99), secs(s.TTFB.Max))
+	if p := s.TTFBWire; p != nil {
+		fmt.Fprintf(w, "  on the wire p50 %v  p90 %v  p99 %v  max %v (kernel timestamps; tftpbench's own delays left out)\n", secs(p.P50), secs(p.P90), secs(p.P99), secs(p.Max))
+	}
 	fmt.Fprintf(w, "client cpu  %.3fs (user %.3fs, system %.3fs)\n", s.CPU, s.CPUUser, s.CPUSystem)
 }

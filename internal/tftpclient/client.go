@@ -77,10 +77,18 @@ type Result struct {
 	TSize       int64             // tsize from the OACK, -1 if absent
 	Negotiated  map[string]string // OACK options (lower-case names), nil if no OACK
 	TimeToFirst time.Duration     // RRQ sent -> first DATA received
-	Duration    time.Duration     // RRQ sent -> return
-	Packets     int64             // DATA packets received
-	Duplicates  int64             // DATA packets received again or out of order
-	ServerAddr  netip.AddrPort    // the server's TID (source of the first reply)
+	// TimeToFirstWire is TimeToFirst as the kernel saw it: RRQ sent ->
+	// first DATA queued on the client's socket (its receive timestamp),
+	// less the client's own time between an OACK's arrival and its ACK 0.
+	// It is the wait on the network and the server alone, without the
+	// client's scheduling delays (a load generator running thousands of
+	// transfers has many). 0 where the kernel gives no timestamps (Linux
+	// only) or the transfer got no DATA.
+	TimeToFirstWire time.Duration
+	Duration        time.Duration  // RRQ sent -> return
+	Packets         int64          // DATA packets received
+	Duplicates      int64          // DATA packets received again or out of order
+	ServerAddr      netip.AddrPort // the server's TID (source of the first reply)
 }
 
 // longAgo is a deadline in the past, used to interrupt a blocked read.
@@ -102,6 +110,11 @@ type transfer struct {
 	tries   int // retransmissions since the last progress
 	dead    time.Time
 	sent    time.Time // first RRQ
+
+	// Kernel receive timestamps, until the first DATA (TimeToFirstWire).
+	stamps bool
+	oob    []byte
+	rx     time.Time // when the packet last read reached the socket; zero if unknown
 
 	requested map[string]string // lower-case option name -> value
 	reqBlk    int               // requested blksize, 0 if none
@@ -203,6 +216,9 @@ func newTransfer(ctx context.Context, server, file string, o Options) (*transfer
 	}
 	_ = conn.SetReadBuffer(rcv) // best effort: the kernel may cap it
 	t.conn = conn
+	if stampSpace > 0 && setStamps(conn, true) {
+		t.stamps, t.oob = true, make([]byte, stampSpace)
+	}
 
 	bufBlk := 512
 	if t.reqBlk > bufBlk && t.reqBlk <= MaxBlockSize {
@@ -306,7 +322,7 @@ func (t *transfer) next(ctx context.Context) ([]byte, error) {
 		if ctx.Err() != nil {
 			return nil, t.fail(CodeNotDefined, "cancelled", ctx.Err())
 		}
-		n, from, err := t.conn.ReadFromUDPAddrPort(t.buf)
+		n, from, err := t.read()
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, t.fail(CodeNotDefined, "cancelled", ctx.Err())
@@ -348,6 +364,31 @@ func (t *transfer) next(ctx context.Context) ([]byte, error) {
 			return nil, t.fail(CodeIllegalOperation, "short packet", fmt.Errorf("%w: %d-byte packet", ErrProtocol, n))
 		}
 		return p, nil
+	}
+}
+
+// read reads the next datagram, with its kernel receive time in t.rx while
+// timestamps are on.
+func (t *transfer) read() (int, netip.AddrPort, error) {
+	if !t.stamps {
+		return t.conn.ReadFromUDPAddrPort(t.buf)
+	}
+	n, oobn, _, from, err := t.conn.ReadMsgUDPAddrPort(t.buf, t.oob)
+	t.rx = time.Time{}
+	if err == nil {
+		if ts, ok := parseStamp(t.oob[:oobn]); ok {
+			t.rx = ts
+		}
+	}
+	return n, from, err
+}
+
+// stopStamps turns kernel receive timestamps off: they are only needed
+// until the first DATA.
+func (t *transfer) stopStamps() {
+	if t.stamps {
+		t.stamps = false
+		setStamps(t.conn, false)
 	}
 }
 
@@ -445,6 +486,9 @@ func Get(ctx context.Context, server, file string, w io.Writer, o Options) (res 
 		sinceAck = 0         // in-order blocks since the last ACK sent
 		gapAcked = false     // a gap ACK was sent since the last in-order block
 		gotOACK  = false
+		// The client's own time from the OACK's arrival to its ACK 0, left
+		// out of TimeToFirstWire; -1 when the OACK had no timestamp.
+		turnaround time.Duration
 	)
 	for {
 		p, err := t.next(ctx)
@@ -482,8 +526,13 @@ func Get(ctx context.Context, server, file string, w io.Writer, o Options) (res 
 				res.TSize, _ = strconv.ParseInt(v, 10, 64)
 			}
 			t.progress()
+			oackAt := t.rx
 			if err := t.sendACK(0); err != nil {
 				return res, err
+			}
+			turnaround = -1
+			if !oackAt.IsZero() {
+				turnaround = time.Since(oackAt)
 			}
 
 		case opDATA:
@@ -492,6 +541,10 @@ func Get(ctx context.Context, server, file string, w io.Writer, o Options) (res 
 			res.Packets++
 			if res.Packets == 1 {
 				res.TimeToFirst = time.Since(t.sent)
+				if !t.rx.IsZero() && turnaround >= 0 {
+					res.TimeToFirstWire = max(t.rx.Sub(t.sent)-turnaround, 1)
+				}
+				t.stopStamps()
 			}
 			if len(data) > blksize {
 				return res, t.fail(CodeIllegalOperation, "block too large",

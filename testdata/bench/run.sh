@@ -395,8 +395,12 @@ scen_BC() { # SCEN BLKSIZE WINDOWSIZE
 }
 
 # D's extra columns: VmHWM, idle RSS, tftpbench's own CPU-s (it shares the
-# 2 cores with the server).
-d_extra() { printf '%s\t%s\t%s' "$(hwm_kb "${SRV_PIDS[0]}")" "$D_IDLE_RSS" "$(jq -r .cpu_seconds "$WORK/D-$D_NAME-1.json" 2>/dev/null || echo NA)"; }
+# 2 cores with the server), first DATA p99 by kernel timestamps.
+d_extra() {
+	local j="$WORK/D-$D_NAME-1.json"
+	printf '%s\t%s\t%s\t%s' "$(hwm_kb "${SRV_PIDS[0]}")" "$D_IDLE_RSS" \
+		"$(jq -r '.cpu_seconds // "NA"' "$j" 2>/dev/null || echo NA)" "$(jq -r '.ttfb_wire_seconds.p99 // "NA"' "$j" 2>/dev/null || echo NA)"
+}
 scen_D() {
 	if [ "$NOFILE" -lt $((D_C + 200)) ]; then
 		note "D: the open-file limit is $NOFILE (hard limit), below $D_C sockets; tftpbench will fail the excess transfers."
@@ -569,16 +573,18 @@ zero() { [ "$1" = 0 ] && echo met || echo "not met"; }
 	echo
 	echo "$D_C transfers started at once (\`-c $D_C -n $D_C\`), rotating over 16 files of 4 KiB, blksize 1468. tftpgw with \`-max-sessions -1 -max-sessions-per-client -1 -client-rate -1\` (the defaults, 4096 sessions and 256 per client address, would refuse most of a single-address load by design)."
 	echo
-	echo "tftpbench runs on the same 2 cores: its own CPU is shown next to the server's (server + client CPU-s over the wall time is how busy the machine was)."
+	echo "tftpbench runs on the same 2 cores: its own CPU is shown next to the server's (server + client CPU-s over the wall time is how busy the machine was). Time to first DATA is given twice: as tftpbench's transfers saw it, and *on the wire*, by the kernel's receive timestamps with tftpbench's own time between an OACK and its ACK 0 left out (\`ttfb_wire_seconds\`): the difference is tftpbench's scheduling delay among its $D_C transfers, which a firmware client on a machine of its own does not have."
 	echo
-	echo "| server | transfers | ok | failed | time to first DATA p99 s | transfer p99 s | wall s | RSS peak (VmHWM) MiB | RSS idle MiB | server CPU-s | server CPU per session µs | tftpbench CPU-s | target |"
-	echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+	echo "| server | transfers | ok | failed | first DATA p99 s (tftpbench) | first DATA p99 s (wire) | transfer p99 s | wall s | RSS peak (VmHWM) MiB | RSS idle MiB | server CPU-s | server CPU per session µs | tftpbench CPU-s | target |"
+	echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 	awk -F'\t' -v tgt="$D_C" -v rss="$TARGET_D_RSS_MIB" -v ttfd="$TARGET_D_TTFD_P99" '$1 == "D" {
 		label = ($2 == "tftpgw-single-port") ? "tftpgw -single-port" : "tftpgw"
-		if ($4 == "NA") { printf "| %s | %s | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a | not measured |\n", label, tgt; next }
-		printf "| %s | %d | %d | %d | %.3f | %.3f | %.1f | %.1f | %.1f | %.2f | %.0f | %s | 0 failures at %d: %s; RSS <= %d MiB: %s; first DATA p99 <= %.0f ms: %s |\n",
-			label, $4 + $5, $4, $5, $11, $12, $7, $14 / 1024, $15 / 1024, $9, ($4 + $5 > 0 ? $9 * 1e6 / ($4 + $5) : 0), ($16 == "NA" ? "n/a" : sprintf("%.2f", $16)),
-			tgt, ($5 == 0 && $4 >= tgt) ? "met" : "not met", rss, ($14 / 1024 <= rss) ? "met" : "not met", ttfd * 1000, ($11 <= ttfd) ? "met" : "not met" }' "$RES"
+		if ($4 == "NA") { printf "| %s | %s | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a | not measured |\n", label, tgt; next }
+		wire = ($17 == "NA" || $17 == "") ? "n/a" : sprintf("%.3f", $17)
+		wv = (wire == "n/a") ? "not measured" : (($17 <= ttfd) ? "met" : "not met")
+		printf "| %s | %d | %d | %d | %.3f | %s | %.3f | %.1f | %.1f | %.1f | %.2f | %.0f | %s | 0 failures at %d: %s; RSS <= %d MiB: %s; first DATA p99 <= %.0f ms: %s as tftpbench saw it, %s on the wire |\n",
+			label, $4 + $5, $4, $5, $11, wire, $12, $7, $14 / 1024, $15 / 1024, $9, ($4 + $5 > 0 ? $9 * 1e6 / ($4 + $5) : 0), ($16 == "NA" ? "n/a" : sprintf("%.2f", $16)),
+			tgt, ($5 == 0 && $4 >= tgt) ? "met" : "not met", rss, ($14 / 1024 <= rss) ? "met" : "not met", ttfd * 1000, ($11 <= ttfd) ? "met" : "not met", wv }' "$RES"
 
 	echo
 	echo "### E: $E_C clients fetching the same ${E_MIB} MiB file through tftp-backend"
@@ -622,7 +628,7 @@ zero() { [ "$1" = 0 ] && echo met || echo "not met"; }
 	echo
 	echo "### Raw results"
 	echo
-	echo "One line per measured run: scenario, server, round, ok, failed, bytes, elapsed s, MB/s, server CPU-s, server CPU-s/GiB, TTFB p99 s, transfer p99 s, cores busy with other work during the run (machine CPU from /proc/stat minus the servers and tftpbench, per second of the run: above about 0.2 the machine was shared and the numbers are low), extra (D: VmHWM kB, idle RSS kB, tftpbench CPU-s; E: backend rchar, wchar)."
+	echo "One line per measured run: scenario, server, round, ok, failed, bytes, elapsed s, MB/s, server CPU-s, server CPU-s/GiB, TTFB p99 s, transfer p99 s, cores busy with other work during the run (machine CPU from /proc/stat minus the servers and tftpbench, per second of the run: above about 0.2 the machine was shared and the numbers are low), extra (D: VmHWM kB, idle RSS kB, tftpbench CPU-s, first DATA p99 s on the wire; E: backend rchar, wchar)."
 	echo
 	echo '```'
 	cat "$RES"
