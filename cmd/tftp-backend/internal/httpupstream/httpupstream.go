@@ -59,12 +59,18 @@ func New(base string, client *http.Client) (*Handler, error) {
 // ServeTFTP fetches req.Path. The content's reads and seeks use ctx, so
 // cancelling it stops the download.
 func (h *Handler) ServeTFTP(ctx context.Context, req *gateway.Request) (gateway.Content, error) {
+	// The path is a file name, not a URL path: every element is escaped,
+	// so "%2e%2e" or "%2f" reach the upstream as the literal characters
+	// and cannot climb out of the base there, and a "%" never drops the
+	// path.
+	var elems []string
 	for elem := range strings.SplitSeq(req.Path, "/") {
 		if elem == ".." {
 			return nil, fmt.Errorf("httpupstream: %q: %w", req.Path, fs.ErrPermission)
 		}
+		elems = append(elems, url.PathEscape(elem))
 	}
-	c := &content{ctx: ctx, client: h.client, url: h.base.JoinPath(req.Path).String()}
+	c := &content{ctx: ctx, client: h.client, url: h.base.JoinPath(elems...).String()}
 	resp, err := c.get(0, "")
 	if err != nil {
 		return nil, err
@@ -166,6 +172,12 @@ func (c *content) Seek(offset int64, whence int) (int64, error) {
 	resp, err := c.get(offset, ifRange)
 	if err != nil {
 		return 0, err
+	}
+	if resp.StatusCode == http.StatusRequestedRangeNotSatisfiable && c.size >= 0 && offset < c.size {
+		// Not past the end of the version read first: the file got
+		// shorter, a new version (a weak validator sends no If-Range).
+		resp.Body.Close()
+		return 0, fmt.Errorf("httpupstream: %s: %w: range at %d not satisfiable", c.url, backend.ErrETagMismatch, offset)
 	}
 	if v := validator(resp.Header); v != c.etag && resp.StatusCode != http.StatusRequestedRangeNotSatisfiable {
 		resp.Body.Close()
