@@ -129,7 +129,10 @@ func (s *Service) Read(in *tftpgwv1.ReadRequest, stream grpc.ServerStreamingServ
 	return s.sendData(ctx, c, stream)
 }
 
-// sendData streams c in chunks until its end.
+// sendData streams c until its end, a chunk per read: what a read
+// returns is sent at once, since waiting to fill a chunk from a slow
+// source (an HTTP upstream at a few KB/s) would hold back bytes the edge
+// needs now, long enough for it to take the stream for stalled.
 func (s *Service) sendData(ctx context.Context, c io.Reader, stream grpc.ServerStreamingServer[tftpgwv1.ReadResponse]) error {
 	pool := s.pool()
 	bp := pool.Get().(*[]byte)
@@ -137,8 +140,16 @@ func (s *Service) sendData(ctx context.Context, c io.Reader, stream grpc.ServerS
 	buf := *bp
 	data := &tftpgwv1.ReadResponse_Data{}
 	msg := &tftpgwv1.ReadResponse{Msg: data}
+	empty := 0
 	for {
-		n, err := fill(c, buf)
+		n, err := c.Read(buf)
+		if n == 0 && err == nil {
+			if empty++; empty >= 100 { // bufio's rule for a reader that makes no progress
+				return Status(fmt.Errorf("backend: read: %w", io.ErrNoProgress))
+			}
+			continue
+		}
+		empty = 0
 		if n > 0 {
 			// Send marshals msg before it returns, so buf can be reused.
 			data.Data = buf[:n]
@@ -154,21 +165,6 @@ func (s *Service) sendData(ctx context.Context, c io.Reader, stream grpc.ServerS
 			return Status(ctxErr(ctx, fmt.Errorf("backend: read: %w", err)))
 		}
 	}
-}
-
-// fill reads into buf until it is full or r fails. Unlike io.ReadFull it
-// returns io.EOF itself, so that a source's own io.ErrUnexpectedEOF (a
-// truncated download) stays an error.
-func fill(r io.Reader, buf []byte) (int, error) {
-	n := 0
-	for n < len(buf) {
-		m, err := r.Read(buf[n:])
-		n += m
-		if err != nil {
-			return n, err
-		}
-	}
-	return n, nil
 }
 
 // pool returns the buffer pool for the service's chunk size.
