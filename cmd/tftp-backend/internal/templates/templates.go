@@ -129,9 +129,11 @@ func (h *Handler) ServeTFTP(ctx context.Context, req *gateway.Request) (gateway.
 }
 
 // isMissing reports whether a template file is absent: it does not exist,
-// is not a regular file, or a directory on its path is a file.
+// is not a regular file, a directory on its path is a file, or its name
+// (the requested name plus ".tmpl") is too long to exist, while the
+// requested name itself may still be a file of the root.
 func isMissing(err error) bool {
-	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)
+	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) || errors.Is(err, syscall.ENAMETOOLONG)
 }
 
 // load returns the parsed template file name, from the cache if the file
