@@ -110,6 +110,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		return nil, errors.New("-client-ca needs -tls-cert and -tls-key")
 	case c.logFormat != "text" && c.logFormat != "json":
 		return nil, fmt.Errorf("-log-format %q: want text or json", c.logFormat)
+	case c.maxAge < 0:
+		return nil, fmt.Errorf("-max-age %v: must be 0 or more", c.maxAge)
 	}
 	return &c, nil
 }

@@ -51,6 +51,10 @@ func main() {
 		fmt.Fprintf(os.Stderr, "tftpgw: unexpected arguments: %q\n", flag.Args())
 		os.Exit(2)
 	}
+	if err := checkFlags(); err != nil {
+		fmt.Fprintln(os.Stderr, "tftpgw:", err)
+		os.Exit(2)
+	}
 	logger, err := newLogger(os.Stderr, *flagLogFormat, *flagLogLevel)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "tftpgw:", err)
