@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -53,13 +54,16 @@ Flags:
 		}
 	}
 
+	// The download goes to a temporary file next to LOCAL, renamed over it
+	// once complete: a failed transfer neither leaves a partial file nor
+	// destroys a file LOCAL already named.
 	var (
 		w   io.Writer = stdout
 		f   *os.File
 		err error
 	)
 	if local != "-" {
-		f, err = os.Create(local)
+		f, err = os.CreateTemp(filepath.Dir(local), "."+filepath.Base(local)+".tftpbench-*")
 		if err != nil {
 			return err
 		}
@@ -70,8 +74,15 @@ Flags:
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}
+		if err == nil {
+			if cerr := os.Chmod(f.Name(), 0o644); cerr != nil { // CreateTemp makes it 0600
+				err = cerr
+			} else if cerr := os.Rename(f.Name(), local); cerr != nil {
+				err = cerr
+			}
+		}
 		if err != nil {
-			_ = os.Remove(local) // do not leave a partial file behind
+			_ = os.Remove(f.Name())
 		}
 	}
 	if err != nil {

@@ -261,6 +261,24 @@ func TestGetSubcommand(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "m")); !os.IsNotExist(err) {
 		t.Errorf("partial file left behind: %v", err)
 	}
+	// Regression (found in review): a failed get truncated, then removed,
+	// a file LOCAL already named.
+	keep := filepath.Join(dir, "keep")
+	if err := os.WriteFile(keep, []byte("precious"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code := mainCode(t.Context(), []string{"get", "-retries", "1", srv.Addr(), "missing", "keep"}, nil, io.Discard, io.Discard); code != 1 {
+		t.Errorf("missing file: exit %d, want 1", code)
+	}
+	if b, err := os.ReadFile(keep); err != nil || string(b) != "precious" {
+		t.Errorf("existing LOCAL after a failed get: %q, %v; want it untouched", b, err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 2 { // file.bin and keep: no temporary files left
+		t.Errorf("directory holds %d entries after the gets, want 2", len(ents))
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "file.bin")); err != nil || fi.Mode().Perm() != 0o644 {
+		t.Errorf("downloaded file mode %v, %v; want 0644", fi.Mode(), err)
+	}
 	if code := mainCode(t.Context(), []string{"get", srv.Addr()}, nil, io.Discard, io.Discard); code != 2 {
 		t.Errorf("missing REMOTE: exit %d, want 2", code)
 	}
