@@ -35,6 +35,17 @@ func main() {
 	expiry := flag.Duration("edge-expiry", collector.DefaultEdgeExpiry, "forget the metrics of an edge silent for this `long`")
 	grace := flag.Duration("grace", 5*time.Second, "on SIGINT/SIGTERM, wait this `long` for edges to close their streams")
 	flag.Parse()
+	switch {
+	case flag.NArg() > 0:
+		fmt.Fprintf(os.Stderr, "tftp-collector: unexpected arguments: %q\n", flag.Args())
+		os.Exit(2)
+	case *expiry <= 0:
+		fmt.Fprintf(os.Stderr, "tftp-collector: -edge-expiry %v: must be positive\n", *expiry)
+		os.Exit(2)
+	case *grace < 0:
+		fmt.Fprintf(os.Stderr, "tftp-collector: -grace %v: must be 0 or more\n", *grace)
+		os.Exit(2)
+	}
 
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

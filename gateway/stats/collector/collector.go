@@ -239,6 +239,7 @@ func (a *aggregate) add(ev *tftpgwv1.StatsEvent, now time.Time) {
 	defer a.mu.Unlock()
 	e := a.edges[edge]
 	if e == nil {
+		a.forgetExpired(now) // without scrapes too, churning edge IDs stay bounded
 		e = &edgeState{}
 		a.edges[edge] = e
 	}
@@ -251,6 +252,23 @@ func (a *aggregate) add(ev *tftpgwv1.StatsEvent, now time.Time) {
 	} else {
 		e.events[0]++
 	}
+}
+
+// forgetExpired drops the edges silent for longer than the expiry. a.mu
+// is held.
+func (a *aggregate) forgetExpired(now time.Time) {
+	for edge, e := range a.edges {
+		if now.Sub(e.seen) > a.expiry {
+			delete(a.edges, edge)
+		}
+	}
+}
+
+// edgeCount is how many edges are remembered.
+func (a *aggregate) edgeCount() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.edges)
 }
 
 func outcomeLabel(o tftpgwv1.Outcome) string {
@@ -287,11 +305,8 @@ func (a *aggregate) Collect(ch chan<- prometheus.Metric) {
 	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
 	}
+	a.forgetExpired(now)
 	for edge, e := range a.edges {
-		if now.Sub(e.seen) > a.expiry {
-			delete(a.edges, edge)
-			continue
-		}
 		counter(a.events, e.events[0], edge, "session")
 		counter(a.events, e.events[1], edge, "server")
 		if e.total == nil {
