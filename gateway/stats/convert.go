@@ -150,6 +150,8 @@ func countersProto(s gateway.ServerStats, x Extra) *tftpgwv1.Counters {
 		WriteRequestsRefused: count(s.WriteRequests),
 		DuplicateRequests:    count(s.DuplicateRequests),
 		StatsEventsDropped:   x.EventsDropped,
+		BusyRefusals:         count(s.BusyRefusals),
+		IgnoredBroadcasts:    count(s.IgnoredBroadcasts),
 	}
 	for code, n := range s.ErrorsSent {
 		if n > 0 {
@@ -192,6 +194,8 @@ func subCounters(cur, prev *tftpgwv1.Counters) *tftpgwv1.Counters {
 		WriteRequestsRefused: sub(cur.WriteRequestsRefused, prev.WriteRequestsRefused),
 		DuplicateRequests:    sub(cur.DuplicateRequests, prev.DuplicateRequests),
 		StatsEventsDropped:   sub(cur.StatsEventsDropped, prev.StatsEventsDropped),
+		BusyRefusals:         sub(cur.BusyRefusals, prev.BusyRefusals),
+		IgnoredBroadcasts:    sub(cur.IgnoredBroadcasts, prev.IgnoredBroadcasts),
 	}
 	for k, v := range cur.ErrorsSent {
 		if n := sub(v, prev.ErrorsSent[k]); n > 0 {

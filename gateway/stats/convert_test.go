@@ -79,6 +79,7 @@ func TestServerReportsDeltas(t *testing.T) {
 		return gateway.ServerStats{
 			Time: t0.Add(time.Duration(sec) * time.Second), Interval: 10 * time.Second,
 			Sessions: [5]int64{ok}, BytesSent: bytes, ErrorsSent: errs,
+			BusyRefusals: ok * 10, IgnoredBroadcasts: ok * 100,
 		}
 	}
 	// First report: delta is the total, interval the nominal one.
@@ -95,7 +96,8 @@ func TestServerReportsDeltas(t *testing.T) {
 		stats.Extra{BackendErrors: map[string]uint64{"Unavailable": 2}, EventsDropped: 4}, true)
 	commit(true)
 	want := &tftpgwv1.Counters{SessionsOk: 3, BytesSent: 300, ErrorsSent: map[uint32]uint64{1: 1, 8: 1},
-		BackendErrors: map[string]uint64{"Unavailable": 2}, StatsEventsDropped: 1}
+		BackendErrors: map[string]uint64{"Unavailable": 2}, StatsEventsDropped: 1,
+		BusyRefusals: 30, IgnoredBroadcasts: 300}
 	if !proto.Equal(p.Delta, want) || p.Interval.AsDuration() != 20*time.Second || !p.Final {
 		t.Fatalf("delta after a dropped report: %v, want %v", p, want)
 	}

@@ -65,7 +65,8 @@ type Metrics struct {
 	grpc            *grpcprom.ClientMetrics
 
 	descSessions, descBytes, descPackets, descRetransmits, descErrors,
-	descMalformed, descUnknownTID, descWRQ, descDuplicates, descActive *prometheus.Desc
+	descMalformed, descUnknownTID, descWRQ, descDuplicates, descActive,
+	descBusy, descBroadcasts *prometheus.Desc
 }
 
 // NewMetrics returns the metrics of an edge, registered in a new private
@@ -113,6 +114,8 @@ func NewMetrics() *Metrics {
 		descWRQ:         prometheus.NewDesc("tftpgw_write_requests_total", "Write requests, refused with ERROR 2.", nil, nil),
 		descDuplicates:  prometheus.NewDesc("tftpgw_duplicate_requests_total", "Read requests ignored because the same session was running.", nil, nil),
 		descActive:      prometheus.NewDesc("tftpgw_active_sessions", "TFTP sessions running now.", nil, nil),
+		descBusy:        prometheus.NewDesc("tftpgw_busy_refusals_total", "Read requests refused with ERROR 0 \"server busy\" (over a limit).", nil, nil),
+		descBroadcasts:  prometheus.NewDesc("tftpgw_ignored_broadcasts_total", "Requests sent to a broadcast or multicast address, ignored.", nil, nil),
 	}
 	m.last.Time = time.Now()
 	m.reg.MustRegister(
@@ -262,7 +265,7 @@ type serverCollector Metrics
 func (c *serverCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.descSessions, c.descBytes, c.descPackets,
 		c.descRetransmits, c.descErrors, c.descMalformed, c.descUnknownTID,
-		c.descWRQ, c.descDuplicates, c.descActive} {
+		c.descWRQ, c.descDuplicates, c.descActive, c.descBusy, c.descBroadcasts} {
 		ch <- d
 	}
 }
@@ -290,6 +293,8 @@ func (c *serverCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.descUnknownTID, s.UnknownTIDPackets)
 	counter(c.descWRQ, s.WriteRequests)
 	counter(c.descDuplicates, s.DuplicateRequests)
+	counter(c.descBusy, s.BusyRefusals)
+	counter(c.descBroadcasts, s.IgnoredBroadcasts)
 	ch <- prometheus.MustNewConstMetric(c.descActive, prometheus.GaugeValue, float64(s.ActiveSessions))
 }
 

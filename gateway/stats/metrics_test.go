@@ -67,6 +67,7 @@ func TestMetricsEndpoints(t *testing.T) {
 		ActiveSessions: 2, Sessions: [5]int64{1, 1, 1, 0, 0}, BytesSent: 1500, PacketsSent: 5,
 		Retransmits: 1, ErrorsSent: map[gateway.ErrorCode]int64{1: 1}, MalformedPackets: 4,
 		UnknownTIDPackets: 6, WriteRequests: 7, DuplicateRequests: 8,
+		BusyRefusals: 9, IgnoredBroadcasts: 10,
 	})
 
 	// Backend calls through the interceptors: one that fails after its
@@ -126,6 +127,8 @@ func TestMetricsEndpoints(t *testing.T) {
 		`tftpgw_unknown_tid_packets_total`:                              6,
 		`tftpgw_write_requests_total`:                                   7,
 		`tftpgw_duplicate_requests_total`:                               8,
+		`tftpgw_busy_refusals_total`:                                    9,
+		`tftpgw_ignored_broadcasts_total`:                               10,
 		`tftpgw_active_sessions`:                                        2,
 		`tftpgw_stats_events_dropped_total`:                             0,
 		`tftpgw_session_duration_seconds_count{outcome="ok"}`:           1,

@@ -219,6 +219,8 @@ func newAggregate(expiry time.Duration) *aggregate {
 			counter("write_requests_refused_total", "Write requests refused", (*tftpgwv1.Counters).GetWriteRequestsRefused),
 			counter("duplicate_requests_total", "Duplicate read requests ignored", (*tftpgwv1.Counters).GetDuplicateRequests),
 			counter("stats_events_dropped_total", "Stats events the edge dropped", (*tftpgwv1.Counters).GetStatsEventsDropped),
+			counter("busy_refusals_total", "Read requests refused with \"server busy\" (over a limit)", (*tftpgwv1.Counters).GetBusyRefusals),
+			counter("ignored_broadcasts_total", "Requests sent to a broadcast or multicast address, ignored", (*tftpgwv1.Counters).GetIgnoredBroadcasts),
 		},
 	}
 }

@@ -705,8 +705,14 @@ type Counters struct {
 	// Stats events (SessionStats and ServerStats) the edge dropped because
 	// its queue to the sink was full, the sink being down or too slow.
 	StatsEventsDropped uint64 `protobuf:"varint,16,opt,name=stats_events_dropped,json=statsEventsDropped,proto3" json:"stats_events_dropped,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// Read requests refused with ERROR 0 "server busy": over a session,
+	// per-client, rate or window-memory limit (also counted in errors_sent).
+	BusyRefusals uint64 `protobuf:"varint,17,opt,name=busy_refusals,json=busyRefusals,proto3" json:"busy_refusals,omitempty"`
+	// Requests sent to a broadcast or multicast address, ignored
+	// (RFC 1123 4.2.3.5).
+	IgnoredBroadcasts uint64 `protobuf:"varint,18,opt,name=ignored_broadcasts,json=ignoredBroadcasts,proto3" json:"ignored_broadcasts,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Counters) Reset() {
@@ -851,6 +857,20 @@ func (x *Counters) GetStatsEventsDropped() uint64 {
 	return 0
 }
 
+func (x *Counters) GetBusyRefusals() uint64 {
+	if x != nil {
+		return x.BusyRefusals
+	}
+	return 0
+}
+
+func (x *Counters) GetIgnoredBroadcasts() uint64 {
+	if x != nil {
+		return x.IgnoredBroadcasts
+	}
+	return 0
+}
+
 var File_tftpgw_v1_stats_proto protoreflect.FileDescriptor
 
 const file_tftpgw_v1_stats_proto_rawDesc = "" +
@@ -907,7 +927,7 @@ const file_tftpgw_v1_stats_proto_rawDesc = "" +
 	"\x0factive_sessions\x18\x04 \x01(\x04R\x0eactiveSessions\x12)\n" +
 	"\x05delta\x18\x05 \x01(\v2\x13.tftpgw.v1.CountersR\x05delta\x12)\n" +
 	"\x05total\x18\x06 \x01(\v2\x13.tftpgw.v1.CountersR\x05total\x12\x14\n" +
-	"\x05final\x18\a \x01(\bR\x05final\"\xe4\x06\n" +
+	"\x05final\x18\a \x01(\bR\x05final\"\xb8\a\n" +
 	"\bCounters\x12\x1f\n" +
 	"\vsessions_ok\x18\x01 \x01(\x04R\n" +
 	"sessionsOk\x12%\n" +
@@ -928,7 +948,9 @@ const file_tftpgw_v1_stats_proto_rawDesc = "" +
 	"\x16write_requests_refused\x18\r \x01(\x04R\x14writeRequestsRefused\x12-\n" +
 	"\x12duplicate_requests\x18\x0e \x01(\x04R\x11duplicateRequests\x12M\n" +
 	"\x0ebackend_errors\x18\x0f \x03(\v2&.tftpgw.v1.Counters.BackendErrorsEntryR\rbackendErrors\x120\n" +
-	"\x14stats_events_dropped\x18\x10 \x01(\x04R\x12statsEventsDropped\x1a=\n" +
+	"\x14stats_events_dropped\x18\x10 \x01(\x04R\x12statsEventsDropped\x12#\n" +
+	"\rbusy_refusals\x18\x11 \x01(\x04R\fbusyRefusals\x12-\n" +
+	"\x12ignored_broadcasts\x18\x12 \x01(\x04R\x11ignoredBroadcasts\x1a=\n" +
 	"\x0fErrorsSentEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\rR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\x1a@\n" +
