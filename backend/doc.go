@@ -17,8 +17,10 @@
 //     when -1), and the ETag and max age from [gateway.InfoContent].
 //  5. If the request has an offset and the content is not an io.Seeker,
 //     that many bytes are read and discarded.
-//  6. The rest is sent in data chunks of [Service.ChunkSize] bytes (the
-//     last one may be shorter), and the call ends with OK at end of file.
+//  6. The rest is sent in data chunks, one per Read of the content, of at
+//     most [Service.ChunkSize] bytes: what a read returns is sent at once,
+//     so a slow source never holds back bytes the edge could send. The
+//     call ends with OK at end of file.
 //
 // The content is closed when the call ends, or as soon as the call's
 // context is cancelled (the edge cancels when the TFTP session ends), so a

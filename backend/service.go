@@ -41,8 +41,9 @@ type Service struct {
 	// Handler answers the read requests.
 	Handler gateway.Handler
 
-	// ChunkSize is the size of the data chunks sent, up to MaxChunkSize;
-	// DefaultChunkSize (64 KiB) if zero or negative.
+	// ChunkSize is the largest data chunk sent (a chunk is what one Read
+	// of the content returns), up to MaxChunkSize; DefaultChunkSize
+	// (64 KiB) if zero or negative.
 	ChunkSize int
 
 	pools sync.Map // chunk size -> *sync.Pool of *[]byte
