@@ -125,6 +125,9 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 NOFILE=$(ulimit -n)
 
 # ---- build and files ---------------------------------------------------------
+# The tree the binaries are built from (the output files themselves aside).
+TREE="$(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null || echo '?')"
+if [ -n "$(cd "$REPO" && git status --porcelain -- . ':!BENCHMARKS.md*' 2>/dev/null)" ]; then TREE="$TREE + uncommitted changes"; fi
 log "building binaries into $BIN"
 mkdir -p "$BIN" "$ROOT"
 (cd "$REPO" && go build -o "$BIN/" ./cmd/tftpgw ./cmd/tftp-backend ./cmd/tftpbench)
@@ -505,7 +508,7 @@ zero() { [ "$1" = 0 ] && echo met || echo "not met"; }
 	echo "| memory | $(awk '/^MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo) |"
 	echo "| kernel | $(uname -r) |"
 	echo "| Go | $(go version | awk '{print $3}') |"
-	echo "| tree | $(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null || echo '?')$(cd "$REPO" && [ -n "$(git status --porcelain 2>/dev/null)" ] && echo ' + uncommitted changes') |"
+	echo "| tree | $TREE |"
 	echo "| tftpd-hpa | $([ -n "$TFTPD_HPA" ] && dpkg-query -W -f '${Version}' tftpd-hpa 2>/dev/null || echo missing) |"
 	echo "| atftpd | $([ -n "$ATFTPD" ] && "$ATFTPD" --version 2>&1 | head -1 || echo missing) |"
 	echo "| dnsmasq | $([ -n "$DNSMASQ" ] && echo "$DNSMASQ_VERSION ($(dpkg-query -W -f '${Version}' dnsmasq-base 2>/dev/null || echo '?'))" || echo missing) |"
