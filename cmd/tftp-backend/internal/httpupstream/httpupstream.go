@@ -2,9 +2,11 @@
 // path P is answered with GET BASE/P.
 //
 // The content's size is the response's Content-Length (unknown if absent),
-// its ETag the response's ETag header, or its Last-Modified header when
-// there is no ETag, and its max age the max-age of Cache-Control (zero with
-// no-store or no-cache). HTTP 404 and 410 become TFTP error 1, 401 and 403
+// its ETag the response's strong ETag header, or its Last-Modified header
+// when there is no ETag and the response's Date shows it is strong (none
+// for a weak validator: the edge then does not resume the content or
+// reuse cached bytes by ETag), and its max age the max-age of
+// Cache-Control (zero with no-store or no-cache). HTTP 404 and 410 become TFTP error 1, 401 and 403
 // TFTP error 2, and any other failure TFTP error 0.
 //
 // The content implements io.Seeker, which the backend SDK uses to resume a
@@ -82,6 +84,7 @@ func (h *Handler) ServeTFTP(ctx context.Context, req *gateway.Request) (gateway.
 	c.body = resp.Body
 	c.size = resp.ContentLength // -1 if unknown
 	c.etag = validator(resp.Header)
+	c.id = identity(resp.Header)
 	c.maxAge = maxAge(resp.Header.Get("Cache-Control"))
 	return c, nil
 }
@@ -99,7 +102,8 @@ type content struct {
 
 	pos    int64 // used by Read and Seek only, which are never concurrent
 	size   int64
-	etag   string
+	etag   string // the response's validator, for If-Range and comparisons
+	id     string // the ETag the edge gets (identity)
 	maxAge time.Duration
 }
 
@@ -135,7 +139,7 @@ func (c *content) setBody(b io.ReadCloser) error {
 func (c *content) Size() int64 { return c.size }
 
 func (c *content) Info() gateway.ContentInfo {
-	return gateway.ContentInfo{ETag: c.etag, MaxAge: c.maxAge}
+	return gateway.ContentInfo{ETag: c.id, MaxAge: c.maxAge}
 }
 
 // Seek restarts the download at the new offset with a Range request.
@@ -252,6 +256,30 @@ func statusError(u string, code int) error {
 func validator(h http.Header) string {
 	if v := h.Get("ETag"); v != "" {
 		return v
+	}
+	return h.Get("Last-Modified")
+}
+
+// identity is the content's ETag for the edge, where the same ETag means
+// the same bytes: a strong ETag, or a Last-Modified date that the
+// response's Date shows to be strong (RFC 9110 section 8.8.2.2: at least a
+// second older, so a later change would carry a later date). A weak ETag
+// or a Last-Modified that may hide a change within its second gives "":
+// the edge then neither reuses cached bytes by ETag nor resumes the
+// content, rather than risk serving or splicing two versions.
+func identity(h http.Header) string {
+	if v := h.Get("ETag"); v != "" {
+		if strings.HasPrefix(v, "W/") {
+			return ""
+		}
+		return v
+	}
+	lm, err := http.ParseTime(h.Get("Last-Modified"))
+	if err != nil {
+		return ""
+	}
+	if date, err := http.ParseTime(h.Get("Date")); err != nil || date.Sub(lm) < time.Second {
+		return ""
 	}
 	return h.Get("Last-Modified")
 }

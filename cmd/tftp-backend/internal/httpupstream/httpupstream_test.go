@@ -243,3 +243,33 @@ func TestResumeThroughBackend(t *testing.T) {
 		t.Fatalf("resume after change: %v, want FailedPrecondition", err)
 	}
 }
+
+// TestIdentity: the edge gets an ETag only where the same ETag means the
+// same bytes (found in review: weak ETags and same-second Last-Modified
+// dates were passed on, so a rewrite within a second could be served from
+// the edge cache or spliced into a resumed transfer).
+func TestIdentity(t *testing.T) {
+	const lm = "Sun, 09 Sep 2001 01:46:40 GMT"
+	for _, tc := range []struct {
+		name, etag, lastModified, date, want string
+	}{
+		{"strong ETag", `"v1"`, lm, lm, `"v1"`},
+		{"weak ETag", `W/"v1"`, lm, "Sun, 09 Sep 2001 01:50:00 GMT", ""},
+		{"Last-Modified a second before Date", "", lm, "Sun, 09 Sep 2001 01:46:41 GMT", lm},
+		{"Last-Modified in Date's second", "", lm, lm, ""},
+		{"Last-Modified without Date", "", lm, "", ""},
+		{"no validator", "", "", "Sun, 09 Sep 2001 01:50:00 GMT", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := http.Header{}
+			for k, v := range map[string]string{"ETag": tc.etag, "Last-Modified": tc.lastModified, "Date": tc.date} {
+				if v != "" {
+					h.Set(k, v)
+				}
+			}
+			if got := identity(h); got != tc.want {
+				t.Errorf("identity = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
