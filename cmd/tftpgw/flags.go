@@ -1,8 +1,10 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -26,7 +28,7 @@ func checkFlags() error {
 	set := map[string]bool{}
 	flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	limit := func(name string, v float64) error {
-		if v == 0 || v < 0 && v != -1 {
+		if v == 0 || v < 0 && v != -1 || math.IsNaN(v) || math.IsInf(v, 0) {
 			return fmt.Errorf("-%s %v: want a positive number, or -1 for no limit", name, v)
 		}
 		return nil
@@ -52,6 +54,7 @@ func checkFlags() error {
 		limit("max-window-memory", float64(*flagWindowMemory)),
 		notNegative("drain-timeout", *flagDrainTimeout),
 		notNegative("cache-max-age", *flagCacheMaxAge),
+		positive("stats-interval", *flagStatsInterval),
 		positive("backend-header-timeout", *flagBackendHeaderTimeout),
 		positive("backend-idle-timeout", *flagBackendIdleTimeout),
 		positive("backend-resume-timeout", *flagBackendResumeTimeout),
@@ -68,9 +71,15 @@ func checkFlags() error {
 	if v := *flagMaxWindowsize; v < 1 || v > windowLimit {
 		checks = append(checks, fmt.Errorf("-max-windowsize %d: want 1 to %d", v, windowLimit))
 	}
-	if !set["backend"] {
+	switch {
+	case *flagRoot == "" && *flagBackend == "":
+		checks = append(checks, errors.New("nothing to serve: give -root DIR or -backend TARGET"))
+	case *flagRoot != "" && *flagBackend != "":
+		checks = append(checks, errors.New("give -root or -backend, not both"))
+	}
+	if !set["backend"] { // -edge-id goes to stats sinks too: not listed
 		for _, name := range []string{"backend-header-timeout", "backend-idle-timeout", "backend-resumes", "backend-resume-timeout",
-			"backend-tls", "backend-ca", "backend-cert", "backend-key", "backend-server-name", "backend-token-file", "edge-id"} {
+			"backend-tls", "backend-ca", "backend-cert", "backend-key", "backend-server-name", "backend-token-file"} {
 			if set[name] {
 				checks = append(checks, fmt.Errorf("-%s needs -backend", name))
 			}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"os/exec"
 	"strings"
 	"testing"
@@ -31,6 +32,9 @@ func TestBadFlagValuesAreRejected(t *testing.T) {
 		{"-drain-timeout", "-1s"},
 		{"-cache-max-age", "-1s"},
 		{"-backend-tls"},
+		{"-client-rate", "NaN"},
+		{"-stats-interval", "0"},
+		{"-backend", "127.0.0.1:1"}, // with -root: both
 	} {
 		t.Run(strings.Join(bad, "="), func(t *testing.T) {
 			t.Parallel()
@@ -42,8 +46,9 @@ func TestBadFlagValuesAreRejected(t *testing.T) {
 				t.Errorf("tftpgw %s: accepted; still serving after 3 s (killed). Log:\n%s", strings.Join(bad, " "), firstLines(out, 3))
 				return
 			}
-			if err == nil {
-				t.Errorf("tftpgw %s: exit status 0", strings.Join(bad, " "))
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != 2 {
+				t.Errorf("tftpgw %s: %v, want exit status 2. Log:\n%s", strings.Join(bad, " "), err, firstLines(out, 3))
 			}
 		})
 	}
@@ -52,4 +57,15 @@ func TestBadFlagValuesAreRejected(t *testing.T) {
 func firstLines(b []byte, n int) string {
 	lines := strings.SplitN(string(b), "\n", n+1)
 	return strings.Join(lines[:min(n, len(lines))], "\n")
+}
+
+// TestEdgeIDWithoutBackend is a regression test (found in review): -edge-id
+// names the edge to stats sinks too, so it must be accepted with -root.
+func TestEdgeIDWithoutBackend(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+	defer cancel()
+	out, _ := exec.CommandContext(ctx, binPath, "-listen", "127.0.0.1:0", "-root", t.TempDir(), "-edge-id", "edge-a").CombinedOutput()
+	if ctx.Err() == nil || !strings.Contains(string(out), "tftpgw serving") {
+		t.Errorf("tftpgw -root -edge-id did not serve. Log:\n%s", firstLines(out, 3))
+	}
 }
