@@ -386,14 +386,16 @@ func mustWrite(t *testing.T, name string, data []byte) {
 	}
 }
 
-// etag is the reference backend's ETag of a file: size and mtime in hex.
+// etag is the reference backend's ETag of a file: size, mtime, ctime and
+// inode in hex (gateway.FileServer on Linux).
 func (c *corpus) etag(t *testing.T, name string) string {
 	t.Helper()
 	fi, err := os.Stat(filepath.Join(c.root, name))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return fmt.Sprintf("%x-%x", fi.Size(), fi.ModTime().UnixNano())
+	st := fi.Sys().(*syscall.Stat_t)
+	return fmt.Sprintf("%x-%x-%x-%x", fi.Size(), fi.ModTime().UnixNano(), st.Ctim.Nano(), st.Ino)
 }
 
 // --- the edge ---------------------------------------------------------------
@@ -712,7 +714,7 @@ func testRead(t *testing.T, c *corpus, addr string) {
 				t.Errorf("header size %v (set: %t), want %d: the full size, whatever the offset", h.GetSize(), h.Size != nil, len(want))
 			}
 			if etag := c.etag(t, tt.file); h.GetEtag() != etag {
-				t.Errorf("header etag %q, want %q (size and mtime in hex, as the Go backend)", h.GetEtag(), etag)
+				t.Errorf("header etag %q, want %q (size, mtime, ctime and inode in hex, as the Go backend)", h.GetEtag(), etag)
 			}
 			if got := h.GetMaxAge().AsDuration(); got != defaultMaxAge {
 				t.Errorf("header max_age %v, want %v", got, defaultMaxAge)

@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"os"
 	"syscall"
-	"time"
 )
 
 // FileServer returns a Handler that serves the regular files under root.
@@ -15,7 +14,11 @@ import (
 // absolute paths and symbolic links cannot escape it (see os.Root).
 // Directories, devices and pipes are refused with ERROR 2; missing files get
 // ERROR 1 and unreadable ones ERROR 2, without the server's path in the
-// message. Its content reports an ETag made of size and modification time.
+// message. Its content reports an ETag made of the file's size,
+// modification time and, on Linux, its change time and inode number:
+// copies that keep the modification time (cp -p, rsync -a, reproducible
+// builds) and same-length edits still change the ETag, since the change
+// time cannot be set and a renamed-in file is another inode.
 func FileServer(root *os.Root) Handler {
 	return HandlerFunc(func(ctx context.Context, req *Request) (Content, error) {
 		// O_NONBLOCK keeps a FIFO from blocking the open; it is refused below.
@@ -37,16 +40,16 @@ func FileServer(root *os.Root) Handler {
 			f.Close()
 			return nil, fmt.Errorf("%w: %q is %s", ErrNotRegular, req.Path, fi.Mode().Type())
 		}
-		return &fileContent{f: f, size: fi.Size(), mtime: fi.ModTime()}, nil
+		return &fileContent{f: f, size: fi.Size(), etag: fileETag(fi)}, nil
 	})
 }
 
 var errAccess = &Error{Code: ErrAccessViolation, Message: "access violation"}
 
 type fileContent struct {
-	f     *os.File
-	size  int64
-	mtime time.Time
+	f    *os.File
+	size int64
+	etag string
 }
 
 func (c *fileContent) Read(p []byte) (int, error) { return c.f.Read(p) }
@@ -56,6 +59,14 @@ func (c *fileContent) Size() int64                { return c.size }
 // Seek lets a caller resume at an offset (the gRPC backend SDK does).
 func (c *fileContent) Seek(off int64, whence int) (int64, error) { return c.f.Seek(off, whence) }
 
-func (c *fileContent) Info() ContentInfo {
-	return ContentInfo{ETag: fmt.Sprintf("%x-%x", c.size, c.mtime.UnixNano())}
+func (c *fileContent) Info() ContentInfo { return ContentInfo{ETag: c.etag} }
+
+// fileETag is "<size>-<mtime ns>", in hex, followed where the system tells
+// them by "-<ctime ns>-<inode>" (see FileServer).
+func fileETag(fi os.FileInfo) string {
+	etag := fmt.Sprintf("%x-%x", fi.Size(), fi.ModTime().UnixNano())
+	if ctime, ino, ok := changeID(fi); ok {
+		etag += fmt.Sprintf("-%x-%x", ctime, ino)
+	}
+	return etag
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/tftpgw/tftpgw/gateway"
 )
@@ -167,5 +168,72 @@ func TestCleanPath(t *testing.T) {
 		if err != nil || got != tt.want {
 			t.Errorf("CleanPath(%q) = %q, %v; want %q", tt.raw, got, err, tt.want)
 		}
+	}
+}
+
+// TestFileServerETagFollowsEveryChange is a regression test (found in
+// operator review): the ETag was size and mtime only, so a file replaced
+// by one of the same size with its mtime kept (cp -p, rsync -a,
+// reproducible builds, a same-length edit followed by touch) kept its
+// ETag, and the edge cache, on by default, served the old bytes forever.
+func TestFileServerETagFollowsEveryChange(t *testing.T) {
+	dir := t.TempDir()
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	h := gateway.FileServer(root)
+	path := filepath.Join(dir, "cfg")
+	stamp := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
+	write := func(t *testing.T, data string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(path, stamp, stamp); err != nil {
+			t.Fatal(err)
+		}
+	}
+	etag := func(t *testing.T) string {
+		t.Helper()
+		c, err := h.ServeTFTP(context.Background(), &gateway.Request{Path: "cfg"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.(gateway.InfoContent).Info().ETag
+	}
+	write(t, "AAAA\n")
+	first := etag(t)
+	if again := etag(t); again != first {
+		t.Fatalf("ETag changed without a change: %q, %q", first, again)
+	}
+	for _, tc := range []struct {
+		name   string
+		change func(t *testing.T)
+	}{
+		{"rewritten_in_place_same_size_and_mtime", func(t *testing.T) { write(t, "BBBB\n") }},
+		{"renamed_in_same_size_and_mtime", func(t *testing.T) {
+			tmp := path + ".tmp"
+			if err := os.WriteFile(tmp, []byte("CCCC\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chtimes(tmp, stamp, stamp); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Rename(tmp, path); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := etag(t)
+			time.Sleep(10 * time.Millisecond) // a change time the file system can tell apart
+			tc.change(t)
+			if after := etag(t); after == before {
+				t.Errorf("ETag %q unchanged after the file changed", after)
+			}
+		})
 	}
 }

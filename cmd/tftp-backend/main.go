@@ -95,7 +95,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.clientCA, "client-ca", "", "require client certificates signed by the CAs in `file` (mTLS)")
 	fs.StringVar(&c.tokenFile, "token-file", "", "require the bearer token in `file`")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log `format`: text or json")
-	fs.DurationVar(&c.maxAge, "max-age", 10*time.Second, "how long edges may cache a -root file without asking again (its ETag follows size and mtime, so a change shows within this); 0: ask every time")
+	fs.DurationVar(&c.maxAge, "max-age", 10*time.Second, "how long edges may cache a -root file without asking again (its ETag follows size, mtime, ctime and inode, so a change shows within this); 0: ask every time")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}

@@ -14,7 +14,7 @@
 //     (directories, FIFOs, devices), FAILED_PRECONDITION with 0 "file
 //     changed" when if_match no longer matches, INTERNAL with 0 "internal
 //     error".
-//   * The etag is "<size in hex>-<mtime in ns in hex>", as in the Go backend,
+//   * The etag is "<size>-<mtime ns>-<ctime ns>-<inode>" in hex, as in the Go backend,
 //     so a file that changes gets a new etag and a resumed transfer (offset
 //     and if_match) never splices two versions.
 //   * A cancelled call (the TFTP session ended) stops reading at once.
@@ -226,9 +226,12 @@ async function openFile(rel) {
   }
 }
 
-// etagOf is the Go backend's etag: size and modification time (ns), in hex.
+// etagOf is the Go backend's etag: size, modification time (ns), change
+// time (ns) and inode number, in hex. The change time cannot be set, and a
+// file renamed into place is another inode, so copies that keep the mtime
+// (cp -p, rsync -a) and same-length edits still change it.
 function etagOf(st) {
-  return `${st.size.toString(16)}-${st.mtimeNs.toString(16)}`;
+  return `${st.size.toString(16)}-${st.mtimeNs.toString(16)}-${st.ctimeNs.toString(16)}-${st.ino.toString(16)}`;
 }
 
 // checkRequest refuses what the edge never sends (it normalises the path).

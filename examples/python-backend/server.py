@@ -12,7 +12,7 @@ the way the Go reference backend (cmd/tftp-backend -root) does:
     out of the root, unreadable files) or 2 "not a regular file"
     (directories, FIFOs, devices), FAILED_PRECONDITION with 0 "file changed"
     when if_match no longer matches, INTERNAL with 0 "internal error".
-  * The etag is "<size in hex>-<mtime in ns in hex>", as in the Go backend,
+  * The etag is "<size>-<mtime ns>-<ctime ns>-<inode>" in hex, as in the Go backend,
     so a file that changes gets a new etag and a resumed transfer (offset
     and if_match) never splices two versions.
   * A cancelled call (the TFTP session ended) stops reading at once.
@@ -180,8 +180,11 @@ class Root:
 
 
 def etag_of(st):
-    """The Go backend's etag: size and modification time (ns), in hex."""
-    return f"{st.st_size:x}-{st.st_mtime_ns:x}"
+    """The Go backend's etag: size, modification time (ns), change time (ns)
+    and inode number, in hex. The change time cannot be set, and a file
+    renamed into place is another inode, so copies that keep the mtime
+    (cp -p, rsync -a) and same-length edits still change it."""
+    return f"{st.st_size:x}-{st.st_mtime_ns:x}-{st.st_ctime_ns:x}-{st.st_ino:x}"
 
 
 def check_request(request):
