@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -19,13 +21,22 @@ func TestLimits(t *testing.T) {
 	content := pattern(5000)
 	busy := errPkt(0, "server busy") // requests long enough for the whole message
 	t.Run("MaxSessions", func(t *testing.T) {
-		ts := startServer(t, files{"pxelinux.0": content}, func(s *gateway.Server) { s.MaxSessions = 1 })
+		var logged syncBuffer
+		ts := startServer(t, files{"pxelinux.0": content}, func(s *gateway.Server) {
+			s.MaxSessions = 1
+			s.Logger = slog.New(slog.NewTextHandler(&logged, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		})
 		c1 := newClient(t, ts.addr)
 		c1.rrq("pxelinux.0", "octet")
 		c1.expect(data(1, content[:512]))
 		c2 := newClientOn(t, "udp4", "127.0.0.2:0", ts.addr)
-		c2.rrq("pxelinux.0", "octet")
-		c2.expect(busy)
+		for range 3 { // refused three times, logged once (found in operator review: never logged)
+			c2.rrq("pxelinux.0", "octet")
+			c2.expect(busy)
+		}
+		if n := strings.Count(logged.String(), "refusing read requests"); n != 1 {
+			t.Errorf("%d refusal log lines for 3 refusals, want 1:\n%s", n, logged.String())
+		}
 		c1.sendError(0, "bye")
 		ts.nextStats(t)
 		c3 := newClientOn(t, "udp4", "127.0.0.2:0", ts.addr) // a slot is free again
@@ -33,8 +44,8 @@ func TestLimits(t *testing.T) {
 		c3.expect(data(1, content[:512]))
 		c3.sendError(0, "bye")
 		ts.nextStats(t)
-		if n := ts.srv.Stats().BusyRefusals; n != 1 {
-			t.Errorf("BusyRefusals %d, want 1", n)
+		if n := ts.srv.Stats().BusyRefusals; n != 3 {
+			t.Errorf("BusyRefusals %d, want 3", n)
 		}
 	})
 	t.Run("MaxSessionsPerClient", func(t *testing.T) {
@@ -90,6 +101,11 @@ func TestLimits(t *testing.T) {
 		if st.Outcome != gateway.OutcomeError || st.ErrorSent == nil || st.ErrorSent.Message != "server busy" {
 			t.Errorf("outcome %v error %v", st.Outcome, st.ErrorSent)
 		}
+		// Counted with the other limits' refusals (regression, found in
+		// operator review: it was not).
+		if n := ts.srv.Stats().BusyRefusals; n != 1 {
+			t.Errorf("BusyRefusals %d, want 1", n)
+		}
 		// A small file needs a small window buffer, so it still fits.
 		c2 := newClient(t, ts.addr)
 		c2.sendTo(ts.addr, request(1, "g", "octet"))
@@ -142,4 +158,22 @@ func TestBurstOfBootsAtDefaults(t *testing.T) {
 	if failed > 0 || st.BusyRefusals > 0 || st.Sessions[gateway.OutcomeOK] != clients {
 		t.Errorf("%d of %d failed; %d busy refusals; %d ok sessions", failed, clients, st.BusyRefusals, st.Sessions[gateway.OutcomeOK])
 	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger and a test to share.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

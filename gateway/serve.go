@@ -38,6 +38,8 @@ type serverState struct {
 	lastSweep time.Time                   // guarded by mu
 	windowMem atomic.Int64                // bytes of window buffers in use
 	busy      atomic.Int64
+	busyLog   atomic.Int64 // unix nanoseconds of the last "refusing" log line
+	busyNoted atomic.Int64 // busy at that line
 
 	broadcasts        broadcasts
 	ignoredBroadcasts atomic.Int64
@@ -254,9 +256,10 @@ func (s *Server) handlePacket(c *config, l *listener, b []byte, src netip.AddrPo
 		st.duplicates.Add(1)
 		return
 	}
-	if !st.admit(c, src.Addr(), time.Now()) {
+	if now := time.Now(); !st.admit(c, src.Addr(), now) {
 		st.mu.Unlock()
 		st.busy.Add(1)
+		st.noteBusy(c, src, now)
 		s.replyError(l, src, dst, errBusy.Code, errBusy.Message, len(b))
 		return
 	}
@@ -275,6 +278,22 @@ func (s *Server) handlePacket(c *config, l *listener, b []byte, src netip.AddrPo
 		key: key, act: act, req: req, src: src,
 		local: netip.AddrPortFrom(dst, l.port), mux: mux, at: at,
 	})
+}
+
+// busyLogEvery is how often, at most, refusals are logged.
+const busyLogEvery = 10 * time.Second
+
+// noteBusy logs that requests are being refused over a limit: one line at
+// most every busyLogEvery, with the count since the last one, so that a
+// boot storm shows in the log without flooding it.
+func (st *serverState) noteBusy(c *config, client netip.AddrPort, now time.Time) {
+	last := st.busyLog.Load()
+	if now.UnixNano()-last < int64(busyLogEvery) || !st.busyLog.CompareAndSwap(last, now.UnixNano()) {
+		return
+	}
+	total := st.busy.Load()
+	c.logger.Warn("refusing read requests with \"server busy\": over a session, client or window-memory limit",
+		"client", client, "refused", total-st.busyNoted.Swap(total), "refused_total", total, "active_sessions", st.activeN.Load())
 }
 
 // admitted is a request the listener accepted, handed to its session.

@@ -124,6 +124,10 @@ func (s *session) run() {
 		s.st.NegotiatedOptions = append(s.st.NegotiatedOptions, Option(o))
 	}
 	if !s.allocBuffers() {
+		// Over -max-window-memory: refused like the listener's limits,
+		// and counted with them.
+		s.srv.state.busy.Add(1)
+		s.srv.state.noteBusy(s.c, s.client, time.Now())
 		s.fail(errBusy)
 		return
 	}
