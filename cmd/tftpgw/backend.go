@@ -14,6 +14,10 @@ import (
 	"github.com/tftpgw/tftpgw/gateway/remote"
 )
 
+// backendReady is the -backend handler's Ready, for /readyz; nil without
+// -backend.
+var backendReady func() bool
+
 var (
 	flagBackend = flag.String("backend", "",
 		"read content from the gRPC ContentService at `target`: a gRPC target (\"dns:///name:port\" balances over every address)\n"+
@@ -77,6 +81,7 @@ func remoteHandler(ctx context.Context, logger *slog.Logger) (h gateway.Handler,
 	if err != nil {
 		return nil, func() {}, fmt.Errorf("-backend: %w", err)
 	}
+	backendReady = rh.Ready
 	logger.Info("content from backend", "target", *flagBackend, "tls", tlsConf != nil,
 		"mtls", tlsConf != nil && len(tlsConf.Certificates) > 0, "token", *flagBackendTokenFile != "",
 		"header_timeout", *flagBackendHeaderTimeout, "edge_id", *flagEdgeID)

@@ -78,6 +78,9 @@ func setupStats(ctx context.Context, srv *gateway.Server, logger *slog.Logger) (
 		if err != nil {
 			return nil, fmt.Errorf("-metrics: %w", err)
 		}
+		if backendReady != nil { // with -backend, not ready while no backend is
+			h.SetReadyCheck(backendReady)
+		}
 		statsHTTP.Store(h)
 		logger.Info("serving metrics", "addr", h.Addr().String())
 		stops = append(stops, func(ctx context.Context) error {

@@ -67,6 +67,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	_ "google.golang.org/grpc/health" // client-side health checking
@@ -278,6 +279,38 @@ func Dial(target string, cfg Config) (*Handler, error) {
 
 // Target returns the target the handler was created with.
 func (h *Handler) Target() string { return h.target }
+
+// readyWait bounds how long Ready waits for an idle connection to
+// connect.
+const readyWait = time.Second
+
+// Ready reports whether a backend can take calls now: the connection has
+// a ready (and, with health checking, serving) backend. An idle
+// connection (no call for a while, or a backend lost since) is asked to
+// connect and given up to a second to tell. For readiness probes
+// (/readyz).
+func (h *Handler) Ready() bool {
+	if h.closed.Load() {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), readyWait)
+	defer cancel()
+	for {
+		s := h.conn.GetState()
+		switch s {
+		case connectivity.Ready:
+			return true
+		case connectivity.Idle:
+			h.conn.Connect()
+		case connectivity.Connecting:
+		default: // TransientFailure, Shutdown
+			return false
+		}
+		if !h.conn.WaitForStateChange(ctx, s) {
+			return false
+		}
+	}
+}
 
 // Close closes the handler's connections. Contents still being read fail.
 func (h *Handler) Close() error {

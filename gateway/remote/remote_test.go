@@ -719,3 +719,28 @@ func TestErrorWrapsBoth(t *testing.T) {
 		t.Errorf("wrap: %v", err)
 	}
 }
+
+// TestReady: Ready (behind the edge's /readyz) follows whether a backend
+// can take calls (found in operator review: /readyz said ready while the
+// only backend was down and every request got "backend timeout").
+func TestReady(t *testing.T) {
+	b := startBackend(t, "a", (&file{data: pattern(10), etag: "e"}).serve)
+	h := dial(t, b.addr, Config{})
+	waitReady := func(want bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for h.Ready() != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("Ready() = %v for 10 s, want %v", !want, want)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitReady(true)
+	b.kill()
+	waitReady(false)
+	h.Close()
+	if h.Ready() {
+		t.Error("Ready after Close")
+	}
+}

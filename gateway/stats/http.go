@@ -16,14 +16,16 @@ import (
 //   - /metrics: the [Metrics] registry;
 //   - /healthz: 200 "ok" while the HTTP server runs (liveness);
 //   - /readyz: 200 "ready" once [HTTPServer.SetReady](true) was called (the
-//     TFTP listener is up) and until SetReady(false) or Shutdown; 503
-//     otherwise.
+//     TFTP listener is up) and until SetReady(false) or Shutdown, while
+//     the check of [HTTPServer.SetReadyCheck], if any, reports true (the
+//     edge can reach a content backend); 503 otherwise.
 //
 // It owns its goroutine, which [HTTPServer.Shutdown] stops.
 type HTTPServer struct {
 	srv     *http.Server
 	ln      net.Listener
 	ready   atomic.Bool
+	check   atomic.Pointer[func() bool]
 	closing atomic.Bool
 	done    chan struct{}
 	err     error // of Serve, read after done
@@ -79,8 +81,22 @@ func (h *HTTPServer) Addr() net.Addr { return h.ln.Addr() }
 // false when the edge starts draining.
 func (h *HTTPServer) SetReady(ready bool) { h.ready.Store(ready) }
 
+// SetReadyCheck makes /readyz also depend on f, called for each probe: an
+// edge whose content comes from backends is not ready while it can reach
+// none (see remote.Handler.Ready). f must be quick and safe to call
+// concurrently.
+func (h *HTTPServer) SetReadyCheck(f func() bool) { h.check.Store(&f) }
+
 // Ready reports what /readyz answers.
-func (h *HTTPServer) Ready() bool { return h.ready.Load() && !h.closing.Load() }
+func (h *HTTPServer) Ready() bool {
+	if !h.ready.Load() || h.closing.Load() {
+		return false
+	}
+	if f := h.check.Load(); f != nil && *f != nil {
+		return (*f)()
+	}
+	return true
+}
 
 // Shutdown makes /readyz and /healthz fail, then stops the server
 // gracefully, waiting for running requests until ctx ends.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -57,6 +58,16 @@ func TestMetricsEndpoints(t *testing.T) {
 	h.SetReady(true)
 	if got := httpStatus(t, base+"/readyz"); got != 200 {
 		t.Fatalf("/readyz after SetReady = %d", got)
+	}
+	// With a check (the edge's backends), ready only while it holds.
+	var backendUp atomic.Bool
+	h.SetReadyCheck(backendUp.Load)
+	if got := httpStatus(t, base+"/readyz"); got != 503 {
+		t.Fatalf("/readyz with no backend = %d, want 503", got)
+	}
+	backendUp.Store(true)
+	if got := httpStatus(t, base+"/readyz"); got != 200 {
+		t.Fatalf("/readyz with a backend = %d, want 200", got)
 	}
 
 	// A known workload: three sessions and a report.
