@@ -32,8 +32,8 @@ func main() {
 	listen := flag.String("listen", ":7069", "gRPC `address` to receive stats on")
 	out := flag.String("out", "-", "`file` to append events to as protojson lines; - for stdout")
 	metrics := flag.String("metrics", "", "HTTP `address` for /metrics and /healthz; none if empty")
-	expiry := flag.Duration("edge-expiry", collector.DefaultEdgeExpiry, "forget the metrics of an edge silent for this `long`")
-	grace := flag.Duration("grace", 5*time.Second, "on SIGINT/SIGTERM, wait this `long` for edges to close their streams")
+	expiry := flag.Duration("edge-expiry", collector.DefaultEdgeExpiry, "forget the metrics of an edge silent for this `duration`")
+	grace := flag.Duration("grace", 5*time.Second, "on SIGINT/SIGTERM, wait this `duration` for edges to close their streams")
 	flag.Parse()
 	switch {
 	case flag.NArg() > 0:

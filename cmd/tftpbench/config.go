@@ -7,6 +7,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"os"
 	"strings"
 	"time"
 
@@ -15,6 +17,15 @@ import (
 
 // errUsage marks command-line errors (exit code 2).
 var errUsage = errors.New("usage")
+
+// checkServer refuses a server address without a port, before any
+// transfer would fail on it.
+func checkServer(server string) error {
+	if _, port, err := net.SplitHostPort(server); err != nil || port == "" {
+		return fmt.Errorf("%w: server %q: want HOST:PORT", errUsage, server)
+	}
+	return nil
+}
 
 // config is the parsed command line of the load generator.
 type config struct {
@@ -139,6 +150,14 @@ Flags:
 	}
 	if cfg.verifyFile != "" && sum != "" {
 		return nil, fmt.Errorf("%w: use -verify-file or -sha256, not both", errUsage)
+	}
+	if err := checkServer(cfg.server); err != nil {
+		return nil, err
+	}
+	if cfg.verifyFile != "" {
+		if fi, err := os.Stat(cfg.verifyFile); err != nil || !fi.Mode().IsRegular() {
+			return nil, fmt.Errorf("%w: -verify-file %q: not a readable regular file", errUsage, cfg.verifyFile)
+		}
 	}
 	if sum != "" {
 		b, err := hex.DecodeString(sum)

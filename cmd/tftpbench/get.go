@@ -46,6 +46,9 @@ Flags:
 		return err
 	}
 	server, remote := fs.Arg(0), fs.Arg(1)
+	if err := checkServer(server); err != nil {
+		return err
+	}
 	local := fs.Arg(2)
 	if local == "" {
 		local = path.Base(strings.ReplaceAll(remote, `\`, "/"))

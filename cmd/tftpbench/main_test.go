@@ -282,4 +282,11 @@ func TestGetSubcommand(t *testing.T) {
 	if code := mainCode(t.Context(), []string{"get", srv.Addr()}, nil, io.Discard, io.Discard); code != 2 {
 		t.Errorf("missing REMOTE: exit %d, want 2", code)
 	}
+	// Command-line errors exit 2 (found in operator review: these exited 1).
+	if code := mainCode(t.Context(), []string{"get", "127.0.0.1", "one", "x"}, nil, io.Discard, io.Discard); code != 2 {
+		t.Errorf("server without a port: exit %d, want 2", code)
+	}
+	if code := mainCode(t.Context(), []string{"-server", srv.Addr(), "-file", "a", "-verify-file", filepath.Join(dir, "nonexistent")}, nil, io.Discard, io.Discard); code != 2 {
+		t.Errorf("missing -verify-file: exit %d, want 2", code)
+	}
 }
