@@ -258,8 +258,7 @@ func (s *Server) handlePacket(c *config, l *listener, b []byte, src netip.AddrPo
 	}
 	if now := time.Now(); !st.admit(c, src.Addr(), now) {
 		st.mu.Unlock()
-		st.busy.Add(1)
-		st.noteBusy(c, src, now)
+		st.refusedBusy(c, src, now)
 		s.replyError(l, src, dst, errBusy.Code, errBusy.Message, len(b))
 		return
 	}
@@ -283,10 +282,12 @@ func (s *Server) handlePacket(c *config, l *listener, b []byte, src netip.AddrPo
 // busyLogEvery is how often, at most, refusals are logged.
 const busyLogEvery = 10 * time.Second
 
-// noteBusy logs that requests are being refused over a limit: one line at
-// most every busyLogEvery, with the count since the last one, so that a
-// boot storm shows in the log without flooding it.
-func (st *serverState) noteBusy(c *config, client netip.AddrPort, now time.Time) {
+// refusedBusy counts a request refused with "server busy" and logs that
+// requests are being refused: one line at most every busyLogEvery, with
+// the count since the last one, so that a boot storm shows in the log
+// without flooding it.
+func (st *serverState) refusedBusy(c *config, client netip.AddrPort, now time.Time) {
+	st.busy.Add(1)
 	last := st.busyLog.Load()
 	if now.UnixNano()-last < int64(busyLogEvery) || !st.busyLog.CompareAndSwap(last, now.UnixNano()) {
 		return

@@ -126,8 +126,7 @@ func (s *session) run() {
 	if !s.allocBuffers() {
 		// Over -max-window-memory: refused like the listener's limits,
 		// and counted with them.
-		s.srv.state.busy.Add(1)
-		s.srv.state.noteBusy(s.c, s.client, time.Now())
+		s.srv.state.refusedBusy(s.c, s.client, time.Now())
 		s.fail(errBusy)
 		return
 	}
