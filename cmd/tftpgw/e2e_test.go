@@ -85,7 +85,9 @@ func startGateway(t *testing.T, args ...string) *gw {
 		t.Fatal(err)
 	}
 	ready := make(chan struct{})
+	scanned := make(chan struct{})
 	go func() {
+		defer close(scanned)
 		sc := bufio.NewScanner(pr)
 		once := sync.Once{}
 		for sc.Scan() {
@@ -98,7 +100,15 @@ func startGateway(t *testing.T, args ...string) *gw {
 			}
 		}
 	}()
-	go func() { g.done <- g.cmd.Wait(); pw.Close() }()
+	// g.done is sent once the log is read to its end: a test that waits
+	// for the exit then reads the last lines (regression: the scanner
+	// could still hold them, and a drain test failed under load).
+	go func() {
+		err := g.cmd.Wait()
+		pw.Close()
+		<-scanned
+		g.done <- err
+	}()
 	select {
 	case <-ready:
 	case err := <-g.done:
