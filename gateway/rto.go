@@ -7,9 +7,11 @@ import "time"
 // it follows RFC 6298: the timeout starts at the configured one, then
 // tracks SRTT + 4 RTTVAR from round-trip samples, between a floor and the
 // configured timeout, doubling on each expiry (capped at the configured
-// timeout) until an ACK brings progress. Karn's rule applies: no sample
-// is taken across a retransmission. A negotiated timeout is used as it
-// is.
+// timeout). Karn's rule applies: no sample is taken across a
+// retransmission, and the backed-off timeout stays until a new sample
+// collapses it (RFC 6298 section 5), so that a client whose round trip
+// grew is measured at the next send instead of being retransmitted to,
+// spuriously, on every block. A negotiated timeout is used as it is.
 type rtoEstimator struct {
 	adaptive     bool
 	floor, limit time.Duration
@@ -37,7 +39,7 @@ func (e *rtoEstimator) sent(now time.Time, block uint64) {
 }
 
 // acked records progress up to block: a sample if it completes the timed
-// send, and the end of any backoff.
+// send, which also ends any backoff.
 func (e *rtoEstimator) acked(now time.Time, block uint64) {
 	if !e.adaptive {
 		return
@@ -46,9 +48,9 @@ func (e *rtoEstimator) acked(now time.Time, block uint64) {
 		e.sampling = false
 		if block == e.block {
 			e.sample(now.Sub(e.sentAt))
+			e.rto = e.fromEstimate()
 		}
 	}
-	e.rto = e.fromEstimate()
 }
 
 // cancelSample drops the sample in progress (a window restarted: an ACK

@@ -46,9 +46,46 @@ func TestRTOEstimator(t *testing.T) {
 				t.Fatalf("backoff %v, want %v", got, want)
 			}
 		}
-		e.acked(t0.Add(time.Second), 2) // progress ends the backoff
-		if e.current() != 30*ms {
-			t.Fatalf("after progress rto %v, want 30ms", e.current())
+		// Progress without a sample keeps the backoff (RFC 6298 section 5:
+		// only a new measurement collapses it)...
+		e.acked(t0.Add(time.Second), 2)
+		if e.current() != time.Second {
+			t.Fatalf("after progress without a sample rto %v, want the backed-off 1s", e.current())
+		}
+		// ...which the next timed send brings.
+		e.sent(t0.Add(time.Second), 3)
+		e.acked(t0.Add(time.Second+10*ms), 3)
+		if e.current() >= time.Second || e.current() < 20*ms {
+			t.Fatalf("after a new sample rto %v, want it collapsed", e.current())
+		}
+	})
+	t.Run("RFC6298_a_round_trip_that_grew_is_learned_after_one_backoff", func(t *testing.T) {
+		// Regression (found in operator review): the timeout collapsed to
+		// the old estimate at every ACK, so after a client's round trip
+		// grew from 0.1 ms to 150 ms each block expired at 20 ms, was
+		// resent three times, and Karn's rule kept the estimator from
+		// ever seeing the new round trip.
+		e := newRTO(time.Second, 20*ms, true)
+		now := t0
+		for b := uint64(1); b <= 10; b++ { // a fast client: the 20 ms floor
+			e.sent(now, b)
+			now = now.Add(100 * time.Microsecond)
+			e.acked(now, b)
+		}
+		spurious := 0
+		for b := uint64(11); b <= 30; b++ { // now every ACK takes 150 ms
+			e.sent(now, b)
+			ackAt := now.Add(150 * ms)
+			for wait := e.current(); now.Add(wait).Before(ackAt); wait = e.current() {
+				now = now.Add(wait)
+				e.expired()
+				spurious++
+			}
+			now = ackAt
+			e.acked(now, b)
+		}
+		if spurious > 3 {
+			t.Errorf("%d spurious expiries over 20 slow blocks, want the first block's 3 at most", spurious)
 		}
 	})
 	t.Run("Karn_no_sample_across_a_retransmission", func(t *testing.T) {
