@@ -290,3 +290,16 @@ func TestGetSubcommand(t *testing.T) {
 		t.Errorf("missing -verify-file: exit %d, want 2", code)
 	}
 }
+
+// TestSummaryTextWithoutSuccess: with no successful transfer the text
+// summary says so instead of printing 0s percentiles (found in operator
+// review).
+func TestSummaryTextWithoutSuccess(t *testing.T) {
+	cfg := &config{server: "s", files: []string{"f"}, concurrency: 1}
+	s := summarize(cfg, []record{{err: errors.New("timed out")}}, time.Second, 0, 0)
+	var buf bytes.Buffer
+	writeText(&buf, s)
+	if out := buf.String(); !strings.Contains(out, "latency     n/a") || strings.Contains(out, "p50 0s") {
+		t.Errorf("summary:\n%s", out)
+	}
+}

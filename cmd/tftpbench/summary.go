@@ -137,8 +137,12 @@ func writeText(w io.Writer, s summary) {
 	fmt.Fprintf(w, "bytes       %d (%s), %d packets, %d duplicates\n", s.Bytes, humanBytes(s.Bytes), s.Packets, s.Duplicates)
 	fmt.Fprintf(w, "elapsed     %v\n", secs(s.Elapsed))
 	fmt.Fprintf(w, "throughput  %.2f MB/s\n", s.MBPerSecond)
-	fmt.Fprintf(w, "latency     p50 %v  p90 %v  p99 %v  max %v\n", secs(s.Latency.P50), secs(s.Latency.P90), secs(s.Latency.P99), secs(s.Latency.Max))
-	fmt.Fprintf(w, "first byte  p50 %v  p90 %v  p99 %v  max %v\n", secs(s.TTFB.P50), secs(s.TTFB.P90), secs(s.TTFB.P99), secs(s.TTFB.Max))
+	if s.OK == 0 { // percentiles of nothing would read as 0s
+		fmt.Fprintln(w, "latency     n/a (no successful transfer)")
+	} else {
+		fmt.Fprintf(w, "latency     p50 %v  p90 %v  p99 %v  max %v\n", secs(s.Latency.P50), secs(s.Latency.P90), secs(s.Latency.P99), secs(s.Latency.Max))
+		fmt.Fprintf(w, "first byte  p50 %v  p90 %v  p99 %v  max %v\n", secs(s.TTFB.P50), secs(s.TTFB.P90), secs(s.TTFB.P99), secs(s.TTFB.Max))
+	}
 	if p := s.TTFBWire; p != nil {
 		fmt.Fprintf(w, "  on the wire p50 %v  p90 %v  p99 %v  max %v (kernel timestamps; tftpbench's own delays left out)\n", secs(p.P50), secs(p.P90), secs(p.P99), secs(p.Max))
 	}
