@@ -58,10 +58,12 @@ type session struct {
 	content Content
 	r       io.Reader
 
-	buf      *[]byte // pooled: recv | scratch | window slots
-	reserved int64   // bytes of buf accounted in the server's window memory
-	nslots   int     // window slots in buf
-	gsoSegs  int     // most datagrams one send may carry (UDP GSO); <= 1: none
+	buf      *[]byte     // pooled: recv | scratch | window slots
+	reserved int64       // bytes of buf accounted in the server's window memory
+	nslots   int         // window slots in buf
+	gsoSegs  int         // most datagrams one send may carry (UDP GSO); <= 1: none
+	zc       *fileSender // sends blocks from the content's file; nil: from the window
+	sendErr  error       // the content cannot be sent any more (see errFileChanged)
 	rbuf     []byte
 	scratch  []byte
 	win      []byte
@@ -120,6 +122,9 @@ func (s *session) run() {
 	s.p = negotiate(s.req.Options, size, s.c)
 	s.st.BlockSize, s.st.WindowSize = s.p.blksize, s.p.windowsize
 	s.rto = newRTO(s.p.timeout, s.c.minTimeout, !s.p.clientTimeout)
+	if s.req.Mode != "netascii" {
+		s.zc = newFileSender(content, s.conn, s.client, s.p.blksize)
+	}
 	for _, o := range s.p.oack {
 		s.st.NegotiatedOptions = append(s.st.NegotiatedOptions, Option(o))
 	}
@@ -130,7 +135,7 @@ func (s *session) run() {
 		s.fail(errBusy)
 		return
 	}
-	if uc, ok := s.conn.(*net.UDPConn); ok && s.p.windowsize > 1 {
+	if uc, ok := s.conn.(*net.UDPConn); ok && s.p.windowsize > 1 && s.zc == nil {
 		s.gsoSegs = enableGSO(uc, s.slotSize)
 	}
 
@@ -150,6 +155,9 @@ func (s *session) allocBuffers() bool {
 		s.nslots = int(min(int64(s.nslots), size/int64(s.p.blksize)+1))
 	}
 	n := recvBufSize + scratchBufSize + s.nslots*s.slotSize
+	if s.zc != nil {
+		n = recvBufSize + scratchBufSize // the blocks stay in the file
+	}
 	if !s.srv.state.reserveWindow(s.c, int64(n)) {
 		return false
 	}
@@ -236,6 +244,9 @@ func (s *session) transfer() {
 			s.giveUpAt = now.Add(s.readLimit())
 			windowDone := abs == s.sentTo // else a gap
 			s.acked = abs
+			if s.zc != nil {
+				s.zc.release(int64(abs) * int64(s.p.blksize))
+			}
 			if s.acked == s.last {
 				s.st.Outcome = OutcomeOK
 				return
@@ -274,6 +285,10 @@ func (s *session) transfer() {
 // at once and resend again.
 func (s *session) recv(deadline *time.Time, retries *int, resend func()) (int, bool) {
 	for {
+		if s.sendErr != nil {
+			s.fail(s.sendErr)
+			return 0, false
+		}
 		s.conn.SetReadDeadline(*deadline)
 		if s.ctx.Err() != nil {
 			switch {
@@ -351,6 +366,10 @@ func (s *session) fill() error {
 	if s.read >= limit || s.last != 0 && s.read >= s.last {
 		return nil
 	}
+	if s.zc != nil {
+		s.planBlocks(limit)
+		return nil
+	}
 	s.armWatchdog()
 	defer s.watchdog.Stop()
 	for s.read < limit && (s.last == 0 || s.read < s.last) {
@@ -371,6 +390,21 @@ func (s *session) fill() error {
 		return errStalled
 	}
 	return nil
+}
+
+// planBlocks takes the blocks up to limit into the window of a session
+// whose blocks are sent from the file: their lengths follow from its size.
+func (s *session) planBlocks(limit uint64) {
+	bs := int64(s.p.blksize)
+	for s.read < limit && (s.last == 0 || s.read < s.last) {
+		abs := s.read + 1
+		n := min(bs, max(s.zc.size-int64(abs-1)*bs, 0))
+		if n < bs {
+			s.last = abs
+		}
+		s.slotLen[s.slotIndex(abs)] = wire.HeaderSize + int(n)
+		s.read = abs
+	}
 }
 
 // stalled reports whether the read watchdog ended the session.
@@ -457,6 +491,10 @@ func (s *session) sendFrom(from uint64) {
 	if s.st.TimeToFirstData == 0 && s.acked < s.read {
 		s.st.TimeToFirstData = max(time.Since(s.st.Start), 1)
 	}
+	if s.zc != nil {
+		s.sendFromFile(from)
+		return
+	}
 	for abs := max(from, s.acked+1); abs <= s.read; {
 		i := s.slotIndex(abs)
 		n := 1
@@ -484,6 +522,28 @@ func (s *session) sendFrom(from uint64) {
 			}
 		}
 		abs = last + 1
+	}
+}
+
+// sendFromFile is sendFrom for blocks sent straight from the file (see
+// fileSender).
+func (s *session) sendFromFile(from uint64) {
+	for abs := max(from, s.acked+1); abs <= s.read; abs++ {
+		n := s.slotLen[s.slotIndex(abs)] - wire.HeaderSize
+		if err := s.zc.send(uint16(abs), int64(abs-1)*int64(s.p.blksize), n); err != nil {
+			if errors.Is(err, errFileChanged) {
+				s.sendErr = err
+				return
+			}
+			s.c.logger.Debug("send failed", "session", s.req.SessionID, "err", err)
+		}
+		s.st.PacketsSent++
+		s.st.BytesSent += int64(n)
+		if abs <= s.sentTo {
+			s.st.Retransmits++
+		} else {
+			s.sentTo = abs
+		}
 	}
 }
 
@@ -554,7 +614,7 @@ func (s *session) fail(err error) {
 		s.sendError(e)
 	}
 	s.st.Outcome = OutcomeError
-	if _, ok := errors.AsType[*Error](err); !ok {
+	if te, ok := errors.AsType[*Error](err); !ok || error(te) != err { // a bare *Error says it all
 		s.err = err
 	}
 }
@@ -591,6 +651,11 @@ func (s *session) unknownTID(from netip.AddrPort) {
 
 // finish closes what the session holds, logs one line and reports stats.
 func (s *session) finish() {
+	if s.zc != nil {
+		if err := s.zc.close(); err != nil {
+			s.c.logger.Warn("unmapping a file", "session", s.req.SessionID, "err", err)
+		}
+	}
 	if s.content != nil {
 		s.closeContent()
 	}

@@ -1,0 +1,191 @@
+//go:build linux
+
+package gateway
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/tftpgw/tftpgw/gateway/internal/wire"
+)
+
+// fileSender sends the DATA packets of a regular file straight from its
+// pages: the file is mapped read-only, and each packet is one sendmsg of
+// two pieces, the 4-byte header and the block in the mapping, which the
+// kernel copies once into the datagram. The window path copies every block
+// twice (read into the window, then into the datagram); for large blocks
+// the copies are most of a transfer's CPU.
+//
+// Go code never reads the mapping, only the kernel does: a file truncated
+// under a transfer makes sendmsg fail with EFAULT (nothing is sent, and
+// the session ends with ERROR 0 "file changed while being sent"), where
+// reading those pages in Go would raise SIGBUS. (Bytes past the new end
+// but inside its last page read as zeros, as the kernel maps them.) The
+// window path would instead send a short block, which ends the transfer
+// early as a success.
+//
+// It is used for blocks too large for UDP segmentation to batch (see
+// [mappedMinBlock]), on a session's own socket.
+type fileSender struct {
+	rc   syscall.RawConn
+	mm   []byte // the file, mapped; never read by Go code
+	size int64  // the bytes sent: the size when the file was opened
+
+	// released is where the mapping's resident pages start: the pages of
+	// blocks acknowledged are dropped from the process (madvise) so that
+	// its RSS does not grow with every large file it serves.
+	released int64
+
+	// One sendmsg, built once: no allocation per packet.
+	hdr   [wire.HeaderSize]byte
+	iov   [2]unix.Iovec
+	msg   unix.Msghdr
+	sa4   unix.RawSockaddrInet4
+	sa6   unix.RawSockaddrInet6
+	err   error
+	write func(fd uintptr) bool // f.sendmsg, bound once
+}
+
+// mappedMinBlock is the smallest block sent from the mapping: blocks
+// that UDP segmentation cannot pack two to a send (see enableGSO).
+// Smaller ones go out several per system call from the window, where the
+// copy into the window costs less than a system call each.
+const mappedMinBlock = gsoMaxBytes/2 - wire.HeaderSize + 1
+
+// releaseBytes is how far the acknowledged part of a mapping grows before
+// its pages are dropped from the process.
+const releaseBytes = 4 << 20
+
+// errFileChanged ends a session whose file shrank under it: sending from
+// past its new end failed.
+var errFileChanged = &Error{Code: ErrNotDefined, Message: "file changed while being sent"}
+
+// newFileSender returns a sender of c's blocks to client over conn, or nil
+// when c is not a mappable file or conn not a session's own socket.
+func newFileSender(c Content, conn sessionConn, client netip.AddrPort, blksize int) *fileSender {
+	fc, ok := c.(*fileContent)
+	if !ok || blksize < mappedMinBlock || fc.size <= 0 || int64(int(fc.size)) != fc.size {
+		return nil
+	}
+	uc, ok := conn.(*net.UDPConn)
+	if !ok {
+		return nil
+	}
+	rc, err := uc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	sc, err := fc.f.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	var mm []byte
+	var merr error
+	if err := sc.Control(func(fd uintptr) {
+		mm, merr = unix.Mmap(int(fd), 0, int(fc.size), unix.PROT_READ, unix.MAP_SHARED)
+	}); err != nil || merr != nil {
+		return nil // a file system without mmap: the window path reads it
+	}
+	f := &fileSender{rc: rc, mm: mm, size: fc.size}
+	if a := client.Addr(); a.Is4() {
+		f.sa4 = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: a.As4()}
+		putPort(&f.sa4.Port, client.Port())
+		f.msg.Name = (*byte)(unsafe.Pointer(&f.sa4))
+		f.msg.Namelen = unix.SizeofSockaddrInet4
+	} else {
+		f.sa6 = unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: a.As16()}
+		putPort(&f.sa6.Port, client.Port())
+		if z := a.Zone(); z != "" {
+			if ifi, err := net.InterfaceByName(z); err == nil {
+				f.sa6.Scope_id = uint32(ifi.Index)
+			} else if i, err := strconv.ParseUint(z, 10, 32); err == nil {
+				f.sa6.Scope_id = uint32(i)
+			}
+		}
+		f.msg.Name = (*byte)(unsafe.Pointer(&f.sa6))
+		f.msg.Namelen = unix.SizeofSockaddrInet6
+	}
+	f.iov[0].Base = &f.hdr[0]
+	f.iov[0].SetLen(wire.HeaderSize)
+	f.msg.Iov = &f.iov[0]
+	f.write = f.sendmsg
+	return f
+}
+
+// putPort stores port in network byte order.
+func putPort(p *uint16, port uint16) {
+	b := (*[2]byte)(unsafe.Pointer(p))
+	b[0], b[1] = byte(port>>8), byte(port)
+}
+
+// send sends block blk: the n bytes of the file from off. An error
+// wrapping errFileChanged means the file no longer has them.
+func (f *fileSender) send(blk uint16, off int64, n int) error {
+	wire.AppendDataHeader(f.hdr[:0], blk)
+	f.msg.Iovlen = 1
+	if n > 0 {
+		f.iov[1].Base = &f.mm[off]
+		f.iov[1].SetLen(n)
+		f.msg.Iovlen = 2
+	}
+	f.err = nil
+	if err := f.rc.Write(f.write); err != nil {
+		return err
+	}
+	if f.err == unix.EFAULT {
+		return fmt.Errorf("%w: sending %d bytes from offset %d: %w", errFileChanged, n, off, f.err)
+	}
+	return f.err
+}
+
+// sendmsg makes the system call without telling the scheduler (RawSyscall):
+// on a non-blocking socket it never waits (EAGAIN instead), but copying
+// 64 KiB takes longer than the 20 µs after which the runtime hands a
+// goroutine's processor to another thread, so every block would wake a
+// thread for nothing. Measured on a 100 MiB transfer: 17 % less server CPU
+// and a quarter fewer context switches than with Syscall.
+func (f *fileSender) sendmsg(fd uintptr) bool {
+	_, _, e := unix.RawSyscall(unix.SYS_SENDMSG, fd, uintptr(unsafe.Pointer(&f.msg)), 0)
+	switch e {
+	case 0:
+		f.err = nil
+	case unix.EAGAIN:
+		return false // wait for room in the socket's buffer
+	case unix.EINTR:
+		return f.sendmsg(fd)
+	default:
+		f.err = e
+	}
+	return true
+}
+
+// release drops from the process the mapped pages before off (a block
+// boundary acknowledged by the client), once they add up to releaseBytes.
+func (f *fileSender) release(off int64) {
+	off &^= int64(unix.Getpagesize() - 1)
+	if off-f.released < releaseBytes {
+		return
+	}
+	if err := unix.Madvise(f.mm[f.released:off], unix.MADV_DONTNEED); err == nil {
+		f.released = off
+	}
+}
+
+// close unmaps the file.
+func (f *fileSender) close() error {
+	if f.mm == nil {
+		return nil
+	}
+	err := unix.Munmap(f.mm)
+	f.mm = nil
+	if err != nil {
+		return fmt.Errorf("gateway: munmap: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,155 @@
+package gateway
+
+import (
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/tftpgw/tftpgw/gateway/internal/wire"
+)
+
+const bigBlock = 65464
+
+// mappedFixture is a file of size bytes opened as FileServer opens it, a
+// session socket and a client socket that never reads (the kernel drops
+// what does not fit).
+func mappedFixture(t testing.TB, size int) (*fileContent, *net.UDPConn, netip.AddrPort) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(path, make([]byte, size), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	client, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	return &fileContent{f: f, size: int64(size)}, conn, client.LocalAddr().(*net.UDPAddr).AddrPort()
+}
+
+// TestFileSenderUsedFor: only a FileServer file, non-empty, with blocks
+// too large for segmentation, on a session's own socket is sent from its
+// pages; everything else takes the window path.
+func TestFileSenderUsedFor(t *testing.T) {
+	fc, conn, client := mappedFixture(t, 3*bigBlock)
+	empty, _, _ := mappedFixture(t, 0)
+	tests := []struct {
+		name    string
+		content Content
+		conn    sessionConn
+		blksize int
+		want    bool
+	}{
+		{"file_large_blocks", fc, conn, bigBlock, true},
+		{"smallest_large_block", fc, conn, mappedMinBlock, true},
+		{"blocks_segmentation_packs", fc, conn, mappedMinBlock - 1, false},
+		{"empty_file", empty, conn, bigBlock, false},
+		{"not_a_file", BytesContent(make([]byte, 3*bigBlock)), conn, bigBlock, false},
+		{"shared_socket", fc, &muxConn{}, bigBlock, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFileSender(tt.content, tt.conn, client, tt.blksize)
+			if got := f != nil; got != tt.want {
+				t.Fatalf("sent from the file: %v, want %v", got, tt.want)
+			}
+			if f != nil {
+				f.close()
+			}
+		})
+	}
+}
+
+// TestFileSenderAllocsPerPacket: a block sent from the file allocates
+// nothing.
+func TestFileSenderAllocsPerPacket(t *testing.T) {
+	fc, conn, client := mappedFixture(t, 4*bigBlock)
+	f := newFileSender(fc, conn, client, bigBlock)
+	if f == nil {
+		t.Fatal("no file sender")
+	}
+	defer f.close()
+	blk := uint16(0)
+	allocs := testing.AllocsPerRun(200, func() {
+		blk++
+		if err := f.send(blk, int64(blk%4)*bigBlock, bigBlock); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("%v allocations per block, want 0", allocs)
+	}
+}
+
+// TestFileSenderReleasesAcknowledgedPages: the pages of acknowledged
+// blocks leave the process's resident set every releaseBytes, at page
+// boundaries, so serving a large file does not grow the RSS by its size.
+func TestFileSenderReleasesAcknowledgedPages(t *testing.T) {
+	fc, conn, client := mappedFixture(t, 12<<20)
+	f := newFileSender(fc, conn, client, bigBlock)
+	if f == nil {
+		t.Fatal("no file sender")
+	}
+	defer f.close()
+	page := int64(unix.Getpagesize())
+	steps := []struct{ acked, released int64 }{
+		{1 << 20, 0},
+		{releaseBytes - 1, 0},
+		{releaseBytes + 100, releaseBytes},
+		{releaseBytes + 2<<20, releaseBytes},
+		{2*releaseBytes + page + 1, 2*releaseBytes + page},
+	}
+	for _, s := range steps {
+		f.release(s.acked)
+		if f.released != s.released {
+			t.Fatalf("after an ACK at %d: released up to %d, want %d", s.acked, f.released, s.released)
+		}
+	}
+}
+
+// BenchmarkLargeBlockSend compares the two ways a 65464-byte block leaves:
+// read into the window and sent from there (two copies), or sent from the
+// file's pages (one). b.SetBytes makes -bench report MB/s per core.
+func BenchmarkLargeBlockSend(b *testing.B) {
+	const blocks = 64
+	fc, conn, client := mappedFixture(b, blocks*bigBlock)
+	b.Run("window", func(b *testing.B) {
+		buf := make([]byte, wire.HeaderSize+bigBlock)
+		b.SetBytes(bigBlock)
+		b.ReportAllocs()
+		for i := 0; b.Loop(); i++ {
+			wire.AppendDataHeader(buf[:0], uint16(i))
+			if _, err := fc.f.ReadAt(buf[wire.HeaderSize:], int64(i%blocks)*bigBlock); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := conn.WriteToUDPAddrPort(buf, client); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("file", func(b *testing.B) {
+		f := newFileSender(fc, conn, client, bigBlock)
+		defer f.close()
+		b.SetBytes(bigBlock)
+		b.ReportAllocs()
+		for i := 0; b.Loop(); i++ {
+			if err := f.send(uint16(i), int64(i%blocks)*bigBlock, bigBlock); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

@@ -1,0 +1,144 @@
+package gateway_test
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/tftpgw/tftpgw/gateway"
+)
+
+// serveDir serves a temporary directory holding name with b through
+// gateway.FileServer, whose large blocks are sent straight from the file.
+func serveDir(t *testing.T, network, addr, name string, b []byte) (*testServer, string) {
+	t.Helper()
+	dir := t.TempDir()
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { root.Close() })
+	fast := func(s *gateway.Server) { s.Timeout = 300 * time.Millisecond }
+	return startServerOn(t, network, addr, gateway.FileServer(root), fast), path
+}
+
+// TestRFC2348_LargeBlocksFromFile: blocks too large for UDP segmentation
+// are sent from the file's pages, not from the window. The packets on the
+// wire must be the window path's to the byte: every block, the short or
+// empty final one, the blocks of a window, a retransmission after a
+// timeout, over IPv4 and IPv6.
+func TestRFC2348_LargeBlocksFromFile(t *testing.T) {
+	const bs = 65464
+	tests := []struct {
+		name    string
+		network string
+		addr    string
+		size    int
+		window  int
+	}{
+		{"lockstep_short_final_block", "udp4", "127.0.0.1:0", 2*bs + 1000, 1},
+		{"lockstep_empty_final_block", "udp4", "127.0.0.1:0", 2 * bs, 1},
+		{"one_byte", "udp4", "127.0.0.1:0", 1, 1},
+		{"window_4", "udp4", "127.0.0.1:0", 5*bs + 7, 4},
+		{"ipv6_window_2", "udp6", "[::1]:0", 3*bs + 1, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			content := pattern(tt.size)
+			ts, _ := serveDir(t, tt.network, tt.addr, "big.bin", content)
+			if tt.network == "udp6" && !ts.addr.Addr().Is6() {
+				t.Skip("no IPv6 loopback")
+			}
+			c := newClient(t, ts.addr)
+			opts := []string{"blksize", strconv.Itoa(bs)}
+			if tt.window > 1 {
+				opts = append(opts, "windowsize", strconv.Itoa(tt.window))
+			}
+			c.rrq("big.bin", "octet", opts...)
+			c.recv(5e9) // the OACK
+			c.ack(0)
+			block := func(n int) []byte {
+				lo := min((n-1)*bs, tt.size)
+				return data(uint16(n), content[lo:min(lo+bs, tt.size)])
+			}
+			last := tt.size/bs + 1
+			for first := 1; first <= last; first += tt.window {
+				end := min(first+tt.window-1, last)
+				for n := first; n <= end; n++ {
+					c.expect(block(n))
+				}
+				if first == 1 {
+					// No ACK: the window comes again after the timeout.
+					for n := first; n <= end; n++ {
+						c.expect(block(n))
+					}
+				}
+				c.ack(uint16(end))
+			}
+			st := ts.nextStats(t)
+			if st.Outcome != gateway.OutcomeOK || st.BytesAcked != int64(tt.size) {
+				t.Errorf("outcome %v, %d bytes acknowledged; want ok, %d", st.Outcome, st.BytesAcked, tt.size)
+			}
+			if want := int64(min(tt.window, last)); st.Retransmits != want {
+				t.Errorf("%d retransmits, want %d", st.Retransmits, want)
+			}
+		})
+	}
+}
+
+// TestLargeBlocksFromTruncatedFile: a file cut short under a transfer
+// whose blocks are sent from its pages ends the session with ERROR 0 (the
+// kernel refuses to read past the file's end); it never brings down the
+// server, which would be SIGBUS had Go code read those pages.
+func TestLargeBlocksFromTruncatedFile(t *testing.T) {
+	const bs = 65464
+	tests := []struct {
+		name   string
+		cut    int64 // the file's size after block 1 was sent
+		window int
+	}{
+		{"to_empty", 0, 1},
+		{"inside_block_1", 1000, 1},
+		{"window_to_empty", 0, 4},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			content := pattern(8 * bs)
+			ts, path := serveDir(t, "udp4", "127.0.0.1:0", "big.bin", content)
+			c := newClient(t, ts.addr)
+			opts := []string{"blksize", strconv.Itoa(bs), "windowsize", strconv.Itoa(tt.window)}
+			c.rrq("big.bin", "octet", opts...)
+			c.recv(5e9)
+			c.ack(0)
+			for n := 1; n <= tt.window; n++ {
+				c.expect(data(uint16(n), content[(n-1)*bs:n*bs]))
+			}
+			if err := os.Truncate(path, tt.cut); err != nil {
+				t.Fatal(err)
+			}
+			c.ack(uint16(tt.window))
+			c.expect(errPkt(0, "file changed while being sent"))
+			st := ts.nextStats(t)
+			if st.Outcome != gateway.OutcomeError {
+				t.Errorf("outcome %v, want error", st.Outcome)
+			}
+
+			// The server still serves.
+			if err := os.WriteFile(path, content[:10], 0o644); err != nil {
+				t.Fatal(err)
+			}
+			c2 := newClient(t, ts.addr)
+			c2.rrq("big.bin", "octet")
+			c2.expect(data(1, content[:10]))
+			c2.ack(1)
+			ts.nextStats(t)
+		})
+	}
+}
