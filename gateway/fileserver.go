@@ -19,6 +19,12 @@ import (
 // copies that keep the modification time (cp -p, rsync -a, reproducible
 // builds) and same-length edits still change the ETag, since the change
 // time cannot be set and a renamed-in file is another inode.
+//
+// On Linux, blocks larger than 32496 bytes (too large for UDP segmentation
+// to send several at once) of its files are sent straight from the file's
+// pages, copied once by the kernel instead of twice. A file truncated
+// while such a transfer runs ends it with ERROR 0 "file changed while
+// being sent"; with smaller blocks the transfer ends early, at the new end.
 func FileServer(root *os.Root) Handler {
 	return HandlerFunc(func(ctx context.Context, req *Request) (Content, error) {
 		// O_NONBLOCK keeps a FIFO from blocking the open; it is refused below.

@@ -1,3 +1,5 @@
+//go:build linux && !386 && !s390x
+
 package gateway_test
 
 import (
@@ -140,5 +142,63 @@ func TestLargeBlocksFromTruncatedFile(t *testing.T) {
 			c2.ack(1)
 			ts.nextStats(t)
 		})
+	}
+}
+
+// TestLargeBlocksFromFileFinalAckPastTheMapping is a regression test: the
+// ACK of a final short (or empty) block drops the acknowledged pages up to
+// an offset past the file's end; with 4 MiB or more not yet dropped, that
+// sliced past the mapping and panicked, so a file delivered in full ended
+// with ERROR 0 "internal error".
+func TestLargeBlocksFromFileFinalAckPastTheMapping(t *testing.T) {
+	const bs = 65464
+	for _, size := range []int{4<<20 + 1000, 70 * bs} {
+		t.Run(strconv.Itoa(size), func(t *testing.T) {
+			t.Parallel()
+			content := pattern(size)
+			ts, _ := serveDir(t, "udp4", "127.0.0.1:0", "big.bin", content)
+			c := newClient(t, ts.addr)
+			c.rrq("big.bin", "octet", "blksize", strconv.Itoa(bs))
+			c.recv(5 * time.Second)
+			c.ack(0)
+			last := size/bs + 1
+			for n := 1; n <= last; n++ {
+				lo := (n - 1) * bs
+				c.expect(data(uint16(n), content[lo:min(lo+bs, size)]))
+				c.ack(uint16(n))
+			}
+			st := ts.nextStats(t)
+			if st.Outcome != gateway.OutcomeOK || st.ErrorSent != nil {
+				t.Errorf("outcome %v, error sent %v; want ok, none", st.Outcome, st.ErrorSent)
+			}
+			c.expectNothing(200 * time.Millisecond)
+		})
+	}
+}
+
+// TestLargeBlocksFromFileCutInsideItsLastPage is a regression test: a file
+// cut by fewer bytes than a page under a transfer still maps its last page
+// whole, the bytes past the new end as zeros. The final block went out
+// full length with 500 zero bytes the file never had, and the session
+// ended ok; the size is now checked before the final block.
+func TestLargeBlocksFromFileCutInsideItsLastPage(t *testing.T) {
+	const bs = 65464
+	size := 2*bs + 1000 // the end lies inside a page
+	content := pattern(size)
+	ts, path := serveDir(t, "udp4", "127.0.0.1:0", "big.bin", content)
+	c := newClient(t, ts.addr)
+	c.rrq("big.bin", "octet", "blksize", strconv.Itoa(bs))
+	c.recv(5 * time.Second)
+	c.ack(0)
+	c.expect(data(1, content[:bs]))
+	c.ack(1)
+	c.expect(data(2, content[bs:2*bs]))
+	if err := os.Truncate(path, int64(size-500)); err != nil {
+		t.Fatal(err)
+	}
+	c.ack(2)
+	c.expect(errPkt(0, "file changed while being sent"))
+	if st := ts.nextStats(t); st.Outcome != gateway.OutcomeError {
+		t.Errorf("outcome %v, want error", st.Outcome)
 	}
 }

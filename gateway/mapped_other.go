@@ -1,4 +1,4 @@
-//go:build !linux
+//go:build !linux || 386 || s390x
 
 package gateway
 
@@ -7,8 +7,8 @@ import (
 	"net/netip"
 )
 
-// fileSender is implemented for Linux only; elsewhere blocks are always
-// sent from the window.
+// fileSender is implemented for Linux (but 386 and s390x) only; elsewhere
+// blocks are always sent from the window.
 type fileSender struct{ size int64 }
 
 var errFileChanged = errors.New("gateway: unreachable")
@@ -16,5 +16,6 @@ var errFileChanged = errors.New("gateway: unreachable")
 func newFileSender(Content, sessionConn, netip.AddrPort, int) *fileSender { return nil }
 
 func (*fileSender) send(uint16, int64, int) error { return errFileChanged }
+func (*fileSender) prepare(int64, int64) error    { return nil }
 func (*fileSender) release(int64)                 {}
 func (*fileSender) close() error                  { return nil }

@@ -92,7 +92,9 @@ type Server struct {
 
 	// MaxWindowMemory bounds the bytes of all sessions' window buffers
 	// (about windowsize x blksize each, less for small files); 1 GiB if
-	// zero, no limit if negative.
+	// zero, no limit if negative. Sessions that send large blocks of
+	// FileServer files from the files' pages (see FileServer) hold no
+	// window: their blocks are the page cache's, counted by the kernel.
 	MaxWindowMemory int64
 
 	// SinglePort, if set, sends every reply from the listening socket and

@@ -367,8 +367,7 @@ func (s *session) fill() error {
 		return nil
 	}
 	if s.zc != nil {
-		s.planBlocks(limit)
-		return nil
+		return s.planBlocks(limit)
 	}
 	s.armWatchdog()
 	defer s.watchdog.Stop()
@@ -393,9 +392,11 @@ func (s *session) fill() error {
 }
 
 // planBlocks takes the blocks up to limit into the window of a session
-// whose blocks are sent from the file: their lengths follow from its size.
-func (s *session) planBlocks(limit uint64) {
+// whose blocks are sent from the file: their lengths follow from its size,
+// and their pages are faulted in.
+func (s *session) planBlocks(limit uint64) error {
 	bs := int64(s.p.blksize)
+	from := int64(s.read) * bs
 	for s.read < limit && (s.last == 0 || s.read < s.last) {
 		abs := s.read + 1
 		n := min(bs, max(s.zc.size-int64(abs-1)*bs, 0))
@@ -405,6 +406,7 @@ func (s *session) planBlocks(limit uint64) {
 		s.slotLen[s.slotIndex(abs)] = wire.HeaderSize + int(n)
 		s.read = abs
 	}
+	return s.zc.prepare(from, min(int64(s.read)*bs, s.zc.size))
 }
 
 // stalled reports whether the read watchdog ended the session.

@@ -1,6 +1,9 @@
+//go:build linux && !386 && !s390x
+
 package gateway
 
 import (
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -47,6 +50,10 @@ func mappedFixture(t testing.TB, size int) (*fileContent, *net.UDPConn, netip.Ad
 func TestFileSenderUsedFor(t *testing.T) {
 	fc, conn, client := mappedFixture(t, 3*bigBlock)
 	empty, _, _ := mappedFixture(t, 0)
+	seeked, _, _ := mappedFixture(t, 3*bigBlock)
+	if _, err := seeked.Seek(100, io.SeekStart); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name    string
 		content Content
@@ -58,6 +65,7 @@ func TestFileSenderUsedFor(t *testing.T) {
 		{"smallest_large_block", fc, conn, mappedMinBlock, true},
 		{"blocks_segmentation_packs", fc, conn, mappedMinBlock - 1, false},
 		{"empty_file", empty, conn, bigBlock, false},
+		{"seeked_by_a_handler", seeked, conn, bigBlock, false},
 		{"not_a_file", BytesContent(make([]byte, 3*bigBlock)), conn, bigBlock, false},
 		{"shared_socket", fc, &muxConn{}, bigBlock, false},
 	}
@@ -112,6 +120,15 @@ func TestFileSenderReleasesAcknowledgedPages(t *testing.T) {
 		{releaseBytes + 100, releaseBytes},
 		{releaseBytes + 2<<20, releaseBytes},
 		{2*releaseBytes + page + 1, 2*releaseBytes + page},
+		{3*releaseBytes + bigBlock, 2*releaseBytes + page}, // the final ACK, past the end: less than releaseBytes on
+	}
+	// A regression test: the final ACK once sliced past the mapping.
+	fc2, conn2, client2 := mappedFixture(t, 2*releaseBytes+1000)
+	f2 := newFileSender(fc2, conn2, client2, bigBlock)
+	defer f2.close()
+	f2.release(2*releaseBytes + bigBlock)
+	if f2.released != 2*releaseBytes {
+		t.Errorf("after the final ACK of a %d-byte file: released up to %d, want %d", 2*releaseBytes+1000, f2.released, 2*releaseBytes)
 	}
 	for _, s := range steps {
 		f.release(s.acked)
