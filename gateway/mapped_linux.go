@@ -7,9 +7,7 @@ package gateway
 import (
 	"fmt"
 	"io"
-	"net"
 	"net/netip"
-	"strconv"
 	"syscall"
 	"unsafe"
 
@@ -91,8 +89,8 @@ func newFileSender(c Content, conn sessionConn, client netip.AddrPort, blksize i
 	if !ok || blksize < mappedMinBlock || fc.size <= 0 || int64(int(fc.size)) != fc.size {
 		return nil
 	}
-	uc, ok := conn.(*net.UDPConn)
-	if !ok {
+	uc := udpConn(conn)
+	if uc == nil {
 		return nil
 	}
 	if pos, err := fc.f.Seek(0, io.SeekCurrent); err != nil || pos != 0 {
@@ -122,13 +120,7 @@ func newFileSender(c Content, conn sessionConn, client netip.AddrPort, blksize i
 	} else {
 		f.sa6 = unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: a.As16()}
 		putPort(&f.sa6.Port, client.Port())
-		if z := a.Zone(); z != "" {
-			if ifi, err := net.InterfaceByName(z); err == nil {
-				f.sa6.Scope_id = uint32(ifi.Index)
-			} else if i, err := strconv.ParseUint(z, 10, 32); err == nil {
-				f.sa6.Scope_id = uint32(i)
-			}
-		}
+		f.sa6.Scope_id = zoneIndex(a.Zone())
 		f.msg.Name = (*byte)(unsafe.Pointer(&f.sa6))
 		f.msg.Namelen = unix.SizeofSockaddrInet6
 	}

@@ -355,7 +355,10 @@ func (s *Server) startSession(ctx context.Context, c *config, a admitted) {
 	if mux != nil {
 		conn = mux
 	} else {
-		conn, client, err = listenSession(local.Addr(), src)
+		var uc *net.UDPConn
+		if uc, client, err = listenSession(local.Addr(), src); err == nil {
+			conn = newFastConn(uc, client)
+		}
 	}
 	if err != nil {
 		c.logger.Error("cannot open session socket", "session", id, "client", src, "err", err)

@@ -135,7 +135,7 @@ func (s *session) run() {
 		s.fail(errBusy)
 		return
 	}
-	if uc, ok := s.conn.(*net.UDPConn); ok && s.p.windowsize > 1 && s.zc == nil {
+	if uc := udpConn(s.conn); uc != nil && s.p.windowsize > 1 && s.zc == nil {
 		s.gsoSegs = enableGSO(uc, s.slotSize)
 	}
 

@@ -1,0 +1,123 @@
+//go:build linux && !386 && !s390x
+
+package gateway
+
+import (
+	"bytes"
+	"errors"
+	"net"
+	"os"
+	"testing"
+	"time"
+)
+
+// fastPair is a session socket wrapped as the server wraps it, and its
+// client's socket.
+func fastPair(t testing.TB, network, ip string) (*fastConn, *net.UDPConn) {
+	t.Helper()
+	listen := func() *net.UDPConn {
+		c, err := net.ListenUDP(network, &net.UDPAddr{IP: net.ParseIP(ip)})
+		if err != nil {
+			t.Skipf("no %s loopback: %v", network, err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	sc, cc := listen(), listen()
+	f, ok := newFastConn(sc, cc.LocalAddr().(*net.UDPAddr).AddrPort()).(*fastConn)
+	if !ok {
+		t.Fatal("session socket not wrapped")
+	}
+	return f, cc
+}
+
+// TestFastConnPackets: the session's packets cross the descriptor-level
+// socket intact both ways, the client's source compares equal to the
+// address the session knows it by (the unknown transfer ID check depends
+// on it), and a stranger is told apart and can be answered.
+func TestFastConnPackets(t *testing.T) {
+	for _, tt := range []struct{ network, ip string }{{"udp4", "127.0.0.1"}, {"udp6", "::1"}} {
+		t.Run(tt.network, func(t *testing.T) {
+			f, client := fastPair(t, tt.network, tt.ip)
+			server := f.LocalAddr().(*net.UDPAddr).AddrPort()
+			buf := make([]byte, 100)
+
+			if _, err := f.WriteToUDPAddrPort([]byte("\x00\x03\x00\x01data"), f.client); err != nil {
+				t.Fatal(err)
+			}
+			client.SetReadDeadline(time.Now().Add(5 * time.Second))
+			n, from, err := client.ReadFromUDPAddrPort(buf)
+			if err != nil || from != server || string(buf[:n]) != "\x00\x03\x00\x01data" {
+				t.Fatalf("client got %q from %v (%v), want the DATA from %v", buf[:n], from, err, server)
+			}
+
+			client.WriteToUDPAddrPort([]byte("\x00\x04\x00\x01"), server)
+			f.SetReadDeadline(time.Now().Add(5 * time.Second))
+			n, from, err = f.ReadFromUDPAddrPort(buf)
+			if err != nil || from != f.client || !bytes.Equal(buf[:n], []byte("\x00\x04\x00\x01")) {
+				t.Fatalf("session got %q from %v (%v), want the ACK from %v", buf[:n], from, err, f.client)
+			}
+
+			_, stranger := fastPair(t, tt.network, tt.ip)
+			stranger.WriteToUDPAddrPort([]byte("x"), server)
+			n, from, err = f.ReadFromUDPAddrPort(buf)
+			if want := stranger.LocalAddr().(*net.UDPAddr).AddrPort(); err != nil || from != want || n != 1 {
+				t.Fatalf("session got %d bytes from %v (%v), want 1 from the stranger %v", n, from, err, want)
+			}
+			if _, err := f.WriteToUDPAddrPort([]byte("\x00\x05"), from); err != nil {
+				t.Fatal(err)
+			}
+			stranger.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if n, _, err := stranger.ReadFromUDPAddrPort(buf); err != nil || string(buf[:n]) != "\x00\x05" {
+				t.Fatalf("stranger got %q (%v)", buf[:n], err)
+			}
+		})
+	}
+}
+
+// TestFastConnDeadlineAndClose: reads end at the deadline with
+// os.ErrDeadlineExceeded, as the session's retransmission timer expects,
+// and with an error once the socket is closed.
+func TestFastConnDeadlineAndClose(t *testing.T) {
+	f, _ := fastPair(t, "udp4", "127.0.0.1")
+	buf := make([]byte, 10)
+	f.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+	if _, _, err := f.ReadFromUDPAddrPort(buf); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read past the deadline: %v, want os.ErrDeadlineExceeded", err)
+	}
+	f.Close()
+	if _, _, err := f.ReadFromUDPAddrPort(buf); err == nil {
+		t.Fatal("read on a closed socket: no error")
+	}
+	if _, err := f.WriteToUDPAddrPort(buf, f.client); err == nil {
+		t.Fatal("send on a closed socket: no error")
+	}
+}
+
+// TestFastConnAllocsPerPacket: a DATA out and an ACK in allocate nothing.
+func TestFastConnAllocsPerPacket(t *testing.T) {
+	f, client := fastPair(t, "udp4", "127.0.0.1")
+	server := f.LocalAddr().(*net.UDPAddr).AddrPort()
+	data, ack, buf := make([]byte, 1472), []byte("\x00\x04\x00\x01"), make([]byte, 1500)
+	f.SetReadDeadline(time.Now().Add(time.Minute))
+	client.SetReadDeadline(time.Now().Add(time.Minute))
+	var err error
+	allocs := testing.AllocsPerRun(200, func() {
+		if _, err = f.WriteToUDPAddrPort(data, f.client); err != nil {
+			return
+		}
+		if _, _, err = client.ReadFromUDPAddrPort(buf); err != nil {
+			return
+		}
+		if _, err = client.WriteToUDPAddrPort(ack, server); err != nil {
+			return
+		}
+		_, _, err = f.ReadFromUDPAddrPort(buf)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if allocs != 0 {
+		t.Errorf("%v allocations per DATA and ACK, want 0", allocs)
+	}
+}
