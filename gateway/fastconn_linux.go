@@ -110,7 +110,7 @@ func (f *fastConn) recvfrom(fd uintptr) bool {
 	case unix.EINTR:
 		return f.recvfrom(fd)
 	default:
-		f.rn, f.rerr = 0, &net.OpError{Op: "read", Net: "udp", Source: f.LocalAddr(), Err: e}
+		f.rn, f.rfrom, f.rerr = 0, netip.AddrPort{}, &net.OpError{Op: "read", Net: "udp", Source: f.LocalAddr(), Err: e}
 	}
 	return true
 }
