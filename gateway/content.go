@@ -18,7 +18,10 @@ type Content interface {
 	io.ReadCloser
 
 	// Size returns the content's length in bytes, or -1 when it is not
-	// known in advance; then the server omits tsize from its OACK.
+	// known in advance; then the server omits tsize from its OACK. A
+	// content that turns out shorter or longer than its size ends the
+	// session with ERROR 0 "file changed while being sent" where it
+	// differs: the client is never given a truncated file as complete.
 	Size() int64
 }
 

@@ -22,9 +22,10 @@ import (
 //
 // On Linux, blocks larger than 32496 bytes (too large for UDP segmentation
 // to send several at once) of its files are sent straight from the file's
-// pages, copied once by the kernel instead of twice. A file truncated
-// while such a transfer runs ends it with ERROR 0 "file changed while
-// being sent"; with smaller blocks the transfer ends early, at the new end.
+// pages, copied once by the kernel instead of twice. A file that shrinks
+// or grows while a transfer runs ends it with ERROR 0 "file changed while
+// being sent" once the difference is reached, whatever the block size
+// (see Content).
 func FileServer(root *os.Root) Handler {
 	return HandlerFunc(func(ctx context.Context, req *Request) (Content, error) {
 		// O_NONBLOCK keeps a FIFO from blocking the open; it is refused below.

@@ -29,8 +29,7 @@ import (
 // SIGBUS, and the session ends with ERROR 0 "file changed while being
 // sent". Bytes past the new end but inside its last page are mapped as
 // zeros, so the final block is sent only after the file's size is checked
-// again. (The window path would send a short block and end the transfer
-// early, as a success.)
+// again. (The window path finds the same with a short read.)
 //
 // The pages of each new stretch of blocks are faulted in ahead of their
 // sends (see prepare), so that a send, which then cannot wait for a disk,
@@ -77,10 +76,6 @@ const mappedMinBlock = gsoMaxBytes/2 - wire.HeaderSize + 1
 // releaseBytes is how far the acknowledged part of a mapping grows before
 // its pages are dropped from the process.
 const releaseBytes = 4 << 20
-
-// errFileChanged ends a session whose file shrank under it: sending from
-// past its new end failed.
-var errFileChanged = &Error{Code: ErrNotDefined, Message: "file changed while being sent"}
 
 // newFileSender returns a sender of c's blocks to client over conn, or nil
 // when c is not a mappable file or conn not a session's own socket.

@@ -2,16 +2,11 @@
 
 package gateway
 
-import (
-	"errors"
-	"net/netip"
-)
+import "net/netip"
 
 // fileSender is implemented for Linux (but 386 and s390x) only; elsewhere
 // blocks are always sent from the window.
 type fileSender struct{ size int64 }
-
-var errFileChanged = errors.New("gateway: unreachable")
 
 func newFileSender(Content, sessionConn, netip.AddrPort, int) *fileSender { return nil }
 

@@ -33,6 +33,11 @@ const (
 // comes.
 var errShutdown = &Error{Code: ErrNotDefined, Message: "server shutting down"}
 
+// errFileChanged ends a session whose content turned out shorter or
+// longer than the size it declared (and told the client in tsize): a file
+// truncated or rewritten under the transfer, or a backend's mistake.
+var errFileChanged = &Error{Code: ErrNotDefined, Message: "file changed while being sent"}
+
 // errStalled is the cause the read watchdog cancels a session with, and
 // errStalledReply what the client is told.
 var (
@@ -75,6 +80,7 @@ type session struct {
 	sentTo uint64 // highest block sent so far
 	last   uint64 // final block; 0 until the content's end is seen
 	eof    bool   // the content returned io.EOF (with the bytes of a full block)
+	got    int64  // bytes read from the content
 	// recover is the highest block sent by the last window restart (on a
 	// gap ACK or a timeout). An ACK below it acknowledges part of a window
 	// that was already resent: the rest is in flight and is not resent, or
@@ -371,16 +377,30 @@ func (s *session) fill() error {
 	}
 	s.armWatchdog()
 	defer s.watchdog.Stop()
+	size := s.st.TransferSize // -1 when unknown (and in netascii mode)
 	for s.read < limit && (s.last == 0 || s.read < s.last) {
 		abs := s.read + 1
 		pkt := s.slot(abs)
 		wire.AppendDataHeader(pkt[:0], uint16(abs))
-		n, err := s.readBlock(pkt[wire.HeaderSize:])
+		p := pkt[wire.HeaderSize:]
+		if size >= 0 {
+			p = p[:min(int64(len(p)), size-s.got)] // no further than the size
+		}
+		n, err := s.readBlock(p)
+		s.got += int64(n)
 		switch {
 		case err == io.EOF || err == io.ErrUnexpectedEOF:
+			if size >= 0 && s.got < size {
+				return fmt.Errorf("%w: the content ended at byte %d of its size %d", errFileChanged, s.got, size)
+			}
 			s.last = abs
 		case err != nil:
 			return fmt.Errorf("gateway: reading content: %w", err)
+		case size >= 0 && n < s.p.blksize: // the size is reached: the final block
+			if err := s.expectEnd(); err != nil {
+				return err
+			}
+			s.last = abs
 		}
 		s.slotLen[s.slotIndex(abs)] = wire.HeaderSize + n
 		s.read = abs
@@ -453,6 +473,28 @@ func (s *session) readBlock(p []byte) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// expectEnd checks that a content whose declared size has been read
+// ends there.
+func (s *session) expectEnd() error {
+	if s.eof {
+		return nil
+	}
+	var one [1]byte
+	for range maxEmptyReads {
+		m, err := s.r.Read(one[:])
+		switch {
+		case m > 0:
+			return fmt.Errorf("%w: the content is longer than its size %d", errFileChanged, s.got)
+		case err == io.EOF:
+			s.eof = true
+			return nil
+		case err != nil:
+			return fmt.Errorf("gateway: reading content: %w", err)
+		}
+	}
+	return fmt.Errorf("gateway: reading content: %w", io.ErrNoProgress)
 }
 
 // armWatchdog starts the timer that cancels the session's context (so that

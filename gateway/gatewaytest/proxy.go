@@ -475,8 +475,11 @@ func (p *Proxy) emit(d *pending, delay time.Duration) {
 
 func (p *Proxy) write(d *pending) {
 	for range d.copies {
-		if _, err := d.conn.WriteToUDPAddrPort(d.pkt, d.to); err == nil {
-			p.relayed[d.dir].Add(1)
+		// Counted before the write: the receiver may act on the datagram
+		// (a session end, and a test reading Stats) before the write returns.
+		p.relayed[d.dir].Add(1)
+		if _, err := d.conn.WriteToUDPAddrPort(d.pkt, d.to); err != nil {
+			p.relayed[d.dir].Add(-1)
 		}
 	}
 }
