@@ -20,7 +20,7 @@ const bigBlock = 65464
 // mappedFixture is a file of size bytes opened as FileServer opens it, a
 // session socket and a client socket that never reads (the kernel drops
 // what does not fit).
-func mappedFixture(t testing.TB, size int) (*fileContent, *net.UDPConn, netip.AddrPort) {
+func mappedFixture(t testing.TB, size int) (*fileContent, sessionConn, netip.AddrPort) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "f")
 	if err := os.WriteFile(path, make([]byte, size), 0o644); err != nil {
@@ -41,14 +41,15 @@ func mappedFixture(t testing.TB, size int) (*fileContent, *net.UDPConn, netip.Ad
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { client.Close() })
-	return &fileContent{f: f, size: int64(size)}, conn, client.LocalAddr().(*net.UDPAddr).AddrPort()
+	to := client.LocalAddr().(*net.UDPAddr).AddrPort()
+	return &fileContent{f: f, size: int64(size)}, newFastConn(conn, to), to
 }
 
 // TestFileSenderUsedFor: only a FileServer file, non-empty, with blocks
 // too large for segmentation, on a session's own socket is sent from its
 // pages; everything else takes the window path.
 func TestFileSenderUsedFor(t *testing.T) {
-	fc, conn, client := mappedFixture(t, 3*bigBlock)
+	fc, conn, _ := mappedFixture(t, 3*bigBlock)
 	empty, _, _ := mappedFixture(t, 0)
 	seeked, _, _ := mappedFixture(t, 3*bigBlock)
 	if _, err := seeked.Seek(100, io.SeekStart); err != nil {
@@ -71,7 +72,7 @@ func TestFileSenderUsedFor(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := newFileSender(tt.content, tt.conn, client, tt.blksize)
+			f := newFileSender(tt.content, tt.conn, tt.blksize)
 			if got := f != nil; got != tt.want {
 				t.Fatalf("sent from the file: %v, want %v", got, tt.want)
 			}
@@ -85,8 +86,8 @@ func TestFileSenderUsedFor(t *testing.T) {
 // TestFileSenderAllocsPerPacket: a block sent from the file allocates
 // nothing.
 func TestFileSenderAllocsPerPacket(t *testing.T) {
-	fc, conn, client := mappedFixture(t, 4*bigBlock)
-	f := newFileSender(fc, conn, client, bigBlock)
+	fc, conn, _ := mappedFixture(t, 4*bigBlock)
+	f := newFileSender(fc, conn, bigBlock)
 	if f == nil {
 		t.Fatal("no file sender")
 	}
@@ -107,8 +108,8 @@ func TestFileSenderAllocsPerPacket(t *testing.T) {
 // blocks leave the process's resident set every releaseBytes, at page
 // boundaries, so serving a large file does not grow the RSS by its size.
 func TestFileSenderReleasesAcknowledgedPages(t *testing.T) {
-	fc, conn, client := mappedFixture(t, 12<<20)
-	f := newFileSender(fc, conn, client, bigBlock)
+	fc, conn, _ := mappedFixture(t, 12<<20)
+	f := newFileSender(fc, conn, bigBlock)
 	if f == nil {
 		t.Fatal("no file sender")
 	}
@@ -123,8 +124,8 @@ func TestFileSenderReleasesAcknowledgedPages(t *testing.T) {
 		{3*releaseBytes + bigBlock, 2*releaseBytes + page}, // the final ACK, past the end: less than releaseBytes on
 	}
 	// A regression test: the final ACK once sliced past the mapping.
-	fc2, conn2, client2 := mappedFixture(t, 2*releaseBytes+1000)
-	f2 := newFileSender(fc2, conn2, client2, bigBlock)
+	fc2, conn2, _ := mappedFixture(t, 2*releaseBytes+1000)
+	f2 := newFileSender(fc2, conn2, bigBlock)
 	defer f2.close()
 	f2.release(2*releaseBytes + bigBlock)
 	if f2.released != 2*releaseBytes {
@@ -159,7 +160,7 @@ func BenchmarkLargeBlockSend(b *testing.B) {
 		}
 	})
 	b.Run("file", func(b *testing.B) {
-		f := newFileSender(fc, conn, client, bigBlock)
+		f := newFileSender(fc, conn, bigBlock)
 		defer f.close()
 		b.SetBytes(bigBlock)
 		b.ReportAllocs()

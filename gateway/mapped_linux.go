@@ -7,7 +7,6 @@ package gateway
 import (
 	"fmt"
 	"io"
-	"net/netip"
 	"syscall"
 	"unsafe"
 
@@ -38,9 +37,9 @@ import (
 // It is used for blocks too large for UDP segmentation to batch (see
 // [mappedMinBlock]), on a session's own socket.
 type fileSender struct {
-	rc   syscall.RawConn
-	mm   []byte // the file, mapped; never read by Go code
-	size int64  // the bytes sent: the size when the file was opened
+	sock *fastConn // the session's socket
+	mm   []byte    // the file, mapped; never read by Go code
+	size int64     // the bytes sent: the size when the file was opened
 
 	// released is where the mapping's resident pages start: the pages of
 	// blocks acknowledged are dropped from the process (madvise) so that
@@ -51,8 +50,6 @@ type fileSender struct {
 	hdr   [wire.HeaderSize]byte
 	iov   [2]unix.Iovec
 	msg   unix.Msghdr
-	sa4   unix.RawSockaddrInet4
-	sa6   unix.RawSockaddrInet6
 	err   error
 	write func(fd uintptr) bool // f.sendmsg, bound once
 
@@ -77,23 +74,19 @@ const mappedMinBlock = gsoMaxBytes/2 - wire.HeaderSize + 1
 // its pages are dropped from the process.
 const releaseBytes = 4 << 20
 
-// newFileSender returns a sender of c's blocks to client over conn, or nil
-// when c is not a mappable file or conn not a session's own socket.
-func newFileSender(c Content, conn sessionConn, client netip.AddrPort, blksize int) *fileSender {
+// newFileSender returns a sender of c's blocks over conn, or nil when c is
+// not a mappable file or conn not a session's own socket.
+func newFileSender(c Content, conn sessionConn, blksize int) *fileSender {
 	fc, ok := c.(*fileContent)
 	if !ok || blksize < mappedMinBlock || fc.size <= 0 || int64(int(fc.size)) != fc.size {
 		return nil
 	}
-	uc := udpConn(conn)
-	if uc == nil {
+	sock, ok := conn.(*fastConn)
+	if !ok {
 		return nil
 	}
 	if pos, err := fc.f.Seek(0, io.SeekCurrent); err != nil || pos != 0 {
 		return nil // read or seeked by a handler: the window path reads on from there
-	}
-	rc, err := uc.SyscallConn()
-	if err != nil {
-		return nil
 	}
 	sc, err := fc.f.SyscallConn()
 	if err != nil {
@@ -106,19 +99,9 @@ func newFileSender(c Content, conn sessionConn, client netip.AddrPort, blksize i
 	}); err != nil || merr != nil {
 		return nil // a file system without mmap: the window path reads it
 	}
-	f := &fileSender{rc: rc, mm: mm, size: fc.size, raw: true, file: sc}
-	if a := client.Addr(); a.Is4() {
-		f.sa4 = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: a.As4()}
-		putPort(&f.sa4.Port, client.Port())
-		f.msg.Name = (*byte)(unsafe.Pointer(&f.sa4))
-		f.msg.Namelen = unix.SizeofSockaddrInet4
-	} else {
-		f.sa6 = unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: a.As16()}
-		putPort(&f.sa6.Port, client.Port())
-		f.sa6.Scope_id = zoneIndex(a.Zone())
-		f.msg.Name = (*byte)(unsafe.Pointer(&f.sa6))
-		f.msg.Namelen = unix.SizeofSockaddrInet6
-	}
+	f := &fileSender{sock: sock, mm: mm, size: fc.size, raw: true, file: sc}
+	f.msg.Name = (*byte)(sock.sa) // the client's address, which sock keeps
+	f.msg.Namelen = uint32(sock.saLen)
 	f.iov[0].Base = &f.hdr[0]
 	f.iov[0].SetLen(wire.HeaderSize)
 	f.msg.Iov = &f.iov[0]
@@ -179,7 +162,7 @@ func (f *fileSender) send(blk uint16, off int64, n int) error {
 		f.msg.Iovlen = 2
 	}
 	f.err = nil
-	if err := f.rc.Write(f.write); err != nil {
+	if err := f.sock.rc.Write(f.write); err != nil {
 		return err
 	}
 	if f.err == unix.EFAULT {

@@ -129,7 +129,7 @@ func (s *session) run() {
 	s.st.BlockSize, s.st.WindowSize = s.p.blksize, s.p.windowsize
 	s.rto = newRTO(s.p.timeout, s.c.minTimeout, !s.p.clientTimeout)
 	if s.req.Mode != "netascii" {
-		s.zc = newFileSender(content, s.conn, s.client, s.p.blksize)
+		s.zc = newFileSender(content, s.conn, s.p.blksize)
 	}
 	for _, o := range s.p.oack {
 		s.st.NegotiatedOptions = append(s.st.NegotiatedOptions, Option(o))
