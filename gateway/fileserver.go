@@ -68,6 +68,20 @@ func (c *fileContent) Seek(off int64, whence int) (int64, error) { return c.f.Se
 
 func (c *fileContent) Info() ContentInfo { return ContentInfo{ETag: c.etag} }
 
+// unchanged reports, with an error wrapping errFileChanged, a file that is
+// no longer the one opened: another size, modification or change time
+// (a rewrite in place, even of the same length, or a chmod).
+func (c *fileContent) unchanged() error {
+	fi, err := c.f.Stat()
+	if err != nil {
+		return fmt.Errorf("gateway: stat: %w", err)
+	}
+	if now := fileETag(fi); now != c.etag {
+		return fmt.Errorf("%w: version %s, %s when opened", errFileChanged, now, c.etag)
+	}
+	return nil
+}
+
 // fileETag is "<size>-<mtime ns>", in hex, followed where the system tells
 // them by "-<ctime ns>-<inode>" (see FileServer).
 func fileETag(fi os.FileInfo) string {

@@ -7,7 +7,6 @@ package gateway
 import (
 	"fmt"
 	"io"
-	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -27,8 +26,9 @@ import (
 // (EFAULT, nothing is sent) where Go code reading them would raise
 // SIGBUS, and the session ends with ERROR 0 "file changed while being
 // sent". Bytes past the new end but inside its last page are mapped as
-// zeros, so the final block is sent only after the file's size is checked
-// again. (The window path finds the same with a short read.)
+// zeros, so the final block is sent only after the file is checked to be
+// the one opened (size, modification and change time), which also catches
+// a rewrite in place. (The window path does the same at the content's end.)
 //
 // The pages of each new stretch of blocks are faulted in ahead of their
 // sends (see prepare), so that a send, which then cannot wait for a disk,
@@ -57,11 +57,7 @@ type fileSender struct {
 	// pages in (MADV_POPULATE_READ, Linux 5.14+).
 	raw bool
 
-	// The file, for the size check before the final block.
-	file  syscall.RawConn
-	st    unix.Stat_t
-	stErr error
-	fstat func(fd uintptr) // f.stat, bound once
+	fc *fileContent // checked before the final block is sent
 }
 
 // mappedMinBlock is the smallest block sent from the mapping: blocks
@@ -99,18 +95,15 @@ func newFileSender(c Content, conn sessionConn, blksize int) *fileSender {
 	}); err != nil || merr != nil {
 		return nil // a file system without mmap: the window path reads it
 	}
-	f := &fileSender{sock: sock, mm: mm, size: fc.size, raw: true, file: sc}
+	f := &fileSender{sock: sock, mm: mm, size: fc.size, raw: true, fc: fc}
 	f.msg.Name = (*byte)(sock.sa) // the client's address, which sock keeps
 	f.msg.Namelen = uint32(sock.saLen)
 	f.iov[0].Base = &f.hdr[0]
 	f.iov[0].SetLen(wire.HeaderSize)
 	f.msg.Iov = &f.iov[0]
 	f.write = f.sendmsg
-	f.fstat = f.stat
 	return f
 }
-
-func (f *fileSender) stat(fd uintptr) { f.stErr = unix.Fstat(int(fd), &f.st) }
 
 // putPort stores port in network byte order.
 func putPort(p *uint16, port uint16) {
@@ -148,10 +141,9 @@ func (f *fileSender) prepare(off, end int64) error {
 // send sends block blk: the n bytes of the file from off. An error
 // wrapping errFileChanged means the file no longer has them.
 func (f *fileSender) send(blk uint16, off int64, n int) error {
-	if off+int64(n) == f.size { // the final block: is the file still whole?
-		f.stErr = nil
-		if err := f.file.Control(f.fstat); err != nil || f.stErr != nil || f.st.Size < f.size {
-			return fmt.Errorf("%w: %d bytes now, %d when opened", errFileChanged, f.st.Size, f.size)
+	if off+int64(n) == f.size { // the final block: is the file still the one opened?
+		if err := f.fc.unchanged(); err != nil {
+			return err
 		}
 	}
 	wire.AppendDataHeader(f.hdr[:0], blk)

@@ -3,6 +3,7 @@
 package gateway_test
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -201,4 +202,73 @@ func TestLargeBlocksFromFileCutInsideItsLastPage(t *testing.T) {
 	if st := ts.nextStats(t); st.Outcome != gateway.OutcomeError {
 		t.Errorf("outcome %v, want error", st.Outcome)
 	}
+}
+
+// TestFileRewrittenInPlaceUnderATransfer is a regression test: a file
+// rewritten in place (cp, os.WriteFile: truncate, then write) with other
+// bytes, longer or of the same length, or appended to, while a transfer
+// runs went out as a complete download mixing both versions when its
+// blocks came from the mapping (and, for a same-length rewrite, from the
+// window too). The file is now checked to be the one opened (size,
+// modification and change time) before the final block.
+func TestFileRewrittenInPlaceUnderATransfer(t *testing.T) {
+	const size = 3*65464 + 1000
+	tests := []struct {
+		name    string
+		blksize int
+		change  func(path string, old []byte) error
+	}{
+		{"mapped_rewritten_longer", 65464, func(p string, old []byte) error {
+			return os.WriteFile(p, bytes.Repeat([]byte{0xAA}, len(old)+5000), 0o644)
+		}},
+		{"mapped_rewritten_same_length", 65464, func(p string, old []byte) error {
+			return os.WriteFile(p, bytes.Repeat([]byte{0xAA}, len(old)), 0o644)
+		}},
+		{"mapped_appended", 65464, func(p string, _ []byte) error { return appendTo(p, []byte("more")) }},
+		{"window_rewritten_same_length", 8192, func(p string, old []byte) error {
+			return os.WriteFile(p, bytes.Repeat([]byte{0xAA}, len(old)), 0o644)
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			content := pattern(size)
+			ts, path := serveDir(t, "udp4", "127.0.0.1:0", "big.bin", content)
+			c := newClient(t, ts.addr)
+			c.rrq("big.bin", "octet", "blksize", strconv.Itoa(tt.blksize))
+			c.recv(5 * time.Second)
+			c.ack(0)
+			c.expect(data(1, content[:tt.blksize]))
+			time.Sleep(20 * time.Millisecond) // a change time the file system can tell apart
+			if err := tt.change(path, content); err != nil {
+				t.Fatal(err)
+			}
+			last := uint16(size/tt.blksize + 1)
+			for blk := uint16(1); ; blk++ {
+				c.ack(blk)
+				p, _ := c.recv(5 * time.Second)
+				if bytes.Equal(p, errPkt(0, "file changed while being sent")) {
+					break
+				}
+				if blk+1 == last || len(p) < 4 || p[1] != 3 {
+					t.Fatalf("after the file changed, block %d: got %q, want ERROR 0 before the final block", blk+1, trim(p))
+				}
+			}
+			if st := ts.nextStats(t); st.Outcome != gateway.OutcomeError {
+				t.Errorf("outcome %v, want error", st.Outcome)
+			}
+		})
+	}
+}
+
+func appendTo(path string, b []byte) error {
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }

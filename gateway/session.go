@@ -62,6 +62,7 @@ type session struct {
 	rto     rtoEstimator
 	content Content
 	r       io.Reader
+	raw     *countingReader // netascii mode: the content under the conversion
 
 	buf      *[]byte     // pooled: recv | scratch | window slots
 	reserved int64       // bytes of buf accounted in the server's window memory
@@ -121,7 +122,8 @@ func (s *session) run() {
 	size := content.Size()
 	s.r = content
 	if s.req.Mode == "netascii" {
-		s.r = netascii.NewReader(content)
+		s.raw = &countingReader{r: content}
+		s.r = netascii.NewReader(s.raw)
 		size = -1 // the converted length is not known before reading
 	}
 	s.st.TransferSize = size
@@ -393,11 +395,17 @@ func (s *session) fill() error {
 			if size >= 0 && s.got < size {
 				return fmt.Errorf("%w: the content ended at byte %d of its size %d", errFileChanged, s.got, size)
 			}
+			if err := s.checkEnded(); err != nil {
+				return err
+			}
 			s.last = abs
 		case err != nil:
 			return fmt.Errorf("gateway: reading content: %w", err)
 		case size >= 0 && n < s.p.blksize: // the size is reached: the final block
 			if err := s.expectEnd(); err != nil {
+				return err
+			}
+			if err := s.checkEnded(); err != nil {
 				return err
 			}
 			s.last = abs
@@ -495,6 +503,35 @@ func (s *session) expectEnd() error {
 		}
 	}
 	return fmt.Errorf("gateway: reading content: %w", io.ErrNoProgress)
+}
+
+// checkEnded checks, once the content has ended and before its final
+// block is sent, that it was the content that began: in netascii mode, as
+// long as it declared (counted before the conversion), and a file of
+// FileServer's still the file opened (a rewrite in place of the same
+// length would otherwise go out as a mix of both).
+func (s *session) checkEnded() error {
+	if s.raw != nil {
+		if d := s.content.Size(); d >= 0 && s.raw.n != d {
+			return fmt.Errorf("%w: the content had %d bytes of its size %d", errFileChanged, s.raw.n, d)
+		}
+	}
+	if fc, ok := s.content.(*fileContent); ok {
+		return fc.unchanged()
+	}
+	return nil
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // armWatchdog starts the timer that cancels the session's context (so that

@@ -17,25 +17,31 @@ import (
 func TestRFC2349_ContentKeepsItsSize(t *testing.T) {
 	tests := []struct {
 		name     string
+		mode     string
 		declared int64
 		actual   int
 		wantFull int // full blocks the client gets before the ERROR
 	}{
-		{"shorter_inside_a_block", 1000, 700, 1},
-		{"shorter_at_a_block_boundary", 1024, 512, 1},
-		{"shorter_empty", 100, 0, 0},
-		{"longer_inside_a_block", 600, 700, 1},
-		{"longer_after_a_multiple_of_the_block_size", 1024, 1100, 2},
+		{"shorter_inside_a_block", "octet", 1000, 700, 1},
+		{"shorter_at_a_block_boundary", "octet", 1024, 512, 1},
+		{"shorter_empty", "octet", 100, 0, 0},
+		{"longer_inside_a_block", "octet", 600, 700, 1},
+		{"longer_after_a_multiple_of_the_block_size", "octet", 1024, 1100, 2},
+		// netascii sends no tsize (the converted length is not known), but
+		// the content's own bytes are still counted against its size: a
+		// regression test, a truncated file went out as complete.
+		{"netascii_shorter", "netascii", 1000, 10, 0},
+		{"netascii_longer", "netascii", 5, 10, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			content := pattern(tt.actual)
+			content := bytes.Repeat([]byte("0123456789"), 1+tt.actual/10)[:tt.actual] // no netascii conversion
 			h := gateway.HandlerFunc(func(context.Context, *gateway.Request) (gateway.Content, error) {
 				return gateway.NewContent(io.NopCloser(bytes.NewReader(content)), tt.declared), nil
 			})
 			ts := startServer(t, h, nil)
 			c := newClient(t, ts.addr)
-			c.rrq("f", "octet")
+			c.rrq("f", tt.mode)
 			for i := 1; i <= tt.wantFull; i++ {
 				c.expect(data(uint16(i), content[(i-1)*512:i*512]))
 				c.ack(uint16(i))
