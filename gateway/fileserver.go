@@ -22,10 +22,11 @@ import (
 //
 // On Linux, blocks larger than 32496 bytes (too large for UDP segmentation
 // to send several at once) of its files are sent straight from the file's
-// pages, copied once by the kernel instead of twice. A file that shrinks
-// or grows while a transfer runs ends it with ERROR 0 "file changed while
-// being sent" once the difference is reached, whatever the block size
-// (see Content).
+// pages, copied once by the kernel instead of twice. A file that shrinks,
+// grows or is rewritten in place while a transfer runs (its ETag changes)
+// ends it with ERROR 0 "file changed while being sent" before the final
+// block, whatever the block size (see Content); one replaced by a rename
+// is served whole from the file that was opened.
 func FileServer(root *os.Root) Handler {
 	return HandlerFunc(func(ctx context.Context, req *Request) (Content, error) {
 		// O_NONBLOCK keeps a FIFO from blocking the open; it is refused below.
