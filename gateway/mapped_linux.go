@@ -39,7 +39,6 @@ import (
 type fileSender struct {
 	sock *fastConn // the session's socket
 	mm   []byte    // the file, mapped; never read by Go code
-	size int64     // the bytes sent: the size when the file was opened
 
 	// released is where the mapping's resident pages start: the pages of
 	// blocks acknowledged are dropped from the process (madvise) so that
@@ -57,7 +56,7 @@ type fileSender struct {
 	// pages in (MADV_POPULATE_READ, Linux 5.14+).
 	raw bool
 
-	fc *fileContent // checked before the final block is sent
+	fc *fileContent // its size is what is sent; checked before the final block
 }
 
 // mappedMinBlock is the smallest block sent from the mapping: blocks
@@ -95,7 +94,7 @@ func newFileSender(c Content, conn sessionConn, blksize int) *fileSender {
 	}); err != nil || merr != nil {
 		return nil // a file system without mmap: the window path reads it
 	}
-	f := &fileSender{sock: sock, mm: mm, size: fc.size, raw: true, fc: fc}
+	f := &fileSender{sock: sock, mm: mm, raw: true, fc: fc}
 	f.msg.Name = (*byte)(sock.sa) // the client's address, which sock keeps
 	f.msg.Namelen = uint32(sock.saLen)
 	f.iov[0].Base = &f.hdr[0]
@@ -141,7 +140,7 @@ func (f *fileSender) prepare(off, end int64) error {
 // send sends block blk: the n bytes of the file from off. An error
 // wrapping errFileChanged means the file no longer has them.
 func (f *fileSender) send(blk uint16, off int64, n int) error {
-	if off+int64(n) == f.size { // the final block: is the file still the one opened?
+	if off+int64(n) == f.fc.size { // the final block: is the file still the one opened?
 		if err := f.fc.unchanged(); err != nil {
 			return err
 		}

@@ -4,7 +4,7 @@ package gateway
 
 // fileSender is implemented for Linux (but 386 and s390x) only; elsewhere
 // blocks are always sent from the window.
-type fileSender struct{ size int64 }
+type fileSender struct{}
 
 func newFileSender(Content, sessionConn, int) *fileSender { return nil }
 

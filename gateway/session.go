@@ -423,18 +423,18 @@ func (s *session) fill() error {
 // whose blocks are sent from the file: their lengths follow from its size,
 // and their pages are faulted in.
 func (s *session) planBlocks(limit uint64) error {
-	bs := int64(s.p.blksize)
+	bs, size := int64(s.p.blksize), s.st.TransferSize // the file's, in octet mode
 	from := int64(s.read) * bs
 	for s.read < limit && (s.last == 0 || s.read < s.last) {
 		abs := s.read + 1
-		n := min(bs, max(s.zc.size-int64(abs-1)*bs, 0))
+		n := min(bs, max(size-int64(abs-1)*bs, 0))
 		if n < bs {
 			s.last = abs
 		}
 		s.slotLen[s.slotIndex(abs)] = wire.HeaderSize + int(n)
 		s.read = abs
 	}
-	return s.zc.prepare(from, min(int64(s.read)*bs, s.zc.size))
+	return s.zc.prepare(from, min(int64(s.read)*bs, size))
 }
 
 // stalled reports whether the read watchdog ended the session.
