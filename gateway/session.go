@@ -34,8 +34,9 @@ const (
 var errShutdown = &Error{Code: ErrNotDefined, Message: "server shutting down"}
 
 // errFileChanged ends a session whose content turned out shorter or
-// longer than the size it declared (and told the client in tsize): a file
-// truncated or rewritten under the transfer, or a backend's mistake.
+// longer than the size it declared (and told the client in tsize), or
+// whose file is no longer the one opened: a file truncated or rewritten
+// under the transfer, or a backend's mistake.
 var errFileChanged = &Error{Code: ErrNotDefined, Message: "file changed while being sent"}
 
 // errStalled is the cause the read watchdog cancels a session with, and
