@@ -46,6 +46,7 @@ import (
 	"github.com/tftpgw/tftpgw/gateway"
 	"github.com/tftpgw/tftpgw/gateway/gatewaytest"
 	"github.com/tftpgw/tftpgw/gateway/remote"
+	"github.com/tftpgw/tftpgw/internal/syncbuf"
 	"github.com/tftpgw/tftpgw/internal/tftpclient"
 	tftpgwv1 "github.com/tftpgw/tftpgw/proto/tftpgw/v1"
 )
@@ -195,30 +196,12 @@ func lastLine(b []byte) string {
 
 // --- backend processes ---------------------------------------------------
 
-// logBuffer collects a process's output.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
 // proc is a running backend process.
 type proc struct {
 	b    backend
 	cmd  *exec.Cmd
 	addr string // host:port it serves on
-	logs *logBuffer
+	logs *syncbuf.Buffer
 	done chan struct{} // closed when it has exited
 	err  error         // Wait's result, once done is closed
 	once sync.Once
@@ -229,7 +212,7 @@ type proc struct {
 func start(t *testing.T, b backend, root, listen string) *proc {
 	t.Helper()
 	args := b.command(root, listen)
-	p := &proc{b: b, cmd: exec.Command(args[0], args[1:]...), logs: &logBuffer{}, done: make(chan struct{})}
+	p := &proc{b: b, cmd: exec.Command(args[0], args[1:]...), logs: &syncbuf.Buffer{}, done: make(chan struct{})}
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
 	p.cmd.WaitDelay = 5 * time.Second
 	if err := p.cmd.Start(); err != nil {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tftpgw/tftpgw/gateway"
+	"github.com/tftpgw/tftpgw/internal/syncbuf"
 	"github.com/tftpgw/tftpgw/internal/tftpclient"
 )
 
@@ -21,7 +22,7 @@ func TestLimits(t *testing.T) {
 	content := pattern(5000)
 	busy := errPkt(0, "server busy") // requests long enough for the whole message
 	t.Run("MaxSessions", func(t *testing.T) {
-		var logged syncBuffer
+		var logged syncbuf.Buffer
 		ts := startServer(t, files{"pxelinux.0": content}, func(s *gateway.Server) {
 			s.MaxSessions = 1
 			s.Logger = slog.New(slog.NewTextHandler(&logged, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -158,22 +159,4 @@ func TestBurstOfBootsAtDefaults(t *testing.T) {
 	if failed > 0 || st.BusyRefusals > 0 || st.Sessions[gateway.OutcomeOK] != clients {
 		t.Errorf("%d of %d failed; %d busy refusals; %d ok sessions", failed, clients, st.BusyRefusals, st.Sessions[gateway.OutcomeOK])
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for a logger and a test to share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -1,37 +1,19 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"flag"
 	"log/slog"
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/tftpgw/tftpgw/gateway"
 	"github.com/tftpgw/tftpgw/gateway/stats/collector"
+	"github.com/tftpgw/tftpgw/internal/syncbuf"
 )
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func setFlag(t *testing.T, name, value string) {
 	t.Helper()
@@ -47,7 +29,7 @@ func TestSetupStats(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := &syncBuffer{}
+	out := &syncbuf.Buffer{}
 	col := collector.Serve(ln, collector.New(collector.Config{Out: out}))
 	defer func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

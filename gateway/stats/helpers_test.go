@@ -17,29 +17,19 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/tftpgw/tftpgw/gateway/stats/collector"
+	"github.com/tftpgw/tftpgw/internal/syncbuf"
 	tftpgwv1 "github.com/tftpgw/tftpgw/proto/tftpgw/v1"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // lines is an io.Writer that keeps what a collector writes.
-type lines struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *lines) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
+type lines struct{ syncbuf.Buffer }
 
 // events parses the protojson lines written so far.
 func (l *lines) events(t *testing.T) []*tftpgwv1.StatsEvent {
 	t.Helper()
-	l.mu.Lock()
-	data := append([]byte(nil), l.buf.Bytes()...)
-	l.mu.Unlock()
+	data := l.Bytes()
 	var evs []*tftpgwv1.StatsEvent
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(nil, 1<<20)

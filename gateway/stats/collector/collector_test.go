@@ -23,21 +23,11 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/tftpgw/tftpgw/gateway/stats/collector"
+	"github.com/tftpgw/tftpgw/internal/syncbuf"
 	tftpgwv1 "github.com/tftpgw/tftpgw/proto/tftpgw/v1"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
 
 func sessionEvent(edge string, i int) *tftpgwv1.StatsEvent {
 	return &tftpgwv1.StatsEvent{Event: &tftpgwv1.StatsEvent_Session{Session: &tftpgwv1.SessionStats{
@@ -95,7 +85,7 @@ func TestRecordRoundTrip(t *testing.T) {
 }
 
 func TestConcurrentEdges(t *testing.T) {
-	out := &syncBuffer{}
+	out := &syncbuf.Buffer{}
 	sink := collector.New(collector.Config{Out: out})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -153,7 +143,7 @@ func TestConcurrentEdges(t *testing.T) {
 
 	// Every line is a whole event; per edge, in order.
 	next := make(map[string]int)
-	sc := bufio.NewScanner(&out.b)
+	sc := bufio.NewScanner(bytes.NewReader(out.Bytes()))
 	n := 0
 	for sc.Scan() {
 		ev := &tftpgwv1.StatsEvent{}
