@@ -21,7 +21,7 @@ type params struct {
 // negotiate applies RFC 2347 (only requested options are answered, unknown
 // ones are omitted), RFC 2348 (blksize 8..65464, capped, never raised),
 // RFC 2349 (timeout 1..255 echoed exactly; tsize from the content size,
-// omitted when unknown) and RFC 7440 (windowsize 1..65535, capped). An
+// omitted when unknown or 0) and RFC 7440 (windowsize 1..65535, capped). An
 // option with an invalid value is omitted, so the transfer falls back to
 // the RFC 1350 default for it.
 func negotiate(opts []Option, size int64, c *config) params {
@@ -45,7 +45,12 @@ func negotiate(opts []Option, size int64, c *config) params {
 			p.clientTimeout = true
 			p.oack = append(p.oack, wire.Option{Name: o.Name, Value: o.Value})
 		case "tsize":
-			if size < 0 {
+			// An empty content's tsize is left out, as RFC 2347 lets a
+			// server decline any option: curl takes "tsize 0" for an
+			// invalid OACK and gives up without a word, so an empty file
+			// could not be fetched with it. Without tsize it gets the
+			// empty DATA 1 that says the same.
+			if size <= 0 {
 				continue
 			}
 			p.oack = append(p.oack, wire.Option{Name: o.Name, Value: strconv.FormatInt(size, 10)})

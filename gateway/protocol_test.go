@@ -170,6 +170,40 @@ func TestNegotiation(t *testing.T) {
 	}
 }
 
+// TestRFC2349_TsizeLeftOutForEmptyContent: an empty content's size is not
+// acknowledged (RFC 2347 lets a server decline an option), because curl
+// refuses "tsize 0" in an OACK and abandons the transfer silently. The
+// transfer is then the single empty DATA 1.
+func TestRFC2349_TsizeLeftOutForEmptyContent(t *testing.T) {
+	tests := []struct {
+		name     string
+		opts     []string
+		wantOACK []byte // nil: the empty DATA 1 comes first
+	}{
+		{"tsize_alone_no_OACK", []string{"tsize", "0"}, nil},
+		{"tsize_with_blksize_like_curl", []string{"tsize", "0", "blksize", "512", "timeout", "6"}, oack("blksize", "512", "timeout", "6")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := gateway.HandlerFunc(func(context.Context, *gateway.Request) (gateway.Content, error) {
+				return gateway.NewContent(bytesReader(nil), 0), nil
+			})
+			ts := startServer(t, h, nil)
+			c := newClient(t, ts.addr)
+			c.rrq("empty", "octet", tt.opts...)
+			if tt.wantOACK != nil {
+				c.expect(tt.wantOACK)
+				c.ack(0)
+			}
+			c.expect(data(1, nil))
+			c.ack(1)
+			if st := ts.nextStats(t); st.Outcome != gateway.OutcomeOK || st.TransferSize != 0 {
+				t.Fatalf("outcome %v, size %d; want ok, 0", st.Outcome, st.TransferSize)
+			}
+		})
+	}
+}
+
 func bytesReader(b []byte) io.Reader { return &sliceReader{b: b} }
 
 type sliceReader struct{ b []byte }
