@@ -210,3 +210,21 @@ func TestReadErrorEndsSession(t *testing.T) {
 	}
 	putBuf(s.buf)
 }
+
+// TestWatchdogStopsForGood: the watchdog's timer rearms itself while the
+// session lives; once the session has ended it must not, or it would fire
+// every readLimit for as long as the process runs.
+func TestWatchdogStopsForGood(t *testing.T) {
+	s := newTestSession(1, 512, 1, &ackingConn{window: 1, blksize: 512})
+	s.beginRead()
+	s.readStart.Store(0)
+	s.checkStall() // while the session lives: rearms
+	if !s.watchdog.Stop() {
+		t.Fatal("the watchdog did not rearm while the session lived")
+	}
+	s.stopWatchdog()
+	s.checkStall() // a firing that raced the session's end
+	if s.watchdog.Stop() {
+		t.Fatal("the watchdog rearmed after the session ended")
+	}
+}

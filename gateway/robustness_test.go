@@ -1,6 +1,7 @@
 package gateway_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tftpgw/tftpgw/gateway"
+	"github.com/tftpgw/tftpgw/gateway/internal/wire"
 )
 
 // Regression tests for bugs found in review.
@@ -104,6 +106,45 @@ func TestMisbehavingContent(t *testing.T) {
 		c := newClient(t, ts.addr)
 		c.rrq("f", "octet")
 		c.expect(errPkt(0, "timeout"))
+		if st := ts.nextStats(t); st.Outcome != gateway.OutcomeError {
+			t.Errorf("outcome %v", st.Outcome)
+		}
+	})
+	t.Run("stall_in_a_later_fill_gets_the_whole_limit", func(t *testing.T) {
+		// The watchdog's timer is armed once, by the first fill, and rearms
+		// itself: a stall in a later fill is caught (Timeout 100 ms,
+		// Retries 1: a 200 ms limit), and only once the limit has passed
+		// since that fill began, not since the timer was armed.
+		h := gateway.HandlerFunc(func(ctx context.Context, _ *gateway.Request) (gateway.Content, error) {
+			n := 0
+			return &funcContent{read: func(p []byte) (int, error) {
+				if n++; n == 1 {
+					return copy(p, make([]byte, 512)), nil
+				}
+				<-ctx.Done()
+				return 0, ctx.Err()
+			}, close: func() error { return nil }, size: -1}, nil
+		})
+		ts := startServer(t, h, func(s *gateway.Server) { s.Timeout, s.Retries = 100*time.Millisecond, 1 })
+		c := newClient(t, ts.addr)
+		c.rrq("f", "octet")
+		c.expect(data(1, make([]byte, 512)))
+		time.Sleep(150 * time.Millisecond) // DATA 1 may be resent meanwhile
+		c.ack(1)
+		acked := time.Now()
+		for {
+			b, _ := c.recv(2 * time.Second)
+			if op, _ := wire.PacketOpcode(b); op == wire.OpDATA {
+				continue // a resend of DATA 1
+			}
+			if !bytes.Equal(b, errPkt(0, "timeout")) {
+				t.Fatalf("got %q, want ERROR 0 timeout", b)
+			}
+			break
+		}
+		if d := time.Since(acked); d < 190*time.Millisecond {
+			t.Errorf("the stalled fill was given up after %v, before its 200 ms", d)
+		}
 		if st := ts.nextStats(t); st.Outcome != gateway.OutcomeError {
 			t.Errorf("outcome %v", st.Outcome)
 		}

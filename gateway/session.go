@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/tftpgw/tftpgw/gateway/internal/netascii"
@@ -94,8 +95,22 @@ type session struct {
 
 	giveUpAt time.Time // the session times out if nothing comes by then
 
-	cancel   context.CancelCauseFunc // cancels ctx
-	watchdog *time.Timer             // cancels ctx with errStalled when a content read stalls
+	cancel context.CancelCauseFunc // cancels ctx
+
+	// armed is the read deadline last set on conn. Deadlines are moved
+	// lazily (see recv): one that is earlier than needed stays, and is
+	// pushed back when it expires, so that a session does not reset a
+	// runtime timer for every packet.
+	armed time.Time
+
+	// The read watchdog cancels ctx with errStalled when a content read
+	// takes longer than readLimit. Its timer is armed once and rearms
+	// itself; a fill only marks its start and end, so that no timer is
+	// reset per block (see beginRead).
+	watchdog  *time.Timer
+	wdBase    time.Time    // readStart is measured from here (monotonic)
+	readStart atomic.Int64 // ns after wdBase (+1) when the fill in progress began; 0: none
+	wdStopped atomic.Bool  // the session has ended: the timer must not rearm
 }
 
 // run performs the session and reports it. It never panics.
@@ -298,7 +313,10 @@ func (s *session) recv(deadline *time.Time, retries *int, resend func()) (int, b
 			s.fail(s.sendErr)
 			return 0, false
 		}
-		s.conn.SetReadDeadline(*deadline)
+		if s.armed.IsZero() || deadline.Before(s.armed) {
+			s.conn.SetReadDeadline(*deadline)
+			s.armed = *deadline
+		}
 		if s.ctx.Err() != nil {
 			switch {
 			case s.superseded():
@@ -320,6 +338,13 @@ func (s *session) recv(deadline *time.Time, retries *int, resend func()) (int, b
 				return 0, false
 			}
 			if s.ctx.Err() != nil {
+				continue
+			}
+			if time.Now().Before(*deadline) {
+				// An earlier deadline left in place (see armed), or the
+				// clock of the socket's timer ran ahead: not a timeout yet.
+				s.conn.SetReadDeadline(*deadline)
+				s.armed = *deadline
 				continue
 			}
 			if *retries >= s.c.retries {
@@ -378,8 +403,8 @@ func (s *session) fill() error {
 	if s.zc != nil {
 		return s.planBlocks(limit)
 	}
-	s.armWatchdog()
-	defer s.watchdog.Stop()
+	s.beginRead()
+	defer s.readStart.Store(0)
 	size := s.st.TransferSize // -1 when unknown (and in netascii mode)
 	for s.read < limit && (s.last == 0 || s.read < s.last) {
 		abs := s.read + 1
@@ -447,7 +472,7 @@ const maxEmptyReads = 100
 
 // readBlock fills p from the content like io.ReadFull, but fails with
 // io.ErrNoProgress on a content that keeps returning nothing (a stall is
-// the watchdog's, see armWatchdog).
+// the watchdog's, see beginRead).
 //
 // A content may return its last bytes together with io.EOF (io.Reader
 // allows it). When they complete the block, the block is not the final
@@ -535,15 +560,45 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// armWatchdog starts the timer that cancels the session's context (so that
-// a content honouring it returns) when filling the window takes longer
-// than the session would wait for a silent client. Armed once per fill,
-// not per block.
-func (s *session) armWatchdog() {
+// beginRead marks the start of a fill for the watchdog, which cancels the
+// session's context (so that a content honouring it returns) when filling
+// the window takes longer than the session would wait for a silent client.
+// The fill clears the mark when it returns.
+func (s *session) beginRead() {
 	if s.watchdog == nil {
-		s.watchdog = time.AfterFunc(s.readLimit(), func() { s.cancel(errStalled) })
-	} else {
-		s.watchdog.Reset(s.readLimit())
+		s.wdBase = time.Now()
+		s.readStart.Store(1)
+		s.watchdog = time.AfterFunc(s.readLimit(), s.checkStall)
+		return
+	}
+	s.readStart.Store(int64(time.Since(s.wdBase)) + 1)
+}
+
+// checkStall runs when the watchdog's timer fires, on the timer's
+// goroutine: it cancels the session when the fill in progress has taken
+// readLimit, and otherwise rearms for when it would have. It touches only
+// atomics and fields set before the timer was created.
+func (s *session) checkStall() {
+	if s.wdStopped.Load() {
+		return
+	}
+	limit := s.readLimit()
+	if start := s.readStart.Load(); start != 0 {
+		elapsed := time.Duration(int64(time.Since(s.wdBase)) + 1 - start)
+		if elapsed >= limit {
+			s.cancel(errStalled)
+			return
+		}
+		limit -= elapsed
+	}
+	s.watchdog.Reset(limit)
+}
+
+// stopWatchdog ends the watchdog for good (the session is over).
+func (s *session) stopWatchdog() {
+	if s.watchdog != nil {
+		s.wdStopped.Store(true)
+		s.watchdog.Stop()
 	}
 }
 
@@ -733,6 +788,7 @@ func (s *session) unknownTID(from netip.AddrPort) {
 
 // finish closes what the session holds, logs one line and reports stats.
 func (s *session) finish() {
+	s.stopWatchdog()
 	if s.zc != nil {
 		if err := s.zc.close(); err != nil {
 			s.c.logger.Warn("unmapping a file", "session", s.req.SessionID, "err", err)
