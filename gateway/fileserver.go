@@ -27,29 +27,47 @@ import (
 // ends it with ERROR 0 "file changed while being sent" before the final
 // block, whatever the block size (see Content); one replaced by a rename
 // is served whole from the file that was opened.
-func FileServer(root *os.Root) Handler {
-	return HandlerFunc(func(ctx context.Context, req *Request) (Content, error) {
-		// O_NONBLOCK keeps a FIFO from blocking the open; it is refused below.
-		f, err := root.OpenFile(req.Path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return nil, err
-			}
-			// Escapes (".." or symbolic links leaving the root), loops
-			// and permission errors are all access violations.
-			return nil, fmt.Errorf("%w: %w", errAccess, err)
+func FileServer(root *os.Root) Handler { return fileServer{root} }
+
+type fileServer struct{ root *os.Root }
+
+func (h fileServer) ServeTFTP(_ context.Context, req *Request) (Content, error) {
+	// O_NONBLOCK keeps a FIFO from blocking the open; it is refused below.
+	f, err := h.root.OpenFile(req.Path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, err
 		}
-		fi, err := f.Stat()
-		if err != nil {
-			f.Close()
-			return nil, fmt.Errorf("gateway: stat %q: %w", req.Path, err)
-		}
-		if !fi.Mode().IsRegular() {
-			f.Close()
-			return nil, fmt.Errorf("%w: %q is %s", ErrNotRegular, req.Path, fi.Mode().Type())
-		}
-		return &fileContent{f: f, size: fi.Size(), etag: fileETag(fi)}, nil
-	})
+		// Escapes (".." or symbolic links leaving the root), loops
+		// and permission errors are all access violations.
+		return nil, fmt.Errorf("%w: %w", errAccess, err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("gateway: stat %q: %w", req.Path, err)
+	}
+	if !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("%w: %q is %s", ErrNotRegular, req.Path, fi.Mode().Type())
+	}
+	return &fileContent{f: f, size: fi.Size(), etag: fileETag(fi)}, nil
+}
+
+// StatContent reports the size and ETag that ServeTFTP's content for req
+// would have, from one stat of the file instead of an open, a stat and a
+// close: the edge cache (gateway/cache) revalidates an entry with it. An
+// error says nothing about what ServeTFTP would answer, only that the
+// file must be opened to know.
+func (h fileServer) StatContent(_ context.Context, req *Request) (int64, ContentInfo, error) {
+	fi, err := h.root.Stat(req.Path)
+	if err != nil {
+		return 0, ContentInfo{}, err
+	}
+	if !fi.Mode().IsRegular() {
+		return 0, ContentInfo{}, fmt.Errorf("%w: %q is %s", ErrNotRegular, req.Path, fi.Mode().Type())
+	}
+	return fi.Size(), ContentInfo{ETag: fileETag(fi)}, nil
 }
 
 var errAccess = &Error{Code: ErrAccessViolation, Message: "access violation"}

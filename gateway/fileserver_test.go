@@ -47,9 +47,18 @@ func TestFileServer(t *testing.T) {
 		{"../" + filepath.Base(outside) + "/secret", "", gateway.ErrAccessViolation},
 		{filepath.Join(outside, "secret"), "", gateway.ErrAccessViolation},
 	}
+	// The edge cache revalidates its entries with StatContent, which must
+	// report what ServeTFTP's content would, and fail where it refuses.
+	st, ok := h.(interface {
+		StatContent(context.Context, *gateway.Request) (int64, gateway.ContentInfo, error)
+	})
+	if !ok {
+		t.Fatal("FileServer has no StatContent")
+	}
 	for _, tt := range tests {
 		t.Run(tt.path, func(t *testing.T) {
 			c, err := h.ServeTFTP(context.Background(), &gateway.Request{Path: tt.path})
+			size, info, serr := st.StatContent(context.Background(), &gateway.Request{Path: tt.path})
 			if tt.wantCode == 0 && tt.want != "" {
 				if err != nil {
 					t.Fatalf("ServeTFTP: %v", err)
@@ -59,10 +68,17 @@ func TestFileServer(t *testing.T) {
 				if string(b) != tt.want || c.Size() != int64(len(tt.want)) {
 					t.Errorf("got %q size %d, want %q", b, c.Size(), tt.want)
 				}
-				if ic, ok := c.(gateway.InfoContent); !ok || ic.Info().ETag == "" {
-					t.Errorf("no ETag")
+				ic, ok := c.(gateway.InfoContent)
+				if !ok || ic.Info().ETag == "" {
+					t.Fatalf("no ETag")
+				}
+				if serr != nil || size != c.Size() || info != ic.Info() {
+					t.Errorf("StatContent: %d %+v %v; the content has %d %+v", size, info, serr, c.Size(), ic.Info())
 				}
 				return
+			}
+			if serr == nil {
+				t.Errorf("StatContent(%q) = %d %+v, want an error", tt.path, size, info)
 			}
 			if err == nil {
 				c.Close()

@@ -88,7 +88,7 @@ type Stats struct {
 	Hits          int64 // sessions served a complete entry
 	Joins         int64 // sessions that joined a fetch in progress
 	Misses        int64 // sessions that started a fetch of cacheable content
-	Revalidations int64 // of Hits and Joins, those that called Next and found the same ETag
+	Revalidations int64 // of Hits and Joins, those that asked Next (or its StatContent) and found the same ETag
 	Passes        int64 // sessions passed through: content not cacheable, too large, or no room
 	FetchErrors   int64 // fetches that failed; their readers got the error
 	Evictions     int64 // entries dropped to make room (not counting replaced ones)
@@ -175,7 +175,7 @@ func (h *Handler) ServeTFTP(ctx context.Context, req *gateway.Request) (gateway.
 		return h.Next.ServeTFTP(ctx, req)
 	}
 	key := req.Path
-	waited := false
+	waited, statted := false, false
 	for {
 		h.mu.Lock()
 		if h.closed {
@@ -187,6 +187,16 @@ func (h *Handler) ServeTFTP(ctx context.Context, req *gateway.Request) (gateway.
 			r := h.attachLocked(e, ctx, false)
 			h.mu.Unlock()
 			return r, nil
+		}
+		if st, ok := h.Next.(stater); ok && e != nil && !statted {
+			// A cached version that must be revalidated, from a Next that
+			// can tell its content's version without opening it.
+			h.mu.Unlock()
+			statted = true
+			if r := h.revalidateByStat(ctx, req, st, e); r != nil {
+				return r, nil
+			}
+			continue
 		}
 		ch, busy := h.pending[key]
 		if busy && !waited {
@@ -216,6 +226,33 @@ func (h *Handler) ServeTFTP(ctx context.Context, req *gateway.Request) (gateway.
 		h.mu.Unlock()
 		return h.open(ctx, req, lead)
 	}
+}
+
+// stater is implemented by gateway.FileServer: the size and version of a
+// request's content, known without opening it.
+type stater interface {
+	StatContent(ctx context.Context, req *gateway.Request) (int64, gateway.ContentInfo, error)
+}
+
+// revalidateByStat serves e when st says that it is still the version of
+// req's content, as open does when Next's content has e's ETag; nil when
+// it is not, or st cannot tell (Next is then called).
+func (h *Handler) revalidateByStat(ctx context.Context, req *gateway.Request, st stater, e *entry) *reader {
+	size, info, err := st.StatContent(ctx, req)
+	if err != nil || info.ETag == "" {
+		return nil
+	}
+	maxAge := info.MaxAge
+	if maxAge <= 0 {
+		maxAge = h.DefaultMaxAge
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed || h.entries[req.Path] != e || e.info.ETag != info.ETag || e.size != size || e.state.Load() == stateFailed {
+		return nil
+	}
+	e.expires = expiry(time.Now(), maxAge)
+	return h.attachLocked(e, ctx, true)
 }
 
 // open calls Next and serves its content: from the cache when it is the

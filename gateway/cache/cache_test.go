@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -653,5 +654,86 @@ func TestLargeRevalidatedContentCachedOnSecondRequest(t *testing.T) {
 	mustGet(t, h, "vmlinuz", data)
 	if st := h.Stats(); st.Passes != 2 {
 		t.Errorf("after a new ETag: %+v", st)
+	}
+}
+
+// statFake is a fake whose Next can also tell a content's version without
+// opening it, as gateway.FileServer can.
+type statFake struct {
+	*fake
+	stats atomic.Int64
+	err   error                                         // StatContent's error, if set
+	lie   func(size int64, etag string) (int64, string) // alters what StatContent reports
+}
+
+func (f *statFake) StatContent(_ context.Context, req *gateway.Request) (int64, gateway.ContentInfo, error) {
+	f.stats.Add(1)
+	if f.err != nil {
+		return 0, gateway.ContentInfo{}, f.err
+	}
+	f.mu.Lock()
+	fl, ok := f.files[req.Path]
+	f.mu.Unlock()
+	if !ok {
+		return 0, gateway.ContentInfo{}, errors.New("no such file")
+	}
+	size, etag := int64(len(fl.data)), fl.etag
+	if f.lie != nil {
+		size, etag = f.lie(size, etag)
+	}
+	return size, gateway.ContentInfo{ETag: etag, MaxAge: fl.maxAge}, nil
+}
+
+// TestRevalidationByStat: a cached entry is revalidated with Next's
+// StatContent when it has one, and Next is called only when that cannot
+// confirm the entry's version.
+func TestRevalidationByStat(t *testing.T) {
+	v1, v2 := pattern(100_000, 40), pattern(100_000, 41)
+	tests := []struct {
+		name      string
+		setup     func(f *statFake)
+		want      []byte
+		wantCalls int64 // Next.ServeTFTP calls over both requests
+	}{
+		{"same_version_served_without_Next", func(*statFake) {}, v1, 1},
+		{"new_version_calls_Next", func(f *statFake) { f.set("k", file{data: v2, etag: "v2"}) }, v2, 2},
+		{"stat_error_calls_Next", func(f *statFake) { f.err = errors.New("EIO") }, v1, 2},
+		{"other_size_calls_Next", func(f *statFake) {
+			f.lie = func(size int64, etag string) (int64, string) { return size + 1, etag }
+		}, v1, 2},
+		{"no_etag_calls_Next", func(f *statFake) {
+			f.lie = func(size int64, _ string) (int64, string) { return size, "" }
+		}, v1, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := &statFake{fake: newFake()}
+			f.set("k", file{data: v1, etag: "v1"})
+			h := newCache(t, f, 0)
+			mustGet(t, h, "k", v1)
+			if n := f.stats.Load(); n != 0 {
+				t.Fatalf("StatContent called %d times with nothing cached", n)
+			}
+			tt.setup(f)
+			mustGet(t, h, "k", tt.want)
+			if n := f.calls.Load(); n != tt.wantCalls {
+				t.Errorf("Next called %d times, want %d", n, tt.wantCalls)
+			}
+			if n := f.stats.Load(); n != 1 {
+				t.Errorf("StatContent called %d times, want 1", n)
+			}
+			if n := f.closed.Load(); n != f.opened.Load() {
+				t.Errorf("%d contents opened, %d closed", f.opened.Load(), n)
+			}
+			// Either way the second request finds the cached version,
+			// unless the file has a new one.
+			wantRevalidations := int64(1)
+			if tt.wantCalls == 2 && bytes.Equal(tt.want, v2) {
+				wantRevalidations = 0
+			}
+			if st := h.Stats(); st.Revalidations != wantRevalidations {
+				t.Errorf("Revalidations %d, want %d (%+v)", st.Revalidations, wantRevalidations, st)
+			}
+		})
 	}
 }
