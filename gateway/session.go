@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/netip"
 	"os"
@@ -568,7 +569,9 @@ func (s *session) beginRead() {
 	if s.watchdog == nil {
 		s.wdBase = time.Now()
 		s.readStart.Store(1)
-		s.watchdog = time.AfterFunc(s.readLimit(), s.checkStall)
+		// Armed only once s.watchdog is set, which checkStall uses.
+		s.watchdog = time.AfterFunc(time.Duration(math.MaxInt64), s.checkStall)
+		s.watchdog.Reset(s.readLimit())
 		return
 	}
 	s.readStart.Store(int64(time.Since(s.wdBase)) + 1)
@@ -577,7 +580,7 @@ func (s *session) beginRead() {
 // checkStall runs when the watchdog's timer fires, on the timer's
 // goroutine: it cancels the session when the fill in progress has taken
 // readLimit, and otherwise rearms for when it would have. It touches only
-// atomics and fields set before the timer was created.
+// atomics and fields set before the timer was armed.
 func (s *session) checkStall() {
 	if s.wdStopped.Load() {
 		return

@@ -20,7 +20,7 @@ type muxConn struct {
 	in       chan muxPacket
 	wake     chan struct{} // a new deadline, or Close, while a read waits
 	waiting  atomic.Bool   // a read is (about to be) blocked
-	deadline atomic.Int64  // unix nanoseconds; 0: none
+	deadline atomic.Int64  // monoNanos of the read deadline; 0: none
 	closed   atomic.Bool
 	timer    *time.Timer
 }
@@ -101,7 +101,7 @@ func (m *muxConn) ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error) {
 		m.waiting.Store(true)
 		var wait <-chan time.Time
 		if dl := m.deadline.Load(); dl != 0 {
-			d := time.Until(time.Unix(0, dl))
+			d := time.Duration(dl - monoNanos(time.Now()))
 			if d <= 0 {
 				m.waiting.Store(false)
 				return 0, netip.AddrPort{}, os.ErrDeadlineExceeded
@@ -132,7 +132,10 @@ func (m *muxConn) WriteToUDPAddrPort(b []byte, to netip.AddrPort) (int, error) {
 func (m *muxConn) SetReadDeadline(t time.Time) error {
 	var v int64
 	if !t.IsZero() {
-		v = t.UnixNano()
+		v = monoNanos(t)
+		if v == 0 {
+			v = -1 // still a deadline, and already past
+		}
 	}
 	m.deadline.Store(v)
 	if m.waiting.Load() { // another goroutine (a shutdown) moves a blocked read's deadline
@@ -158,3 +161,17 @@ func (m *muxConn) Close() error {
 	}
 	return nil
 }
+
+// monoBase is what muxConn deadlines are measured from.
+var monoBase = time.Now()
+
+// monoNanos is t as nanoseconds after monoBase, on the monotonic clock
+// when t has a reading of it (time.Now and times derived from it do), as
+// the deadlines of net's sockets are: a step of the wall clock (an NTP
+// correction, an operator's date) moves no deadline. A session leaves an
+// earlier read deadline in place until it expires, so a deadline kept on
+// the wall clock could fire hours late after a step back, or be found
+// already past, again and again, after a step forward. A time without a
+// monotonic reading (time.Unix(1, 0), to wake a read) compares by the
+// wall clock.
+func monoNanos(t time.Time) int64 { return int64(t.Sub(monoBase)) }
