@@ -14,12 +14,15 @@ import (
 
 // fastConn is a session's own socket, read and written through its
 // descriptor, for the packets of the transfer: the client's address is
-// prepared once and a source address is decoded without allocating, and a
-// send to the client is a raw system call (on a non-blocking socket, from
-// memory the session owns, it cannot wait: EAGAIN instead), which spares
-// the scheduler's bookkeeping. Measured on 200 lock-step transfers at once:
-// about 4 % less server CPU than net.UDPConn's calls. Packets to anyone
-// else take the wrapped conn's path.
+// prepared once and a source address is decoded without allocating, and
+// both the send to the client and the read are raw system calls (on a
+// non-blocking socket, into or from memory the session owns, they cannot
+// wait: EAGAIN instead), which spares the scheduler's bookkeeping and the
+// runtime's monitor thread the wakeups it makes to watch system calls.
+// Measured on 200 lock-step transfers at once: about 4 % less server CPU
+// than net.UDPConn's calls, and a raw read another 5-6 % (lower in 11 of
+// 14 interleaved pairs). Packets to anyone else take the wrapped conn's
+// path.
 //
 // (Skipping the read that follows a send, which always finds nothing, is
 // not possible through net's RawConn: each Read first forgets the
@@ -100,7 +103,7 @@ func (f *fastConn) recvfrom(fd uintptr) bool {
 	if len(f.rbuf) > 0 {
 		p = unsafe.Pointer(&f.rbuf[0])
 	}
-	n, _, e := unix.Syscall6(unix.SYS_RECVFROM, fd, uintptr(p), uintptr(len(f.rbuf)), 0,
+	n, _, e := unix.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(p), uintptr(len(f.rbuf)), 0,
 		uintptr(unsafe.Pointer(&f.rsa)), uintptr(unsafe.Pointer(&f.rsaLen)))
 	switch e {
 	case 0:
