@@ -451,8 +451,14 @@ func testTransfers(t *testing.T, c *corpus, gw *gatewaytest.Server) {
 					t.Fatalf("got %d bytes (sha256 %x), want %d (sha256 %x)",
 						got.Len(), sha256.Sum256(got.Bytes()), len(f.want), sha256.Sum256(f.want))
 				}
-				if res.TSize != int64(len(f.want)) {
-					t.Errorf("tsize %d, want %d", res.TSize, len(f.want))
+				// An empty content's tsize is left out of the OACK (curl
+				// refuses "tsize 0"): the client then knows no size.
+				wantTSize := int64(len(f.want))
+				if wantTSize == 0 {
+					wantTSize = -1
+				}
+				if res.TSize != wantTSize {
+					t.Errorf("tsize %d, want %d", res.TSize, wantTSize)
 				}
 				// A size that is a multiple of the block size ends with an
 				// empty DATA packet.
