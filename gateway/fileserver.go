@@ -27,9 +27,23 @@ import (
 // ends it with ERROR 0 "file changed while being sent" before the final
 // block, whatever the block size (see Content); one replaced by a rename
 // is served whole from the file that was opened.
-func FileServer(root *os.Root) Handler { return fileServer{root} }
+func FileServer(root *os.Root) Handler {
+	h := fileServer{root: root}
+	h.dev, h.statOK = statDevice(root)
+	return h
+}
 
-type fileServer struct{ root *os.Root }
+type fileServer struct {
+	root *os.Root
+	// statOK: the root is on a local filesystem, of device dev, where a
+	// stat shows a file's current version (see StatContent).
+	statOK bool
+	dev    uint64
+}
+
+// errStatUntrusted is StatContent's answer where only an open is sure to
+// see the file's current version.
+var errStatUntrusted = errors.New("gateway: a stat may not show this file's current version")
 
 func (h fileServer) ServeTFTP(_ context.Context, req *Request) (Content, error) {
 	// O_NONBLOCK keeps a FIFO from blocking the open; it is refused below.
@@ -59,10 +73,23 @@ func (h fileServer) ServeTFTP(_ context.Context, req *Request) (Content, error) 
 // close: the edge cache (gateway/cache) revalidates an entry with it. An
 // error says nothing about what ServeTFTP would answer, only that the
 // file must be opened to know.
+//
+// It answers only for files on the root's own filesystem when that is a
+// local one (ext4, XFS, btrfs, tmpfs, overlay, ZFS, ...), on Linux. An
+// NFS client answers a stat from attributes it may have cached for up to
+// a minute and asks the server when a file is opened, so a kernel
+// replaced on the filer by another host would be served in its old
+// version until then; SMB and FUSE are treated alike.
 func (h fileServer) StatContent(_ context.Context, req *Request) (int64, ContentInfo, error) {
+	if !h.statOK {
+		return 0, ContentInfo{}, errStatUntrusted
+	}
 	fi, err := h.root.Stat(req.Path)
 	if err != nil {
 		return 0, ContentInfo{}, err
+	}
+	if dev, ok := fileDev(fi); !ok || dev != h.dev {
+		return 0, ContentInfo{}, errStatUntrusted // another filesystem mounted below the root
 	}
 	if !fi.Mode().IsRegular() {
 		return 0, ContentInfo{}, fmt.Errorf("%w: %q is %s", ErrNotRegular, req.Path, fi.Mode().Type())

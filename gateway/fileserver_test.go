@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"syscall"
 	"testing"
 	"time"
@@ -72,7 +73,8 @@ func TestFileServer(t *testing.T) {
 				if !ok || ic.Info().ETag == "" {
 					t.Fatalf("no ETag")
 				}
-				if serr != nil || size != c.Size() || info != ic.Info() {
+				// Elsewhere than on Linux a stat is not trusted (an error).
+				if (serr != nil && runtime.GOOS == "linux") || (serr == nil && (size != c.Size() || info != ic.Info())) {
 					t.Errorf("StatContent: %d %+v %v; the content has %d %+v", size, info, serr, c.Size(), ic.Info())
 				}
 				return

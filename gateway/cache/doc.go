@@ -32,10 +32,12 @@
 //     new content replaces the entry. This suits [gateway.FileServer], whose
 //     ETag is the file's size and modification time and whose content is
 //     opened but not read by Next: a rewritten file is served at once, and
-//     an unchanged one costs one stat, since FileServer can tell a
-//     file's size and ETag without opening it (the cache asks that first
-//     when an entry exists, and calls Next only when the versions differ
-//     or the stat fails). It is also safe for
+//     an unchanged one costs one stat on a local filesystem, where
+//     FileServer can tell a file's size and ETag without opening it (the
+//     cache asks that first when an entry exists, and calls Next only
+//     when the versions differ or the stat cannot tell), and an open and
+//     a stat on NFS and other network filesystems, where only an open is
+//     sure to see a change made by another host. It is also safe for
 //     content rendered per client (the ETag of a rendered template is a hash
 //     of its output), which is simply replaced more often. Through
 //     gateway/remote, every such request still makes a backend call, which
