@@ -92,16 +92,7 @@ func TestMisbehavingContent(t *testing.T) {
 	t.Run("stalled_read_is_cancelled_like_a_silent_client", func(t *testing.T) {
 		// A content honouring its context is cancelled when one block takes
 		// longer than (retries+1) x timeout.
-		h := gateway.HandlerFunc(func(ctx context.Context, _ *gateway.Request) (gateway.Content, error) {
-			n := 0
-			return &funcContent{read: func(p []byte) (int, error) {
-				if n++; n == 1 {
-					return copy(p, "x"), nil
-				}
-				<-ctx.Done()
-				return 0, ctx.Err()
-			}, close: func() error { return nil }, size: -1}, nil
-		})
+		h := stallAfter([]byte("x"))
 		ts := startServer(t, h, func(s *gateway.Server) { s.Timeout, s.Retries = 100*time.Millisecond, 1 })
 		c := newClient(t, ts.addr)
 		c.rrq("f", "octet")
@@ -115,16 +106,7 @@ func TestMisbehavingContent(t *testing.T) {
 		// itself: a stall in a later fill is caught (Timeout 100 ms,
 		// Retries 1: a 200 ms limit), and only once the limit has passed
 		// since that fill began, not since the timer was armed.
-		h := gateway.HandlerFunc(func(ctx context.Context, _ *gateway.Request) (gateway.Content, error) {
-			n := 0
-			return &funcContent{read: func(p []byte) (int, error) {
-				if n++; n == 1 {
-					return copy(p, make([]byte, 512)), nil
-				}
-				<-ctx.Done()
-				return 0, ctx.Err()
-			}, close: func() error { return nil }, size: -1}, nil
-		})
+		h := stallAfter(make([]byte, 512))
 		ts := startServer(t, h, func(s *gateway.Server) { s.Timeout, s.Retries = 100*time.Millisecond, 1 })
 		c := newClient(t, ts.addr)
 		c.rrq("f", "octet")
@@ -179,6 +161,21 @@ func TestMisbehavingContent(t *testing.T) {
 		if st.Outcome != gateway.OutcomeError || st.ErrorSent == nil || st.ErrorSent.Message != "timeout" {
 			t.Errorf("outcome %v, error sent %v; want error, 0 timeout", st.Outcome, st.ErrorSent)
 		}
+	})
+}
+
+// stallAfter serves contents of unknown size whose first read returns
+// first and whose next one waits for the session's context to end.
+func stallAfter(first []byte) gateway.Handler {
+	return gateway.HandlerFunc(func(ctx context.Context, _ *gateway.Request) (gateway.Content, error) {
+		n := 0
+		return &funcContent{read: func(p []byte) (int, error) {
+			if n++; n == 1 {
+				return copy(p, first), nil
+			}
+			<-ctx.Done()
+			return 0, ctx.Err()
+		}, close: func() error { return nil }, size: -1}, nil
 	})
 }
 
