@@ -22,7 +22,12 @@ type muxConn struct {
 	waiting  atomic.Bool   // a read is (about to be) blocked
 	deadline atomic.Int64  // monoNanos of the read deadline; 0: none
 	closed   atomic.Bool
-	timer    *time.Timer
+	// timer stays armed across reads for the deadline armedAt (read loop
+	// only), and is reset only when the deadline moves: a session moves it
+	// seldom (see session.armed), and a reset per block was a runtime
+	// timer operation per packet.
+	timer   *time.Timer
+	armedAt int64
 }
 
 // muxPacket is one datagram from the client: ACKs and ERRORs, so longer
@@ -106,17 +111,19 @@ func (m *muxConn) ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error) {
 				m.waiting.Store(false)
 				return 0, netip.AddrPort{}, os.ErrDeadlineExceeded
 			}
-			m.timer.Reset(d)
+			if dl != m.armedAt {
+				m.timer.Reset(d) // also drops a fire for an earlier deadline
+				m.armedAt = dl
+			}
 			wait = m.timer.C
 		}
 		select {
 		case p := <-m.in:
 			m.waiting.Store(false)
-			m.timer.Stop()
 			return copy(b, p.b[:p.n]), m.client, nil
 		case <-m.wake:
-			m.timer.Stop()
 		case <-wait:
+			m.armedAt = 0 // fired: the loop compares the deadline with the time
 		}
 		m.waiting.Store(false)
 	}

@@ -59,6 +59,64 @@ func TestMuxConnDeadline(t *testing.T) {
 			t.Errorf("woken after %v", d)
 		}
 	})
+	// The timer stays armed across reads (see muxConn.armedAt): a packet
+	// that ends a wait leaves it set for the same deadline, and a moved
+	// deadline, earlier or later, re-arms it, dropping a fire that no
+	// read took.
+	deliverAfter := func(m *muxConn, d time.Duration) {
+		go func() {
+			time.Sleep(d)
+			m.in <- muxPacket{n: 1}
+		}()
+	}
+	t.Run("deadline_kept_across_reads", func(t *testing.T) {
+		m := newMux()
+		start := time.Now()
+		m.SetReadDeadline(start.Add(150 * time.Millisecond))
+		deliverAfter(m, 10*time.Millisecond)
+		if _, _, err := m.ReadFromUDPAddrPort(buf); err != nil {
+			t.Fatalf("read: %v", err)
+		}
+		if _, _, err := m.ReadFromUDPAddrPort(buf); !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("read: %v, want a timeout", err)
+		}
+		if d := time.Since(start); d < 150*time.Millisecond || d > time.Second {
+			t.Errorf("timed out after %v, want 150ms", d)
+		}
+	})
+	t.Run("earlier_deadline_rearms", func(t *testing.T) {
+		m := newMux()
+		m.SetReadDeadline(time.Now().Add(time.Hour))
+		deliverAfter(m, 10*time.Millisecond)
+		if _, _, err := m.ReadFromUDPAddrPort(buf); err != nil {
+			t.Fatalf("read: %v", err)
+		}
+		start := time.Now()
+		m.SetReadDeadline(start.Add(30 * time.Millisecond))
+		if _, _, err := m.ReadFromUDPAddrPort(buf); !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("read: %v, want a timeout", err)
+		}
+		if d := time.Since(start); d < 30*time.Millisecond || d > time.Second {
+			t.Errorf("timed out after %v, want 30ms", d)
+		}
+	})
+	t.Run("untaken_fire_of_an_old_deadline_dropped", func(t *testing.T) {
+		m := newMux()
+		m.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+		deliverAfter(m, 5*time.Millisecond)
+		if _, _, err := m.ReadFromUDPAddrPort(buf); err != nil {
+			t.Fatalf("read: %v", err)
+		}
+		time.Sleep(60 * time.Millisecond) // the timer fires; no read takes it
+		start := time.Now()
+		m.SetReadDeadline(start.Add(100 * time.Millisecond))
+		if _, _, err := m.ReadFromUDPAddrPort(buf); !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("read: %v, want a timeout", err)
+		}
+		if d := time.Since(start); d < 100*time.Millisecond || d > time.Second {
+			t.Errorf("timed out after %v, want 100ms", d)
+		}
+	})
 	if got := monoNanos(time.Now().Add(time.Second)) - monoNanos(time.Now()); got < int64(990*time.Millisecond) || got > int64(time.Second) {
 		t.Errorf("monoNanos: a second apart reads %v", time.Duration(got))
 	}
