@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/net/ipv4"
@@ -18,8 +19,10 @@ import (
 type listener struct {
 	pc      net.PacketConn
 	uc      *net.UDPConn // pc, when it is one
-	pktinfo bool         // destination addresses arrive as control messages
-	local   netip.Addr   // the bound address (unmapped)
+	rc      syscall.RawConn
+	domain  int        // uc's address family (AF_INET, AF_INET6); 0 if unknown
+	pktinfo bool       // destination addresses arrive as control messages
+	local   netip.Addr // the bound address (unmapped)
 	// single: single-port mode, where the sessions send and receive
 	// through this socket, so it is closed after them.
 	single bool
@@ -45,6 +48,9 @@ func newListener(pc net.PacketConn) *listener {
 		return l
 	}
 	l.uc = uc
+	if rc, err := uc.SyscallConn(); err == nil {
+		l.rc, l.domain = rc, socketDomain(rc)
+	}
 	growRecvBuffer(uc, listenerRecvBuffer)
 	enableRecvStamps(uc)
 	if l.local.Is4() {

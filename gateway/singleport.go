@@ -28,6 +28,8 @@ type muxConn struct {
 	// timer operation per packet.
 	timer   *time.Timer
 	armedAt int64
+
+	send muxSender // sends to client through the listening socket's descriptor
 }
 
 // muxPacket is one datagram from the client: ACKs and ERRORs, so longer
@@ -59,6 +61,7 @@ func (l *listener) register(client netip.AddrPort, from netip.Addr, act *activeS
 		timer:  time.NewTimer(time.Hour),
 	}
 	m.timer.Stop()
+	m.send.init(l, client, m.oob)
 	l.mux[client] = m
 	return m
 }
@@ -130,6 +133,14 @@ func (m *muxConn) ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error) {
 }
 
 func (m *muxConn) WriteToUDPAddrPort(b []byte, to netip.AddrPort) (int, error) {
+	if to == m.client {
+		if sent, err := m.send.to(b); sent {
+			if err != nil {
+				return 0, err
+			}
+			return len(b), nil
+		}
+	}
 	if err := m.l.writeTo(b, m.oob, to); err != nil {
 		return 0, err
 	}
