@@ -5,7 +5,6 @@ package gateway
 import (
 	"net"
 	"net/netip"
-	"strconv"
 	"syscall"
 	"unsafe"
 
@@ -176,27 +175,4 @@ func (f *fastConn) sendto(fd uintptr) bool {
 func port(p uint16) uint16 {
 	b := (*[2]byte)(unsafe.Pointer(&p))
 	return uint16(b[0])<<8 | uint16(b[1])
-}
-
-// zoneIndex is the interface index of an IPv6 zone (a name or a number);
-// 0 if unknown.
-func zoneIndex(zone string) uint32 {
-	if zone == "" {
-		return 0
-	}
-	if ifi, err := net.InterfaceByName(zone); err == nil {
-		return uint32(ifi.Index)
-	}
-	if i, err := strconv.ParseUint(zone, 10, 32); err == nil {
-		return uint32(i)
-	}
-	return 0
-}
-
-// zoneName is the name of the interface with index i, or the number.
-func zoneName(i uint32) string {
-	if ifi, err := net.InterfaceByIndex(int(i)); err == nil {
-		return ifi.Name
-	}
-	return strconv.FormatUint(uint64(i), 10)
 }

@@ -3,6 +3,7 @@ package gateway
 import (
 	"net"
 	"net/netip"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -21,6 +22,7 @@ type listener struct {
 	uc      *net.UDPConn // pc, when it is one
 	rc      syscall.RawConn
 	domain  int        // uc's address family (AF_INET, AF_INET6); 0 if unknown
+	zones   zoneCache  // read loop only
 	pktinfo bool       // destination addresses arrive as control messages
 	local   netip.Addr // the bound address (unmapped)
 	// single: single-port mode, where the sessions send and receive
@@ -100,9 +102,7 @@ func (l *listener) read(b []byte) (datagram, error) {
 	if l.pktinfo && c.dst.IsValid() {
 		d.dst = c.dst
 		if c.dst.Is6() && c.dst.IsLinkLocalUnicast() && c.ifindex > 0 {
-			if ifc, err := net.InterfaceByIndex(int(c.ifindex)); err == nil {
-				d.dst = c.dst.WithZone(ifc.Name)
-			}
+			d.dst = c.dst.WithZone(l.zones.name(c.ifindex))
 		}
 	}
 	// The kernel's timestamp counts the time the request waited in the
@@ -159,3 +159,49 @@ func (l *listener) replyError(to netip.AddrPort, from netip.Addr, code ErrorCode
 }
 
 func (l *listener) close() { l.pc.Close() }
+
+// zoneCache names interfaces by index for IPv6 zones, as net's own zone
+// cache does: a name is looked up (a netlink query) at most once a minute,
+// not for every datagram of a link-local client.
+type zoneCache map[uint32]zoneEntry
+
+type zoneEntry struct {
+	name string
+	at   time.Time
+}
+
+func (z *zoneCache) name(index uint32) string {
+	now := time.Now()
+	if e, ok := (*z)[index]; ok && now.Sub(e.at) < time.Minute {
+		return e.name
+	}
+	if *z == nil {
+		*z = make(zoneCache)
+	}
+	n := zoneName(index)
+	(*z)[index] = zoneEntry{n, now}
+	return n
+}
+
+// zoneIndex is the interface index of an IPv6 zone (a name or a number);
+// 0 if unknown.
+func zoneIndex(zone string) uint32 {
+	if zone == "" {
+		return 0
+	}
+	if ifi, err := net.InterfaceByName(zone); err == nil {
+		return uint32(ifi.Index)
+	}
+	if i, err := strconv.ParseUint(zone, 10, 32); err == nil {
+		return uint32(i)
+	}
+	return 0
+}
+
+// zoneName is the name of the interface with index i, or the number.
+func zoneName(i uint32) string {
+	if ifi, err := net.InterfaceByIndex(int(i)); err == nil {
+		return ifi.Name
+	}
+	return strconv.FormatUint(uint64(i), 10)
+}
