@@ -22,6 +22,7 @@ type listener struct {
 	uc      *net.UDPConn // pc, when it is one
 	rc      syscall.RawConn
 	domain  int        // uc's address family (AF_INET, AF_INET6); 0 if unknown
+	raw     rawReader  // read loop only
 	zones   zoneCache  // read loop only
 	pktinfo bool       // destination addresses arrive as control messages
 	local   netip.Addr // the bound address (unmapped)
@@ -53,6 +54,7 @@ func newListener(pc net.PacketConn) *listener {
 	if rc, err := uc.SyscallConn(); err == nil {
 		l.rc, l.domain = rc, socketDomain(rc)
 	}
+	l.raw.init(l)
 	growRecvBuffer(uc, listenerRecvBuffer)
 	enableRecvStamps(uc)
 	if l.local.Is4() {
@@ -93,7 +95,10 @@ func (l *listener) read(b []byte) (datagram, error) {
 		}
 		return datagram{n: n, src: unmapPort(sap), dst: l.local, at: time.Now()}, nil
 	}
-	n, oobn, _, src, err := l.uc.ReadMsgUDPAddrPort(b, l.oob)
+	n, oobn, src, ok, err := l.raw.read(b, l.oob, &l.zones)
+	if !ok {
+		n, oobn, _, src, err = l.uc.ReadMsgUDPAddrPort(b, l.oob)
+	}
 	if err != nil {
 		return datagram{}, err
 	}

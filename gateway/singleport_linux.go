@@ -139,14 +139,3 @@ func (s *muxSender) send(fd uintptr) {
 		s.sent, s.err = true, &net.OpError{Op: "write", Net: "udp", Source: s.l.pc.LocalAddr(), Addr: s.addr, Err: os.NewSyscallError(call, e)}
 	}
 }
-
-// socketDomain is the address family of rc's socket, 0 if unknown.
-func socketDomain(rc syscall.RawConn) int {
-	d := 0
-	rc.Control(func(fd uintptr) {
-		if v, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_DOMAIN); err == nil {
-			d = v
-		}
-	})
-	return d
-}

@@ -2,10 +2,7 @@
 
 package gateway
 
-import (
-	"net/netip"
-	"syscall"
-)
+import "net/netip"
 
 // muxSender: the descriptor-level send is Linux-only; elsewhere a
 // single-port session sends through net's path.
@@ -14,5 +11,3 @@ type muxSender struct{}
 func (*muxSender) init(*listener, netip.AddrPort, []byte) {}
 
 func (*muxSender) to([]byte) (bool, error) { return false, nil }
-
-func socketDomain(syscall.RawConn) int { return 0 }

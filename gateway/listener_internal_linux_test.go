@@ -1,0 +1,138 @@
+//go:build linux && !386 && !s390x
+
+package gateway
+
+import (
+	"bytes"
+	"errors"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// TestListenerRawRead: the listener reads with a raw recvmsg on every
+// kind of listening socket and learns what net's read told it: the
+// source (unmapped on a dual-stack socket), the address the datagram was
+// sent to (IP_PKTINFO, IPV6_PKTINFO), the kernel's arrival time; a
+// datagram longer than the buffer is cut to it, an empty one reads as
+// empty, and a closed socket reads as net.ErrClosed.
+func TestListenerRawRead(t *testing.T) {
+	for _, tt := range []struct {
+		name, network, laddr string
+		client, dst          string // the client's socket, the datagram's destination
+	}{
+		{"v4_bound", "udp4", "127.0.0.1:0", "127.0.0.1", "127.0.0.1"},
+		{"v4_wildcard", "udp4", "0.0.0.0:0", "127.0.0.1", "127.0.0.5"},
+		{"dual_stack_v4_client", "udp", "[::]:0", "127.0.0.1", "127.0.0.3"},
+		{"dual_stack_v6_client", "udp", "[::]:0", "::1", "::1"},
+		{"v6_bound", "udp6", "[::1]:0", "::1", "::1"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			pc, err := net.ListenPacket(tt.network, tt.laddr)
+			if err != nil {
+				t.Skipf("cannot listen on %s %s: %v", tt.network, tt.laddr, err)
+			}
+			defer pc.Close()
+			l := newListener(pc)
+			if l.raw.rc == nil {
+				t.Fatal("the raw read is not set up")
+			}
+			cc, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(netip.MustParseAddr(tt.client), 0)))
+			if err != nil {
+				t.Skipf("no %s: %v", tt.client, err)
+			}
+			defer cc.Close()
+			client := unmapPort(cc.LocalAddr().(*net.UDPAddr).AddrPort())
+			to := netip.AddrPortFrom(netip.MustParseAddr(tt.dst), l.port)
+			buf := make([]byte, 16)
+			for _, msg := range [][]byte{[]byte("\x00\x04\x00\x01"), {}, bytes.Repeat([]byte("x"), 40)} {
+				before := time.Now()
+				if _, err := cc.WriteToUDPAddrPort(msg, to); err != nil {
+					t.Fatal(err)
+				}
+				pc.SetReadDeadline(time.Now().Add(5 * time.Second))
+				d, err := l.read(buf)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want := msg[:min(len(msg), len(buf))]
+				if !bytes.Equal(buf[:d.n], want) {
+					t.Errorf("read %q, want %q", buf[:d.n], want)
+				}
+				if d.src != client {
+					t.Errorf("source %v, want %v", d.src, client)
+				}
+				if d.dst != to.Addr() {
+					t.Errorf("destination %v, want %v", d.dst, to.Addr())
+				}
+				if d.at.Before(before.Add(-time.Second)) || d.at.After(time.Now()) {
+					t.Errorf("arrival %v, not between the send (%v) and now", d.at, before)
+				}
+			}
+			pc.Close()
+			if _, err := l.read(buf); !errors.Is(err, net.ErrClosed) {
+				t.Errorf("read on a closed socket: %v, want net.ErrClosed", err)
+			}
+		})
+	}
+}
+
+// BenchmarkListenerRead: reading a datagram on the listening socket
+// allocates nothing.
+func BenchmarkListenerRead(b *testing.B) {
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		b.Skip(err)
+	}
+	defer pc.Close()
+	l := newListener(pc)
+	cc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		b.Skip(err)
+	}
+	defer cc.Close()
+	to := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), l.port)
+	msg := []byte("\x00\x04\x00\x01")
+	buf := make([]byte, 512)
+	b.ReportAllocs()
+	for b.Loop() {
+		cc.WriteToUDPAddrPort(msg, to)
+		if _, err := l.read(buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// TestListenerRawReadZone: a link-local source gets its interface's name
+// as its zone, as net's read gives it; IPv4-mapped sources are unmapped.
+func TestListenerRawReadZone(t *testing.T) {
+	lo, err := net.InterfaceByIndex(1)
+	if err != nil {
+		t.Skip(err)
+	}
+	var (
+		r     rawReader
+		zones zoneCache
+	)
+	for _, tt := range []struct {
+		addr  string
+		scope uint32
+		want  string
+	}{
+		{"fe80::1", 1, "[fe80::1%" + lo.Name + "]:69"},
+		{"fe80::1", 0, "[fe80::1]:69"},
+		{"::ffff:10.0.0.1", 0, "10.0.0.1:69"},
+		{"2001:db8::1", 0, "[2001:db8::1]:69"},
+	} {
+		sa := (*unix.RawSockaddrInet6)(unsafe.Pointer(&r.sa))
+		*sa = unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: netip.MustParseAddr(tt.addr).As16(), Scope_id: tt.scope}
+		putPort(&sa.Port, 69)
+		if got := r.from(&zones).String(); got != tt.want {
+			t.Errorf("%s scope %d: %s, want %s", tt.addr, tt.scope, got, tt.want)
+		}
+	}
+}

@@ -1,0 +1,20 @@
+//go:build !linux || 386 || s390x
+
+package gateway
+
+import (
+	"net/netip"
+	"syscall"
+)
+
+// rawReader: the descriptor-level read is Linux-only; elsewhere the
+// listener reads with net's ReadMsgUDPAddrPort.
+type rawReader struct{}
+
+func (*rawReader) init(*listener) {}
+
+func (*rawReader) read(_, _ []byte, _ *zoneCache) (n, oobn int, src netip.AddrPort, ok bool, err error) {
+	return 0, 0, netip.AddrPort{}, false, nil
+}
+
+func socketDomain(syscall.RawConn) int { return 0 }
