@@ -22,7 +22,7 @@ func fileDev(fi os.FileInfo) (uint64, bool) {
 	if !ok {
 		return 0, false
 	}
-	return st.Dev, true
+	return uint64(st.Dev), true // uint32 on mips
 }
 
 // statDevice returns the device of root's filesystem if a stat there
