@@ -3,6 +3,7 @@
 package gateway
 
 import (
+	"errors"
 	"net"
 	"net/netip"
 	"os"
@@ -53,6 +54,10 @@ func (r *rawReader) read(b, oob []byte, zones *zoneCache) (n, oobn int, src neti
 	r.err = nil
 	err = r.rc.Read(r.readFn)
 	r.iov.Base, r.msg.Control = nil, nil
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Op == "raw-read" {
+		oe.Op = "read" // a closed socket reads as with net's read
+	}
 	if err == nil {
 		err = r.err
 	}

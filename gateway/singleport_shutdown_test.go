@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -78,5 +80,51 @@ func TestSinglePortShutdownDrains(t *testing.T) {
 				t.Errorf("outcome %v, want ok", st.Outcome)
 			}
 		})
+	}
+}
+
+// TestSinglePortSocketClosedUnderSessions: the caller of Serve closes the
+// PacketConn it passed while single-port sessions still use it. Serve
+// returns the read's error (not ErrServerClosed), the sessions, which
+// can neither send nor receive, end by their timeout, and nothing panics.
+func TestSinglePortSocketClosedUnderSessions(t *testing.T) {
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stats := make(chan gateway.SessionStats, 4)
+	srv := &gateway.Server{
+		Handler:          files{"f": pattern(4096)},
+		SinglePort:       true,
+		Timeout:          100 * time.Millisecond,
+		MinTimeout:       time.Hour,
+		Retries:          2,
+		Logger:           discardLogger(),
+		SessionStatsFunc: func(s gateway.SessionStats) { stats <- s },
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(pc) }()
+	defer srv.Close()
+	c := newClient(t, pc.LocalAddr().(*net.UDPAddr).AddrPort())
+	c.rrq("f", "octet")
+	c.expect(data(1, pattern(4096)[:512]))
+
+	pc.Close()
+	select {
+	case err := <-served:
+		if errors.Is(err, gateway.ErrServerClosed) || !errors.Is(err, net.ErrClosed) || !strings.HasPrefix(err.Error(), "gateway: read: read udp") {
+			t.Errorf("Serve returned %v, want gateway's read error for a closed socket", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Serve did not return")
+	}
+	c.ack(1) // lost: nobody reads the socket
+	select {
+	case st := <-stats:
+		if st.Outcome != gateway.OutcomeTimeout && st.Outcome != gateway.OutcomeError {
+			t.Errorf("session outcome %v, want a timeout or an error", st.Outcome)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the session did not end")
 	}
 }
