@@ -342,11 +342,17 @@ func (t *transfer) next(ctx context.Context) ([]byte, error) {
 		from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
 		p := t.buf[:n]
 		if !t.locked {
+			// Only an OACK, DATA 1 or an ERROR answers a request. Anything
+			// else is a stray that reached this fresh socket first, such
+			// as the retransmitted final DATA of an earlier transfer whose
+			// client had the same port: locking onto its source would tie
+			// this transfer to that session.
 			if n < 2 {
-				continue // junk cannot start a transfer
+				continue
 			}
 			switch op := binary.BigEndian.Uint16(p); {
-			case op == opOACK, (op == opDATA || op == opERROR) && n >= 4:
+			case op == opOACK, op == opERROR && n >= 4:
+			case op == opDATA && n >= 4 && binary.BigEndian.Uint16(p[2:4]) == 1:
 			default:
 				continue
 			}
