@@ -7,7 +7,7 @@
 #
 # Environment:
 #   BENCH_OUT     output file (default: REPO/BENCHMARKS.md)
-#   BENCH_ROUNDS  rounds of A (default 2); B and C run 3 rounds, F 2
+#   BENCH_ROUNDS  rounds of A (default 3); B and C run 3 rounds, F 2
 #   BENCH_PORT    first port used on 127.0.0.1 (default 26900)
 #   BENCH_QUICK=1 smoke run with small sizes; writes /tmp/tftpgw-bench-quick.md
 #   BENCH_KEEP=1  keep the scratch directory
@@ -27,7 +27,7 @@ TARGET_E_READ_RATIO=1.1     # E: bytes the backend reads <= 1.1 x the file
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 HERE="$REPO/testdata/bench"
 QUICK=${BENCH_QUICK:-0}
-ROUNDS=${BENCH_ROUNDS:-2}
+ROUNDS=${BENCH_ROUNDS:-3}
 PORT=${BENCH_PORT:-26900}
 WORK=$(mktemp -d /tmp/tftpgw-bench.XXXXXX)
 chmod 755 "$WORK" # in.tftpd drops to user tftp and must read the root
