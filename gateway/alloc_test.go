@@ -228,3 +228,35 @@ func TestWatchdogStopsForGood(t *testing.T) {
 		t.Fatal("the watchdog rearmed after the session ended")
 	}
 }
+
+// lateConn is a session socket whose reads always find the deadline
+// expired, as when the session's goroutine runs only after its timer
+// fired, while the client's ACK waits in the queue (readQueued).
+type lateConn struct{ ackingConn }
+
+func (c *lateConn) ReadFromUDPAddrPort([]byte) (int, netip.AddrPort, error) {
+	return 0, netip.AddrPort{}, os.ErrDeadlineExceeded
+}
+
+func (c *lateConn) readQueued(b []byte) (int, netip.AddrPort, bool) {
+	n, from, err := c.ackingConn.ReadFromUDPAddrPort(b)
+	return n, from, err == nil
+}
+
+// TestAnswerQueuedAtTimeoutIsNotResent is a regression test: under load
+// (bursts of 10,000 sessions) a session's read deadline could fire before
+// its goroutine read an ACK that had arrived in time, and the block was
+// retransmitted (about 1 % of a burst's packets); a final block resent
+// that way could reach a new transfer that reused the client's port. At
+// a timeout the session now takes what waits in the queue first.
+func TestAnswerQueuedAtTimeoutIsNotResent(t *testing.T) {
+	for _, tc := range []struct{ blksize, window int }{{512, 1}, {1468, 4}} {
+		s := newTestSession(5, tc.blksize, tc.window, &lateConn{ackingConn{window: tc.window, blksize: tc.blksize}})
+		s.p.timeout = 2 * time.Millisecond
+		s.transfer()
+		if s.st.Outcome != OutcomeOK || s.st.Retransmits != 0 || s.acked != 6 {
+			t.Errorf("blksize %d window %d: outcome %v, %d retransmits, acked %d; want OK, 0, 6",
+				tc.blksize, tc.window, s.st.Outcome, s.st.Retransmits, s.acked)
+		}
+	}
+}

@@ -121,3 +121,27 @@ func TestFastConnAllocsPerPacket(t *testing.T) {
 		t.Errorf("%v allocations per DATA and ACK, want 0", allocs)
 	}
 }
+
+// TestFastConnReadQueued: a datagram already queued is taken by
+// readQueued whatever the read deadline, where a read reports the expired
+// deadline first; an empty queue gives nothing, at once.
+func TestFastConnReadQueued(t *testing.T) {
+	f, cc := fastPair(t, "udp4", "127.0.0.1")
+	if _, err := cc.WriteToUDPAddrPort([]byte("\x00\x04\x00\x07"), f.LocalAddr().(*net.UDPAddr).AddrPort()); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond) // loopback delivers within the send; a margin
+	f.SetReadDeadline(time.Unix(1, 0))
+	buf := make([]byte, 16)
+	if _, _, err := f.ReadFromUDPAddrPort(buf); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read past the deadline: %v, want the timeout first", err)
+	}
+	n, from, ok := f.readQueued(buf)
+	if !ok || !bytes.Equal(buf[:n], []byte("\x00\x04\x00\x07")) || from != f.client {
+		t.Fatalf("readQueued: %q from %v, %v; want the queued ACK from %v", buf[:n], from, ok, f.client)
+	}
+	start := time.Now()
+	if _, _, ok := f.readQueued(buf); ok || time.Since(start) > time.Second {
+		t.Errorf("readQueued on an empty queue: %v after %v, want nothing at once", ok, time.Since(start))
+	}
+}

@@ -26,6 +26,13 @@ type sessionConn interface {
 	Close() error
 }
 
+// queuedReader is a sessionConn that can take a datagram already waiting
+// for it without waiting, past its read deadline too (net's reads report
+// the deadline first).
+type queuedReader interface {
+	readQueued(b []byte) (int, netip.AddrPort, bool)
+}
+
 const (
 	recvBufSize    = wire.MaxRequestSize + wire.HeaderSize // ACKs and ERRORs; longer ones are cut
 	scratchBufSize = 128                                   // outgoing ERRORs
@@ -359,6 +366,17 @@ func (s *session) recv(deadline *time.Time, retries *int, resend func()) (int, b
 				}
 				s.st.Outcome = OutcomeTimeout
 				return 0, false
+			}
+			if q, ok := s.conn.(queuedReader); ok {
+				if n, from, ok := q.readQueued(s.rbuf); ok {
+					// The answer came in time but was not read yet (this
+					// goroutine ran late): take it rather than resend.
+					if from.Addr().Unmap() != s.client.Addr() || from.Port() != s.client.Port() {
+						s.unknownTID(from)
+						continue
+					}
+					return n, true
+				}
 			}
 			*retries++
 			s.rto.expired()

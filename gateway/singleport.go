@@ -94,6 +94,17 @@ func (l *listener) unregister(m *muxConn) {
 	l.muxMu.Unlock()
 }
 
+// readQueued returns a datagram the listener has handed over, without
+// waiting.
+func (m *muxConn) readQueued(b []byte) (int, netip.AddrPort, bool) {
+	select {
+	case p := <-m.in:
+		return copy(b, p.b[:p.n]), m.client, true
+	default:
+		return 0, netip.AddrPort{}, false
+	}
+}
+
 func (m *muxConn) ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error) {
 	for {
 		if m.closed.Load() {
