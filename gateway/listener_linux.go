@@ -54,11 +54,12 @@ func (r *rawReader) read(b, oob []byte, zones *zoneCache) (n, oobn int, src neti
 	r.err = nil
 	err = r.rc.Read(r.readFn)
 	r.iov.Base, r.msg.Control = nil, nil
-	var oe *net.OpError
-	if errors.As(err, &oe) && oe.Op == "raw-read" {
-		oe.Op = "read" // a closed socket reads as with net's read
-	}
-	if err == nil {
+	if err != nil {
+		var oe *net.OpError // (escapes: only on the error path)
+		if errors.As(err, &oe) && oe.Op == "raw-read" {
+			oe.Op = "read" // a closed socket reads as with net's read
+		}
+	} else {
 		err = r.err
 	}
 	if err != nil {
