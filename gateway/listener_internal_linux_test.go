@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"os"
 	"testing"
 	"time"
 	"unsafe"
@@ -134,5 +135,52 @@ func TestListenerRawReadZone(t *testing.T) {
 		if got := r.from(&zones).String(); got != tt.want {
 			t.Errorf("%s scope %d: %s, want %s", tt.addr, tt.scope, got, tt.want)
 		}
+	}
+}
+
+// TestListenerRawReadOnABlockingSocket is a regression test (found by a
+// review helper): the listening socket is the caller's, and File().Fd(),
+// an old idiom for setting a socket option, leaves it in blocking mode.
+// The raw recvmsg then sat in the kernel until a datagram came, holding
+// its thread without the runtime knowing: every stop-the-world, a GC's
+// first, waited for the next datagram. The read must still wait in the
+// netpoller, and time out.
+func TestListenerRawReadOnABlockingSocket(t *testing.T) {
+	pc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	f, err := pc.File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Fd() // blocking mode, on the description the socket shares
+	f.Close()
+	rc, _ := pc.SyscallConn()
+	var flags int
+	rc.Control(func(fd uintptr) { flags, _ = unix.FcntlInt(fd, unix.F_GETFL, 0) })
+	if flags&unix.O_NONBLOCK != 0 {
+		t.Skip("the socket stayed non-blocking")
+	}
+	l := newListener(pc)
+
+	// If the read blocks in the kernel, a datagram after 3 s frees it.
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case <-done:
+		case <-time.After(3 * time.Second):
+			if c, err := net.DialUDP("udp4", nil, pc.LocalAddr().(*net.UDPAddr)); err == nil {
+				c.Write([]byte("unblock"))
+				c.Close()
+			}
+		}
+	}()
+	pc.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	start := time.Now()
+	if _, err := l.read(make([]byte, 16)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read: %v after %v, want a timeout at 100ms (a raw read blocked in the kernel)", err, time.Since(start))
 	}
 }

@@ -73,7 +73,11 @@ func (r *rawReader) recvmsg(fd uintptr) bool {
 	r.msg.Namelen = unix.SizeofSockaddrAny
 	r.msg.SetControllen(r.oobCap)
 	for {
-		n, _, e := unix.RawSyscall(unix.SYS_RECVMSG, fd, uintptr(unsafe.Pointer(&r.msg)), 0)
+		// MSG_DONTWAIT: the socket is the caller's, which may have made
+		// it blocking (File().Fd() does); a raw call that blocked would
+		// hold its thread without the runtime knowing, and stall every
+		// stop-the-world, a GC's first, until a datagram came.
+		n, _, e := unix.RawSyscall(unix.SYS_RECVMSG, fd, uintptr(unsafe.Pointer(&r.msg)), unix.MSG_DONTWAIT)
 		switch e {
 		case 0:
 			r.n, r.oobn = int(n), int(r.msg.Controllen)

@@ -115,12 +115,15 @@ func (s *muxSender) send(fd uintptr) {
 	}
 	var e syscall.Errno
 	for {
+		// MSG_DONTWAIT: the listening socket is the caller's and may be
+		// blocking (see rawReader.recvmsg); a full buffer gives EAGAIN,
+		// and net's path waits.
 		if s.oob == nil {
-			_, _, e = unix.RawSyscall6(unix.SYS_SENDTO, fd, uintptr(p), uintptr(len(s.buf)), 0, uintptr(s.sa), s.saLen)
+			_, _, e = unix.RawSyscall6(unix.SYS_SENDTO, fd, uintptr(p), uintptr(len(s.buf)), unix.MSG_DONTWAIT, uintptr(s.sa), s.saLen)
 		} else {
 			s.iov.Base = (*byte)(p)
 			s.iov.SetLen(len(s.buf))
-			_, _, e = unix.RawSyscall(unix.SYS_SENDMSG, fd, uintptr(unsafe.Pointer(&s.msg)), 0)
+			_, _, e = unix.RawSyscall(unix.SYS_SENDMSG, fd, uintptr(unsafe.Pointer(&s.msg)), unix.MSG_DONTWAIT)
 		}
 		if e != unix.EINTR {
 			break
