@@ -663,9 +663,15 @@ func (s *session) sendFrom(from uint64) {
 		start := i * s.slotSize
 		run := s.win[start : start+(n-1)*s.slotSize+s.slotLen[s.slotIndex(last)]]
 		if _, err := s.conn.WriteToUDPAddrPort(run, s.client); err != nil {
-			if n > 1 { // the kernel refused segmentation: this run and the rest one by one
+			if n > 1 {
+				// The kernel refused segmentation (a block larger than the
+				// path's MTU, say): this run and the rest one by one, and
+				// without UDP_SEGMENT, which would refuse those too.
 				s.c.logger.Debug("segmented send failed; sending datagrams one by one", "session", s.req.SessionID, "err", err)
 				s.gsoSegs = 0
+				if uc := udpConn(s.conn); uc != nil {
+					disableGSO(uc)
+				}
 				continue
 			}
 			s.c.logger.Debug("send failed", "session", s.req.SessionID, "err", err)

@@ -39,6 +39,18 @@ func enableGSO(c *net.UDPConn, size int) int {
 	return segs
 }
 
+// disableGSO turns segmentation off on c again. A socket with UDP_SEGMENT
+// set sends no datagram larger than the path MTU at all, segmented or
+// not (the kernel does not fragment them): after a segmented send is
+// refused, the datagrams must go one by one without it.
+func disableGSO(c *net.UDPConn) {
+	if rc, err := c.SyscallConn(); err == nil {
+		rc.Control(func(fd uintptr) {
+			unix.SetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_SEGMENT, 0)
+		})
+	}
+}
+
 // listenerRecvBuffer is the receive buffer asked for the listening socket:
 // a burst of thousands of RRQs (a rack powering on) must not overflow the
 // kernel's default of about 200 KiB (some 300 datagrams).

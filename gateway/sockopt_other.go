@@ -7,6 +7,8 @@ import "net"
 // enableGSO: UDP segmentation offload is used on Linux only.
 func enableGSO(*net.UDPConn, int) int { return 0 }
 
+func disableGSO(*net.UDPConn) {}
+
 const listenerRecvBuffer = 8 << 20
 
 func growRecvBuffer(c *net.UDPConn, n int) { c.SetReadBuffer(n) }
