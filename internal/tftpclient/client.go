@@ -346,13 +346,16 @@ func (t *transfer) next(ctx context.Context) ([]byte, error) {
 			// else is a stray that reached this fresh socket first, such
 			// as the retransmitted final DATA of an earlier transfer whose
 			// client had the same port: locking onto its source would tie
-			// this transfer to that session.
+			// this transfer to that session. So is a DATA 1 of more than
+			// 512 bytes when a blksize was asked for: a server that
+			// answers without an OACK uses 512 (without options, such a
+			// DATA 1 is the server's protocol error, reported below).
 			if n < 2 {
 				continue
 			}
 			switch op := binary.BigEndian.Uint16(p); {
 			case op == opOACK, op == opERROR && n >= 4:
-			case op == opDATA && n >= 4 && binary.BigEndian.Uint16(p[2:4]) == 1:
+			case op == opDATA && n >= 4 && binary.BigEndian.Uint16(p[2:4]) == 1 && (n-4 <= 512 || t.reqBlk == 0):
 			default:
 				continue
 			}

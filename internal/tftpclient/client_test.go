@@ -682,3 +682,38 @@ func TestGetIgnoresStrayFirstPackets(t *testing.T) {
 		t.Errorf("ServerAddr %v, want the session's %v", r.res.ServerAddr, want)
 	}
 }
+
+// TestGetIgnoresStrayLongDATA1 (found by a review helper): a DATA 1 of
+// more than 512 bytes before the OACK of a request with a blksize is the
+// final block of an earlier one-block transfer that negotiated one, not
+// an answer: a server that ignores the options sends 512-byte blocks.
+func TestGetIgnoresStrayLongDATA1(t *testing.T) {
+	listen, intruder, session := fakeServer(t), fakeServer(t), fakeServer(t)
+	data := payload(100)
+	type result struct {
+		err error
+		got []byte
+	}
+	done := make(chan result, 1)
+	go func() {
+		var got bytes.Buffer
+		_, err := Get(ctxT(t), listen.LocalAddr().String(), "f", &got, fast(Options{BlockSize: 1468}))
+		done <- result{err, got.Bytes()}
+	}()
+	_, client := readPacket(t, listen) // the RRQ
+	if _, err := intruder.WriteToUDPAddrPort(append([]byte{0, byte(opDATA), 0, 1}, payload(1000)...), client); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := session.WriteToUDPAddrPort([]byte("\x00\x06blksize\x001468\x00"), client); err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := readPacket(t, session); !bytes.Equal(p, []byte{0, byte(opACK), 0, 0}) {
+		t.Fatalf("session got %q, want ACK 0", p)
+	}
+	if _, err := session.WriteToUDPAddrPort(append([]byte{0, byte(opDATA), 0, 1}, data...), client); err != nil {
+		t.Fatal(err)
+	}
+	if r := <-done; r.err != nil || !bytes.Equal(r.got, data) {
+		t.Errorf("%v, %d bytes; want the session's %d", r.err, len(r.got), len(data))
+	}
+}
