@@ -5,7 +5,9 @@ GOBIN := $(shell $(GO) env GOPATH)/bin
 export PATH := $(GOBIN):$(PATH)
 
 BUF_VERSION := v1.75.0
-STATICCHECK_VERSION := 2026.2.2
+# staticcheck 2026.2.2 is module version v0.8.2; the module proxy serves
+# only the module version (a fresh machine's go install of @2026.2.2 gets 403).
+STATICCHECK_VERSION := v0.8.2
 RUN_ADDR ?= 127.0.0.1:6969
 FUZZTIME ?= 60s
 
@@ -85,7 +87,7 @@ soak:
 
 tools:
 	@command -v buf >/dev/null && buf --version 2>/dev/null | grep -q $(BUF_VERSION:v%=%) || $(GO) install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
-	@command -v staticcheck >/dev/null || $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	@command -v staticcheck >/dev/null && staticcheck -version 2>/dev/null | grep -q '($(STATICCHECK_VERSION:v%=%))' || $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
 ## lint: gofmt, go vet, staticcheck, buf lint and buf format.
 lint: tools
