@@ -145,3 +145,139 @@ func TestFastConnReadQueued(t *testing.T) {
 		t.Errorf("readQueued on an empty queue: %v after %v, want nothing at once", ok, time.Since(start))
 	}
 }
+
+// TestFastConnSendBeforeRead: a datagram held by sendBeforeRead leaves
+// with the next read, which then returns the answer to it; it is sent in
+// order before a later write, and sent even when the read ends at once
+// (deadline passed) or fails (socket closed), the failure reported by
+// takeSendErr. A datagram queued before the held send is read first, once
+// the answer comes.
+func TestFastConnSendBeforeRead(t *testing.T) {
+	recvAt := func(t *testing.T, c *net.UDPConn, want string) {
+		t.Helper()
+		buf := make([]byte, 64)
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		n, _, err := c.ReadFromUDPAddrPort(buf)
+		if err != nil || string(buf[:n]) != want {
+			t.Fatalf("got %q (%v), want %q", buf[:n], err, want)
+		}
+	}
+	type result struct {
+		b   string
+		err error
+	}
+	readAsync := func(f *fastConn) chan result {
+		ch := make(chan result, 1)
+		go func() {
+			buf := make([]byte, 64)
+			n, _, err := f.ReadFromUDPAddrPort(buf)
+			ch <- result{string(buf[:n]), err}
+		}()
+		return ch
+	}
+
+	t.Run("held until the read, which returns the answer", func(t *testing.T) {
+		f, client := fastPair(t, "udp4", "127.0.0.1")
+		server := f.LocalAddr().(*net.UDPAddr).AddrPort()
+		f.SetReadDeadline(time.Now().Add(5 * time.Second))
+		f.sendBeforeRead([]byte("\x00\x03\x00\x01one"))
+		client.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		if n, _, err := client.ReadFromUDPAddrPort(make([]byte, 64)); err == nil {
+			t.Fatalf("a %d-byte datagram left before the read", n)
+		}
+		got := readAsync(f)
+		recvAt(t, client, "\x00\x03\x00\x01one")
+		client.WriteToUDPAddrPort([]byte("\x00\x04\x00\x01"), server)
+		if r := <-got; r.err != nil || r.b != "\x00\x04\x00\x01" {
+			t.Fatalf("read: %q (%v), want ACK 1", r.b, r.err)
+		}
+		if err := f.takeSendErr(); err != nil {
+			t.Fatalf("takeSendErr: %v", err)
+		}
+	})
+	t.Run("sent before a later write", func(t *testing.T) {
+		f, client := fastPair(t, "udp4", "127.0.0.1")
+		f.sendBeforeRead([]byte("first"))
+		if _, err := f.WriteToUDPAddrPort([]byte("second"), f.client); err != nil {
+			t.Fatal(err)
+		}
+		recvAt(t, client, "first")
+		recvAt(t, client, "second")
+	})
+	t.Run("sent when the deadline has passed", func(t *testing.T) {
+		f, client := fastPair(t, "udp6", "::1")
+		f.SetReadDeadline(time.Unix(1, 0))
+		f.sendBeforeRead([]byte("late"))
+		if _, _, err := f.ReadFromUDPAddrPort(make([]byte, 64)); !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("read: %v, want os.ErrDeadlineExceeded", err)
+		}
+		recvAt(t, client, "late")
+	})
+	t.Run("a datagram queued before the send is read first", func(t *testing.T) {
+		f, client := fastPair(t, "udp4", "127.0.0.1")
+		server := f.LocalAddr().(*net.UDPAddr).AddrPort()
+		client.WriteToUDPAddrPort([]byte("\x00\x04\x00\x01"), server) // a duplicate ACK 1
+		time.Sleep(20 * time.Millisecond)
+		f.SetReadDeadline(time.Now().Add(5 * time.Second))
+		f.sendBeforeRead([]byte("\x00\x03\x00\x02"))
+		got := readAsync(f)
+		recvAt(t, client, "\x00\x03\x00\x02")
+		client.WriteToUDPAddrPort([]byte("\x00\x04\x00\x02"), server)
+		if r := <-got; r.err != nil || r.b != "\x00\x04\x00\x01" {
+			t.Fatalf("first read: %q (%v), want the queued ACK 1", r.b, r.err)
+		}
+		if r := <-readAsync(f); r.err != nil || r.b != "\x00\x04\x00\x02" {
+			t.Fatalf("second read: %q (%v), want ACK 2", r.b, r.err)
+		}
+	})
+	t.Run("the send's failure is reported", func(t *testing.T) {
+		f, _ := fastPair(t, "udp4", "127.0.0.1")
+		f.Close()
+		f.sendBeforeRead([]byte("x"))
+		if _, _, err := f.ReadFromUDPAddrPort(make([]byte, 64)); err == nil {
+			t.Fatal("read on a closed socket: no error")
+		}
+		if err := f.takeSendErr(); err == nil {
+			t.Fatal("takeSendErr: nil after a send on a closed socket")
+		}
+		if err := f.takeSendErr(); err != nil {
+			t.Fatalf("takeSendErr again: %v, want nil (taken)", err)
+		}
+	})
+}
+
+// TestFastConnSendBeforeReadAllocs: a DATA held for the read and the ACK
+// read after it allocate nothing.
+func TestFastConnSendBeforeReadAllocs(t *testing.T) {
+	f, client := fastPair(t, "udp4", "127.0.0.1")
+	server := f.LocalAddr().(*net.UDPAddr).AddrPort()
+	data, ack, buf, cbuf := make([]byte, 1472), []byte("\x00\x04\x00\x01"), make([]byte, 1500), make([]byte, 1500)
+	f.SetReadDeadline(time.Now().Add(time.Minute))
+	client.SetReadDeadline(time.Now().Add(time.Minute))
+	done := make(chan struct{})
+	defer close(done)
+	go func() { // the client: an ACK for every DATA
+		for {
+			if _, _, err := client.ReadFromUDPAddrPort(cbuf); err != nil {
+				return
+			}
+			select {
+			case <-done:
+				return
+			default:
+			}
+			client.WriteToUDPAddrPort(ack, server)
+		}
+	}()
+	var err error
+	allocs := testing.AllocsPerRun(200, func() {
+		f.sendBeforeRead(data)
+		_, _, err = f.ReadFromUDPAddrPort(buf)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if allocs != 0 {
+		t.Errorf("%v allocations per held DATA and its ACK, want 0", allocs)
+	}
+}

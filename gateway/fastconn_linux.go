@@ -23,10 +23,15 @@ import (
 // 14 interleaved pairs). Packets to anyone else take the wrapped conn's
 // path.
 //
-// (Skipping the read that follows a send, which always finds nothing, is
-// not possible through net's RawConn: each Read first forgets the
-// socket's readiness, so an answer that came in between would be waited
-// for until the timeout.)
+// The read that follows a send would always find nothing: the answer
+// cannot have come yet. A session therefore hands the last datagram of a
+// window to sendBeforeRead, and the next read sends it from inside
+// RawConn.Read, after Read has forgotten the socket's readiness, and then
+// waits for readiness without looking at the queue: an answer arriving
+// after the send is an edge the wait sees. (Skipping the recvfrom in a
+// read made after a separate send would miss an answer that came in
+// between until the timeout.) A datagram queued before the send (a
+// duplicate ACK) is read with the next one to come, or at the deadline.
 type fastConn struct {
 	*net.UDPConn // deadlines, Close, and packets to strangers
 	rc           syscall.RawConn
@@ -44,6 +49,11 @@ type fastConn struct {
 	writeFn  func(fd uintptr) bool
 	queuedFn func(fd uintptr)
 	queued   bool // readQueued's recvfrom took a datagram
+
+	// pending is a datagram for the client held by sendBeforeRead, and
+	// pendingErr the error of its send.
+	pending    []byte
+	pendingErr error
 
 	// The send in progress.
 	wbuf  []byte
@@ -72,7 +82,7 @@ func newFastConn(c *net.UDPConn, client netip.AddrPort) sessionConn {
 		putPort(&f.sa6.Port, client.Port())
 		f.sa, f.saLen = unsafe.Pointer(&f.sa6), unix.SizeofSockaddrInet6
 	}
-	f.readFn, f.writeFn = f.recvfrom, f.sendto
+	f.readFn, f.writeFn = f.readStep, f.sendto
 	f.queuedFn = func(fd uintptr) { f.queued = f.recvfrom(fd) && f.rerr == nil }
 	return f
 }
@@ -90,19 +100,74 @@ func udpConn(c sessionConn) *net.UDPConn {
 }
 
 // ReadFromUDPAddrPort reads the next datagram like net.UDPConn's, within
-// the read deadline.
+// the read deadline, after sending the datagram held by sendBeforeRead.
 func (f *fastConn) ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error) {
-	f.rbuf, f.rerr = b, nil
-	if err := f.rc.Read(f.readFn); err != nil {
-		return 0, netip.AddrPort{}, err
+	for {
+		f.rbuf, f.rerr = b, nil
+		err := f.rc.Read(f.readFn)
+		if f.pending != nil {
+			// Not sent: the deadline had passed or the socket was closed
+			// before the read began, or the send buffer is full (the read
+			// step then returned to let net's write wait for room).
+			f.flush()
+			if err == nil {
+				continue
+			}
+		}
+		if err != nil {
+			return 0, netip.AddrPort{}, err
+		}
+		return f.rn, f.rfrom, f.rerr
 	}
-	return f.rn, f.rfrom, f.rerr
+}
+
+// sendBeforeRead holds b, a datagram for the client, for the next read or
+// write to send first (see the type's comment).
+func (f *fastConn) sendBeforeRead(b []byte) {
+	if f.pending != nil {
+		f.flush()
+	}
+	f.pending = b
+}
+
+// takeSendErr returns and forgets the error of the last held send.
+func (f *fastConn) takeSendErr() error {
+	err := f.pendingErr
+	f.pendingErr = nil
+	return err
+}
+
+// flush sends the held datagram through WriteToUDPAddrPort.
+func (f *fastConn) flush() {
+	b := f.pending
+	f.pending = nil
+	if _, err := f.WriteToUDPAddrPort(b, f.client); err != nil {
+		f.pendingErr = err
+	}
+}
+
+// readStep is RawConn.Read's step: the held datagram's send, after which
+// the answer cannot be there yet (the step reports false: wait for
+// readiness), or a recvfrom.
+func (f *fastConn) readStep(fd uintptr) bool {
+	if f.pending == nil {
+		return f.recvfrom(fd)
+	}
+	f.wbuf, f.werr = f.pending, nil
+	if !f.sendto(fd) {
+		return true // EAGAIN: ReadFromUDPAddrPort sends it through net's wait
+	}
+	f.pending, f.pendingErr = nil, f.werr
+	return false
 }
 
 // readQueued returns a datagram that waits in the socket's queue, without
 // waiting, whatever the read deadline: net's read reports an expired
 // deadline before it looks at the queue.
 func (f *fastConn) readQueued(b []byte) (int, netip.AddrPort, bool) {
+	if f.pending != nil {
+		f.flush()
+	}
 	f.rbuf, f.rerr, f.queued = b, nil, false
 	if err := f.rc.Control(f.queuedFn); err != nil || !f.queued {
 		return 0, netip.AddrPort{}, false
@@ -154,6 +219,9 @@ func (f *fastConn) fromAddr() netip.AddrPort {
 
 // WriteToUDPAddrPort sends b to addr.
 func (f *fastConn) WriteToUDPAddrPort(b []byte, addr netip.AddrPort) (int, error) {
+	if f.pending != nil {
+		f.flush() // in order
+	}
 	if addr != f.client {
 		return f.UDPConn.WriteToUDPAddrPort(b, addr)
 	}

@@ -26,6 +26,18 @@ type sessionConn interface {
 	Close() error
 }
 
+// deferredSender is a sessionConn that can hold a datagram for the client
+// until the session's next read, which sends it and then waits for the
+// answer: the read then does not first look at a queue that cannot hold
+// the answer yet (one system call less per block in lock-step).
+type deferredSender interface {
+	// sendBeforeRead holds b, which must stay unchanged until the next
+	// read or write, for that call to send first.
+	sendBeforeRead(b []byte)
+	// takeSendErr returns, and forgets, the error of the last held send.
+	takeSendErr() error
+}
+
 // queuedReader is a sessionConn that can take a datagram already waiting
 // for it without waiting, past its read deadline too (net's reads report
 // the deadline first).
@@ -207,13 +219,13 @@ func (s *session) allocBuffers() bool {
 // OACK on timeout. It reports whether the transfer goes on.
 func (s *session) sendOACK() bool {
 	pkt := wire.AppendOACK(nil, s.p.oack)
-	s.send(pkt)
+	s.sendThenRead(pkt)
 	s.rto.sent(time.Now(), 0)
 	s.giveUpAt = time.Now().Add(s.readLimit())
 	retries := 0
 	deadline := time.Now().Add(s.rto.current())
 	for {
-		n, ok := s.recv(&deadline, &retries, func() { s.send(pkt); s.st.Retransmits++ })
+		n, ok := s.recv(&deadline, &retries, func() { s.sendThenRead(pkt); s.st.Retransmits++ })
 		if !ok {
 			return false
 		}
@@ -337,6 +349,11 @@ func (s *session) recv(deadline *time.Time, retries *int, resend func()) (int, b
 			return 0, false
 		}
 		n, from, err := s.conn.ReadFromUDPAddrPort(s.rbuf)
+		if d, ok := s.conn.(deferredSender); ok {
+			if err := d.takeSendErr(); err != nil {
+				s.c.logger.Debug("send failed", "session", s.req.SessionID, "err", err)
+			}
+		}
 		if err != nil {
 			if !errors.Is(err, os.ErrDeadlineExceeded) {
 				if s.ctx.Err() != nil {
@@ -662,7 +679,11 @@ func (s *session) sendFrom(from uint64) {
 		last := abs + uint64(n) - 1
 		start := i * s.slotSize
 		run := s.win[start : start+(n-1)*s.slotSize+s.slotLen[s.slotIndex(last)]]
-		if _, err := s.conn.WriteToUDPAddrPort(run, s.client); err != nil {
+		if d, ok := s.conn.(deferredSender); ok && n == 1 && last == s.read {
+			// The window's last datagram: the read that waits for its
+			// ACK sends it (a send error is logged there).
+			d.sendBeforeRead(run)
+		} else if _, err := s.conn.WriteToUDPAddrPort(run, s.client); err != nil {
 			if n > 1 {
 				// The kernel refused segmentation (a block larger than the
 				// path's MTU, say): this run and the rest one by one, and
@@ -716,6 +737,17 @@ func (s *session) send(pkt []byte) {
 	if _, err := s.conn.WriteToUDPAddrPort(pkt, s.client); err != nil {
 		s.c.logger.Debug("send failed", "session", s.req.SessionID, "err", err)
 	}
+}
+
+// sendThenRead sends pkt, which the session's next step reads the answer
+// to: a deferredSender sends it from that read.
+func (s *session) sendThenRead(pkt []byte) {
+	if d, ok := s.conn.(deferredSender); ok {
+		s.st.PacketsSent++
+		d.sendBeforeRead(pkt)
+		return
+	}
+	s.send(pkt)
 }
 
 // sendError sends e; its message is cut to what fits one small packet.
