@@ -32,7 +32,8 @@
 //	-client-ca FILE    require client certificates signed by these CAs (mTLS)
 //	-token-file FILE   require "authorization: Bearer TOKEN" with the token
 //	                   in FILE (the health service is exempt)
-//	-log-format FMT    text or json (default text)
+//	-log-format FMT    text or json (default text); json writes durations
+//	                   as float seconds
 //
 // It also serves grpc.health.v1 and reflection. SIGINT or SIGTERM stop it
 // gracefully: running calls get 10 seconds to finish.
@@ -58,6 +59,7 @@ import (
 	"github.com/tftpgw/tftpgw/cmd/tftp-backend/internal/httpupstream"
 	"github.com/tftpgw/tftpgw/cmd/tftp-backend/internal/templates"
 	"github.com/tftpgw/tftpgw/gateway"
+	"github.com/tftpgw/tftpgw/internal/jsonlog"
 )
 
 // stopTimeout is how long a graceful stop waits for running calls.
@@ -125,7 +127,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(net.Ad
 	}
 	var logger *slog.Logger
 	if c.logFormat == "json" {
-		logger = slog.New(slog.NewJSONHandler(stderr, nil))
+		logger = slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{ReplaceAttr: jsonlog.DurationsInSeconds}))
 	} else {
 		logger = slog.New(slog.NewTextHandler(stderr, nil))
 	}
