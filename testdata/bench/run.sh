@@ -103,6 +103,12 @@ elif [ "$IS_ROOT" != 1 ]; then
 fi
 DNSMASQ_VERSION=$([ -n "$DNSMASQ" ] && "$DNSMASQ" --version 2>/dev/null | head -1 | sed 's/ *Copyright.*//' || true)
 
+# ip and nft (Debian's iproute2 and nftables) for F's lossy namespace.
+if { ! command -v ip >/dev/null || ! command -v nft >/dev/null; } && [ "$IS_ROOT" = 1 ] && command -v apt-get >/dev/null; then
+	log "installing iproute2 and nftables (for F)"
+	DEBIAN_FRONTEND=noninteractive timeout 300 apt-get install -y -qq iproute2 nftables >/dev/null 2>&1 || true
+fi
+
 # atftpd conflicts with tftpd-hpa in Debian: unpack it instead of installing.
 ATFTPD=$(command -v atftpd || true)
 if [ -z "$ATFTPD" ]; then
@@ -236,6 +242,24 @@ cpu_ns() {
 	esac
 }
 
+# sys_ns PID...: of cpu_ns, the time spent in the kernel (system calls and
+# the packet processing they do) in ns.
+sys_ns() {
+	case $CG_KIND in
+	v1) awk -v hz="$CLK_TCK" '$1 == "system" {printf "%d", $2 * 1000000000 / hz}' "$CG/cpuacct.stat" ;;
+	v2) awk '$1 == "system_usec" {printf "%d", $2 * 1000}' "$CG/cpu.stat" ;;
+	*)
+		local sum=0 p s
+		for p in "$@"; do
+			s=$(cat "/proc/$p/stat" 2>/dev/null) || continue
+			s=${s##*) }
+			sum=$((sum + $(awk '{print $13 + $15}' <<<"$s")))
+		done
+		echo $((sum * 1000000000 / CLK_TCK))
+		;;
+	esac
+}
+
 # cputicks PID...: utime+stime+cutime+cstime summed over the pids.
 cputicks() {
 	local sum=0 p s
@@ -329,12 +353,13 @@ NSEXEC="" NSNAME=""
 # whose output (tab-separated) fills the extra columns, run after the client.
 bench() {
 	local scen=$1 server=$2 round=$3 cap=$4 extra=$5; shift 5
-	local json="$WORK/$scen-$server-$round.json" c0 c1 b0 b1 rc=0
-	c0=$(cpu_ns "${SRV_PIDS[@]}") b0=$(busy_ns)
+	local json="$WORK/$scen-$server-$round.json" c0 c1 b0 b1 s0 s1 rc=0
+	c0=$(cpu_ns "${SRV_PIDS[@]}") b0=$(busy_ns) s0=$(sys_ns "${SRV_PIDS[@]}")
 	log "$scen $server round $round: tftpbench $* (cap ${cap}s)"
 	${NSEXEC:+$NSEXEC} timeout -s INT -k 15 "$cap" "$TB" -server "$SRV_ADDR" -json "$@" >"$json" 2>"$json.err" || rc=$?
 	sleep 1 # let tftpd-hpa reap its per-transfer children
-	c1=$(cpu_ns "${SRV_PIDS[@]}") b1=$(busy_ns)
+	c1=$(cpu_ns "${SRV_PIDS[@]}") b1=$(busy_ns) s1=$(sys_ns "${SRV_PIDS[@]}")
+	LAST_SYS_NS=$((s1 - s0)) LAST_JSON=$json
 	if ! jq -e .transfers "$json" >/dev/null 2>&1; then
 		note "$scen $server round $round: tftpbench gave no summary (exit $rc): $(tail -c 300 "$json.err" | tr '\n' ' ')"
 		printf '%s\t%s\t%s\tNA\tNA\tNA\tNA\tNA\tNA\tNA\tNA\tNA\tNA\t\t\n' "$scen" "$server" "$round" >>"$RES"
@@ -361,6 +386,8 @@ cg_init
 [ "$CG_KIND" = none ] && note "no cgroup could be made for the servers: server CPU comes from /proc/PID/stat, which misses tftpd-hpa's per-transfer children."
 
 # ---- scenarios -----------------------------------------------------------------
+# A's extra column: the servers' kernel CPU-s per GiB (of the total).
+a_extra() { jq -r --arg s "$LAST_SYS_NS" 'if .bytes > 0 then ($s | tonumber) / 1e9 / (.bytes / 1073741824) else "NA" end' "$LAST_JSON"; }
 scen_A() {
 	local r s
 	for r in $(seq 1 "$ROUNDS"); do
@@ -372,7 +399,7 @@ scen_A() {
 			dnsmasq) start_dnsmasq --tftp-max=1000 || continue ;;
 			dnsmasq-default) start_dnsmasq || continue ;;
 			esac
-			bench A "$s" "$r" 300 "" -file a.bin -blksize 1468 -c "$A_C" -n "$A_N" -verify-file "$ROOT/a.bin"
+			bench A "$s" "$r" 300 a_extra -file a.bin -blksize 1468 -c "$A_C" -n "$A_N" -verify-file "$ROOT/a.bin"
 			stop "${SRV_PIDS[@]}"
 		done
 	done
@@ -528,8 +555,10 @@ zero() { [ "$1" = 0 ] && echo met || echo "not met"; }
 	echo
 	echo "$A_N transfers of a ${A_MIB} MiB file, blksize 1468, lock-step. Median of $ROUNDS rounds, run alternately. dnsmasq runs twice per round: with \`--tftp-max=1000\`, so it can serve all $A_C at once, and at its default limit of 50 sessions, to show the transfers it turns away. The targets are the issue's: tftpgw's CPU-s/GiB at most $TARGET_A_CPU_RATIO x tftpd-hpa's and below $TARGET_A_CPU_ABS, MB/s at least tftpd-hpa's, and through tftp-backend gateway + backend CPU-s/GiB at most tftpd-hpa's. The absolute $TARGET_A_CPU_ABS is dnsmasq's figure from the issue's table (338 MB/s at 2.3 CPU-s/GiB, another machine); dnsmasq measured in this run is shown next to it."
 	echo
-	echo "| server | rounds | failed (all rounds) | MB/s (median) | MB/s (each round) | server CPU-s/GiB (median) | transfer p99 s | cores busy elsewhere | target |"
-	echo "|---|---|---|---|---|---|---|---|---|"
+	echo "The kernel column is the part of the server CPU spent in the kernel (system calls, and the loopback delivery to the client that a send does): what any server pays that sends and receives a datagram per block through the socket API."
+	echo
+	echo "| server | rounds | failed (all rounds) | MB/s (median) | MB/s (each round) | server CPU-s/GiB (median) | of which kernel (median) | transfer p99 s | cores busy elsewhere | target |"
+	echo "|---|---|---|---|---|---|---|---|---|---|"
 	hpa_cpu=$(med A tftpd-hpa 10) hpa_mbps=$(med A tftpd-hpa 8)
 	dq_cpu=$(med A dnsmasq 10) dq_mbps=$(med A dnsmasq 8)
 	for s in tftpgw tftpgw-grpc tftpd-hpa dnsmasq dnsmasq-default; do
@@ -554,7 +583,7 @@ zero() { [ "$1" = 0 ] && echo met || echo "not met"; }
 		dnsmasq) label="dnsmasq --tftp-max=1000" ;;
 		dnsmasq-default) label="dnsmasq, default limit (50 sessions)" ;;
 		esac
-		echo "| $label | $(rounds A $s) | $f | $(fmt "$m") | $(allr A $s 8 '%s%.0f') | $(fmt "$c" 2) | $(fmt "$(med A $s 12)" 2) | $(allr A $s 13 '%s%.2f') | $t |"
+		echo "| $label | $(rounds A $s) | $f | $(fmt "$m") | $(allr A $s 8 '%s%.0f') | $(fmt "$c" 2) | $(fmt "$(med A $s 14)" 2) | $(fmt "$(med A $s 12)" 2) | $(allr A $s 13 '%s%.2f') | $t |"
 	done
 
 	for sc in B C; do
@@ -647,7 +676,7 @@ zero() { [ "$1" = 0 ] && echo met || echo "not met"; }
 	echo
 	echo "### Raw results"
 	echo
-	echo "One line per measured run: scenario, server, round, ok, failed, bytes, elapsed s, MB/s, server CPU-s, server CPU-s/GiB, TTFB p99 s, transfer p99 s, cores busy with other work during the run (machine CPU from /proc/stat minus the servers and tftpbench, per second of the run: above about 0.2 the machine was shared and the numbers are low), extra (D: VmHWM kB, idle RSS kB, tftpbench CPU-s, first DATA p99 s on the wire; E: backend rchar, wchar)."
+	echo "One line per measured run: scenario, server, round, ok, failed, bytes, elapsed s, MB/s, server CPU-s, server CPU-s/GiB, TTFB p99 s, transfer p99 s, cores busy with other work during the run (machine CPU from /proc/stat minus the servers and tftpbench, per second of the run: above about 0.2 the machine was shared and the numbers are low), extra (A: server kernel CPU-s/GiB; D: VmHWM kB, idle RSS kB, tftpbench CPU-s, first DATA p99 s on the wire; E: backend rchar, wchar)."
 	echo
 	echo '```'
 	cat "$RES"
