@@ -238,7 +238,7 @@ cpu_ns() {
 	case $CG_KIND in
 	v1) cat "$CG/cpuacct.usage" ;;
 	v2) awk '$1 == "usage_usec" {printf "%d", $2 * 1000}' "$CG/cpu.stat" ;;
-	*) echo $(($(cputicks "$@") * 1000000000 / CLK_TCK)) ;;
+	*) echo $(($(cputicks '$12 + $13 + $14 + $15' "$@") * 1000000000 / CLK_TCK)) ;;
 	esac
 }
 
@@ -248,26 +248,20 @@ sys_ns() {
 	case $CG_KIND in
 	v1) awk -v hz="$CLK_TCK" '$1 == "system" {printf "%d", $2 * 1000000000 / hz}' "$CG/cpuacct.stat" ;;
 	v2) awk '$1 == "system_usec" {printf "%d", $2 * 1000}' "$CG/cpu.stat" ;;
-	*)
-		local sum=0 p s
-		for p in "$@"; do
-			s=$(cat "/proc/$p/stat" 2>/dev/null) || continue
-			s=${s##*) }
-			sum=$((sum + $(awk '{print $13 + $15}' <<<"$s")))
-		done
-		echo $((sum * 1000000000 / CLK_TCK))
-		;;
+	*) echo $(($(cputicks '$13 + $15' "$@") * 1000000000 / CLK_TCK)) ;;
 	esac
 }
 
-# cputicks PID...: utime+stime+cutime+cstime summed over the pids.
+# cputicks AWK-EXPR PID...: the expression over the fields of /proc/PID/stat
+# summed over the pids (after the comm field: state is $1, utime $12, stime
+# $13, cutime $14, cstime $15).
 cputicks() {
-	local sum=0 p s
+	local sum=0 p s expr=$1
+	shift
 	for p in "$@"; do
 		s=$(cat "/proc/$p/stat" 2>/dev/null) || continue
 		s=${s##*) }
-		# after the comm field: state is $1, utime $12, stime $13, cutime $14, cstime $15
-		sum=$((sum + $(awk '{print $12 + $13 + $14 + $15}' <<<"$s")))
+		sum=$((sum + $(awk "{print $expr}" <<<"$s")))
 	done
 	echo "$sum"
 }
