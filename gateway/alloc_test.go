@@ -260,3 +260,36 @@ func TestAnswerQueuedAtTimeoutIsNotResent(t *testing.T) {
 		}
 	}
 }
+
+// lastChanceConn is a lateConn whose client answers a block only after
+// its last retransmission: each ACK waits in the queue when the retries
+// are spent.
+type lastChanceConn struct {
+	lateConn
+	retries int
+	sends   map[uint16]int
+}
+
+func (c *lastChanceConn) WriteToUDPAddrPort(b []byte, a netip.AddrPort) (int, error) {
+	if blk, _, err := wire.ParseData(b); err == nil {
+		if c.sends[blk]++; c.sends[blk] <= c.retries {
+			return len(b), nil // lost
+		}
+	}
+	return c.lateConn.WriteToUDPAddrPort(b, a)
+}
+
+// TestAnswerQueuedAtLastTimeoutIsTaken is a regression test (found by a
+// review helper): an ACK that waited in the queue when the last
+// retransmission's timer fired was ignored, and the session timed out.
+// It is taken like one at an earlier timeout.
+func TestAnswerQueuedAtLastTimeoutIsTaken(t *testing.T) {
+	conn := &lastChanceConn{lateConn: lateConn{ackingConn{window: 1, blksize: 512}}, sends: map[uint16]int{}}
+	s := newTestSession(2, 512, 1, conn)
+	s.p.timeout = 2 * time.Millisecond
+	conn.retries = s.c.retries
+	s.transfer()
+	if want := int64(3 * s.c.retries); s.st.Outcome != OutcomeOK || s.acked != 3 || s.st.Retransmits != want {
+		t.Errorf("outcome %v, acked %d, %d retransmits; want OK, 3, %d", s.st.Outcome, s.acked, s.st.Retransmits, want)
+	}
+}

@@ -50,28 +50,37 @@ func TestRFC7440_BlocksLargerThanTheMTU(t *testing.T) {
 		return
 	}
 	loopbackMTU(t, 1500)
-	content := pattern(200 << 10)
 	for _, tc := range []struct {
 		network, addr   string
 		blksize, window int
+		size            int
 	}{
-		{"udp6", "[::1]:0", 1468, 16}, // 1468 + 48 bytes of headers: U-Boot's default blksize over IPv6
-		{"udp4", "127.0.0.1:0", 1468, 16},
-		{"udp4", "127.0.0.1:0", 2000, 4},
-		{"udp4", "127.0.0.1:0", 8192, 8},
-		{"udp6", "[::1]:0", 8192, 8},
-		{"udp4", "127.0.0.1:0", 1400, 8},
+		{"udp6", "[::1]:0", 1468, 16, 200 << 10}, // 1468 + 48 bytes of headers: U-Boot's default blksize over IPv6
+		{"udp4", "127.0.0.1:0", 1468, 16, 200 << 10},
+		{"udp4", "127.0.0.1:0", 2000, 4, 200 << 10},
+		{"udp4", "127.0.0.1:0", 8192, 8, 200 << 10},
+		{"udp6", "[::1]:0", 8192, 8, 200 << 10},
+		{"udp4", "127.0.0.1:0", 1400, 8, 200 << 10},
+		// Every send a single datagram (a review helper's cases): a
+		// window of 2 wraps the ring at each block, and a file of one or
+		// two blocks fills one or two slots. Only the refused segmented
+		// run turned segmentation off; a refused single one did not.
+		{"udp4", "127.0.0.1:0", 8192, 2, 200 << 10},
+		{"udp4", "127.0.0.1:0", 8192, 8, 4000},
+		{"udp4", "127.0.0.1:0", 8192, 8, 10000},
+		{"udp6", "[::1]:0", 1468, 4, 2000},
 	} {
+		content := pattern(tc.size)
 		ts := startServerOn(t, tc.network, tc.addr, files{"f": content}, func(s *gateway.Server) { s.Timeout = time.Second })
 		var got bytes.Buffer
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		_, err := tftpclient.Get(ctx, ts.addr.String(), "f", &got, tftpclient.Options{BlockSize: tc.blksize, WindowSize: tc.window, RetransmitTimeout: time.Second})
 		cancel()
 		if err != nil || !bytes.Equal(got.Bytes(), content) {
-			t.Errorf("%s blksize %d windowsize %d: %v, %d of %d bytes", tc.network, tc.blksize, tc.window, err, got.Len(), len(content))
+			t.Errorf("%s blksize %d windowsize %d size %d: %v, %d of %d bytes", tc.network, tc.blksize, tc.window, tc.size, err, got.Len(), len(content))
 		}
 		if st := ts.nextStats(t); st.Outcome != gateway.OutcomeOK {
-			t.Errorf("%s blksize %d windowsize %d: outcome %v", tc.network, tc.blksize, tc.window, st.Outcome)
+			t.Errorf("%s blksize %d windowsize %d size %d: outcome %v", tc.network, tc.blksize, tc.window, tc.size, st.Outcome)
 		}
 	}
 }

@@ -372,6 +372,18 @@ func (s *session) recv(deadline *time.Time, retries *int, resend func()) (int, b
 				s.armed = *deadline
 				continue
 			}
+			if q, ok := s.conn.(queuedReader); ok {
+				if n, from, ok := q.readQueued(s.rbuf); ok {
+					// The answer came in time but was not read yet (this
+					// goroutine ran late): take it rather than resend or,
+					// at the last timeout, give up.
+					if from.Addr().Unmap() != s.client.Addr() || from.Port() != s.client.Port() {
+						s.unknownTID(from)
+						continue
+					}
+					return n, true
+				}
+			}
 			if *retries >= s.c.retries {
 				// The retransmissions are spent, but an adaptive timer spends
 				// them faster than the configured timeout would: a client
@@ -383,17 +395,6 @@ func (s *session) recv(deadline *time.Time, retries *int, resend func()) (int, b
 				}
 				s.st.Outcome = OutcomeTimeout
 				return 0, false
-			}
-			if q, ok := s.conn.(queuedReader); ok {
-				if n, from, ok := q.readQueued(s.rbuf); ok {
-					// The answer came in time but was not read yet (this
-					// goroutine ran late): take it rather than resend.
-					if from.Addr().Unmap() != s.client.Addr() || from.Port() != s.client.Port() {
-						s.unknownTID(from)
-						continue
-					}
-					return n, true
-				}
 			}
 			*retries++
 			s.rto.expired()
@@ -679,15 +680,17 @@ func (s *session) sendFrom(from uint64) {
 		last := abs + uint64(n) - 1
 		start := i * s.slotSize
 		run := s.win[start : start+(n-1)*s.slotSize+s.slotLen[s.slotIndex(last)]]
-		if d, ok := s.conn.(deferredSender); ok && n == 1 && last == s.read {
+		if d, ok := s.conn.(deferredSender); ok && n == 1 && last == s.read && s.gsoSegs <= 1 {
 			// The window's last datagram: the read that waits for its
-			// ACK sends it (a send error is logged there).
+			// ACK sends it (a send error is logged there). Not with
+			// segmentation on, whose refusals must be seen here (below).
 			d.sendBeforeRead(run)
 		} else if _, err := s.conn.WriteToUDPAddrPort(run, s.client); err != nil {
-			if n > 1 {
-				// The kernel refused segmentation (a block larger than the
-				// path's MTU, say): this run and the rest one by one, and
-				// without UDP_SEGMENT, which would refuse those too.
+			if s.gsoSegs > 1 {
+				// The kernel refused the send with segmentation on: with
+				// UDP_SEGMENT set it sends no datagram larger than the
+				// path's MTU, single or segmented (a block larger than the
+				// MTU). This run and the rest go one by one, without it.
 				s.c.logger.Debug("segmented send failed; sending datagrams one by one", "session", s.req.SessionID, "err", err)
 				s.gsoSegs = 0
 				if uc := udpConn(s.conn); uc != nil {
