@@ -7,6 +7,8 @@ import (
 	"errors"
 	"net"
 	"os"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -86,11 +88,13 @@ func TestFastConnDeadlineAndClose(t *testing.T) {
 		t.Fatalf("read past the deadline: %v, want os.ErrDeadlineExceeded", err)
 	}
 	f.Close()
-	if _, _, err := f.ReadFromUDPAddrPort(buf); err == nil {
-		t.Fatal("read on a closed socket: no error")
+	// Errors read as net.UDPConn's would: "read udp4 ...", not net's
+	// RawConn's "raw-read udp4 ..." (found by a review helper).
+	if _, _, err := f.ReadFromUDPAddrPort(buf); !errors.Is(err, net.ErrClosed) || strings.Contains(err.Error(), "raw-") || !strings.HasPrefix(err.Error(), "read udp") {
+		t.Fatalf("read on a closed socket: %v, want net.ErrClosed as a read", err)
 	}
-	if _, err := f.WriteToUDPAddrPort(buf, f.client); err == nil {
-		t.Fatal("send on a closed socket: no error")
+	if _, err := f.WriteToUDPAddrPort(buf, f.client); !errors.Is(err, net.ErrClosed) || strings.Contains(err.Error(), "raw-") || !strings.HasPrefix(err.Error(), "write udp") {
+		t.Fatalf("send on a closed socket: %v, want net.ErrClosed as a write", err)
 	}
 }
 
@@ -228,6 +232,23 @@ func TestFastConnSendBeforeRead(t *testing.T) {
 		}
 		if r := <-readAsync(f); r.err != nil || r.b != "\x00\x04\x00\x02" {
 			t.Fatalf("second read: %q (%v), want ACK 2", r.b, r.err)
+		}
+	})
+	t.Run("a queued datagram is read at once when the send fails", func(t *testing.T) {
+		// Regression test (found by a review helper): a send that fails
+		// raises no readiness, so a datagram queued before it waited for
+		// the deadline.
+		f, client := fastPair(t, "udp4", "127.0.0.1")
+		client.WriteToUDPAddrPort([]byte("\x00\x04\x00\x01"), f.LocalAddr().(*net.UDPAddr).AddrPort())
+		time.Sleep(20 * time.Millisecond)
+		f.SetReadDeadline(time.Now().Add(time.Minute))
+		f.sendBeforeRead(make([]byte, 70000)) // EMSGSIZE: larger than any UDP datagram
+		buf := make([]byte, 64)
+		if n, _, err := f.ReadFromUDPAddrPort(buf); err != nil || string(buf[:n]) != "\x00\x04\x00\x01" {
+			t.Fatalf("read: %q (%v), want the queued ACK", buf[:n], err)
+		}
+		if err := f.takeSendErr(); !errors.Is(err, syscall.EMSGSIZE) {
+			t.Fatalf("takeSendErr: %v, want EMSGSIZE", err)
 		}
 	})
 	t.Run("the send's failure is reported", func(t *testing.T) {

@@ -3,8 +3,11 @@
 package gateway
 
 import (
+	"errors"
 	"net"
 	"net/netip"
+	"os"
+	"strings"
 	"syscall"
 	"unsafe"
 
@@ -31,7 +34,9 @@ import (
 // after the send is an edge the wait sees. (Skipping the recvfrom in a
 // read made after a separate send would miss an answer that came in
 // between until the timeout.) A datagram queued before the send (a
-// duplicate ACK) is read with the next one to come, or at the deadline.
+// duplicate ACK) is not missed: the send's completion raises an output
+// edge, and the poller, reporting the socket's state, finds it readable
+// too. A send that fails raises nothing, so the step then reads at once.
 type fastConn struct {
 	*net.UDPConn // deadlines, Close, and packets to strangers
 	rc           syscall.RawConn
@@ -115,10 +120,20 @@ func (f *fastConn) ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error) {
 			}
 		}
 		if err != nil {
-			return 0, netip.AddrPort{}, err
+			return 0, netip.AddrPort{}, netOpName(err, "read")
 		}
 		return f.rn, f.rfrom, f.rerr
 	}
+}
+
+// netOpName renames the operation of err, from net's RawConn ("raw-read",
+// "raw-write"), to op, as net.UDPConn's own calls name it.
+func netOpName(err error, op string) error {
+	var oe *net.OpError // (escapes: only on the error path)
+	if errors.As(err, &oe) && strings.HasPrefix(oe.Op, "raw-") {
+		oe.Op = op
+	}
+	return err
 }
 
 // sendBeforeRead holds b, a datagram for the client, for the next read or
@@ -158,6 +173,11 @@ func (f *fastConn) readStep(fd uintptr) bool {
 		return true // EAGAIN: ReadFromUDPAddrPort sends it through net's wait
 	}
 	f.pending, f.pendingErr = nil, f.werr
+	if f.werr != nil {
+		// Nothing went out, so no answer will raise readiness: a datagram
+		// already queued must be looked for now.
+		return f.recvfrom(fd)
+	}
 	return false
 }
 
@@ -181,7 +201,7 @@ func (f *fastConn) recvfrom(fd uintptr) bool {
 	if len(f.rbuf) > 0 {
 		p = unsafe.Pointer(&f.rbuf[0])
 	}
-	n, _, e := unix.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(p), uintptr(len(f.rbuf)), 0,
+	n, _, e := unix.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(p), uintptr(len(f.rbuf)), unix.MSG_DONTWAIT,
 		uintptr(unsafe.Pointer(&f.rsa)), uintptr(unsafe.Pointer(&f.rsaLen)))
 	switch e {
 	case 0:
@@ -191,7 +211,7 @@ func (f *fastConn) recvfrom(fd uintptr) bool {
 	case unix.EINTR:
 		return f.recvfrom(fd)
 	default:
-		f.rn, f.rfrom, f.rerr = 0, netip.AddrPort{}, &net.OpError{Op: "read", Net: "udp", Source: f.LocalAddr(), Err: e}
+		f.rn, f.rfrom, f.rerr = 0, netip.AddrPort{}, &net.OpError{Op: "read", Net: "udp", Source: f.LocalAddr(), Err: os.NewSyscallError("recvfrom", e)}
 	}
 	return true
 }
@@ -227,7 +247,7 @@ func (f *fastConn) WriteToUDPAddrPort(b []byte, addr netip.AddrPort) (int, error
 	}
 	f.wbuf, f.werr = b, nil
 	if err := f.rc.Write(f.writeFn); err != nil {
-		return 0, err
+		return 0, netOpName(err, "write")
 	}
 	if f.werr != nil {
 		return 0, f.werr
@@ -240,7 +260,7 @@ func (f *fastConn) sendto(fd uintptr) bool {
 	if len(f.wbuf) > 0 {
 		p = unsafe.Pointer(&f.wbuf[0])
 	}
-	_, _, e := unix.RawSyscall6(unix.SYS_SENDTO, fd, uintptr(p), uintptr(len(f.wbuf)), 0, uintptr(f.sa), f.saLen)
+	_, _, e := unix.RawSyscall6(unix.SYS_SENDTO, fd, uintptr(p), uintptr(len(f.wbuf)), unix.MSG_DONTWAIT, uintptr(f.sa), f.saLen)
 	switch e {
 	case 0:
 	case unix.EAGAIN:
@@ -248,7 +268,7 @@ func (f *fastConn) sendto(fd uintptr) bool {
 	case unix.EINTR:
 		return f.sendto(fd)
 	default:
-		f.werr = &net.OpError{Op: "write", Net: "udp", Source: f.LocalAddr(), Err: e}
+		f.werr = &net.OpError{Op: "write", Net: "udp", Source: f.LocalAddr(), Err: os.NewSyscallError("sendto", e)}
 	}
 	return true
 }
