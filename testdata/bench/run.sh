@@ -237,7 +237,7 @@ cg_done() {
 cpu_ns() {
 	case $CG_KIND in
 	v1) cat "$CG/cpuacct.usage" ;;
-	v2) awk '$1 == "usage_usec" {printf "%d", $2 * 1000}' "$CG/cpu.stat" ;;
+	v2) awk '$1 == "usage_usec" {printf "%.0f", $2 * 1000}' "$CG/cpu.stat" ;;
 	*) echo $(($(cputicks '$12 + $13 + $14 + $15' "$@") * 1000000000 / CLK_TCK)) ;;
 	esac
 }
@@ -246,8 +246,8 @@ cpu_ns() {
 # the packet processing they do) in ns.
 sys_ns() {
 	case $CG_KIND in
-	v1) awk -v hz="$CLK_TCK" '$1 == "system" {printf "%d", $2 * 1000000000 / hz}' "$CG/cpuacct.stat" ;;
-	v2) awk '$1 == "system_usec" {printf "%d", $2 * 1000}' "$CG/cpu.stat" ;;
+	v1) awk -v hz="$CLK_TCK" '$1 == "system" {printf "%.0f", $2 * 1000000000 / hz}' "$CG/cpuacct.stat" ;;
+	v2) awk '$1 == "system_usec" {printf "%.0f", $2 * 1000}' "$CG/cpu.stat" ;;
 	*) echo $(($(cputicks '$13 + $15' "$@") * 1000000000 / CLK_TCK)) ;;
 	esac
 }
@@ -267,7 +267,7 @@ cputicks() {
 }
 
 # busy_ns: CPU time of the whole machine (every process), in ns.
-busy_ns() { awk -v hz="$CLK_TCK" '$1 == "cpu" {printf "%d", ($2 + $3 + $4 + $7 + $8 + $9) * 1000000000 / hz; exit}' /proc/stat; }
+busy_ns() { awk -v hz="$CLK_TCK" '$1 == "cpu" {printf "%.0f", ($2 + $3 + $4 + $7 + $8 + $9) * 1000000000 / hz; exit}' /proc/stat; }
 
 hwm_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
