@@ -380,8 +380,11 @@ cg_init
 [ "$CG_KIND" = none ] && note "no cgroup could be made for the servers: server CPU comes from /proc/PID/stat, which misses tftpd-hpa's per-transfer children."
 
 # ---- scenarios -----------------------------------------------------------------
-# A's extra column: the servers' kernel CPU-s per GiB (of the total).
-a_extra() { jq -r --arg s "$LAST_SYS_NS" 'if .bytes > 0 then ($s | tonumber) / 1e9 / (.bytes / 1073741824) else "NA" end' "$LAST_JSON"; }
+# A's extra columns: the servers' kernel CPU-s per GiB (of the total), and
+# tftpbench's CPU-s per GiB (it shares the 2 cores with the server).
+a_extra() {
+	jq -r --arg s "$LAST_SYS_NS" 'if .bytes > 0 then (.bytes / 1073741824) as $g | [($s | tonumber) / 1e9, .cpu_seconds] | map(. / $g | tostring) | join("\t") else "NA\tNA" end' "$LAST_JSON"
+}
 scen_A() {
 	local r s
 	for r in $(seq 1 "$ROUNDS"); do
@@ -549,10 +552,10 @@ zero() { [ "$1" = 0 ] && echo met || echo "not met"; }
 	echo
 	echo "$A_N transfers of a ${A_MIB} MiB file, blksize 1468, lock-step. Median of $ROUNDS rounds, run alternately. dnsmasq runs twice per round: with \`--tftp-max=1000\`, so it can serve all $A_C at once, and at its default limit of 50 sessions, to show the transfers it turns away. The targets are the issue's: tftpgw's CPU-s/GiB at most $TARGET_A_CPU_RATIO x tftpd-hpa's and below $TARGET_A_CPU_ABS, MB/s at least tftpd-hpa's, and through tftp-backend gateway + backend CPU-s/GiB at most tftpd-hpa's. The absolute $TARGET_A_CPU_ABS is dnsmasq's figure from the issue's table (338 MB/s at 2.3 CPU-s/GiB, another machine); dnsmasq measured in this run is shown next to it."
 	echo
-	echo "The kernel column is the part of the server CPU spent in the kernel (system calls, and the loopback delivery to the client that a send does): what any server pays that sends and receives a datagram per block through the socket API."
+	echo "The kernel column is the part of the server CPU spent in the kernel (system calls, and the loopback delivery to the client that a send does): what any server pays that sends and receives a datagram per block through the socket API. tftpbench shares the 2 cores, which both programs keep busy: MB/s follows server plus tftpbench CPU per GiB, and tftpbench's own varies with the server it talks to."
 	echo
-	echo "| server | rounds | failed (all rounds) | MB/s (median) | MB/s (each round) | server CPU-s/GiB (median) | of which kernel (median) | transfer p99 s | cores busy elsewhere | target |"
-	echo "|---|---|---|---|---|---|---|---|---|---|"
+	echo "| server | rounds | failed (all rounds) | MB/s (median) | MB/s (each round) | server CPU-s/GiB (median) | of which kernel (median) | tftpbench CPU-s/GiB (median) | transfer p99 s | cores busy elsewhere | target |"
+	echo "|---|---|---|---|---|---|---|---|---|---|---|"
 	hpa_cpu=$(med A tftpd-hpa 10) hpa_mbps=$(med A tftpd-hpa 8)
 	dq_cpu=$(med A dnsmasq 10) dq_mbps=$(med A dnsmasq 8)
 	for s in tftpgw tftpgw-grpc tftpd-hpa dnsmasq dnsmasq-default; do
@@ -577,7 +580,7 @@ zero() { [ "$1" = 0 ] && echo met || echo "not met"; }
 		dnsmasq) label="dnsmasq --tftp-max=1000" ;;
 		dnsmasq-default) label="dnsmasq, default limit (50 sessions)" ;;
 		esac
-		echo "| $label | $(rounds A $s) | $f | $(fmt "$m") | $(allr A $s 8 '%s%.0f') | $(fmt "$c" 2) | $(fmt "$(med A $s 14)" 2) | $(fmt "$(med A $s 12)" 2) | $(allr A $s 13 '%s%.2f') | $t |"
+		echo "| $label | $(rounds A $s) | $f | $(fmt "$m") | $(allr A $s 8 '%s%.0f') | $(fmt "$c" 2) | $(fmt "$(med A $s 14)" 2) | $(fmt "$(med A $s 15)" 2) | $(fmt "$(med A $s 12)" 2) | $(allr A $s 13 '%s%.2f') | $t |"
 	done
 
 	for sc in B C; do
@@ -670,7 +673,7 @@ zero() { [ "$1" = 0 ] && echo met || echo "not met"; }
 	echo
 	echo "### Raw results"
 	echo
-	echo "One line per measured run: scenario, server, round, ok, failed, bytes, elapsed s, MB/s, server CPU-s, server CPU-s/GiB, TTFB p99 s, transfer p99 s, cores busy with other work during the run (machine CPU from /proc/stat minus the servers and tftpbench, per second of the run: above about 0.2 the machine was shared and the numbers are low), extra (A: server kernel CPU-s/GiB; D: VmHWM kB, idle RSS kB, tftpbench CPU-s, first DATA p99 s on the wire; E: backend rchar, wchar)."
+	echo "One line per measured run: scenario, server, round, ok, failed, bytes, elapsed s, MB/s, server CPU-s, server CPU-s/GiB, TTFB p99 s, transfer p99 s, cores busy with other work during the run (machine CPU from /proc/stat minus the servers and tftpbench, per second of the run: above about 0.2 the machine was shared and the numbers are low), extra (A: server kernel CPU-s/GiB, tftpbench CPU-s/GiB; D: VmHWM kB, idle RSS kB, tftpbench CPU-s, first DATA p99 s on the wire; E: backend rchar, wchar)."
 	echo
 	echo '```'
 	cat "$RES"
