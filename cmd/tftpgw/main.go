@@ -42,7 +42,7 @@ var (
 	flagWindowMemory  = flag.Int64("max-window-memory", gateway.DefaultMaxWindowMemory, "bytes of window buffers for all sessions together (-1: no limit)")
 	flagSinglePort    = flag.Bool("single-port", false, "send every reply from the listening port, keying sessions by client address and port (for NAT, containers and firewalls)")
 	flagDrainTimeout  = flag.Duration("drain-timeout", 10*time.Second, "on SIGINT or SIGTERM, how long running sessions may finish before they are ended")
-	flagLogFormat     = flag.String("log-format", "text", "log format: text or json")
+	flagLogFormat     = flag.String("log-format", "text", "log format: text or json (json: durations in seconds)")
 	flagLogLevel      = flag.String("log-level", "info", "log level: debug, info, warn or error")
 )
 
