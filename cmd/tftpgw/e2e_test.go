@@ -158,11 +158,7 @@ func testFiles(t *testing.T, dir string) map[string]int {
 // every reply comes from the listening port.
 func TestRealClientsSinglePort(t *testing.T) {
 	root := t.TempDir()
-	want := make([]byte, 3<<20+7)
-	rand.Read(want)
-	if err := os.WriteFile(filepath.Join(root, "f.bin"), want, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	want := randomFile(t, root, "f.bin", 3<<20+7)
 	g := startGateway(t, "-root", root, "-single-port")
 	port := strconv.Itoa(g.port)
 	runs := []struct {

@@ -132,11 +132,7 @@ func (g *gw) wait(t *testing.T, d time.Duration) error {
 // -drain-timeout, a new request gets no session, and the exit code is 0.
 func TestSIGTERMDrains(t *testing.T) {
 	root := t.TempDir()
-	want := make([]byte, 1500) // three blocks
-	rand.Read(want)
-	if err := os.WriteFile(filepath.Join(root, "f"), want, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	want := randomFile(t, root, "f", 1500) // three blocks
 	// A fixed 5 s retransmission timer: the held session does not resend
 	// while the test holds it.
 	g := startGateway(t, "-root", root, "-drain-timeout", "5s", "-timeout", "5s", "-min-timeout", "5s")
@@ -505,4 +501,15 @@ func lsFD(pid int) string {
 		fmt.Fprintf(&b, "%s -> %s\n", e.Name(), l)
 	}
 	return b.String()
+}
+
+// randomFile writes n random bytes to dir/name and returns them.
+func randomFile(t *testing.T, dir, name string, n int) []byte {
+	t.Helper()
+	b := make([]byte, n)
+	rand.Read(b)
+	if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -2,11 +2,8 @@ package main
 
 import (
 	"bytes"
-	"crypto/rand"
 	"encoding/json"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -80,12 +77,8 @@ func TestNewLoggerJSONDurationsInSeconds(t *testing.T) {
 // -log-format json, carries "duration" as a JSON number of seconds.
 func TestSessionEndDurationInSeconds(t *testing.T) {
 	root := t.TempDir()
-	want := make([]byte, 100) // one block
-	rand.Read(want)
-	if err := os.WriteFile(filepath.Join(root, "f"), want, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	g := startGateway(t, "-root", root) // startGateway sets -log-format json
+	want := randomFile(t, root, "f", 100) // one block
+	g := startGateway(t, "-root", root)   // startGateway sets -log-format json
 	c := newPeer(t)
 	start := time.Now()
 	c.rrq(g.port, "f")
