@@ -31,12 +31,17 @@ type ReadRequest struct {
 	// Identifies the TFTP session in the edge's logs and stats. The same
 	// value is sent on a retried or resumed call for the same session.
 	SessionId string `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
-	// The filename exactly as the client sent it.
+	// The filename as the client sent it, as text: each byte that is not
+	// part of valid UTF-8 (a Latin-1 name, the 0xFF bytes some PXE ROMs
+	// append) is replaced by U+FFFD, since a proto string must be UTF-8.
+	// raw_path_bytes has the exact bytes.
 	RawPath string `protobuf:"bytes,2,opt,name=raw_path,json=rawPath,proto3" json:"raw_path,omitempty"`
-	// The normalised, relative, slash-separated path: backslashes became
-	// slashes, repeated and leading separators were removed, trailing NUL and
-	// 0xFF bytes were stripped, and "." and ".." were resolved. A path that
-	// would escape upwards never reaches the backend.
+	// The normalised, relative, slash-separated path, as text (invalid UTF-8
+	// replaced by U+FFFD like raw_path; path_bytes has the exact bytes):
+	// backslashes became slashes, repeated and leading separators were
+	// removed, trailing NUL, 0xFF and control bytes were stripped, and "." and
+	// ".." were resolved. A path that would escape upwards never reaches the
+	// backend. An edge serving a directory itself opens path_bytes.
 	Path string `protobuf:"bytes,3,opt,name=path,proto3" json:"path,omitempty"`
 	// The transfer mode, "octet" or "netascii", lower-cased. The edge does
 	// the netascii conversion; the backend always sends the file's bytes as
@@ -60,7 +65,14 @@ type ReadRequest struct {
 	// call of this session. A backend whose content no longer has this etag
 	// (or has none) must fail the call with FAILED_PRECONDITION instead of
 	// sending data, so that a resumed transfer never splices two versions.
-	IfMatch       string `protobuf:"bytes,10,opt,name=if_match,json=ifMatch,proto3" json:"if_match,omitempty"`
+	IfMatch string `protobuf:"bytes,10,opt,name=if_match,json=ifMatch,proto3" json:"if_match,omitempty"`
+	// The filename exactly as the client sent it, byte for byte (raw_path
+	// is the same as text). Always set by edges that know this field.
+	RawPathBytes []byte `protobuf:"bytes,11,opt,name=raw_path_bytes,json=rawPathBytes,proto3" json:"raw_path_bytes,omitempty"`
+	// The normalised path (see path) byte for byte. Always set by edges that
+	// know this field; equal to path's bytes when the filename is valid
+	// UTF-8.
+	PathBytes     []byte `protobuf:"bytes,12,opt,name=path_bytes,json=pathBytes,proto3" json:"path_bytes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -165,13 +177,36 @@ func (x *ReadRequest) GetIfMatch() string {
 	return ""
 }
 
+func (x *ReadRequest) GetRawPathBytes() []byte {
+	if x != nil {
+		return x.RawPathBytes
+	}
+	return nil
+}
+
+func (x *ReadRequest) GetPathBytes() []byte {
+	if x != nil {
+		return x.PathBytes
+	}
+	return nil
+}
+
 // Option is one TFTP option of a request.
 type Option struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The option's name, lower-cased.
+	// The option's name, lower-cased (ASCII letters only), as text: bytes
+	// that are not valid UTF-8 are replaced by U+FFFD. name_bytes has the
+	// exact bytes.
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	// The option's value as the client sent it.
-	Value         string `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	// The option's value as the client sent it, as text (invalid UTF-8
+	// replaced by U+FFFD); value_bytes has the exact bytes.
+	Value string `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	// The name byte for byte, lower-cased. Set by edges in a ReadRequest;
+	// not set in stats.
+	NameBytes []byte `protobuf:"bytes,3,opt,name=name_bytes,json=nameBytes,proto3" json:"name_bytes,omitempty"`
+	// The value byte for byte. Set by edges in a ReadRequest; not set in
+	// stats.
+	ValueBytes    []byte `protobuf:"bytes,4,opt,name=value_bytes,json=valueBytes,proto3" json:"value_bytes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -218,6 +253,20 @@ func (x *Option) GetValue() string {
 		return x.Value
 	}
 	return ""
+}
+
+func (x *Option) GetNameBytes() []byte {
+	if x != nil {
+		return x.NameBytes
+	}
+	return nil
+}
+
+func (x *Option) GetValueBytes() []byte {
+	if x != nil {
+		return x.ValueBytes
+	}
+	return nil
 }
 
 // Address is an IP address and a UDP port.
@@ -377,7 +426,22 @@ type Header struct {
 	Etag string `protobuf:"bytes,2,opt,name=etag,proto3" json:"etag,omitempty"`
 	// How long the content may be cached by the edge. Zero or absent means it
 	// must not be cached.
-	MaxAge        *durationpb.Duration `protobuf:"bytes,3,opt,name=max_age,json=maxAge,proto3" json:"max_age,omitempty"`
+	MaxAge *durationpb.Duration `protobuf:"bytes,3,opt,name=max_age,json=maxAge,proto3" json:"max_age,omitempty"`
+	// The offset of the first data byte this stream sends: the request's
+	// offset. Required in the answer to a request with a non-zero offset
+	// (a resume): the edge continues the transfer only when it equals the
+	// offset asked for, so that a backend ignoring the offset (and sending
+	// the file from its first byte) never splices the file; the transfer then
+	// ends with TFTP error 0. Absent or 0 for a request with offset 0.
+	Offset *uint64 `protobuf:"varint,4,opt,name=offset,proto3,oneof" json:"offset,omitempty"`
+	// The SHA-256 digest of the whole content (32 bytes), if the backend
+	// knows it; empty otherwise. When it is set, the edge hashes the bytes it
+	// receives (across resumed calls, on whichever backend) and, if they
+	// differ, ends the transfer with TFTP error 0 before its final block, so
+	// that no client completes a wrong file; the mismatch is logged and
+	// counted. A resumed call's header must carry the same digest (or none).
+	// A value of another length is a protocol error (TFTP error 0).
+	Sha256        []byte `protobuf:"bytes,5,opt,name=sha256,proto3" json:"sha256,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -429,6 +493,20 @@ func (x *Header) GetEtag() string {
 func (x *Header) GetMaxAge() *durationpb.Duration {
 	if x != nil {
 		return x.MaxAge
+	}
+	return nil
+}
+
+func (x *Header) GetOffset() uint64 {
+	if x != nil && x.Offset != nil {
+		return *x.Offset
+	}
+	return 0
+}
+
+func (x *Header) GetSha256() []byte {
+	if x != nil {
+		return x.Sha256
 	}
 	return nil
 }
@@ -495,7 +573,7 @@ var File_tftpgw_v1_content_proto protoreflect.FileDescriptor
 
 const file_tftpgw_v1_content_proto_rawDesc = "" +
 	"\n" +
-	"\x17tftpgw/v1/content.proto\x12\ttftpgw.v1\x1a\x1egoogle/protobuf/duration.proto\"\xcd\x02\n" +
+	"\x17tftpgw/v1/content.proto\x12\ttftpgw.v1\x1a\x1egoogle/protobuf/duration.proto\"\x92\x03\n" +
 	"\vReadRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x19\n" +
@@ -508,22 +586,32 @@ const file_tftpgw_v1_content_proto_rawDesc = "" +
 	"\aedge_id\x18\b \x01(\tR\x06edgeId\x12\x16\n" +
 	"\x06offset\x18\t \x01(\x04R\x06offset\x12\x19\n" +
 	"\bif_match\x18\n" +
-	" \x01(\tR\aifMatch\"2\n" +
+	" \x01(\tR\aifMatch\x12$\n" +
+	"\x0eraw_path_bytes\x18\v \x01(\fR\frawPathBytes\x12\x1d\n" +
+	"\n" +
+	"path_bytes\x18\f \x01(\fR\tpathBytes\"r\n" +
 	"\x06Option\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value\"-\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\x12\x1d\n" +
+	"\n" +
+	"name_bytes\x18\x03 \x01(\fR\tnameBytes\x12\x1f\n" +
+	"\vvalue_bytes\x18\x04 \x01(\fR\n" +
+	"valueBytes\"-\n" +
 	"\aAddress\x12\x0e\n" +
 	"\x02ip\x18\x01 \x01(\tR\x02ip\x12\x12\n" +
 	"\x04port\x18\x02 \x01(\rR\x04port\"X\n" +
 	"\fReadResponse\x12+\n" +
 	"\x06header\x18\x01 \x01(\v2\x11.tftpgw.v1.HeaderH\x00R\x06header\x12\x14\n" +
 	"\x04data\x18\x02 \x01(\fH\x00R\x04dataB\x05\n" +
-	"\x03msg\"r\n" +
+	"\x03msg\"\xb2\x01\n" +
 	"\x06Header\x12\x17\n" +
 	"\x04size\x18\x01 \x01(\x03H\x00R\x04size\x88\x01\x01\x12\x12\n" +
 	"\x04etag\x18\x02 \x01(\tR\x04etag\x122\n" +
-	"\amax_age\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x06maxAgeB\a\n" +
-	"\x05_size\"9\n" +
+	"\amax_age\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x06maxAge\x12\x1b\n" +
+	"\x06offset\x18\x04 \x01(\x04H\x01R\x06offset\x88\x01\x01\x12\x16\n" +
+	"\x06sha256\x18\x05 \x01(\fR\x06sha256B\a\n" +
+	"\x05_sizeB\t\n" +
+	"\a_offset\"9\n" +
 	"\tTFTPError\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\rR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage2K\n" +

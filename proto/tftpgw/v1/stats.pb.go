@@ -489,15 +489,24 @@ func (x *SessionStats) GetBackend() *Backend {
 	return nil
 }
 
-// Backend describes the gRPC content backend calls of one session.
+// Backend describes the gRPC content backend calls of one session. It is
+// set for every session whose request reached the backend handler, also
+// when the call failed before its header (then header_latency is absent
+// and peer may be empty).
 type Backend struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The gRPC target the edge called (its -backend flag).
+	// The gRPC target the edge called: its -backend flag, such as
+	// "dns:///tftp-backend:7070" or "10.0.0.5:7070,10.0.0.6:7070".
 	Target string `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
-	// From the start of the first Read call to the arrival of its header.
+	// From the start of the first Read call to the arrival of its header;
+	// absent when no header arrived.
 	HeaderLatency *durationpb.Duration `protobuf:"bytes,2,opt,name=header_latency,json=headerLatency,proto3" json:"header_latency,omitempty"`
 	// How many times the edge resumed the Read stream after it broke.
-	Resumes       uint32 `protobuf:"varint,3,opt,name=resumes,proto3" json:"resumes,omitempty"`
+	Resumes uint32 `protobuf:"varint,3,opt,name=resumes,proto3" json:"resumes,omitempty"`
+	// The address ("10.0.0.5:7070") of the backend replica that sent the
+	// last header, the one whose bytes ended the transfer; empty when no
+	// replica answered with a header.
+	Peer          string `protobuf:"bytes,4,opt,name=peer,proto3" json:"peer,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -551,6 +560,13 @@ func (x *Backend) GetResumes() uint32 {
 		return x.Resumes
 	}
 	return 0
+}
+
+func (x *Backend) GetPeer() string {
+	if x != nil {
+		return x.Peer
+	}
+	return ""
 }
 
 // ServerStats is one periodic report of an edge. An edge sends one every
@@ -711,6 +727,10 @@ type Counters struct {
 	// Requests sent to a broadcast or multicast address, ignored
 	// (RFC 1123 4.2.3.5).
 	IgnoredBroadcasts uint64 `protobuf:"varint,18,opt,name=ignored_broadcasts,json=ignoredBroadcasts,proto3" json:"ignored_broadcasts,omitempty"`
+	// Sessions ended with TFTP error 0 because their content's bytes did not
+	// match the SHA-256 digest of its header (also counted in errors_sent
+	// and sessions_error).
+	IntegrityFailures uint64 `protobuf:"varint,19,opt,name=integrity_failures,json=integrityFailures,proto3" json:"integrity_failures,omitempty"`
 	unknownFields     protoimpl.UnknownFields
 	sizeCache         protoimpl.SizeCache
 }
@@ -871,6 +891,13 @@ func (x *Counters) GetIgnoredBroadcasts() uint64 {
 	return 0
 }
 
+func (x *Counters) GetIntegrityFailures() uint64 {
+	if x != nil {
+		return x.IntegrityFailures
+	}
+	return 0
+}
+
 var File_tftpgw_v1_stats_proto protoreflect.FileDescriptor
 
 const file_tftpgw_v1_stats_proto_rawDesc = "" +
@@ -915,11 +942,12 @@ const file_tftpgw_v1_stats_proto_rawDesc = "" +
 	"start_time\x18\x15 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
 	"\bduration\x18\x16 \x01(\v2\x19.google.protobuf.DurationR\bduration\x12F\n" +
 	"\x12time_to_first_data\x18\x17 \x01(\v2\x19.google.protobuf.DurationR\x0ftimeToFirstData\x12,\n" +
-	"\abackend\x18\x18 \x01(\v2\x12.tftpgw.v1.BackendR\abackend\"}\n" +
+	"\abackend\x18\x18 \x01(\v2\x12.tftpgw.v1.BackendR\abackend\"\x91\x01\n" +
 	"\aBackend\x12\x16\n" +
 	"\x06target\x18\x01 \x01(\tR\x06target\x12@\n" +
 	"\x0eheader_latency\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\rheaderLatency\x12\x18\n" +
-	"\aresumes\x18\x03 \x01(\rR\aresumes\"\xa2\x02\n" +
+	"\aresumes\x18\x03 \x01(\rR\aresumes\x12\x12\n" +
+	"\x04peer\x18\x04 \x01(\tR\x04peer\"\xa2\x02\n" +
 	"\vServerStats\x12\x17\n" +
 	"\aedge_id\x18\x01 \x01(\tR\x06edgeId\x12.\n" +
 	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x125\n" +
@@ -927,7 +955,7 @@ const file_tftpgw_v1_stats_proto_rawDesc = "" +
 	"\x0factive_sessions\x18\x04 \x01(\x04R\x0eactiveSessions\x12)\n" +
 	"\x05delta\x18\x05 \x01(\v2\x13.tftpgw.v1.CountersR\x05delta\x12)\n" +
 	"\x05total\x18\x06 \x01(\v2\x13.tftpgw.v1.CountersR\x05total\x12\x14\n" +
-	"\x05final\x18\a \x01(\bR\x05final\"\xb8\a\n" +
+	"\x05final\x18\a \x01(\bR\x05final\"\xe7\a\n" +
 	"\bCounters\x12\x1f\n" +
 	"\vsessions_ok\x18\x01 \x01(\x04R\n" +
 	"sessionsOk\x12%\n" +
@@ -950,7 +978,8 @@ const file_tftpgw_v1_stats_proto_rawDesc = "" +
 	"\x0ebackend_errors\x18\x0f \x03(\v2&.tftpgw.v1.Counters.BackendErrorsEntryR\rbackendErrors\x120\n" +
 	"\x14stats_events_dropped\x18\x10 \x01(\x04R\x12statsEventsDropped\x12#\n" +
 	"\rbusy_refusals\x18\x11 \x01(\x04R\fbusyRefusals\x12-\n" +
-	"\x12ignored_broadcasts\x18\x12 \x01(\x04R\x11ignoredBroadcasts\x1a=\n" +
+	"\x12ignored_broadcasts\x18\x12 \x01(\x04R\x11ignoredBroadcasts\x12-\n" +
+	"\x12integrity_failures\x18\x13 \x01(\x04R\x11integrityFailures\x1a=\n" +
 	"\x0fErrorsSentEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\rR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\x1a@\n" +
