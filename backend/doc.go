@@ -4,8 +4,10 @@
 // [gateway.Server]) or behind gRPC (with [NewServer] or [Service]).
 //
 // For every Read call, [Service] builds a [gateway.Request] from the
-// ReadRequest, calls the handler with the call's context, and streams the
-// returned [gateway.Content]:
+// ReadRequest (with the exact bytes the client sent: the bytes twins of the
+// request's text fields, so a handler sees the same Request as it would
+// in-process, a filename that is not UTF-8 included), calls the handler
+// with the call's context, and streams the returned [gateway.Content]:
 //
 //  1. The handler's error, if any, becomes a gRPC status (see [Status]).
 //  2. If the request has if_match, the content's ETag (from
@@ -14,7 +16,9 @@
 //  3. If the request has an offset and the content is an [io.Seeker], it
 //     is seeked to the offset.
 //  4. The header is sent: the full size from [gateway.Content.Size] (absent
-//     when -1), and the ETag and max age from [gateway.InfoContent].
+//     when -1), the ETag, max age and SHA-256 digest from
+//     [gateway.InfoContent], and the offset the data starts at (the
+//     request's: the edge resumes only from a header that confirms it).
 //  5. If the request has an offset and the content is not an io.Seeker,
 //     that many bytes are read and discarded.
 //  6. The rest is sent in data chunks, one per Read of the content, of at

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/tftpgw/tftpgw/gateway"
@@ -111,9 +112,14 @@ func (s *Service) Read(in *tftpgwv1.ReadRequest, stream grpc.ServerStreamingServ
 		}
 	}
 
-	h := &tftpgwv1.Header{Etag: info.ETag}
+	// Offset confirms where the data starts (content.proto): this service
+	// always starts there, seeking or skipping.
+	h := &tftpgwv1.Header{Etag: info.ETag, Offset: proto.Uint64(uint64(offset))}
 	if size := c.Size(); size >= 0 {
 		h.Size = &size
+	}
+	if info.SHA256 != [32]byte{} {
+		h.Sha256 = info.SHA256[:]
 	}
 	if info.MaxAge > 0 {
 		h.MaxAge = durationpb.New(info.MaxAge)
@@ -194,9 +200,11 @@ func ctxErr(ctx context.Context, err error) error {
 	return err
 }
 
-// requestFrom builds the gateway request of a ReadRequest.
+// requestFrom builds the gateway request of a ReadRequest. The handler
+// sees the exact bytes the client sent (the bytes twins of the text
+// fields, from an edge that sends them), as it would in-process.
 func requestFrom(in *tftpgwv1.ReadRequest) (*gateway.Request, error) {
-	p := in.GetPath()
+	p := orBytes(in.GetPath(), in.GetPathBytes())
 	if strings.HasPrefix(p, "/") || strings.HasPrefix(p, `\`) {
 		return nil, status.Error(codes.InvalidArgument, "path is absolute")
 	}
@@ -207,7 +215,7 @@ func requestFrom(in *tftpgwv1.ReadRequest) (*gateway.Request, error) {
 	}
 	req := &gateway.Request{
 		SessionID:  in.GetSessionId(),
-		RawPath:    in.GetRawPath(),
+		RawPath:    orBytes(in.GetRawPath(), in.GetRawPathBytes()),
 		Path:       p,
 		Mode:       in.GetMode(),
 		RemoteAddr: addrPort(in.GetClient()),
@@ -216,10 +224,20 @@ func requestFrom(in *tftpgwv1.ReadRequest) (*gateway.Request, error) {
 	if opts := in.GetOptions(); len(opts) > 0 {
 		req.Options = make([]gateway.Option, len(opts))
 		for i, o := range opts {
-			req.Options[i] = gateway.Option{Name: o.GetName(), Value: o.GetValue()}
+			req.Options[i] = gateway.Option{Name: orBytes(o.GetName(), o.GetNameBytes()), Value: orBytes(o.GetValue(), o.GetValueBytes())}
 		}
 	}
 	return req, nil
+}
+
+// orBytes returns b as a string if it is set, else text: an edge that
+// knows the bytes fields always sets them (an empty value has an empty
+// text too).
+func orBytes(text string, b []byte) string {
+	if len(b) > 0 {
+		return string(b)
+	}
+	return text
 }
 
 // addrPort converts an Address, leaving it zero when it is missing or

@@ -95,6 +95,13 @@ type ContentInfo struct {
 	// MaxAge is how long the content may be cached; zero means it must
 	// not be cached.
 	MaxAge time.Duration
+	// SHA256, if not all zero, is the SHA-256 digest of the whole content.
+	// The backend SDK sends it in its header, and an edge reading the
+	// content from a gRPC backend (package remote) hashes the bytes it
+	// receives and fails the content with [ErrIntegrity] at its end if
+	// they differ, before the session sends the final block. The server
+	// does not hash contents of in-process handlers itself.
+	SHA256 [32]byte
 }
 
 // InfoContent is implemented by a Content that knows its version. The

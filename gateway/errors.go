@@ -41,6 +41,13 @@ func (e *Error) Is(target error) bool {
 	return ok && t.Code == e.Code
 }
 
+// ErrIntegrity ends a session whose content's bytes do not match the
+// SHA-256 digest the content declared ([ContentInfo.SHA256]); a content
+// fails with an error wrapping it at its end, before the final block is
+// sent. The client gets ERROR 0 "integrity check failed", and the session
+// is counted in [ServerStats.IntegrityFailures].
+var ErrIntegrity = &Error{Code: ErrNotDefined, Message: "integrity check failed"}
+
 // ErrorFor maps a handler's error to the TFTP error the client receives:
 // an [*Error] anywhere in the chain as it is; fs.ErrNotExist as 1 "file not
 // found"; fs.ErrPermission as 2 "access violation"; [ErrNotRegular] as 2

@@ -43,6 +43,7 @@ type serverState struct {
 
 	broadcasts        broadcasts
 	ignoredBroadcasts atomic.Int64
+	integrityFailures atomic.Int64
 
 	activeN, bytesSent, packetsSent, retransmits              atomic.Int64
 	outcomes                                                  [5]atomic.Int64

@@ -18,6 +18,7 @@ func (s *Server) Stats() ServerStats {
 		DuplicateAcks:     st.dupAcks.Load(),
 		BusyRefusals:      st.busy.Load(),
 		IgnoredBroadcasts: st.ignoredBroadcasts.Load(),
+		IntegrityFailures: st.integrityFailures.Load(),
 		ErrorsSent:        make(map[ErrorCode]int64),
 	}
 	for i := range st.outcomes {

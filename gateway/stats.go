@@ -76,7 +76,12 @@ type SessionStats struct {
 	Duration        time.Duration
 	TimeToFirstData time.Duration // from the RRQ to the first DATA sent; 0 if none
 
-	Backend *BackendStats // nil unless the content implements BackendContent
+	// Backend describes the backend calls: from the content, if it
+	// implements BackendContent, or, when the handler failed, from its
+	// error, if the error (or one it wraps, see errors.As) has a method
+	// BackendStats() BackendStats, as package remote's errors do. Nil
+	// otherwise.
+	Backend *BackendStats
 }
 
 // ServerStats are the server-wide counters passed to [Server.ServerStatsFunc]
@@ -100,6 +105,7 @@ type ServerStats struct {
 	BusyRefusals      int64 // RRQs refused with "server busy" (over a limit)
 	IgnoredBroadcasts int64 // requests sent to a broadcast or multicast address
 	DuplicateAcks     int64 // ACKs that acknowledged nothing new, summed over finished sessions
+	IntegrityFailures int64 // sessions ended by [ErrIntegrity]
 
 	// Final is set on the last report, made when the server stops.
 	Final bool
@@ -107,8 +113,9 @@ type ServerStats struct {
 
 // BackendStats describes the backend calls behind a session's content.
 type BackendStats struct {
-	Target        string        // the backend that served the content
-	HeaderLatency time.Duration // from the call to its header
+	Target        string        // the target the edge calls (its -backend)
+	Peer          string        // the replica that sent the last header; empty if none did
+	HeaderLatency time.Duration // from the call to its header; zero if none came
 	Resumes       int           // calls re-issued at an offset after a break
 }
 

@@ -1,14 +1,19 @@
 package remote
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"log/slog"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -27,6 +32,17 @@ type stats struct {
 	resumes       int
 }
 
+// MaxChunkSize is the largest data chunk a backend may send in one
+// ReadResponse (content.proto): 4 MiB. An edge holds a whole message in
+// memory, so a larger one fails the call (RESOURCE_EXHAUSTED on the edge's
+// side) and the client gets ERROR 0; the log names this limit.
+const MaxChunkSize = 4 << 20
+
+// maxRecvMsgSize is the gRPC receive limit: a ReadResponse carrying a
+// chunk of MaxChunkSize bytes, with its framing (a tag byte and a 4-byte
+// varint length), and not one byte more.
+const maxRecvMsgSize = MaxChunkSize + 5
+
 // content streams one file from backends. Read and Close follow the
 // [gateway.Content] rules: Read on one goroutine, Close once.
 type content struct {
@@ -42,6 +58,8 @@ type content struct {
 	size   int64
 	etag   string
 	maxAge time.Duration
+	digest []byte    // SHA-256 of the whole content; nil if none
+	hash   hash.Hash // of the bytes received so far, when digest is set
 
 	// The current call.
 	stream  grpc.ServerStreamingClient[tftpgwv1.ReadResponse]
@@ -78,20 +96,45 @@ func newContent(ctx context.Context, h *Handler, r *gateway.Request) *content {
 	return c
 }
 
+// readRequest builds the ReadRequest of r. Proto strings must be valid
+// UTF-8 (gRPC refuses to send one that is not), but a filename or an
+// option is whatever bytes the client sent: a PXE ROM pads its filename
+// with 0xFF, an old system sends Latin-1. Each text field therefore has
+// its invalid bytes replaced by U+FFFD, and its bytes twin carries the
+// exact bytes.
 func readRequest(r *gateway.Request, edgeID string) *tftpgwv1.ReadRequest {
 	req := &tftpgwv1.ReadRequest{
-		SessionId:    r.SessionID,
-		RawPath:      r.RawPath,
-		Path:         r.Path,
-		Mode:         r.Mode,
+		SessionId:    text(r.SessionID),
+		RawPath:      text(r.RawPath),
+		Path:         text(r.Path),
+		Mode:         text(r.Mode),
 		Client:       address(r.RemoteAddr),
 		LocalAddress: address(r.LocalAddr),
-		EdgeId:       edgeID,
+		EdgeId:       text(edgeID),
+		RawPathBytes: []byte(r.RawPath),
+		PathBytes:    []byte(r.Path),
 	}
 	for _, o := range r.Options {
-		req.Options = append(req.Options, &tftpgwv1.Option{Name: o.Name, Value: o.Value})
+		req.Options = append(req.Options, &tftpgwv1.Option{
+			Name: text(o.Name), Value: text(o.Value),
+			NameBytes: []byte(o.Name), ValueBytes: []byte(o.Value),
+		})
 	}
 	return req
+}
+
+// text returns s with each byte that is not part of valid UTF-8 replaced
+// by U+FFFD (content.proto's rule for the text fields of a request).
+func text(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	var b strings.Builder
+	b.Grow(len(s) + 8)
+	for _, r := range s {
+		b.WriteRune(r) // an invalid byte ranges as utf8.RuneError, width 1
+	}
+	return b.String()
 }
 
 func address(ap netip.AddrPort) *tftpgwv1.Address {
@@ -123,6 +166,10 @@ func (c *content) start() error {
 	c.etag = hdr.GetEtag()
 	if d := hdr.GetMaxAge(); d != nil && d.IsValid() && d.AsDuration() > 0 {
 		c.maxAge = d.AsDuration()
+	}
+	if d := hdr.GetSha256(); len(d) > 0 {
+		c.digest = d
+		c.hash = sha256.New()
 	}
 	lat := time.Since(c.start0)
 	c.mu.Lock()
@@ -159,6 +206,10 @@ func (c *content) open(offset int64, budget time.Duration) (*tftpgwv1.Header, er
 				acancel(errors.New("protocol error"))
 				return nil, errors.New("backend sent data before the header")
 			}
+			if err := checkHeader(hdr, offset); err != nil {
+				acancel(errors.New("protocol error"))
+				return nil, err
+			}
 			c.stream, c.actx, c.acancel = stream, actx, acancel
 			c.idle = time.AfterFunc(time.Hour, func() { acancel(errIdle) })
 			c.idle.Stop()
@@ -180,6 +231,8 @@ func (c *content) open(offset int64, budget time.Duration) (*tftpgwv1.Header, er
 			return nil, fmt.Errorf("%w (%s): %w", errHeaderBudget, budget, err)
 		case err == io.EOF:
 			return nil, errors.New("backend ended the stream before the header")
+		case tooLarge(err):
+			return nil, chunkError(err)
 		case status.Code(err) == codes.Unavailable && !hasTFTPError(err) && time.Until(deadline) > pause:
 			select {
 			case <-time.After(pause):
@@ -251,14 +304,26 @@ func (c *content) fill() {
 			c.fail(wrap(errBackend, fmt.Errorf("backend sent more than the header's size %d", c.size)))
 			return
 		}
+		if c.hash != nil {
+			c.hash.Write(data.Data)
+		}
 		c.buf = data.Data
 	case err == io.EOF:
 		if c.size >= 0 && c.received != c.size {
 			c.fail(wrap(errBackend, fmt.Errorf("backend ended the stream at byte %d of %d", c.received, c.size)))
 			return
 		}
+		if c.hash != nil {
+			if sum := c.hash.Sum(nil); !bytes.Equal(sum, c.digest) {
+				c.fail(wrap(gateway.ErrIntegrity, fmt.Errorf("the %d bytes received have SHA-256 %x, the header said %x (%d resumes)",
+					c.received, sum, c.digest, c.resumes)))
+				return
+			}
+		}
 		c.endCall(io.EOF)
 		c.err = io.EOF
+	case tooLarge(err):
+		c.fail(wrap(errBackend, chunkError(err)))
 	default:
 		if errors.Is(context.Cause(c.actx), errIdle) {
 			err = fmt.Errorf("%w (%s): %w", errIdle, c.h.cfg.IdleTimeout, err)
@@ -303,6 +368,9 @@ func (c *content) broke(err error) {
 			case c.ctx.Err() != nil:
 				c.fail(wrap(errBackend, context.Cause(c.ctx)))
 				return
+			case errors.Is(oerr, errSplice):
+				c.fail(wrap(errChanged, fmt.Errorf("resume at byte %d: %w", c.received, oerr)))
+				return
 			case errors.Is(oerr, errHeaderBudget) || resumable(oerr):
 				err = oerr
 				continue
@@ -319,6 +387,10 @@ func (c *content) broke(err error) {
 				c.received, hdr.GetEtag(), size, c.etag, c.size)))
 			return
 		}
+		if d := hdr.GetSha256(); len(d) > 0 && c.digest != nil && !bytes.Equal(d, c.digest) {
+			c.fail(wrap(errChanged, fmt.Errorf("resume at byte %d: backend sent sha256 %x, want %x", c.received, d, c.digest)))
+			return
+		}
 		return
 	}
 }
@@ -332,25 +404,56 @@ func (c *content) Close() error {
 // Size returns the size from the header, or -1 if it had none.
 func (c *content) Size() int64 { return c.size }
 
-// Info returns the etag and max age from the header.
+// Info returns the etag, max age and digest from the header.
 func (c *content) Info() gateway.ContentInfo {
-	return gateway.ContentInfo{ETag: c.etag, MaxAge: c.maxAge}
+	info := gateway.ContentInfo{ETag: c.etag, MaxAge: c.maxAge}
+	copy(info.SHA256[:], c.digest)
+	return info
 }
 
-// BackendStats implements [gateway.BackendContent]: Target is the address
-// of the backend that sent the last header (the handler's target if none
-// did), HeaderLatency the time from the request to the first header,
-// including the wait for a ready backend, and Resumes the calls made to
-// resume the transfer, successful or not. It may be called from any
-// goroutine, also after Close.
+// BackendStats implements [gateway.BackendContent]: Target is the
+// handler's target, Peer the address of the backend that sent the last
+// header (empty if none did), HeaderLatency the time from the request to
+// the first header, including the wait for a ready backend (zero if no
+// header came), and Resumes the calls made to resume the transfer,
+// successful or not. It may be called from any goroutine, also after
+// Close.
 func (c *content) BackendStats() gateway.BackendStats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	target := c.stats.peer
-	if target == "" {
-		target = c.h.target
+	return gateway.BackendStats{Target: c.h.target, Peer: c.stats.peer, HeaderLatency: c.stats.headerLatency, Resumes: c.stats.resumes}
+}
+
+// errSplice is a resume whose header does not confirm the offset asked
+// for: the backend may be sending the content from another byte.
+var errSplice = errors.New("header does not confirm the offset")
+
+// checkHeader checks a header against content.proto: its digest, if any,
+// is a SHA-256, and it confirms the offset of a resume.
+func checkHeader(hdr *tftpgwv1.Header, offset int64) error {
+	if d := hdr.GetSha256(); len(d) != 0 && len(d) != sha256.Size {
+		return fmt.Errorf("backend sent a sha256 of %d bytes, not %d", len(d), sha256.Size)
 	}
-	return gateway.BackendStats{Target: target, HeaderLatency: c.stats.headerLatency, Resumes: c.stats.resumes}
+	switch {
+	case offset == 0 && hdr.GetOffset() != 0:
+		return fmt.Errorf("backend answered offset 0 with a header at offset %d", hdr.GetOffset())
+	case offset > 0 && hdr.Offset == nil:
+		return fmt.Errorf("%w: the backend left Header.offset unset (it must echo ReadRequest.offset %d to resume; see content.proto)", errSplice, offset)
+	case offset > 0 && hdr.GetOffset() != uint64(offset):
+		return fmt.Errorf("%w: asked for %d, the header says %d", errSplice, offset, hdr.GetOffset())
+	}
+	return nil
+}
+
+// tooLarge reports whether err is gRPC refusing a message over the
+// receive limit.
+func tooLarge(err error) bool {
+	return status.Code(err) == codes.ResourceExhausted && strings.Contains(status.Convert(err).Message(), "larger than max")
+}
+
+// chunkError explains a message refused for its size.
+func chunkError(err error) error {
+	return fmt.Errorf("backend sent a message larger than content.proto allows (data chunks of at most %d bytes, 4 MiB; send smaller chunks): %w", MaxChunkSize, err)
 }
 
 // headerSize returns the header's size, or -1 if it has none.

@@ -45,5 +45,5 @@ func ExampleHandler_ServeTFTP() {
 	}
 	defer c.Close()
 	st := c.(gateway.BackendContent).BackendStats()
-	log.Printf("size %d from %s after %s", c.Size(), st.Target, st.HeaderLatency)
+	log.Printf("size %d from %s after %s", c.Size(), st.Peer, st.HeaderLatency)
 }

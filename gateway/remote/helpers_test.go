@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/tftpgw/tftpgw/gateway"
@@ -116,13 +117,28 @@ type file struct {
 	// breakAt, if > 0, makes the first call (offset 0) fail with
 	// UNAVAILABLE after sending this many bytes.
 	breakAt int
+	// ignoreOffset sends the data from byte 0 whatever the offset asked
+	// for; echo then sets Header.offset to the offset asked for anyway (a
+	// lying backend), zeroOffset sets it to 0 (an honest one), and with
+	// neither it is left out (an older or careless backend).
+	ignoreOffset, echo, zeroOffset bool
+	// digest is sent as the header's sha256 (nil: none).
+	digest []byte
 }
 
 func (fl *file) serve(req *tftpgwv1.ReadRequest, s grpc.ServerStreamingServer[tftpgwv1.ReadResponse]) error {
 	if req.GetIfMatch() != "" && req.GetIfMatch() != fl.etag {
 		return status.Error(codes.FailedPrecondition, "etag mismatch")
 	}
-	hdr := &tftpgwv1.Header{Etag: fl.etag}
+	hdr := &tftpgwv1.Header{Etag: fl.etag, Sha256: fl.digest}
+	switch {
+	case !fl.ignoreOffset:
+		hdr.Offset = proto.Uint64(req.GetOffset())
+	case fl.echo:
+		hdr.Offset = proto.Uint64(req.GetOffset())
+	case fl.zeroOffset:
+		hdr.Offset = proto.Uint64(0)
+	}
 	if !fl.noSize {
 		n := int64(len(fl.data))
 		hdr.Size = &n
@@ -134,6 +150,9 @@ func (fl *file) serve(req *tftpgwv1.ReadRequest, s grpc.ServerStreamingServer[tf
 		return err
 	}
 	off := int(req.GetOffset())
+	if fl.ignoreOffset {
+		off = 0
+	}
 	chunks := fl.chunks
 	if len(chunks) == 0 {
 		chunks = []int{4096}

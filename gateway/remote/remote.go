@@ -228,6 +228,7 @@ func Dial(target string, cfg Config) (*Handler, error) {
 		grpc.WithInitialWindowSize(streamWindow),
 		grpc.WithInitialConnWindowSize(16 * streamWindow),
 		grpc.WithUserAgent("tftpgw"),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxRecvMsgSize)),
 		grpc.WithChainStreamInterceptor(
 			logging.StreamClientInterceptor(slogAdapter(h.log),
 				logging.WithLogOnEvents(logging.FinishCall),
@@ -325,14 +326,32 @@ func (h *Handler) Close() error {
 // content implements [gateway.InfoContent] (etag and max age from the
 // header) and [gateway.BackendContent] (backend address, header latency
 // and resumes, for the session's stats).
+//
+// A failed call's error also has a method BackendStats() (found with
+// errors.As), so that the session's stats say which backend failed.
 func (h *Handler) ServeTFTP(ctx context.Context, req *gateway.Request) (gateway.Content, error) {
 	c := newContent(ctx, h, req)
 	if err := c.start(); err != nil {
 		c.Close()
-		return nil, err
+		return nil, &statsError{err: err, stats: c.BackendStats()}
 	}
 	return c, nil
 }
+
+// statsError is a failed call's error (an *Error) with the call's
+// backend stats.
+type statsError struct {
+	err   error
+	stats gateway.BackendStats
+}
+
+func (e *statsError) Error() string { return e.err.Error() }
+
+// Unwrap returns the *Error.
+func (e *statsError) Unwrap() error { return e.err }
+
+// BackendStats returns the stats of the failed call.
+func (e *statsError) BackendStats() gateway.BackendStats { return e.stats }
 
 // parseTarget returns the target to pass to grpc.NewClient, with the
 // manual resolver serving it when target is a comma-separated list.

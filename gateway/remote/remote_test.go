@@ -64,7 +64,7 @@ func TestReadDeliversHeaderAndReblockedData(t *testing.T) {
 				t.Fatalf("read %d bytes, not the %d served", len(got), len(tt.file.data))
 			}
 			st := c.(gateway.BackendContent).BackendStats()
-			if st.Target != b.addr || st.HeaderLatency <= 0 || st.Resumes != 0 {
+			if st.Target != b.addr || st.Peer != b.addr || st.HeaderLatency <= 0 || st.Resumes != 0 {
 				t.Errorf("BackendStats = %+v", st)
 			}
 			r := b.requests()[0]
@@ -522,7 +522,7 @@ func TestResumeOnAnotherBackendWhenOneDies(t *testing.T) {
 		t.Fatalf("surviving backend %s got %v", other.name, reqs)
 	}
 	st := c.(gateway.BackendContent).BackendStats()
-	if st.Resumes != 1 || st.Target != other.addr {
+	if st.Resumes != 1 || st.Peer != other.addr || st.Target != a.addr+","+b.addr {
 		t.Errorf("BackendStats = %+v, want 1 resume from %s", st, other.addr)
 	}
 }
