@@ -141,7 +141,7 @@ func BenchmarkDATASend(b *testing.B) {
 	b.ReportAllocs()
 	b.SetBytes(8 * 1468)
 	for b.Loop() {
-		s.sendWindow()
+		s.sendFrom(s.acked+1, false)
 	}
 	putBuf(s.buf)
 }

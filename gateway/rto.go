@@ -31,9 +31,10 @@ func newRTO(timeout, floor time.Duration, adaptive bool) rtoEstimator {
 func (e *rtoEstimator) current() time.Duration { return e.rto }
 
 // sent starts timing a send, of which no packet was sent before, that the
-// ACK of block will complete.
+// ACK of block will complete. Samples are taken with a negotiated timeout
+// too: quiet needs the round trip.
 func (e *rtoEstimator) sent(now time.Time, block uint64) {
-	if e.adaptive && !e.sampling {
+	if !e.sampling {
 		e.sampling, e.sentAt, e.block = true, now, block
 	}
 }
@@ -41,16 +42,32 @@ func (e *rtoEstimator) sent(now time.Time, block uint64) {
 // acked records progress up to block: a sample if it completes the timed
 // send, which also ends any backoff.
 func (e *rtoEstimator) acked(now time.Time, block uint64) {
-	if !e.adaptive {
-		return
-	}
 	if e.sampling && block >= e.block {
 		e.sampling = false
 		if block == e.block {
 			e.sample(now.Sub(e.sentAt))
-			e.rto = e.fromEstimate()
+			if e.adaptive {
+				e.rto = e.fromEstimate()
+			}
 		}
 	}
+}
+
+// quietFloor is the shortest quiet spell after which a duplicate ACK is
+// taken for the client's timer: longer than a burst of duplicates lasts on
+// any network with a round trip of a few milliseconds, shorter than the
+// timers of clients (a quarter of a second and up).
+const quietFloor = 100 * time.Millisecond
+
+// quiet is how long a duplicate ACK must follow the last send and the
+// last ACK to be the client's retransmission timer rather than a burst
+// answering the last send: twice the round trip and its variation, at
+// least quietFloor. Zero (never) until a round trip has been measured.
+func (e *rtoEstimator) quiet() time.Duration {
+	if e.srtt == 0 {
+		return 0
+	}
+	return max(quietFloor, 2*e.srtt+4*e.rttvar)
 }
 
 // cancelSample drops the sample in progress (a window restarted: an ACK
@@ -59,11 +76,10 @@ func (e *rtoEstimator) cancelSample() { e.sampling = false }
 
 // expired backs off after a timeout and drops the sample (Karn).
 func (e *rtoEstimator) expired() {
-	if !e.adaptive {
-		return
-	}
 	e.sampling = false
-	e.rto = min(2*e.rto, e.limit)
+	if e.adaptive {
+		e.rto = min(2*e.rto, e.limit)
+	}
 }
 
 func (e *rtoEstimator) sample(r time.Duration) {

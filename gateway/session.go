@@ -113,6 +113,8 @@ type session struct {
 
 	err error // the internal cause of a failure, for the log only
 
+	lastSend time.Time // when DATA last went out (see clientTimer)
+
 	giveUpAt time.Time // the session times out if nothing comes by then
 
 	cancel context.CancelCauseFunc // cancels ctx
@@ -148,6 +150,11 @@ func (s *session) run() {
 		s.content = content // closed by finish, even with an error
 	}
 	if err != nil {
+		var be interface{ BackendStats() BackendStats }
+		if errors.As(err, &be) {
+			b := be.BackendStats()
+			s.st.Backend = &b
+		}
 		s.fail(err)
 		return
 	}
@@ -250,19 +257,27 @@ func (s *session) sendOACK() bool {
 // transfer sends the content in windows (RFC 7440; windowsize 1 is the
 // lock-step of RFC 1350). A window restarts right after the last
 // acknowledged block, on a new ACK or on timeout; an ACK that acknowledges
-// nothing new never causes a send (RFC 1123 4.2.3.1).
+// nothing new never causes a send in lock-step (RFC 1123 4.2.3.1), and in
+// a window only when it is the client's own timer speaking (see
+// clientTimer).
+//
+// Blocks leave as soon as the content has delivered them (see fill), so a
+// slow content delays a window's blocks no more than a lock-step
+// transfer's, and the timers start once the window is out.
 func (s *session) transfer() {
 	if err := s.fill(); err != nil {
 		s.fail(err)
 		return
 	}
-	s.sendWindow()
-	s.rto.sent(time.Now(), s.read)
-	s.giveUpAt = time.Now().Add(s.readLimit())
+	s.sendFrom(s.sentTo+1, true)
+	now := time.Now()
+	s.lastSend = now
+	s.rto.sent(now, s.read)
+	s.giveUpAt = now.Add(s.readLimit())
 	retries := 0
-	deadline := time.Now().Add(s.rto.current())
+	deadline := now.Add(s.rto.current())
 	for {
-		n, ok := s.recv(&deadline, &retries, s.resendWindow)
+		n, ok := s.recv(&deadline, &retries, s.timeoutResend)
 		if !ok {
 			return
 		}
@@ -277,6 +292,9 @@ func (s *session) transfer() {
 			abs, ok := s.resolve(blk)
 			if !ok {
 				s.st.DuplicateAcks++
+				if s.clientTimer(blk, &retries) {
+					deadline = s.lastSend.Add(s.rto.current())
+				}
 				continue
 			}
 			for a := s.acked + 1; a <= abs; a++ {
@@ -285,7 +303,6 @@ func (s *session) transfer() {
 			s.progressed()
 			now := time.Now()
 			s.rto.acked(now, abs)
-			s.giveUpAt = now.Add(s.readLimit())
 			windowDone := abs == s.sentTo // else a gap
 			s.acked = abs
 			if s.zc != nil {
@@ -296,27 +313,77 @@ func (s *session) transfer() {
 				return
 			}
 			retries = 0
+			switch {
+			case windowDone: // a fresh window, timed below
+			case abs < s.recover:
+				// Part of a window already resent: the rest of it is in
+				// flight and is not resent; the window slides on.
+				s.rto.cancelSample()
+			default:
+				// A gap: RFC 7440 section 4, restart right after the ACK.
+				// The blocks already read go now, the new ones as fill
+				// delivers them.
+				s.sendFrom(s.acked+1, false)
+				s.rto.cancelSample()
+			}
 			if err := s.fill(); err != nil {
 				s.fail(err)
 				return
 			}
-			switch {
-			case windowDone: // a fresh window: time its round trip
-				s.sendWindow()
-				s.rto.sent(now, s.read)
-			case abs < s.recover:
-				s.sendFrom(s.sentTo + 1) // slide: the resent blocks are in flight
-				s.rto.cancelSample()
-			default:
-				s.resendWindow() // RFC 7440 section 4: restart after the ACK
-				s.rto.cancelSample()
+			s.sendFrom(s.sentTo+1, true)
+			if !windowDone && abs >= s.recover {
+				s.recover = s.sentTo
 			}
+			now = time.Now() // after the fill, which may have waited for the content
+			s.lastSend = now
+			if windowDone {
+				s.rto.sent(now, s.read)
+			}
+			s.giveUpAt = now.Add(s.readLimit())
 			deadline = now.Add(s.rto.current())
 		case wire.OpERROR:
 			s.clientError(b)
 			return
 		}
 	}
+}
+
+// clientTimer handles a duplicate ACK of block blk in a window: when it
+// acknowledges the last acknowledged block again a quiet spell after the
+// last send (rtoEstimator.quiet: twice the round trip, at least 100 ms),
+// it cannot be answering that send; it is the client's retransmission
+// timer saying that what followed the block was lost (RFC 7440 section 4,
+// the receiver's side), and the window is resent at once rather than at
+// the server's own timeout. A burst of duplicates (EDK2 acknowledges every
+// block that arrives out of order) comes within a round trip of the send
+// that caused it and is ignored, and so is every duplicate within a quiet
+// spell of the resend, so a duplicate ACK never feeds a retransmission
+// storm (Sorcerer's Apprentice, RFC 1123 4.2.3.1). Such a resend uses up a
+// retry, as a timeout does. Lock-step sessions never resend on a duplicate
+// ACK. It reports whether it resent.
+func (s *session) clientTimer(blk uint16, retries *int) bool {
+	if s.p.windowsize <= 1 || blk != uint16(s.acked) || s.acked >= s.sentTo || *retries >= s.c.retries {
+		return false
+	}
+	quiet := s.rto.quiet()
+	if quiet <= 0 {
+		return false
+	}
+	now := time.Now()
+	if now.Sub(s.lastSend) < quiet {
+		return false
+	}
+	*retries++
+	s.resendWindow()
+	s.rto.cancelSample()
+	s.lastSend = now
+	return true
+}
+
+// timeoutResend restarts the window after a timeout.
+func (s *session) timeoutResend() {
+	s.resendWindow()
+	s.lastSend = time.Now()
 }
 
 // recv waits for the next packet from the client until deadline. On a
@@ -440,11 +507,22 @@ func (s *session) fill() error {
 	if s.zc != nil {
 		return s.planBlocks(limit)
 	}
-	s.beginRead()
+	flushed := s.beginRead()
 	defer s.readStart.Store(0)
 	size := s.st.TransferSize // -1 when unknown (and in netascii mode)
 	for s.read < limit && (s.last == 0 || s.read < s.last) {
 		abs := s.read + 1
+		if abs > s.sentTo+1 {
+			// Blocks are waiting: send them if the content has kept them
+			// waiting for a while, rather than hold them until the window
+			// is full (a content delivering a block every few seconds
+			// would otherwise starve the client of the whole window).
+			if t := s.markRead(); t-flushed >= flushAfter {
+				s.sendFrom(s.sentTo+1, false)
+				s.lastSend = time.Now()
+				flushed = t
+			}
+		}
 		pkt := s.slot(abs)
 		wire.AppendDataHeader(pkt[:0], uint16(abs))
 		p := pkt[wire.HeaderSize:]
@@ -481,6 +559,12 @@ func (s *session) fill() error {
 	}
 	return nil
 }
+
+// flushAfter is how long a fill may keep blocks it has read before it
+// sends them: far below any client's timer, far above the time a window
+// takes to read from a content that has its bytes at hand (a few
+// milliseconds for 64 blocks of 64 KiB from a gRPC stream).
+const flushAfter = 10 * time.Millisecond
 
 // planBlocks takes the blocks up to limit into the window of a session
 // whose blocks are sent from the file: their lengths follow from its size,
@@ -598,19 +682,29 @@ func (c *countingReader) Read(p []byte) (int, error) {
 }
 
 // beginRead marks the start of a fill for the watchdog, which cancels the
-// session's context (so that a content honouring it returns) when filling
-// the window takes longer than the session would wait for a silent client.
-// The fill clears the mark when it returns.
-func (s *session) beginRead() {
+// session's context (so that a content honouring it returns) when one
+// block takes longer to read than the session would wait for a silent
+// client: the same rule whatever the window size. The fill marks each
+// further block (markRead) and clears the mark when it returns. It
+// returns the time of the mark, as markRead does.
+func (s *session) beginRead() time.Duration {
 	if s.watchdog == nil {
 		s.wdBase = time.Now()
 		s.readStart.Store(1)
 		// Armed only once s.watchdog is set, which checkStall uses.
 		s.watchdog = time.AfterFunc(time.Duration(math.MaxInt64), s.checkStall)
 		s.watchdog.Reset(s.readLimit())
-		return
+		return 0
 	}
-	s.readStart.Store(int64(time.Since(s.wdBase)) + 1)
+	return s.markRead()
+}
+
+// markRead marks the start of a block's read for the watchdog and returns
+// the time since wdBase.
+func (s *session) markRead() time.Duration {
+	t := time.Since(s.wdBase)
+	s.readStart.Store(int64(t) + 1)
+	return t
 }
 
 // checkStall runs when the watchdog's timer fires, on the timer's
@@ -647,23 +741,23 @@ func (s *session) readLimit() time.Duration {
 	return time.Duration(s.c.retries+1) * s.p.timeout
 }
 
-// sendWindow sends the blocks after the last acknowledged one that are in
-// the window.
-//
-// Blocks in consecutive slots leave in one send when the socket does UDP
-// segmentation offload (GSO): the kernel cuts the run into datagrams of
-// one slot each (the final block, shorter, can only end a run).
-func (s *session) sendWindow() { s.sendFrom(s.acked + 1) }
-
 // resendWindow restarts the window right after the last acknowledged
-// block and remembers how far the restart went.
+// block and remembers how far the restart went. The session reads next.
 func (s *session) resendWindow() {
-	s.sendWindow()
+	s.sendFrom(s.acked+1, true)
 	s.recover = s.sentTo
 }
 
 // sendFrom sends the blocks of the window from block from on.
-func (s *session) sendFrom(from uint64) {
+//
+// Blocks in consecutive slots leave in one send when the socket does UDP
+// segmentation offload (GSO): the kernel cuts the run into datagrams of
+// one slot each (the final block, shorter, can only end a run).
+//
+// With hold, the session's next step is a read of the socket: the
+// window's last datagram may then be handed to it (deferredSender), which
+// sends it and reads in one step.
+func (s *session) sendFrom(from uint64, hold bool) {
 	if s.st.TimeToFirstData == 0 && s.acked < s.read {
 		s.st.TimeToFirstData = max(time.Since(s.st.Start), 1)
 	}
@@ -680,7 +774,7 @@ func (s *session) sendFrom(from uint64) {
 		last := abs + uint64(n) - 1
 		start := i * s.slotSize
 		run := s.win[start : start+(n-1)*s.slotSize+s.slotLen[s.slotIndex(last)]]
-		if d, ok := s.conn.(deferredSender); ok && n == 1 && last == s.read && s.gsoSegs <= 1 {
+		if d, ok := s.conn.(deferredSender); ok && hold && n == 1 && last == s.read && s.gsoSegs <= 1 {
 			// The window's last datagram: the read that waits for its
 			// ACK sends it (a send error is logged there). Not with
 			// segmentation on, whose refusals must be seen here (below).
@@ -800,6 +894,9 @@ func (s *session) fail(err error) {
 		return
 	}
 	e := ErrorFor(err)
+	if e == ErrIntegrity {
+		s.srv.state.integrityFailures.Add(1)
+	}
 	switch {
 	case s.stalled(): // whatever the content made of the cancellation
 		e = errStalledReply

@@ -1,0 +1,205 @@
+package gateway_test
+
+import (
+	"bytes"
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tftpgw/tftpgw/gateway"
+	"github.com/tftpgw/tftpgw/gateway/gatewaytest"
+	"github.com/tftpgw/tftpgw/gateway/internal/wire"
+	"github.com/tftpgw/tftpgw/internal/tftpclient"
+)
+
+// windowedSession starts a transfer of content with windowsize 4 and a
+// negotiated timeout of 5 s (the server's timer: it never fires in these
+// tests), acknowledges the first window and receives DATA 5-8.
+func windowedSession(t *testing.T, content []byte) (*testServer, *rawClient) {
+	t.Helper()
+	ts := startServer(t, files{"f": content}, nil)
+	c := newClient(t, ts.addr)
+	c.rrq("f", "octet", "timeout", "5", "windowsize", "4")
+	c.expect(oack("timeout", "5", "windowsize", "4"))
+	c.ack(0)
+	for b := 1; b <= 4; b++ {
+		c.expect(data(uint16(b), content[(b-1)*512:b*512]))
+	}
+	c.ack(4)
+	for b := 5; b <= 8; b++ {
+		c.expect(data(uint16(b), content[(b-1)*512:b*512]))
+	}
+	return ts, c
+}
+
+// expectWithin is expect with a deadline shorter than the server's timer,
+// so that the packet can only have been caused by what the client sent.
+func (c *rawClient) expectWithin(d time.Duration, want []byte) {
+	c.t.Helper()
+	got, from := c.recv(d)
+	if from != c.tid || !bytes.Equal(got, want) {
+		c.t.Fatalf("got %q from %v, want %q from %v", trim(got), from, trim(want), c.tid)
+	}
+}
+
+// TestRFC7440_ClientTimerDuplicateACKRestartsTheWindow: the tail of a
+// window is lost, so nothing shows the client a gap; its timer fires and
+// it acknowledges the last block it has again (RFC 7440 section 4, the
+// receiver's side). That duplicate, coming after a quiet spell, is the
+// client's timer and restarts the window at once instead of at the
+// server's own timeout (5 s here): before, the server ignored it, and a
+// client whose patience is shorter than the server's timer gave up.
+func TestRFC7440_ClientTimerDuplicateACKRestartsTheWindow(t *testing.T) {
+	content := pattern(12*512 + 100)
+	ts, c := windowedSession(t, content)
+	// DATA 5-8 "lost": the client's timer (300 ms) re-acknowledges 4.
+	time.Sleep(300 * time.Millisecond)
+	c.ack(4)
+	for b := 5; b <= 8; b++ {
+		c.expectWithin(2*time.Second, data(uint16(b), content[(b-1)*512:b*512]))
+	}
+	c.expectNothing(200 * time.Millisecond)
+	c.ack(8)
+	for b := 9; b <= 12; b++ {
+		c.expect(data(uint16(b), content[(b-1)*512:b*512]))
+	}
+	c.ack(12)
+	c.expect(data(13, content[12*512:]))
+	c.ack(13)
+	st := ts.nextStats(t)
+	if st.Outcome != gateway.OutcomeOK || st.Retransmits != 4 || st.DuplicateAcks != 1 {
+		t.Errorf("outcome %v, retransmits %d, duplicate ACKs %d; want ok, 4, 1", st.Outcome, st.Retransmits, st.DuplicateAcks)
+	}
+}
+
+// TestRFC7440_DuplicateACKBurstRestartsOnce: EDK2 acknowledges every block
+// that arrives out of order with the last in-order one, so a gap brings a
+// burst of identical ACKs. The first restarts the window (RFC 7440); the
+// rest, arriving within a round trip, are ignored (no Sorcerer's
+// Apprentice). Later, after a quiet spell, the client's timer duplicate
+// restarts the window once more, and the burst that follows it does not.
+func TestRFC7440_DuplicateACKBurstRestartsOnce(t *testing.T) {
+	content := pattern(12*512 + 100)
+	ts, c := windowedSession(t, content)
+	// DATA 6 lost; 7 and 8 arrive out of order: ACK 5, 5, 5.
+	c.ack(5)
+	c.ack(5)
+	c.ack(5)
+	for b := 6; b <= 9; b++ {
+		c.expect(data(uint16(b), content[(b-1)*512:b*512]))
+	}
+	c.expectNothing(300 * time.Millisecond)
+	// All of 6-9 lost: the timer's duplicate, then another burst.
+	for range 4 {
+		c.ack(5)
+	}
+	for b := 6; b <= 9; b++ {
+		c.expectWithin(2*time.Second, data(uint16(b), content[(b-1)*512:b*512]))
+	}
+	c.expectNothing(300 * time.Millisecond)
+	c.sendError(0, "enough")
+	st := ts.nextStats(t)
+	if st.Retransmits != 3+4 || st.DuplicateAcks != 2+4 {
+		t.Errorf("retransmits %d, duplicate ACKs %d; want 7 (6-8 on the gap, 6-9 on the timer), 6", st.Retransmits, st.DuplicateAcks)
+	}
+}
+
+// TestRFC7440_DuplicateACKNeverResendsInLockStep: RFC 1123 4.2.3.1 holds
+// for windowsize 1 whatever the timing.
+func TestRFC7440_DuplicateACKNeverResendsInLockStep(t *testing.T) {
+	content := pattern(4*512 + 100)
+	ts := startServer(t, files{"f": content}, nil)
+	c := newClient(t, ts.addr)
+	c.rrq("f", "octet", "timeout", "5")
+	c.expect(oack("timeout", "5"))
+	c.ack(0)
+	c.expect(data(1, content[:512]))
+	c.ack(1)
+	c.expect(data(2, content[512:1024]))
+	time.Sleep(300 * time.Millisecond)
+	c.ack(1)
+	c.expectNothing(500 * time.Millisecond)
+	c.sendError(0, "enough")
+	ts.nextStats(t)
+}
+
+// TestClientTimerRecoversLossyWindows: 60 transfers with windowsize 4
+// through a proxy dropping 5 % of the packets each way, by a client that
+// re-acknowledges after 300 ms and gives up after 10 tries (3.3 s), while
+// the server's negotiated timer is 5 s. Every transfer completes only if
+// the server takes the client's timer duplicates for what they are: with
+// the server's timer alone, a window whose tail is lost (about one in
+// ten) outlasts the client. The DATA sent stay within a Go-Back-N
+// sender's cost: no retransmission storm.
+func TestClientTimerRecoversLossyWindows(t *testing.T) {
+	const (
+		transfers = 60
+		parallel  = 10
+		blocks    = 17 // 4 windows and a final block
+	)
+	content := pattern((blocks-1)*512 + 100)
+	ts := gatewaytest.NewServer(t, files{"f": content}, func(s *gateway.Server) { s.Retries = 5 })
+	p := gatewaytest.NewProxy(t, ts.Addr(), gatewaytest.ProxyConfig{
+		DropRate: 0.05, Seed: 5,
+		// The client sends its final ACK once and does not dally; the
+		// OACK's loss is recovered by the server's timer alone (a
+		// repeated RRQ is not a retransmission request), which is not
+		// what is measured here.
+		Exempt: func(d gatewaytest.Direction, b []byte) bool {
+			op, _ := wire.PacketOpcode(b)
+			return op == wire.OpOACK || ackBlock(blocks)(d, b)
+		},
+	})
+	var (
+		mu     sync.Mutex
+		failed []error
+		wg     sync.WaitGroup
+		sem    = make(chan struct{}, parallel)
+	)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for range transfers {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			var buf bytes.Buffer
+			_, err := tftpclient.Get(ctx, p.Addr().String(), "f", &buf, tftpclient.Options{
+				WindowSize: 4, Timeout: 5, RetransmitTimeout: 300 * time.Millisecond, Retries: 10,
+			})
+			if err == nil && !bytes.Equal(buf.Bytes(), content) {
+				err = errWrongBytes
+			}
+			if err != nil {
+				mu.Lock()
+				failed = append(failed, err)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if len(failed) > 0 {
+		t.Errorf("%d of %d transfers failed, first: %v", len(failed), transfers, failed[0])
+	}
+	var retransmits int64
+	for range transfers {
+		retransmits += ts.NextStats(t).Retransmits
+	}
+	ps := p.Stats()
+	data := ps.ServerData()
+	// Go-Back-N with W = 4 at p = 5 %: about 1.6 DATA per block (see
+	// loss_test.go); allow 1 + 2*(W+2)*p = 1.6 per block and a window per
+	// transfer.
+	if bound := int64(transfers * (blocks*16/10 + 4)); data > bound {
+		t.Errorf("server sent %d DATA for %d blocks, more than %d: a retransmission storm", data, transfers*blocks, bound)
+	}
+	t.Logf("%d transfers, %d DATA for %d blocks, %d retransmits, dropped %v", transfers, data, transfers*blocks, retransmits, ps.Dropped)
+}
+
+var errWrongBytes = errorString("received bytes differ from the content")
+
+type errorString string
+
+func (e errorString) Error() string { return string(e) }
