@@ -114,3 +114,48 @@ func TestSlowContentBlocksLeaveAsTheyArrive(t *testing.T) {
 	c.sendError(0, "enough")
 	ts.nextStats(t)
 }
+
+// TestUnansweredFirstPacketBacksOff (issue 14 point 4): a request whose
+// first packet nothing answers (a spoofed source) got DATA 1 six times at
+// fixed intervals, 309 times the request's size in payload (in.tftpd
+// backs off 1, 2, 4 s: 206 times). The first packet's timer now doubles,
+// so with the defaults (Retries 5) it goes out 3 times, at 0, T and 3T,
+// and the session gives up at 6T as before. A timeout the client
+// negotiated is used as it is: the client asked for it, and its first
+// packet is an OACK no longer than its request.
+func TestUnansweredFirstPacketBacksOff(t *testing.T) {
+	const T = 200 * time.Millisecond
+	content := pattern(2000)
+	t.Run("no_options", func(t *testing.T) {
+		ts := startServer(t, files{"f": content}, func(s *gateway.Server) { s.Timeout, s.Retries = T, 5 })
+		c := newClient(t, ts.addr)
+		start := time.Now()
+		c.rrq("f", "octet")
+		var at []time.Duration
+		for range 3 {
+			c.expect(data(1, content[:512]))
+			at = append(at, time.Since(start))
+		}
+		c.expectNothing(7*T - time.Since(start))
+		if gap1, gap2 := at[1]-at[0], at[2]-at[1]; gap1 < T*3/4 || gap2 < 2*T*3/4 {
+			t.Errorf("DATA 1 at %v: gaps %v and %v, want about T and 2T (T = %v)", at, gap1, gap2, T)
+		}
+		if st := ts.nextStats(t); st.Outcome != gateway.OutcomeTimeout || st.Retransmits != 2 || st.PacketsSent != 3 {
+			t.Errorf("outcome %v, retransmits %d, packets %d; want timeout, 2, 3", st.Outcome, st.Retransmits, st.PacketsSent)
+		}
+	})
+	t.Run("answered_first_packet_keeps_the_fixed_timer", func(t *testing.T) {
+		ts := startServer(t, files{"f": content}, func(s *gateway.Server) { s.Timeout, s.Retries = T, 5 })
+		c := newClient(t, ts.addr)
+		c.rrq("f", "octet")
+		c.expect(data(1, content[:512]))
+		c.ack(1)
+		for range 6 {
+			c.expect(data(2, content[512:1024]))
+		}
+		c.expectNothing(2 * T)
+		if st := ts.nextStats(t); st.Outcome != gateway.OutcomeTimeout || st.Retransmits != 5 {
+			t.Errorf("outcome %v, retransmits %d; want timeout, 5", st.Outcome, st.Retransmits)
+		}
+	})
+}

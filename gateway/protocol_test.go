@@ -297,22 +297,25 @@ func TestRFC1123_4_2_3_1_SorcerersApprentice(t *testing.T) {
 	}
 }
 
-// TestRetransmission: on timeout the OACK, DATA and the final DATA are
-// sent again, exactly Retries times, and the session then ends as a
-// timeout.
+// TestRetransmission: on timeout the DATA and the final DATA are sent
+// again, exactly Retries times, and the session then ends as a timeout.
+// A first packet that nothing answered (the OACK here) backs off instead
+// (see TestUnansweredFirstPacketBacksOff): it is sent at 0, T, 3T, 7T, ...
+// while that is before (Retries+1) x T, when the session gives up.
 func TestRetransmission(t *testing.T) {
 	content := pattern(600)
-	for _, retries := range []int{1, 3} {
-		t.Run("OACK_resent_"+strconv.Itoa(retries)+"_times", func(t *testing.T) {
+	for _, tc := range []struct{ retries, oacks int }{{1, 2}, {3, 3}, {10, 4}} {
+		retries := tc.retries
+		t.Run("OACK_sent_"+strconv.Itoa(tc.oacks)+"_times_with_retries_"+strconv.Itoa(retries), func(t *testing.T) {
 			ts := startServer(t, files{"f": content}, func(s *gateway.Server) { s.Timeout, s.Retries = 50*time.Millisecond, retries })
 			c := newClient(t, ts.addr)
 			c.rrq("f", "octet", "blksize", "512")
-			for range retries + 1 {
+			for range tc.oacks {
 				c.expect(oack("blksize", "512"))
 			}
-			c.expectNothing(200 * time.Millisecond)
-			if st := ts.nextStats(t); st.Outcome != gateway.OutcomeTimeout || st.Retransmits != int64(retries) {
-				t.Errorf("outcome %v retransmits %d; want timeout, %d", st.Outcome, st.Retransmits, retries)
+			c.expectNothing(time.Duration(retries+2) * 50 * time.Millisecond)
+			if st := ts.nextStats(t); st.Outcome != gateway.OutcomeTimeout || st.Retransmits != int64(tc.oacks-1) {
+				t.Errorf("outcome %v retransmits %d; want timeout, %d", st.Outcome, st.Retransmits, tc.oacks-1)
 			}
 		})
 		t.Run("final_DATA_resent_"+strconv.Itoa(retries)+"_times", func(t *testing.T) {

@@ -42,6 +42,7 @@ func (e *rtoEstimator) sent(now time.Time, block uint64) {
 // acked records progress up to block: a sample if it completes the timed
 // send, which also ends any backoff.
 func (e *rtoEstimator) acked(now time.Time, block uint64) {
+	e.rto = min(e.rto, e.limit) // the end of a first packet's backoff
 	if e.sampling && block >= e.block {
 		e.sampling = false
 		if block == e.block {
@@ -74,10 +75,17 @@ func (e *rtoEstimator) quiet() time.Duration {
 // could answer either send).
 func (e *rtoEstimator) cancelSample() { e.sampling = false }
 
-// expired backs off after a timeout and drops the sample (Karn).
-func (e *rtoEstimator) expired() {
+// expired backs off after a timeout and drops the sample (Karn). An
+// adaptive timer doubles up to the configured timeout; with uncapped (a
+// first packet that nothing has answered yet, and no timeout negotiated)
+// any timer doubles without that cap, as in.tftpd's does (1, 2, 4 s), the
+// session's give-up time bounding it.
+func (e *rtoEstimator) expired(uncapped bool) {
 	e.sampling = false
-	if e.adaptive {
+	switch {
+	case uncapped:
+		e.rto *= 2
+	case e.adaptive:
 		e.rto = min(2*e.rto, e.limit)
 	}
 }

@@ -37,7 +37,7 @@ func TestRTOEstimator(t *testing.T) {
 		e.acked(t0.Add(10*ms), 1)
 		var got []time.Duration
 		for range 7 {
-			e.expired()
+			e.expired(false)
 			got = append(got, e.current())
 		}
 		want := []time.Duration{60 * ms, 120 * ms, 240 * ms, 480 * ms, 960 * ms, time.Second, time.Second}
@@ -78,7 +78,7 @@ func TestRTOEstimator(t *testing.T) {
 			ackAt := now.Add(150 * ms)
 			for wait := e.current(); now.Add(wait).Before(ackAt); wait = e.current() {
 				now = now.Add(wait)
-				e.expired()
+				e.expired(false)
 				spurious++
 			}
 			now = ackAt
@@ -91,7 +91,7 @@ func TestRTOEstimator(t *testing.T) {
 	t.Run("Karn_no_sample_across_a_retransmission", func(t *testing.T) {
 		e := newRTO(time.Second, 20*ms, true)
 		e.sent(t0, 1)
-		e.expired()
+		e.expired(false)
 		e.acked(t0.Add(500*ms), 1) // which send does it answer? unknown: no sample
 		if e.srtt != 0 {
 			t.Fatalf("sampled %v across a retransmission", e.srtt)
@@ -101,7 +101,7 @@ func TestRTOEstimator(t *testing.T) {
 		e := newRTO(3*time.Second, 20*ms, false)
 		e.sent(t0, 1)
 		e.acked(t0.Add(ms), 1)
-		e.expired()
+		e.expired(false)
 		if e.current() != 3*time.Second {
 			t.Fatalf("rto %v, want 3s", e.current())
 		}

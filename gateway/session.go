@@ -115,6 +115,12 @@ type session struct {
 
 	lastSend time.Time // when DATA last went out (see clientTimer)
 
+	// answered is set once the client has acknowledged anything (ACK 0 of
+	// the OACK, or a DATA). Until then the first packet's retransmissions
+	// back off without the timeout's cap: the request's source may be
+	// spoofed, and an unanswered request must cost little (see recv).
+	answered bool
+
 	giveUpAt time.Time // the session times out if nothing comes by then
 
 	cancel context.CancelCauseFunc // cancels ctx
@@ -451,12 +457,14 @@ func (s *session) recv(deadline *time.Time, retries *int, resend func()) (int, b
 					return n, true
 				}
 			}
-			if *retries >= s.c.retries {
+			now := time.Now()
+			if *retries >= s.c.retries || !now.Before(s.giveUpAt) {
 				// The retransmissions are spent, but an adaptive timer spends
 				// them faster than the configured timeout would: a client
 				// with a slower timer still gets until the fixed-timer
-				// deadline to answer.
-				if time.Now().Before(s.giveUpAt) {
+				// deadline to answer. A first packet's backed-off timer
+				// (below) reaches that deadline first.
+				if now.Before(s.giveUpAt) {
 					*deadline = s.giveUpAt
 					continue
 				}
@@ -464,9 +472,12 @@ func (s *session) recv(deadline *time.Time, retries *int, resend func()) (int, b
 				return 0, false
 			}
 			*retries++
-			s.rto.expired()
+			s.rto.expired(!s.answered && !s.p.clientTimeout)
 			resend()
-			*deadline = time.Now().Add(s.rto.current())
+			*deadline = now.Add(s.rto.current())
+			if deadline.After(s.giveUpAt) {
+				*deadline = s.giveUpAt
+			}
 			continue
 		}
 		if from.Addr().Unmap() != s.client.Addr() || from.Port() != s.client.Port() {
@@ -883,6 +894,7 @@ func (s *session) superseded() bool {
 
 // progressed records that the client acknowledged something.
 func (s *session) progressed() {
+	s.answered = true
 	if s.act != nil && s.acked <= 1 {
 		s.act.progressed.Store(true)
 	}
