@@ -69,7 +69,9 @@ func newTestSession(blocks, blksize, window int, conn sessionConn) *session {
 	s.p = params{blksize: blksize, windowsize: window, timeout: time.Second}
 	s.st.TransferSize = -1
 	s.r = &zeros{left: int64(blocks*blksize + 1)}
-	s.allocBuffers()
+	s.allocSmall()
+	s.sizeWindow()
+	s.allocWindow()
 	return s
 }
 
@@ -115,7 +117,6 @@ func BenchmarkDATA(b *testing.B) {
 			b.ResetTimer()
 			s.transfer()
 			b.StopTimer()
-			putBuf(s.buf)
 		})
 	}
 }
@@ -143,7 +144,6 @@ func BenchmarkDATASend(b *testing.B) {
 	for b.Loop() {
 		s.sendFrom(s.acked+1, false)
 	}
-	putBuf(s.buf)
 }
 
 // TestListenerReadAllocs: reading a datagram and its destination address
@@ -208,7 +208,6 @@ func TestReadErrorEndsSession(t *testing.T) {
 	if s.st.Outcome != OutcomeError || s.err == nil {
 		t.Errorf("outcome %v err %v; want error", s.st.Outcome, s.err)
 	}
-	putBuf(s.buf)
 }
 
 // TestWatchdogStopsForGood: the watchdog's timer rearms itself while the

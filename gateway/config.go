@@ -23,12 +23,13 @@ type config struct {
 	serverStats   func(ServerStats)
 	statsInterval time.Duration
 
-	maxSessions          int     // <= 0: none
-	maxSessionsPerClient int     // <= 0: none
-	clientRate           float64 // <= 0: none
-	maxWindowMemory      int64   // <= 0: none
-	singlePort           bool
-	minTimeout           time.Duration
+	maxSessions              int     // <= 0: none
+	maxSessionsPerClient     int     // <= 0: none
+	clientRate               float64 // <= 0: none
+	maxWindowMemory          int64   // <= 0: none
+	maxWindowMemoryPerClient int64   // <= 0: none
+	singlePort               bool
+	minTimeout               time.Duration
 }
 
 // orDefault resolves a limit: zero means def, negative means none (0).
@@ -54,12 +55,16 @@ func (s *Server) resolve() *config {
 		serverStats:   s.ServerStatsFunc,
 		statsInterval: s.StatsInterval,
 
-		maxSessions:          orDefault(s.MaxSessions, DefaultMaxSessions),
-		maxSessionsPerClient: orDefault(s.MaxSessionsPerClient, DefaultMaxSessionsPerClient),
-		clientRate:           orDefault(s.ClientRequestRate, DefaultClientRequestRate),
-		maxWindowMemory:      orDefault(s.MaxWindowMemory, DefaultMaxWindowMemory),
-		singlePort:           s.SinglePort,
-		minTimeout:           s.MinTimeout,
+		maxSessions:              orDefault(s.MaxSessions, DefaultMaxSessions),
+		maxSessionsPerClient:     orDefault(s.MaxSessionsPerClient, DefaultMaxSessionsPerClient),
+		clientRate:               orDefault(s.ClientRequestRate, DefaultClientRequestRate),
+		maxWindowMemory:          orDefault(s.MaxWindowMemory, DefaultMaxWindowMemory),
+		maxWindowMemoryPerClient: orDefault(s.MaxWindowMemoryPerClient, 0),
+		singlePort:               s.SinglePort,
+		minTimeout:               s.MinTimeout,
+	}
+	if s.MaxWindowMemoryPerClient == 0 && c.maxWindowMemory > 0 {
+		c.maxWindowMemoryPerClient = c.maxWindowMemory / 8
 	}
 	if c.minTimeout == 0 {
 		c.minTimeout = DefaultMinTimeout

@@ -78,16 +78,3 @@ func (st *serverState) sweepClients(c *config, now time.Time) {
 		}
 	}
 }
-
-// reserveWindow accounts n bytes of window buffers; false if over the limit.
-func (st *serverState) reserveWindow(c *config, n int64) bool {
-	if c.maxWindowMemory <= 0 {
-		st.windowMem.Add(n)
-		return true
-	}
-	if st.windowMem.Add(n) > c.maxWindowMemory {
-		st.windowMem.Add(-n)
-		return false
-	}
-	return true
-}

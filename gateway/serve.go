@@ -36,7 +36,7 @@ type serverState struct {
 	running   int                         // sessions admitted and not yet done; guarded by mu
 	clients   map[netip.Addr]*clientEntry // guarded by mu
 	lastSweep time.Time                   // guarded by mu
-	windowMem atomic.Int64                // bytes of window buffers in use
+	windows   windowPool                  // window buffers within the budget
 	busy      atomic.Int64
 	busyLog   atomic.Int64 // unix nanoseconds of the last "refusing" log line
 	busyNoted atomic.Int64 // busy at that line
@@ -101,6 +101,7 @@ func (s *Server) init() *config {
 		st.listeners = make(map[*listener]struct{})
 		st.active = make(map[sessionKey]*activeSession)
 		st.clients = make(map[netip.Addr]*clientEntry)
+		st.windows.limit, st.windows.perClient = st.conf.maxWindowMemory, st.conf.maxWindowMemoryPerClient
 		var id [4]byte
 		rand.Read(id[:])
 		st.idPrefix = hex.EncodeToString(id[:])

@@ -90,12 +90,23 @@ type Server struct {
 	// no limit if negative.
 	ClientRequestRate float64
 
-	// MaxWindowMemory bounds the bytes of all sessions' window buffers
-	// (about windowsize x blksize each, less for small files); 1 GiB if
-	// zero, no limit if negative. Sessions that send large blocks of
-	// FileServer files from the files' pages (see FileServer) hold no
-	// window: their blocks are the page cache's, counted by the kernel.
+	// MaxWindowMemory bounds the bytes of the window buffers of all
+	// sessions (about windowsize x blksize each, less for small files,
+	// rounded up to a size class at most a quarter larger), those in use
+	// and those kept for reuse; 1 GiB if zero, no limit if negative. A
+	// session takes its window only once the client has answered its
+	// OACK, and its OACK offers the windowsize that fits; one that cannot
+	// have a single block gets ERROR 0 "server busy". Sessions that send
+	// large blocks of FileServer files from the files' pages (see
+	// FileServer) hold no window: their blocks are the page cache's,
+	// counted by the kernel.
 	MaxWindowMemory int64
+
+	// MaxWindowMemoryPerClient bounds the window memory of one client (an
+	// IPv4 address, or an IPv6 /64), so that a few clients cannot take
+	// all of MaxWindowMemory; MaxWindowMemory/8 if zero, no limit if
+	// negative.
+	MaxWindowMemoryPerClient int64
 
 	// SinglePort, if set, sends every reply from the listening socket and
 	// keys sessions by client address and port, for clients behind NAT,

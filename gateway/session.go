@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -86,12 +87,12 @@ type session struct {
 	r       io.Reader
 	raw     *countingReader // netascii mode: the content under the conversion
 
-	buf      *[]byte     // pooled: recv | scratch | window slots
-	reserved int64       // bytes of buf accounted in the server's window memory
-	nslots   int         // window slots in buf
-	gsoSegs  int         // most datagrams one send may carry (UDP GSO); <= 1: none
-	zc       *fileSender // sends blocks from the content's file; nil: from the window
-	sendErr  error       // the content cannot be sent any more (see errFileChanged)
+	small    *[smallBufSize]byte // pooled: recv | scratch
+	buf      *[]byte             // the window's slots, from the server's window memory
+	nslots   int                 // window slots in buf
+	gsoSegs  int                 // most datagrams one send may carry (UDP GSO); <= 1: none
+	zc       *fileSender         // sends blocks from the content's file; nil: from the window
+	sendErr  error               // the content cannot be sent any more (see errFileChanged)
 	rbuf     []byte
 	scratch  []byte
 	win      []byte
@@ -150,6 +151,7 @@ func (s *session) run() {
 			s.fail(fmt.Errorf("gateway: panic: %v", v))
 		}
 	}()
+	s.allocSmall()
 
 	content, err := s.c.handler.ServeTFTP(s.ctx, &s.req)
 	if content != nil {
@@ -182,48 +184,85 @@ func (s *session) run() {
 	if s.req.Mode != "netascii" {
 		s.zc = newFileSender(content, s.conn, s.p.blksize)
 	}
+	if !s.sizeWindow() {
+		s.busy()
+		return
+	}
 	for _, o := range s.p.oack {
 		s.st.NegotiatedOptions = append(s.st.NegotiatedOptions, Option(o))
 	}
-	if !s.allocBuffers() {
-		// Over -max-window-memory: refused like the listener's limits,
-		// and counted with them.
-		s.srv.state.refusedBusy(s.c, s.client, time.Now())
-		s.fail(errBusy)
+	s.st.WindowSize = s.p.windowsize
+	if len(s.p.oack) > 0 && !s.sendOACK() {
+		return
+	}
+	// The client has answered (or asked for no options: a window of one
+	// 516-byte block): the window's memory is taken now.
+	if !s.allocWindow() {
+		s.busy()
 		return
 	}
 	if uc := udpConn(s.conn); uc != nil && s.p.windowsize > 1 && s.zc == nil {
 		s.gsoSegs = enableGSO(uc, s.slotSize)
 	}
-
-	if len(s.p.oack) > 0 && !s.sendOACK() {
-		return
-	}
 	s.transfer()
 }
 
-// allocBuffers takes the session's buffers from the pool: a window of
-// blocks, no more than the content needs, and room for receiving. It
-// reports false when the server's window memory is exhausted.
-func (s *session) allocBuffers() bool {
+// busy refuses the session for lack of window memory, like the listener's
+// limits, and counts it with them.
+func (s *session) busy() {
+	s.srv.state.refusedBusy(s.c, s.client, time.Now())
+	s.fail(errBusy)
+}
+
+// allocSmall takes the session's receive and scratch room. It is taken
+// before anything else, outside the window budget: every session, answered
+// or not, needs it.
+func (s *session) allocSmall() {
+	s.small = smallBufs.Get().(*[smallBufSize]byte)
+	s.rbuf = s.small[:recvBufSize:recvBufSize]
+	s.scratch = s.small[recvBufSize:recvBufSize:smallBufSize]
+}
+
+// sizeWindow sets the window's size in blocks: the windowsize negotiated,
+// no more than the content needs, and no more than fits in the client's
+// share of the window memory and in the server's budget now (the OACK then
+// says the smaller windowsize). It reports false when not even one block
+// fits. See winmem.go for the rules.
+func (s *session) sizeWindow() bool {
 	s.slotSize = wire.HeaderSize + s.p.blksize
 	s.nslots = s.p.windowsize
 	if size := s.st.TransferSize; size >= 0 {
 		s.nslots = int(min(int64(s.nslots), size/int64(s.p.blksize)+1))
 	}
-	n := recvBufSize + scratchBufSize + s.nslots*s.slotSize
 	if s.zc != nil {
-		n = recvBufSize + scratchBufSize // the blocks stay in the file
+		return true // the blocks stay in the file
 	}
-	if !s.srv.state.reserveWindow(s.c, int64(n)) {
+	n := s.srv.state.windows.fit(clientPrefix(s.client.Addr()), s.nslots, s.slotSize)
+	if n == 0 {
 		return false
 	}
-	s.reserved = int64(n)
-	s.buf = getBuf(n)
-	b := *s.buf
-	s.rbuf = b[:recvBufSize:recvBufSize]
-	s.scratch = b[recvBufSize : recvBufSize : recvBufSize+scratchBufSize]
-	s.win = b[recvBufSize+scratchBufSize : n]
+	if n < s.nslots {
+		s.nslots, s.p.windowsize = n, n
+		for i := range s.p.oack {
+			if s.p.oack[i].Name == "windowsize" {
+				s.p.oack[i].Value = strconv.Itoa(n)
+			}
+		}
+	}
+	return true
+}
+
+// allocWindow takes the window's buffer from the server's window memory.
+// It reports false when the client's share or the budget has no room left
+// (taken since sizeWindow by sessions that started meanwhile).
+func (s *session) allocWindow() bool {
+	if s.zc == nil {
+		s.buf = s.srv.state.windows.get(clientPrefix(s.client.Addr()), s.nslots*s.slotSize, time.Now())
+		if s.buf == nil {
+			return false
+		}
+		s.win = *s.buf
+	}
 	s.slotLen = make([]int, s.nslots)
 	return true
 }
@@ -970,9 +1009,12 @@ func (s *session) finish() {
 	}
 	s.conn.Close()
 	if s.buf != nil {
-		s.srv.state.windowMem.Add(-s.reserved)
-		putBuf(s.buf)
-		s.buf, s.rbuf, s.scratch, s.win = nil, nil, nil, nil
+		s.srv.state.windows.put(clientPrefix(s.client.Addr()), s.buf, time.Now())
+		s.buf, s.win = nil, nil
+	}
+	if s.small != nil {
+		smallBufs.Put(s.small)
+		s.small, s.rbuf, s.scratch = nil, nil, nil
 	}
 	s.st.Duration = time.Since(s.st.Start)
 	s.log()

@@ -59,6 +59,9 @@ func checkFlags() error {
 		positive("backend-idle-timeout", *flagBackendIdleTimeout),
 		positive("backend-resume-timeout", *flagBackendResumeTimeout),
 	}
+	if v := *flagClientMemory; v < -1 {
+		checks = append(checks, fmt.Errorf("-max-window-memory-per-client %d: want a number of bytes, 0 for -max-window-memory / 8, or -1 for no limit", v))
+	}
 	if *flagRetries < 0 {
 		checks = append(checks, fmt.Errorf("-retries %d: must be 0 (no retransmission) or more", *flagRetries))
 	}

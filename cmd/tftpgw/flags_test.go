@@ -34,6 +34,7 @@ func TestBadFlagValuesAreRejected(t *testing.T) {
 		{"-backend-tls"},
 		{"-client-rate", "NaN"},
 		{"-stats-interval", "0"},
+		{"-max-window-memory-per-client", "-2"},
 		{"-backend", "127.0.0.1:1"}, // with -root: both
 	} {
 		t.Run(strings.Join(bad, "="), func(t *testing.T) {

@@ -39,7 +39,8 @@ var (
 	flagMaxSessions   = flag.Int("max-sessions", gateway.DefaultMaxSessions, "sessions running at once; over it requests get ERROR 0 \"server busy\" (-1: no limit)")
 	flagMaxPerClient  = flag.Int("max-sessions-per-client", gateway.DefaultMaxSessionsPerClient, "sessions at once per client IP address (-1: no limit)")
 	flagClientRate    = flag.Float64("client-rate", gateway.DefaultClientRequestRate, "read requests per second accepted per client IP address, bursts of twice that (-1: no limit)")
-	flagWindowMemory  = flag.Int64("max-window-memory", gateway.DefaultMaxWindowMemory, "bytes of window buffers for all sessions together (-1: no limit)")
+	flagWindowMemory  = flag.Int64("max-window-memory", gateway.DefaultMaxWindowMemory, "bytes of window buffers for all sessions together, in use and kept for reuse (-1: no limit)")
+	flagClientMemory  = flag.Int64("max-window-memory-per-client", 0, "bytes of window buffers one client (an IPv4 address or an IPv6 /64) may hold; 0: -max-window-memory / 8 (-1: no limit)")
 	flagSinglePort    = flag.Bool("single-port", false, "send every reply from the listening port, keying sessions by client address and port (for NAT, containers and firewalls)")
 	flagDrainTimeout  = flag.Duration("drain-timeout", 10*time.Second, "on SIGINT or SIGTERM, how long running sessions may finish before they are ended")
 	flagLogFormat     = flag.String("log-format", "text", "log format: text or json (json: durations in seconds)")
@@ -131,12 +132,13 @@ func run(logger *slog.Logger) error {
 		MaxWindowSize: *flagMaxWindowsize,
 		Logger:        logger,
 
-		MinTimeout:           *flagMinTimeout,
-		MaxSessions:          *flagMaxSessions,
-		MaxSessionsPerClient: *flagMaxPerClient,
-		ClientRequestRate:    *flagClientRate,
-		MaxWindowMemory:      *flagWindowMemory,
-		SinglePort:           *flagSinglePort,
+		MinTimeout:               *flagMinTimeout,
+		MaxSessions:              *flagMaxSessions,
+		MaxSessionsPerClient:     *flagMaxPerClient,
+		ClientRequestRate:        *flagClientRate,
+		MaxWindowMemory:          *flagWindowMemory,
+		MaxWindowMemoryPerClient: *flagClientMemory,
+		SinglePort:               *flagSinglePort,
 	}
 	if *flagRetries == 0 {
 		srv.Retries = -1 // the flag's 0 means none; the field's 0 means the default

@@ -1,0 +1,148 @@
+package gateway_test
+
+import (
+	"fmt"
+	"runtime"
+	"runtime/metrics"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/tftpgw/tftpgw/gateway"
+)
+
+// Window memory against abuse (issue 14 points 1 and 2); the rules are in
+// winmem.go.
+
+const bigBlock = 65464
+
+// TestSpoofedRequestsTakeNoWindowMemory: 256 requests for blksize 65464
+// and windowsize 64 from one address (its per-client session limit) and
+// 40 more from a second, none of which ever answers, took the whole
+// default budget (1 GiB) at once, and every other client got "server
+// busy". A window is now taken only when the client answers the OACK.
+func TestSpoofedRequestsTakeNoWindowMemory(t *testing.T) {
+	big := pattern(64*bigBlock + 1000)
+	ts := startServer(t, files{"big": big}, func(s *gateway.Server) { s.Timeout = 2 * time.Second })
+	for i, n := range []int{256, 40} {
+		for range n { // each from a port of its own: not duplicates
+			c := newClientOn(t, "udp4", fmt.Sprintf("127.0.0.%d:0", 2+i), ts.addr)
+			c.rrq("big", "octet", "blksize", strconv.Itoa(bigBlock), "windowsize", "64")
+		}
+	}
+	time.Sleep(200 * time.Millisecond) // let the 296 sessions send their OACKs
+	c := newClientOn(t, "udp4", "127.0.0.4:0", ts.addr)
+	c.rrq("big", "octet", "blksize", strconv.Itoa(bigBlock), "windowsize", "64")
+	c.expect(oack("blksize", strconv.Itoa(bigBlock), "windowsize", "64"))
+	c.ack(0)
+	for b := 1; b <= 64; b++ {
+		c.expect(data(uint16(b), big[(b-1)*bigBlock:b*bigBlock]))
+	}
+	c.ack(64)
+	c.expect(data(65, big[64*bigBlock:]))
+	c.ack(65)
+	if n := ts.srv.Stats().BusyRefusals; n != 0 {
+		t.Errorf("BusyRefusals = %d, want 0", n)
+	}
+}
+
+// TestOneClientHoldsItsShare: a client that answers its OACKs and then
+// stalls holds windows, but no more than its share (MaxWindowMemory/8 by
+// default): its next OACK offers a smaller windowsize, then none fits and
+// it is told "server busy", while another client still gets the
+// windowsize it asks for.
+func TestOneClientHoldsItsShare(t *testing.T) {
+	big := pattern(64*bigBlock + 1000)
+	// Share: 64 MiB / 8 = 8 MiB, two windows of 64 blocks (4 MiB each).
+	ts := startServer(t, files{"big": big}, func(s *gateway.Server) {
+		s.Timeout, s.MaxWindowMemory = 2*time.Second, 64<<20
+	})
+	stall := func(want string) {
+		t.Helper()
+		c := newClientOn(t, "udp4", "127.0.0.2:0", ts.addr)
+		c.rrq("big", "octet", "blksize", strconv.Itoa(bigBlock), "windowsize", "64")
+		if want == "busy" {
+			c.expect(errPkt(0, "server busy"))
+			return
+		}
+		c.expect(oack("blksize", strconv.Itoa(bigBlock), "windowsize", want))
+		c.ack(0)
+		c.expect(data(1, big[:bigBlock])) // the window is taken and sent
+	}
+	stall("64")
+	stall("64")
+	stall("busy")
+	other := newClientOn(t, "udp4", "127.0.0.3:0", ts.addr)
+	other.rrq("big", "octet", "blksize", strconv.Itoa(bigBlock), "windowsize", "64")
+	other.expect(oack("blksize", strconv.Itoa(bigBlock), "windowsize", "64"))
+	other.sendError(0, "enough")
+}
+
+// TestWindowSizeShrinksToTheShareLeft: with room for fewer blocks than
+// asked for, the OACK offers the windowsize that fits.
+func TestWindowSizeShrinksToTheShareLeft(t *testing.T) {
+	big := pattern(64*bigBlock + 1000)
+	ts := startServer(t, files{"big": big}, func(s *gateway.Server) {
+		// Share 3 MiB: 48 blocks of 65468 bytes fit in the 3 MiB class.
+		s.Timeout, s.MaxWindowMemory, s.MaxWindowMemoryPerClient = 2*time.Second, 64<<20, 3<<20
+	})
+	c := newClient(t, ts.addr)
+	c.rrq("big", "octet", "blksize", strconv.Itoa(bigBlock), "windowsize", "64")
+	c.expect(oack("blksize", strconv.Itoa(bigBlock), "windowsize", "48"))
+	c.sendError(0, "enough")
+	ts.nextStats(t)
+}
+
+// TestWindowMemoryBoundsTheHeap: the budget counts what the buffers
+// really take (their size class) and the buffers kept for reuse, so the
+// live heap stays within it. Before, it counted the bytes asked for while
+// buffers came in powers of two (a window of 64 blocks of 8192 bytes took
+// 1 MiB, counted as 513 KiB), and freed buffers sat in sync.Pools outside
+// it: with a 64 MiB budget, RSS reached about 300 MiB.
+func TestWindowMemoryBoundsTheHeap(t *testing.T) {
+	const budget = 64 << 20
+	big := pattern(64*bigBlock + 1000)
+	ts := startServer(t, files{"big": big}, func(s *gateway.Server) {
+		s.Timeout, s.Retries, s.MaxWindowMemory, s.MaxWindowMemoryPerClient = time.Second, 1, budget, -1
+	})
+	before := liveHeap()
+	// Clients that answer their OACK and stall: each window is held until
+	// the session times out (2 s).
+	stall := func(n int, blksize, window string) {
+		for i := range n {
+			c := newClientOn(t, "udp4", fmt.Sprintf("127.0.1.%d:0", 1+i%2), ts.addr)
+			c.conn.SetReadBuffer(64 << 10) // the windows need not reach the test
+			c.rrq("big", "octet", "blksize", blksize, "windowsize", window)
+			if got, _ := c.recv(5 * time.Second); len(got) > 2 && got[1] == 6 { // OACK
+				c.ack(0)
+			}
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	check := func(phase string) {
+		t.Helper()
+		during := liveHeap()
+		if grew := during - before; grew > budget+16<<20 {
+			t.Errorf("%s: live heap grew by %d MiB, over the %d MiB budget", phase, grew>>20, budget>>20)
+		}
+		t.Logf("%s: live heap %d MiB before, %d MiB now; %d refused busy", phase, before>>20, during>>20, ts.srv.Stats().BusyRefusals)
+	}
+	// 150 windows of 64 x 8192 bytes (640 KiB each now: 102 fit).
+	stall(150, "8192", "64")
+	check("150 windows of 64 x 8192")
+	waitIdle(t, ts.srv)
+	// Then 40 windows of another size (2 MiB): the kept buffers of the
+	// first phase make room rather than stay beside them.
+	stall(40, strconv.Itoa(bigBlock), "32")
+	check("then 40 windows of 32 x 65464")
+}
+
+// liveHeap returns the bytes of live heap objects after two collections
+// (sync.Pools keep what they hold through one).
+func liveHeap() int64 {
+	runtime.GC()
+	runtime.GC()
+	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	metrics.Read(s)
+	return int64(s[0].Value.Uint64())
+}
