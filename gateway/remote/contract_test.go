@@ -349,3 +349,39 @@ func TestRefusedRequestHasBackendStats(t *testing.T) {
 		t.Errorf("Backend = %+v, want the target %s, no peer, no header latency", st.Backend, b.addr)
 	}
 }
+
+// TestSlowSteadyBackendInAWindow (issue 13 point 3): a backend streaming
+// 640 KB/s, with blksize 65464 and windowsize 64, timed out with 0 bytes
+// sent: the session read a whole window (4 MiB, 6.5 s of it) before
+// sending any. Its blocks now leave as they arrive.
+func TestSlowSteadyBackendInAWindow(t *testing.T) {
+	data := pattern(1_500_000)
+	b := startBackend(t, "a", func(req *tftpgwv1.ReadRequest, s grpc.ServerStreamingServer[tftpgwv1.ReadResponse]) error {
+		n := int64(len(data))
+		s.Send(&tftpgwv1.ReadResponse{Msg: &tftpgwv1.ReadResponse_Header{Header: &tftpgwv1.Header{Size: &n, Etag: "v1", Offset: new(uint64)}}})
+		for off := 0; off < len(data); off += 16 << 10 {
+			select {
+			case <-time.After(25 * time.Millisecond): // 16 KiB / 25 ms: 640 KB/s
+			case <-s.Context().Done():
+				return s.Context().Err()
+			}
+			s.Send(&tftpgwv1.ReadResponse{Msg: &tftpgwv1.ReadResponse_Data{Data: data[off:min(off+16<<10, len(data))]}})
+		}
+		return nil
+	})
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	log, _ := testLogger(t)
+	// The session waits (5+1) x 200 ms = 1.2 s for a silent client, or
+	// for one block (0.1 s here); the window would take 2.3 s.
+	srv := &gateway.Server{Handler: dial(t, b.addr, Config{}), Logger: log, Timeout: 200 * time.Millisecond, Retries: 5}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(pc) }()
+	t.Cleanup(func() { srv.Close(); <-done })
+	got, err := get(t, pc.LocalAddr().String(), "f", tftpclient.Options{BlockSize: 65464, WindowSize: 64, RetransmitTimeout: time.Second, Retries: 10})
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("Get: %v, %d bytes", err, len(got))
+	}
+}
