@@ -55,18 +55,27 @@ func TestSlowSteadyContentInAWindow(t *testing.T) {
 	const (
 		blksize = 1468
 		blocks  = 4
-		gap     = 300 * time.Millisecond
 	)
 	// The server waits (5+1) x 150 ms = 900 ms for a silent client, or
-	// for one block: 3 gaps, not the 4 of the whole file.
+	// for one block: less than the whole file takes.
 	payload := pattern(blocks*blksize - 100)
 	for _, tc := range []struct {
 		window int
 		sized  bool
-	}{{1, true}, {4, true}, {8, true}, {4, false}, {8, false}} {
-		t.Run(fmt.Sprintf("windowsize_%d_sized_%v", tc.window, tc.sized), func(t *testing.T) {
+		gap    time.Duration
+	}{
+		{1, true, 300 * time.Millisecond},
+		{4, true, 300 * time.Millisecond},
+		{8, true, 300 * time.Millisecond},
+		{4, false, 300 * time.Millisecond},
+		{8, false, 300 * time.Millisecond},
+		// Two blocks take longer than the wait: each block is timed from
+		// its own start.
+		{4, true, 600 * time.Millisecond},
+	} {
+		t.Run(fmt.Sprintf("windowsize_%d_sized_%v_gap_%v", tc.window, tc.sized, tc.gap), func(t *testing.T) {
 			h := gateway.HandlerFunc(func(ctx context.Context, _ *gateway.Request) (gateway.Content, error) {
-				return &slowContent{data: bytes.Clone(payload), chunk: blksize, gap: gap, ctx: ctx, sized: tc.sized}, nil
+				return &slowContent{data: bytes.Clone(payload), chunk: blksize, gap: tc.gap, ctx: ctx, sized: tc.sized}, nil
 			})
 			ts := startServer(t, h, func(s *gateway.Server) { s.Timeout, s.Retries = 150*time.Millisecond, 5 })
 			var got bytes.Buffer

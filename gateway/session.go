@@ -557,21 +557,23 @@ func (s *session) fill() error {
 	if s.zc != nil {
 		return s.planBlocks(limit)
 	}
-	flushed := s.beginRead()
+	t := s.beginRead() // each block's read is marked for the watchdog
+	flushed := t
 	defer s.readStart.Store(0)
 	size := s.st.TransferSize // -1 when unknown (and in netascii mode)
-	for s.read < limit && (s.last == 0 || s.read < s.last) {
+	for first := true; s.read < limit && (s.last == 0 || s.read < s.last); first = false {
 		abs := s.read + 1
-		if abs > s.sentTo+1 {
-			// Blocks are waiting: send them if the content has kept them
-			// waiting for a while, rather than hold them until the window
-			// is full (a content delivering a block every few seconds
-			// would otherwise starve the client of the whole window).
-			if t := s.markRead(); t-flushed >= flushAfter {
-				s.sendFrom(s.sentTo+1, false)
-				s.lastSend = time.Now()
-				flushed = t
-			}
+		if !first {
+			t = s.markRead()
+		}
+		if abs > s.sentTo+1 && t-flushed >= flushAfter {
+			// Blocks are waiting, and the content has kept them waiting
+			// for a while: they go now rather than when the window is
+			// full (a content delivering a block every few seconds would
+			// otherwise starve the client of the whole window).
+			s.sendFrom(s.sentTo+1, false)
+			s.lastSend = time.Now()
+			flushed = t
 		}
 		pkt := s.slot(abs)
 		wire.AppendDataHeader(pkt[:0], uint16(abs))
