@@ -48,6 +48,7 @@ func main() {
 	}
 
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	grpcLog.SetLogger(logger) // gRPC's own log, in the same format
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, logger, *listen, *out, *metrics, *expiry, *grace); err != nil {

@@ -65,6 +65,7 @@ func setupStats(ctx context.Context, srv *gateway.Server, logger *slog.Logger) (
 		return nil, fmt.Errorf("-stats-interval: must be positive, not %v", *flagStatsInterval)
 	}
 	srv.StatsInterval = *flagStatsInterval
+	grpcLog.SetLogger(logger) // gRPC's own log, in the server's format
 	if *flagStatsSink == "" && *flagMetrics == "" {
 		return func(context.Context) {}, nil
 	}
