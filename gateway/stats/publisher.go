@@ -545,21 +545,23 @@ func sleep(ctx context.Context, d time.Duration) bool {
 // its start and its end once.
 type outage struct {
 	since   time.Time
-	dropped uint64 // the Publisher's drops when it started
-	cause   string
+	dropped uint64          // the Publisher's drops when it started
+	logged  map[string]bool // causes logged
 }
 
-// begin records a failed batch, logging the outage if it starts, or if
-// its cause changed.
+// begin records a failed batch, logging the outage if it starts. A later
+// batch of the same outage is logged only if it fails for a configuration
+// error not logged yet (the sink came back but refuses this edge's
+// credentials, say): causes that alternate, such as a TLS refusal and the
+// broken connection that follows it, make one line.
 func (o *outage) begin(p *Publisher, err error, sent, acked int, droppedBefore uint64) {
 	cause, level, msg := failure(err, sent, acked)
-	if !o.since.IsZero() && cause == o.cause {
+	if o.since.IsZero() {
+		o.since, o.dropped, o.logged = time.Now(), droppedBefore, map[string]bool{}
+	} else if o.logged[cause] || level < slog.LevelError {
 		return
 	}
-	if o.since.IsZero() {
-		o.since, o.dropped = time.Now(), droppedBefore
-	}
-	o.cause = cause
+	o.logged[cause] = true
 	args := []any{"queued", p.Counts().Pending}
 	if err != nil {
 		args = append(args, "err", err)
