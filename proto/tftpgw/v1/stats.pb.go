@@ -617,15 +617,15 @@ type ServerStats struct {
 	// When the counters were read.
 	Time *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=time,proto3" json:"time,omitempty"`
 	// The time covered by delta: since the last report of this edge that
-	// its sink acknowledged (or, for the first report, the nominal reporting
-	// interval).
+	// its sink acknowledged. Until the sink has acknowledged one, it is the
+	// nominal reporting interval (delta then counts from the edge's start).
 	Interval *durationpb.Duration `protobuf:"bytes,3,opt,name=interval,proto3" json:"interval,omitempty"`
 	// Sessions running when the counters were read.
 	ActiveSessions uint64 `protobuf:"varint,4,opt,name=active_sessions,json=activeSessions,proto3" json:"active_sessions,omitempty"`
 	// What happened since the last report of this edge that its sink
 	// acknowledged: total minus that report's total. If a report is dropped,
-	// the next one's delta and interval cover both. The first report of an
-	// edge process has delta equal to total. A report that reached the sink
+	// the next one's delta and interval cover both. Until the sink has
+	// acknowledged a report of the edge process, delta equals total. A report that reached the sink
 	// but whose acknowledgement was lost is covered again by the next delta:
 	// a sink that must not count an interval twice uses total, not the sum
 	// of deltas.
