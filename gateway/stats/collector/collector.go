@@ -7,7 +7,12 @@
 // (same StatsEvent.instance, a sequence already seen) and counts the gaps
 // in an edge's sequence (events the edge dropped), in
 // tftpgw_collector_events_duplicate_total and
-// tftpgw_collector_events_missing_total.
+// tftpgw_collector_events_missing_total. This assumes that edge IDs are
+// unique and that an edge publishes to this collector only: collectors
+// behind a balancer that spreads one edge's batches each see gaps, and
+// two processes with one edge ID reset each other's sequence (no copy is
+// then dropped). Gaps before the first event seen from an edge process
+// are not counted.
 //
 // The number of series it exposes is bounded whatever the edges send:
 // label values come from fixed sets (outcomes, TFTP error codes 0 to 8 and
