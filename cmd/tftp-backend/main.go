@@ -131,6 +131,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(net.Ad
 	} else {
 		logger = slog.New(slog.NewTextHandler(stderr, nil))
 	}
+	grpcLog.SetLogger(logger) // gRPC's own log, in the same format
 
 	h, closeSources, err := sources(c)
 	if err != nil {

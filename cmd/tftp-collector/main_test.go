@@ -40,13 +40,18 @@ func runMain(t *testing.T, args ...string) (int, string) {
 
 // TestBadFlagsRefused is a regression test (found in review): extra
 // arguments were ignored and a -edge-expiry of 0 or less silently became
-// the default.
+// the default. The same holds for the flags added since.
 func TestBadFlagsRefused(t *testing.T) {
 	for _, args := range [][]string{
 		{"-listen", "127.0.0.1:0", "extra"},
 		{"-listen", "127.0.0.1:0", "-edge-expiry", "0"},
 		{"-listen", "127.0.0.1:0", "-edge-expiry", "-1m"},
 		{"-listen", "127.0.0.1:0", "-grace", "-1s"},
+		{"-listen", "127.0.0.1:0", "-max-edges", "0"},
+		{"-listen", "127.0.0.1:0", "-tls-cert", "c.pem"},
+		{"-listen", "127.0.0.1:0", "-client-ca", "ca.pem"},
+		{"-listen", "127.0.0.1:0", "-log-format", "xml"},
+		{"-listen", "127.0.0.1:0", "-log-level", "loud"},
 	} {
 		t.Run(strings.Join(args[2:], " "), func(t *testing.T) {
 			if code, out := runMain(t, args...); code != 2 || out == "" {

@@ -88,6 +88,13 @@ func checkFlags() error {
 			}
 		}
 	}
+	if !set["stats-sink"] {
+		for _, name := range statsSinkFlags {
+			if set[name] {
+				checks = append(checks, fmt.Errorf("-%s needs -stats-sink", name))
+			}
+		}
+	}
 	for _, err := range checks {
 		if err != nil {
 			return err

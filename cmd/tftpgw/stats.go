@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -19,7 +21,25 @@ var (
 	flagStatsSink     = flag.String("stats-sink", "", "gRPC `target` of a StatsSink (e.g. collector:7069) to stream session and server stats to; none if empty")
 	flagStatsInterval = flag.Duration("stats-interval", gateway.DefaultStatsInterval, "period of the server stats reports")
 	flagMetrics       = flag.String("metrics", "", "HTTP `address` for /metrics, /healthz and /readyz; none if empty")
+
+	flagStatsSinkTLS = flag.Bool("stats-sink-tls", false,
+		"use TLS to the stats sink, verified with the system's roots (implied by -stats-sink-ca and -stats-sink-cert)")
+	flagStatsSinkCA = flag.String("stats-sink-ca", "",
+		"PEM `file` of the CA certificates that verify the stats sink (enables TLS)")
+	flagStatsSinkCert = flag.String("stats-sink-cert", "",
+		"PEM `file` of this gateway's client certificate for the stats sink, for mutual TLS (needs -stats-sink-key)")
+	flagStatsSinkKey = flag.String("stats-sink-key", "",
+		"PEM `file` of the private key of -stats-sink-cert")
+	flagStatsSinkServerName = flag.String("stats-sink-server-name", "",
+		"`name` expected in the stats sink's certificate, if not the target's host")
+	flagStatsSinkTokenFile = flag.String("stats-sink-token-file", "",
+		"`file` holding a bearer token sent to the stats sink as \"authorization: Bearer TOKEN\"; re-read when it changes.\n"+
+			"Sent only over TLS, or in plaintext to a loopback target (readable by anyone who can capture loopback traffic)")
 )
+
+// statsSinkFlags are the flags that need -stats-sink (see checkFlags).
+var statsSinkFlags = []string{"stats-sink-tls", "stats-sink-ca", "stats-sink-cert", "stats-sink-key",
+	"stats-sink-server-name", "stats-sink-token-file"}
 
 // edgeMetrics is the edge's Prometheus instrumentation. It exists before
 // the flags are parsed so that the backend's client connection can take
@@ -65,6 +85,7 @@ func setupStats(ctx context.Context, srv *gateway.Server, logger *slog.Logger) (
 		return nil, fmt.Errorf("-stats-interval: must be positive, not %v", *flagStatsInterval)
 	}
 	srv.StatsInterval = *flagStatsInterval
+	grpcLog.SetLogger(logger) // gRPC's own log, in the server's format
 	if *flagStatsSink == "" && *flagMetrics == "" {
 		return func(context.Context) {}, nil
 	}
@@ -89,17 +110,12 @@ func setupStats(ctx context.Context, srv *gateway.Server, logger *slog.Logger) (
 		})
 	}
 	if *flagStatsSink != "" {
-		p, err := stats.NewPublisher(stats.PublisherConfig{
-			Target:  *flagStatsSink,
-			EdgeID:  edgeID(),
-			Metrics: edgeMetrics,
-			Logger:  logger,
-		})
+		p, err := statsPublisher(logger)
 		if err != nil {
 			for _, s := range stops {
 				s(ctx)
 			}
-			return nil, fmt.Errorf("-stats-sink: %w", err)
+			return nil, err
 		}
 		sessionFuncs = append(sessionFuncs, p.SessionStats)
 		serverFuncs = append(serverFuncs, p.ServerStats)
@@ -133,4 +149,59 @@ func setupStats(ctx context.Context, srv *gateway.Server, logger *slog.Logger) (
 			logger.Warn("stopping stats", "err", err)
 		}
 	}, nil
+}
+
+// statsPublisher returns the publisher of -stats-sink and its credential
+// flags, which follow the rules of the -backend-* flags.
+func statsPublisher(logger *slog.Logger) (*stats.Publisher, error) {
+	tlsConf, err := clientTLS("stats-sink", *flagStatsSinkTLS, *flagStatsSinkCA, *flagStatsSinkCert, *flagStatsSinkKey, *flagStatsSinkServerName)
+	if err != nil {
+		return nil, err
+	}
+	p, err := stats.NewPublisher(stats.PublisherConfig{
+		Target:    *flagStatsSink,
+		EdgeID:    edgeID(),
+		TLS:       tlsConf,
+		TokenFile: *flagStatsSinkTokenFile,
+		Metrics:   edgeMetrics,
+		Logger:    logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("-stats-sink: %w", err)
+	}
+	logger.Info("stats to sink", "target", *flagStatsSink, "tls", tlsConf != nil,
+		"mtls", tlsConf != nil && len(tlsConf.Certificates) > 0, "token", *flagStatsSinkTokenFile != "",
+		"instance", p.Instance())
+	return p, nil
+}
+
+// clientTLS builds a client TLS configuration from the flags -NAME-tls,
+// -NAME-ca, -NAME-cert, -NAME-key and -NAME-server-name, as backendTLS
+// does for -backend, or returns nil for plaintext.
+func clientTLS(name string, on bool, ca, cert, key, serverName string) (*tls.Config, error) {
+	if !on && ca == "" && cert == "" && key == "" && serverName == "" {
+		return nil, nil
+	}
+	conf := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: serverName}
+	if ca != "" {
+		pem, err := os.ReadFile(ca)
+		if err != nil {
+			return nil, fmt.Errorf("-%s-ca: %w", name, err)
+		}
+		conf.RootCAs = x509.NewCertPool()
+		if !conf.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("-%s-ca: no PEM certificate in %s", name, ca)
+		}
+	}
+	if (cert == "") != (key == "") {
+		return nil, fmt.Errorf("-%s-cert and -%s-key go together", name, name)
+	}
+	if cert != "" {
+		c, err := tls.LoadX509KeyPair(cert, key)
+		if err != nil {
+			return nil, fmt.Errorf("-%s-cert: %w", name, err)
+		}
+		conf.Certificates = []tls.Certificate{c}
+	}
+	return conf, nil
 }

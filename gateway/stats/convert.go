@@ -100,11 +100,12 @@ type ServerReports struct {
 }
 
 // Next converts s, with the extra counters, to a report whose delta is the
-// difference to the last committed report (all of it for the first). The
-// report is not committed: call commit with true once it is on its way, so
-// that the next delta counts from it, or with false when it was dropped, so
-// that the next delta covers this interval too. Reports must be committed or
-// abandoned in the order Next returned them.
+// difference to the last committed report (all of it for the first), and
+// whose interval is the time since that report. The report is not
+// committed: call commit with true once the sink acknowledged it, so that
+// the next delta counts from it, or with false when it was dropped, so that
+// the next delta covers this interval too (a [Publisher] does so). Reports
+// must be committed or abandoned in the order Next returned them.
 func (r *ServerReports) Next(s gateway.ServerStats, x Extra, final bool) (report *tftpgwv1.ServerStats, commit func(sent bool)) {
 	total := countersProto(s, x)
 	r.mu.Lock()

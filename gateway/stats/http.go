@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/net/netutil"
 )
 
 // HTTPServer serves an edge's operational endpoints:
@@ -19,6 +21,15 @@ import (
 //     TFTP listener is up) and until SetReady(false) or Shutdown, while
 //     the check of [HTTPServer.SetReadyCheck], if any, reports true (the
 //     edge can reach a content backend); 503 otherwise.
+//
+// It never holds more than [HTTPMaxConns] connections, so that HTTP
+// clients cannot take the file descriptors the TFTP server needs: further
+// connections wait in the kernel's accept queue (which holds no
+// descriptor of this process) until one closes. A connection must send
+// its request header within [HTTPReadHeaderTimeout] and its whole request
+// within [HTTPReadTimeout], the response must be written within
+// [HTTPWriteTimeout], and a keep-alive connection idle for
+// [HTTPIdleTimeout] is closed.
 //
 // It owns its goroutine, which [HTTPServer.Shutdown] stops.
 type HTTPServer struct {
@@ -31,10 +42,39 @@ type HTTPServer struct {
 	err     error // of Serve, read after done
 }
 
+// Limits of the servers started by [StartHTTP] and [StartHTTPHandler].
+const (
+	HTTPMaxConns          = 16
+	HTTPReadHeaderTimeout = 5 * time.Second
+	HTTPReadTimeout       = 10 * time.Second
+	HTTPWriteTimeout      = 30 * time.Second
+	HTTPIdleTimeout       = 10 * time.Second
+	httpMaxHeaderBytes    = 16 << 10
+)
+
+// httpLimits are the limits of an HTTP server; tests shorten them.
+type httpLimits struct {
+	maxConns                                                  int
+	readHeaderTimeout, readTimeout, writeTimeout, idleTimeout time.Duration
+}
+
+var defaultHTTPLimits = httpLimits{HTTPMaxConns, HTTPReadHeaderTimeout, HTTPReadTimeout, HTTPWriteTimeout, HTTPIdleTimeout}
+
 // StartHTTP listens on addr (":9100", "127.0.0.1:0", ...) and serves the
 // endpoints of m in a goroutine until Shutdown. Errors of the HTTP server
 // are logged to logger (slog.Default() if nil).
 func StartHTTP(addr string, m *Metrics, logger *slog.Logger) (*HTTPServer, error) {
+	return startHTTP(addr, m.Handler(), logger, defaultHTTPLimits)
+}
+
+// StartHTTPHandler is [StartHTTP] serving metrics, any Prometheus
+// handler, at /metrics: for a collector, whose registry is not a
+// [Metrics].
+func StartHTTPHandler(addr string, metrics http.Handler, logger *slog.Logger) (*HTTPServer, error) {
+	return startHTTP(addr, metrics, logger, defaultHTTPLimits)
+}
+
+func startHTTP(addr string, metrics http.Handler, logger *slog.Logger, lim httpLimits) (*HTTPServer, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
@@ -44,7 +84,7 @@ func StartHTTP(addr string, m *Metrics, logger *slog.Logger) (*HTTPServer, error
 	}
 	h := &HTTPServer{ln: ln, done: make(chan struct{})}
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", m.Handler())
+	mux.Handle("GET /metrics", metrics)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		if h.closing.Load() {
 			http.Error(w, "shutting down", http.StatusServiceUnavailable)
@@ -61,12 +101,17 @@ func StartHTTP(addr string, m *Metrics, logger *slog.Logger) (*HTTPServer, error
 	})
 	h.srv = &http.Server{
 		Handler:           mux,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: lim.readHeaderTimeout,
+		ReadTimeout:       lim.readTimeout,
+		WriteTimeout:      lim.writeTimeout,
+		IdleTimeout:       lim.idleTimeout,
+		MaxHeaderBytes:    httpMaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
+	limited := netutil.LimitListener(ln, lim.maxConns)
 	go func() {
 		defer close(h.done)
-		if err := h.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		if err := h.srv.Serve(limited); !errors.Is(err, http.ErrServerClosed) {
 			h.err = err
 			logger.Error("metrics server failed", "addr", ln.Addr().String(), "err", err)
 		}

@@ -41,8 +41,8 @@ var durationBuckets = []float64{.01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 12
 // from the last report given to [Metrics.ObserveServer]. The per-session
 // histograms (tftpgw_session_duration_seconds{outcome},
 // tftpgw_time_to_first_data_seconds) and tftpgw_duplicate_acks_total come
-// from [Metrics.ObserveSession]. tftpgw_stats_events_dropped_total is fed by
-// a [Publisher]; tftpgw_backend_header_latency_seconds,
+// from [Metrics.ObserveSession]. tftpgw_stats_events_dropped_total and
+// tftpgw_stats_events_delivered_total are fed by a [Publisher]; tftpgw_backend_header_latency_seconds,
 // tftpgw_backend_errors_total{code} and go-grpc-middleware's grpc_client_*
 // metrics by the interceptors of [Metrics.GRPCClientInterceptors].
 //
@@ -58,6 +58,7 @@ type Metrics struct {
 
 	duplicateAcks   prometheus.Counter
 	eventsDropped   prometheus.Counter
+	eventsDelivered prometheus.Counter
 	sessionDuration *prometheus.HistogramVec
 	firstData       prometheus.Histogram
 	headerLatency   prometheus.Histogram
@@ -81,7 +82,11 @@ func NewMetrics() *Metrics {
 		}),
 		eventsDropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tftpgw_stats_events_dropped_total",
-			Help: "Stats events dropped because the queue to the stats sink was full.",
+			Help: "Stats events not delivered to the stats sink: queue full, report replaced by a newer one, sent repeatedly without acknowledgement, or still queued at shutdown.",
+		}),
+		eventsDelivered: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tftpgw_stats_events_delivered_total",
+			Help: "Stats events the stats sink acknowledged.",
 		}),
 		sessionDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "tftpgw_session_duration_seconds",
@@ -122,7 +127,7 @@ func NewMetrics() *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		(*serverCollector)(m),
-		m.duplicateAcks, m.eventsDropped, m.sessionDuration, m.firstData,
+		m.duplicateAcks, m.eventsDropped, m.eventsDelivered, m.sessionDuration, m.firstData,
 		m.headerLatency, m.backendErrors, m.grpc,
 	)
 	return m
@@ -165,6 +170,9 @@ func (m *Metrics) ObserveServer(s gateway.ServerStats) {
 
 // addDropped counts stats events dropped by a Publisher.
 func (m *Metrics) addDropped(n int) { m.eventsDropped.Add(float64(n)) }
+
+// addDelivered counts stats events a Publisher's sink acknowledged.
+func (m *Metrics) addDelivered(n int) { m.eventsDelivered.Add(float64(n)) }
 
 // BackendErrors returns the number of failed backend calls so far, by
 // gRPC code name ("Unavailable", ...), as counted by the interceptors.

@@ -1,6 +1,25 @@
 // Package collector is a reference StatsSink (tftpgw.v1.StatsSink): it
 // receives the stats events of many tftpgw edges, writes each one as a
 // line of protojson, and aggregates them for Prometheus.
+//
+// It acknowledges a batch (PublishResponse.events_received) only once its
+// events are written. It drops the copies of events an edge sent again
+// (same StatsEvent.instance, a sequence already seen) and counts the gaps
+// in an edge's sequence (events the edge dropped), in
+// tftpgw_collector_events_duplicate_total and
+// tftpgw_collector_events_missing_total. This assumes that edge IDs are
+// unique and that an edge publishes to this collector only: collectors
+// behind a balancer that spreads one edge's batches each see gaps, and
+// two processes with one edge ID reset each other's sequence (no copy is
+// then dropped). Gaps before the first event seen from an edge process
+// are not counted.
+//
+// The number of series it exposes is bounded whatever the edges send:
+// label values come from fixed sets (outcomes, TFTP error codes 0 to 8 and
+// "other", gRPC code names and "other"), and at most [Config.MaxEdges]
+// edges have series of their own; the events of further edges are written
+// and counted in tftpgw_collector_events_untracked_total only. See
+// [MaxSeries].
 package collector
 
 import (
@@ -23,9 +42,37 @@ import (
 	tftpgwv1 "github.com/tftpgw/tftpgw/proto/tftpgw/v1"
 )
 
-// DefaultEdgeExpiry is how long an edge that stopped reporting keeps its
-// per-edge metrics.
-const DefaultEdgeExpiry = 10 * time.Minute
+// Defaults of [Config].
+const (
+	// DefaultEdgeExpiry is how long an edge that stopped reporting keeps
+	// its per-edge metrics.
+	DefaultEdgeExpiry = 10 * time.Minute
+	// DefaultMaxEdges is how many edges have series of their own.
+	DefaultMaxEdges = 1000
+)
+
+// Series counts of the collector's registry: at most GlobalSeries plus
+// SeriesPerEdge for each tracked edge (see [MaxSeries]).
+const (
+	// GlobalSeries: the session duration histogram by outcome (6 outcomes
+	// of 18 series), the time-to-first-data and header-latency
+	// histograms (17 each), and the streams, edges and untracked-events
+	// series.
+	GlobalSeries = 6*18 + 17 + 17 + 3
+	// SeriesPerEdge: events received by type (2), sessions by outcome (5),
+	// 12 counters, errors sent by code (0 to 8 and other: 10), backend
+	// errors by gRPC code (17 and other: 18), active sessions, last
+	// report, missing and duplicate events.
+	SeriesPerEdge = 2 + 5 + 12 + 10 + 18 + 4
+)
+
+// MaxSeries returns the most series a collector tracking maxEdges edges
+// exposes.
+func MaxSeries(maxEdges int) int { return GlobalSeries + SeriesPerEdge*maxEdges }
+
+// maxEdgeID is the longest edge ID given series of its own: a DNS name's
+// length. The events of edges with longer IDs are counted as untracked.
+const maxEdgeID = 253
 
 // Config configures a [Sink].
 type Config struct {
@@ -40,6 +87,12 @@ type Config struct {
 	// reporting are kept; DefaultEdgeExpiry if zero.
 	EdgeExpiry time.Duration
 
+	// MaxEdges bounds the edges that have series of their own (and whose
+	// sequence is followed); DefaultMaxEdges if zero. The events of
+	// further edges are still written, and counted in
+	// tftpgw_collector_events_untracked_total.
+	MaxEdges int
+
 	// Logger receives stream starts and ends; slog.Default() if nil.
 	Logger *slog.Logger
 }
@@ -49,7 +102,7 @@ type Sink struct {
 	tftpgwv1.UnimplementedStatsSinkServer
 
 	logger *slog.Logger
-	mu     sync.Mutex // serialises writes to out
+	mu     sync.Mutex // serialises Record: sequence check, write, commit
 	out    io.Writer
 	agg    *aggregate
 	reg    *prometheus.Registry
@@ -61,6 +114,9 @@ func New(cfg Config) *Sink {
 	if cfg.EdgeExpiry <= 0 {
 		cfg.EdgeExpiry = DefaultEdgeExpiry
 	}
+	if cfg.MaxEdges <= 0 {
+		cfg.MaxEdges = DefaultMaxEdges
+	}
 	logger := cfg.Logger
 	if logger == nil {
 		logger = slog.Default()
@@ -68,10 +124,10 @@ func New(cfg Config) *Sink {
 	s := &Sink{
 		logger: logger,
 		out:    cfg.Out,
-		agg:    newAggregate(cfg.EdgeExpiry),
+		agg:    newAggregate(cfg.EdgeExpiry, cfg.MaxEdges),
 		reg:    prometheus.NewRegistry(),
 	}
-	s.reg.MustRegister(s.agg, s.agg.sessionDuration, s.agg.firstData, s.agg.headerLatency, s.agg.streams)
+	s.reg.MustRegister(s.agg, s.agg.sessionDuration, s.agg.firstData, s.agg.headerLatency, s.agg.streams, s.agg.untracked)
 	return s
 }
 
@@ -85,7 +141,10 @@ func (s *Sink) MetricsHandler() http.Handler {
 
 var marshal = protojson.MarshalOptions{UseProtoNames: true}
 
-// Publish receives the events of one stream until the edge closes it.
+// Publish receives the events of one batch until the edge closes the
+// stream, and acknowledges all of them (copies included) once they are
+// written. If writing fails it fails the call with INTERNAL, so that the
+// edge sends the batch again.
 func (s *Sink) Publish(stream tftpgwv1.StatsSink_PublishServer) error {
 	from := "unknown"
 	if p, ok := peer.FromContext(stream.Context()); ok {
@@ -109,30 +168,43 @@ func (s *Sink) Publish(stream tftpgwv1.StatsSink_PublishServer) error {
 			edge = edgeOf(ev)
 			s.logger.Debug("stats stream opened", "peer", from, "edge", edge)
 		}
-		n++
 		if err := s.Record(ev); err != nil {
 			s.logger.Error("stats output failed", "err", err)
 			return status.Error(codes.Internal, "collector cannot store events")
 		}
+		n++
 	}
 }
 
 // Record writes ev to the output and adds it to the metrics, as Publish
-// does for each event it receives.
+// does for each event it receives. A copy of an event already recorded
+// (same edge, instance and sequence) is counted and otherwise ignored; a
+// gap in an edge's sequence is counted and logged.
 func (s *Sink) Record(ev *tftpgwv1.StatsEvent) error {
-	s.agg.add(ev, time.Now())
-	if s.out == nil {
-		return nil
+	var b []byte
+	if s.out != nil {
+		var err error
+		if b, err = marshal.Marshal(ev); err != nil {
+			return fmt.Errorf("collector: marshal event: %w", err)
+		}
+		b = append(b, '\n')
 	}
-	b, err := marshal.Marshal(ev)
-	if err != nil {
-		return fmt.Errorf("collector: marshal event: %w", err)
-	}
-	b = append(b, '\n')
+	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, err := s.out.Write(b); err != nil {
-		return fmt.Errorf("collector: write event: %w", err)
+	v := s.agg.check(ev, now)
+	if v.duplicate {
+		return nil
+	}
+	if s.out != nil {
+		if _, err := s.out.Write(b); err != nil {
+			return fmt.Errorf("collector: write event: %w", err)
+		}
+	}
+	s.agg.add(ev, now, v)
+	if v.missing > 0 {
+		s.logger.Warn("stats events missing from edge", "edge", v.edge, "instance", ev.GetInstance(),
+			"missing", v.missing, "after", ev.GetSequence()-v.missing-1, "got", ev.GetSequence())
 	}
 	return nil
 }
@@ -146,7 +218,8 @@ func edgeOf(ev *tftpgwv1.StatsEvent) string {
 
 // aggregate holds the per-edge state behind the collector's metrics.
 type aggregate struct {
-	expiry time.Duration
+	expiry   time.Duration
+	maxEdges int
 
 	mu    sync.Mutex
 	edges map[string]*edgeState
@@ -155,9 +228,11 @@ type aggregate struct {
 	firstData       prometheus.Histogram
 	headerLatency   prometheus.Histogram
 	streams         prometheus.Gauge
+	untracked       prometheus.Counter
 
-	events, sessions, errors, backendErrors, active, lastReport *prometheus.Desc
-	counters                                                    []edgeCounter
+	events, sessions, errors, backendErrors, active, lastReport,
+	missing, duplicates, edgesDesc *prometheus.Desc
+	counters []edgeCounter
 }
 
 type edgeState struct {
@@ -166,6 +241,10 @@ type edgeState struct {
 	total    *tftpgwv1.Counters
 	active   uint64
 	reported time.Time
+
+	instance            string // of the sequence followed
+	next                uint64 // sequence expected next; 0 before the first
+	missing, duplicates uint64
 }
 
 // edgeCounter is a per-edge counter read from the last report's totals.
@@ -176,14 +255,15 @@ type edgeCounter struct {
 
 const ns = "tftpgw_collector_"
 
-func newAggregate(expiry time.Duration) *aggregate {
+func newAggregate(expiry time.Duration, maxEdges int) *aggregate {
 	edge := []string{"edge"}
 	counter := func(name, help string, get func(*tftpgwv1.Counters) uint64) edgeCounter {
 		return edgeCounter{prometheus.NewDesc(ns+"edge_"+name, help+" (the edge's last reported total).", edge, nil), get}
 	}
 	return &aggregate{
-		expiry: expiry,
-		edges:  make(map[string]*edgeState),
+		expiry:   expiry,
+		maxEdges: maxEdges,
+		edges:    make(map[string]*edgeState),
 		sessionDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    ns + "session_duration_seconds",
 			Help:    "Duration of the sessions reported by all edges.",
@@ -203,12 +283,19 @@ func newAggregate(expiry time.Duration) *aggregate {
 			Name: ns + "streams",
 			Help: "Publish streams open now.",
 		}),
-		events:        prometheus.NewDesc(ns+"events_received_total", "Events received, by edge and type (session, server).", []string{"edge", "type"}, nil),
+		untracked: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: ns + "events_untracked_total",
+			Help: "Events written but not given per-edge series: their edge was over -max-edges, or its ID longer than 253 bytes.",
+		}),
+		events:        prometheus.NewDesc(ns+"events_received_total", "Events received, by edge and type (session, server); copies not included.", []string{"edge", "type"}, nil),
 		sessions:      prometheus.NewDesc(ns+"edge_sessions_total", "Sessions by outcome (the edge's last reported total).", []string{"edge", "outcome"}, nil),
-		errors:        prometheus.NewDesc(ns+"edge_errors_sent_total", "ERROR packets sent by TFTP code (the edge's last reported total).", []string{"edge", "code"}, nil),
-		backendErrors: prometheus.NewDesc(ns+"edge_backend_errors_total", "Failed backend calls by gRPC code (the edge's last reported total).", []string{"edge", "code"}, nil),
+		errors:        prometheus.NewDesc(ns+"edge_errors_sent_total", "ERROR packets sent by TFTP code, 0 to 8 or other (the edge's last reported total).", []string{"edge", "code"}, nil),
+		backendErrors: prometheus.NewDesc(ns+"edge_backend_errors_total", "Failed backend calls by gRPC code, or other (the edge's last reported total).", []string{"edge", "code"}, nil),
 		active:        prometheus.NewDesc(ns+"edge_active_sessions", "Sessions running at the edge's last report.", edge, nil),
 		lastReport:    prometheus.NewDesc(ns+"edge_last_report_timestamp_seconds", "When the edge's last report was received (Unix time).", edge, nil),
+		missing:       prometheus.NewDesc(ns+"events_missing_total", "Gaps in the edge's event sequence: events it dropped (or that never arrived).", edge, nil),
+		duplicates:    prometheus.NewDesc(ns+"events_duplicate_total", "Copies of events already received (a batch the edge sent again), ignored.", edge, nil),
+		edgesDesc:     prometheus.NewDesc(ns+"edges", "Edges with series of their own.", nil, nil),
 		counters: []edgeCounter{
 			counter("bytes_sent_total", "Payload bytes of DATA packets sent", (*tftpgwv1.Counters).GetBytesSent),
 			counter("packets_sent_total", "Packets sent", (*tftpgwv1.Counters).GetPacketsSent),
@@ -221,12 +308,51 @@ func newAggregate(expiry time.Duration) *aggregate {
 			counter("stats_events_dropped_total", "Stats events the edge dropped", (*tftpgwv1.Counters).GetStatsEventsDropped),
 			counter("busy_refusals_total", "Read requests refused with \"server busy\" (over a limit)", (*tftpgwv1.Counters).GetBusyRefusals),
 			counter("ignored_broadcasts_total", "Requests sent to a broadcast or multicast address, ignored", (*tftpgwv1.Counters).GetIgnoredBroadcasts),
+			counter("integrity_failures_total", "Sessions ended because their content did not match its SHA-256", (*tftpgwv1.Counters).GetIntegrityFailures),
 		},
 	}
 }
 
-func (a *aggregate) add(ev *tftpgwv1.StatsEvent, now time.Time) {
-	edge := edgeOf(ev)
+// verdict is what check found about an event.
+type verdict struct {
+	edge      string
+	state     *edgeState // nil: untracked edge
+	duplicate bool
+	missing   uint64 // sequence numbers skipped before this event
+}
+
+// check finds ev's edge (making its state if there is room) and compares
+// ev's sequence with the edge's.
+func (a *aggregate) check(ev *tftpgwv1.StatsEvent, now time.Time) verdict {
+	v := verdict{edge: edgeOf(ev)}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	e := a.edges[v.edge]
+	if e == nil && len(v.edge) <= maxEdgeID {
+		a.forgetExpired(now) // without scrapes too, churning edge IDs stay bounded
+		if len(a.edges) < a.maxEdges {
+			e = &edgeState{}
+			a.edges[v.edge] = e
+		}
+	}
+	v.state = e
+	seq := ev.GetSequence()
+	if e == nil || seq == 0 || e.next == 0 || ev.GetInstance() != e.instance {
+		return v // nothing to compare with: an edge restarted, or not followed
+	}
+	switch {
+	case seq < e.next:
+		v.duplicate = true
+		e.duplicates++
+		e.seen = now
+	case seq > e.next:
+		v.missing = seq - e.next
+	}
+	return v
+}
+
+// add counts a recorded event.
+func (a *aggregate) add(ev *tftpgwv1.StatsEvent, now time.Time, v verdict) {
 	if s := ev.GetSession(); s != nil {
 		outcome := outcomeLabel(s.GetOutcome())
 		a.sessionDuration.WithLabelValues(outcome).Observe(s.GetDuration().AsDuration().Seconds())
@@ -237,15 +363,25 @@ func (a *aggregate) add(ev *tftpgwv1.StatsEvent, now time.Time) {
 			a.headerLatency.Observe(b.GetHeaderLatency().AsDuration().Seconds())
 		}
 	}
+	if v.state == nil {
+		a.untracked.Inc()
+		return
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	e := a.edges[edge]
-	if e == nil {
-		a.forgetExpired(now) // without scrapes too, churning edge IDs stay bounded
-		e = &edgeState{}
-		a.edges[edge] = e
+	e := v.state
+	if a.edges[v.edge] != e {
+		return // forgotten meanwhile
 	}
 	e.seen = now
+	if seq := ev.GetSequence(); seq != 0 {
+		if ev.GetInstance() != e.instance || e.next == 0 {
+			e.instance, e.next = ev.GetInstance(), seq+1 // first, or a restart
+		} else {
+			e.next = max(e.next, seq+1)
+			e.missing += v.missing
+		}
+	}
 	if r := ev.GetServer(); r != nil {
 		e.events[1]++
 		e.total = r.GetTotal()
@@ -291,7 +427,8 @@ func outcomeLabel(o tftpgwv1.Outcome) string {
 
 // Describe implements prometheus.Collector.
 func (a *aggregate) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{a.events, a.sessions, a.errors, a.backendErrors, a.active, a.lastReport} {
+	for _, d := range []*prometheus.Desc{a.events, a.sessions, a.errors, a.backendErrors, a.active, a.lastReport,
+		a.missing, a.duplicates, a.edgesDesc} {
 		ch <- d
 	}
 	for _, c := range a.counters {
@@ -308,9 +445,12 @@ func (a *aggregate) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
 	}
 	a.forgetExpired(now)
+	ch <- prometheus.MustNewConstMetric(a.edgesDesc, prometheus.GaugeValue, float64(len(a.edges)))
 	for edge, e := range a.edges {
 		counter(a.events, e.events[0], edge, "session")
 		counter(a.events, e.events[1], edge, "server")
+		counter(a.missing, e.missing, edge)
+		counter(a.duplicates, e.duplicates, edge)
 		if e.total == nil {
 			continue
 		}
@@ -323,13 +463,53 @@ func (a *aggregate) Collect(ch chan<- prometheus.Metric) {
 		for _, c := range a.counters {
 			counter(c.desc, c.get(t), edge)
 		}
-		for code, n := range t.GetErrorsSent() {
-			counter(a.errors, n, edge, strconv.FormatUint(uint64(code), 10))
+		for code, n := range foldErrorCodes(t.GetErrorsSent()) {
+			counter(a.errors, n, edge, code)
 		}
-		for code, n := range t.GetBackendErrors() {
+		for code, n := range foldGRPCCodes(t.GetBackendErrors()) {
 			counter(a.backendErrors, n, edge, code)
 		}
 		ch <- prometheus.MustNewConstMetric(a.active, prometheus.GaugeValue, float64(e.active), edge)
 		ch <- prometheus.MustNewConstMetric(a.lastReport, prometheus.GaugeValue, float64(e.reported.UnixNano())/1e9, edge)
 	}
+}
+
+// other is the label value of the codes outside a fixed set.
+const other = "other"
+
+// foldErrorCodes labels TFTP error codes 0 to 8 by number and sums the
+// others under "other".
+func foldErrorCodes(m map[uint32]uint64) map[string]uint64 {
+	r := make(map[string]uint64, len(m))
+	for code, n := range m {
+		label := other
+		if code <= 8 {
+			label = strconv.FormatUint(uint64(code), 10)
+		}
+		r[label] += n
+	}
+	return r
+}
+
+// grpcCodes are the names of the gRPC status codes, as codes.Code.String
+// writes them ("Unavailable", ...).
+var grpcCodes = func() map[string]bool {
+	m := make(map[string]bool)
+	for c := codes.OK; c <= codes.Unauthenticated; c++ {
+		m[c.String()] = true
+	}
+	return m
+}()
+
+// foldGRPCCodes keeps the names of gRPC status codes and sums the others
+// under "other".
+func foldGRPCCodes(m map[string]uint64) map[string]uint64 {
+	r := make(map[string]uint64, len(m))
+	for code, n := range m {
+		if !grpcCodes[code] {
+			code = other
+		}
+		r[code] += n
+	}
+	return r
 }

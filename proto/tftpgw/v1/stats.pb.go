@@ -101,7 +101,21 @@ type StatsEvent struct {
 	//
 	//	*StatsEvent_Session
 	//	*StatsEvent_Server
-	Event         isStatsEvent_Event `protobuf_oneof:"event"`
+	Event isStatsEvent_Event `protobuf_oneof:"event"`
+	// The number of this event at the edge process that made it: 1, 2, 3,
+	// ... in the order the edge created its events (SessionStats and
+	// ServerStats alike), with no number skipped or used twice. An event sent
+	// again keeps its number, so a sink that has seen this number from this
+	// instance has a copy. A number the sink never sees belongs to an event
+	// the edge dropped (and counted), or to one that is still to come in a
+	// later batch: the edge sends its events in order, so a gap is final
+	// once a later number has arrived. 0 for an edge that does not number its
+	// events.
+	Sequence uint64 `protobuf:"varint,3,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	// Identifies the edge process that numbered the event: random, made when
+	// the edge starts, so that a sink can tell a restarted edge (whose
+	// sequence starts again at 1) from a duplicate. Empty when sequence is 0.
+	Instance      string `protobuf:"bytes,4,opt,name=instance,proto3" json:"instance,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -161,6 +175,20 @@ func (x *StatsEvent) GetServer() *ServerStats {
 	return nil
 }
 
+func (x *StatsEvent) GetSequence() uint64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+func (x *StatsEvent) GetInstance() string {
+	if x != nil {
+		return x.Instance
+	}
+	return ""
+}
+
 type isStatsEvent_Event interface {
 	isStatsEvent_Event()
 }
@@ -179,10 +207,17 @@ func (*StatsEvent_Session) isStatsEvent_Event() {}
 
 func (*StatsEvent_Server) isStatsEvent_Event() {}
 
-// PublishResponse ends a Publish stream.
+// PublishResponse ends a Publish stream. It is the acknowledgement of the
+// batch.
 type PublishResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The number of events the sink received on this stream.
+	// The number of events of this stream that the sink received and took
+	// responsibility for, counted from the first event of the stream, in
+	// order: the edge counts the first events_received events of the batch
+	// as delivered, and sends the others again or drops them. A sink MUST set
+	// it to the number of events it read from the stream (duplicates
+	// included) once it has stored or processed them; a sink that leaves it 0
+	// makes the edge count all its events as dropped.
 	EventsReceived uint64 `protobuf:"varint,1,opt,name=events_received,json=eventsReceived,proto3" json:"events_received,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
@@ -569,24 +604,31 @@ func (x *Backend) GetPeer() string {
 	return ""
 }
 
-// ServerStats is one periodic report of an edge. An edge sends one every
+// ServerStats is one periodic report of an edge. An edge makes one every
 // reporting interval (-stats-interval, 60 s by default) and a last one,
-// with final set, when it stops.
+// with final set, when it stops. At most one report of an edge waits for
+// its sink at a time: a report not yet acknowledged when the next one is
+// made is replaced by it (and counted as dropped), the new one covering
+// both intervals.
 type ServerStats struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The edge that reports (its -edge-id, else its host name).
 	EdgeId string `protobuf:"bytes,1,opt,name=edge_id,json=edgeId,proto3" json:"edge_id,omitempty"`
 	// When the counters were read.
 	Time *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=time,proto3" json:"time,omitempty"`
-	// The time covered by delta: since the previous report this edge sent
-	// (or, for the first report, the nominal reporting interval).
+	// The time covered by delta: since the last report of this edge that
+	// its sink acknowledged. Until the sink has acknowledged one, it is the
+	// nominal reporting interval (delta then counts from the edge's start).
 	Interval *durationpb.Duration `protobuf:"bytes,3,opt,name=interval,proto3" json:"interval,omitempty"`
 	// Sessions running when the counters were read.
 	ActiveSessions uint64 `protobuf:"varint,4,opt,name=active_sessions,json=activeSessions,proto3" json:"active_sessions,omitempty"`
-	// What happened since the previous report this edge sent: total minus
-	// the previous report's total. If a report is dropped, the next one's
-	// delta and interval cover both. The first report of an edge process
-	// has delta equal to total.
+	// What happened since the last report of this edge that its sink
+	// acknowledged: total minus that report's total. If a report is dropped,
+	// the next one's delta and interval cover both. Until the sink has
+	// acknowledged a report of the edge process, delta equals total. A report that reached the sink
+	// but whose acknowledgement was lost is covered again by the next delta:
+	// a sink that must not count an interval twice uses total, not the sum
+	// of deltas.
 	Delta *Counters `protobuf:"bytes,5,opt,name=delta,proto3" json:"delta,omitempty"`
 	// What happened since the edge process started. Totals only grow; they
 	// start again from zero when the edge restarts.
@@ -718,8 +760,13 @@ type Counters struct {
 	// Calls the edge itself cancelled (the session ended first) are not
 	// counted.
 	BackendErrors map[string]uint64 `protobuf:"bytes,15,rep,name=backend_errors,json=backendErrors,proto3" json:"backend_errors,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
-	// Stats events (SessionStats and ServerStats) the edge dropped because
-	// its queue to the sink was full, the sink being down or too slow.
+	// Stats events (SessionStats and ServerStats) the edge dropped instead
+	// of delivering them to its sink: its queue to the sink was full (the
+	// sink down or too slow), a ServerStats was replaced by a newer one
+	// before the sink acknowledged it, an event was sent in a few batches
+	// without being acknowledged, or events were still queued when the edge
+	// stopped. Every event the edge makes is either acknowledged by the sink
+	// or counted here.
 	StatsEventsDropped uint64 `protobuf:"varint,16,opt,name=stats_events_dropped,json=statsEventsDropped,proto3" json:"stats_events_dropped,omitempty"`
 	// Read requests refused with ERROR 0 "server busy": over a session,
 	// per-client, rate or window-memory limit (also counted in errors_sent).
@@ -902,11 +949,13 @@ var File_tftpgw_v1_stats_proto protoreflect.FileDescriptor
 
 const file_tftpgw_v1_stats_proto_rawDesc = "" +
 	"\n" +
-	"\x15tftpgw/v1/stats.proto\x12\ttftpgw.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17tftpgw/v1/content.proto\"|\n" +
+	"\x15tftpgw/v1/stats.proto\x12\ttftpgw.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17tftpgw/v1/content.proto\"\xb4\x01\n" +
 	"\n" +
 	"StatsEvent\x123\n" +
 	"\asession\x18\x01 \x01(\v2\x17.tftpgw.v1.SessionStatsH\x00R\asession\x120\n" +
-	"\x06server\x18\x02 \x01(\v2\x16.tftpgw.v1.ServerStatsH\x00R\x06serverB\a\n" +
+	"\x06server\x18\x02 \x01(\v2\x16.tftpgw.v1.ServerStatsH\x00R\x06server\x12\x1a\n" +
+	"\bsequence\x18\x03 \x01(\x04R\bsequence\x12\x1a\n" +
+	"\binstance\x18\x04 \x01(\tR\binstanceB\a\n" +
 	"\x05event\":\n" +
 	"\x0fPublishResponse\x12'\n" +
 	"\x0fevents_received\x18\x01 \x01(\x04R\x0eeventsReceived\"\x98\b\n" +

@@ -29,13 +29,28 @@ const (
 // StatsSink receives the statistics of tftpgw edges: one SessionStats per
 // finished TFTP session and one ServerStats per reporting interval.
 //
-// An edge keeps one Publish stream open and sends events as they happen.
-// Delivery is at most once: the edge never blocks a TFTP transfer on the
-// sink, so it drops events (and counts them, see
-// Counters.stats_events_dropped) when the sink is down or too slow, and
-// events sent just before a stream breaks may be lost. A sink must accept
-// any number of concurrent streams, from many edges and from the same edge
-// (an edge that reconnects may briefly have two).
+// An edge sends its events in batches, one Publish stream per batch: it
+// opens a stream, sends the events waiting in its queue (up to a bound),
+// closes its side and waits for the PublishResponse, whose events_received
+// is the acknowledgement of the batch. Each batch has a deadline (10 s by
+// default), so a sink that stops reading cannot hold an edge.
+//
+// Delivery is at least once for the events a sink acknowledges and
+// counted loss for the others: the edge never blocks a TFTP transfer on the
+// sink, so an event is either acknowledged or counted as dropped (see
+// Counters.stats_events_dropped). The edge drops events when its queue is
+// full (the sink down or too slow), when a ServerStats is replaced by a
+// newer one before it was acknowledged, and when an event was sent in a
+// few batches and never acknowledged. An unacknowledged event is sent again
+// in the next batch, so a sink may receive an event twice (it processed a
+// batch whose response was lost); StatsEvent.instance and
+// StatsEvent.sequence let it drop the copies and see the gaps left by
+// dropped events. An event counted as dropped may still have reached the
+// sink (its acknowledgement was lost).
+//
+// A sink must accept any number of concurrent streams, from many edges and
+// from the same edge (a batch that timed out at the edge may still be
+// running at the sink when the next one starts).
 //
 // The service and the message of its stream keep the names of the design
 // (StatsSink, StatsEvent) rather than STANDARD's StatsSinkService and
@@ -43,9 +58,11 @@ const (
 //
 // buf:lint:ignore SERVICE_SUFFIX
 type StatsSinkClient interface {
-	// Publish streams the events of one edge. The edge closes the stream
-	// when it stops; the sink then answers with a PublishResponse. A sink
-	// that fails the call makes the edge reconnect with a backoff.
+	// Publish receives one batch of events of one edge. The edge closes its
+	// side of the stream after the last event of the batch; the sink then
+	// answers with a PublishResponse that acknowledges what it received. A
+	// sink that fails the call (any status but OK) acknowledges nothing: the
+	// edge sends the events again after a backoff, or drops and counts them.
 	//
 	// buf:lint:ignore RPC_REQUEST_STANDARD_NAME
 	Publish(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[StatsEvent, PublishResponse], error)
@@ -79,13 +96,28 @@ type StatsSink_PublishClient = grpc.ClientStreamingClient[StatsEvent, PublishRes
 // StatsSink receives the statistics of tftpgw edges: one SessionStats per
 // finished TFTP session and one ServerStats per reporting interval.
 //
-// An edge keeps one Publish stream open and sends events as they happen.
-// Delivery is at most once: the edge never blocks a TFTP transfer on the
-// sink, so it drops events (and counts them, see
-// Counters.stats_events_dropped) when the sink is down or too slow, and
-// events sent just before a stream breaks may be lost. A sink must accept
-// any number of concurrent streams, from many edges and from the same edge
-// (an edge that reconnects may briefly have two).
+// An edge sends its events in batches, one Publish stream per batch: it
+// opens a stream, sends the events waiting in its queue (up to a bound),
+// closes its side and waits for the PublishResponse, whose events_received
+// is the acknowledgement of the batch. Each batch has a deadline (10 s by
+// default), so a sink that stops reading cannot hold an edge.
+//
+// Delivery is at least once for the events a sink acknowledges and
+// counted loss for the others: the edge never blocks a TFTP transfer on the
+// sink, so an event is either acknowledged or counted as dropped (see
+// Counters.stats_events_dropped). The edge drops events when its queue is
+// full (the sink down or too slow), when a ServerStats is replaced by a
+// newer one before it was acknowledged, and when an event was sent in a
+// few batches and never acknowledged. An unacknowledged event is sent again
+// in the next batch, so a sink may receive an event twice (it processed a
+// batch whose response was lost); StatsEvent.instance and
+// StatsEvent.sequence let it drop the copies and see the gaps left by
+// dropped events. An event counted as dropped may still have reached the
+// sink (its acknowledgement was lost).
+//
+// A sink must accept any number of concurrent streams, from many edges and
+// from the same edge (a batch that timed out at the edge may still be
+// running at the sink when the next one starts).
 //
 // The service and the message of its stream keep the names of the design
 // (StatsSink, StatsEvent) rather than STANDARD's StatsSinkService and
@@ -93,9 +125,11 @@ type StatsSink_PublishClient = grpc.ClientStreamingClient[StatsEvent, PublishRes
 //
 // buf:lint:ignore SERVICE_SUFFIX
 type StatsSinkServer interface {
-	// Publish streams the events of one edge. The edge closes the stream
-	// when it stops; the sink then answers with a PublishResponse. A sink
-	// that fails the call makes the edge reconnect with a backoff.
+	// Publish receives one batch of events of one edge. The edge closes its
+	// side of the stream after the last event of the batch; the sink then
+	// answers with a PublishResponse that acknowledges what it received. A
+	// sink that fails the call (any status but OK) acknowledges nothing: the
+	// edge sends the events again after a backoff, or drops and counts them.
 	//
 	// buf:lint:ignore RPC_REQUEST_STANDARD_NAME
 	Publish(grpc.ClientStreamingServer[StatsEvent, PublishResponse]) error

@@ -1,0 +1,325 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"io"
+	"math/big"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/tftpgw/tftpgw/internal/grpcauth"
+	tftpgwv1 "github.com/tftpgw/tftpgw/proto/tftpgw/v1"
+)
+
+// proc is a tftp-collector process.
+type proc struct {
+	cmd  *exec.Cmd
+	addr string
+	mu   sync.Mutex
+	logs bytes.Buffer
+	done chan error
+}
+
+func (p *proc) logText() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.logs.String()
+}
+
+var addrRE = regexp.MustCompile(`"?msg"?[=:]"collecting stats".*?"?addr"?[=:]"?([0-9.:\[\]]+)`)
+
+// startCollector runs tftp-collector with args (and env) until the test
+// ends, and returns it once it accepts streams.
+func startCollector(t *testing.T, env []string, args ...string) *proc {
+	t.Helper()
+	p := &proc{done: make(chan error, 1)}
+	p.cmd = exec.Command(os.Args[0], args...)
+	p.cmd.Env = append(append(os.Environ(), "TFTP_COLLECTOR_AS_MAIN=1"), env...)
+	pr, pw := io.Pipe()
+	p.cmd.Stderr = pw
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ready := make(chan string, 1)
+	scanned := make(chan struct{})
+	go func() {
+		defer close(scanned)
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(nil, 1<<20)
+		for sc.Scan() {
+			p.mu.Lock()
+			p.logs.Write(sc.Bytes())
+			p.logs.WriteByte('\n')
+			p.mu.Unlock()
+			if m := addrRE.FindStringSubmatch(sc.Text()); m != nil {
+				select {
+				case ready <- m[1]:
+				default:
+				}
+			}
+		}
+		io.Copy(io.Discard, pr)
+	}()
+	go func() {
+		err := p.cmd.Wait()
+		pw.Close()
+		<-scanned
+		p.done <- err
+	}()
+	select {
+	case p.addr = <-ready:
+	case err := <-p.done:
+		t.Fatalf("tftp-collector exited: %v\n%s", err, p.logText())
+	case <-time.After(10 * time.Second):
+		t.Fatal("tftp-collector did not start")
+	}
+	t.Cleanup(func() { p.stop(t) })
+	return p
+}
+
+// stop sends SIGTERM and waits for the exit.
+func (p *proc) stop(t *testing.T) {
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-p.done:
+		p.done <- err
+	case <-time.After(15 * time.Second):
+		p.cmd.Process.Kill()
+		t.Errorf("tftp-collector still running 15 s after SIGTERM")
+	}
+}
+
+type testCA struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+}
+
+func newTestCA(t *testing.T) *testCA {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	return &testCA{cert: cert, key: key}
+}
+
+// issue returns a server certificate for 127.0.0.1, or a client one.
+func (ca *testCA) issue(t *testing.T, server bool) tls.Certificate {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: "leaf"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	if server {
+		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+func writePEM(t *testing.T, dir, name, typ string, der []byte) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func writeKeyPair(t *testing.T, dir, name string, c tls.Certificate) (certFile, keyFile string) {
+	t.Helper()
+	k, err := x509.MarshalPKCS8PrivateKey(c.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return writePEM(t, dir, name+".pem", "CERTIFICATE", c.Certificate[0]), writePEM(t, dir, name+"-key.pem", "PRIVATE KEY", k)
+}
+
+// publish sends one event to addr as an edge would, and returns the
+// call's status code.
+func publish(t *testing.T, addr string, creds credentials.TransportCredentials, token, session string) codes.Code {
+	t.Helper()
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
+	if token != "" {
+		plaintext := creds.Info().SecurityProtocol == "insecure"
+		tc, err := grpcauth.NewTokenCreds(token, "", addr, plaintext)
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts = append(opts, grpc.WithPerRPCCredentials(tc))
+	}
+	conn, err := grpc.NewClient(addr, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	stream, err := tftpgwv1.NewStatsSinkClient(conn).Publish(ctx)
+	if err != nil {
+		return status.Code(err)
+	}
+	stream.Send(&tftpgwv1.StatsEvent{Sequence: 1, Instance: session,
+		Event: &tftpgwv1.StatsEvent_Session{Session: &tftpgwv1.SessionStats{SessionId: session, EdgeId: "e"}}})
+	resp, err := stream.CloseAndRecv()
+	if err == nil && resp.EventsReceived != 1 {
+		t.Errorf("%s: events_received %d", session, resp.EventsReceived)
+	}
+	return status.Code(err)
+}
+
+// TestCollectorCredentials: with -tls-cert, -client-ca and -token-file the
+// collector accepts an edge that has a certificate of the CA and the
+// token, and refuses (writing nothing) one that lacks either, or speaks
+// plaintext. With TLS only, or a token only on loopback, the same holds
+// for what is required.
+func TestCollectorCredentials(t *testing.T) {
+	dir := t.TempDir()
+	ca, other := newTestCA(t), newTestCA(t)
+	caFile := writePEM(t, dir, "ca.pem", "CERTIFICATE", ca.cert.Raw)
+	srvCert, srvKey := writeKeyPair(t, dir, "server", ca.issue(t, true))
+	good, bad := ca.issue(t, false), other.issue(t, false)
+	token := filepath.Join(dir, "token")
+	os.WriteFile(token, []byte("s3cret\n"), 0o600)
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.cert)
+	tlsWith := func(certs ...tls.Certificate) credentials.TransportCredentials {
+		return credentials.NewTLS(&tls.Config{RootCAs: roots, Certificates: certs})
+	}
+	plain := insecure.NewCredentials()
+
+	type call struct {
+		name  string
+		creds credentials.TransportCredentials
+		token string
+		want  codes.Code
+	}
+	for _, tt := range []struct {
+		name  string
+		args  []string
+		calls []call
+	}{
+		{"mTLS and token", []string{"-tls-cert", srvCert, "-tls-key", srvKey, "-client-ca", caFile, "-token-file", token}, []call{
+			{"accepted", tlsWith(good), "s3cret", codes.OK},
+			{"wrong token", tlsWith(good), "nope", codes.Unauthenticated},
+			{"no token", tlsWith(good), "", codes.Unauthenticated},
+			{"client certificate of another CA", tlsWith(bad), "s3cret", codes.Unavailable},
+			{"no client certificate", tlsWith(), "s3cret", codes.Unavailable},
+			{"plaintext", plain, "s3cret", codes.Unavailable},
+		}},
+		{"TLS and token", []string{"-tls-cert", srvCert, "-tls-key", srvKey, "-token-file", token}, []call{
+			{"accepted", tlsWith(), "s3cret", codes.OK},
+			{"no token", tlsWith(), "", codes.Unauthenticated},
+			{"plaintext", plain, "s3cret", codes.Unavailable},
+		}},
+		{"token on loopback", []string{"-token-file", token}, []call{
+			{"accepted", plain, "s3cret", codes.OK},
+			{"wrong token", plain, "nope", codes.Unauthenticated},
+			{"no token", plain, "", codes.Unauthenticated},
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "out.jsonl")
+			p := startCollector(t, nil, append([]string{"-listen", "127.0.0.1:0", "-out", out}, tt.args...)...)
+			for _, c := range tt.calls {
+				if got := publish(t, p.addr, c.creds, c.token, c.name); got != c.want {
+					t.Errorf("%s: %v, want %v", c.name, got, c.want)
+				}
+			}
+			p.stop(t)
+			b, _ := os.ReadFile(out)
+			lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+			if len(lines) != 1 || !strings.Contains(lines[0], `"session_id":"accepted"`) {
+				t.Errorf("output: want the accepted event only, got\n%s", b)
+			}
+		})
+	}
+}
+
+// TestTokenRefusedInPlaintextOnNetwork: a token accepted in plaintext on
+// an address other machines reach could be read on the way; the collector
+// refuses to start so (exit status 2). On loopback, or with TLS, it starts.
+func TestTokenRefusedInPlaintextOnNetwork(t *testing.T) {
+	token := filepath.Join(t.TempDir(), "token")
+	os.WriteFile(token, []byte("s3cret\n"), 0o600)
+	for _, listen := range []string{":0", "0.0.0.0:0", "[::]:0"} {
+		code, out := runMain(t, "-listen", listen, "-token-file", token)
+		if code != 2 || !strings.Contains(out, "plaintext") {
+			t.Errorf("-listen %s -token-file: exit %d, %q; want 2 and a message about plaintext", listen, code, out)
+		}
+	}
+}
+
+// TestDefaultListenIsLoopback is a regression test (issue 14 point 3): the
+// collector listened on :7069, every interface, by default.
+func TestDefaultListenIsLoopback(t *testing.T) {
+	c, err := parseFlags(nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.listen != "127.0.0.1:7069" || !grpcauth.LoopbackListen(c.listen) {
+		t.Errorf("default -listen %q", c.listen)
+	}
+}
+
+// TestGRPCLogIsJSON (issue 13 point 6): with -log-format json, gRPC's own
+// log lines (here its INFO lines, at debug level) are JSON too.
+func TestGRPCLogIsJSON(t *testing.T) {
+	p := startCollector(t, []string{"GRPC_GO_LOG_SEVERITY_LEVEL=info", "GRPC_GO_LOG_VERBOSITY_LEVEL=2"},
+		"-listen", "127.0.0.1:0", "-out", filepath.Join(t.TempDir(), "out"), "-log-format", "json", "-log-level", "debug")
+	if got := publish(t, p.addr, insecure.NewCredentials(), "", "s"); got != codes.OK {
+		t.Fatalf("publish: %v", got)
+	}
+	p.stop(t)
+	grpcLines := 0
+	for line := range strings.SplitSeq(strings.TrimSpace(p.logText()), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Errorf("not a JSON line: %q", line)
+			continue
+		}
+		if m["system"] == "grpc" {
+			grpcLines++
+		}
+	}
+	if grpcLines == 0 {
+		t.Errorf("no gRPC line:\n%s", p.logText())
+	}
+}
