@@ -49,9 +49,12 @@ func SessionProto(edgeID string, s gateway.SessionStats) *tftpgwv1.SessionStats 
 	}
 	if b := s.Backend; b != nil {
 		p.Backend = &tftpgwv1.Backend{
-			Target:        text(b.Target),
-			HeaderLatency: durationpb.New(b.HeaderLatency),
-			Resumes:       uint32(max(b.Resumes, 0)),
+			Target:  text(b.Target),
+			Peer:    text(b.Peer),
+			Resumes: uint32(max(b.Resumes, 0)),
+		}
+		if b.HeaderLatency > 0 { // absent when no header came
+			p.Backend.HeaderLatency = durationpb.New(b.HeaderLatency)
 		}
 	}
 	return p
@@ -153,6 +156,7 @@ func countersProto(s gateway.ServerStats, x Extra) *tftpgwv1.Counters {
 		StatsEventsDropped:   x.EventsDropped,
 		BusyRefusals:         count(s.BusyRefusals),
 		IgnoredBroadcasts:    count(s.IgnoredBroadcasts),
+		IntegrityFailures:    count(s.IntegrityFailures),
 	}
 	for code, n := range s.ErrorsSent {
 		if n > 0 {
@@ -197,6 +201,7 @@ func subCounters(cur, prev *tftpgwv1.Counters) *tftpgwv1.Counters {
 		StatsEventsDropped:   sub(cur.StatsEventsDropped, prev.StatsEventsDropped),
 		BusyRefusals:         sub(cur.BusyRefusals, prev.BusyRefusals),
 		IgnoredBroadcasts:    sub(cur.IgnoredBroadcasts, prev.IgnoredBroadcasts),
+		IntegrityFailures:    sub(cur.IntegrityFailures, prev.IntegrityFailures),
 	}
 	for k, v := range cur.ErrorsSent {
 		if n := sub(v, prev.ErrorsSent[k]); n > 0 {

@@ -79,7 +79,7 @@ func TestServerReportsDeltas(t *testing.T) {
 		return gateway.ServerStats{
 			Time: t0.Add(time.Duration(sec) * time.Second), Interval: 10 * time.Second,
 			Sessions: [5]int64{ok}, BytesSent: bytes, ErrorsSent: errs,
-			BusyRefusals: ok * 10, IgnoredBroadcasts: ok * 100,
+			BusyRefusals: ok * 10, IgnoredBroadcasts: ok * 100, IntegrityFailures: ok,
 		}
 	}
 	// First report: delta is the total, interval the nominal one.
@@ -97,7 +97,7 @@ func TestServerReportsDeltas(t *testing.T) {
 	commit(true)
 	want := &tftpgwv1.Counters{SessionsOk: 3, BytesSent: 300, ErrorsSent: map[uint32]uint64{1: 1, 8: 1},
 		BackendErrors: map[string]uint64{"Unavailable": 2}, StatsEventsDropped: 1,
-		BusyRefusals: 30, IgnoredBroadcasts: 300}
+		BusyRefusals: 30, IgnoredBroadcasts: 300, IntegrityFailures: 3}
 	if !proto.Equal(p.Delta, want) || p.Interval.AsDuration() != 20*time.Second || !p.Final {
 		t.Fatalf("delta after a dropped report: %v, want %v", p, want)
 	}
@@ -108,10 +108,15 @@ func TestServerReportsDeltas(t *testing.T) {
 
 // TestSessionProtoBackend: the backend facts of a session reach the sink.
 func TestSessionProtoBackend(t *testing.T) {
-	p := stats.SessionProto("edge1", gateway.SessionStats{Backend: &gateway.BackendStats{Target: "10.0.0.1:50051", HeaderLatency: 3 * time.Millisecond, Resumes: 2}})
+	p := stats.SessionProto("edge1", gateway.SessionStats{Backend: &gateway.BackendStats{Target: "dns:///b:50051", Peer: "10.0.0.1:50051", HeaderLatency: 3 * time.Millisecond, Resumes: 2}})
 	b := p.GetBackend()
-	if b.GetTarget() != "10.0.0.1:50051" || b.GetHeaderLatency().AsDuration() != 3*time.Millisecond || b.GetResumes() != 2 {
+	if b.GetTarget() != "dns:///b:50051" || b.GetPeer() != "10.0.0.1:50051" || b.GetHeaderLatency().AsDuration() != 3*time.Millisecond || b.GetResumes() != 2 {
 		t.Errorf("backend %v", b)
+	}
+	// Refused before any header: the target, no peer, no latency.
+	b = stats.SessionProto("edge1", gateway.SessionStats{Backend: &gateway.BackendStats{Target: "dns:///b:50051"}}).GetBackend()
+	if b.GetTarget() != "dns:///b:50051" || b.GetPeer() != "" || b.HeaderLatency != nil {
+		t.Errorf("backend of a refused request %v", b)
 	}
 	if stats.SessionProto("edge1", gateway.SessionStats{}).GetBackend() != nil {
 		t.Error("backend set for an in-process session")

@@ -35,16 +35,19 @@ var durationBuckets = []float64{.01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 12
 // tftpgw_bytes_sent_total, tftpgw_packets_sent_total,
 // tftpgw_retransmits_total, tftpgw_errors_sent_total{code},
 // tftpgw_malformed_packets_total, tftpgw_unknown_tid_packets_total,
-// tftpgw_write_requests_total, tftpgw_duplicate_requests_total and the
-// tftpgw_active_sessions gauge) are read at scrape time from the source set
+// tftpgw_write_requests_total, tftpgw_duplicate_requests_total,
+// tftpgw_busy_refusals_total, tftpgw_ignored_broadcasts_total,
+// tftpgw_integrity_failures_total and the tftpgw_active_sessions gauge)
+// are read at scrape time from the source set
 // with [Metrics.SetSource] (the server's [gateway.Server.Stats]), or else
 // from the last report given to [Metrics.ObserveServer]. The per-session
 // histograms (tftpgw_session_duration_seconds{outcome},
 // tftpgw_time_to_first_data_seconds) and tftpgw_duplicate_acks_total come
 // from [Metrics.ObserveSession]. tftpgw_stats_events_dropped_total and
-// tftpgw_stats_events_delivered_total are fed by a [Publisher]; tftpgw_backend_header_latency_seconds,
-// tftpgw_backend_errors_total{code} and go-grpc-middleware's grpc_client_*
-// metrics by the interceptors of [Metrics.GRPCClientInterceptors].
+// tftpgw_stats_events_delivered_total are fed by a [Publisher];
+// tftpgw_backend_header_latency_seconds, tftpgw_backend_errors_total{code}
+// and go-grpc-middleware's grpc_client_* metrics by the interceptors of
+// [Metrics.GRPCClientInterceptors].
 //
 // All methods are safe for concurrent use.
 type Metrics struct {
@@ -67,7 +70,7 @@ type Metrics struct {
 
 	descSessions, descBytes, descPackets, descRetransmits, descErrors,
 	descMalformed, descUnknownTID, descWRQ, descDuplicates, descActive,
-	descBusy, descBroadcasts *prometheus.Desc
+	descBusy, descBroadcasts, descIntegrity *prometheus.Desc
 }
 
 // NewMetrics returns the metrics of an edge, registered in a new private
@@ -121,6 +124,7 @@ func NewMetrics() *Metrics {
 		descActive:      prometheus.NewDesc("tftpgw_active_sessions", "TFTP sessions running now.", nil, nil),
 		descBusy:        prometheus.NewDesc("tftpgw_busy_refusals_total", "Read requests refused with ERROR 0 \"server busy\" (over a limit).", nil, nil),
 		descBroadcasts:  prometheus.NewDesc("tftpgw_ignored_broadcasts_total", "Requests sent to a broadcast or multicast address, ignored.", nil, nil),
+		descIntegrity:   prometheus.NewDesc("tftpgw_integrity_failures_total", "Sessions ended because their content's bytes did not match its SHA-256 digest.", nil, nil),
 	}
 	m.last.Time = time.Now()
 	m.reg.MustRegister(
@@ -273,7 +277,7 @@ type serverCollector Metrics
 func (c *serverCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.descSessions, c.descBytes, c.descPackets,
 		c.descRetransmits, c.descErrors, c.descMalformed, c.descUnknownTID,
-		c.descWRQ, c.descDuplicates, c.descActive, c.descBusy, c.descBroadcasts} {
+		c.descWRQ, c.descDuplicates, c.descActive, c.descBusy, c.descBroadcasts, c.descIntegrity} {
 		ch <- d
 	}
 }
@@ -303,6 +307,7 @@ func (c *serverCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.descDuplicates, s.DuplicateRequests)
 	counter(c.descBusy, s.BusyRefusals)
 	counter(c.descBroadcasts, s.IgnoredBroadcasts)
+	counter(c.descIntegrity, s.IntegrityFailures)
 	ch <- prometheus.MustNewConstMetric(c.descActive, prometheus.GaugeValue, float64(s.ActiveSessions))
 }
 

@@ -78,7 +78,7 @@ func TestMetricsEndpoints(t *testing.T) {
 		ActiveSessions: 2, Sessions: [5]int64{1, 1, 1, 0, 0}, BytesSent: 1500, PacketsSent: 5,
 		Retransmits: 1, ErrorsSent: map[gateway.ErrorCode]int64{1: 1}, MalformedPackets: 4,
 		UnknownTIDPackets: 6, WriteRequests: 7, DuplicateRequests: 8,
-		BusyRefusals: 9, IgnoredBroadcasts: 10,
+		BusyRefusals: 9, IgnoredBroadcasts: 10, IntegrityFailures: 11,
 	})
 
 	// Backend calls through the interceptors: one that fails after its
@@ -140,6 +140,7 @@ func TestMetricsEndpoints(t *testing.T) {
 		`tftpgw_duplicate_requests_total`:                               8,
 		`tftpgw_busy_refusals_total`:                                    9,
 		`tftpgw_ignored_broadcasts_total`:                               10,
+		`tftpgw_integrity_failures_total`:                               11,
 		`tftpgw_active_sessions`:                                        2,
 		`tftpgw_stats_events_dropped_total`:                             0,
 		`tftpgw_session_duration_seconds_count{outcome="ok"}`:           1,
