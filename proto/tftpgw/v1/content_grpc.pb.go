@@ -70,10 +70,10 @@ type ContentServiceClient interface {
 	// the client gives up; if it does not, the edge cancels the call and the
 	// client gets TFTP error 0. Later chunks have no deadline of their own:
 	// the edge sends each TFTP block as soon as its bytes have arrived,
-	// whatever the window size, and gives up only when no byte arrives for as
-	// long as it would wait for a silent client ((retries + 1) x timeout, 6 s
-	// with the edge's defaults), or when the edge's idle timeout (10 s by
-	// default) passes without a message.
+	// whatever the window size, and gives up only when the bytes of one
+	// block take longer to arrive than it would wait for a silent client
+	// ((retries + 1) x timeout, 6 s with the edge's defaults), or when the
+	// edge's idle timeout (10 s by default) passes without a message.
 	//
 	// Integrity: the edge never lets a client complete a file whose bytes it
 	// knows to be wrong. A stream that ends before or after the header's size,
@@ -170,10 +170,10 @@ type ContentServiceServer interface {
 	// the client gives up; if it does not, the edge cancels the call and the
 	// client gets TFTP error 0. Later chunks have no deadline of their own:
 	// the edge sends each TFTP block as soon as its bytes have arrived,
-	// whatever the window size, and gives up only when no byte arrives for as
-	// long as it would wait for a silent client ((retries + 1) x timeout, 6 s
-	// with the edge's defaults), or when the edge's idle timeout (10 s by
-	// default) passes without a message.
+	// whatever the window size, and gives up only when the bytes of one
+	// block take longer to arrive than it would wait for a silent client
+	// ((retries + 1) x timeout, 6 s with the edge's defaults), or when the
+	// edge's idle timeout (10 s by default) passes without a message.
 	//
 	// Integrity: the edge never lets a client complete a file whose bytes it
 	// knows to be wrong. A stream that ends before or after the header's size,
