@@ -602,6 +602,17 @@ func (s *session) fill() error {
 				return err
 			}
 			s.last = abs
+		case size >= 0 && s.got == size && !s.eof:
+			// A full block ends the content: its end is checked before
+			// this block goes out (the empty final block follows), so
+			// that a content failing at its end (a digest that does not
+			// match) never leaves the client with every byte.
+			if err := s.expectEnd(); err != nil {
+				return err
+			}
+			if err := s.checkEnded(); err != nil {
+				return err
+			}
 		}
 		s.slotLen[s.slotIndex(abs)] = wire.HeaderSize + n
 		s.read = abs

@@ -190,23 +190,40 @@ func TestDigest(t *testing.T) {
 // TestIntegrityFailureEndsBeforeTheFinalBlock: through the engine, a
 // wrong digest reaches the client as ERROR 0 "integrity check failed"
 // and never as a complete file, and the server counts it.
+//
+// With a size, the client never receives every byte, even when the size
+// is a multiple of the block size (the last full block waits for the
+// check). Without one, a content whose length is a multiple of the block
+// size reaches the client whole but never its final (empty) DATA: the
+// edge cannot know a block is the last before the stream ends.
 func TestIntegrityFailureEndsBeforeTheFinalBlock(t *testing.T) {
-	data := pattern(50_000)
 	bad := sha256.Sum256(nil)
-	for _, noSize := range []bool{false, true} {
-		b := startBackend(t, "a", (&file{data: data, etag: "v1", digest: bad[:], noSize: noSize}).serve)
-		e := newEngine(t, dial(t, b.addr, Config{}))
-		got, err := get(t, e.addr, "f", tftpclient.Options{BlockSize: 1468, WindowSize: 4})
-		var te *tftpclient.Error
-		if !errors.As(err, &te) || te.Code != 0 || te.Message != "integrity check failed" {
-			t.Fatalf("no size %v: Get: %v after %d bytes; want ERROR 0 integrity check failed", noSize, err, len(got))
-		}
-		if len(got) >= len(data) {
-			t.Errorf("no size %v: client got %d bytes of %d", noSize, len(got), len(data))
-		}
-		e.next(t)
-		if n := e.srv.Stats().IntegrityFailures; n != 1 {
-			t.Errorf("no size %v: IntegrityFailures = %d, want 1", noSize, n)
+	for _, tc := range []struct {
+		size     int
+		noSize   bool
+		allBytes bool // the client may hold every byte (never the final DATA)
+	}{
+		{50_000, false, false},
+		{50_000, true, false},
+		{34 * 1468, false, false},
+		{34 * 1468, true, true},
+	} {
+		data := pattern(tc.size)
+		for _, w := range []int{1, 4} {
+			b := startBackend(t, "a", (&file{data: data, etag: "v1", digest: bad[:], noSize: tc.noSize}).serve)
+			e := newEngine(t, dial(t, b.addr, Config{}))
+			got, err := get(t, e.addr, "f", tftpclient.Options{BlockSize: 1468, WindowSize: w})
+			var te *tftpclient.Error
+			if !errors.As(err, &te) || te.Code != 0 || te.Message != "integrity check failed" {
+				t.Fatalf("%+v window %d: Get: %v after %d bytes; want ERROR 0 integrity check failed", tc, w, err, len(got))
+			}
+			if len(got) >= len(data) && !tc.allBytes {
+				t.Errorf("%+v window %d: client got %d bytes of %d", tc, w, len(got), len(data))
+			}
+			e.next(t)
+			if n := e.srv.Stats().IntegrityFailures; n != 1 {
+				t.Errorf("%+v window %d: IntegrityFailures = %d, want 1", tc, w, n)
+			}
 		}
 	}
 }
