@@ -374,7 +374,10 @@ func (s *Server) startSession(ctx context.Context, c *config, a admitted) {
 
 	p, err := CleanPath(wr.Filename)
 	if err != nil {
-		sess.err = err
+		// The log line's path is the normalised one, empty here: the
+		// cause names what was asked for, quoted (%q escapes controls,
+		// bidi overrides and bytes that are not UTF-8).
+		sess.err = fmt.Errorf("%w: %q", err, wr.Filename)
 		e := &Error{Code: ErrFileNotFound, Message: "file not found"}
 		if errors.Is(err, errPathEscapes) || errors.Is(err, errPathNUL) {
 			e = &Error{Code: ErrAccessViolation, Message: "access violation"}

@@ -90,7 +90,8 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 		return slog.New(slog.NewTextHandler(w, opts)), nil
 	case "json":
 		opts.ReplaceAttr = jsonlog.DurationsInSeconds // seconds, not nanoseconds
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
+		// Client-sent names and messages: no raw controls or bidi overrides.
+		return slog.New(slog.NewJSONHandler(jsonlog.Escaping(w), opts)), nil
 	}
 	return nil, fmt.Errorf("-log-format: want text or json, not %q", format)
 }
