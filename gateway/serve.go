@@ -33,10 +33,10 @@ type serverState struct {
 	nextID    atomic.Uint64
 	errCounts [9]atomic.Int64 // ERRORs sent, by code (0..8)
 
-	running   int                         // sessions admitted and not yet done; guarded by mu
-	clients   map[netip.Addr]*clientEntry // guarded by mu
-	lastSweep time.Time                   // guarded by mu
-	windowMem atomic.Int64                // bytes of window buffers in use
+	running   int          // sessions admitted and not yet done; guarded by mu
+	clients   clientTable  // guarded by mu
+	lastSweep time.Time    // guarded by mu
+	windowMem atomic.Int64 // bytes of window buffers in use
 	busy      atomic.Int64
 	busyLog   atomic.Int64 // unix nanoseconds of the last "refusing" log line
 	busyNoted atomic.Int64 // busy at that line
@@ -99,7 +99,7 @@ func (s *Server) init() *config {
 		st.ctx, st.cancel = context.WithCancel(context.Background())
 		st.listeners = make(map[*listener]struct{})
 		st.active = make(map[sessionKey]*activeSession)
-		st.clients = make(map[netip.Addr]*clientEntry)
+		st.clients.init()
 		var id [4]byte
 		rand.Read(id[:])
 		st.idPrefix = hex.EncodeToString(id[:])
@@ -407,7 +407,7 @@ func (st *serverState) sessionDone(s *session) {
 	if st.active[s.key] == s.act { // else a new session for the key replaced it
 		delete(st.active, s.key)
 	}
-	st.release(s.key.client.Addr())
+	st.release(s.key.client.Addr(), time.Now())
 	st.mu.Unlock()
 	st.sessions.Done()
 }
