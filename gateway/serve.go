@@ -57,24 +57,54 @@ type sessionKey struct {
 
 // activeSession is what the listener knows of a running session.
 type activeSession struct {
-	// progressed is set once the client acknowledged something: it is past
-	// its request, so a new request from its address and port is a new
-	// transfer (a reused port), not a retransmitted RRQ.
-	progressed atomic.Bool
+	// progressed is set when the client first acknowledges something
+	// (see supersede).
+	progressed progressMark
 	cancel     context.CancelCauseFunc
 }
 
+// progressMark records when a session's client first acknowledged
+// something. Its Store and Load are those of the atomic.Bool it replaces,
+// which the session sets.
+type progressMark struct {
+	at atomic.Int64 // unix nanoseconds (wall clock) of the first Store(true); 0: none
+}
+
+// Store(true) records the first acknowledgement; later calls and
+// Store(false) change nothing (a session never goes back).
+func (p *progressMark) Store(v bool) {
+	if v {
+		p.at.CompareAndSwap(0, max(time.Now().UnixNano(), 1))
+	}
+}
+
+// Load reports whether the client has acknowledged something.
+func (p *progressMark) Load() bool { return p.at.Load() != 0 }
+
+// before reports whether t is before the client's first acknowledgement
+// (always, if there is none yet).
+func (p *progressMark) before(t time.Time) bool {
+	at := p.at.Load()
+	return at == 0 || t.UnixNano() <= at
+}
+
 // errSuperseded ends a session whose client port sent a new request after
-// the session had progressed: typically its final ACK was lost and the port
-// was reused. The session ends silently, since the port is not its client's
+// the session had progressed: the client restarted the transfer from the
+// same port, or it finished, its final ACK was lost and the port was
+// reused. The session ends silently, since the port is not its client's
 // any more.
 var errSuperseded = errors.New("gateway: superseded by a new request from the client's port")
 
-// supersede decides about a request from a client that has a running
-// session: it returns false for a duplicate RRQ (ignored), and true after
-// ending the old session when the request is a new one.
-func supersede(old *activeSession) bool {
-	if old == nil || !old.progressed.Load() {
+// supersede decides about a request that arrived at at (the kernel's
+// receive time, on Linux) from a client that has a running session. A
+// request that reached the server before the client's first
+// acknowledgement was sent before the client saw the session's first
+// packet: a retransmission of the request, however late the listener
+// reads it (a boot storm's backlog), so it returns false and the request
+// is ignored. One that came after is a new transfer from the same port:
+// it ends the old session and returns true.
+func supersede(old *activeSession, at time.Time) bool {
+	if old == nil || old.progressed.before(at) {
 		return false
 	}
 	old.cancel(errSuperseded)
@@ -239,7 +269,7 @@ func (s *Server) handlePacket(c *config, l *listener, b []byte, src netip.AddrPo
 		if s.isClosed() {
 			return // draining: no new session replaces a running one
 		}
-		if !supersede(running.act) { // a duplicate RRQ
+		if !supersede(running.act, at) { // a duplicate RRQ
 			st.duplicates.Add(1)
 			return
 		}
@@ -251,7 +281,7 @@ func (s *Server) handlePacket(c *config, l *listener, b []byte, src netip.AddrPo
 		st.mu.Unlock()
 		return
 	}
-	if old, dup := st.active[key]; dup && !supersede(old) {
+	if old, dup := st.active[key]; dup && !supersede(old, at) {
 		st.mu.Unlock()
 		st.duplicates.Add(1)
 		return

@@ -772,17 +772,20 @@ func (s *session) scratchBuf() []byte {
 }
 
 // superseded reports whether a new request from the client's port ended
-// the session, and if so sets its outcome: ok when the final block had
-// been sent (the client asks anew only when it is done: its final ACK was
-// lost), aborted otherwise. Nothing is sent: the port is not the
-// client's any more.
+// the session (see supersede), and if so sets its outcome: ok when the
+// final block had been sent (the client asks anew only when it is done:
+// its final ACK was lost, the port was reused), aborted otherwise (the
+// client restarted the transfer), with the reason as the logged cause.
+// Nothing is sent: the port is not the client's any more.
 func (s *session) superseded() bool {
 	if !errors.Is(context.Cause(s.ctx), errSuperseded) {
 		return false
 	}
 	s.st.Outcome = OutcomeAborted
+	s.err = errSuperseded
 	if s.last != 0 && s.sentTo == s.last {
 		s.st.Outcome = OutcomeOK
+		s.err = nil
 	}
 	return true
 }
