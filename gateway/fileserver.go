@@ -14,7 +14,17 @@ import (
 // absolute paths and symbolic links cannot escape it (see os.Root).
 // Directories, devices and pipes are refused with ERROR 2; missing files get
 // ERROR 1 and unreadable ones ERROR 2, without the server's path in the
-// message. Its content reports an ETag made of the file's size,
+// message.
+//
+// A TFTP client has no account, so FileServer never uses root's power to
+// read what its owner keeps private: when the process can read files
+// whatever their permissions (it runs as root, or holds CAP_DAC_OVERRIDE
+// or CAP_DAC_READ_SEARCH), it serves a file only if anyone may read it,
+// as BSD's tftpd and tftpd-hpa do: the file's mode lets others read it,
+// and every directory between the root and the file lets others search
+// it. Anything else (a mode-000 file, a 0600 key, a file in a 0700
+// directory) gets ERROR 2. A process without that power (tftpgw -user) is
+// held to the kernel's own checks. Its content reports an ETag made of the file's size,
 // modification time and, on Linux, its change time and inode number:
 // copies that keep the modification time (cp -p, rsync -a, reproducible
 // builds) and same-length edits still change the ETag, since the change
@@ -65,6 +75,10 @@ func (h fileServer) ServeTFTP(_ context.Context, req *Request) (Content, error) 
 		f.Close()
 		return nil, fmt.Errorf("%w: %q is %s", ErrNotRegular, req.Path, fi.Mode().Type())
 	}
+	if err := h.readableByAnyone(req.Path, fi); err != nil {
+		f.Close()
+		return nil, err
+	}
 	return &fileContent{f: f, size: fi.Size(), etag: fileETag(fi)}, nil
 }
 
@@ -94,7 +108,36 @@ func (h fileServer) StatContent(_ context.Context, req *Request) (int64, Content
 	if !fi.Mode().IsRegular() {
 		return 0, ContentInfo{}, fmt.Errorf("%w: %q is %s", ErrNotRegular, req.Path, fi.Mode().Type())
 	}
+	if err := h.readableByAnyone(req.Path, fi); err != nil {
+		return 0, ContentInfo{}, err
+	}
 	return fi.Size(), ContentInfo{ETag: fileETag(fi)}, nil
+}
+
+// readableByAnyone refuses, with an access violation, a file that only the
+// process's power to override permissions could read (see FileServer):
+// one that others may not read, or below a directory (under the root)
+// that others may not search. fi is the file's.
+func (h fileServer) readableByAnyone(name string, fi os.FileInfo) error {
+	if !overridesReadPermission() {
+		return nil // the kernel checked
+	}
+	if fi.Mode().Perm()&0o004 == 0 {
+		return fmt.Errorf("%w: %q (mode %v) is not readable by others, and a client is anyone", errAccess, name, fi.Mode().Perm())
+	}
+	for i := range len(name) {
+		if name[i] != '/' {
+			continue
+		}
+		dir, err := h.root.Stat(name[:i])
+		if err != nil {
+			return fmt.Errorf("%w: %w", errAccess, err)
+		}
+		if dir.Mode().Perm()&0o001 == 0 {
+			return fmt.Errorf("%w: directory %q (mode %v) is not searchable by others, and a client is anyone", errAccess, name[:i], dir.Mode().Perm())
+		}
+	}
+	return nil
 }
 
 var errAccess = &Error{Code: ErrAccessViolation, Message: "access violation"}

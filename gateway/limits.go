@@ -11,14 +11,67 @@ var errBusy = &Error{Code: ErrNotDefined, Message: "server busy"}
 
 // clientEntry is what the server tracks of one client address.
 type clientEntry struct {
+	addr     netip.Addr
 	limiter  *rate.Limiter // nil without a rate limit
 	sessions int
-	seen     time.Time
+	seen     time.Time // the last request, or the end of the last session
+
+	// prev and next link the entries without sessions, in clientTable's
+	// idle list; both are nil while the entry has sessions.
+	prev, next *clientEntry
 }
 
-// maxClientEntries bounds the client table; sources beyond it (a spoofed
-// flood) are refused until idle entries are swept.
+// maxClientEntries is the size the client table keeps to: past it, each
+// new client takes the place of the client idle the longest (see
+// clientTable), so that a flood from ever new addresses (spoofed, or an
+// IPv6 /64's worth) bounds the table without refusing anyone.
 const maxClientEntries = 1 << 16
+
+// clientTable holds the clients' entries. Those without a session are
+// also in a list ordered by when they were last seen, the longest idle
+// first: it is where a full table takes its victim, and where the
+// periodic sweep stops, both in constant time per entry removed. Entries
+// with sessions are never removed (their sessions release them), so the
+// table exceeds maxClientEntries only while more clients than that have
+// sessions running.
+type clientTable struct {
+	m    map[netip.Addr]*clientEntry
+	idle clientEntry // the idle list's sentinel: idle.next is the oldest
+}
+
+func (t *clientTable) init() {
+	t.m = make(map[netip.Addr]*clientEntry)
+	t.idle.next, t.idle.prev = &t.idle, &t.idle
+}
+
+// pushIdle appends e, which has no session, to the idle list.
+func (t *clientTable) pushIdle(e *clientEntry) {
+	e.prev, e.next = t.idle.prev, &t.idle
+	t.idle.prev.next = e
+	t.idle.prev = e
+}
+
+// unlinkIdle takes e out of the idle list, if it is in it.
+func (t *clientTable) unlinkIdle(e *clientEntry) {
+	if e.next == nil {
+		return
+	}
+	e.prev.next, e.next.prev = e.next, e.prev
+	e.prev, e.next = nil, nil
+}
+
+// oldestIdle is the entry idle the longest, or nil.
+func (t *clientTable) oldestIdle() *clientEntry {
+	if t.idle.next == &t.idle {
+		return nil
+	}
+	return t.idle.next
+}
+
+func (t *clientTable) remove(e *clientEntry) {
+	t.unlinkIdle(e)
+	delete(t.m, e.addr)
+}
 
 // admit decides whether a new session for src may start and, if so,
 // counts it. The caller holds st.mu.
@@ -30,51 +83,61 @@ func (st *serverState) admit(c *config, src netip.Addr, now time.Time) bool {
 		st.running++
 		return true
 	}
-	e := st.clients[src]
+	t := &st.clients
+	e := t.m[src]
 	if e == nil {
-		if len(st.clients) >= maxClientEntries || now.Sub(st.lastSweep) > 10*time.Second {
+		if now.Sub(st.lastSweep) > 10*time.Second {
 			st.sweepClients(c, now)
 		}
-		if len(st.clients) >= maxClientEntries {
-			return false
+		if len(t.m) >= maxClientEntries {
+			if old := t.oldestIdle(); old != nil {
+				// Its rate limiter goes with it: should that client
+				// come back, it starts with a full burst, as a new one.
+				t.remove(old)
+			}
 		}
-		e = &clientEntry{}
+		e = &clientEntry{addr: src}
 		if c.clientRate > 0 {
 			e.limiter = rate.NewLimiter(rate.Limit(c.clientRate), max(1, int(2*c.clientRate)))
 		}
-		st.clients[src] = e
+		t.m[src] = e
+	} else {
+		t.unlinkIdle(e)
 	}
 	e.seen = now
-	if c.maxSessionsPerClient > 0 && e.sessions >= c.maxSessionsPerClient {
-		return false
+	ok := (c.maxSessionsPerClient <= 0 || e.sessions < c.maxSessionsPerClient) &&
+		(e.limiter == nil || e.limiter.AllowN(now, 1))
+	if ok {
+		e.sessions++
+		st.running++
 	}
-	if e.limiter != nil && !e.limiter.AllowN(now, 1) {
-		return false
+	if e.sessions == 0 {
+		t.pushIdle(e) // the most recently seen
 	}
-	e.sessions++
-	st.running++
-	return true
+	return ok
 }
 
 // release undoes admit when a session ends. The caller holds st.mu.
-func (st *serverState) release(src netip.Addr) {
+func (st *serverState) release(src netip.Addr, now time.Time) {
 	st.running--
-	if e := st.clients[src]; e != nil {
-		e.sessions--
+	if e := st.clients.m[src]; e != nil {
+		if e.sessions--; e.sessions == 0 {
+			e.seen = now
+			st.clients.pushIdle(e)
+		}
 	}
 }
 
 // sweepClients forgets clients without sessions whose rate limiter has
-// refilled, so the table stays small. The caller holds st.mu.
+// refilled, so that the table shrinks when the clients go. The caller
+// holds st.mu.
 func (st *serverState) sweepClients(c *config, now time.Time) {
 	st.lastSweep = now
 	idle := 2 * time.Second // a full burst refills within this at any rate >= 1/s
 	if c.clientRate > 0 && c.clientRate < 1 {
 		idle = time.Duration(2 / c.clientRate * float64(time.Second))
 	}
-	for a, e := range st.clients {
-		if e.sessions == 0 && now.Sub(e.seen) > idle {
-			delete(st.clients, a)
-		}
+	for e := st.clients.oldestIdle(); e != nil && now.Sub(e.seen) > idle; e = st.clients.oldestIdle() {
+		st.clients.remove(e)
 	}
 }

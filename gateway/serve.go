@@ -33,10 +33,10 @@ type serverState struct {
 	nextID    atomic.Uint64
 	errCounts [9]atomic.Int64 // ERRORs sent, by code (0..8)
 
-	running   int                         // sessions admitted and not yet done; guarded by mu
-	clients   map[netip.Addr]*clientEntry // guarded by mu
-	lastSweep time.Time                   // guarded by mu
-	windows   windowPool                  // window buffers within the budget
+	running   int         // sessions admitted and not yet done; guarded by mu
+	clients   clientTable // guarded by mu
+	lastSweep time.Time   // guarded by mu
+	windows   windowPool  // window buffers within the budget
 	busy      atomic.Int64
 	busyLog   atomic.Int64 // unix nanoseconds of the last "refusing" log line
 	busyNoted atomic.Int64 // busy at that line
@@ -58,24 +58,54 @@ type sessionKey struct {
 
 // activeSession is what the listener knows of a running session.
 type activeSession struct {
-	// progressed is set once the client acknowledged something: it is past
-	// its request, so a new request from its address and port is a new
-	// transfer (a reused port), not a retransmitted RRQ.
-	progressed atomic.Bool
+	// progressed is set when the client first acknowledges something
+	// (see supersede).
+	progressed progressMark
 	cancel     context.CancelCauseFunc
 }
 
+// progressMark records when a session's client first acknowledged
+// something. Its Store and Load are those of the atomic.Bool it replaces,
+// which the session sets.
+type progressMark struct {
+	at atomic.Int64 // unix nanoseconds (wall clock) of the first Store(true); 0: none
+}
+
+// Store(true) records the first acknowledgement; later calls and
+// Store(false) change nothing (a session never goes back).
+func (p *progressMark) Store(v bool) {
+	if v {
+		p.at.CompareAndSwap(0, max(time.Now().UnixNano(), 1))
+	}
+}
+
+// Load reports whether the client has acknowledged something.
+func (p *progressMark) Load() bool { return p.at.Load() != 0 }
+
+// before reports whether t is before the client's first acknowledgement
+// (always, if there is none yet).
+func (p *progressMark) before(t time.Time) bool {
+	at := p.at.Load()
+	return at == 0 || t.UnixNano() <= at
+}
+
 // errSuperseded ends a session whose client port sent a new request after
-// the session had progressed: typically its final ACK was lost and the port
-// was reused. The session ends silently, since the port is not its client's
+// the session had progressed: the client restarted the transfer from the
+// same port, or it finished, its final ACK was lost and the port was
+// reused. The session ends silently, since the port is not its client's
 // any more.
 var errSuperseded = errors.New("gateway: superseded by a new request from the client's port")
 
-// supersede decides about a request from a client that has a running
-// session: it returns false for a duplicate RRQ (ignored), and true after
-// ending the old session when the request is a new one.
-func supersede(old *activeSession) bool {
-	if old == nil || !old.progressed.Load() {
+// supersede decides about a request that arrived at at (the kernel's
+// receive time, on Linux) from a client that has a running session. A
+// request that reached the server before the client's first
+// acknowledgement was sent before the client saw the session's first
+// packet: a retransmission of the request, however late the listener
+// reads it (a boot storm's backlog), so it returns false and the request
+// is ignored. One that came after is a new transfer from the same port:
+// it ends the old session and returns true.
+func supersede(old *activeSession, at time.Time) bool {
+	if old == nil || old.progressed.before(at) {
 		return false
 	}
 	old.cancel(errSuperseded)
@@ -100,7 +130,7 @@ func (s *Server) init() *config {
 		st.ctx, st.cancel = context.WithCancel(context.Background())
 		st.listeners = make(map[*listener]struct{})
 		st.active = make(map[sessionKey]*activeSession)
-		st.clients = make(map[netip.Addr]*clientEntry)
+		st.clients.init()
 		st.windows.limit, st.windows.perClient = st.conf.maxWindowMemory, st.conf.maxWindowMemoryPerClient
 		var id [4]byte
 		rand.Read(id[:])
@@ -241,7 +271,7 @@ func (s *Server) handlePacket(c *config, l *listener, b []byte, src netip.AddrPo
 		if s.isClosed() {
 			return // draining: no new session replaces a running one
 		}
-		if !supersede(running.act) { // a duplicate RRQ
+		if !supersede(running.act, at) { // a duplicate RRQ
 			st.duplicates.Add(1)
 			return
 		}
@@ -253,7 +283,7 @@ func (s *Server) handlePacket(c *config, l *listener, b []byte, src netip.AddrPo
 		st.mu.Unlock()
 		return
 	}
-	if old, dup := st.active[key]; dup && !supersede(old) {
+	if old, dup := st.active[key]; dup && !supersede(old, at) {
 		st.mu.Unlock()
 		st.duplicates.Add(1)
 		return
@@ -376,7 +406,10 @@ func (s *Server) startSession(ctx context.Context, c *config, a admitted) {
 
 	p, err := CleanPath(wr.Filename)
 	if err != nil {
-		sess.err = err
+		// The log line's path is the normalised one, empty here: the
+		// cause names what was asked for, quoted (%q escapes controls,
+		// bidi overrides and bytes that are not UTF-8).
+		sess.err = fmt.Errorf("%w: %q", err, wr.Filename)
 		e := &Error{Code: ErrFileNotFound, Message: "file not found"}
 		if errors.Is(err, errPathEscapes) || errors.Is(err, errPathNUL) {
 			e = &Error{Code: ErrAccessViolation, Message: "access violation"}
@@ -406,7 +439,7 @@ func (st *serverState) sessionDone(s *session) {
 	if st.active[s.key] == s.act { // else a new session for the key replaced it
 		delete(st.active, s.key)
 	}
-	st.release(s.key.client.Addr())
+	st.release(s.key.client.Addr(), time.Now())
 	st.mu.Unlock()
 	st.sessions.Done()
 }

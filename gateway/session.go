@@ -929,17 +929,20 @@ func (s *session) scratchBuf() []byte {
 }
 
 // superseded reports whether a new request from the client's port ended
-// the session, and if so sets its outcome: ok when the final block had
-// been sent (the client asks anew only when it is done: its final ACK was
-// lost), aborted otherwise. Nothing is sent: the port is not the
-// client's any more.
+// the session (see supersede), and if so sets its outcome: ok when the
+// final block had been sent (the client asks anew only when it is done:
+// its final ACK was lost, the port was reused), aborted otherwise (the
+// client restarted the transfer), with the reason as the logged cause.
+// Nothing is sent: the port is not the client's any more.
 func (s *session) superseded() bool {
 	if !errors.Is(context.Cause(s.ctx), errSuperseded) {
 		return false
 	}
 	s.st.Outcome = OutcomeAborted
+	s.err = errSuperseded
 	if s.last != 0 && s.sentTo == s.last {
 		s.st.Outcome = OutcomeOK
+		s.err = nil
 	}
 	return true
 }
@@ -1000,11 +1003,30 @@ func (s *session) clientError(b []byte) {
 	}
 }
 
-// unknownTID answers a packet from a stranger with ERROR 5 at its source
-// and goes on with the transfer (RFC 1350 section 4).
+// unknownTID deals with a packet from another transfer ID than the
+// client's, which s.rbuf begins with, and goes on with the transfer. Every
+// such packet is counted (ServerStats.UnknownTIDPackets). RFC 1350
+// section 4 answers it with ERROR 5 at its source; tftpgw does so only
+// where a real client can be confused: a DATA or an ACK from the client's
+// own address but another port (a NAT that rebound the client's port, a
+// client that reopened its socket), which learns that its transfer is
+// gone. Anything else is dropped: an ERROR is never answered (section 7),
+// junk and requests are no client's, and a packet from another address
+// could carry a spoofed source, which an answer would turn into a 24-byte
+// datagram sent to any address for a 4-byte one (in.tftpd ignores them
+// all).
 func (s *session) unknownTID(from netip.AddrPort) {
-	s.srv.state.unknownTID.Add(1)
-	s.srv.state.errCounts[ErrUnknownTID].Add(1)
+	st := &s.srv.state
+	st.unknownTID.Add(1)
+	if from.Addr().Unmap() != s.client.Addr().Unmap() {
+		return
+	}
+	// recv does not pass the packet's length: a stray datagram of 0 or 1
+	// byte is judged by the opcode that the last read left.
+	if op, _ := wire.PacketOpcode(s.rbuf); op != wire.OpDATA && op != wire.OpACK {
+		return
+	}
+	st.errCounts[ErrUnknownTID].Add(1)
 	pkt := wire.AppendError(s.scratchBuf(), uint16(ErrUnknownTID), "unknown transfer ID")
 	s.conn.WriteToUDPAddrPort(pkt, from)
 }

@@ -99,7 +99,7 @@ type ServerStats struct {
 	ErrorsSent     map[ErrorCode]int64
 
 	MalformedPackets  int64 // dropped on the listening port
-	UnknownTIDPackets int64 // answered with ERROR 5
+	UnknownTIDPackets int64 // reaching a session's port from another transfer ID; those answered with ERROR 5 are in ErrorsSent
 	WriteRequests     int64 // refused with ERROR 2
 	DuplicateRequests int64 // RRQs ignored because their session runs
 	BusyRefusals      int64 // RRQs refused with "server busy" (over a limit)

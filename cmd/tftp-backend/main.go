@@ -127,7 +127,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(net.Ad
 	}
 	var logger *slog.Logger
 	if c.logFormat == "json" {
-		logger = slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{ReplaceAttr: jsonlog.DurationsInSeconds}))
+		logger = slog.New(slog.NewJSONHandler(jsonlog.Escaping(stderr), &slog.HandlerOptions{ReplaceAttr: jsonlog.DurationsInSeconds}))
 	} else {
 		logger = slog.New(slog.NewTextHandler(stderr, nil))
 	}

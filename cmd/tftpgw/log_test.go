@@ -102,3 +102,88 @@ func TestSessionEndDurationInSeconds(t *testing.T) {
 	}
 	t.Fatalf("no session end line:\n%s", g.logText())
 }
+
+// TestLogEscapesClientText: what a client sends (a file name, the
+// message of its ERROR, a refused path) reaches the log with C1 controls
+// (U+0085, U+009B), bidi overrides (U+202E), other controls and bytes
+// that are not UTF-8 escaped, in both formats: the text format quotes the
+// value (strconv escapes), the JSON format writes JSON escapes (it wrote
+// them raw). A refused traversal names the path asked for in its cause
+// (it was logged with path="" and nothing else).
+func TestLogEscapesClientText(t *testing.T) {
+	const (
+		name   = "a\u0085b\u009bc\u202etxt.0"          // a file served
+		errMsg = "x\u202ey\u0085z\x1b[2J"              // the client's ERROR message
+		escape = "../\u202e\xff/etc/passwd"            // a refused traversal
+		rawBad = "\u0085|\u009b|\u202e|\x1b|\x7f|\xff" // must not appear raw in any line
+	)
+	for _, tc := range []struct {
+		format string
+		want   []string // exact bytes of the line's attributes
+	}{
+		{"text", []string{
+			` path="a\u0085b\u009bc\u202etxt.0" `,
+			` client_error="x\u202ey\u0085z\x1b[2J"`,
+			` path="" `,
+			` cause="gateway: path escapes the root: \"../\\u202e\\xff/etc/passwd\""`,
+		}},
+		{"json", []string{
+			`,"path":"a\u0085b\u009bc\u202etxt.0",`,
+			`,"client_error":"x\u202ey\u0085z\u001b[2J"`,
+			`,"path":"",`,
+			`,"cause":"gateway: path escapes the root: \"../\\u202e\\xff/etc/passwd\""`,
+		}},
+	} {
+		t.Run(tc.format, func(t *testing.T) {
+			root := t.TempDir()
+			want := randomFile(t, root, name, 100)
+			g := startGateway(t, "-root", root, "-log-format", tc.format)
+			c := newPeer(t)
+			c.rrq(g.port, name)
+			if got := c.expectData(1); !bytes.Equal(got, want) {
+				t.Fatalf("got %d bytes, want %d", len(got), len(want))
+			}
+			c.send(c.tid, append(append([]byte{0, 5, 0, 0}, errMsg...), 0))
+			bad := newPeer(t)
+			bad.rrq(g.port, escape)
+			if b := bad.recv(5 * time.Second); !bytes.Equal(b, []byte("\x00\x05\x00\x02access violation\x00")) {
+				t.Fatalf("traversal: got %q, want ERROR 2", b)
+			}
+			for range 500 {
+				if strings.Count(g.logText(), "session end") == 2 {
+					break
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			logs := g.logText()
+			var lines []string
+			for line := range strings.SplitSeq(logs, "\n") {
+				if strings.Contains(line, "session end") {
+					lines = append(lines, line)
+				}
+			}
+			if len(lines) != 2 {
+				t.Fatalf("want 2 session end lines:\n%s", logs)
+			}
+			all := strings.Join(lines, "\n")
+			for _, w := range tc.want {
+				if !strings.Contains(all, w) {
+					t.Errorf("no %s in\n%s", w, all)
+				}
+			}
+			for r := range strings.SplitSeq(rawBad, "|") {
+				if strings.Contains(logs, r) {
+					t.Errorf("%q written raw:\n%q", r, logs)
+				}
+			}
+			if tc.format == "json" {
+				for _, line := range lines {
+					m := decodeLine(t, line)
+					if p := m["path"]; p != "" && p != name {
+						t.Errorf("path decodes to %q, want %q", p, name)
+					}
+				}
+			}
+		})
+	}
+}

@@ -62,7 +62,12 @@ func main() {
 		fmt.Fprintln(os.Stderr, "tftpgw:", err)
 		os.Exit(2)
 	}
-	if err := run(logger); err != nil {
+	svcUser, err := lookupServiceUser(*flagUser) // privileges.go
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "tftpgw:", err)
+		os.Exit(2)
+	}
+	if err := run(logger, svcUser); err != nil {
 		logger.Error("tftpgw stopped", "err", err)
 		os.Exit(1)
 	}
@@ -73,7 +78,7 @@ func listen(addr string) (net.PacketConn, error) {
 	pc, err := net.ListenPacket("udp", addr)
 	if err != nil {
 		if errors.Is(err, syscall.EACCES) {
-			return nil, fmt.Errorf("-listen %s: %w: ports below 1024 need root or CAP_NET_BIND_SERVICE (setcap cap_net_bind_service=+ep tftpgw)", addr, err)
+			return nil, fmt.Errorf("-listen %s: %w: ports below 1024 need CAP_NET_BIND_SERVICE (systemd: AmbientCapabilities=CAP_NET_BIND_SERVICE; or setcap cap_net_bind_service=+ep tftpgw), or root (then give -user)", addr, err)
 		}
 		return nil, fmt.Errorf("-listen %s: %w", addr, err)
 	}
@@ -91,12 +96,13 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 		return slog.New(slog.NewTextHandler(w, opts)), nil
 	case "json":
 		opts.ReplaceAttr = jsonlog.DurationsInSeconds // seconds, not nanoseconds
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
+		// Client-sent names and messages: no raw controls or bidi overrides.
+		return slog.New(slog.NewJSONHandler(jsonlog.Escaping(w), opts)), nil
 	}
 	return nil, fmt.Errorf("-log-format: want text or json, not %q", format)
 }
 
-func run(logger *slog.Logger) error {
+func run(logger *slog.Logger, svcUser *serviceUser) error {
 	ctx, stopSignals := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stopSignals()
 
@@ -105,11 +111,12 @@ func run(logger *slog.Logger) error {
 		return err
 	}
 	defer stopBackend()
+	var root *os.Root // -root, checked again as -user
 	if h == nil {
 		if *flagRoot == "" {
 			return errors.New("nothing to serve: give -root DIR or -backend TARGET")
 		}
-		root, err := os.OpenRoot(*flagRoot)
+		root, err = os.OpenRoot(*flagRoot)
 		if err != nil {
 			return fmt.Errorf("-root: %w", err)
 		}
@@ -150,6 +157,13 @@ func run(logger *slog.Logger) error {
 
 	pc, err := listen(*flagListen)
 	if err != nil {
+		stopStats(context.Background())
+		return err
+	}
+	// Every socket is bound (-metrics in setupStats): root is not needed
+	// any more.
+	if err := dropPrivileges(logger, svcUser, root); err != nil {
+		pc.Close()
 		stopStats(context.Background())
 		return err
 	}

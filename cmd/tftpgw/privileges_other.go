@@ -1,0 +1,17 @@
+//go:build !unix
+
+package main
+
+import (
+	"errors"
+	"log/slog"
+	"os"
+)
+
+// dropPrivileges is implemented on Unix systems only.
+func dropPrivileges(_ *slog.Logger, u *serviceUser, _ *os.Root) error {
+	if u == nil {
+		return nil
+	}
+	return errors.New("-user is not supported on this system")
+}

@@ -1,0 +1,65 @@
+package gateway_test
+
+import (
+	"log/slog"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tftpgw/tftpgw/gateway"
+	"github.com/tftpgw/tftpgw/internal/syncbuf"
+)
+
+// TestRestartFromSamePort: a client that acknowledged blocks and then
+// sends its RRQ again from the same port has restarted the transfer (a
+// U-Boot with a fixed tftpsrcp does so after its own timeout): the
+// request arrived after the client's first ACK, so it is no duplicate.
+// The running session ends silently, as aborted with the reason logged,
+// and the new one starts at DATA 1 and runs to the end. (A request that
+// arrived before the first ACK is a duplicate: see
+// TestDelayedDuplicateRRQIgnored and TestDuplicateRRQIgnored.)
+func TestRestartFromSamePort(t *testing.T) {
+	content := pattern(1300) // 3 blocks
+	for _, single := range []bool{false, true} {
+		t.Run(map[bool]string{false: "TID_per_session", true: "single_port"}[single], func(t *testing.T) {
+			var logged syncbuf.Buffer
+			ts := startServer(t, files{"f": content}, func(s *gateway.Server) {
+				s.SinglePort = single
+				s.Logger = slog.New(slog.NewTextHandler(&logged, nil))
+			})
+			c := newClient(t, ts.addr)
+			c.rrq("f", "octet")
+			c.expect(data(1, content[:512]))
+			c.ack(1)
+			c.expect(data(2, content[512:1024])) // the client gives up here
+			old := c.tid
+			c.tid = netip.AddrPort{}
+			c.rrq("f", "octet")
+			c.expect(data(1, content[:512]))
+			if !single && c.tid == old {
+				t.Fatalf("the new transfer answered from the old session's TID %v", old)
+			}
+			first := ts.nextStats(t)
+			if first.Outcome != gateway.OutcomeAborted || first.BytesAcked != 512 {
+				t.Errorf("old session: %v with %d bytes acknowledged, want aborted with 512", first.Outcome, first.BytesAcked)
+			}
+			c.ack(1)
+			c.expect(data(2, content[512:1024]))
+			c.ack(2)
+			c.expect(data(3, content[1024:]))
+			c.ack(3)
+			if st := ts.nextStats(t); st.Outcome != gateway.OutcomeOK || st.BytesAcked != int64(len(content)) || st.SessionID == first.SessionID {
+				t.Errorf("new session: %v (%s), %d bytes; want a second session, ok, %d bytes", st.Outcome, st.SessionID, st.BytesAcked, len(content))
+			}
+			c.expectNothing(100 * time.Millisecond) // nothing more from either session
+			if want := `outcome=aborted bytes=512 `; !strings.Contains(logged.String(), want) ||
+				!strings.Contains(logged.String(), `cause="gateway: superseded by a new request from the client's port"`) {
+				t.Errorf("the old session's line lacks %s or its cause:\n%s", want, logged.String())
+			}
+			if n := ts.srv.Stats().DuplicateRequests; n != 0 {
+				t.Errorf("DuplicateRequests %d, want 0", n)
+			}
+		})
+	}
+}

@@ -1,0 +1,66 @@
+package gateway_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/tftpgw/tftpgw/gateway"
+	"github.com/tftpgw/tftpgw/gateway/internal/wire"
+)
+
+// TestStrayPacketsOnSessionPort: every packet that reaches a session's
+// port from another transfer ID is counted in UnknownTIDPackets, and the
+// transfer goes on. Only a DATA or an ACK from the client's own address
+// (another port: what a real client's confusion looks like) is answered,
+// with ERROR 5 at its source (RFC 1350 section 4), counted in
+// ErrorsSent[5]. An ERROR is never answered (section 7); junk, requests
+// and anything from another address are dropped, so that a spoofed
+// source cannot have 24 bytes sent anywhere for 4 (regression: each got
+// ERROR 5).
+func TestStrayPacketsOnSessionPort(t *testing.T) {
+	content := pattern(600)
+	for _, tc := range []struct {
+		name     string
+		from     string // the stray's local address
+		pkt      []byte
+		answered bool
+	}{
+		{"ACK_from_client_address_other_port", "127.0.0.1:0", wire.AppendAck(nil, 1), true},
+		{"DATA_from_client_address_other_port", "127.0.0.1:0", data(1, []byte("x")), true},
+		{"ERROR_from_client_address_other_port", "127.0.0.1:0", errPkt(0, "bye"), false},
+		{"RRQ_from_client_address_other_port", "127.0.0.1:0", request(wire.OpRRQ, "f", "octet"), false},
+		{"junk_from_client_address_other_port", "127.0.0.1:0", []byte{0xff, 0xff, 0, 1}, false},
+		{"ACK_from_other_address", "127.0.0.2:0", wire.AppendAck(nil, 1), false},
+		{"DATA_from_other_address", "127.0.0.2:0", data(1, []byte("x")), false},
+		{"ERROR_from_other_address", "127.0.0.2:0", errPkt(5, "x"), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ts := startServer(t, files{"f": content}, nil)
+			c := newClient(t, ts.addr)
+			c.rrq("f", "octet")
+			c.expect(data(1, content[:512]))
+			stray := newClientOn(t, "udp4", tc.from, ts.addr)
+			stray.tid = c.tid
+			stray.sendTo(c.tid, tc.pkt)
+			if tc.answered {
+				stray.expect(errPkt(5, "unknown transfer ID"))
+			} else {
+				stray.expectNothing(200 * time.Millisecond)
+			}
+			c.expectNothing(50 * time.Millisecond)
+			c.ack(1)
+			c.expect(data(2, content[512:]))
+			c.ack(2)
+			if st := ts.nextStats(t); st.Outcome != gateway.OutcomeOK {
+				t.Errorf("outcome %v, want ok", st.Outcome)
+			}
+			st := ts.srv.Stats()
+			if st.UnknownTIDPackets != 1 {
+				t.Errorf("UnknownTIDPackets %d, want 1", st.UnknownTIDPackets)
+			}
+			if want := map[bool]int64{true: 1}[tc.answered]; st.ErrorsSent[gateway.ErrUnknownTID] != want {
+				t.Errorf("ErrorsSent[5] %d, want %d", st.ErrorsSent[gateway.ErrUnknownTID], want)
+			}
+		})
+	}
+}
