@@ -63,7 +63,8 @@ const (
 	maxChunk        = 256 << 10        // the largest data chunk the proto advises
 )
 
-// tftpBackend is the Go reference backend, built by TestMain.
+// tftpBackend is the Go reference backend, built by TestMain (as is
+// tftpgwBin, the edge).
 var tftpBackend string
 
 func TestMain(m *testing.M) {
@@ -73,10 +74,13 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	tftpBackend = filepath.Join(dir, "tftp-backend")
-	if out, err := exec.Command("go", "build", "-o", tftpBackend, "../cmd/tftp-backend").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "go build ../cmd/tftp-backend: %v\n%s", err, out)
-		os.RemoveAll(dir)
-		os.Exit(1)
+	tftpgwBin = filepath.Join(dir, "tftpgw")
+	for bin, pkg := range map[string]string{tftpBackend: "../cmd/tftp-backend", tftpgwBin: "../cmd/tftpgw"} {
+		if out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "go build %s: %v\n%s", pkg, err, out)
+			os.RemoveAll(dir)
+			os.Exit(1)
+		}
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
