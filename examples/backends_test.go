@@ -102,8 +102,9 @@ type backend struct {
 	// extra flags.
 	command func(root, listen string, extra ...string) []string
 	// digestOff is the flag that turns the digest off, syncMax the one
-	// that sets the largest file hashed before its header.
-	digestOff, syncMax string
+	// that sets the largest file hashed before its header, digestWait the
+	// one that bounds the wait for it.
+	digestOff, syncMax, digestWait string
 	// serving matches the log line announcing the address (group 1).
 	serving *regexp.Regexp
 	// cancelled, given a path, matches the log line of a Read of that path
@@ -134,9 +135,10 @@ var (
 		command: func(root, listen string, extra ...string) []string {
 			return append([]string{tftpBackend, "-root", root, "-listen", listen}, extra...)
 		},
-		digestOff: "-digest=false",
-		syncMax:   "-digest-sync-max",
-		serving:   regexp.MustCompile(`tftp-backend serving.* addr=(\S+)`),
+		digestOff:  "-digest=false",
+		syncMax:    "-digest-sync-max",
+		digestWait: "-digest-wait",
+		serving:    regexp.MustCompile(`tftp-backend serving.* addr=(\S+)`),
 		cancelled: func(string) *regexp.Regexp {
 			return regexp.MustCompile(`finished call.*grpc.method=Read.*grpc.code=Canceled`)
 		},
@@ -147,11 +149,12 @@ var (
 		command: func(root, listen string, extra ...string) []string {
 			return append([]string{python, "python-backend/server.py", "--root", root, "--listen", listen}, extra...)
 		},
-		digestOff: "--no-digest",
-		syncMax:   "--digest-sync-max",
-		serving:   exampleServing,
-		cancelled: exampleCancelled,
-		resumed:   exampleResumed,
+		digestOff:  "--no-digest",
+		syncMax:    "--digest-sync-max",
+		digestWait: "--digest-wait",
+		serving:    exampleServing,
+		cancelled:  exampleCancelled,
+		resumed:    exampleResumed,
 	}
 	nodeBackend = backend{
 		name:    "node",
@@ -159,11 +162,12 @@ var (
 		command: func(root, listen string, extra ...string) []string {
 			return append([]string{"node", "node-backend/server.js", "--root", root, "--listen", listen}, extra...)
 		},
-		digestOff: "--no-digest",
-		syncMax:   "--digest-sync-max",
-		serving:   exampleServing,
-		cancelled: exampleCancelled,
-		resumed:   exampleResumed,
+		digestOff:  "--no-digest",
+		syncMax:    "--digest-sync-max",
+		digestWait: "--digest-wait",
+		serving:    exampleServing,
+		cancelled:  exampleCancelled,
+		resumed:    exampleResumed,
 	}
 	backends = []backend{goBackend, pythonBackend, nodeBackend}
 )
@@ -470,7 +474,7 @@ func TestBackends(t *testing.T) {
 			t.Run("size probe cancels the backend call", func(t *testing.T) { testProbeCancels(t, c, gw, p) })
 			t.Run("gRPC Read follows the contract", func(t *testing.T) { testRead(t, c, p.addr) })
 			t.Run("names that are not UTF-8 are served as by FileServer", func(t *testing.T) { testRawNames(t, c, gw) })
-			t.Run("digest of a large file comes from the background", func(t *testing.T) { testBackgroundDigest(t, c, b) })
+			t.Run("digest not ready for a header comes in later ones", func(t *testing.T) { testBackgroundDigest(t, c, b) })
 			t.Run("transfer resumes when the backend restarts", func(t *testing.T) { testResume(t, c, b) })
 		})
 	}
@@ -935,12 +939,11 @@ func testRawNames(t *testing.T, c *corpus, gw *gatewaytest.Server) {
 }
 
 // testBackgroundDigest: a file over the backend's bound of synchronous
-// hashing has no digest in its first header (the hash starts with it) and
-// has the right one once the background hash is done; with the digest
-// off, no header has one.
+// hashing, or any file when headers may not wait, has no digest in its
+// first header (the hash starts with it) and has the right one once the
+// hash, going on in the background, is done; with the digest off, no
+// header has one.
 func testBackgroundDigest(t *testing.T, c *corpus, b backend) {
-	want := sha256.Sum256(c.files["big.bin"])
-	size := uint64(len(c.files["big.bin"]))
 	dial := func(p *proc) tftpgwv1.ContentServiceClient {
 		conn, err := grpc.NewClient(p.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
@@ -949,43 +952,57 @@ func testBackgroundDigest(t *testing.T, c *corpus, b backend) {
 		t.Cleanup(func() { conn.Close() })
 		return tftpgwv1.NewContentServiceClient(conn)
 	}
-	header := func(client tftpgwv1.ContentServiceClient, offset uint64) *tftpgwv1.Header {
+	header := func(t *testing.T, client tftpgwv1.ContentServiceClient, path string, offset uint64) *tftpgwv1.Header {
 		ctx, cancel := context.WithTimeout(t.Context(), transferTimeout)
 		defer cancel()
-		r := read(ctx, client, &tftpgwv1.ReadRequest{Path: "big.bin", Offset: offset})
+		r := read(ctx, client, &tftpgwv1.ReadRequest{Path: path, Offset: offset})
 		if r.err != nil {
 			t.Fatalf("Read: %v", r.err)
 		}
 		return r.header
 	}
 
-	client := dial(start(t, b, c.root, "127.0.0.1:0", b.syncMax, "1MiB"))
-	// An offset at the end: only the header comes, and the call ends
-	// before the background hash does.
-	if h := header(client, size); len(h.GetSha256()) != 0 {
-		t.Fatalf("first header has sha256 %x; want none, the file being over the bound", h.GetSha256())
+	tests := []struct {
+		name, file string
+		flags      []string
+	}{
+		{"file over the bound", "big.bin", []string{b.syncMax, "1MiB"}},
+		{"header that may not wait", "small.txt", []string{b.digestWait, "0"}},
 	}
-	deadline := time.Now().Add(transferTimeout)
-	for {
-		h := header(client, size)
-		if len(h.GetSha256()) != 0 {
-			if !bytes.Equal(h.GetSha256(), want[:]) {
-				t.Fatalf("sha256 %x, want %x", h.GetSha256(), want)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			want := sha256.Sum256(c.files[tt.file])
+			size := uint64(len(c.files[tt.file]))
+			client := dial(start(t, b, c.root, "127.0.0.1:0", tt.flags...))
+			// An offset at the end: only the header comes, and the call
+			// ends before the background hash does.
+			if h := header(t, client, tt.file, size); len(h.GetSha256()) != 0 {
+				t.Fatalf("first header has sha256 %x; want none with %q", h.GetSha256(), tt.flags)
 			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no digest %s after the first request", transferTimeout)
-		}
-		time.Sleep(20 * time.Millisecond)
+			deadline := time.Now().Add(transferTimeout)
+			for {
+				h := header(t, client, tt.file, size)
+				if len(h.GetSha256()) != 0 {
+					if !bytes.Equal(h.GetSha256(), want[:]) {
+						t.Fatalf("sha256 %x, want %x", h.GetSha256(), want)
+					}
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("no digest %s after the first request", transferTimeout)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		})
 	}
-
-	off := dial(start(t, b, c.root, "127.0.0.1:0", b.digestOff))
-	for range 2 {
-		if h := header(off, 0); len(h.GetSha256()) != 0 {
-			t.Errorf("sha256 %x with %s", h.GetSha256(), b.digestOff)
+	t.Run("digest off", func(t *testing.T) {
+		off := dial(start(t, b, c.root, "127.0.0.1:0", b.digestOff))
+		for range 2 {
+			if h := header(t, off, "big.bin", 0); len(h.GetSha256()) != 0 {
+				t.Errorf("sha256 %x with %s", h.GetSha256(), b.digestOff)
+			}
 		}
-	}
+	})
 }
 
 // The Python stubs in python-backend/tftpgw/v1 are generated from

@@ -19,9 +19,9 @@ import (
 // The digest rule (README, tftp-backend paragraph): the SHA-256 of a -root
 // file is computed once per version (its ETag: size, mtime, ctime, inode)
 // and cached. A file of at most syncMax bytes is hashed before its first
-// header, which carries the digest, waiting at most syncWait for it (a
-// cold, slow disk: that header goes without, the hash goes on and later
-// headers have it). A larger file is hashed in the background, one at a
+// header, which carries the digest, waiting at most syncWait (-digest-wait,
+// 1 s) for it (a cold, slow disk: that header goes without, the hash goes
+// on and later headers have it). A larger file is hashed in the background, one at a
 // time, after its first request, whose header goes without a digest, as
 // do the others until the hash is done. Concurrent requests for one
 // version share one hash (singleflight), so that a boot herd hashes a
@@ -35,9 +35,9 @@ const (
 	// edge's 2 s header budget.
 	defaultDigestSyncMax = 64 << 20
 
-	// digestSyncWait bounds the wait for a hash before a header: half the
-	// edge's default header budget, the rest being for the network.
-	digestSyncWait = time.Second
+	// defaultDigestWait is -digest-wait's default, the longest wait for a
+	// hash before a header: half the edge's default header budget.
+	defaultDigestWait = time.Second
 
 	// digestCacheEntries and digestCacheBytes bound the digest cache:
 	// each entry holds its path and ETag (the key) and 32 bytes.
@@ -74,11 +74,12 @@ type digester struct {
 	hashes int            // hashes completed, for tests
 }
 
-// newDigester returns a digester of h's contents. close stops it.
-func newDigester(h gateway.Handler, syncMax int64, log *slog.Logger) *digester {
+// newDigester returns a digester of h's contents, hashing those up to
+// syncMax bytes before their header, waiting at most wait. close stops it.
+func newDigester(h gateway.Handler, syncMax int64, wait time.Duration, log *slog.Logger) *digester {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &digester{
-		h: h, syncMax: syncMax, syncWait: digestSyncWait, log: log,
+		h: h, syncMax: syncMax, syncWait: wait, log: log,
 		background: make(chan struct{}, backgroundHashes),
 		ctx:        ctx, cancel: cancel,
 		cache: newDigestCache(digestCacheEntries, digestCacheBytes),
@@ -130,7 +131,7 @@ func (d *digester) sum(ctx context.Context, r *gateway.Request, etag string, siz
 	}
 	req := *r // the hash outlives the request
 	ch := d.group.DoChan(key, func() (any, error) { return d.compute(&req, key, etag, size) })
-	if size > d.syncMax {
+	if size > d.syncMax || d.syncWait <= 0 {
 		return [32]byte{}, false
 	}
 	timer := time.NewTimer(d.syncWait)

@@ -179,7 +179,7 @@ func TestDigestHashedOncePerVersion(t *testing.T) {
 	name := filepath.Join(dir, "kernel")
 	writeFile(t, name, string(v1))
 	files := newFiles(t, dir)
-	d := newDigester(files, 64<<20, quietLog())
+	d := newDigester(files, 64<<20, time.Second, quietLog())
 	defer d.close()
 	h := d.handler(files)
 
@@ -266,7 +266,7 @@ func TestDigestOfAChangingFileIsNotKept(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			v := &versions{etags: tt.etags, data: data}
-			d := newDigester(v, 64<<20, quietLog())
+			d := newDigester(v, 64<<20, time.Second, quietLog())
 			defer d.close()
 			if sum, ok := d.sum(t.Context(), &gateway.Request{Path: "k"}, "v1", int64(len(data))); ok {
 				t.Errorf("digest %x for a changing file", sum)
@@ -277,7 +277,7 @@ func TestDigestOfAChangingFileIsNotKept(t *testing.T) {
 		})
 	}
 	t.Run("unchanged", func(t *testing.T) {
-		d := newDigester(&versions{etags: []string{"v1"}, data: data}, 64<<20, quietLog())
+		d := newDigester(&versions{etags: []string{"v1"}, data: data}, 64<<20, time.Second, quietLog())
 		defer d.close()
 		if sum, ok := d.sum(t.Context(), &gateway.Request{Path: "k"}, "v1", int64(len(data))); !ok || sum != sha256.Sum256(data) {
 			t.Errorf("digest %x, %t", sum, ok)
@@ -291,8 +291,7 @@ func TestDigestOfAChangingFileIsNotKept(t *testing.T) {
 func TestDigestWaitIsBounded(t *testing.T) {
 	data := []byte("slow disk")
 	v := &versions{etags: []string{"v1"}, data: data, block: make(chan struct{})}
-	d := newDigester(v, 64<<20, quietLog())
-	d.syncWait = 50 * time.Millisecond
+	d := newDigester(v, 64<<20, 50*time.Millisecond, quietLog())
 	defer d.close()
 	r := &gateway.Request{Path: "k"}
 	// The read is blocked until the test unblocks it: sum returns only
@@ -314,7 +313,7 @@ func TestDigestWaitIsBounded(t *testing.T) {
 // it; no hash starts afterwards.
 func TestDigestCloseStopsHashes(t *testing.T) {
 	v := &versions{etags: []string{"v1"}, data: bytes.Repeat([]byte("x"), 1<<20), block: make(chan struct{})}
-	d := newDigester(v, 0, quietLog()) // every file in the background
+	d := newDigester(v, 0, time.Second, quietLog()) // every file in the background
 	if _, ok := d.sum(t.Context(), &gateway.Request{Path: "k"}, "v1", 1<<20); ok {
 		t.Fatal("a background digest was returned at once")
 	}
@@ -389,6 +388,7 @@ func TestDigestFlags(t *testing.T) {
 		{[]string{"-root", dir, "-digest-sync-max", "0"}, true, 0},
 		{[]string{"-root", dir, "-digest-sync-max", "-1"}, false, 0},
 		{[]string{"-root", dir, "-digest-sync-max", "lots"}, false, 0},
+		{[]string{"-root", dir, "-digest-wait", "-1s"}, false, 0},
 	} {
 		c, err := parseFlags(tt.args, io.Discard)
 		if (err == nil) != tt.ok || err == nil && int64(c.digestSyncMax) != tt.want {

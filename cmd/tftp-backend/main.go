@@ -45,12 +45,13 @@
 //	                     GiB) before its first header; a larger one is
 //	                     hashed in the background, and its headers carry
 //	                     the digest once it is known (default 64MiB)
+//	-digest-wait D       the longest a header waits for a digest (default
+//	                     1s, within the edge's 2 s header budget); then it
+//	                     goes without and the hash goes on; 0: never wait
 //
 // The digest of a file is computed once per version (its ETag: size,
-// mtime, ctime and inode) and cached (4096 versions at most); concurrent
-// requests for a version share one hash, and the wait for one before a
-// header is at most 1 s, so that the header always comes within the
-// edge's 2 s budget.
+// mtime, ctime and inode) and cached (4096 versions at most), and
+// concurrent requests for a version share one hash.
 //
 // It also serves grpc.health.v1 and reflection. SIGINT or SIGTERM stop it
 // gracefully: running calls get 10 seconds to finish.
@@ -101,6 +102,7 @@ type config struct {
 	maxAge                                time.Duration
 	digest                                bool
 	digestSyncMax                         byteSize
+	digestWait                            time.Duration
 }
 
 func parseFlags(args []string, stderr io.Writer) (*config, error) {
@@ -119,7 +121,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.DurationVar(&c.maxAge, "max-age", 10*time.Second, "how long edges may cache a -root file without asking again (its ETag follows size, mtime, ctime and inode, so a change shows within this); 0: ask every time")
 	fs.BoolVar(&c.digest, "digest", true, "send the SHA-256 of each -root file in its header (computed once per version and cached), so that edges check the bytes they receive")
 	c.digestSyncMax = defaultDigestSyncMax
-	fs.Var(&c.digestSyncMax, "digest-sync-max", "hash -root files of at most this many `bytes` (suffixes KiB, MiB, GiB) before their first header (waiting at most 1s); larger ones are hashed in the background, their headers carrying the digest once it is known")
+	fs.Var(&c.digestSyncMax, "digest-sync-max", "hash -root files of at most this many `bytes` (suffixes KiB, MiB, GiB) before their first header (waiting at most -digest-wait); larger ones are hashed in the background, their headers carrying the digest once it is known")
+	fs.DurationVar(&c.digestWait, "digest-wait", defaultDigestWait, "how long a header may wait for the digest of a file under -digest-sync-max (keep it under the edges' -backend-header-timeout); then it goes without, and the hash goes on for later headers; 0: never wait")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -136,6 +139,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		return nil, fmt.Errorf("-log-format %q: want text or json", c.logFormat)
 	case c.maxAge < 0:
 		return nil, fmt.Errorf("-max-age %v: must be 0 or more", c.maxAge)
+	case c.digestWait < 0:
+		return nil, fmt.Errorf("-digest-wait %v: must be 0 or more", c.digestWait)
 	}
 	return &c, nil
 }
@@ -227,7 +232,7 @@ func sources(c *config, logger *slog.Logger) (h gateway.Handler, closeAll func()
 		files := gateway.FileServer(root)
 		closers = append(closers, root.Close)
 		if c.digest {
-			d := newDigester(files, int64(c.digestSyncMax), logger)
+			d := newDigester(files, int64(c.digestSyncMax), c.digestWait, logger)
 			// First in closers' order: the hashes stop before the root closes.
 			closers = append([]func() error{func() error { d.close(); return nil }}, closers...)
 			files = d.handler(files)

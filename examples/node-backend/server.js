@@ -23,8 +23,9 @@
 //     and if_match) never splices two versions.
 //   * The SHA-256 of a file is computed once per version (path and etag)
 //     and cached (Digests): a file up to --digest-sync-max bytes (64 MiB)
-//     is hashed before its first header, waiting at most 1 s; a larger one
-//     in the background, its headers carrying the digest once it is known.
+//     is hashed before its first header, waiting at most --digest-wait
+//     (1 s); a larger one in the background, its headers carrying the
+//     digest once it is known.
 //   * A cancelled call (the TFTP session ended) stops reading at once.
 //
 // Usage:
@@ -60,8 +61,8 @@ const MAX_CHUNK = 4 * 1024 * 1024;
 if (CHUNK_SIZE > MAX_CHUNK) throw new Error('CHUNK_SIZE over content.proto\'s limit');
 
 // The digest rule (see Digests): files up to this size are hashed before
-// their first header (--digest-sync-max), waiting at most DIGEST_WAIT_MS,
-// half the edge's default header budget of 2 s.
+// their first header (--digest-sync-max), waiting at most DIGEST_WAIT_MS
+// (--digest-wait), half the edge's default header budget of 2 s.
 const DIGEST_SYNC_MAX = 64 * 1024 * 1024;
 const DIGEST_WAIT_MS = 1000;
 
@@ -79,13 +80,15 @@ const { values: flags } = parseArgs({
     digest: { type: 'boolean', default: true },
     'no-digest': { type: 'boolean', default: false },
     'digest-sync-max': { type: 'string', default: String(DIGEST_SYNC_MAX) },
+    'digest-wait': { type: 'string', default: String(DIGEST_WAIT_MS / 1000) },
     'proto-dir': { type: 'string', default: path.join(__dirname, '..', '..', 'proto') },
     help: { type: 'boolean', short: 'h' },
   },
 });
 if (flags.help || !flags.root) {
   console.error(`usage: node server.js --root DIR [--listen HOST:PORT] [--max-age SECONDS]
-                      [--no-digest] [--digest-sync-max BYTES] [--proto-dir DIR]
+                      [--no-digest] [--digest-sync-max BYTES] [--digest-wait SECONDS]
+                      [--proto-dir DIR]
 
   --root DIR         directory to serve (required)
   --listen ADDR      host:port to serve gRPC on (default 127.0.0.1:50051; port 0 picks a free one)
@@ -95,8 +98,13 @@ if (flags.help || !flags.root) {
                      once per version and cached)
   --digest-sync-max BYTES
                      hash files of at most BYTES (suffixes KiB, MiB, GiB) before their
-                     first header, waiting at most 1 s; larger ones in the background,
-                     their headers carrying the digest once it is known (default 64MiB)
+                     first header, waiting at most --digest-wait; larger ones in the
+                     background, their headers carrying the digest once it is known
+                     (default 64MiB)
+  --digest-wait SECONDS
+                     how long a header may wait for the digest of a file under
+                     --digest-sync-max (keep it under the edges' -backend-header-timeout);
+                     then it goes without, and the hash goes on (default 1; 0: never wait)
   --proto-dir DIR    where tftpgw/v1/content.proto is (default ../../proto)`);
   process.exit(flags.help ? 0 : 2);
 }
@@ -108,6 +116,11 @@ if (!Number.isFinite(maxAge) || maxAge < 0) {
 const digestSyncMax = byteSize(flags['digest-sync-max']);
 if (digestSyncMax === undefined) {
   console.error(`--digest-sync-max ${flags['digest-sync-max']}: want a number of bytes such as 67108864 or 64MiB`);
+  process.exit(2);
+}
+const digestWaitMs = Number(flags['digest-wait']) * 1000;
+if (!Number.isFinite(digestWaitMs) || digestWaitMs < 0) {
+  console.error(`--digest-wait ${flags['digest-wait']}: want a number of seconds >= 0`);
   process.exit(2);
 }
 
@@ -321,9 +334,9 @@ function checkRequest(req, rel) {
 //
 // The rule: a version (path and etag) is hashed once, and its digest kept
 // in an LRU bounded in entries and bytes. A file of at most syncMax bytes
-// is hashed before its first header, which waits at most DIGEST_WAIT_MS
-// for it (a cold, slow disk: the header goes without, and the hash goes on
-// for the next requests). A larger file is hashed in the background, one
+// is hashed before its first header, which waits at most waitMs for it (a
+// cold, slow disk: the header goes without, and the hash goes on for the
+// next requests; 0: never wait). A larger file is hashed in the background, one
 // at a time, from its first request on; its headers carry the digest once
 // it is known. Concurrent requests for one version share one hash.
 //
@@ -333,8 +346,9 @@ function checkRequest(req, rel) {
 // with fstat at the end that the file was not rewritten in place while it
 // read it.
 class Digests {
-  constructor(syncMax) {
+  constructor(syncMax, waitMs) {
     this.syncMax = syncMax;
+    this.waitMs = waitMs;
     this.cache = new Map(); // key -> digest Buffer, least recently used first
     this.cacheBytes = 0;
     this.running = new Map(); // key -> Promise of the digest
@@ -379,10 +393,10 @@ class Digests {
         this.running.set(key, running);
       }
     }
-    if (size > this.syncMax) return undefined;
+    if (size > this.syncMax || this.waitMs <= 0) return undefined;
     let timer;
     const wait = new Promise((resolve) => {
-      timer = setTimeout(resolve, DIGEST_WAIT_MS);
+      timer = setTimeout(resolve, this.waitMs);
     });
     try {
       return await Promise.race([running, wait]);
@@ -431,7 +445,7 @@ class Digests {
   }
 }
 
-const digests = flags.digest && !flags['no-digest'] ? new Digests(digestSyncMax) : undefined;
+const digests = flags.digest && !flags['no-digest'] ? new Digests(digestSyncMax, digestWaitMs) : undefined;
 
 // --- the service ----------------------------------------------------------
 

@@ -21,8 +21,9 @@ the way the Go reference backend (cmd/tftp-backend -root) does:
     and if_match) never splices two versions.
   * The SHA-256 of a file is computed once per version (path and etag) and
     cached (Digests): a file up to --digest-sync-max bytes (64 MiB) is
-    hashed before its first header, waiting at most 1 s; a larger one in
-    the background, its headers carrying the digest once it is known.
+    hashed before its first header, waiting at most --digest-wait (1 s); a
+    larger one in the background, its headers carrying the digest once it
+    is known.
   * A cancelled call (the TFTP session ended) stops reading at once.
 
 Usage:
@@ -70,7 +71,7 @@ assert CHUNK_SIZE <= MAX_CHUNK
 
 # The digest rule (see Digests): files up to this size are hashed before
 # their first header (--digest-sync-max), waiting at most DIGEST_WAIT
-# seconds, half the edge's default header budget of 2 s.
+# seconds (--digest-wait), half the edge's default header budget of 2 s.
 DIGEST_SYNC_MAX = 64 * 1024 * 1024
 DIGEST_WAIT = 1.0
 
@@ -245,9 +246,9 @@ class Digests:
 
     The rule: a version (path and etag) is hashed once, and its digest kept
     in an LRU bounded in entries and bytes. A file of at most sync_max
-    bytes is hashed before its first header, which waits at most
-    DIGEST_WAIT seconds for it (a cold, slow disk: the header goes without,
-    and the hash goes on for the next requests). A larger file is hashed
+    bytes is hashed before its first header, which waits at most wait
+    seconds for it (a cold, slow disk: the header goes without, and the
+    hash goes on for the next requests; 0: never wait). A larger file is hashed
     in the background, one at a time, from its first request on; its
     headers carry the digest once it is known. Concurrent requests for one
     version share one hash.
@@ -258,8 +259,9 @@ class Digests:
     at the end that the file was not rewritten in place while it read it.
     """
 
-    def __init__(self, sync_max):
+    def __init__(self, sync_max, wait):
         self.sync_max = sync_max
+        self.wait = wait
         self.cache = collections.OrderedDict()  # (path, etag) -> digest
         self.cache_bytes = 0
         self.running = {}  # (path, etag) -> asyncio.Task
@@ -281,11 +283,11 @@ class Digests:
             # asyncio from reporting it again when no request awaited it.
             task.add_done_callback(lambda t: t.cancelled() or t.exception())
             self.running[key] = task
-        if size > self.sync_max:
+        if size > self.sync_max or self.wait <= 0:
             return None
         try:
             # shield: a request that gives up does not stop the hash.
-            return await asyncio.wait_for(asyncio.shield(task), DIGEST_WAIT)
+            return await asyncio.wait_for(asyncio.shield(task), self.wait)
         except asyncio.CancelledError:
             raise
         except Exception:  # the wait ran out, or the hash failed
@@ -454,7 +456,7 @@ def quote(s):
 
 async def serve(args):
     root = Root(args.root)
-    digests = Digests(args.digest_sync_max) if args.digest else None
+    digests = Digests(args.digest_sync_max, args.digest_wait) if args.digest else None
     # so_reuseport off: a second server on a busy port fails instead of
     # silently sharing it.
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
@@ -498,8 +500,11 @@ def main():
     p.add_argument("--digest", action=argparse.BooleanOptionalAction, default=True,
                    help="send each file's SHA-256 in its header, computed once per version and cached (default: on)")
     p.add_argument("--digest-sync-max", type=byte_size, default=DIGEST_SYNC_MAX, metavar="BYTES",
-                   help="hash files of at most BYTES (suffixes KiB, MiB, GiB) before their first header, waiting at most 1 s; "
+                   help="hash files of at most BYTES (suffixes KiB, MiB, GiB) before their first header, waiting at most --digest-wait; "
                         "larger ones in the background, their headers carrying the digest once it is known (default 64MiB)")
+    p.add_argument("--digest-wait", type=float, default=DIGEST_WAIT, metavar="SECONDS",
+                   help="how long a header may wait for the digest of a file under --digest-sync-max (keep it under the "
+                        "edges' -backend-header-timeout); then it goes without, and the hash goes on (default %(default)s; 0: never wait)")
     args = p.parse_args()
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     asyncio.run(serve(args))
