@@ -157,6 +157,12 @@ func (d *digester) compute(req *gateway.Request, key, etag string, size int64) (
 		d.mu.Unlock()
 		return [32]byte{}, errors.New("digester closed")
 	}
+	// A request that missed the cache just before the last hash of this
+	// version ended starts a new flight: the digest is known by now.
+	if sum, ok := d.cache.get(key); ok {
+		d.mu.Unlock()
+		return sum, nil
+	}
 	d.wg.Add(1)
 	d.mu.Unlock()
 	defer d.wg.Done()

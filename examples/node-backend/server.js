@@ -377,16 +377,28 @@ class Digests {
         log(`no digest path=${quotePath(rel)} etag=${etag}: ${err.code || err.message}`);
         return undefined;
       }
-      running = this.running.get(key); // another request may have started one meanwhile
-      if (running) {
+      // Another request may have started a hash, or finished one,
+      // meanwhile.
+      running = this.running.get(key);
+      const done = this.cache.get(key);
+      if (running || done) {
         await own.close();
+        if (done) return done;
       } else {
         const start = size > this.syncMax ? this.background : Promise.resolve();
-        running = start.then(() => this.hash(own, etag, size)).finally(() => {
-          this.running.delete(key);
-          return own.close();
-        });
-        running.then((d) => this.add(key, d), (err) => {
+        // The digest is in the cache before the hash leaves running, so
+        // that a request always finds one or the other.
+        running = start
+          .then(() => this.hash(own, etag, size))
+          .then((d) => {
+            this.add(key, d);
+            return d;
+          })
+          .finally(() => {
+            this.running.delete(key);
+            return own.close();
+          });
+        running.catch((err) => {
           if (!this.stopping) log(`no digest path=${quotePath(rel)} etag=${etag}: ${err.message}`);
         });
         if (size > this.syncMax) this.background = running.catch(() => {});
