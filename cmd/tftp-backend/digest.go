@@ -213,7 +213,9 @@ func (d *digester) hash(req *gateway.Request, etag string, size int64) ([32]byte
 		return [32]byte{}, err
 	}
 	h := sha256.New()
-	n, err := io.CopyBuffer(h, ctxReader{d.ctx, c}, make([]byte, 64<<10))
+	// One byte more than the size at most: a file that grows is another
+	// version, and is not read to its (moving) end.
+	n, err := io.CopyBuffer(h, io.LimitReader(ctxReader{d.ctx, c}, size+1), make([]byte, 64<<10))
 	c.Close()
 	switch {
 	case err != nil:
