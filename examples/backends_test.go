@@ -63,7 +63,8 @@ const (
 	maxChunk        = 256 << 10        // the largest data chunk the proto advises
 )
 
-// tftpBackend is the Go reference backend, built by TestMain.
+// tftpBackend is the Go reference backend, built by TestMain (as is
+// tftpgwBin, the edge).
 var tftpBackend string
 
 func TestMain(m *testing.M) {
@@ -73,10 +74,13 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	tftpBackend = filepath.Join(dir, "tftp-backend")
-	if out, err := exec.Command("go", "build", "-o", tftpBackend, "../cmd/tftp-backend").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "go build ../cmd/tftp-backend: %v\n%s", err, out)
-		os.RemoveAll(dir)
-		os.Exit(1)
+	tftpgwBin = filepath.Join(dir, "tftpgw")
+	for bin, pkg := range map[string]string{tftpBackend: "../cmd/tftp-backend", tftpgwBin: "../cmd/tftpgw"} {
+		if out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "go build %s: %v\n%s", pkg, err, out)
+			os.RemoveAll(dir)
+			os.Exit(1)
+		}
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
@@ -94,8 +98,13 @@ type backend struct {
 	name string
 	// missing says why the backend cannot run here, "" if it can.
 	missing func() string
-	// command returns the command line serving root on listen.
-	command func(root, listen string) []string
+	// command returns the command line serving root on listen, with the
+	// extra flags.
+	command func(root, listen string, extra ...string) []string
+	// digestOff is the flag that turns the digest off, syncMax the one
+	// that sets the largest file hashed before its header, digestWait the
+	// one that bounds the wait for it.
+	digestOff, syncMax, digestWait string
 	// serving matches the log line announcing the address (group 1).
 	serving *regexp.Regexp
 	// cancelled, given a path, matches the log line of a Read of that path
@@ -123,10 +132,13 @@ var (
 	goBackend = backend{
 		name:    "go",
 		missing: func() string { return "" },
-		command: func(root, listen string) []string {
-			return []string{tftpBackend, "-root", root, "-listen", listen}
+		command: func(root, listen string, extra ...string) []string {
+			return append([]string{tftpBackend, "-root", root, "-listen", listen}, extra...)
 		},
-		serving: regexp.MustCompile(`tftp-backend serving.* addr=(\S+)`),
+		digestOff:  "-digest=false",
+		syncMax:    "-digest-sync-max",
+		digestWait: "-digest-wait",
+		serving:    regexp.MustCompile(`tftp-backend serving.* addr=(\S+)`),
 		cancelled: func(string) *regexp.Regexp {
 			return regexp.MustCompile(`finished call.*grpc.method=Read.*grpc.code=Canceled`)
 		},
@@ -134,22 +146,28 @@ var (
 	pythonBackend = backend{
 		name:    "python",
 		missing: pythonMissing,
-		command: func(root, listen string) []string {
-			return []string{python, "python-backend/server.py", "--root", root, "--listen", listen}
+		command: func(root, listen string, extra ...string) []string {
+			return append([]string{python, "python-backend/server.py", "--root", root, "--listen", listen}, extra...)
 		},
-		serving:   exampleServing,
-		cancelled: exampleCancelled,
-		resumed:   exampleResumed,
+		digestOff:  "--no-digest",
+		syncMax:    "--digest-sync-max",
+		digestWait: "--digest-wait",
+		serving:    exampleServing,
+		cancelled:  exampleCancelled,
+		resumed:    exampleResumed,
 	}
 	nodeBackend = backend{
 		name:    "node",
 		missing: nodeMissing,
-		command: func(root, listen string) []string {
-			return []string{"node", "node-backend/server.js", "--root", root, "--listen", listen}
+		command: func(root, listen string, extra ...string) []string {
+			return append([]string{"node", "node-backend/server.js", "--root", root, "--listen", listen}, extra...)
 		},
-		serving:   exampleServing,
-		cancelled: exampleCancelled,
-		resumed:   exampleResumed,
+		digestOff:  "--no-digest",
+		syncMax:    "--digest-sync-max",
+		digestWait: "--digest-wait",
+		serving:    exampleServing,
+		cancelled:  exampleCancelled,
+		resumed:    exampleResumed,
 	}
 	backends = []backend{goBackend, pythonBackend, nodeBackend}
 )
@@ -208,10 +226,11 @@ type proc struct {
 }
 
 // start runs b serving root on listen ("127.0.0.1:0" for any free port),
-// waits until it accepts connections, and stops it when the test ends.
-func start(t *testing.T, b backend, root, listen string) *proc {
+// with the extra flags, waits until it accepts connections, and stops it
+// when the test ends.
+func start(t *testing.T, b backend, root, listen string, extra ...string) *proc {
 	t.Helper()
-	args := b.command(root, listen)
+	args := b.command(root, listen, extra...)
 	p := &proc{b: b, cmd: exec.Command(args[0], args[1:]...), logs: &syncbuf.Buffer{}, done: make(chan struct{})}
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
 	p.cmd.WaitDelay = 5 * time.Second
@@ -337,6 +356,12 @@ func newCorpus(t *testing.T) *corpus {
 		"empty":              {},
 		"sub/dir/nested.cfg": []byte("default linux\n"),
 	}
+	// File names that are not UTF-8: a Latin-1 one, and next to it the
+	// name its text form (U+FFFD for the 0xE9 byte) would open, with other
+	// bytes, so that a backend opening the text path serves the wrong file.
+	c.files["caf\xe9.cfg"] = []byte("latin-1 name: the bytes the client sent\n")
+	c.files["caf\uFFFD.cfg"] = []byte("U+FFFD name: a backend that opened the text path\n")
+	c.files["na\u00efve.txt"] = []byte("UTF-8 name\n")
 	for name, data := range c.files {
 		mustWrite(t, filepath.Join(c.root, name), data)
 	}
@@ -389,6 +414,14 @@ var quiet = slog.New(slog.DiscardHandler)
 // addr through gateway/remote, as tftpgw -backend does.
 func edge(t *testing.T, addr string, rc remote.Config, cfg func(*gateway.Server)) *gatewaytest.Server {
 	t.Helper()
+	gw, _ := digestEdge(t, addr, rc, cfg)
+	return gw
+}
+
+// digestEdge is edge, also returning the SHA-256 in the first header of
+// each session's backend call, by path (all zero: none).
+func digestEdge(t *testing.T, addr string, rc remote.Config, cfg func(*gateway.Server)) (*gatewaytest.Server, *digestLog) {
+	t.Helper()
 	rc.Logger = quiet
 	rc.EdgeID = "examples-test"
 	rh, err := remote.Dial(addr, rc)
@@ -396,7 +429,34 @@ func edge(t *testing.T, addr string, rc remote.Config, cfg func(*gateway.Server)
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { rh.Close() }) // after the server: cleanups run last-in first-out
-	return gatewaytest.NewServer(t, rh, cfg)
+	digests := &digestLog{m: map[string][32]byte{}}
+	h := gateway.HandlerFunc(func(ctx context.Context, r *gateway.Request) (gateway.Content, error) {
+		c, err := rh.ServeTFTP(ctx, r)
+		if ic, ok := c.(gateway.InfoContent); ok && err == nil {
+			digests.set(r.Path, ic.Info().SHA256)
+		}
+		return c, err
+	})
+	return gatewaytest.NewServer(t, h, cfg), digests
+}
+
+// digestLog is the digests an edge received, by path.
+type digestLog struct {
+	mu sync.Mutex
+	m  map[string][32]byte
+}
+
+func (d *digestLog) set(path string, sum [32]byte) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.m[path] = sum
+}
+
+func (d *digestLog) get(path string) ([32]byte, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	sum, ok := d.m[path]
+	return sum, ok
 }
 
 // --- the tests ----------------------------------------------------------------
@@ -413,6 +473,8 @@ func TestBackends(t *testing.T) {
 			t.Run("TFTP errors match the reference", func(t *testing.T) { testTFTPErrors(t, gw) })
 			t.Run("size probe cancels the backend call", func(t *testing.T) { testProbeCancels(t, c, gw, p) })
 			t.Run("gRPC Read follows the contract", func(t *testing.T) { testRead(t, c, p.addr) })
+			t.Run("names that are not UTF-8 are served as by FileServer", func(t *testing.T) { testRawNames(t, c, gw) })
+			t.Run("digest not ready for a header comes in later ones", func(t *testing.T) { testBackgroundDigest(t, c, b) })
 			t.Run("transfer resumes when the backend restarts", func(t *testing.T) { testResume(t, c, b) })
 		})
 	}
@@ -615,6 +677,12 @@ func testRead(t *testing.T, c *corpus, addr string) {
 			req: &tftpgwv1.ReadRequest{Path: "big.bin", Offset: uint64(len(big)) + 4096}, file: "big.bin"},
 		{name: "empty file sends only the header",
 			req: &tftpgwv1.ReadRequest{Path: "empty"}, file: "empty"},
+		{name: "path_bytes names the file, not the text path",
+			req: &tftpgwv1.ReadRequest{Path: "caf\uFFFD.cfg", RawPath: "caf\uFFFD.cfg\uFFFD",
+				PathBytes: []byte("caf\xe9.cfg"), RawPathBytes: []byte("caf\xe9.cfg\xff")},
+			file: "caf\xe9.cfg"},
+		{name: "text path without path_bytes (an older edge)",
+			req: &tftpgwv1.ReadRequest{Path: "na\u00efve.txt"}, file: "na\u00efve.txt"},
 		{name: "stale if_match is FAILED_PRECONDITION file changed",
 			req:  &tftpgwv1.ReadRequest{Path: "big.bin", Offset: 100, IfMatch: "0-0"},
 			code: codes.FailedPrecondition, tftp: &tftpErr{0, "file changed"}},
@@ -708,6 +776,16 @@ func testRead(t *testing.T, c *corpus, addr string) {
 			if got := h.GetMaxAge().AsDuration(); got != defaultMaxAge {
 				t.Errorf("header max_age %v, want %v", got, defaultMaxAge)
 			}
+			// The offset is echoed (the edge resumes only from a header
+			// that confirms it); for offset 0 it may be left out.
+			if off := tt.req.GetOffset(); off > 0 && (h.Offset == nil || h.GetOffset() != off) || off == 0 && h.GetOffset() != 0 {
+				t.Errorf("header offset %v (set: %t), want %d", h.GetOffset(), h.Offset != nil, off)
+			}
+			// Every file of the corpus is under the bound of synchronous
+			// hashing (64 MiB): the first header has the digest.
+			if sum := sha256.Sum256(want); !bytes.Equal(h.GetSha256(), sum[:]) {
+				t.Errorf("header sha256 %x, want %x", h.GetSha256(), sum)
+			}
 			off := min(int(tt.req.GetOffset()), len(want))
 			if !bytes.Equal(r.data, want[off:]) {
 				t.Errorf("got %d bytes, want %d: the file from offset %d", len(r.data), len(want)-off, tt.req.GetOffset())
@@ -747,7 +825,7 @@ func (w *pausingWriter) Write(p []byte) (int, error) {
 // it had reached, with if_match, and the client gets every byte once.
 func testResume(t *testing.T, c *corpus, b backend) {
 	p1 := start(t, b, c.root, "127.0.0.1:0")
-	gw := edge(t, p1.addr, remote.Config{HeaderTimeout: 5 * time.Second, ResumeTimeout: 20 * time.Second, MaxResumes: 10},
+	gw, digests := digestEdge(t, p1.addr, remote.Config{HeaderTimeout: 5 * time.Second, ResumeTimeout: 20 * time.Second, MaxResumes: 10},
 		func(s *gateway.Server) {
 			// A fixed 2 s retransmission timeout and 5 retries: the
 			// session outlives the client's pause while the backend
@@ -801,6 +879,130 @@ func testResume(t *testing.T, c *corpus, b backend) {
 	if b.resumed != nil {
 		p2.waitLog(t, b.resumed("big.bin"))
 	}
+	// The first header had the digest, so the edge hashed the bytes of
+	// both backends' streams and found the whole file: the resumed
+	// header confirmed the offset and carried the same digest (the new
+	// process hashed the file anew), or the transfer would have failed.
+	if sum, ok := digests.get("big.bin"); !ok || sum != sha256.Sum256(want) {
+		t.Errorf("the edge got digest %x, want %x", sum, sha256.Sum256(want))
+	}
+}
+
+// testRawNames requests names that are not UTF-8 (a Latin-1 name, the
+// 0xFF bytes some PXE ROMs append), and options that are not either, from
+// the backend and from the in-process FileServer (tftpgw -root), which
+// must answer alike.
+func testRawNames(t *testing.T, c *corpus, gw *gatewaytest.Server) {
+	root, err := os.OpenRoot(c.root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	ref := gatewaytest.NewServer(t, gateway.FileServer(root), nil)
+	tests := []struct {
+		name, raw string
+		opt       [2]string
+		want      string // the file expected, "" for an error
+	}{
+		{"Latin-1 name", "caf\xe9.cfg", [2]string{}, "caf\xe9.cfg"},
+		{"Latin-1 name padded with 0xFF", "caf\xe9.cfg\xff\xff", [2]string{}, "caf\xe9.cfg"},
+		{"ASCII name padded with 0xFF", "small.txt\xff\xff\xff", [2]string{}, "small.txt"},
+		{"backslashes and 0xFF", "sub\\dir\\nested.cfg\xff", [2]string{}, "sub/dir/nested.cfg"},
+		{"UTF-8 name", "na\u00efve.txt", [2]string{}, "na\u00efve.txt"},
+		{"missing Latin-1 name is error 1", "caf\xe8.cfg", [2]string{}, ""},
+		{"option value not UTF-8", "small.txt", [2]string{"x-vendor", "\xc0\xaf\xff"}, "small.txt"},
+		{"option name not UTF-8", "small.txt", [2]string{"x-\xe9", "1"}, "small.txt"},
+	}
+	get := func(addr, raw string, opt [2]string) ([]byte, error) {
+		ctx, cancel := context.WithTimeout(t.Context(), transferTimeout)
+		defer cancel()
+		o := tftpclient.Options{BlockSize: blockSize, TSize: true}
+		if opt[0] != "" {
+			o.ExtraOptions = [][2]string{opt}
+		}
+		var buf bytes.Buffer
+		_, err := tftpclient.Get(ctx, addr, raw, &buf, o)
+		return buf.Bytes(), err
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			want, wantErr := get(ref.Addr().String(), tt.raw, tt.opt)
+			got, err := get(gw.Addr().String(), tt.raw, tt.opt)
+			if tt.want != "" && (wantErr != nil || !bytes.Equal(want, c.files[tt.want])) {
+				t.Fatalf("FileServer: %v, %q; the test expects %s", wantErr, want, tt.want)
+			}
+			if fmt.Sprint(err) != fmt.Sprint(wantErr) || !bytes.Equal(got, want) {
+				t.Errorf("backend: %v, %q; FileServer: %v, %q", err, got, wantErr, want)
+			}
+		})
+	}
+}
+
+// testBackgroundDigest: a file over the backend's bound of synchronous
+// hashing, or any file when headers may not wait, has no digest in its
+// first header (the hash starts with it) and has the right one once the
+// hash, going on in the background, is done; with the digest off, no
+// header has one.
+func testBackgroundDigest(t *testing.T, c *corpus, b backend) {
+	dial := func(p *proc) tftpgwv1.ContentServiceClient {
+		conn, err := grpc.NewClient(p.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		return tftpgwv1.NewContentServiceClient(conn)
+	}
+	header := func(t *testing.T, client tftpgwv1.ContentServiceClient, path string, offset uint64) *tftpgwv1.Header {
+		ctx, cancel := context.WithTimeout(t.Context(), transferTimeout)
+		defer cancel()
+		r := read(ctx, client, &tftpgwv1.ReadRequest{Path: path, Offset: offset})
+		if r.err != nil {
+			t.Fatalf("Read: %v", r.err)
+		}
+		return r.header
+	}
+
+	tests := []struct {
+		name, file string
+		flags      []string
+	}{
+		{"file over the bound", "big.bin", []string{b.syncMax, "1MiB"}},
+		{"header that may not wait", "small.txt", []string{b.digestWait, "0"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			want := sha256.Sum256(c.files[tt.file])
+			size := uint64(len(c.files[tt.file]))
+			client := dial(start(t, b, c.root, "127.0.0.1:0", tt.flags...))
+			// An offset at the end: only the header comes, and the call
+			// ends before the background hash does.
+			if h := header(t, client, tt.file, size); len(h.GetSha256()) != 0 {
+				t.Fatalf("first header has sha256 %x; want none with %q", h.GetSha256(), tt.flags)
+			}
+			deadline := time.Now().Add(transferTimeout)
+			for {
+				h := header(t, client, tt.file, size)
+				if len(h.GetSha256()) != 0 {
+					if !bytes.Equal(h.GetSha256(), want[:]) {
+						t.Fatalf("sha256 %x, want %x", h.GetSha256(), want)
+					}
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("no digest %s after the first request", transferTimeout)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		})
+	}
+	t.Run("digest off", func(t *testing.T) {
+		off := dial(start(t, b, c.root, "127.0.0.1:0", b.digestOff))
+		for range 2 {
+			if h := header(t, off, "big.bin", 0); len(h.GetSha256()) != 0 {
+				t.Errorf("sha256 %x with %s", h.GetSha256(), b.digestOff)
+			}
+		}
+	})
 }
 
 // The Python stubs in python-backend/tftpgw/v1 are generated from

@@ -35,6 +35,24 @@
 //	-log-format FMT    text or json (default text); json writes durations
 //	                   as float seconds
 //
+// -root flags:
+//
+//	-max-age D           how long edges may cache a file (default 10s)
+//	-digest              send each file's SHA-256 in its header, so that the
+//	                     edge checks what it received (default true;
+//	                     -digest=false: never)
+//	-digest-sync-max B   hash a file of at most B bytes (suffixes KiB, MiB,
+//	                     GiB) before its first header; a larger one is
+//	                     hashed in the background, and its headers carry
+//	                     the digest once it is known (default 64MiB)
+//	-digest-wait D       the longest a header waits for a digest (default
+//	                     1s, within the edge's 2 s header budget); then it
+//	                     goes without and the hash goes on; 0: never wait
+//
+// The digest of a file is computed once per version (its ETag: size,
+// mtime, ctime and inode) and cached (4096 versions at most), and
+// concurrent requests for a version share one hash.
+//
 // It also serves grpc.health.v1 and reflection. SIGINT or SIGTERM stop it
 // gracefully: running calls get 10 seconds to finish.
 package main
@@ -82,6 +100,9 @@ type config struct {
 	tlsCert, tlsKey, clientCA, tokenFile  string
 	logFormat                             string
 	maxAge                                time.Duration
+	digest                                bool
+	digestSyncMax                         byteSize
+	digestWait                            time.Duration
 }
 
 func parseFlags(args []string, stderr io.Writer) (*config, error) {
@@ -98,6 +119,10 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.tokenFile, "token-file", "", "require the bearer token in `file`")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log `format`: text or json")
 	fs.DurationVar(&c.maxAge, "max-age", 10*time.Second, "how long edges may cache a -root file without asking again (its ETag follows size, mtime, ctime and inode, so a change shows within this); 0: ask every time")
+	fs.BoolVar(&c.digest, "digest", true, "send the SHA-256 of each -root file in its header (computed once per version and cached), so that edges check the bytes they receive")
+	c.digestSyncMax = defaultDigestSyncMax
+	fs.Var(&c.digestSyncMax, "digest-sync-max", "hash -root files of at most this many `bytes` (suffixes KiB, MiB, GiB) before their first header (waiting at most -digest-wait); larger ones are hashed in the background, their headers carrying the digest once it is known")
+	fs.DurationVar(&c.digestWait, "digest-wait", defaultDigestWait, "how long a header may wait for the digest of a file under -digest-sync-max (keep it under the edges' -backend-header-timeout); then it goes without, and the hash goes on for later headers; 0: never wait")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -114,6 +139,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		return nil, fmt.Errorf("-log-format %q: want text or json", c.logFormat)
 	case c.maxAge < 0:
 		return nil, fmt.Errorf("-max-age %v: must be 0 or more", c.maxAge)
+	case c.digestWait < 0:
+		return nil, fmt.Errorf("-digest-wait %v: must be 0 or more", c.digestWait)
 	}
 	return &c, nil
 }
@@ -133,7 +160,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(net.Ad
 	}
 	grpcLog.SetLogger(logger) // gRPC's own log, in the same format
 
-	h, closeSources, err := sources(c)
+	h, closeSources, err := sources(c, logger)
 	if err != nil {
 		return err
 	}
@@ -180,7 +207,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(net.Ad
 
 // sources builds the handler trying -templates, -root and -http-upstream
 // in that order. closeAll releases them.
-func sources(c *config) (h gateway.Handler, closeAll func(), err error) {
+func sources(c *config, logger *slog.Logger) (h gateway.Handler, closeAll func(), err error) {
 	var (
 		hs      []gateway.Handler
 		closers []func() error
@@ -203,7 +230,15 @@ func sources(c *config) (h gateway.Handler, closeAll func(), err error) {
 			closeAll()
 			return nil, nil, fmt.Errorf("root: %w", err)
 		}
-		hs, closers = append(hs, withMaxAge(gateway.FileServer(root), c.maxAge)), append(closers, root.Close)
+		files := gateway.FileServer(root)
+		closers = append(closers, root.Close)
+		if c.digest {
+			d := newDigester(files, int64(c.digestSyncMax), c.digestWait, logger)
+			// First in closers' order: the hashes stop before the root closes.
+			closers = append([]func() error{func() error { d.close(); return nil }}, closers...)
+			files = d.handler(files)
+		}
+		hs = append(hs, withMaxAge(files, c.maxAge))
 	}
 	if c.httpUpstream != "" {
 		u, err := httpupstream.New(c.httpUpstream, nil)
@@ -233,18 +268,9 @@ func withMaxAge(h gateway.Handler, maxAge time.Duration) gateway.Handler {
 		}
 		info := ic.Info()
 		info.MaxAge = maxAge
-		return &cacheableContent{Content: c, Seeker: rs, info: info}, nil
+		return &infoContent{Content: c, Seeker: rs, info: info}, nil
 	})
 }
-
-// cacheableContent is a seekable content with a max-age.
-type cacheableContent struct {
-	gateway.Content
-	io.Seeker
-	info gateway.ContentInfo
-}
-
-func (c *cacheableContent) Info() gateway.ContentInfo { return c.info }
 
 // firstFound returns a handler asking each of hs in turn until one has the
 // file: a handler's error other than TFTP error 1 is returned at once.

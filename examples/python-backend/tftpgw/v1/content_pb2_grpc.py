@@ -71,16 +71,31 @@ class ContentServiceServicer(object):
 
         Message order: the first response carries a Header and is sent exactly
         once; every later response carries data. Data chunks may have any
-        non-zero size (32 to 256 KiB is advised; the edge re-blocks them to the
-        negotiated TFTP block size). The stream ends with an OK status at end of
-        file. A stream that ends with OK before the header arrived, or that
-        sends a second header, is a protocol error (TFTP error 0).
+        non-zero size up to 4 MiB (4,194,304 bytes; 32 to 256 KiB is advised),
+        whatever the file's size: the edge re-blocks them to the negotiated
+        TFTP block size. An edge holds a whole chunk in memory, so it refuses a
+        larger message: the call fails with RESOURCE_EXHAUSTED on the edge's
+        side (the backend sees the call cancelled), the client gets TFTP error
+        0 and the edge logs the limit. Send a large file as many chunks. The
+        stream ends with an OK status at end of file. A stream that ends with
+        OK before the header arrived, or that sends a second header, is a
+        protocol error (TFTP error 0).
 
         Deadlines: the header must arrive within the edge's header budget
         (2 s by default), because the edge needs the size for its OACK before
         the client gives up; if it does not, the edge cancels the call and the
-        client gets TFTP error 0. Later chunks have no per-message deadline,
-        but the edge cancels the call when the TFTP session times out.
+        client gets TFTP error 0. Later chunks have no deadline of their own:
+        the edge sends each TFTP block as soon as its bytes have arrived,
+        whatever the window size, and gives up only when no byte arrives for as
+        long as it would wait for a silent client ((retries + 1) x timeout, 6 s
+        with the edge's defaults), or when the edge's idle timeout (10 s by
+        default) passes without a message.
+
+        Integrity: the edge never lets a client complete a file whose bytes it
+        knows to be wrong. A stream that ends before or after the header's size,
+        a resumed stream that does not start at the offset asked for, and bytes
+        whose SHA-256 differs from the header's sha256 end the transfer with
+        TFTP error 0 before its final block.
 
         Cancellation: the edge cancels the call whenever the TFTP session ends
         before the stream does, for any reason: the client only probed for the
@@ -91,8 +106,11 @@ class ContentServiceServicer(object):
         Retries and resuming: a call that fails before its header may be
         retried, and a call that breaks after data has arrived may be resumed
         with a non-zero offset and if_match set to the first header's etag.
-        Retried and resumed calls may arrive at another backend replica, so
-        backends must not rely on per-session state.
+        The edge continues a resumed transfer only when the new header has the
+        first header's etag, size and sha256 and confirms the offset
+        (Header.offset); otherwise the transfer ends with TFTP error 0. Retried
+        and resumed calls may arrive at another backend replica, so backends
+        must not rely on per-session state.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
