@@ -490,7 +490,7 @@ func (s *session) recv(deadline *time.Time, retries *int, resend func()) (int, b
 					// goroutine ran late): take it rather than resend or,
 					// at the last timeout, give up.
 					if from.Addr().Unmap() != s.client.Addr() || from.Port() != s.client.Port() {
-						s.unknownTID(from)
+						s.unknownTID(s.rbuf[:n], from)
 						continue
 					}
 					return n, true
@@ -520,7 +520,7 @@ func (s *session) recv(deadline *time.Time, retries *int, resend func()) (int, b
 			continue
 		}
 		if from.Addr().Unmap() != s.client.Addr() || from.Port() != s.client.Port() {
-			s.unknownTID(from)
+			s.unknownTID(s.rbuf[:n], from)
 			continue
 		}
 		return n, true
@@ -1003,8 +1003,8 @@ func (s *session) clientError(b []byte) {
 	}
 }
 
-// unknownTID deals with a packet from another transfer ID than the
-// client's, which s.rbuf begins with, and goes on with the transfer. Every
+// unknownTID deals with a packet, pkt, from another transfer ID than the
+// client's, and goes on with the transfer. Every
 // such packet is counted (ServerStats.UnknownTIDPackets). RFC 1350
 // section 4 answers it with ERROR 5 at its source; tftpgw does so only
 // where a real client can be confused: a DATA or an ACK from the client's
@@ -1015,20 +1015,17 @@ func (s *session) clientError(b []byte) {
 // could carry a spoofed source, which an answer would turn into a 24-byte
 // datagram sent to any address for a 4-byte one (in.tftpd ignores them
 // all).
-func (s *session) unknownTID(from netip.AddrPort) {
+func (s *session) unknownTID(pkt []byte, from netip.AddrPort) {
 	st := &s.srv.state
 	st.unknownTID.Add(1)
 	if from.Addr().Unmap() != s.client.Addr().Unmap() {
 		return
 	}
-	// recv does not pass the packet's length: a stray datagram of 0 or 1
-	// byte is judged by the opcode that the last read left.
-	if op, _ := wire.PacketOpcode(s.rbuf); op != wire.OpDATA && op != wire.OpACK {
+	if op, err := wire.PacketOpcode(pkt); err != nil || op != wire.OpDATA && op != wire.OpACK {
 		return
 	}
 	st.errCounts[ErrUnknownTID].Add(1)
-	pkt := wire.AppendError(s.scratchBuf(), uint16(ErrUnknownTID), "unknown transfer ID")
-	s.conn.WriteToUDPAddrPort(pkt, from)
+	s.conn.WriteToUDPAddrPort(wire.AppendError(s.scratchBuf(), uint16(ErrUnknownTID), "unknown transfer ID"), from)
 }
 
 // finish closes what the session holds, logs one line and reports stats.

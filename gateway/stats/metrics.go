@@ -118,7 +118,7 @@ func NewMetrics() *Metrics {
 		descRetransmits: prometheus.NewDesc("tftpgw_retransmits_total", "Packets sent again after a timeout.", nil, nil),
 		descErrors:      prometheus.NewDesc("tftpgw_errors_sent_total", "ERROR packets sent, by TFTP error code.", []string{"code"}, nil),
 		descMalformed:   prometheus.NewDesc("tftpgw_malformed_packets_total", "Packets on the listening port that were not a valid request.", nil, nil),
-		descUnknownTID:  prometheus.NewDesc("tftpgw_unknown_tid_packets_total", "Packets from an unknown transfer ID, answered with ERROR 5.", nil, nil),
+		descUnknownTID:  prometheus.NewDesc("tftpgw_unknown_tid_packets_total", "Packets that reached a session's port from another transfer ID than its client's (those answered are in tftpgw_errors_sent_total{code=\"5\"}).", nil, nil),
 		descWRQ:         prometheus.NewDesc("tftpgw_write_requests_total", "Write requests, refused with ERROR 2.", nil, nil),
 		descDuplicates:  prometheus.NewDesc("tftpgw_duplicate_requests_total", "Read requests ignored because the same session was running.", nil, nil),
 		descActive:      prometheus.NewDesc("tftpgw_active_sessions", "TFTP sessions running now.", nil, nil),

@@ -748,7 +748,10 @@ type Counters struct {
 	// Packets on the listening port that were not a valid request and were
 	// dropped.
 	MalformedPackets uint64 `protobuf:"varint,11,opt,name=malformed_packets,json=malformedPackets,proto3" json:"malformed_packets,omitempty"`
-	// Packets from an unknown transfer ID, answered with ERROR 5.
+	// Packets that reached a session's port from another transfer ID than
+	// its client's. Those answered with ERROR 5 (a DATA or ACK from the
+	// client's own address and another port) are also in errors_sent; the
+	// rest are dropped.
 	UnknownTidPackets uint64 `protobuf:"varint,12,opt,name=unknown_tid_packets,json=unknownTidPackets,proto3" json:"unknown_tid_packets,omitempty"`
 	// Write requests (WRQ), refused with ERROR 2.
 	WriteRequestsRefused uint64 `protobuf:"varint,13,opt,name=write_requests_refused,json=writeRequestsRefused,proto3" json:"write_requests_refused,omitempty"`
