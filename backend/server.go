@@ -2,7 +2,6 @@ package backend
 
 import (
 	"context"
-	"crypto/subtle"
 	"crypto/tls"
 	"log/slog"
 	"runtime/debug"
@@ -21,6 +20,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/tftpgw/tftpgw/gateway"
+	"github.com/tftpgw/tftpgw/internal/grpcauth"
 	tftpgwv1 "github.com/tftpgw/tftpgw/proto/tftpgw/v1"
 )
 
@@ -79,7 +79,7 @@ func NewServer(h gateway.Handler, cfg Config) *grpc.Server {
 	unary := []grpc.UnaryServerInterceptor{logging.UnaryServerInterceptor(logFunc, logOpt)}
 	stream := []grpc.StreamServerInterceptor{logging.StreamServerInterceptor(logFunc, logOpt)}
 	if cfg.Token != "" {
-		authFunc := bearerAuth(cfg.Token)
+		authFunc := grpcauth.BearerAuth(cfg.Token)
 		notHealth := selector.MatchFunc(func(_ context.Context, c interceptors.CallMeta) bool {
 			return c.Service != healthpb.Health_ServiceDesc.ServiceName
 		})
@@ -106,19 +106,4 @@ func NewServer(h gateway.Handler, cfg Config) *grpc.Server {
 	healthpb.RegisterHealthServer(srv, hs)
 	reflection.Register(srv)
 	return srv
-}
-
-// bearerAuth returns an auth function accepting only token.
-func bearerAuth(token string) auth.AuthFunc {
-	want := []byte(token)
-	return func(ctx context.Context) (context.Context, error) {
-		got, err := auth.AuthFromMD(ctx, "bearer")
-		if err != nil {
-			return nil, err
-		}
-		if subtle.ConstantTimeCompare([]byte(got), want) != 1 {
-			return nil, status.Error(codes.Unauthenticated, "invalid token")
-		}
-		return ctx, nil
-	}
 }

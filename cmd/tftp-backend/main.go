@@ -69,7 +69,6 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -77,6 +76,7 @@ import (
 	"github.com/tftpgw/tftpgw/cmd/tftp-backend/internal/httpupstream"
 	"github.com/tftpgw/tftpgw/cmd/tftp-backend/internal/templates"
 	"github.com/tftpgw/tftpgw/gateway"
+	"github.com/tftpgw/tftpgw/internal/grpcauth"
 	"github.com/tftpgw/tftpgw/internal/jsonlog"
 )
 
@@ -135,6 +135,10 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		return nil, errors.New("-tls-cert and -tls-key go together")
 	case c.clientCA != "" && c.tlsCert == "":
 		return nil, errors.New("-client-ca needs -tls-cert and -tls-key")
+	case c.tokenFile != "" && c.tlsCert == "" && !grpcauth.LoopbackListen(c.listen):
+		// Anyone on the path could read the token, and then read every
+		// file (the rule of tftp-collector and of tftpgw's clients).
+		return nil, fmt.Errorf("refusing to accept a token in plaintext on %s: set -tls-cert and -tls-key, or listen on a loopback address", c.listen)
 	case c.logFormat != "text" && c.logFormat != "json":
 		return nil, fmt.Errorf("-log-format %q: want text or json", c.logFormat)
 	case c.maxAge < 0:
@@ -171,12 +175,8 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(net.Ad
 		return err
 	}
 	if c.tokenFile != "" {
-		b, err := os.ReadFile(c.tokenFile)
-		if err != nil {
-			return fmt.Errorf("token: %w", err)
-		}
-		if cfg.Token = strings.TrimSpace(string(b)); cfg.Token == "" {
-			return fmt.Errorf("token: %s is empty", c.tokenFile)
+		if cfg.Token, err = grpcauth.ReadTokenFile(c.tokenFile); err != nil {
+			return err
 		}
 	}
 

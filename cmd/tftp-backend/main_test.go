@@ -314,3 +314,28 @@ func TestMaxAge(t *testing.T) {
 		t.Error("missing file served")
 	}
 }
+
+// TestTokenRefusedInPlaintextOnNetwork (issue 14 point 3, found in
+// review): a token accepted in plaintext on a non-loopback address can be
+// read by anyone on the path, and then every file with it. tftp-backend
+// refuses it, as tftp-collector does; on loopback, or with TLS, it is
+// accepted.
+func TestTokenRefusedInPlaintextOnNetwork(t *testing.T) {
+	dir := t.TempDir()
+	tok := writeFile(t, filepath.Join(dir, "token"), "s3cret\n")
+	for _, listen := range []string{"0.0.0.0:0", ":0", "[::]:0"} {
+		_, err := parseFlags([]string{"-root", dir, "-listen", listen, "-token-file", tok}, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), "refusing to accept a token in plaintext") {
+			t.Errorf("-listen %s -token-file: %v, want a refusal", listen, err)
+		}
+	}
+	for _, args := range [][]string{
+		{"-listen", "127.0.0.1:0"},
+		{"-listen", "[::1]:0"},
+		{"-listen", "0.0.0.0:0", "-tls-cert", "c", "-tls-key", "k"},
+	} {
+		if _, err := parseFlags(append([]string{"-root", dir, "-token-file", tok}, args...), io.Discard); err != nil {
+			t.Errorf("%q: %v, want accepted", args, err)
+		}
+	}
+}

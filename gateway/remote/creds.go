@@ -3,13 +3,10 @@ package remote
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"strings"
 	"sync"
-	"time"
 
 	"google.golang.org/grpc/credentials"
 )
@@ -123,67 +120,4 @@ func tlsReason(err error) string {
 	s := err.Error()
 	// grpc-go prefixes the handshake error with nothing useful to operators.
 	return strings.TrimPrefix(s, "transport: authentication handshake failed: ")
-}
-
-// tokenCreds sends a bearer token with every call.
-type tokenCreds struct {
-	token    string // fixed token, or the last one read from file
-	file     string
-	insecure bool // allowed over plaintext (loopback target)
-
-	mu      sync.Mutex
-	checked time.Time
-	mtime   time.Time
-	size    int64
-}
-
-func (t *tokenCreds) GetRequestMetadata(ctx context.Context, _ ...string) (map[string]string, error) {
-	tok, err := t.get()
-	if err != nil {
-		return nil, err
-	}
-	return map[string]string{"authorization": "Bearer " + tok}, nil
-}
-
-func (t *tokenCreds) RequireTransportSecurity() bool { return !t.insecure }
-
-// get returns the token, reading the file again if it changed; checks are
-// made at most once a second.
-func (t *tokenCreds) get() (string, error) {
-	if t.file == "" {
-		return t.token, nil
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	now := time.Now()
-	if t.token != "" && now.Sub(t.checked) < time.Second {
-		return t.token, nil
-	}
-	t.checked = now
-	fi, err := os.Stat(t.file)
-	if err != nil {
-		if t.token != "" {
-			return t.token, nil // keep the last good token
-		}
-		return "", fmt.Errorf("remote: token file: %w", err)
-	}
-	if t.token != "" && fi.ModTime().Equal(t.mtime) && fi.Size() == t.size {
-		return t.token, nil
-	}
-	b, err := os.ReadFile(t.file)
-	if err != nil {
-		if t.token != "" {
-			return t.token, nil
-		}
-		return "", fmt.Errorf("remote: token file: %w", err)
-	}
-	tok := strings.TrimSpace(string(b))
-	if tok == "" {
-		if t.token != "" {
-			return t.token, nil
-		}
-		return "", fmt.Errorf("remote: token file %s is empty", t.file)
-	}
-	t.token, t.mtime, t.size = tok, fi.ModTime(), fi.Size()
-	return tok, nil
 }

@@ -56,8 +56,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/netip"
-	"net/url"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -75,6 +73,7 @@ import (
 	"google.golang.org/grpc/resolver/manual"
 
 	"github.com/tftpgw/tftpgw/gateway"
+	"github.com/tftpgw/tftpgw/internal/grpcauth"
 	tftpgwv1 "github.com/tftpgw/tftpgw/proto/tftpgw/v1"
 )
 
@@ -251,18 +250,9 @@ func Dial(target string, cfg Config) (*Handler, error) {
 		opts = append(opts, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	}
 	if cfg.Token != "" || cfg.TokenFile != "" {
-		if cfg.Token != "" && cfg.TokenFile != "" {
-			return nil, errors.New("remote: both Token and TokenFile are set")
-		}
-		insecureOK := cfg.TLS == nil
-		if insecureOK && !loopbackTarget(target) {
-			return nil, fmt.Errorf("remote: refusing to send a token in plaintext to %q: configure TLS, or use a loopback target", target)
-		}
-		tc := &tokenCreds{token: cfg.Token, file: cfg.TokenFile, insecure: insecureOK}
-		if cfg.TokenFile != "" {
-			if _, err := tc.get(); err != nil {
-				return nil, err
-			}
+		tc, err := grpcauth.NewTokenCreds(cfg.Token, cfg.TokenFile, target, cfg.TLS == nil)
+		if err != nil {
+			return nil, fmt.Errorf("remote: %w", err)
 		}
 		opts = append(opts, grpc.WithPerRPCCredentials(tc))
 	}
@@ -376,36 +366,6 @@ func parseTarget(target string) (string, *manual.Resolver, error) {
 	r := manual.NewBuilderWithScheme(listScheme)
 	r.InitialState(resolver.State{Endpoints: eps})
 	return listScheme + ":///backends", r, nil
-}
-
-// loopbackTarget reports whether every host of target is a loopback
-// address, "localhost" or a unix socket.
-func loopbackTarget(target string) bool {
-	for t := range strings.SplitSeq(target, ",") {
-		t = strings.TrimSpace(t)
-		if t == "" {
-			continue
-		}
-		if strings.HasPrefix(t, "unix:") || strings.HasPrefix(t, "unix-abstract:") {
-			continue
-		}
-		if u, err := url.Parse(t); err == nil && u.Scheme != "" && u.Opaque == "" && (u.Host != "" || u.Path != "") {
-			// scheme://[authority]/endpoint
-			t = strings.TrimPrefix(u.Path, "/")
-		}
-		host, _, err := net.SplitHostPort(t)
-		if err != nil {
-			host = t
-		}
-		if host == "localhost" {
-			continue
-		}
-		ip, err := netip.ParseAddr(host)
-		if err != nil || !ip.Unmap().IsLoopback() {
-			return false
-		}
-	}
-	return true
 }
 
 func slogAdapter(l *slog.Logger) logging.Logger {

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/tftpgw/tftpgw/gateway"
+	"github.com/tftpgw/tftpgw/internal/grpcauth"
 	tftpgwv1 "github.com/tftpgw/tftpgw/proto/tftpgw/v1"
 )
 
@@ -709,8 +710,8 @@ func TestLoopbackTarget(t *testing.T) {
 		"passthrough:///10.1.1.1:7000":  false,
 		"passthrough:///127.0.0.1:7000": true,
 	} {
-		if got := loopbackTarget(target); got != want {
-			t.Errorf("loopbackTarget(%q) = %v", target, got)
+		if got := grpcauth.LoopbackTarget(target); got != want {
+			t.Errorf("LoopbackTarget(%q) = %v", target, got)
 		}
 	}
 }
