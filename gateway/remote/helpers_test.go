@@ -77,7 +77,7 @@ type backend struct {
 // calls fail on the client with UNAVAILABLE.
 func (b *backend) kill() { b.once.Do(b.srv.Stop) }
 
-func startBackend(t *testing.T, name string, read readFunc) *backend {
+func startBackend(t testing.TB, name string, read readFunc) *backend {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -86,7 +86,7 @@ func startBackend(t *testing.T, name string, read readFunc) *backend {
 	return serveBackend(t, ln, name, read)
 }
 
-func serveBackend(t *testing.T, ln net.Listener, name string, read readFunc, opts ...grpc.ServerOption) *backend {
+func serveBackend(t testing.TB, ln net.Listener, name string, read readFunc, opts ...grpc.ServerOption) *backend {
 	t.Helper()
 	f := &fake{name: name, read: read, cancelled: make(chan string, 16)}
 	srv := grpc.NewServer(opts...)
@@ -202,12 +202,12 @@ func (l *logBuffer) lines(subs ...string) []string {
 	return out
 }
 
-func testLogger(t *testing.T) (*slog.Logger, *logBuffer) {
+func testLogger(t testing.TB) (*slog.Logger, *logBuffer) {
 	lb := &logBuffer{}
 	return slog.New(slog.NewTextHandler(lb, &slog.HandlerOptions{Level: slog.LevelDebug})), lb
 }
 
-func dial(t *testing.T, target string, cfg Config) *Handler {
+func dial(t testing.TB, target string, cfg Config) *Handler {
 	t.Helper()
 	if cfg.Logger == nil {
 		cfg.Logger, _ = testLogger(t)
@@ -244,7 +244,7 @@ func readBlocks(c io.Reader, bs int) ([]byte, error) {
 	}
 }
 
-func ctxT(t *testing.T, d time.Duration) context.Context {
+func ctxT(t testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
