@@ -3,18 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -29,6 +23,7 @@ import (
 
 	"github.com/tftpgw/tftpgw/backend"
 	"github.com/tftpgw/tftpgw/gateway"
+	"github.com/tftpgw/tftpgw/internal/testpki"
 )
 
 // End-to-end tests of -backend: the tftpgw binary, content services made
@@ -278,12 +273,12 @@ func TestBackendCredentialFlags(t *testing.T) {
 	root := t.TempDir()
 	testFiles(t, root)
 	dir := t.TempDir()
-	ca := newTestCA(t)
-	other := newTestCA(t)
-	caFile := writePEM(t, dir, "ca.pem", "CERTIFICATE", ca.cert.Raw)
-	srvCert := ca.issue(t, true)
-	goodCert, goodKey := writeKeyPair(t, dir, "good", ca.issue(t, false))
-	badCert, badKey := writeKeyPair(t, dir, "bad", other.issue(t, false))
+	ca := testpki.NewCA(t, "test CA")
+	other := testpki.NewCA(t, "test CA")
+	caFile := ca.WriteCert(t, dir, "ca.pem")
+	srvCert := ca.Issue(t, "leaf", true)
+	goodCert, goodKey := testpki.WriteKeyPair(t, dir, "good", ca.Issue(t, "leaf", false))
+	badCert, badKey := testpki.WriteKeyPair(t, dir, "bad", other.Issue(t, "leaf", false))
 	token := filepath.Join(dir, "token")
 	wrongToken := filepath.Join(dir, "wrong")
 	os.WriteFile(token, []byte("s3cret\n"), 0o600)
@@ -292,7 +287,7 @@ func TestBackendCredentialFlags(t *testing.T) {
 	mtls := startSDKBackend(t, nil, root, 0, backend.Config{TLS: &tls.Config{
 		Certificates: []tls.Certificate{srvCert},
 		ClientAuth:   tls.RequireAndVerifyClientCert,
-		ClientCAs:    ca.pool,
+		ClientCAs:    ca.Pool,
 	}, Token: "s3cret"})
 	tests := []struct {
 		name    string
@@ -332,65 +327,4 @@ func TestBackendCredentialFlags(t *testing.T) {
 			t.Errorf("tftpgw: %v\n%s", err, out)
 		}
 	})
-}
-
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pool *x509.CertPool
-}
-
-func newTestCA(t *testing.T) *testCA {
-	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return &testCA{cert: cert, key: key, pool: pool}
-}
-
-func (ca *testCA) issue(t *testing.T, server bool) tls.Certificate {
-	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: "leaf"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	if server {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-}
-
-func writePEM(t *testing.T, dir, name, typ string, der []byte) string {
-	t.Helper()
-	p := filepath.Join(dir, name)
-	if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
-func writeKeyPair(t *testing.T, dir, name string, c tls.Certificate) (certFile, keyFile string) {
-	t.Helper()
-	k, err := x509.MarshalPKCS8PrivateKey(c.PrivateKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return writePEM(t, dir, name+".pem", "CERTIFICATE", c.Certificate[0]), writePEM(t, dir, name+"-key.pem", "PRIVATE KEY", k)
 }

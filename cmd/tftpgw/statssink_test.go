@@ -3,16 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -31,6 +25,7 @@ import (
 	"github.com/tftpgw/tftpgw/gateway/stats/collector"
 	"github.com/tftpgw/tftpgw/internal/grpcauth"
 	"github.com/tftpgw/tftpgw/internal/syncbuf"
+	"github.com/tftpgw/tftpgw/internal/testpki"
 	tftpgwv1 "github.com/tftpgw/tftpgw/proto/tftpgw/v1"
 )
 
@@ -72,23 +67,6 @@ func TestStatsSinkTokenRefusedInPlaintextToRemoteHost(t *testing.T) {
 	if ctx.Err() != nil || err == nil || !strings.Contains(string(out), "plaintext") {
 		t.Errorf("tftpgw: %v\n%s", err, out)
 	}
-}
-
-// issueFor returns a server certificate of ca valid for the DNS name only.
-func issueFor(t *testing.T, ca *testCA, name string) tls.Certificate {
-	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		DNSNames: []string{name},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
 
 // testCollector serves a collector on loopback with opts until the test
@@ -133,22 +111,22 @@ func events(t *testing.T, out []byte) []*tftpgwv1.StatsEvent {
 func TestStatsSinkCredentialFlags(t *testing.T) {
 	root := t.TempDir()
 	dir := t.TempDir()
-	ca, other := newTestCA(t), newTestCA(t)
-	caFile := writePEM(t, dir, "ca.pem", "CERTIFICATE", ca.cert.Raw)
-	goodCert, goodKey := writeKeyPair(t, dir, "good", ca.issue(t, false))
-	badCert, badKey := writeKeyPair(t, dir, "bad", other.issue(t, false))
+	ca, other := testpki.NewCA(t, "test CA"), testpki.NewCA(t, "test CA")
+	caFile := ca.WriteCert(t, dir, "ca.pem")
+	goodCert, goodKey := testpki.WriteKeyPair(t, dir, "good", ca.Issue(t, "leaf", false))
+	badCert, badKey := testpki.WriteKeyPair(t, dir, "bad", other.Issue(t, "leaf", false))
 	token := filepath.Join(dir, "token")
 	wrongToken := filepath.Join(dir, "wrong")
 	os.WriteFile(token, []byte("s3cret\n"), 0o600)
 	os.WriteFile(wrongToken, []byte("nope\n"), 0o600)
 
 	mtlsAddr, mtlsOut := testCollector(t, append([]grpc.ServerOption{grpc.Creds(credentials.NewTLS(&tls.Config{
-		Certificates: []tls.Certificate{ca.issue(t, true)},
+		Certificates: []tls.Certificate{ca.Issue(t, "leaf", true)},
 		ClientAuth:   tls.RequireAndVerifyClientCert,
-		ClientCAs:    ca.pool,
+		ClientCAs:    ca.Pool,
 	}))}, grpcauth.ServerOptions("s3cret")...)...)
 	namedAddr, namedOut := testCollector(t, grpc.Creds(credentials.NewTLS(&tls.Config{
-		Certificates: []tls.Certificate{issueFor(t, ca, "collector.test")},
+		Certificates: []tls.Certificate{ca.IssueServer(t, "collector.test")},
 	})))
 
 	var mu sync.Mutex // the cases share the collectors' outputs
@@ -259,10 +237,10 @@ var collectingRE = regexp.MustCompile(`"msg":"collecting stats".*?"addr":"([0-9.
 // session, numbered, and the final report sent at shutdown.
 func TestStatsToRealCollectorOverMTLS(t *testing.T) {
 	dir := t.TempDir()
-	ca := newTestCA(t)
-	caFile := writePEM(t, dir, "ca.pem", "CERTIFICATE", ca.cert.Raw)
-	srvCert, srvKey := writeKeyPair(t, dir, "server", ca.issue(t, true))
-	edgeCert, edgeKey := writeKeyPair(t, dir, "edge", ca.issue(t, false))
+	ca := testpki.NewCA(t, "test CA")
+	caFile := ca.WriteCert(t, dir, "ca.pem")
+	srvCert, srvKey := testpki.WriteKeyPair(t, dir, "server", ca.Issue(t, "leaf", true))
+	edgeCert, edgeKey := testpki.WriteKeyPair(t, dir, "edge", ca.Issue(t, "leaf", false))
 	token := filepath.Join(dir, "token")
 	os.WriteFile(token, []byte("s3cret\n"), 0o600)
 	out := filepath.Join(dir, "stats.jsonl")

@@ -3,13 +3,7 @@ package remote
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -18,65 +12,8 @@ import (
 
 	sdk "github.com/tftpgw/tftpgw/backend"
 	"github.com/tftpgw/tftpgw/gateway"
+	"github.com/tftpgw/tftpgw/internal/testpki"
 )
-
-// testCA is a throwaway certificate authority.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pool *x509.CertPool
-}
-
-func newCA(t *testing.T, name string) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: name},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		KeyUsage:              x509.KeyUsageCertSign,
-		BasicConstraintsValid: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return &testCA{cert: cert, key: key, pool: pool}
-}
-
-func (ca *testCA) issue(t *testing.T, name string, server bool) tls.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: name},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	if server {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
-		tmpl.DNSNames = []string{"localhost"}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-}
 
 var testData = pattern(10_000)
 
@@ -119,22 +56,22 @@ func mustGet(t *testing.T, h *Handler) {
 }
 
 func TestMutualTLS(t *testing.T) {
-	ca := newCA(t, "tftpgw test CA")
-	other := newCA(t, "someone else's CA")
+	ca := testpki.NewCA(t, "tftpgw test CA")
+	other := testpki.NewCA(t, "someone else's CA")
 	addr := startSDKBackend(t, sdk.Config{TLS: &tls.Config{
-		Certificates: []tls.Certificate{ca.issue(t, "backend", true)},
+		Certificates: []tls.Certificate{ca.Issue(t, "backend", true)},
 		ClientAuth:   tls.RequireAndVerifyClientCert,
-		ClientCAs:    ca.pool,
+		ClientCAs:    ca.Pool,
 	}})
 	tests := []struct {
 		name    string
 		tls     *tls.Config
 		wantLog string // the one error line; empty if the call succeeds
 	}{
-		{"good client certificate", &tls.Config{RootCAs: ca.pool, Certificates: []tls.Certificate{ca.issue(t, "edge", false)}}, ""},
-		{"no client certificate", &tls.Config{RootCAs: ca.pool}, "refused this gateway's TLS client certificate"},
-		{"client certificate from another CA", &tls.Config{RootCAs: ca.pool, Certificates: []tls.Certificate{other.issue(t, "edge", false)}}, "refused this gateway's TLS client certificate"},
-		{"backend certificate not trusted", &tls.Config{RootCAs: other.pool, Certificates: []tls.Certificate{ca.issue(t, "edge", false)}}, "TLS handshake failed"},
+		{"good client certificate", &tls.Config{RootCAs: ca.Pool, Certificates: []tls.Certificate{ca.Issue(t, "edge", false)}}, ""},
+		{"no client certificate", &tls.Config{RootCAs: ca.Pool}, "refused this gateway's TLS client certificate"},
+		{"client certificate from another CA", &tls.Config{RootCAs: ca.Pool, Certificates: []tls.Certificate{other.Issue(t, "edge", false)}}, "refused this gateway's TLS client certificate"},
+		{"backend certificate not trusted", &tls.Config{RootCAs: other.Pool, Certificates: []tls.Certificate{ca.Issue(t, "edge", false)}}, "TLS handshake failed"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
