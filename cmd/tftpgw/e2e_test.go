@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -15,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -75,57 +72,11 @@ func freeUDPPort(t *testing.T) int {
 	return c.LocalAddr().(*net.UDPAddr).Port
 }
 
+// startGateway runs tftpgw on a free loopback port with -log-format json
+// and args (see startGatewayCmd).
 func startGateway(t *testing.T, args ...string) *gw {
 	t.Helper()
-	g := &gw{port: freeUDPPort(t), done: make(chan error, 1)}
-	g.cmd = exec.Command(binPath, append([]string{"-listen", "127.0.0.1:" + strconv.Itoa(g.port), "-log-format", "json"}, args...)...)
-	pr, pw := io.Pipe()
-	g.cmd.Stderr = pw
-	if err := g.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	ready := make(chan struct{})
-	scanned := make(chan struct{})
-	go func() {
-		defer close(scanned)
-		sc := bufio.NewScanner(pr)
-		once := sync.Once{}
-		for sc.Scan() {
-			g.mu.Lock()
-			g.logs.Write(sc.Bytes())
-			g.logs.WriteByte('\n')
-			g.mu.Unlock()
-			if strings.Contains(sc.Text(), "tftpgw serving") {
-				once.Do(func() { close(ready) })
-			}
-		}
-	}()
-	// g.done is sent once the log is read to its end: a test that waits
-	// for the exit then reads the last lines (regression: the scanner
-	// could still hold them, and a drain test failed under load).
-	go func() {
-		err := g.cmd.Wait()
-		pw.Close()
-		<-scanned
-		g.done <- err
-	}()
-	select {
-	case <-ready:
-	case err := <-g.done:
-		t.Fatalf("tftpgw exited: %v\n%s", err, g.logText())
-	case <-time.After(10 * time.Second):
-		t.Fatal("tftpgw did not start")
-	}
-	t.Cleanup(func() {
-		g.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-g.done:
-		case <-time.After(15 * time.Second):
-			g.cmd.Process.Kill()
-			<-g.done
-		}
-	})
-	return g
+	return startGatewayCmd(t, nil, nil, args...)
 }
 
 func (g *gw) logText() string {

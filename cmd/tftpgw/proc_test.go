@@ -13,9 +13,11 @@ import (
 	"time"
 )
 
-// startGatewayCmd is startGateway with the binary run through wrapper (as
-// "prlimit --nofile=128:128 --") and with env added to its environment.
-// It waits for "tftpgw serving" and stops the process when the test ends.
+// startGatewayCmd runs tftpgw on a free loopback port with -log-format
+// json and args, through wrapper if any (as "prlimit --nofile=128:128
+// --") and with env added to its environment. It waits for "tftpgw
+// serving", collects the log, and stops the process (SIGTERM, then kill)
+// when the test ends.
 func startGatewayCmd(t *testing.T, wrapper, env []string, args ...string) *gw {
 	t.Helper()
 	g := &gw{port: freeUDPPort(t), done: make(chan error, 1)}
@@ -45,6 +47,9 @@ func startGatewayCmd(t *testing.T, wrapper, env []string, args ...string) *gw {
 		}
 		io.Copy(io.Discard, pr) // a line too long: keep the process writing
 	}()
+	// g.done is sent once the log is read to its end: a test that waits
+	// for the exit then reads the last lines (regression: the scanner
+	// could still hold them, and a drain test failed under load).
 	go func() {
 		err := g.cmd.Wait()
 		pw.Close()
