@@ -76,6 +76,7 @@ import (
 	"github.com/tftpgw/tftpgw/cmd/tftp-backend/internal/httpupstream"
 	"github.com/tftpgw/tftpgw/cmd/tftp-backend/internal/templates"
 	"github.com/tftpgw/tftpgw/gateway"
+	"github.com/tftpgw/tftpgw/internal/bytesize"
 	"github.com/tftpgw/tftpgw/internal/grpcauth"
 	"github.com/tftpgw/tftpgw/internal/jsonlog"
 )
@@ -101,7 +102,7 @@ type config struct {
 	logFormat                             string
 	maxAge                                time.Duration
 	digest                                bool
-	digestSyncMax                         byteSize
+	digestSyncMax                         bytesize.Size
 	digestWait                            time.Duration
 }
 

@@ -2,19 +2,17 @@ package main
 
 import (
 	"flag"
-	"fmt"
 	"log/slog"
-	"strconv"
-	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tftpgw/tftpgw/gateway"
 	"github.com/tftpgw/tftpgw/gateway/cache"
+	"github.com/tftpgw/tftpgw/internal/bytesize"
 )
 
 var (
-	flagCacheSize = byteSize(cache.DefaultMaxBytes)
+	flagCacheSize = bytesize.Size(cache.DefaultMaxBytes)
 	// flagCacheMaxAge is -cache-max-age.
 	flagCacheMaxAge = flag.Duration("cache-max-age", 0,
 		"serve cached content that has an etag but no max age (the files of -root, of tftp-backend -root) from memory for this long\n"+
@@ -51,43 +49,6 @@ func wrapCache(h gateway.Handler, logger *slog.Logger) gateway.Handler {
 	}
 	logger.Info("edge cache on", "max_bytes", size, "max_entry_bytes", size/4, "max_age", *flagCacheMaxAge)
 	return c
-}
-
-// byteSize is a flag.Value for a number of bytes with an optional binary
-// suffix (K, KiB, M, MiB, G, GiB; case-insensitive).
-type byteSize int64
-
-func (b *byteSize) String() string {
-	n := int64(*b)
-	for _, u := range []struct {
-		suffix string
-		mult   int64
-	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
-		if n != 0 && n%u.mult == 0 {
-			return strconv.FormatInt(n/u.mult, 10) + u.suffix
-		}
-	}
-	return strconv.FormatInt(n, 10)
-}
-
-func (b *byteSize) Set(s string) error {
-	t := strings.ToLower(strings.TrimSpace(s))
-	mult := int64(1)
-	for _, u := range []struct {
-		suffix string
-		mult   int64
-	}{{"kib", 1 << 10}, {"mib", 1 << 20}, {"gib", 1 << 30}, {"k", 1 << 10}, {"m", 1 << 20}, {"g", 1 << 30}, {"b", 1}} {
-		if strings.HasSuffix(t, u.suffix) {
-			t, mult = strings.TrimSpace(strings.TrimSuffix(t, u.suffix)), u.mult
-			break
-		}
-	}
-	n, err := strconv.ParseInt(t, 10, 64)
-	if err != nil || n < 0 || n > (1<<62)/mult {
-		return fmt.Errorf("want a number of bytes such as 536870912 or 512MiB, not %q", s)
-	}
-	*b = byteSize(n * mult)
-	return nil
 }
 
 // cacheCollector exports a cache's Stats to Prometheus at scrape time.

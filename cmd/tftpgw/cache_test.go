@@ -10,34 +10,11 @@ import (
 
 	"github.com/tftpgw/tftpgw/gateway"
 	"github.com/tftpgw/tftpgw/gateway/cache"
+	"github.com/tftpgw/tftpgw/internal/bytesize"
 )
 
-func TestByteSizeFlag(t *testing.T) {
-	for in, want := range map[string]int64{
-		"0": 0, "4096": 4096, "512MiB": 512 << 20, "512m": 512 << 20, "1 GiB": 1 << 30,
-		"64K": 64 << 10, "100b": 100,
-	} {
-		var b byteSize
-		if err := b.Set(in); err != nil || int64(b) != want {
-			t.Errorf("Set(%q) = %d, %v; want %d", in, b, err, want)
-		}
-	}
-	for _, in := range []string{"", "-1", "1.5GiB", "12TB", "lots", "99999999999GiB"} {
-		var b byteSize
-		if err := b.Set(in); err == nil {
-			t.Errorf("Set(%q) = %d, want an error", in, b)
-		}
-	}
-	for n, want := range map[int64]string{0: "0", 512 << 20: "512MiB", 1 << 30: "1GiB", 1000: "1000", 3 << 10: "3KiB"} {
-		b := byteSize(n)
-		if got := b.String(); got != want {
-			t.Errorf("String(%d) = %q, want %q", n, got, want)
-		}
-	}
-}
-
 func TestWrapCache(t *testing.T) {
-	defer func(s byteSize) { flagCacheSize = s }(flagCacheSize)
+	defer func(s bytesize.Size) { flagCacheSize = s }(flagCacheSize)
 	logger := slog.New(slog.DiscardHandler)
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "f"), []byte("hello"), 0o644); err != nil {

@@ -1,4 +1,7 @@
-package main
+// Package bytesize is a flag.Value for a number of bytes written with an
+// optional binary suffix, shared by the commands' size flags (tftpgw's
+// -cache-size, tftp-backend's -digest-sync-max).
+package bytesize
 
 import (
 	"fmt"
@@ -6,12 +9,12 @@ import (
 	"strings"
 )
 
-// byteSize is a flag.Value for a number of bytes with an optional binary
-// suffix (K, KiB, M, MiB, G, GiB; case-insensitive), as tftpgw's
-// -cache-size.
-type byteSize int64
+// Size is a number of bytes that reads and prints with an optional binary
+// suffix: K, KiB, M, MiB, G, GiB (case-insensitive) or B.
+type Size int64
 
-func (b *byteSize) String() string {
+// String prints the size with the largest suffix that divides it.
+func (b *Size) String() string {
 	n := int64(*b)
 	for _, u := range []struct {
 		suffix string
@@ -24,7 +27,8 @@ func (b *byteSize) String() string {
 	return strconv.FormatInt(n, 10)
 }
 
-func (b *byteSize) Set(s string) error {
+// Set parses s: a whole number of bytes, with an optional suffix.
+func (b *Size) Set(s string) error {
 	t := strings.ToLower(strings.TrimSpace(s))
 	mult := int64(1)
 	for _, u := range []struct {
@@ -40,6 +44,6 @@ func (b *byteSize) Set(s string) error {
 	if err != nil || n < 0 || n > (1<<62)/mult {
 		return fmt.Errorf("want a number of bytes such as 67108864 or 64MiB, not %q", s)
 	}
-	*b = byteSize(n * mult)
+	*b = Size(n * mult)
 	return nil
 }
