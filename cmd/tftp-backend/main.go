@@ -59,8 +59,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -172,7 +170,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(net.Ad
 	defer closeSources()
 
 	cfg := backend.Config{Logger: logger}
-	if cfg.TLS, err = tlsConfig(c); err != nil {
+	if cfg.TLS, err = grpcauth.ServerTLS(c.tlsCert, c.tlsKey, c.clientCA); err != nil {
 		return err
 	}
 	if c.tokenFile != "" {
@@ -290,30 +288,4 @@ func firstFound(hs []gateway.Handler) gateway.Handler {
 		}
 		return nil, err
 	})
-}
-
-// tlsConfig returns the server's TLS configuration, or nil without
-// -tls-cert.
-func tlsConfig(c *config) (*tls.Config, error) {
-	if c.tlsCert == "" {
-		return nil, nil
-	}
-	cert, err := tls.LoadX509KeyPair(c.tlsCert, c.tlsKey)
-	if err != nil {
-		return nil, fmt.Errorf("tls: %w", err)
-	}
-	conf := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	if c.clientCA != "" {
-		pem, err := os.ReadFile(c.clientCA)
-		if err != nil {
-			return nil, fmt.Errorf("client CA: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("client CA: no certificate in %s", c.clientCA)
-		}
-		conf.ClientCAs = pool
-		conf.ClientAuth = tls.RequireAndVerifyClientCert
-	}
-	return conf, nil
 }

@@ -24,8 +24,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -184,24 +182,11 @@ func run(ctx context.Context, logger *slog.Logger, c *config) error {
 // token of -token-file.
 func serverOptions(c *config) ([]grpc.ServerOption, error) {
 	var opts []grpc.ServerOption
-	if c.tlsCert != "" {
-		cert, err := tls.LoadX509KeyPair(c.tlsCert, c.tlsKey)
-		if err != nil {
-			return nil, fmt.Errorf("tls: %w", err)
-		}
-		conf := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-		if c.clientCA != "" {
-			pem, err := os.ReadFile(c.clientCA)
-			if err != nil {
-				return nil, fmt.Errorf("client CA: %w", err)
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("client CA: no certificate in %s", c.clientCA)
-			}
-			conf.ClientCAs = pool
-			conf.ClientAuth = tls.RequireAndVerifyClientCert
-		}
+	conf, err := grpcauth.ServerTLS(c.tlsCert, c.tlsKey, c.clientCA)
+	if err != nil {
+		return nil, err
+	}
+	if conf != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(conf)))
 	}
 	if c.tokenFile != "" {

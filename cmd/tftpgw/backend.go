@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -91,29 +89,5 @@ func remoteHandler(ctx context.Context, logger *slog.Logger) (h gateway.Handler,
 // backendTLS builds the TLS configuration from the -backend-* flags, or
 // returns nil for plaintext.
 func backendTLS() (*tls.Config, error) {
-	if !*flagBackendTLS && *flagBackendCA == "" && *flagBackendCert == "" && *flagBackendKey == "" && *flagBackendServerName == "" {
-		return nil, nil
-	}
-	conf := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: *flagBackendServerName}
-	if *flagBackendCA != "" {
-		pem, err := os.ReadFile(*flagBackendCA)
-		if err != nil {
-			return nil, fmt.Errorf("-backend-ca: %w", err)
-		}
-		conf.RootCAs = x509.NewCertPool()
-		if !conf.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("-backend-ca: no PEM certificate in %s", *flagBackendCA)
-		}
-	}
-	if (*flagBackendCert == "") != (*flagBackendKey == "") {
-		return nil, errors.New("-backend-cert and -backend-key go together")
-	}
-	if *flagBackendCert != "" {
-		cert, err := tls.LoadX509KeyPair(*flagBackendCert, *flagBackendKey)
-		if err != nil {
-			return nil, fmt.Errorf("-backend-cert: %w", err)
-		}
-		conf.Certificates = []tls.Certificate{cert}
-	}
-	return conf, nil
+	return clientTLS("backend", *flagBackendTLS, *flagBackendCA, *flagBackendCert, *flagBackendKey, *flagBackendServerName)
 }
