@@ -203,3 +203,65 @@ var errWrongBytes = errorString("received bytes differ from the content")
 type errorString string
 
 func (e errorString) Error() string { return string(e) }
+
+// TestEDK2DuplicateACKBurstsThroughLoss: a client that acknowledges every
+// block arriving out of order (EDK2) sends bursts of duplicate ACKs on
+// every loss. Through a proxy dropping 5 % of the packets each way, 20
+// transfers with windowsize 8 complete, and the DATA the server sends
+// stay within a Go-Back-N sender's cost: the bursts never turn into a
+// retransmission storm (Sorcerer's Apprentice), client timer or not.
+func TestEDK2DuplicateACKBurstsThroughLoss(t *testing.T) {
+	const (
+		transfers = 20
+		blocks    = 65 // 8 windows and a final block
+		window    = 8
+	)
+	content := pattern((blocks-1)*512 + 100)
+	ts := gatewaytest.NewServer(t, files{"f": content}, func(s *gateway.Server) { s.Retries = 10 })
+	p := gatewaytest.NewProxy(t, ts.Addr(), gatewaytest.ProxyConfig{
+		DropRate: 0.05, Seed: 7,
+		Exempt: func(d gatewaytest.Direction, b []byte) bool {
+			op, _ := wire.PacketOpcode(b)
+			return op == wire.OpOACK || ackBlock(blocks)(d, b)
+		},
+	})
+	var wg sync.WaitGroup
+	errs := make(chan error, transfers)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for range transfers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var buf bytes.Buffer
+			_, err := tftpclient.Get(ctx, p.Addr().String(), "f", &buf, tftpclient.Options{
+				WindowSize: window, Timeout: 1, RetransmitTimeout: 300 * time.Millisecond, Retries: 10, AckEveryGap: true,
+			})
+			if err == nil && !bytes.Equal(buf.Bytes(), content) {
+				err = errWrongBytes
+			}
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Errorf("transfer: %v", err)
+		}
+	}
+	var dupAcks int64
+	for range transfers {
+		dupAcks += ts.NextStats(t).DuplicateAcks
+	}
+	ps := p.Stats()
+	// Go-Back-N with W = 8 at p = 5 %: 1 + 2*(W+2)*p = 2 DATA per block,
+	// and a window per transfer.
+	if data, bound := ps.ServerData(), int64(transfers*(2*blocks+window)); data > bound {
+		t.Errorf("server sent %d DATA for %d blocks, more than %d: a retransmission storm", data, transfers*blocks, bound)
+	}
+	if dupAcks == 0 {
+		t.Error("no duplicate ACK reached the server: the test does not exercise bursts")
+	}
+	t.Logf("%d DATA for %d blocks, %d duplicate ACKs, dropped %v", ps.ServerData(), transfers*blocks, dupAcks, ps.Dropped)
+}

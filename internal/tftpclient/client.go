@@ -63,6 +63,11 @@ type Options struct {
 	// count as requested when the OACK is validated; blksize, windowsize
 	// and timeout values given here are validated like the typed fields.
 	ExtraOptions [][2]string
+	// AckEveryGap acknowledges every block that arrives out of order with
+	// the last in-order block, as EDK2's UEFI PXE client does, which gives
+	// the server bursts of duplicate ACKs; by default the client
+	// acknowledges a gap once (RFC 7440 section 4).
+	AckEveryGap bool
 	// LocalAddr is the address the client's socket binds to (port 0); the
 	// unspecified address of the server's family when not valid. Tests and
 	// tftpbench use loopback addresses other than 127.0.0.1 to stand for
@@ -563,7 +568,7 @@ func Get(ctx context.Context, server, file string, w io.Writer, o Options) (res 
 				// Out of order: a gap (future block) or a retransmission
 				// (past block). Tell the server where we are, once.
 				res.Duplicates++
-				if !gapAcked {
+				if !gapAcked || o.AckEveryGap {
 					gapAcked = true
 					sinceAck = 0
 					if err := t.sendACK(expected - 1); err != nil {
