@@ -18,12 +18,12 @@ FUZZTIME ?= 60s
 # in the middle of an input (go.dev/issue/75804, fixed in Go 1.27); it
 # failed CI once here.
 FUZZ_TARGETS := \
-	./gateway/internal/wire:FuzzParseRequest:200000 \
-	./gateway/internal/wire:FuzzParseData:200000 \
-	./gateway/internal/wire:FuzzParseAck:200000 \
-	./gateway/internal/wire:FuzzParseError:200000 \
-	./gateway/internal/wire:FuzzParseOACK:200000 \
-	./gateway/internal/wire:FuzzPacketOpcode:200000 \
+	./internal/wire:FuzzParseRequest:200000 \
+	./internal/wire:FuzzParseData:200000 \
+	./internal/wire:FuzzParseAck:200000 \
+	./internal/wire:FuzzParseError:200000 \
+	./internal/wire:FuzzParseOACK:200000 \
+	./internal/wire:FuzzPacketOpcode:200000 \
 	./gateway/internal/netascii:FuzzReader:50000 \
 	./gateway:FuzzSession:50
 

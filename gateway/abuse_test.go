@@ -19,7 +19,7 @@ import (
 	"time"
 
 	"github.com/tftpgw/tftpgw/gateway"
-	"github.com/tftpgw/tftpgw/gateway/internal/wire"
+	"github.com/tftpgw/tftpgw/internal/wire"
 	"github.com/tftpgw/tftpgw/internal/tftpclient"
 )
 
@@ -565,7 +565,7 @@ func TestWRQFloodNoAmplification(t *testing.T) {
 			if p, ok := fs.firstOther.Load().([]byte); ok && !isCutError(p, reply) {
 				t.Errorf("reply %q, want %q", p, reply)
 			}
-			if st.ActiveSessions != 0 || st.Sessions != [len(st.Sessions)]int64{} {
+			if st.ActiveSessions != 0 || len(st.Sessions) != 0 {
 				t.Errorf("WRQs started sessions: %+v", st)
 			}
 			if out > int64(in) {

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tftpgw/tftpgw/gateway/internal/wire"
+	"github.com/tftpgw/tftpgw/internal/wire"
 )
 
 // ackingConn is a session socket whose client acknowledges every window

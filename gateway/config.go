@@ -1,10 +1,13 @@
 package gateway
 
 import (
+	"errors"
+	"fmt"
 	"log/slog"
+	"math"
 	"time"
 
-	"github.com/tftpgw/tftpgw/gateway/internal/wire"
+	"github.com/tftpgw/tftpgw/internal/wire"
 )
 
 // maxWindowSize is the largest window granted whatever MaxWindowSize says.
@@ -98,4 +101,34 @@ func (s *Server) resolve() *config {
 		c.statsInterval = DefaultStatsInterval
 	}
 	return c
+}
+
+// Validate reports the fields of s that the server would not use as they
+// are: a value out of its protocol range (MaxBlockSize outside 8..65464,
+// MaxWindowSize outside 1..32767), a negative duration, a rate that is
+// not a number. Zero values are valid (they mean the documented
+// defaults), and so are negative limits (no limit). [Server.Serve] does
+// not call it: it clamps such values instead, so a caller that must never
+// run a configuration other than the one given (a command's flags, a
+// config file) calls Validate first.
+func (s *Server) Validate() error {
+	var errs []error
+	if v := s.MaxBlockSize; v != 0 && (v < wire.MinBlockSize || v > wire.MaxBlockSize) {
+		errs = append(errs, fmt.Errorf("MaxBlockSize %d: want %d to %d (RFC 2348), or 0 for %d", v, wire.MinBlockSize, wire.MaxBlockSize, DefaultMaxBlockSize))
+	}
+	if v := s.MaxWindowSize; v != 0 && (v < 1 || v > maxWindowSize) {
+		errs = append(errs, fmt.Errorf("MaxWindowSize %d: want 1 to %d (block numbers are 16 bits: an ACK names one block of a window only while the window is under half their range), or 0 for %d", v, maxWindowSize, DefaultMaxWindowSize))
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"Timeout", s.Timeout}, {"MinTimeout", s.MinTimeout}, {"StatsInterval", s.StatsInterval}} {
+		if d.v < 0 {
+			errs = append(errs, fmt.Errorf("%s %v: must be 0 (the default) or more", d.name, d.v))
+		}
+	}
+	if v := s.ClientRequestRate; math.IsNaN(v) || math.IsInf(v, 0) {
+		errs = append(errs, fmt.Errorf("ClientRequestRate %v: want a number", v))
+	}
+	return errors.Join(errs...)
 }

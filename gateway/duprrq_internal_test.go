@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tftpgw/tftpgw/gateway/internal/wire"
+	"github.com/tftpgw/tftpgw/internal/wire"
 )
 
 // TestDelayedDuplicateRRQIgnored is a regression test (issue 14): in a boot

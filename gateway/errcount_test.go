@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"github.com/tftpgw/tftpgw/gateway"
-	"github.com/tftpgw/tftpgw/gateway/internal/wire"
+	"github.com/tftpgw/tftpgw/internal/wire"
 )
 
 // TestErrorsSentCountsEveryError is a regression test (found in review): ServerStats.ErrorsSent is

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tftpgw/tftpgw/gateway/internal/wire"
+	"github.com/tftpgw/tftpgw/internal/wire"
 )
 
 // floodSource is the i-th source of a flood of distinct addresses: IPv4

@@ -11,7 +11,7 @@ import (
 
 	"github.com/tftpgw/tftpgw/gateway"
 	"github.com/tftpgw/tftpgw/gateway/gatewaytest"
-	"github.com/tftpgw/tftpgw/gateway/internal/wire"
+	"github.com/tftpgw/tftpgw/internal/wire"
 	"github.com/tftpgw/tftpgw/internal/tftpclient"
 )
 

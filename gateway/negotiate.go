@@ -4,7 +4,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/tftpgw/tftpgw/gateway/internal/wire"
+	"github.com/tftpgw/tftpgw/internal/wire"
 )
 
 // params are the transfer parameters of one session after negotiation.

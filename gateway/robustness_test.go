@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/tftpgw/tftpgw/gateway"
-	"github.com/tftpgw/tftpgw/gateway/internal/wire"
+	"github.com/tftpgw/tftpgw/internal/wire"
 )
 
 // Regression tests for bugs found in review.

@@ -14,7 +14,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/tftpgw/tftpgw/gateway/internal/wire"
+	"github.com/tftpgw/tftpgw/internal/wire"
 )
 
 // serverState is what a Server holds while it serves.
@@ -46,7 +46,7 @@ type serverState struct {
 	integrityFailures atomic.Int64
 
 	activeN, bytesSent, packetsSent, retransmits              atomic.Int64
-	outcomes                                                  [5]atomic.Int64
+	outcomes                                                  [numOutcomes]atomic.Int64
 	malformed, unknownTID, writeRequests, duplicates, dupAcks atomic.Int64
 }
 

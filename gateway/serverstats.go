@@ -21,8 +21,13 @@ func (s *Server) Stats() ServerStats {
 		IntegrityFailures: st.integrityFailures.Load(),
 		ErrorsSent:        make(map[ErrorCode]int64),
 	}
-	for i := range st.outcomes {
-		r.Sessions[i] = st.outcomes[i].Load()
+	for o := range st.outcomes {
+		if n := st.outcomes[o].Load(); n > 0 {
+			if r.Sessions == nil {
+				r.Sessions = make(map[Outcome]int64, len(st.outcomes))
+			}
+			r.Sessions[Outcome(o)] = n
+		}
 	}
 	for i := range st.errCounts {
 		if n := st.errCounts[i].Load(); n > 0 {

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/tftpgw/tftpgw/gateway/internal/netascii"
-	"github.com/tftpgw/tftpgw/gateway/internal/wire"
+	"github.com/tftpgw/tftpgw/internal/wire"
 )
 
 // sessionConn is the session's own UDP socket (its transfer ID).

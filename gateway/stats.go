@@ -9,10 +9,13 @@ import (
 type Outcome int
 
 const (
+	// OutcomeUnknown is the zero Outcome, which no finished session has:
+	// a zero SessionStats never reads as a success.
+	OutcomeUnknown Outcome = iota
 	// OutcomeOK: the final block was acknowledged (an ERROR from the
 	// client after that still counts as success), or the client sent
 	// ERROR 0 once it had been sent (PXELINUX's close, its final ACK lost).
-	OutcomeOK Outcome = iota
+	OutcomeOK
 	// OutcomeError: the server ended the session with an ERROR (not found,
 	// access, backend failure, busy, shutdown).
 	OutcomeError
@@ -23,9 +26,11 @@ const (
 	OutcomeAborted
 	// OutcomeTimeout: the client stopped answering.
 	OutcomeTimeout
+
+	numOutcomes = iota // outcomes, OutcomeUnknown included
 )
 
-var outcomeNames = [...]string{"ok", "error", "probe", "aborted", "timeout"}
+var outcomeNames = [numOutcomes]string{"unknown", "ok", "error", "probe", "aborted", "timeout"}
 
 func (o Outcome) String() string {
 	if int(o) < len(outcomeNames) && o >= 0 {
@@ -92,11 +97,13 @@ type ServerStats struct {
 	Interval time.Duration
 
 	ActiveSessions int64
-	Sessions       [5]int64 // by Outcome
-	BytesSent      int64
-	PacketsSent    int64
-	Retransmits    int64
-	ErrorsSent     map[ErrorCode]int64
+	// Sessions counts the finished sessions by outcome; an outcome no
+	// session has had is absent.
+	Sessions    map[Outcome]int64
+	BytesSent   int64
+	PacketsSent int64
+	Retransmits int64
+	ErrorsSent  map[ErrorCode]int64
 
 	MalformedPackets  int64 // dropped on the listening port
 	UnknownTIDPackets int64 // reaching a session's port from another transfer ID; those answered with ERROR 5 are in ErrorsSent

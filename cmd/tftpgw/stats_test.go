@@ -68,7 +68,7 @@ func TestSetupStats(t *testing.T) {
 	}
 
 	srv.SessionStatsFunc(gateway.SessionStats{SessionID: "s1", Outcome: gateway.OutcomeProbe})
-	srv.ServerStatsFunc(gateway.ServerStats{Time: time.Now(), Sessions: [5]int64{0, 0, 1}})
+	srv.ServerStatsFunc(gateway.ServerStats{Time: time.Now(), Sessions: map[gateway.Outcome]int64{gateway.OutcomeProbe: 1}})
 	if prevSessions != 1 || prevReports != 1 {
 		t.Errorf("previous funcs called %d and %d times, want 1 and 1", prevSessions, prevReports)
 	}

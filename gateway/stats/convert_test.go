@@ -78,7 +78,7 @@ func TestServerReportsDeltas(t *testing.T) {
 	report := func(sec int, ok, bytes int64, errs map[gateway.ErrorCode]int64) gateway.ServerStats {
 		return gateway.ServerStats{
 			Time: t0.Add(time.Duration(sec) * time.Second), Interval: 10 * time.Second,
-			Sessions: [5]int64{ok}, BytesSent: bytes, ErrorsSent: errs,
+			Sessions: map[gateway.Outcome]int64{gateway.OutcomeOK: ok}, BytesSent: bytes, ErrorsSent: errs,
 			BusyRefusals: ok * 10, IgnoredBroadcasts: ok * 100, IntegrityFailures: ok,
 		}
 	}

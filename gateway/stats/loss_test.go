@@ -127,7 +127,7 @@ func (l *logLines) countPrefix(prefix string) int {
 func give(p *stats.Publisher, n int) {
 	for i := range n {
 		if i%10 == 9 {
-			p.ServerStats(gateway.ServerStats{Time: time.Now(), Interval: time.Second, Sessions: [5]int64{int64(i)}})
+			p.ServerStats(gateway.ServerStats{Time: time.Now(), Interval: time.Second, Sessions: map[gateway.Outcome]int64{gateway.OutcomeOK: int64(i)}})
 			continue
 		}
 		p.SessionStats(session(fmt.Sprintf("s%d", i)))
@@ -350,7 +350,7 @@ func TestServerStatsReplacedCoverBoth(t *testing.T) {
 	defer closePublisher(t, p, time.Second)
 	t0 := time.Now()
 	report := func(sec int, ok int64) gateway.ServerStats {
-		return gateway.ServerStats{Time: t0.Add(time.Duration(sec) * time.Second), Interval: 10 * time.Second, Sessions: [5]int64{ok}, BytesSent: ok * 100}
+		return gateway.ServerStats{Time: t0.Add(time.Duration(sec) * time.Second), Interval: 10 * time.Second, Sessions: map[gateway.Outcome]int64{gateway.OutcomeOK: ok}, BytesSent: ok * 100}
 	}
 	p.ServerStats(report(10, 1)) // never delivered: replaced by the next
 	p.ServerStats(report(20, 3))
@@ -403,9 +403,9 @@ func TestServerStatsInFlightReplaced(t *testing.T) {
 		t.Fatal(err)
 	}
 	t0 := time.Now()
-	p.ServerStats(gateway.ServerStats{Time: t0, Interval: 10 * time.Second, Sessions: [5]int64{1}})
+	p.ServerStats(gateway.ServerStats{Time: t0, Interval: 10 * time.Second, Sessions: map[gateway.Outcome]int64{gateway.OutcomeOK: 1}})
 	waitFor(t, "the first batch at the sink", func() bool { c, _ := sink.stats(); return c == 1 })
-	p.ServerStats(gateway.ServerStats{Time: t0.Add(10 * time.Second), Interval: 10 * time.Second, Sessions: [5]int64{4}})
+	p.ServerStats(gateway.ServerStats{Time: t0.Add(10 * time.Second), Interval: 10 * time.Second, Sessions: map[gateway.Outcome]int64{gateway.OutcomeOK: 4}})
 	release <- false // the first report is not acknowledged
 	release <- true  // the second one is
 	waitFor(t, "the second report", func() bool { return p.Counts().Pending == 0 })

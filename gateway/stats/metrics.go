@@ -292,8 +292,8 @@ func (c *serverCollector) Collect(ch chan<- prometheus.Metric) {
 	counter := func(d *prometheus.Desc, v int64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
 	}
-	for o, n := range s.Sessions {
-		counter(c.descSessions, n, gateway.Outcome(o).String())
+	for o := gateway.OutcomeOK; o <= gateway.OutcomeTimeout; o++ { // every outcome has a series
+		counter(c.descSessions, s.Sessions[o], o.String())
 	}
 	counter(c.descBytes, s.BytesSent)
 	counter(c.descPackets, s.PacketsSent)

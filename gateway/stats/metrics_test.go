@@ -75,7 +75,7 @@ func TestMetricsEndpoints(t *testing.T) {
 	m.ObserveSession(gateway.SessionStats{Outcome: gateway.OutcomeError, Duration: 10 * time.Millisecond})
 	m.ObserveSession(gateway.SessionStats{Outcome: gateway.OutcomeProbe, Duration: 20 * time.Millisecond, TimeToFirstData: time.Millisecond})
 	m.ObserveServer(gateway.ServerStats{
-		ActiveSessions: 2, Sessions: [5]int64{1, 1, 1, 0, 0}, BytesSent: 1500, PacketsSent: 5,
+		ActiveSessions: 2, Sessions: map[gateway.Outcome]int64{gateway.OutcomeOK: 1, gateway.OutcomeError: 1, gateway.OutcomeProbe: 1}, BytesSent: 1500, PacketsSent: 5,
 		Retransmits: 1, ErrorsSent: map[gateway.ErrorCode]int64{1: 1}, MalformedPackets: 4,
 		UnknownTIDPackets: 6, WriteRequests: 7, DuplicateRequests: 8,
 		BusyRefusals: 9, IgnoredBroadcasts: 10, IntegrityFailures: 11,

@@ -43,7 +43,7 @@ func TestPublisherFlushesOnClose(t *testing.T) {
 	for i := range 100 {
 		p.SessionStats(session(string(rune('a' + i%26))))
 	}
-	p.ServerStats(gateway.ServerStats{Time: time.Now(), Interval: time.Second, Sessions: [5]int64{100}, BytesSent: 1000})
+	p.ServerStats(gateway.ServerStats{Time: time.Now(), Interval: time.Second, Sessions: map[gateway.Outcome]int64{gateway.OutcomeOK: 100}, BytesSent: 1000})
 	if err := closePublisher(t, p, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
