@@ -19,8 +19,8 @@ import (
 	"time"
 
 	"github.com/tftpgw/tftpgw/gateway"
-	"github.com/tftpgw/tftpgw/internal/wire"
 	"github.com/tftpgw/tftpgw/internal/tftpclient"
+	"github.com/tftpgw/tftpgw/internal/wire"
 )
 
 // Abuse tests: what a hostile or spoofed source can make the server do.

@@ -9,8 +9,8 @@ import (
 
 	"github.com/tftpgw/tftpgw/gateway"
 	"github.com/tftpgw/tftpgw/gateway/gatewaytest"
-	"github.com/tftpgw/tftpgw/internal/wire"
 	"github.com/tftpgw/tftpgw/internal/tftpclient"
+	"github.com/tftpgw/tftpgw/internal/wire"
 )
 
 // windowedSession starts a transfer of content with windowsize 4 and a

@@ -11,8 +11,8 @@ import (
 
 	"github.com/tftpgw/tftpgw/gateway"
 	"github.com/tftpgw/tftpgw/gateway/gatewaytest"
-	"github.com/tftpgw/tftpgw/internal/wire"
 	"github.com/tftpgw/tftpgw/internal/tftpclient"
+	"github.com/tftpgw/tftpgw/internal/wire"
 )
 
 // Fuzz session parameters: short timers so that an input takes well under

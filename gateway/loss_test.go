@@ -11,8 +11,8 @@ import (
 
 	"github.com/tftpgw/tftpgw/gateway"
 	"github.com/tftpgw/tftpgw/gateway/gatewaytest"
-	"github.com/tftpgw/tftpgw/internal/wire"
 	"github.com/tftpgw/tftpgw/internal/tftpclient"
+	"github.com/tftpgw/tftpgw/internal/wire"
 )
 
 // Transfers through a lossy proxy (gatewaytest.Proxy) must arrive
