@@ -7,6 +7,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/tftpgw/tftpgw/gateway/internal/session"
 	"github.com/tftpgw/tftpgw/internal/wire"
 )
 
@@ -33,6 +34,8 @@ type config struct {
 	maxWindowMemoryPerClient int64   // <= 0: none
 	singlePort               bool
 	minTimeout               time.Duration
+
+	session session.Config // what sessions take of the above
 }
 
 // orDefault resolves a limit: zero means def, negative means none (0).
@@ -99,6 +102,14 @@ func (s *Server) resolve() *config {
 	}
 	if c.statsInterval <= 0 {
 		c.statsInterval = DefaultStatsInterval
+	}
+	c.session = session.Config{
+		Timeout:       c.timeout,
+		MinTimeout:    c.minTimeout,
+		Retries:       c.retries,
+		MaxBlockSize:  c.maxBlockSize,
+		MaxWindowSize: c.maxWindowSize,
+		Logger:        c.logger,
 	}
 	return c
 }

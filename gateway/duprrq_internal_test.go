@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tftpgw/tftpgw/gateway/internal/udp"
 	"github.com/tftpgw/tftpgw/internal/wire"
 )
 
@@ -52,7 +53,7 @@ func TestDelayedDuplicateRRQIgnored(t *testing.T) {
 
 			srv.state.mu.Lock()
 			act := srv.state.active[sessionKey{client: cl.addr(), file: "f"}]
-			var l *listener
+			var l *udp.Listener
 			for l = range srv.state.listeners {
 			}
 			c := srv.state.conf

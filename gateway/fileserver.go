@@ -7,6 +7,8 @@ import (
 	"io/fs"
 	"os"
 	"syscall"
+
+	"github.com/tftpgw/tftpgw/gateway/internal/session"
 )
 
 // FileServer returns a Handler that serves the regular files under root.
@@ -157,16 +159,19 @@ func (c *fileContent) Seek(off int64, whence int) (int64, error) { return c.f.Se
 
 func (c *fileContent) Info() ContentInfo { return ContentInfo{ETag: c.etag} }
 
-// unchanged reports, with an error wrapping errFileChanged, a file that is
-// no longer the one opened: another size, modification or change time
-// (a rewrite in place, even of the same length, or a chmod).
-func (c *fileContent) unchanged() error {
+// File returns the file (the session sends large blocks from its pages).
+func (c *fileContent) File() *os.File { return c.f }
+
+// Unchanged reports, with an error wrapping session.ErrFileChanged, a file
+// that is no longer the one opened: another size, modification or change
+// time (a rewrite in place, even of the same length, or a chmod).
+func (c *fileContent) Unchanged() error {
 	fi, err := c.f.Stat()
 	if err != nil {
 		return fmt.Errorf("gateway: stat: %w", err)
 	}
 	if now := fileETag(fi); now != c.etag {
-		return fmt.Errorf("%w: version %s, %s when opened", errFileChanged, now, c.etag)
+		return fmt.Errorf("%w: version %s, %s when opened", session.ErrFileChanged, now, c.etag)
 	}
 	return nil
 }

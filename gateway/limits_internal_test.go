@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tftpgw/tftpgw/gateway/internal/udp"
 	"github.com/tftpgw/tftpgw/internal/wire"
 )
 
@@ -149,8 +150,7 @@ func TestClientFloodThroughListener(t *testing.T) {
 	}
 	c := srv.init()
 	defer srv.Close()
-	l := newListener(pc)
-	l.single = true
+	l := udp.NewListener(pc, true)
 	dst := netip.MustParseAddr("127.0.0.1")
 	rrq := wire.AppendRequest(nil, wire.OpRRQ, "pxelinux.0", "octet", nil)
 	deadline := time.Now().Add(60 * time.Second)

@@ -8,12 +8,14 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/tftpgw/tftpgw/gateway/internal/session"
+	"github.com/tftpgw/tftpgw/gateway/internal/udp"
+	"github.com/tftpgw/tftpgw/gateway/internal/winmem"
 	"github.com/tftpgw/tftpgw/internal/wire"
 )
 
@@ -23,7 +25,7 @@ type serverState struct {
 	conf      *config
 	ctx       context.Context // cancelled to end the sessions still running
 	cancel    context.CancelFunc
-	listeners map[*listener]struct{}
+	listeners map[*udp.Listener]struct{}
 	active    map[sessionKey]*activeSession
 	closed    bool
 	sessions  sync.WaitGroup
@@ -36,12 +38,12 @@ type serverState struct {
 	running   int         // sessions admitted and not yet done; guarded by mu
 	clients   clientTable // guarded by mu
 	lastSweep time.Time   // guarded by mu
-	windows   windowPool  // window buffers within the budget
+	windows   winmem.Pool // window buffers within the budget
 	busy      atomic.Int64
 	busyLog   atomic.Int64 // unix nanoseconds of the last "refusing" log line
 	busyNoted atomic.Int64 // busy at that line
 
-	broadcasts        broadcasts
+	broadcasts        udp.Broadcasts
 	ignoredBroadcasts atomic.Int64
 	integrityFailures atomic.Int64
 
@@ -89,13 +91,6 @@ func (p *progressMark) before(t time.Time) bool {
 	return at == 0 || t.UnixNano() <= at
 }
 
-// errSuperseded ends a session whose client port sent a new request after
-// the session had progressed: the client restarted the transfer from the
-// same port, or it finished, its final ACK was lost and the port was
-// reused. The session ends silently, since the port is not its client's
-// any more.
-var errSuperseded = errors.New("gateway: superseded by a new request from the client's port")
-
 // supersede decides about a request that arrived at at (the kernel's
 // receive time, on Linux) from a client that has a running session. A
 // request that reached the server before the client's first
@@ -108,7 +103,7 @@ func supersede(old *activeSession, at time.Time) bool {
 	if old == nil || old.progressed.before(at) {
 		return false
 	}
-	old.cancel(errSuperseded)
+	old.cancel(session.ErrSuperseded)
 	return true
 }
 
@@ -128,10 +123,10 @@ func (s *Server) init() *config {
 	if st.conf == nil {
 		st.conf = s.resolve()
 		st.ctx, st.cancel = context.WithCancel(context.Background())
-		st.listeners = make(map[*listener]struct{})
+		st.listeners = make(map[*udp.Listener]struct{})
 		st.active = make(map[sessionKey]*activeSession)
 		st.clients.init()
-		st.windows.limit, st.windows.perClient = st.conf.maxWindowMemory, st.conf.maxWindowMemoryPerClient
+		st.windows.Limit, st.windows.PerClient = st.conf.maxWindowMemory, st.conf.maxWindowMemoryPerClient
 		var id [4]byte
 		rand.Read(id[:])
 		st.idPrefix = hex.EncodeToString(id[:])
@@ -173,8 +168,7 @@ func (s *Server) Serve(pc net.PacketConn) error {
 		pc.Close()
 		return ErrServerClosed
 	}
-	l := newListener(pc)
-	l.single = c.singlePort
+	l := udp.NewListener(pc, c.singlePort)
 	st := &s.state
 	st.mu.Lock()
 	if st.closed {
@@ -194,7 +188,7 @@ func (s *Server) Serve(pc net.PacketConn) error {
 	buf := make([]byte, 4096)
 	var backoff time.Duration
 	for {
-		d, err := l.read(buf)
+		d, err := l.Read(buf)
 		if err != nil {
 			if s.isClosed() {
 				return ErrServerClosed
@@ -209,17 +203,17 @@ func (s *Server) Serve(pc net.PacketConn) error {
 			return fmt.Errorf("gateway: read: %w", err)
 		}
 		backoff = 0
-		s.handlePacket(c, l, buf[:d.n], d.src, d.dst, d.at)
+		s.handlePacket(c, l, buf[:d.N], d.Src, d.Dst, d.At)
 	}
 }
 
 // replyError answers a request on the listening socket with an ERROR and
 // counts it.
-func (s *Server) replyError(l *listener, to netip.AddrPort, from netip.Addr, code ErrorCode, msg string, reqLen int) {
+func (s *Server) replyError(l *udp.Listener, to netip.AddrPort, from netip.Addr, code ErrorCode, msg string, reqLen int) {
 	if int(code) < len(s.state.errCounts) {
 		s.state.errCounts[code].Add(1)
 	}
-	l.replyError(to, from, code, msg, reqLen)
+	l.ReplyError(to, from, uint16(code), msg, reqLen)
 }
 
 func (s *Server) isClosed() bool {
@@ -230,13 +224,13 @@ func (s *Server) isClosed() bool {
 
 // handlePacket deals with one datagram on the listening socket. Nothing
 // but a request is answered there: junk is counted, never echoed.
-func (s *Server) handlePacket(c *config, l *listener, b []byte, src netip.AddrPort, dst netip.Addr, at time.Time) {
+func (s *Server) handlePacket(c *config, l *udp.Listener, b []byte, src netip.AddrPort, dst netip.Addr, at time.Time) {
 	st := &s.state
 	op, err := wire.PacketOpcode(b)
 	isRequest := err == nil && (op == wire.OpRRQ || op == wire.OpWRQ)
-	var running *muxConn // single-port: the session of src, if any
+	var running *udp.MuxConn // single-port: the session of src, if any
 	if c.singlePort {
-		running = l.deliver(src, b, isRequest)
+		running = l.Deliver(src, b, isRequest)
 		if running != nil && !isRequest {
 			return // delivered
 		}
@@ -245,7 +239,7 @@ func (s *Server) handlePacket(c *config, l *listener, b []byte, src netip.AddrPo
 		st.malformed.Add(1)
 		return
 	}
-	if st.broadcasts.is(dst, time.Now()) {
+	if st.broadcasts.Is(dst, time.Now()) {
 		st.ignoredBroadcasts.Add(1)
 		return // RFC 1123 4.2.3.5: a broadcast request is ignored
 	}
@@ -271,11 +265,11 @@ func (s *Server) handlePacket(c *config, l *listener, b []byte, src netip.AddrPo
 		if s.isClosed() {
 			return // draining: no new session replaces a running one
 		}
-		if !supersede(running.act, at) { // a duplicate RRQ
+		if !supersede(running.Owner().(*activeSession), at) { // a duplicate RRQ
 			st.duplicates.Add(1)
 			return
 		}
-		l.unregister(running) // the new request starts a session of its own
+		l.Unregister(running) // the new request starts a session of its own
 	}
 	key := sessionKey{client: src, file: req.Filename}
 	st.mu.Lock()
@@ -296,9 +290,9 @@ func (s *Server) handlePacket(c *config, l *listener, b []byte, src netip.AddrPo
 	}
 	ctx, cancel := context.WithCancelCause(st.ctx)
 	act := &activeSession{cancel: cancel}
-	var mux *muxConn
+	var mux *udp.MuxConn
 	if c.singlePort {
-		mux = l.register(src, dst, act) // not nil: deliver found no session
+		mux = l.Register(src, dst, act) // not nil: Deliver found no session
 	}
 	st.active[key] = act
 	st.sessions.Add(1)
@@ -307,7 +301,7 @@ func (s *Server) handlePacket(c *config, l *listener, b []byte, src netip.AddrPo
 
 	go s.startSession(ctx, c, admitted{
 		key: key, act: act, req: req, src: src,
-		local: netip.AddrPortFrom(dst, l.port), mux: mux, at: at,
+		local: netip.AddrPortFrom(dst, l.Port()), mux: mux, at: at,
 	})
 }
 
@@ -329,117 +323,27 @@ func (st *serverState) refusedBusy(c *config, client netip.AddrPort, now time.Ti
 		"client", client, "refused", total-st.busyNoted.Swap(total), "refused_total", total, "active_sessions", st.activeN.Load())
 }
 
-// admitted is a request the listener accepted, handed to its session.
-type admitted struct {
-	key   sessionKey
-	act   *activeSession
-	req   wire.Request
-	src   netip.AddrPort // the client
-	local netip.AddrPort // where the request was sent
-	mux   *muxConn       // single-port mode: the connection through the listening socket
-	at    time.Time      // when the request arrived
-}
-
-// startSession runs on the session's goroutine: it opens the session's
-// socket, normalises the path and runs the transfer.
-func (s *Server) startSession(ctx context.Context, c *config, a admitted) {
-	key, act, wr, src, local, mux := a.key, a.act, a.req, a.src, a.local, a.mux
-	st := &s.state
-	defer act.cancel(nil)
-	id := st.idPrefix + "-" + strconv.FormatUint(st.nextID.Add(1), 10)
-	opts := make([]Option, len(wr.Options))
-	for i, o := range wr.Options {
-		opts[i] = Option(o)
-	}
-	sess := &session{
-		srv:    s,
-		c:      c,
-		ctx:    ctx,
-		cancel: act.cancel,
-		key:    key,
-		act:    act,
-		req: Request{
-			SessionID:  id,
-			RawPath:    wr.Filename,
-			Mode:       wr.Mode,
-			Options:    opts,
-			RemoteAddr: src,
-			LocalAddr:  local,
-		},
-	}
-	sess.st = SessionStats{
-		SessionID:        id,
-		RemoteAddr:       src,
-		LocalAddr:        local,
-		RawPath:          wr.Filename,
-		Mode:             wr.Mode,
-		RequestedOptions: opts,
-		BlockSize:        wire.DefaultBlockSize,
-		WindowSize:       1,
-		TransferSize:     -1,
-		Start:            a.at,
-	}
-	var (
-		conn   sessionConn
-		client = src
-		err    error
-	)
-	if mux != nil {
-		conn = mux
-	} else {
-		var uc *net.UDPConn
-		if uc, client, err = listenSession(local.Addr(), src); err == nil {
-			conn = newFastConn(uc, client)
-		}
-	}
-	if err != nil {
-		c.logger.Error("cannot open session socket", "session", id, "client", src, "err", err)
-		sess.conn = closedConn{}
-		sess.st.Outcome = OutcomeError
-		sess.err = err
-		sess.finish()
-		return
-	}
-	sess.conn, sess.client = conn, client
-	stop := context.AfterFunc(ctx, func() { conn.SetReadDeadline(time.Unix(1, 0)) })
-	defer stop()
-
-	p, err := CleanPath(wr.Filename)
-	if err != nil {
-		// The log line's path is the normalised one, empty here: the
-		// cause names what was asked for, quoted (%q escapes controls,
-		// bidi overrides and bytes that are not UTF-8).
-		sess.err = fmt.Errorf("%w: %q", err, wr.Filename)
-		e := &Error{Code: ErrFileNotFound, Message: "file not found"}
-		if errors.Is(err, errPathEscapes) || errors.Is(err, errPathNUL) {
-			e = &Error{Code: ErrAccessViolation, Message: "access violation"}
-		}
-		sess.fail(e)
-		sess.finish()
-		return
-	}
-	sess.req.Path, sess.st.Path = p, p
-	sess.run()
-}
-
-// sessionDone is called by a session's finish.
-func (st *serverState) sessionDone(s *session) {
+// sessionDone counts a finished session and forgets it.
+func (st *serverState) sessionDone(key sessionKey, act *activeSession, s *SessionStats) {
 	st.activeN.Add(-1)
-	st.bytesSent.Add(s.st.BytesSent)
-	st.packetsSent.Add(s.st.PacketsSent)
-	st.retransmits.Add(s.st.Retransmits)
-	st.dupAcks.Add(s.st.DuplicateAcks)
-	if o := s.st.Outcome; o >= 0 && int(o) < len(st.outcomes) {
+	st.bytesSent.Add(s.BytesSent)
+	st.packetsSent.Add(s.PacketsSent)
+	st.retransmits.Add(s.Retransmits)
+	st.dupAcks.Add(s.DuplicateAcks)
+	if o := s.Outcome; o >= 0 && int(o) < len(st.outcomes) {
 		st.outcomes[o].Add(1)
 	}
-	if e := s.st.ErrorSent; e != nil && int(e.Code) < len(st.errCounts) {
+	if e := s.ErrorSent; e != nil && int(e.Code) < len(st.errCounts) {
 		st.errCounts[e.Code].Add(1)
 	}
-	st.mu.Lock()
-	if st.active[s.key] == s.act { // else a new session for the key replaced it
-		delete(st.active, s.key)
+	if errors.Is(s.cause, ErrIntegrity) {
+		st.integrityFailures.Add(1)
 	}
-	st.release(s.key.client.Addr(), time.Now())
+	st.mu.Lock()
+	if st.active[key] == act { // else a new session for the key replaced it
+		delete(st.active, key)
+	}
+	st.release(key.client.Addr(), time.Now())
 	st.mu.Unlock()
 	st.sessions.Done()
 }
@@ -522,8 +426,8 @@ func (s *Server) closeListeners() *serverState {
 	defer st.mu.Unlock()
 	st.closed = true
 	for l := range st.listeners {
-		if !l.single {
-			l.close()
+		if !l.Single() {
+			l.Close()
 		}
 	}
 	return st
@@ -533,7 +437,7 @@ func (st *serverState) closeAllListeners() {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	for l := range st.listeners {
-		l.close()
+		l.Close()
 	}
 }
 
@@ -545,13 +449,3 @@ func (st *serverState) cancelSessions() {
 		cancel()
 	}
 }
-
-// closedConn stands in for a session socket that could not be opened.
-type closedConn struct{}
-
-func (closedConn) ReadFromUDPAddrPort([]byte) (int, netip.AddrPort, error) {
-	return 0, netip.AddrPort{}, net.ErrClosed
-}
-func (closedConn) WriteToUDPAddrPort([]byte, netip.AddrPort) (int, error) { return 0, net.ErrClosed }
-func (closedConn) SetReadDeadline(time.Time) error                        { return nil }
-func (closedConn) Close() error                                           { return nil }

@@ -81,6 +81,8 @@ type SessionStats struct {
 	Duration        time.Duration
 	TimeToFirstData time.Duration // from the RRQ to the first DATA sent; 0 if none
 
+	cause error // the internal cause of a failure, for the log line
+
 	// Backend describes the backend calls: from the content, if it
 	// implements BackendContent, or, when the handler failed, from its
 	// error, if the error (or one it wraps, see errors.As) has a method

@@ -1,8 +1,7 @@
-//go:build linux && !386 && !s390x
-
-package gateway
+package udp
 
 import (
+	"errors"
 	"io"
 	"net"
 	"net/netip"
@@ -17,10 +16,23 @@ import (
 
 const bigBlock = 65464
 
-// mappedFixture is a file of size bytes opened as FileServer opens it, a
-// session socket and a client socket that never reads (the kernel drops
-// what does not fit).
-func mappedFixture(t testing.TB, size int) (*fileContent, sessionConn, netip.AddrPort) {
+// errChanged stands for the session's "file changed".
+var errChanged = errors.New("file changed")
+
+// mappedFile is a file of size bytes as a FileServer content gives it.
+type mappedFile struct {
+	f    *os.File
+	size int64
+}
+
+// sender returns conn's sender of m's blocks, or nil.
+func (m *mappedFile) sender(conn Conn, blksize int) FileSender {
+	return conn.FileSender(m.f, m.size, blksize, nil, errChanged)
+}
+
+// mappedFixture is a file of size bytes, a session socket and a client
+// socket that never reads (the kernel drops what does not fit).
+func mappedFixture(t testing.TB, size int) (*mappedFile, Conn, netip.AddrPort) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "f")
 	if err := os.WriteFile(path, make([]byte, size), 0o644); err != nil {
@@ -41,28 +53,24 @@ func mappedFixture(t testing.TB, size int) (*fileContent, sessionConn, netip.Add
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { client.Close() })
-	fi, err := f.Stat()
-	if err != nil {
-		t.Fatal(err)
-	}
 	to := client.LocalAddr().(*net.UDPAddr).AddrPort()
-	return &fileContent{f: f, size: int64(size), etag: fileETag(fi)}, newFastConn(conn, to), to
+	return &mappedFile{f: f, size: int64(size)}, newSessionConn(conn, to), to
 }
 
-// TestFileSenderUsedFor: only a FileServer file, non-empty, with blocks
-// too large for segmentation, on a session's own socket is sent from its
-// pages; everything else takes the window path.
+// TestFileSenderUsedFor: only a non-empty file, with blocks too large for
+// segmentation, on a session's own socket is sent from its pages;
+// everything else takes the window path.
 func TestFileSenderUsedFor(t *testing.T) {
 	fc, conn, _ := mappedFixture(t, 3*bigBlock)
 	empty, _, _ := mappedFixture(t, 0)
 	seeked, _, _ := mappedFixture(t, 3*bigBlock)
-	if _, err := seeked.Seek(100, io.SeekStart); err != nil {
+	if _, err := seeked.f.Seek(100, io.SeekStart); err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {
 		name    string
-		content Content
-		conn    sessionConn
+		file    *mappedFile
+		conn    Conn
 		blksize int
 		want    bool
 	}{
@@ -71,17 +79,17 @@ func TestFileSenderUsedFor(t *testing.T) {
 		{"blocks_segmentation_packs", fc, conn, mappedMinBlock - 1, false},
 		{"empty_file", empty, conn, bigBlock, false},
 		{"seeked_by_a_handler", seeked, conn, bigBlock, false},
-		{"not_a_file", BytesContent(make([]byte, 3*bigBlock)), conn, bigBlock, false},
-		{"shared_socket", fc, &muxConn{}, bigBlock, false},
+		{"shared_socket", fc, &MuxConn{}, bigBlock, false},
+		{"closed_socket", fc, ClosedConn{}, bigBlock, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := newFileSender(tt.content, tt.conn, tt.blksize)
+			f := tt.file.sender(tt.conn, tt.blksize)
 			if got := f != nil; got != tt.want {
 				t.Fatalf("sent from the file: %v, want %v", got, tt.want)
 			}
 			if f != nil {
-				f.close()
+				f.Close()
 			}
 		})
 	}
@@ -91,15 +99,15 @@ func TestFileSenderUsedFor(t *testing.T) {
 // nothing (the final one, once per transfer, stats the file).
 func TestFileSenderAllocsPerPacket(t *testing.T) {
 	fc, conn, _ := mappedFixture(t, 4*bigBlock)
-	f := newFileSender(fc, conn, bigBlock)
+	f := fc.sender(conn, bigBlock)
 	if f == nil {
 		t.Fatal("no file sender")
 	}
-	defer f.close()
+	defer f.Close()
 	blk := uint16(0)
 	allocs := testing.AllocsPerRun(200, func() {
 		blk++
-		if err := f.send(blk, int64(blk%3)*bigBlock, bigBlock); err != nil {
+		if err := f.Send(blk, int64(blk%3)*bigBlock, bigBlock); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -113,11 +121,11 @@ func TestFileSenderAllocsPerPacket(t *testing.T) {
 // boundaries, so serving a large file does not grow the RSS by its size.
 func TestFileSenderReleasesAcknowledgedPages(t *testing.T) {
 	fc, conn, _ := mappedFixture(t, 12<<20)
-	f := newFileSender(fc, conn, bigBlock)
+	f, _ := fc.sender(conn, bigBlock).(*fileSender)
 	if f == nil {
 		t.Fatal("no file sender")
 	}
-	defer f.close()
+	defer f.Close()
 	page := int64(unix.Getpagesize())
 	steps := []struct{ acked, released int64 }{
 		{1 << 20, 0},
@@ -129,14 +137,14 @@ func TestFileSenderReleasesAcknowledgedPages(t *testing.T) {
 	}
 	// A regression test: the final ACK once sliced past the mapping.
 	fc2, conn2, _ := mappedFixture(t, 2*releaseBytes+1000)
-	f2 := newFileSender(fc2, conn2, bigBlock)
-	defer f2.close()
-	f2.release(2*releaseBytes + bigBlock)
+	f2 := fc2.sender(conn2, bigBlock).(*fileSender)
+	defer f2.Close()
+	f2.Release(2*releaseBytes + bigBlock)
 	if f2.released != 2*releaseBytes {
 		t.Errorf("after the final ACK of a %d-byte file: released up to %d, want %d", 2*releaseBytes+1000, f2.released, 2*releaseBytes)
 	}
 	for _, s := range steps {
-		f.release(s.acked)
+		f.Release(s.acked)
 		if f.released != s.released {
 			t.Fatalf("after an ACK at %d: released up to %d, want %d", s.acked, f.released, s.released)
 		}
@@ -164,12 +172,12 @@ func BenchmarkLargeBlockSend(b *testing.B) {
 		}
 	})
 	b.Run("file", func(b *testing.B) {
-		f := newFileSender(fc, conn, bigBlock)
-		defer f.close()
+		f := fc.sender(conn, bigBlock)
+		defer f.Close()
 		b.SetBytes(bigBlock)
 		b.ReportAllocs()
 		for i := 0; b.Loop(); i++ {
-			if err := f.send(uint16(i), int64(i%blocks)*bigBlock, bigBlock); err != nil {
+			if err := f.Send(uint16(i), int64(i%blocks)*bigBlock, bigBlock); err != nil {
 				b.Fatal(err)
 			}
 		}

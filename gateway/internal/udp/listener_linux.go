@@ -1,6 +1,4 @@
-//go:build linux && !386 && !s390x
-
-package gateway
+package udp
 
 import (
 	"errors"
@@ -32,8 +30,8 @@ type rawReader struct {
 	err    error
 }
 
-func (r *rawReader) init(l *listener) {
-	if l.rc == nil || l.domain != unix.AF_INET && l.domain != unix.AF_INET6 {
+func (r *rawReader) init(l *Listener) {
+	if !fastPath || l.rc == nil || l.domain != unix.AF_INET && l.domain != unix.AF_INET6 {
 		return
 	}
 	r.rc, r.local = l.rc, l.pc.LocalAddr()

@@ -1,6 +1,4 @@
-//go:build linux && !386 && !s390x
-
-package gateway
+package udp
 
 import (
 	"errors"
@@ -28,7 +26,7 @@ import (
 //
 // The read that follows a send would always find nothing: the answer
 // cannot have come yet. A session therefore hands the last datagram of a
-// window to sendBeforeRead, and the next read sends it from inside
+// window to SendBeforeRead, and the next read sends it from inside
 // RawConn.Read, after Read has forgotten the socket's readiness, and then
 // waits for readiness without looking at the queue: an answer arriving
 // after the send is an edge the wait sees. (Skipping the recvfrom in a
@@ -53,9 +51,9 @@ type fastConn struct {
 	readFn   func(fd uintptr) bool
 	writeFn  func(fd uintptr) bool
 	queuedFn func(fd uintptr)
-	queued   bool // readQueued's recvfrom took a datagram
+	queued   bool // ReadQueued's recvfrom took a datagram
 
-	// pending is a datagram for the client held by sendBeforeRead, and
+	// pending is a datagram for the client held by SendBeforeRead, and
 	// pendingErr the error of its send.
 	pending    []byte
 	pendingErr error
@@ -69,12 +67,13 @@ type fastConn struct {
 	sa6   unix.RawSockaddrInet6
 }
 
-// newFastConn wraps c, a session's socket for client; it returns c itself
-// when its descriptor cannot be had.
-func newFastConn(c *net.UDPConn, client netip.AddrPort) sessionConn {
+// newSessionConn wraps c, a session's socket for client, in a fastConn;
+// in a plainConn when its descriptor cannot be had or the fast path is
+// not used.
+func newSessionConn(c *net.UDPConn, client netip.AddrPort) Conn {
 	rc, err := c.SyscallConn()
-	if err != nil {
-		return c
+	if err != nil || !fastPath {
+		return plainConn{c}
 	}
 	f := &fastConn{UDPConn: c, rc: rc, client: client}
 	if a := client.Addr(); a.Is4() {
@@ -92,20 +91,14 @@ func newFastConn(c *net.UDPConn, client netip.AddrPort) sessionConn {
 	return f
 }
 
-// udpConn returns the *net.UDPConn behind a session's socket, or nil for
-// a shared one (single-port) or a test's fake.
-func udpConn(c sessionConn) *net.UDPConn {
-	switch c := c.(type) {
-	case *net.UDPConn:
-		return c
-	case *fastConn:
-		return c.UDPConn
-	}
-	return nil
-}
+// EnableGSO implements Conn.
+func (f *fastConn) EnableGSO(size int) int { return enableGSO(f.UDPConn, size) }
+
+// DisableGSO implements Conn.
+func (f *fastConn) DisableGSO() { disableGSO(f.UDPConn) }
 
 // ReadFromUDPAddrPort reads the next datagram like net.UDPConn's, within
-// the read deadline, after sending the datagram held by sendBeforeRead.
+// the read deadline, after sending the datagram held by SendBeforeRead.
 func (f *fastConn) ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error) {
 	for {
 		f.rbuf, f.rerr = b, nil
@@ -136,17 +129,18 @@ func netOpName(err error, op string) error {
 	return err
 }
 
-// sendBeforeRead holds b, a datagram for the client, for the next read or
+// SendBeforeRead holds b, a datagram for the client, for the next read or
 // write to send first (see the type's comment).
-func (f *fastConn) sendBeforeRead(b []byte) {
+func (f *fastConn) SendBeforeRead(b []byte) bool {
 	if f.pending != nil {
 		f.flush()
 	}
 	f.pending = b
+	return true
 }
 
-// takeSendErr returns and forgets the error of the last held send.
-func (f *fastConn) takeSendErr() error {
+// TakeSendErr returns and forgets the error of the last held send.
+func (f *fastConn) TakeSendErr() error {
 	err := f.pendingErr
 	f.pendingErr = nil
 	return err
@@ -181,10 +175,10 @@ func (f *fastConn) readStep(fd uintptr) bool {
 	return false
 }
 
-// readQueued returns a datagram that waits in the socket's queue, without
+// ReadQueued returns a datagram that waits in the socket's queue, without
 // waiting, whatever the read deadline: net's read reports an expired
 // deadline before it looks at the queue.
-func (f *fastConn) readQueued(b []byte) (int, netip.AddrPort, bool) {
+func (f *fastConn) ReadQueued(b []byte) (int, netip.AddrPort, bool) {
 	if f.pending != nil {
 		f.flush()
 	}

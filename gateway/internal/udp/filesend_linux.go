@@ -1,12 +1,9 @@
-//go:build linux && !386 && !s390x
-
-// (386 and s390x kernels before 4.3 have no sendmsg system call.)
-
-package gateway
+package udp
 
 import (
 	"fmt"
 	"io"
+	"os"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -56,7 +53,9 @@ type fileSender struct {
 	// pages in (MADV_POPULATE_READ, Linux 5.14+).
 	raw bool
 
-	fc *fileContent // its size is what is sent; checked before the final block
+	size    int64        // of the file, as opened: what is sent
+	final   func() error // checks, before the final block, that the file is the one opened
+	changed error        // wrapped by errors for bytes the file no longer has
 }
 
 // mappedMinBlock is the smallest block sent from the mapping: blocks
@@ -69,39 +68,37 @@ const mappedMinBlock = gsoMaxBytes/2 - wire.HeaderSize + 1
 // its pages are dropped from the process.
 const releaseBytes = 4 << 20
 
-// newFileSender returns a sender of c's blocks over conn, or nil when c is
-// not a mappable file or conn not a session's own socket.
-func newFileSender(c Content, conn sessionConn, blksize int) *fileSender {
-	fc, ok := c.(*fileContent)
-	if !ok || blksize < mappedMinBlock || fc.size <= 0 || int64(int(fc.size)) != fc.size {
+// FileSender implements Conn: a sender of f's blocks straight from its
+// pages, for blocks too large for segmentation to batch (mappedMinBlock);
+// nil for smaller blocks, an empty or huge file, a file not positioned at
+// its start (a handler read or seeked it: the window path reads on from
+// there), or a file system that cannot map it.
+func (f *fastConn) FileSender(file *os.File, size int64, blksize int, final func() error, changed error) FileSender {
+	if blksize < mappedMinBlock || size <= 0 || int64(int(size)) != size {
 		return nil
 	}
-	sock, ok := conn.(*fastConn)
-	if !ok {
+	if pos, err := file.Seek(0, io.SeekCurrent); err != nil || pos != 0 {
 		return nil
 	}
-	if pos, err := fc.f.Seek(0, io.SeekCurrent); err != nil || pos != 0 {
-		return nil // read or seeked by a handler: the window path reads on from there
-	}
-	sc, err := fc.f.SyscallConn()
+	sc, err := file.SyscallConn()
 	if err != nil {
 		return nil
 	}
 	var mm []byte
 	var merr error
 	if err := sc.Control(func(fd uintptr) {
-		mm, merr = unix.Mmap(int(fd), 0, int(fc.size), unix.PROT_READ, unix.MAP_SHARED)
+		mm, merr = unix.Mmap(int(fd), 0, int(size), unix.PROT_READ, unix.MAP_SHARED)
 	}); err != nil || merr != nil {
-		return nil // a file system without mmap: the window path reads it
+		return nil
 	}
-	f := &fileSender{sock: sock, mm: mm, raw: true, fc: fc}
-	f.msg.Name = (*byte)(sock.sa) // the client's address, which sock keeps
-	f.msg.Namelen = uint32(sock.saLen)
-	f.iov[0].Base = &f.hdr[0]
-	f.iov[0].SetLen(wire.HeaderSize)
-	f.msg.Iov = &f.iov[0]
-	f.write = f.sendmsg
-	return f
+	s := &fileSender{sock: f, mm: mm, raw: true, size: size, final: final, changed: changed}
+	s.msg.Name = (*byte)(f.sa) // the client's address, which f keeps
+	s.msg.Namelen = uint32(f.saLen)
+	s.iov[0].Base = &s.hdr[0]
+	s.iov[0].SetLen(wire.HeaderSize)
+	s.msg.Iov = &s.iov[0]
+	s.write = s.sendmsg
+	return s
 }
 
 // putPort stores port in network byte order.
@@ -110,11 +107,11 @@ func putPort(p *uint16, port uint16) {
 	b[0], b[1] = byte(port>>8), byte(port)
 }
 
-// prepare faults in the mapped pages of the bytes [off, end) with a normal
+// Prepare faults in the mapped pages of the bytes [off, end) with a normal
 // system call, which may wait for a disk: the sends that follow find them
 // mapped. An error wrapping errFileChanged means the file no longer has
 // them.
-func (f *fileSender) prepare(off, end int64) error {
+func (f *fileSender) Prepare(off, end int64) error {
 	if !f.raw || end <= off {
 		return nil
 	}
@@ -127,21 +124,21 @@ func (f *fileSender) prepare(off, end int64) error {
 		case unix.EINTR:
 			continue
 		case unix.EFAULT:
-			return fmt.Errorf("%w: bytes %d to %d: %w", errFileChanged, off, end, err)
+			return fmt.Errorf("%w: bytes %d to %d: %w", f.changed, off, end, err)
 		case unix.EINVAL: // a kernel before 5.14: sends fault the pages in
 			f.raw = false
 			return nil
 		default:
-			return fmt.Errorf("gateway: reading bytes %d to %d of the file: %w", off, end, err)
+			return fmt.Errorf("reading bytes %d to %d of the file: %w", off, end, err)
 		}
 	}
 }
 
-// send sends block blk: the n bytes of the file from off. An error
-// wrapping errFileChanged means the file no longer has them.
-func (f *fileSender) send(blk uint16, off int64, n int) error {
-	if off+int64(n) == f.fc.size { // the final block: is the file still the one opened?
-		if err := f.fc.unchanged(); err != nil {
+// Send sends block blk: the n bytes of the file from off. An error
+// wrapping f.changed means the file no longer has them.
+func (f *fileSender) Send(blk uint16, off int64, n int) error {
+	if off+int64(n) == f.size && f.final != nil { // the final block: is the file still the one opened?
+		if err := f.final(); err != nil {
 			return err
 		}
 	}
@@ -157,7 +154,7 @@ func (f *fileSender) send(blk uint16, off int64, n int) error {
 		return err
 	}
 	if f.err == unix.EFAULT {
-		return fmt.Errorf("%w: sending %d bytes from offset %d: %w", errFileChanged, n, off, f.err)
+		return fmt.Errorf("%w: sending %d bytes from offset %d: %w", f.changed, n, off, f.err)
 	}
 	return f.err
 }
@@ -189,9 +186,9 @@ func (f *fileSender) sendmsg(fd uintptr) bool {
 	return true
 }
 
-// release drops from the process the mapped pages before off (a block
+// Release drops from the process the mapped pages before off (a block
 // boundary acknowledged by the client), once they add up to releaseBytes.
-func (f *fileSender) release(off int64) {
+func (f *fileSender) Release(off int64) {
 	off = min(off, int64(len(f.mm))) &^ int64(unix.Getpagesize()-1)
 	if off-f.released < releaseBytes {
 		return
@@ -201,15 +198,15 @@ func (f *fileSender) release(off int64) {
 	}
 }
 
-// close unmaps the file.
-func (f *fileSender) close() error {
+// Close unmaps the file.
+func (f *fileSender) Close() error {
 	if f.mm == nil {
 		return nil
 	}
 	err := unix.Munmap(f.mm)
 	f.mm = nil
 	if err != nil {
-		return fmt.Errorf("gateway: munmap: %w", err)
+		return fmt.Errorf("munmap: %w", err)
 	}
 	return nil
 }

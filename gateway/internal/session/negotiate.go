@@ -1,4 +1,4 @@
-package gateway
+package session
 
 import (
 	"strconv"
@@ -24,8 +24,8 @@ type params struct {
 // omitted when unknown or 0) and RFC 7440 (windowsize 1..65535, capped). An
 // option with an invalid value is omitted, so the transfer falls back to
 // the RFC 1350 default for it.
-func negotiate(opts []Option, size int64, c *config) params {
-	p := params{blksize: wire.DefaultBlockSize, windowsize: 1, timeout: c.timeout}
+func negotiate(opts []wire.Option, size int64, c *Config) params {
+	p := params{blksize: wire.DefaultBlockSize, windowsize: 1, timeout: c.Timeout}
 	for _, o := range opts {
 		switch o.Name {
 		case "blksize":
@@ -33,7 +33,7 @@ func negotiate(opts []Option, size int64, c *config) params {
 			if err != nil || n < wire.MinBlockSize {
 				continue
 			}
-			n = min(n, wire.MaxBlockSize, c.maxBlockSize)
+			n = min(n, wire.MaxBlockSize, c.MaxBlockSize)
 			p.blksize = n
 			p.oack = append(p.oack, wire.Option{Name: o.Name, Value: strconv.Itoa(n)})
 		case "timeout":
@@ -59,7 +59,7 @@ func negotiate(opts []Option, size int64, c *config) params {
 			if err != nil || n < 1 || n > 65535 {
 				continue
 			}
-			n = min(n, c.maxWindowSize)
+			n = min(n, c.MaxWindowSize)
 			p.windowsize = n
 			p.oack = append(p.oack, wire.Option{Name: o.Name, Value: strconv.Itoa(n)})
 		}

@@ -1,4 +1,4 @@
-package gateway
+package udp
 
 import (
 	"net"
@@ -7,9 +7,10 @@ import (
 	"time"
 )
 
-// broadcasts knows the IPv4 broadcast addresses of the host's interfaces,
-// so that a request sent to one is ignored (RFC 1123 4.2.3.5).
-type broadcasts struct {
+// Broadcasts knows the IPv4 broadcast addresses of the host's interfaces,
+// so that a request sent to one is ignored (RFC 1123 4.2.3.5). Its zero
+// value is ready to use; it is safe for concurrent use.
+type Broadcasts struct {
 	mu      sync.Mutex
 	addrs   map[netip.Addr]struct{}
 	updated time.Time
@@ -18,10 +19,10 @@ type broadcasts struct {
 // refreshEvery bounds how stale the interface list may be.
 const refreshEvery = 30 * time.Second
 
-// is reports whether dst is the limited broadcast address, a multicast
+// Is reports whether dst is the limited broadcast address, a multicast
 // address or the directed broadcast address of one of the host's
 // networks.
-func (b *broadcasts) is(dst netip.Addr, now time.Time) bool {
+func (b *Broadcasts) Is(dst netip.Addr, now time.Time) bool {
 	if dst.IsMulticast() || dst == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
 		return true
 	}

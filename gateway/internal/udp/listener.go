@@ -1,4 +1,4 @@
-package gateway
+package udp
 
 import (
 	"net"
@@ -14,10 +14,11 @@ import (
 	"github.com/tftpgw/tftpgw/internal/wire"
 )
 
-// listener is a listening socket that learns each datagram's destination
+// Listener is a listening socket that learns each datagram's destination
 // address (IP_PKTINFO / IPV6_PKTINFO), so that replies leave from it.
-// Reading allocates nothing per datagram.
-type listener struct {
+// Reading allocates nothing per datagram. Read belongs to one goroutine
+// (the read loop); the other methods may be called from any.
+type Listener struct {
 	pc      net.PacketConn
 	uc      *net.UDPConn // pc, when it is one
 	rc      syscall.RawConn
@@ -37,11 +38,13 @@ type listener struct {
 
 	// Single-port mode: the sessions served through this socket, by client.
 	muxMu sync.RWMutex
-	mux   map[netip.AddrPort]*muxConn
+	mux   map[netip.AddrPort]*MuxConn
 }
 
-func newListener(pc net.PacketConn) *listener {
-	l := &listener{pc: pc, oob: make([]byte, 128), mux: make(map[netip.AddrPort]*muxConn)}
+// NewListener serves pc. With single (single-port mode) the sessions send
+// and receive through it (see Register), so it is closed after them.
+func NewListener(pc net.PacketConn, single bool) *Listener {
+	l := &Listener{pc: pc, single: single, oob: make([]byte, 128), mux: make(map[netip.AddrPort]*MuxConn)}
 	if ua, ok := pc.LocalAddr().(*net.UDPAddr); ok {
 		ap := ua.AddrPort()
 		l.local, l.port = ap.Addr().Unmap(), ap.Port()
@@ -74,49 +77,55 @@ type control struct {
 	at      time.Time  // when it reached the socket; zero if unknown
 }
 
-// datagram is one datagram read from the listening socket.
-type datagram struct {
-	n   int
-	src netip.AddrPort // unmapped
-	dst netip.Addr     // the address it was sent to, unmapped
-	at  time.Time      // when it reached the socket (kernel timestamp), or when it was read
+// Datagram is one datagram read from the listening socket.
+type Datagram struct {
+	N   int            // its length
+	Src netip.AddrPort // where it came from, unmapped
+	Dst netip.Addr     // the address it was sent to, unmapped
+	At  time.Time      // when it reached the socket (kernel timestamp), or when it was read
 }
 
-// read returns the next datagram, in b.
-func (l *listener) read(b []byte) (datagram, error) {
+// Single reports whether the listener is in single-port mode.
+func (l *Listener) Single() bool { return l.single }
+
+// Port is the port the listener is bound to.
+func (l *Listener) Port() uint16 { return l.port }
+
+// Read returns the next datagram, in b.
+func (l *Listener) Read(b []byte) (Datagram, error) {
 	if l.uc == nil {
 		n, src, err := l.pc.ReadFrom(b)
 		if err != nil {
-			return datagram{}, err
+			return Datagram{}, err
 		}
 		var sap netip.AddrPort
 		if ua, ok := src.(*net.UDPAddr); ok {
 			sap = ua.AddrPort()
 		}
-		return datagram{n: n, src: unmapPort(sap), dst: l.local, at: time.Now()}, nil
+		return Datagram{N: n, Src: unmapPort(sap), Dst: l.local, At: time.Now()}, nil
 	}
 	n, oobn, src, ok, err := l.raw.read(b, l.oob, &l.zones)
 	if !ok {
 		n, oobn, _, src, err = l.uc.ReadMsgUDPAddrPort(b, l.oob)
 	}
 	if err != nil {
-		return datagram{}, err
+		return Datagram{}, err
 	}
-	d := datagram{n: n, src: unmapPort(src), dst: l.local}
+	d := Datagram{N: n, Src: unmapPort(src), Dst: l.local}
 	c := parseControl(l.oob[:oobn])
 	if l.pktinfo && c.dst.IsValid() {
-		d.dst = c.dst
+		d.Dst = c.dst
 		if c.dst.Is6() && c.dst.IsLinkLocalUnicast() && c.ifindex > 0 {
-			d.dst = c.dst.WithZone(l.zones.name(c.ifindex))
+			d.Dst = c.dst.WithZone(l.zones.name(c.ifindex))
 		}
 	}
 	// The kernel's timestamp counts the time the request waited in the
 	// socket's queue (a boot storm's backlog); a clock step makes it
 	// unusable, and then the read time serves.
 	now := time.Now()
-	d.at = now
+	d.At = now
 	if !c.at.IsZero() && !c.at.After(now) && now.Sub(c.at) < time.Minute {
-		d.at = c.at
+		d.At = c.at
 	}
 	return d, nil
 }
@@ -128,7 +137,7 @@ func unmapPort(ap netip.AddrPort) netip.AddrPort {
 // sourceOOB returns the control message that makes a datagram sent on the
 // listening socket leave from the address from: nil when the socket is
 // bound to one address anyway.
-func (l *listener) sourceOOB(from netip.Addr) []byte {
+func (l *Listener) sourceOOB(from netip.Addr) []byte {
 	if !l.pktinfo || !from.IsValid() || from.IsUnspecified() || !l.local.IsUnspecified() {
 		return nil
 	}
@@ -139,7 +148,7 @@ func (l *listener) sourceOOB(from netip.Addr) []byte {
 }
 
 // writeTo sends b to to, with oob from sourceOOB.
-func (l *listener) writeTo(b, oob []byte, to netip.AddrPort) error {
+func (l *Listener) writeTo(b, oob []byte, to netip.AddrPort) error {
 	if l.uc != nil {
 		_, _, err := l.uc.WriteMsgUDPAddrPort(b, oob, to)
 		return err
@@ -148,22 +157,23 @@ func (l *listener) writeTo(b, oob []byte, to netip.AddrPort) error {
 	return err
 }
 
-// replyError sends an ERROR from the listening port, from the address the
+// ReplyError sends an ERROR from the listening port, from the address the
 // request was sent to. The reply is never longer than the request of
 // reqLen bytes (the message is cut), so a spoofed source cannot use the
 // server to amplify traffic.
-func (l *listener) replyError(to netip.AddrPort, from netip.Addr, code ErrorCode, msg string, reqLen int) {
+func (l *Listener) ReplyError(to netip.AddrPort, from netip.Addr, code uint16, msg string, reqLen int) {
 	if n := max(reqLen-5, 0); len(msg) > n { // opcode, code and NUL take 5 bytes
 		msg = msg[:n]
 	}
 	oob := l.sourceOOB(from)
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
-	l.wbuf = wire.AppendError(l.wbuf[:0], uint16(code), msg)
+	l.wbuf = wire.AppendError(l.wbuf[:0], code, msg)
 	l.writeTo(l.wbuf, oob, to)
 }
 
-func (l *listener) close() { l.pc.Close() }
+// Close closes the socket.
+func (l *Listener) Close() error { return l.pc.Close() }
 
 // zoneCache names interfaces by index for IPv6 zones, as net's own zone
 // cache does: a name is looked up (a netlink query) at most once a minute,

@@ -1,4 +1,4 @@
-package gateway
+package udp
 
 import (
 	"errors"
@@ -7,19 +7,19 @@ import (
 	"time"
 )
 
-// TestMuxConnDeadline: single-port sessions wait on muxConn's deadline,
+// TestMuxConnDeadline: single-port sessions wait on MuxConn's deadline,
 // which is kept on the monotonic clock like a socket's (see monoNanos). A
 // step of the wall clock cannot be made in a test; what can be checked is
 // that a deadline is honoured to the millisecond, that one without a
 // monotonic reading (the time.Unix(1, 0) that wakes a read at shutdown)
 // is past, and that a new deadline wakes a waiting read.
 func TestMuxConnDeadline(t *testing.T) {
-	newMux := func() *muxConn {
-		m := &muxConn{in: make(chan muxPacket, 1), wake: make(chan struct{}, 1), timer: time.NewTimer(time.Hour)}
+	newMux := func() *MuxConn {
+		m := &MuxConn{in: make(chan muxPacket, 1), wake: make(chan struct{}, 1), timer: time.NewTimer(time.Hour)}
 		m.timer.Stop()
 		return m
 	}
-	buf := make([]byte, recvBufSize)
+	buf := make([]byte, MaxPacket)
 	t.Run("deadline_honoured", func(t *testing.T) {
 		m := newMux()
 		start := time.Now()
@@ -59,11 +59,11 @@ func TestMuxConnDeadline(t *testing.T) {
 			t.Errorf("woken after %v", d)
 		}
 	})
-	// The timer stays armed across reads (see muxConn.armedAt): a packet
+	// The timer stays armed across reads (see MuxConn.armedAt): a packet
 	// that ends a wait leaves it set for the same deadline, and a moved
 	// deadline, earlier or later, re-arms it, dropping a fire that no
 	// read took.
-	deliverAfter := func(m *muxConn, d time.Duration) {
+	deliverAfter := func(m *MuxConn, d time.Duration) {
 		go func() {
 			time.Sleep(d)
 			m.in <- muxPacket{n: 1}

@@ -1,7 +1,8 @@
-package gateway
+package udp
 
 import (
 	"net"
+	"runtime"
 
 	"golang.org/x/sys/unix"
 
@@ -80,3 +81,9 @@ func enableRecvStamps(c *net.UDPConn) {
 	}
 	rc.Control(func(fd uintptr) { unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1) })
 }
+
+// fastPath is whether the raw system calls of the fast paths are used:
+// not on 386 and s390x, whose kernels before 4.3 reach sockets only
+// through socketcall (no direct sendmsg, recvfrom or sendto), where net's
+// calls serve instead.
+const fastPath = runtime.GOARCH != "386" && runtime.GOARCH != "s390x"

@@ -1,6 +1,4 @@
-//go:build linux && !386 && !s390x
-
-package gateway
+package udp
 
 import (
 	"net"
@@ -23,7 +21,7 @@ import (
 // cannot be closed and its number reused during the call) but takes no
 // lock: the kernel sends datagrams on one socket from several threads.
 type muxSender struct {
-	l      *listener // nil: not available, the caller uses net's path
+	l      *Listener // nil: not available, the caller uses net's path
 	client netip.AddrPort
 	oob    []byte // the source address's control message, if any
 
@@ -48,8 +46,8 @@ type muxSender struct {
 // oob (from sourceOOB). It runs on the listener's read loop, so the
 // address is prepared later, by the first send (a zone's interface index
 // is a netlink query).
-func (s *muxSender) init(l *listener, client netip.AddrPort, oob []byte) {
-	if l.rc != nil {
+func (s *muxSender) init(l *Listener, client netip.AddrPort, oob []byte) {
+	if fastPath && l.rc != nil {
 		s.l, s.client, s.oob = l, client, oob
 	}
 }

@@ -1,4 +1,4 @@
-package gateway
+package udp
 
 import (
 	"net/netip"
@@ -34,15 +34,15 @@ func TestRFC1123_4_2_3_5_BroadcastRequestsIgnored(t *testing.T) {
 		}
 	}
 
-	var b broadcasts
+	var b Broadcasts
 	now := time.Now()
 	for _, a := range []string{"255.255.255.255", "224.0.0.1", "ff02::1", "127.255.255.255"} {
-		if !b.is(netip.MustParseAddr(a), now) {
+		if !b.Is(netip.MustParseAddr(a), now) {
 			t.Errorf("%s not treated as broadcast", a)
 		}
 	}
 	for _, a := range []string{"127.0.0.1", "127.0.0.2", "::1"} {
-		if b.is(netip.MustParseAddr(a), now) {
+		if b.Is(netip.MustParseAddr(a), now) {
 			t.Errorf("%s treated as broadcast", a)
 		}
 	}

@@ -1,6 +1,4 @@
-//go:build linux && !386 && !s390x
-
-package gateway
+package udp
 
 import (
 	"bytes"
@@ -26,7 +24,7 @@ func fastPair(t testing.TB, network, ip string) (*fastConn, *net.UDPConn) {
 		return c
 	}
 	sc, cc := listen(), listen()
-	f, ok := newFastConn(sc, cc.LocalAddr().(*net.UDPAddr).AddrPort()).(*fastConn)
+	f, ok := newSessionConn(sc, cc.LocalAddr().(*net.UDPAddr).AddrPort()).(*fastConn)
 	if !ok {
 		t.Fatal("session socket not wrapped")
 	}
@@ -127,7 +125,7 @@ func TestFastConnAllocsPerPacket(t *testing.T) {
 }
 
 // TestFastConnReadQueued: a datagram already queued is taken by
-// readQueued whatever the read deadline, where a read reports the expired
+// ReadQueued whatever the read deadline, where a read reports the expired
 // deadline first; an empty queue gives nothing, at once.
 func TestFastConnReadQueued(t *testing.T) {
 	f, cc := fastPair(t, "udp4", "127.0.0.1")
@@ -140,21 +138,21 @@ func TestFastConnReadQueued(t *testing.T) {
 	if _, _, err := f.ReadFromUDPAddrPort(buf); !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("read past the deadline: %v, want the timeout first", err)
 	}
-	n, from, ok := f.readQueued(buf)
+	n, from, ok := f.ReadQueued(buf)
 	if !ok || !bytes.Equal(buf[:n], []byte("\x00\x04\x00\x07")) || from != f.client {
-		t.Fatalf("readQueued: %q from %v, %v; want the queued ACK from %v", buf[:n], from, ok, f.client)
+		t.Fatalf("ReadQueued: %q from %v, %v; want the queued ACK from %v", buf[:n], from, ok, f.client)
 	}
 	start := time.Now()
-	if _, _, ok := f.readQueued(buf); ok || time.Since(start) > time.Second {
-		t.Errorf("readQueued on an empty queue: %v after %v, want nothing at once", ok, time.Since(start))
+	if _, _, ok := f.ReadQueued(buf); ok || time.Since(start) > time.Second {
+		t.Errorf("ReadQueued on an empty queue: %v after %v, want nothing at once", ok, time.Since(start))
 	}
 }
 
-// TestFastConnSendBeforeRead: a datagram held by sendBeforeRead leaves
+// TestFastConnSendBeforeRead: a datagram held by SendBeforeRead leaves
 // with the next read, which then returns the answer to it; it is sent in
 // order before a later write, and sent even when the read ends at once
 // (deadline passed) or fails (socket closed), the failure reported by
-// takeSendErr. A datagram queued before the held send is read first, once
+// TakeSendErr. A datagram queued before the held send is read first, once
 // the answer comes.
 func TestFastConnSendBeforeRead(t *testing.T) {
 	recvAt := func(t *testing.T, c *net.UDPConn, want string) {
@@ -184,7 +182,7 @@ func TestFastConnSendBeforeRead(t *testing.T) {
 		f, client := fastPair(t, "udp4", "127.0.0.1")
 		server := f.LocalAddr().(*net.UDPAddr).AddrPort()
 		f.SetReadDeadline(time.Now().Add(5 * time.Second))
-		f.sendBeforeRead([]byte("\x00\x03\x00\x01one"))
+		f.SendBeforeRead([]byte("\x00\x03\x00\x01one"))
 		client.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
 		if n, _, err := client.ReadFromUDPAddrPort(make([]byte, 64)); err == nil {
 			t.Fatalf("a %d-byte datagram left before the read", n)
@@ -195,13 +193,13 @@ func TestFastConnSendBeforeRead(t *testing.T) {
 		if r := <-got; r.err != nil || r.b != "\x00\x04\x00\x01" {
 			t.Fatalf("read: %q (%v), want ACK 1", r.b, r.err)
 		}
-		if err := f.takeSendErr(); err != nil {
-			t.Fatalf("takeSendErr: %v", err)
+		if err := f.TakeSendErr(); err != nil {
+			t.Fatalf("TakeSendErr: %v", err)
 		}
 	})
 	t.Run("sent before a later write", func(t *testing.T) {
 		f, client := fastPair(t, "udp4", "127.0.0.1")
-		f.sendBeforeRead([]byte("first"))
+		f.SendBeforeRead([]byte("first"))
 		if _, err := f.WriteToUDPAddrPort([]byte("second"), f.client); err != nil {
 			t.Fatal(err)
 		}
@@ -211,7 +209,7 @@ func TestFastConnSendBeforeRead(t *testing.T) {
 	t.Run("sent when the deadline has passed", func(t *testing.T) {
 		f, client := fastPair(t, "udp6", "::1")
 		f.SetReadDeadline(time.Unix(1, 0))
-		f.sendBeforeRead([]byte("late"))
+		f.SendBeforeRead([]byte("late"))
 		if _, _, err := f.ReadFromUDPAddrPort(make([]byte, 64)); !errors.Is(err, os.ErrDeadlineExceeded) {
 			t.Fatalf("read: %v, want os.ErrDeadlineExceeded", err)
 		}
@@ -223,7 +221,7 @@ func TestFastConnSendBeforeRead(t *testing.T) {
 		client.WriteToUDPAddrPort([]byte("\x00\x04\x00\x01"), server) // a duplicate ACK 1
 		time.Sleep(20 * time.Millisecond)
 		f.SetReadDeadline(time.Now().Add(5 * time.Second))
-		f.sendBeforeRead([]byte("\x00\x03\x00\x02"))
+		f.SendBeforeRead([]byte("\x00\x03\x00\x02"))
 		got := readAsync(f)
 		recvAt(t, client, "\x00\x03\x00\x02")
 		client.WriteToUDPAddrPort([]byte("\x00\x04\x00\x02"), server)
@@ -242,27 +240,27 @@ func TestFastConnSendBeforeRead(t *testing.T) {
 		client.WriteToUDPAddrPort([]byte("\x00\x04\x00\x01"), f.LocalAddr().(*net.UDPAddr).AddrPort())
 		time.Sleep(20 * time.Millisecond)
 		f.SetReadDeadline(time.Now().Add(time.Minute))
-		f.sendBeforeRead(make([]byte, 70000)) // EMSGSIZE: larger than any UDP datagram
+		f.SendBeforeRead(make([]byte, 70000)) // EMSGSIZE: larger than any UDP datagram
 		buf := make([]byte, 64)
 		if n, _, err := f.ReadFromUDPAddrPort(buf); err != nil || string(buf[:n]) != "\x00\x04\x00\x01" {
 			t.Fatalf("read: %q (%v), want the queued ACK", buf[:n], err)
 		}
-		if err := f.takeSendErr(); !errors.Is(err, syscall.EMSGSIZE) {
-			t.Fatalf("takeSendErr: %v, want EMSGSIZE", err)
+		if err := f.TakeSendErr(); !errors.Is(err, syscall.EMSGSIZE) {
+			t.Fatalf("TakeSendErr: %v, want EMSGSIZE", err)
 		}
 	})
 	t.Run("the send's failure is reported", func(t *testing.T) {
 		f, _ := fastPair(t, "udp4", "127.0.0.1")
 		f.Close()
-		f.sendBeforeRead([]byte("x"))
+		f.SendBeforeRead([]byte("x"))
 		if _, _, err := f.ReadFromUDPAddrPort(make([]byte, 64)); err == nil {
 			t.Fatal("read on a closed socket: no error")
 		}
-		if err := f.takeSendErr(); err == nil {
-			t.Fatal("takeSendErr: nil after a send on a closed socket")
+		if err := f.TakeSendErr(); err == nil {
+			t.Fatal("TakeSendErr: nil after a send on a closed socket")
 		}
-		if err := f.takeSendErr(); err != nil {
-			t.Fatalf("takeSendErr again: %v, want nil (taken)", err)
+		if err := f.TakeSendErr(); err != nil {
+			t.Fatalf("TakeSendErr again: %v, want nil (taken)", err)
 		}
 	})
 }
@@ -292,7 +290,7 @@ func TestFastConnSendBeforeReadAllocs(t *testing.T) {
 	}()
 	var err error
 	allocs := testing.AllocsPerRun(200, func() {
-		f.sendBeforeRead(data)
+		f.SendBeforeRead(data)
 		_, _, err = f.ReadFromUDPAddrPort(buf)
 	})
 	if err != nil {

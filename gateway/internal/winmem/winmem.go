@@ -1,16 +1,7 @@
-package gateway
-
-import (
-	"math"
-	"math/bits"
-	"net/netip"
-	"sync"
-	"time"
-)
-
-// Window memory: the buffers that hold a session's window of blocks until
-// the client acknowledges them (about windowsize x blksize bytes, up to
-// 64 x 65468 = 4 MiB with the defaults).
+// Package winmem is the window memory of a tftpgw server: the buffers that
+// hold a session's window of blocks until the client acknowledges them
+// (about windowsize x blksize bytes, up to 64 x 65468 = 4 MiB with the
+// defaults).
 //
 // The rules, against a client that asks for large windows and never reads
 // them, or sends requests from addresses it does not own:
@@ -26,8 +17,8 @@ import (
 //     acknowledges only a full window, or when its timer fires, so a
 //     window smaller than the one negotiated stalls it at every window.)
 //   - A client (an IPv4 address, or an IPv6 /64, which one machine owns
-//     whole) holds at most its share, MaxWindowMemoryPerClient.
-//   - The budget, MaxWindowMemory, counts every buffer the server has
+//     whole) holds at most its share (Pool.PerClient).
+//   - The budget (Pool.Limit) counts every buffer the server has
 //     allocated for windows: in use, and kept for reuse. Kept buffers are
 //     dropped to make room, and after keepFor unused, so that the memory
 //     of a burst goes back to the Go runtime.
@@ -35,6 +26,15 @@ import (
 // Buffers come in size classes four to a power of two (4, 5, 6, 7, 8, 10,
 // ... KiB), so a buffer is at most a quarter larger than asked for; the
 // budget counts the class size.
+package winmem
+
+import (
+	"math"
+	"math/bits"
+	"net/netip"
+	"sync"
+	"time"
+)
 
 const (
 	minClassShift = 12 // 4 KiB
@@ -46,9 +46,9 @@ const (
 	keepFor = 30 * time.Second
 )
 
-// sizeClass returns the class of a buffer of n bytes and the class's
+// SizeClass returns the class of a buffer of n bytes and the class's
 // size; a class >= numClasses is not kept.
-func sizeClass(n int) (int, int) {
+func SizeClass(n int) (int, int) {
 	if n <= 1<<minClassShift {
 		return 0, 1 << minClassShift
 	}
@@ -58,9 +58,9 @@ func sizeClass(n int) (int, int) {
 	return (k-1-minClassShift)*4 + sub, base + sub*step
 }
 
-// clientPrefix is what counts as one client for shares: an IPv4 address,
+// ClientPrefix is what counts as one client for shares: an IPv4 address,
 // or the /64 of an IPv6 address.
-func clientPrefix(a netip.Addr) netip.Prefix {
+func ClientPrefix(a netip.Addr) netip.Prefix {
 	a = a.Unmap()
 	if a.Is4() {
 		return netip.PrefixFrom(a, 32)
@@ -75,10 +75,13 @@ type keptBuf struct {
 	since time.Time
 }
 
-// windowPool hands out window buffers within the budget. Its zero value
-// (with limits set) is ready to use.
-type windowPool struct {
-	limit, perClient int64 // <= 0: none
+// Pool hands out window buffers within the budget. Its zero value (with
+// the limits set before first use) is ready to use; it is safe for
+// concurrent use.
+type Pool struct {
+	// Limit bounds the bytes of every buffer allocated, in use and kept;
+	// PerClient those in use by one client. <= 0: none.
+	Limit, PerClient int64
 
 	mu        sync.Mutex
 	allocated int64                  // bytes of buffers in use and kept
@@ -88,23 +91,23 @@ type windowPool struct {
 	pruned    time.Time              // last prune of the kept buffers
 }
 
-// fit returns how many slots of slotSize bytes (up to want) a window for
+// Fit returns how many slots of slotSize bytes (up to want) a window for
 // client could take now, counting the buffers kept for reuse as room.
-func (p *windowPool) fit(client netip.Prefix, want, slotSize int) int {
+func (p *Pool) Fit(client netip.Prefix, want, slotSize int) int {
 	p.mu.Lock()
 	room := int64(math.MaxInt64)
-	if p.limit > 0 {
-		room = p.limit - (p.allocated - p.keptBytes)
+	if p.Limit > 0 {
+		room = p.Limit - (p.allocated - p.keptBytes)
 	}
-	if p.perClient > 0 {
-		room = min(room, p.perClient-p.clients[client])
+	if p.PerClient > 0 {
+		room = min(room, p.PerClient-p.clients[client])
 	}
 	p.mu.Unlock()
 	// The largest n whose buffer's class fits (class sizes grow with n).
 	lo, hi := 0, want
 	for lo < hi {
 		mid := hi - (hi-lo)/2
-		if _, size := sizeClass(mid * slotSize); int64(size) <= room {
+		if _, size := SizeClass(mid * slotSize); int64(size) <= room {
 			lo = mid
 		} else {
 			hi = mid - 1
@@ -113,14 +116,14 @@ func (p *windowPool) fit(client netip.Prefix, want, slotSize int) int {
 	return lo
 }
 
-// get returns a buffer of length n for client, or nil if the client's
+// Get returns a buffer of length n for client, or nil if the client's
 // share or the budget has no room for it.
-func (p *windowPool) get(client netip.Prefix, n int, now time.Time) *[]byte {
-	class, size := sizeClass(n)
+func (p *Pool) Get(client netip.Prefix, n int, now time.Time) *[]byte {
+	class, size := SizeClass(n)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.prune(now)
-	if p.perClient > 0 && p.clients[client]+int64(size) > p.perClient {
+	if p.PerClient > 0 && p.clients[client]+int64(size) > p.PerClient {
 		return nil
 	}
 	var b *[]byte
@@ -133,10 +136,10 @@ func (p *windowPool) get(client netip.Prefix, n int, now time.Time) *[]byte {
 		}
 	}
 	if b == nil {
-		for p.limit > 0 && p.allocated+int64(size) > p.limit && p.keptBytes > 0 {
+		for p.Limit > 0 && p.allocated+int64(size) > p.Limit && p.keptBytes > 0 {
 			p.dropOldest()
 		}
-		if p.limit > 0 && p.allocated+int64(size) > p.limit {
+		if p.Limit > 0 && p.allocated+int64(size) > p.Limit {
 			return nil
 		}
 		buf := make([]byte, n, size)
@@ -151,10 +154,10 @@ func (p *windowPool) get(client netip.Prefix, n int, now time.Time) *[]byte {
 	return b
 }
 
-// put gives back a buffer that get returned for client.
-func (p *windowPool) put(client netip.Prefix, b *[]byte, now time.Time) {
+// Put gives back a buffer that Get returned for client.
+func (p *Pool) Put(client netip.Prefix, b *[]byte, now time.Time) {
 	size := cap(*b)
-	class, csize := sizeClass(size)
+	class, csize := SizeClass(size)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if c := p.clients[client] - int64(size); c > 0 {
@@ -173,7 +176,7 @@ func (p *windowPool) put(client netip.Prefix, b *[]byte, now time.Time) {
 
 // prune drops the buffers kept longer than keepFor, at most once a
 // second. The caller holds p.mu.
-func (p *windowPool) prune(now time.Time) {
+func (p *Pool) prune(now time.Time) {
 	if p.keptBytes == 0 || now.Sub(p.pruned) < time.Second {
 		return
 	}
@@ -194,7 +197,7 @@ func (p *windowPool) prune(now time.Time) {
 
 // dropOldest drops the kept buffer that has waited longest. The caller
 // holds p.mu.
-func (p *windowPool) dropOldest() {
+func (p *Pool) dropOldest() {
 	best := -1
 	for c, k := range p.kept {
 		if len(k) > 0 && (best < 0 || k[0].since.Before(p.kept[best][0].since)) {
@@ -211,21 +214,14 @@ func (p *windowPool) dropOldest() {
 }
 
 // release forgets a kept buffer of size bytes. The caller holds p.mu.
-func (p *windowPool) release(size int) {
+func (p *Pool) release(size int) {
 	p.allocated -= int64(size)
 	p.keptBytes -= int64(size)
 }
 
-// usage returns the bytes of buffers in use and kept.
-func (p *windowPool) usage() (inUse, kept int64) {
+// Usage returns the bytes of buffers in use and kept.
+func (p *Pool) Usage() (inUse, kept int64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.allocated - p.keptBytes, p.keptBytes
 }
-
-// smallBufSize is a session's receive and scratch room, taken before the
-// client has answered: bounded by the number of sessions, outside the
-// window budget.
-const smallBufSize = recvBufSize + scratchBufSize
-
-var smallBufs = sync.Pool{New: func() any { return new([smallBufSize]byte) }}

@@ -1,6 +1,4 @@
-//go:build linux && !386 && !s390x
-
-package gateway
+package udp
 
 import (
 	"bytes"
@@ -38,14 +36,14 @@ func TestMuxSenderSocketKinds(t *testing.T) {
 				t.Skipf("cannot listen on %s %s: %v", tt.network, tt.laddr, err)
 			}
 			defer pc.Close()
-			l := newListener(pc)
+			l := NewListener(pc, false)
 			cc, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(netip.MustParseAddr(tt.client), 0)))
 			if err != nil {
 				t.Skipf("no %s: %v", tt.client, err)
 			}
 			defer cc.Close()
 			client := unmapPort(cc.LocalAddr().(*net.UDPAddr).AddrPort())
-			m := l.register(client, netip.MustParseAddr(tt.dst), &activeSession{cancel: func(error) {}})
+			m := l.Register(client, netip.MustParseAddr(tt.dst), nil)
 			defer m.Close()
 			if got := m.send.oob != nil; got != tt.wantOOB {
 				t.Fatalf("control message %v, want %v", got, tt.wantOOB)
@@ -88,14 +86,14 @@ func TestMuxSenderFallback(t *testing.T) {
 		t.Skip(err)
 	}
 	defer pc.Close()
-	l := newListener(pc)
+	l := NewListener(pc, false)
 	cc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Skip(err)
 	}
 	defer cc.Close()
 	client := cc.LocalAddr().(*net.UDPAddr).AddrPort()
-	m := l.register(client, netip.MustParseAddr("127.0.0.9"), &activeSession{cancel: func(error) {}})
+	m := l.Register(client, netip.MustParseAddr("127.0.0.9"), nil)
 	defer m.Close()
 
 	big := make([]byte, 70000)
@@ -130,7 +128,7 @@ func BenchmarkMuxSend(b *testing.B) {
 		b.Skip(err)
 	}
 	defer pc.Close()
-	l := newListener(pc)
+	l := NewListener(pc, false)
 	cc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		b.Skip(err)
@@ -138,7 +136,7 @@ func BenchmarkMuxSend(b *testing.B) {
 	defer cc.Close()
 	cc.SetReadBuffer(4 << 20)
 	client := cc.LocalAddr().(*net.UDPAddr).AddrPort()
-	m := l.register(client, netip.MustParseAddr("127.0.0.1"), &activeSession{cancel: func(error) {}})
+	m := l.Register(client, netip.MustParseAddr("127.0.0.1"), nil)
 	defer m.Close()
 	msg := make([]byte, 516)
 	buf := make([]byte, 1024)

@@ -1,4 +1,4 @@
-package gateway
+package udp
 
 import (
 	"net"
@@ -6,14 +6,16 @@ import (
 	"os"
 	"sync/atomic"
 	"time"
+
+	"github.com/tftpgw/tftpgw/internal/wire"
 )
 
-// muxConn is a session's connection in single-port mode: it sends from
+// MuxConn is a session's connection in single-port mode: it sends from
 // the listening socket and receives what the listener hands it for its
 // client's address and port. Neither direction allocates per packet.
-type muxConn struct {
-	l      *listener
-	act    *activeSession
+type MuxConn struct {
+	l      *Listener
+	owner  any // the caller's handle of the session (see Register)
 	client netip.AddrPort
 	oob    []byte // makes replies leave from the request's address
 
@@ -32,28 +34,33 @@ type muxConn struct {
 	send muxSender // sends to client through the listening socket's descriptor
 }
 
+// MaxPacket is the longest datagram a session reads: an ACK or an ERROR
+// with a message of up to a request's length. Longer ones are cut.
+const MaxPacket = wire.MaxRequestSize + wire.HeaderSize
+
 // muxPacket is one datagram from the client: ACKs and ERRORs, so longer
 // ones are cut like the session socket's receive buffer cuts them.
 type muxPacket struct {
 	n int
-	b [recvBufSize]byte
+	b [MaxPacket]byte
 }
 
 // muxQueue is how many datagrams may wait for a session; more are dropped,
 // as a full socket buffer would drop them.
 const muxQueue = 8
 
-// register adds a single-port session for client, or returns nil if one
-// runs already.
-func (l *listener) register(client netip.AddrPort, from netip.Addr, act *activeSession) *muxConn {
+// Register adds a single-port session for client, whose request was sent
+// to from, or returns nil if one runs already. owner is the caller's
+// handle of the session, which Deliver's result gives back.
+func (l *Listener) Register(client netip.AddrPort, from netip.Addr, owner any) *MuxConn {
 	l.muxMu.Lock()
 	defer l.muxMu.Unlock()
 	if _, ok := l.mux[client]; ok {
 		return nil
 	}
-	m := &muxConn{
+	m := &MuxConn{
 		l:      l,
-		act:    act,
+		owner:  owner,
 		client: client,
 		oob:    l.sourceOOB(from),
 		in:     make(chan muxPacket, muxQueue),
@@ -66,10 +73,10 @@ func (l *listener) register(client netip.AddrPort, from netip.Addr, act *activeS
 	return m
 }
 
-// deliver hands a datagram to the single-port session of src and returns
+// Deliver hands a datagram to the single-port session of src and returns
 // that session, or nil if there is none. Requests are not delivered: the
 // caller decides between a duplicate and a new transfer.
-func (l *listener) deliver(src netip.AddrPort, b []byte, isRequest bool) *muxConn {
+func (l *Listener) Deliver(src netip.AddrPort, b []byte, isRequest bool) *MuxConn {
 	l.muxMu.RLock()
 	m := l.mux[src]
 	l.muxMu.RUnlock()
@@ -85,8 +92,8 @@ func (l *listener) deliver(src netip.AddrPort, b []byte, isRequest bool) *muxCon
 	return m
 }
 
-// unregister stops delivering to m, whose client started a new session.
-func (l *listener) unregister(m *muxConn) {
+// Unregister stops delivering to m, whose client started a new session.
+func (l *Listener) Unregister(m *MuxConn) {
 	l.muxMu.Lock()
 	if l.mux[m.client] == m {
 		delete(l.mux, m.client)
@@ -94,9 +101,12 @@ func (l *listener) unregister(m *muxConn) {
 	l.muxMu.Unlock()
 }
 
-// readQueued returns a datagram the listener has handed over, without
+// Owner returns the handle given to Register.
+func (m *MuxConn) Owner() any { return m.owner }
+
+// ReadQueued returns a datagram the listener has handed over, without
 // waiting.
-func (m *muxConn) readQueued(b []byte) (int, netip.AddrPort, bool) {
+func (m *MuxConn) ReadQueued(b []byte) (int, netip.AddrPort, bool) {
 	select {
 	case p := <-m.in:
 		return copy(b, p.b[:p.n]), m.client, true
@@ -105,7 +115,9 @@ func (m *muxConn) readQueued(b []byte) (int, netip.AddrPort, bool) {
 	}
 }
 
-func (m *muxConn) ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error) {
+// ReadFromUDPAddrPort returns the next datagram from the client, within the
+// read deadline.
+func (m *MuxConn) ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error) {
 	for {
 		if m.closed.Load() {
 			return 0, netip.AddrPort{}, net.ErrClosed
@@ -143,7 +155,9 @@ func (m *muxConn) ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error) {
 	}
 }
 
-func (m *muxConn) WriteToUDPAddrPort(b []byte, to netip.AddrPort) (int, error) {
+// WriteToUDPAddrPort sends b to to from the listening socket, from the
+// address the client's request was sent to.
+func (m *MuxConn) WriteToUDPAddrPort(b []byte, to netip.AddrPort) (int, error) {
 	if to == m.client {
 		if sent, err := m.send.to(b); sent {
 			if err != nil {
@@ -158,7 +172,9 @@ func (m *muxConn) WriteToUDPAddrPort(b []byte, to netip.AddrPort) (int, error) {
 	return len(b), nil
 }
 
-func (m *muxConn) SetReadDeadline(t time.Time) error {
+// SetReadDeadline sets the read deadline, as net.UDPConn's does (on the
+// monotonic clock, see monoNanos).
+func (m *MuxConn) SetReadDeadline(t time.Time) error {
 	var v int64
 	if !t.IsZero() {
 		v = monoNanos(t)
@@ -178,11 +194,11 @@ func (m *muxConn) SetReadDeadline(t time.Time) error {
 
 // Close removes the session from the listener; later datagrams from its
 // client may start a new session.
-func (m *muxConn) Close() error {
+func (m *MuxConn) Close() error {
 	if m.closed.Swap(true) {
 		return nil
 	}
-	m.l.unregister(m)
+	m.l.Unregister(m)
 	m.timer.Stop()
 	select {
 	case m.wake <- struct{}{}:
@@ -191,7 +207,7 @@ func (m *muxConn) Close() error {
 	return nil
 }
 
-// monoBase is what muxConn deadlines are measured from.
+// monoBase is what MuxConn deadlines are measured from.
 var monoBase = time.Now()
 
 // monoNanos is t as nanoseconds after monoBase, on the monotonic clock
@@ -204,3 +220,21 @@ var monoBase = time.Now()
 // monotonic reading (time.Unix(1, 0), to wake a read) compares by the
 // wall clock.
 func monoNanos(t time.Time) int64 { return int64(t.Sub(monoBase)) }
+
+// The capabilities of a session's own socket that a shared one lacks.
+
+// SendBeforeRead reports false: a single-port session sends at once.
+func (m *MuxConn) SendBeforeRead([]byte) bool { return false }
+
+// TakeSendErr returns nil (sends are never held).
+func (m *MuxConn) TakeSendErr() error { return nil }
+
+// EnableGSO returns 0: segmentation would apply to every session of the
+// listening socket.
+func (m *MuxConn) EnableGSO(int) int { return 0 }
+
+// DisableGSO does nothing.
+func (m *MuxConn) DisableGSO() {}
+
+// FileSender returns nil: blocks are sent from the session's window.
+func (m *MuxConn) FileSender(*os.File, int64, int, func() error, error) FileSender { return nil }

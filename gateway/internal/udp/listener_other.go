@@ -1,6 +1,6 @@
-//go:build !linux || 386 || s390x
+//go:build !linux
 
-package gateway
+package udp
 
 import (
 	"net/netip"
@@ -11,7 +11,7 @@ import (
 // listener reads with net's ReadMsgUDPAddrPort.
 type rawReader struct{}
 
-func (*rawReader) init(*listener) {}
+func (*rawReader) init(*Listener) {}
 
 func (*rawReader) read(_, _ []byte, _ *zoneCache) (n, oobn int, src netip.AddrPort, ok bool, err error) {
 	return 0, 0, netip.AddrPort{}, false, nil

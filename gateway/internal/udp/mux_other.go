@@ -1,6 +1,6 @@
-//go:build !linux || 386 || s390x
+//go:build !linux
 
-package gateway
+package udp
 
 import "net/netip"
 
@@ -8,6 +8,6 @@ import "net/netip"
 // single-port session sends through net's path.
 type muxSender struct{}
 
-func (*muxSender) init(*listener, netip.AddrPort, []byte) {}
+func (*muxSender) init(*Listener, netip.AddrPort, []byte) {}
 
 func (*muxSender) to([]byte) (bool, error) { return false, nil }
