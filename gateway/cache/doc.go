@@ -82,6 +82,6 @@
 // is passed through uncached. Eviction only forgets an entry: its buffer is
 // never modified, and goes away with its last reader.
 //
-// [Handler.Stats] counts hits, joins, misses and bytes; cmd/tftpgw exports
-// them as Prometheus metrics.
+// [Handler.Stats] counts hits, joins, misses and bytes; [Handler.Collector]
+// exports them as Prometheus metrics (tftpgw_cache_*).
 package cache

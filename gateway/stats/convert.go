@@ -78,12 +78,9 @@ func OutcomeProto(o gateway.Outcome) tftpgwv1.Outcome {
 	return tftpgwv1.Outcome_OUTCOME_UNSPECIFIED
 }
 
-// Extra are the counters a ServerStats report carries that the gateway's
-// [gateway.ServerStats] does not: they are kept by this package.
+// Extra are the counters of a ServerStats report that this package keeps
+// rather than [gateway.ServerStats] (see the counters table, counters.go).
 type Extra struct {
-	// DuplicateAcks is the sum of SessionStats.DuplicateAcks over the
-	// finished sessions.
-	DuplicateAcks uint64
 	// BackendErrors counts the failed backend calls by gRPC code name.
 	BackendErrors map[string]uint64
 	// EventsDropped counts the stats events dropped on the way to the sink.
@@ -136,97 +133,6 @@ func (r *ServerReports) Next(s gateway.ServerStats, x Extra, final bool) (report
 		r.prev, r.prevTime = total, s.Time
 		r.mu.Unlock()
 	}
-}
-
-func countersProto(s gateway.ServerStats, x Extra) *tftpgwv1.Counters {
-	c := &tftpgwv1.Counters{
-		SessionsOk:           count(s.Sessions[gateway.OutcomeOK]),
-		SessionsError:        count(s.Sessions[gateway.OutcomeError]),
-		SessionsProbe:        count(s.Sessions[gateway.OutcomeProbe]),
-		SessionsAborted:      count(s.Sessions[gateway.OutcomeAborted]),
-		SessionsTimeout:      count(s.Sessions[gateway.OutcomeTimeout]),
-		BytesSent:            count(s.BytesSent),
-		PacketsSent:          count(s.PacketsSent),
-		Retransmits:          count(s.Retransmits),
-		DuplicateAcks:        x.DuplicateAcks,
-		MalformedPackets:     count(s.MalformedPackets),
-		UnknownTidPackets:    count(s.UnknownTIDPackets),
-		WriteRequestsRefused: count(s.WriteRequests),
-		DuplicateRequests:    count(s.DuplicateRequests),
-		StatsEventsDropped:   x.EventsDropped,
-		BusyRefusals:         count(s.BusyRefusals),
-		IgnoredBroadcasts:    count(s.IgnoredBroadcasts),
-		IntegrityFailures:    count(s.IntegrityFailures),
-	}
-	for code, n := range s.ErrorsSent {
-		if n > 0 {
-			if c.ErrorsSent == nil {
-				c.ErrorsSent = make(map[uint32]uint64, len(s.ErrorsSent))
-			}
-			c.ErrorsSent[uint32(code)] = uint64(n)
-		}
-	}
-	for code, n := range x.BackendErrors {
-		if n > 0 {
-			if c.BackendErrors == nil {
-				c.BackendErrors = make(map[string]uint64, len(x.BackendErrors))
-			}
-			c.BackendErrors[code] = n
-		}
-	}
-	return c
-}
-
-// subCounters returns cur - prev field by field. A counter that went down
-// (the edge restarted, which a fresh ServerReports would not see, or a
-// source that reset) counts from zero, as Prometheus treats a reset.
-func subCounters(cur, prev *tftpgwv1.Counters) *tftpgwv1.Counters {
-	if prev == nil {
-		prev = &tftpgwv1.Counters{}
-	}
-	d := &tftpgwv1.Counters{
-		SessionsOk:           sub(cur.SessionsOk, prev.SessionsOk),
-		SessionsError:        sub(cur.SessionsError, prev.SessionsError),
-		SessionsProbe:        sub(cur.SessionsProbe, prev.SessionsProbe),
-		SessionsAborted:      sub(cur.SessionsAborted, prev.SessionsAborted),
-		SessionsTimeout:      sub(cur.SessionsTimeout, prev.SessionsTimeout),
-		BytesSent:            sub(cur.BytesSent, prev.BytesSent),
-		PacketsSent:          sub(cur.PacketsSent, prev.PacketsSent),
-		Retransmits:          sub(cur.Retransmits, prev.Retransmits),
-		DuplicateAcks:        sub(cur.DuplicateAcks, prev.DuplicateAcks),
-		MalformedPackets:     sub(cur.MalformedPackets, prev.MalformedPackets),
-		UnknownTidPackets:    sub(cur.UnknownTidPackets, prev.UnknownTidPackets),
-		WriteRequestsRefused: sub(cur.WriteRequestsRefused, prev.WriteRequestsRefused),
-		DuplicateRequests:    sub(cur.DuplicateRequests, prev.DuplicateRequests),
-		StatsEventsDropped:   sub(cur.StatsEventsDropped, prev.StatsEventsDropped),
-		BusyRefusals:         sub(cur.BusyRefusals, prev.BusyRefusals),
-		IgnoredBroadcasts:    sub(cur.IgnoredBroadcasts, prev.IgnoredBroadcasts),
-		IntegrityFailures:    sub(cur.IntegrityFailures, prev.IntegrityFailures),
-	}
-	for k, v := range cur.ErrorsSent {
-		if n := sub(v, prev.ErrorsSent[k]); n > 0 {
-			if d.ErrorsSent == nil {
-				d.ErrorsSent = make(map[uint32]uint64)
-			}
-			d.ErrorsSent[k] = n
-		}
-	}
-	for k, v := range cur.BackendErrors {
-		if n := sub(v, prev.BackendErrors[k]); n > 0 {
-			if d.BackendErrors == nil {
-				d.BackendErrors = make(map[string]uint64)
-			}
-			d.BackendErrors[k] = n
-		}
-	}
-	return d
-}
-
-func sub(cur, prev uint64) uint64 {
-	if cur < prev {
-		return cur
-	}
-	return cur - prev
 }
 
 func count(n int64) uint64 { return uint64(max(n, 0)) }

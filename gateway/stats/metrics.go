@@ -4,9 +4,10 @@ import (
 	"context"
 	"errors"
 	"io"
+	"maps"
 	"net/http"
-	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
@@ -31,23 +32,26 @@ var durationBuckets = []float64{.01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 12
 // Metrics is the Prometheus instrumentation of an edge, in a registry of
 // its own (never prometheus.DefaultRegisterer), served by [Metrics.Handler].
 //
-// The server-wide counters (tftpgw_sessions_total{outcome},
-// tftpgw_bytes_sent_total, tftpgw_packets_sent_total,
-// tftpgw_retransmits_total, tftpgw_errors_sent_total{code},
-// tftpgw_malformed_packets_total, tftpgw_unknown_tid_packets_total,
-// tftpgw_write_requests_total, tftpgw_duplicate_requests_total,
-// tftpgw_busy_refusals_total, tftpgw_ignored_broadcasts_total,
-// tftpgw_integrity_failures_total and the tftpgw_active_sessions gauge)
-// are read at scrape time from the source set
+// The server-wide counters are those of a ServerStats report: one metric
+// per field of its Counters (tftpgw_sessions_total{outcome},
+// tftpgw_bytes_sent_total, tftpgw_errors_sent_total{code}, ...; the
+// counters table, counters.go, lists them), made at scrape time with the
+// conversion that makes the reports, plus the tftpgw_active_sessions
+// gauge. The gateway's counters among them are read from the source set
 // with [Metrics.SetSource] (the server's [gateway.Server.Stats]), or else
-// from the last report given to [Metrics.ObserveServer]. The per-session
-// histograms (tftpgw_session_duration_seconds{outcome},
-// tftpgw_time_to_first_data_seconds) and tftpgw_duplicate_acks_total come
-// from [Metrics.ObserveSession]. tftpgw_stats_events_dropped_total and
-// tftpgw_stats_events_delivered_total are fed by a [Publisher];
-// tftpgw_backend_header_latency_seconds, tftpgw_backend_errors_total{code}
-// and go-grpc-middleware's grpc_client_* metrics by the interceptors of
-// [Metrics.GRPCClientInterceptors].
+// from the last report given to [Metrics.ObserveServer]; the others are
+// kept here: tftpgw_stats_events_dropped_total is fed by a [Publisher] and
+// tftpgw_backend_errors_total{code} by the interceptors of
+// [Metrics.GRPCClientInterceptors]. tftpgw_duplicate_acks_total is the
+// gateway's count, or the sum over the sessions given to
+// [Metrics.ObserveSession] when that is larger (sessions observed without a
+// source).
+//
+// The per-session histograms (tftpgw_session_duration_seconds{outcome},
+// tftpgw_time_to_first_data_seconds) come from [Metrics.ObserveSession];
+// tftpgw_stats_events_delivered_total from a [Publisher];
+// tftpgw_backend_header_latency_seconds and go-grpc-middleware's
+// grpc_client_* metrics from the interceptors.
 //
 // All methods are safe for concurrent use.
 type Metrics struct {
@@ -59,18 +63,17 @@ type Metrics struct {
 	// backendErrs counts failed backend calls by gRPC code.
 	backendErrs map[codes.Code]uint64
 
-	duplicateAcks   prometheus.Counter
-	eventsDropped   prometheus.Counter
+	duplicateAcks atomic.Int64 // of the sessions observed
+	eventsDropped atomic.Uint64
+
 	eventsDelivered prometheus.Counter
 	sessionDuration *prometheus.HistogramVec
 	firstData       prometheus.Histogram
 	headerLatency   prometheus.Histogram
-	backendErrors   *prometheus.CounterVec
 	grpc            *grpcprom.ClientMetrics
 
-	descSessions, descBytes, descPackets, descRetransmits, descErrors,
-	descMalformed, descUnknownTID, descWRQ, descDuplicates, descActive,
-	descBusy, descBroadcasts, descIntegrity *prometheus.Desc
+	counters   *CounterMetrics
+	descActive *prometheus.Desc
 }
 
 // NewMetrics returns the metrics of an edge, registered in a new private
@@ -79,14 +82,6 @@ func NewMetrics() *Metrics {
 	m := &Metrics{
 		reg:         prometheus.NewRegistry(),
 		backendErrs: make(map[codes.Code]uint64),
-		duplicateAcks: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "tftpgw_duplicate_acks_total",
-			Help: "ACKs that acknowledged nothing new, summed over finished sessions.",
-		}),
-		eventsDropped: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "tftpgw_stats_events_dropped_total",
-			Help: "Stats events not delivered to the stats sink: queue full, report replaced by a newer one, sent repeatedly without acknowledgement, or still queued at shutdown.",
-		}),
 		eventsDelivered: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tftpgw_stats_events_delivered_total",
 			Help: "Stats events the stats sink acknowledged.",
@@ -106,33 +101,17 @@ func NewMetrics() *Metrics {
 			Help:    "Time from the start of a streaming backend call to its first message (the content header).",
 			Buckets: latencyBuckets,
 		}),
-		backendErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tftpgw_backend_errors_total",
-			Help: "Backend calls that failed, by gRPC code; calls the edge cancelled are not counted.",
-		}, []string{"code"}),
 		grpc: grpcprom.NewClientMetrics(grpcprom.WithClientHandlingTimeHistogram(
 			grpcprom.WithHistogramBuckets(latencyBuckets))),
-		descSessions:    prometheus.NewDesc("tftpgw_sessions_total", "Finished TFTP sessions, by outcome.", []string{"outcome"}, nil),
-		descBytes:       prometheus.NewDesc("tftpgw_bytes_sent_total", "Payload bytes of all DATA packets sent, retransmissions included.", nil, nil),
-		descPackets:     prometheus.NewDesc("tftpgw_packets_sent_total", "Packets sent by sessions: OACK, DATA and ERROR, retransmissions included.", nil, nil),
-		descRetransmits: prometheus.NewDesc("tftpgw_retransmits_total", "Packets sent again after a timeout.", nil, nil),
-		descErrors:      prometheus.NewDesc("tftpgw_errors_sent_total", "ERROR packets sent, by TFTP error code.", []string{"code"}, nil),
-		descMalformed:   prometheus.NewDesc("tftpgw_malformed_packets_total", "Packets on the listening port that were not a valid request.", nil, nil),
-		descUnknownTID:  prometheus.NewDesc("tftpgw_unknown_tid_packets_total", "Packets that reached a session's port from another transfer ID than its client's (those answered are in tftpgw_errors_sent_total{code=\"5\"}).", nil, nil),
-		descWRQ:         prometheus.NewDesc("tftpgw_write_requests_total", "Write requests, refused with ERROR 2.", nil, nil),
-		descDuplicates:  prometheus.NewDesc("tftpgw_duplicate_requests_total", "Read requests ignored because the same session was running.", nil, nil),
-		descActive:      prometheus.NewDesc("tftpgw_active_sessions", "TFTP sessions running now.", nil, nil),
-		descBusy:        prometheus.NewDesc("tftpgw_busy_refusals_total", "Read requests refused with ERROR 0 \"server busy\" (over a limit).", nil, nil),
-		descBroadcasts:  prometheus.NewDesc("tftpgw_ignored_broadcasts_total", "Requests sent to a broadcast or multicast address, ignored.", nil, nil),
-		descIntegrity:   prometheus.NewDesc("tftpgw_integrity_failures_total", "Sessions ended because their content's bytes did not match its SHA-256 digest.", nil, nil),
+		counters:   edgeCounterMetrics(),
+		descActive: prometheus.NewDesc("tftpgw_active_sessions", "TFTP sessions running now.", nil, nil),
 	}
 	m.last.Time = time.Now()
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		(*serverCollector)(m),
-		m.duplicateAcks, m.eventsDropped, m.eventsDelivered, m.sessionDuration, m.firstData,
-		m.headerLatency, m.backendErrors, m.grpc,
+		m.eventsDelivered, m.sessionDuration, m.firstData, m.headerLatency, m.grpc,
 	)
 	return m
 }
@@ -157,7 +136,7 @@ func (m *Metrics) SetSource(f func() gateway.ServerStats) {
 // ObserveSession records a finished session; it has the signature of
 // [gateway.Server.SessionStatsFunc] and does not block.
 func (m *Metrics) ObserveSession(s gateway.SessionStats) {
-	m.duplicateAcks.Add(float64(max(s.DuplicateAcks, 0)))
+	m.duplicateAcks.Add(max(s.DuplicateAcks, 0))
 	m.sessionDuration.WithLabelValues(s.Outcome.String()).Observe(s.Duration.Seconds())
 	if s.TimeToFirstData > 0 {
 		m.firstData.Observe(s.TimeToFirstData.Seconds())
@@ -173,7 +152,7 @@ func (m *Metrics) ObserveServer(s gateway.ServerStats) {
 }
 
 // addDropped counts stats events dropped by a Publisher.
-func (m *Metrics) addDropped(n int) { m.eventsDropped.Add(float64(n)) }
+func (m *Metrics) addDropped(n int) { m.eventsDropped.Add(uint64(max(n, 0))) }
 
 // addDelivered counts stats events a Publisher's sink acknowledged.
 func (m *Metrics) addDelivered(n int) { m.eventsDelivered.Add(float64(n)) }
@@ -197,7 +176,11 @@ func (m *Metrics) backendFailed(c codes.Code) {
 	m.mu.Lock()
 	m.backendErrs[c]++
 	m.mu.Unlock()
-	m.backendErrors.WithLabelValues(c.String()).Inc()
+}
+
+// extra returns the counters of the reports that Metrics keeps.
+func (m *Metrics) extra() Extra {
+	return Extra{BackendErrors: m.BackendErrors(), EventsDropped: m.eventsDropped.Load()}
 }
 
 // GRPCClientInterceptors returns the interceptors to install on the
@@ -271,15 +254,13 @@ func (s *observedStream) RecvMsg(msg any) error {
 	return err
 }
 
-// serverCollector exposes the server-wide counters at scrape time.
+// serverCollector makes the server-wide counters at scrape time: the
+// Counters of a report, as a [Publisher] would send it now.
 type serverCollector Metrics
 
 func (c *serverCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.descSessions, c.descBytes, c.descPackets,
-		c.descRetransmits, c.descErrors, c.descMalformed, c.descUnknownTID,
-		c.descWRQ, c.descDuplicates, c.descActive, c.descBusy, c.descBroadcasts, c.descIntegrity} {
-		ch <- d
-	}
+	c.counters.Describe(ch)
+	ch <- c.descActive
 }
 
 func (c *serverCollector) Collect(ch chan<- prometheus.Metric) {
@@ -289,35 +270,13 @@ func (c *serverCollector) Collect(ch chan<- prometheus.Metric) {
 	if src != nil {
 		s = src()
 	}
-	counter := func(d *prometheus.Desc, v int64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
-	}
-	for o := gateway.OutcomeOK; o <= gateway.OutcomeTimeout; o++ { // every outcome has a series
-		counter(c.descSessions, s.Sessions[o], o.String())
-	}
-	counter(c.descBytes, s.BytesSent)
-	counter(c.descPackets, s.PacketsSent)
-	counter(c.descRetransmits, s.Retransmits)
-	for code, n := range s.ErrorsSent {
-		counter(c.descErrors, n, strconv.Itoa(int(code)))
-	}
-	counter(c.descMalformed, s.MalformedPackets)
-	counter(c.descUnknownTID, s.UnknownTIDPackets)
-	counter(c.descWRQ, s.WriteRequests)
-	counter(c.descDuplicates, s.DuplicateRequests)
-	counter(c.descBusy, s.BusyRefusals)
-	counter(c.descBroadcasts, s.IgnoredBroadcasts)
-	counter(c.descIntegrity, s.IntegrityFailures)
+	s.DuplicateAcks = max(s.DuplicateAcks, c.duplicateAcks.Load())
+	c.counters.Collect(ch, countersProto(s, (*Metrics)(c).extra()))
 	ch <- prometheus.MustNewConstMetric(c.descActive, prometheus.GaugeValue, float64(s.ActiveSessions))
 }
 
 func cloneServerStats(s gateway.ServerStats) gateway.ServerStats {
-	if s.ErrorsSent != nil {
-		m := make(map[gateway.ErrorCode]int64, len(s.ErrorsSent))
-		for k, v := range s.ErrorsSent {
-			m[k] = v
-		}
-		s.ErrorsSent = m
-	}
+	s.Sessions = maps.Clone(s.Sessions)
+	s.ErrorsSent = maps.Clone(s.ErrorsSent)
 	return s
 }

@@ -281,7 +281,7 @@ func (p *Publisher) SessionStats(s gateway.SessionStats) {
 // acknowledged. It has the signature of [gateway.Server.ServerStatsFunc]
 // and never blocks.
 func (p *Publisher) ServerStats(s gateway.ServerStats) {
-	x := Extra{DuplicateAcks: count(s.DuplicateAcks)}
+	var x Extra
 	if p.cfg.Metrics != nil {
 		x.BackendErrors = p.cfg.Metrics.BackendErrors()
 	}

@@ -28,7 +28,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"sync"
 	"time"
 
@@ -39,6 +38,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/tftpgw/tftpgw/gateway/stats"
 	tftpgwv1 "github.com/tftpgw/tftpgw/proto/tftpgw/v1"
 )
 
@@ -51,20 +51,20 @@ const (
 	DefaultMaxEdges = 1000
 )
 
-// Series counts of the collector's registry: at most GlobalSeries plus
-// SeriesPerEdge for each tracked edge (see [MaxSeries]).
-const (
-	// GlobalSeries: the session duration histogram by outcome (6 outcomes
-	// of 18 series), the time-to-first-data and header-latency
-	// histograms (17 each), and the streams, edges and untracked-events
-	// series.
-	GlobalSeries = 6*18 + 17 + 17 + 3
-	// SeriesPerEdge: events received by type (2), sessions by outcome (5),
-	// 12 counters, errors sent by code (0 to 8 and other: 10), backend
-	// errors by gRPC code (17 and other: 18), active sessions, last
-	// report, missing and duplicate events.
-	SeriesPerEdge = 2 + 5 + 12 + 10 + 18 + 4
-)
+// GlobalSeries counts the series of the collector's registry that belong
+// to no edge: the session duration histogram by outcome (6 outcomes of 18
+// series), the time-to-first-data and header-latency histograms (17
+// each), and the streams, edges and untracked-events series. Each tracked
+// edge adds SeriesPerEdge (see [MaxSeries]).
+const GlobalSeries = 6*18 + 17 + 17 + 3
+
+// SeriesPerEdge counts the series of one tracked edge: events received by
+// type (2), active sessions, last report, missing and duplicate events,
+// and the edge's counters ([stats.CollectorCounterMetrics]: one series
+// per counter, sessions by outcome, errors sent by TFTP code 0 to 8 or
+// other, backend errors by gRPC code name or other). It follows the
+// counters table, so it is a variable; do not change it.
+var SeriesPerEdge = 2 + 4 + stats.CollectorCounterMetrics().Series()
 
 // MaxSeries returns the most series a collector tracking maxEdges edges
 // exposes.
@@ -230,9 +230,9 @@ type aggregate struct {
 	streams         prometheus.Gauge
 	untracked       prometheus.Counter
 
-	events, sessions, errors, backendErrors, active, lastReport,
-	missing, duplicates, edgesDesc *prometheus.Desc
-	counters []edgeCounter
+	events, active, lastReport, missing, duplicates, edgesDesc *prometheus.Desc
+
+	counters *stats.CounterMetrics // from the last report's total
 }
 
 type edgeState struct {
@@ -247,19 +247,10 @@ type edgeState struct {
 	missing, duplicates uint64
 }
 
-// edgeCounter is a per-edge counter read from the last report's totals.
-type edgeCounter struct {
-	desc *prometheus.Desc
-	get  func(*tftpgwv1.Counters) uint64
-}
-
 const ns = "tftpgw_collector_"
 
 func newAggregate(expiry time.Duration, maxEdges int) *aggregate {
 	edge := []string{"edge"}
-	counter := func(name, help string, get func(*tftpgwv1.Counters) uint64) edgeCounter {
-		return edgeCounter{prometheus.NewDesc(ns+"edge_"+name, help+" (the edge's last reported total).", edge, nil), get}
-	}
 	return &aggregate{
 		expiry:   expiry,
 		maxEdges: maxEdges,
@@ -287,29 +278,13 @@ func newAggregate(expiry time.Duration, maxEdges int) *aggregate {
 			Name: ns + "events_untracked_total",
 			Help: "Events written but not given per-edge series: their edge was over -max-edges, or its ID longer than 253 bytes.",
 		}),
-		events:        prometheus.NewDesc(ns+"events_received_total", "Events received, by edge and type (session, server); copies not included.", []string{"edge", "type"}, nil),
-		sessions:      prometheus.NewDesc(ns+"edge_sessions_total", "Sessions by outcome (the edge's last reported total).", []string{"edge", "outcome"}, nil),
-		errors:        prometheus.NewDesc(ns+"edge_errors_sent_total", "ERROR packets sent by TFTP code, 0 to 8 or other (the edge's last reported total).", []string{"edge", "code"}, nil),
-		backendErrors: prometheus.NewDesc(ns+"edge_backend_errors_total", "Failed backend calls by gRPC code, or other (the edge's last reported total).", []string{"edge", "code"}, nil),
-		active:        prometheus.NewDesc(ns+"edge_active_sessions", "Sessions running at the edge's last report.", edge, nil),
-		lastReport:    prometheus.NewDesc(ns+"edge_last_report_timestamp_seconds", "When the edge's last report was received (Unix time).", edge, nil),
-		missing:       prometheus.NewDesc(ns+"events_missing_total", "Gaps in the edge's event sequence: events it dropped (or that never arrived).", edge, nil),
-		duplicates:    prometheus.NewDesc(ns+"events_duplicate_total", "Copies of events already received (a batch the edge sent again), ignored.", edge, nil),
-		edgesDesc:     prometheus.NewDesc(ns+"edges", "Edges with series of their own.", nil, nil),
-		counters: []edgeCounter{
-			counter("bytes_sent_total", "Payload bytes of DATA packets sent", (*tftpgwv1.Counters).GetBytesSent),
-			counter("packets_sent_total", "Packets sent", (*tftpgwv1.Counters).GetPacketsSent),
-			counter("retransmits_total", "Packets sent again after a timeout", (*tftpgwv1.Counters).GetRetransmits),
-			counter("duplicate_acks_total", "ACKs that acknowledged nothing new", (*tftpgwv1.Counters).GetDuplicateAcks),
-			counter("malformed_packets_total", "Malformed packets on the listening port", (*tftpgwv1.Counters).GetMalformedPackets),
-			counter("unknown_tid_packets_total", "Packets from unknown transfer IDs", (*tftpgwv1.Counters).GetUnknownTidPackets),
-			counter("write_requests_refused_total", "Write requests refused", (*tftpgwv1.Counters).GetWriteRequestsRefused),
-			counter("duplicate_requests_total", "Duplicate read requests ignored", (*tftpgwv1.Counters).GetDuplicateRequests),
-			counter("stats_events_dropped_total", "Stats events the edge dropped", (*tftpgwv1.Counters).GetStatsEventsDropped),
-			counter("busy_refusals_total", "Read requests refused with \"server busy\" (over a limit)", (*tftpgwv1.Counters).GetBusyRefusals),
-			counter("ignored_broadcasts_total", "Requests sent to a broadcast or multicast address, ignored", (*tftpgwv1.Counters).GetIgnoredBroadcasts),
-			counter("integrity_failures_total", "Sessions ended because their content did not match its SHA-256", (*tftpgwv1.Counters).GetIntegrityFailures),
-		},
+		events:     prometheus.NewDesc(ns+"events_received_total", "Events received, by edge and type (session, server); copies not included.", []string{"edge", "type"}, nil),
+		active:     prometheus.NewDesc(ns+"edge_active_sessions", "Sessions running at the edge's last report.", edge, nil),
+		lastReport: prometheus.NewDesc(ns+"edge_last_report_timestamp_seconds", "When the edge's last report was received (Unix time).", edge, nil),
+		missing:    prometheus.NewDesc(ns+"events_missing_total", "Gaps in the edge's event sequence: events it dropped (or that never arrived).", edge, nil),
+		duplicates: prometheus.NewDesc(ns+"events_duplicate_total", "Copies of events already received (a batch the edge sent again), ignored.", edge, nil),
+		edgesDesc:  prometheus.NewDesc(ns+"edges", "Edges with series of their own.", nil, nil),
+		counters:   stats.CollectorCounterMetrics(),
 	}
 }
 
@@ -427,13 +402,10 @@ func outcomeLabel(o tftpgwv1.Outcome) string {
 
 // Describe implements prometheus.Collector.
 func (a *aggregate) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{a.events, a.sessions, a.errors, a.backendErrors, a.active, a.lastReport,
-		a.missing, a.duplicates, a.edgesDesc} {
+	for _, d := range []*prometheus.Desc{a.events, a.active, a.lastReport, a.missing, a.duplicates, a.edgesDesc} {
 		ch <- d
 	}
-	for _, c := range a.counters {
-		ch <- c.desc
-	}
+	a.counters.Describe(ch)
 }
 
 // Collect implements prometheus.Collector; it forgets expired edges.
@@ -454,62 +426,8 @@ func (a *aggregate) Collect(ch chan<- prometheus.Metric) {
 		if e.total == nil {
 			continue
 		}
-		t := e.total
-		counter(a.sessions, t.GetSessionsOk(), edge, "ok")
-		counter(a.sessions, t.GetSessionsError(), edge, "error")
-		counter(a.sessions, t.GetSessionsProbe(), edge, "probe")
-		counter(a.sessions, t.GetSessionsAborted(), edge, "aborted")
-		counter(a.sessions, t.GetSessionsTimeout(), edge, "timeout")
-		for _, c := range a.counters {
-			counter(c.desc, c.get(t), edge)
-		}
-		for code, n := range foldErrorCodes(t.GetErrorsSent()) {
-			counter(a.errors, n, edge, code)
-		}
-		for code, n := range foldGRPCCodes(t.GetBackendErrors()) {
-			counter(a.backendErrors, n, edge, code)
-		}
+		a.counters.Collect(ch, e.total, edge)
 		ch <- prometheus.MustNewConstMetric(a.active, prometheus.GaugeValue, float64(e.active), edge)
 		ch <- prometheus.MustNewConstMetric(a.lastReport, prometheus.GaugeValue, float64(e.reported.UnixNano())/1e9, edge)
 	}
-}
-
-// other is the label value of the codes outside a fixed set.
-const other = "other"
-
-// foldErrorCodes labels TFTP error codes 0 to 8 by number and sums the
-// others under "other".
-func foldErrorCodes(m map[uint32]uint64) map[string]uint64 {
-	r := make(map[string]uint64, len(m))
-	for code, n := range m {
-		label := other
-		if code <= 8 {
-			label = strconv.FormatUint(uint64(code), 10)
-		}
-		r[label] += n
-	}
-	return r
-}
-
-// grpcCodes are the names of the gRPC status codes, as codes.Code.String
-// writes them ("Unavailable", ...).
-var grpcCodes = func() map[string]bool {
-	m := make(map[string]bool)
-	for c := codes.OK; c <= codes.Unauthenticated; c++ {
-		m[c.String()] = true
-	}
-	return m
-}()
-
-// foldGRPCCodes keeps the names of gRPC status codes and sums the others
-// under "other".
-func foldGRPCCodes(m map[string]uint64) map[string]uint64 {
-	r := make(map[string]uint64, len(m))
-	for code, n := range m {
-		if !grpcCodes[code] {
-			code = other
-		}
-		r[code] += n
-	}
-	return r
 }

@@ -308,7 +308,8 @@ type SessionStats struct {
 	// Every packet the edge sent in this session: OACK, DATA and ERROR,
 	// retransmissions included.
 	PacketsSent uint64 `protobuf:"varint,18,opt,name=packets_sent,json=packetsSent,proto3" json:"packets_sent,omitempty"`
-	// Packets sent again after a timeout.
+	// Packets sent again: after a timeout, or when a window restarts after a
+	// gap (the client acknowledged less than the window sent).
 	Retransmits uint64 `protobuf:"varint,19,opt,name=retransmits,proto3" json:"retransmits,omitempty"`
 	// ACKs that acknowledged nothing new.
 	DuplicateAcks uint64 `protobuf:"varint,20,opt,name=duplicate_acks,json=duplicateAcks,proto3" json:"duplicate_acks,omitempty"`
@@ -721,65 +722,77 @@ func (x *ServerStats) GetFinal() bool {
 // Counters are the monotonic counters of an edge, used both for one
 // interval (ServerStats.delta) and since the edge started
 // (ServerStats.total).
+//
+// Each field's comment starts with the help of the Prometheus metrics that
+// show it: tftpgw_* at the edge, tftpgw_collector_edge_* at tftp-collector
+// (gateway/stats/counters.go names them; a test there checks the comments).
 type Counters struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Sessions that ended, by Outcome.
+	// Finished TFTP sessions, by outcome: OUTCOME_OK, the final block
+	// acknowledged.
 	SessionsOk uint64 `protobuf:"varint,1,opt,name=sessions_ok,json=sessionsOk,proto3" json:"sessions_ok,omitempty"`
-	// Sessions the edge ended with an ERROR (OUTCOME_ERROR).
+	// Finished TFTP sessions, by outcome: OUTCOME_ERROR, ended by the edge
+	// with an ERROR.
 	SessionsError uint64 `protobuf:"varint,2,opt,name=sessions_error,json=sessionsError,proto3" json:"sessions_error,omitempty"`
-	// Sessions the client ended right after the OACK or DATA 1
-	// (OUTCOME_PROBE).
+	// Finished TFTP sessions, by outcome: OUTCOME_PROBE, ended by the client
+	// right after the OACK or DATA 1.
 	SessionsProbe uint64 `protobuf:"varint,3,opt,name=sessions_probe,json=sessionsProbe,proto3" json:"sessions_probe,omitempty"`
-	// Sessions the client ended later (OUTCOME_ABORTED).
+	// Finished TFTP sessions, by outcome: OUTCOME_ABORTED, ended by the
+	// client later on.
 	SessionsAborted uint64 `protobuf:"varint,4,opt,name=sessions_aborted,json=sessionsAborted,proto3" json:"sessions_aborted,omitempty"`
-	// Sessions whose client stopped answering (OUTCOME_TIMEOUT).
+	// Finished TFTP sessions, by outcome: OUTCOME_TIMEOUT, the client stopped
+	// answering.
 	SessionsTimeout uint64 `protobuf:"varint,5,opt,name=sessions_timeout,json=sessionsTimeout,proto3" json:"sessions_timeout,omitempty"`
 	// Payload bytes of all DATA packets sent, retransmissions included.
 	BytesSent uint64 `protobuf:"varint,6,opt,name=bytes_sent,json=bytesSent,proto3" json:"bytes_sent,omitempty"`
-	// Every packet sent: OACK, DATA and ERROR, including the ERRORs sent
-	// outside sessions (unknown transfer IDs, write requests).
+	// Packets sent by sessions: OACK, DATA and ERROR, retransmissions
+	// included. The ERRORs sent outside a session (to write requests, to
+	// requests refused as busy or with an unknown transfer mode, to unknown
+	// transfer IDs) are counted in errors_sent only.
 	PacketsSent uint64 `protobuf:"varint,7,opt,name=packets_sent,json=packetsSent,proto3" json:"packets_sent,omitempty"`
-	// Packets sent again after a timeout.
+	// Packets sent again: after a timeout, or when a window restarts after a
+	// gap (the client acknowledged less than the window sent).
 	Retransmits uint64 `protobuf:"varint,8,opt,name=retransmits,proto3" json:"retransmits,omitempty"`
 	// ACKs that acknowledged nothing new, summed over finished sessions.
 	DuplicateAcks uint64 `protobuf:"varint,9,opt,name=duplicate_acks,json=duplicateAcks,proto3" json:"duplicate_acks,omitempty"`
-	// ERROR packets sent, by TFTP error code (0 to 8).
+	// ERROR packets sent, by TFTP error code, those sent outside a session
+	// included. Keys are the codes (0 to 8).
 	ErrorsSent map[uint32]uint64 `protobuf:"bytes,10,rep,name=errors_sent,json=errorsSent,proto3" json:"errors_sent,omitempty" protobuf_key:"varint,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
-	// Packets on the listening port that were not a valid request and were
-	// dropped.
+	// Packets on the listening port that were not a valid request: dropped,
+	// or answered with ERROR 4 when only the transfer mode was unknown.
 	MalformedPackets uint64 `protobuf:"varint,11,opt,name=malformed_packets,json=malformedPackets,proto3" json:"malformed_packets,omitempty"`
 	// Packets that reached a session's port from another transfer ID than
-	// its client's. Those answered with ERROR 5 (a DATA or ACK from the
-	// client's own address and another port) are also in errors_sent; the
-	// rest are dropped.
+	// its client's; those answered with ERROR 5 are also counted as errors
+	// sent. The edge answers a DATA or ACK from the client's own address and
+	// another port; it drops the rest.
 	UnknownTidPackets uint64 `protobuf:"varint,12,opt,name=unknown_tid_packets,json=unknownTidPackets,proto3" json:"unknown_tid_packets,omitempty"`
-	// Write requests (WRQ), refused with ERROR 2.
+	// Write requests, refused with ERROR 2.
 	WriteRequestsRefused uint64 `protobuf:"varint,13,opt,name=write_requests_refused,json=writeRequestsRefused,proto3" json:"write_requests_refused,omitempty"`
-	// Read requests ignored because the same client's session for them was
-	// still running.
+	// Read requests ignored as repeats of one whose session runs: same
+	// client address, port and file, arrived before the client acknowledged
+	// anything. (A repeat that arrives later starts a new session.)
 	DuplicateRequests uint64 `protobuf:"varint,14,opt,name=duplicate_requests,json=duplicateRequests,proto3" json:"duplicate_requests,omitempty"`
-	// Content backend calls that failed, by gRPC status code name as in
-	// google.golang.org/grpc/codes ("Unavailable", "DeadlineExceeded", ...).
-	// Calls the edge itself cancelled (the session ended first) are not
-	// counted.
+	// Content backend calls that failed, by gRPC status code; calls the edge
+	// cancelled itself (the session ended first) are not counted. Keys are
+	// the code names of google.golang.org/grpc/codes ("Unavailable",
+	// "DeadlineExceeded", ...).
 	BackendErrors map[string]uint64 `protobuf:"bytes,15,rep,name=backend_errors,json=backendErrors,proto3" json:"backend_errors,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
-	// Stats events (SessionStats and ServerStats) the edge dropped instead
-	// of delivering them to its sink: its queue to the sink was full (the
-	// sink down or too slow), a ServerStats was replaced by a newer one
-	// before the sink acknowledged it, an event was sent in a few batches
-	// without being acknowledged, or events were still queued when the edge
-	// stopped. Every event the edge makes is either acknowledged by the sink
-	// or counted here.
+	// Stats events the edge dropped instead of delivering them to its sink:
+	// its queue was full, a report was replaced by a newer one, an event was
+	// sent in a few batches without acknowledgement, or it was still queued
+	// when the edge stopped. Events are SessionStats and ServerStats; a full
+	// queue means the sink is down or too slow. Every event the edge makes
+	// is either acknowledged by the sink or counted here.
 	StatsEventsDropped uint64 `protobuf:"varint,16,opt,name=stats_events_dropped,json=statsEventsDropped,proto3" json:"stats_events_dropped,omitempty"`
 	// Read requests refused with ERROR 0 "server busy": over a session,
-	// per-client, rate or window-memory limit (also counted in errors_sent).
+	// per-client, rate or window-memory limit. Also counted in errors_sent.
 	BusyRefusals uint64 `protobuf:"varint,17,opt,name=busy_refusals,json=busyRefusals,proto3" json:"busy_refusals,omitempty"`
-	// Requests sent to a broadcast or multicast address, ignored
-	// (RFC 1123 4.2.3.5).
+	// Requests sent to a broadcast or multicast address, ignored (RFC 1123
+	// 4.2.3.5).
 	IgnoredBroadcasts uint64 `protobuf:"varint,18,opt,name=ignored_broadcasts,json=ignoredBroadcasts,proto3" json:"ignored_broadcasts,omitempty"`
-	// Sessions ended with TFTP error 0 because their content's bytes did not
-	// match the SHA-256 digest of its header (also counted in errors_sent
-	// and sessions_error).
+	// Sessions ended with ERROR 0 because their content's bytes did not
+	// match the SHA-256 digest of its header. Also counted in errors_sent
+	// and sessions_error.
 	IntegrityFailures uint64 `protobuf:"varint,19,opt,name=integrity_failures,json=integrityFailures,proto3" json:"integrity_failures,omitempty"`
 	unknownFields     protoimpl.UnknownFields
 	sizeCache         protoimpl.SizeCache
