@@ -35,6 +35,8 @@ type config struct {
 	singlePort               bool
 	minTimeout               time.Duration
 
+	admit func(Arrival) Admission
+
 	session session.Config // what sessions take of the above
 }
 
@@ -67,6 +69,7 @@ func (s *Server) resolve() *config {
 		maxWindowMemory:          orDefault(s.MaxWindowMemory, DefaultMaxWindowMemory),
 		maxWindowMemoryPerClient: orDefault(s.MaxWindowMemoryPerClient, 0),
 		singlePort:               s.SinglePort,
+		admit:                    s.Admit,
 		minTimeout:               s.MinTimeout,
 	}
 	if s.MaxWindowMemoryPerClient == 0 && c.maxWindowMemory > 0 {

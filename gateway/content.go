@@ -73,9 +73,13 @@ func ReadSeekerContent(rs io.ReadSeeker) (Content, error) {
 // file that is not a regular file.
 var ErrNotRegular = errors.New("gateway: not a regular file")
 
-// FileContent returns a Content serving the regular file f, which it
-// closes when the session ends. It refuses directories, devices and pipes
-// with an error wrapping [ErrNotRegular].
+// FileContent returns a Content serving the regular file f from its
+// current offset to its end, which it closes when the session ends. It
+// refuses directories, devices and pipes with an error wrapping
+// [ErrNotRegular]. The content is FileServer's: it has an ETag (see
+// FileServer; none when f was not at its start), it is sent from the
+// file's pages where FileServer's are, and a file changed under the
+// transfer ends it with ERROR 0 "file changed while being sent".
 func FileContent(f *os.File) (Content, error) {
 	fi, err := f.Stat()
 	if err != nil {
@@ -84,7 +88,11 @@ func FileContent(f *os.File) (Content, error) {
 	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("%w: %s", ErrNotRegular, fi.Mode().Type())
 	}
-	return NewContent(f, fi.Size()), nil
+	off, err := f.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: seek: %w", err)
+	}
+	return &fileContent{f: f, size: fi.Size() - off, version: fileETag(fi), partial: off != 0}, nil
 }
 
 // ContentInfo describes a content's version for caching and resuming.

@@ -81,7 +81,7 @@ func (h fileServer) ServeTFTP(_ context.Context, req *Request) (Content, error) 
 		f.Close()
 		return nil, err
 	}
-	return &fileContent{f: f, size: fi.Size(), etag: fileETag(fi)}, nil
+	return &fileContent{f: f, size: fi.Size(), version: fileETag(fi)}, nil
 }
 
 // StatContent reports the size and ETag that ServeTFTP's content for req
@@ -144,10 +144,12 @@ func (h fileServer) readableByAnyone(name string, fi os.FileInfo) error {
 
 var errAccess = &Error{Code: ErrAccessViolation, Message: "access violation"}
 
+// fileContent is FileServer's content, and FileContent's.
 type fileContent struct {
-	f    *os.File
-	size int64
-	etag string
+	f       *os.File
+	size    int64  // the bytes to send: from the offset to the end
+	version string // the file's ETag when opened (see fileETag)
+	partial bool   // not from the file's start (FileContent of a file read or seeked): no ETag
 }
 
 func (c *fileContent) Read(p []byte) (int, error) { return c.f.Read(p) }
@@ -157,7 +159,14 @@ func (c *fileContent) Size() int64                { return c.size }
 // Seek lets a caller resume at an offset (the gRPC backend SDK does).
 func (c *fileContent) Seek(off int64, whence int) (int64, error) { return c.f.Seek(off, whence) }
 
-func (c *fileContent) Info() ContentInfo { return ContentInfo{ETag: c.etag} }
+// Info returns the file's ETag, none for a content that does not start at
+// the file's start (its bytes are not the version's).
+func (c *fileContent) Info() ContentInfo {
+	if c.partial {
+		return ContentInfo{}
+	}
+	return ContentInfo{ETag: c.version}
+}
 
 // File returns the file (the session sends large blocks from its pages).
 func (c *fileContent) File() *os.File { return c.f }
@@ -170,8 +179,8 @@ func (c *fileContent) Unchanged() error {
 	if err != nil {
 		return fmt.Errorf("gateway: stat: %w", err)
 	}
-	if now := fileETag(fi); now != c.etag {
-		return fmt.Errorf("%w: version %s, %s when opened", session.ErrFileChanged, now, c.etag)
+	if now := fileETag(fi); now != c.version {
+		return fmt.Errorf("%w: version %s, %s when opened", session.ErrFileChanged, now, c.version)
 	}
 	return nil
 }

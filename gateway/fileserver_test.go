@@ -1,6 +1,7 @@
 package gateway_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tftpgw/tftpgw/gateway"
+	"github.com/tftpgw/tftpgw/internal/tftpclient"
 )
 
 // TestFileServer: files are served from the root only; escapes, directories
@@ -253,5 +255,64 @@ func TestFileServerETagFollowsEveryChange(t *testing.T) {
 				t.Errorf("ETag %q unchanged after the file changed", after)
 			}
 		})
+	}
+}
+
+// TestFileContentIsFileServers: FileContent gives a file the content
+// FileServer gives it (the same ETag, the same checks, large blocks from
+// the file's pages); one that does not start at the file's start has no
+// ETag and serves from where the file was.
+func TestFileContentIsFileServers(t *testing.T) {
+	dir := t.TempDir()
+	body := pattern(3*65464 + 77)
+	if err := os.WriteFile(filepath.Join(dir, "k"), body, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	fromServer, err := gateway.FileServer(root).ServeTFTP(context.Background(), &gateway.Request{Path: "k"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fromServer.Close()
+	open := func(off int64) gateway.Content {
+		f, err := os.Open(filepath.Join(dir, "k"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.Seek(off, io.SeekStart); err != nil {
+			t.Fatal(err)
+		}
+		c, err := gateway.FileContent(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	whole, part := open(0), open(1000)
+	defer whole.Close()
+	defer part.Close()
+	want := fromServer.(gateway.InfoContent).Info()
+	if got := whole.(gateway.InfoContent).Info(); got != want || want.ETag == "" {
+		t.Errorf("FileContent's info %+v, FileServer's %+v", got, want)
+	}
+	if got := part.(gateway.InfoContent).Info(); got.ETag != "" || part.Size() != int64(len(body)-1000) {
+		t.Errorf("a content from offset 1000: info %+v, size %d; want no ETag, %d", got, part.Size(), len(body)-1000)
+	}
+	for _, tc := range []struct {
+		off  int64
+		want []byte
+	}{{0, body}, {1000, body[1000:]}} {
+		ts := startServer(t, gateway.HandlerFunc(func(context.Context, *gateway.Request) (gateway.Content, error) {
+			return open(tc.off), nil
+		}), nil)
+		var got bytes.Buffer
+		if _, err := tftpclient.Get(context.Background(), ts.addr.String(), "k", &got, tftpclient.Options{BlockSize: 65464, WindowSize: 4}); err != nil || !bytes.Equal(got.Bytes(), tc.want) {
+			t.Errorf("offset %d: Get: %v, %d bytes, want %d", tc.off, err, got.Len(), len(tc.want))
+		}
+		ts.nextStats(t)
 	}
 }

@@ -100,3 +100,29 @@ func equalFold(a, b string) bool {
 	}
 	return true
 }
+
+// A Middleware wraps a Handler with behaviour of its own (caching,
+// rewriting paths, per-client policy), as net/http's handler wrappers and
+// CoreDNS's plugins do.
+type Middleware func(Handler) Handler
+
+// Chain returns h wrapped in the middleware m, the first of m the
+// outermost: Chain(h, a, b) is a(b(h)), so a request meets a, then b,
+// then h.
+func Chain(h Handler, m ...Middleware) Handler {
+	for i := len(m) - 1; i >= 0; i-- {
+		h = m[i](h)
+	}
+	return h
+}
+
+// A StatHandler is a Handler that can also tell the size and version of a
+// request's content without opening it, more cheaply than ServeTFTP (one
+// stat of a local file instead of an open, a stat and a close). The edge
+// cache (package cache) revalidates a cached copy with it. An error means
+// only that the content must be opened to know: the caller then calls
+// ServeTFTP. [FileServer]'s handler is one.
+type StatHandler interface {
+	Handler
+	StatContent(ctx context.Context, req *Request) (size int64, info ContentInfo, err error)
+}

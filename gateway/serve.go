@@ -46,6 +46,8 @@ type serverState struct {
 	broadcasts        udp.Broadcasts
 	ignoredBroadcasts atomic.Int64
 	integrityFailures atomic.Int64
+	policyRefusals    atomic.Int64
+	policyDrops       atomic.Int64
 
 	activeN, bytesSent, packetsSent, retransmits              atomic.Int64
 	outcomes                                                  [numOutcomes]atomic.Int64
@@ -246,6 +248,10 @@ func (s *Server) handlePacket(c *config, l *udp.Listener, b []byte, src netip.Ad
 	req, err := wire.ParseRequest(b)
 	if err != nil {
 		st.malformed.Add(1)
+		return
+	}
+	arrival := Arrival{Client: src, Local: netip.AddrPortFrom(dst, l.Port()), Write: op == wire.OpWRQ, RawPath: req.Filename, Mode: req.Mode, At: at}
+	if !s.admit(c, arrival, func(e *Error) { s.replyError(l, src, dst, e.Code, e.Message, len(b)) }) {
 		return
 	}
 	if op == wire.OpWRQ {

@@ -108,6 +108,21 @@ type Server struct {
 	// negative.
 	MaxWindowMemoryPerClient int64
 
+	// Admit, if set, decides about every request as it arrives at a
+	// listening socket, before the server spends anything on it (a
+	// session slot, a socket, a goroutine): it accepts it, refuses it
+	// with an ERROR, or drops it without a word. A refusal is sent from
+	// the listening port and, like every reply there, is never longer than
+	// the request (its message is cut), so that a spoofed source cannot
+	// use it to amplify traffic; refusals and drops are counted in
+	// ServerStats.PolicyRefusals and PolicyDrops. A request it accepts
+	// still meets the built-in limits (MaxSessions, MaxSessionsPerClient,
+	// ClientRequestRate), the default policy behind it. It runs on the
+	// listener's goroutine, for every request, duplicates included: it
+	// must be quick and must not block. A panic refuses the request with
+	// ERROR 2 and is logged.
+	Admit func(Arrival) Admission
+
 	// SinglePort, if set, sends every reply from the listening socket and
 	// keys sessions by client address and port, for clients behind NAT,
 	// in containers or behind firewalls that only pass the server port.

@@ -19,6 +19,8 @@ func (s *Server) Stats() ServerStats {
 		BusyRefusals:      st.busy.Load(),
 		IgnoredBroadcasts: st.ignoredBroadcasts.Load(),
 		IntegrityFailures: st.integrityFailures.Load(),
+		PolicyRefusals:    st.policyRefusals.Load(),
+		PolicyDrops:       st.policyDrops.Load(),
 		ErrorsSent:        make(map[ErrorCode]int64),
 	}
 	for o := range st.outcomes {

@@ -115,6 +115,8 @@ type ServerStats struct {
 	IgnoredBroadcasts int64 // requests sent to a broadcast or multicast address
 	DuplicateAcks     int64 // ACKs that acknowledged nothing new, summed over finished sessions
 	IntegrityFailures int64 // sessions ended by [ErrIntegrity]
+	PolicyRefusals    int64 // requests Server.Admit refused with an ERROR
+	PolicyDrops       int64 // requests Server.Admit dropped without a word
 
 	// Final is set on the last report, made when the server stops.
 	Final bool

@@ -188,7 +188,7 @@ func (h *Handler) ServeTFTP(ctx context.Context, req *gateway.Request) (gateway.
 			h.mu.Unlock()
 			return r, nil
 		}
-		if st, ok := h.Next.(stater); ok && e != nil && !statted {
+		if st, ok := h.Next.(gateway.StatHandler); ok && e != nil && !statted {
 			// A cached version that must be revalidated, from a Next that
 			// can tell its content's version without opening it.
 			h.mu.Unlock()
@@ -228,16 +228,10 @@ func (h *Handler) ServeTFTP(ctx context.Context, req *gateway.Request) (gateway.
 	}
 }
 
-// stater is implemented by gateway.FileServer: the size and version of a
-// request's content, known without opening it.
-type stater interface {
-	StatContent(ctx context.Context, req *gateway.Request) (int64, gateway.ContentInfo, error)
-}
-
 // revalidateByStat serves e when st says that it is still the version of
 // req's content, as open does when Next's content has e's ETag; nil when
 // it is not, or st cannot tell (Next is then called).
-func (h *Handler) revalidateByStat(ctx context.Context, req *gateway.Request, st stater, e *entry) *reader {
+func (h *Handler) revalidateByStat(ctx context.Context, req *gateway.Request, st gateway.StatHandler, e *entry) *reader {
 	size, info, err := st.StatContent(ctx, req)
 	if err != nil || info.ETag == "" {
 		return nil
@@ -698,4 +692,15 @@ func (r *reader) Close() error {
 		h.mu.Unlock()
 	})
 	return nil
+}
+
+// Middleware returns h as a [gateway.Middleware]: wrapping a handler sets
+// h.Next to it and returns h, so that h answers what it has cached and
+// asks the wrapped handler for the rest. Set h's other fields first; wrap
+// one handler only.
+func (h *Handler) Middleware() gateway.Middleware {
+	return func(next gateway.Handler) gateway.Handler {
+		h.Next = next
+		return h
+	}
 }

@@ -737,3 +737,26 @@ func TestRevalidationByStat(t *testing.T) {
 		})
 	}
 }
+
+// TestMiddleware: the cache as a gateway.Middleware serves what it wraps
+// and shares one read of it.
+func TestMiddleware(t *testing.T) {
+	f := newFake()
+	f.set("f", file{data: []byte("hello"), etag: "v1", maxAge: time.Minute})
+	c := &Handler{Logger: quiet()}
+	h := gateway.Chain(f, c.Middleware())
+	for range 3 {
+		content, err := h.ServeTFTP(context.Background(), &gateway.Request{Path: "f"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b, err := io.ReadAll(content); err != nil || string(b) != "hello" {
+			t.Fatalf("read %q, %v", b, err)
+		}
+		content.Close()
+	}
+	if n := f.calls.Load(); n != 1 {
+		t.Errorf("the wrapped handler was called %d times, want 1", n)
+	}
+	c.Close()
+}

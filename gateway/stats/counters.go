@@ -187,6 +187,20 @@ var counters = []counter{
 		help:      "Sessions ended with ERROR 0 because their content's bytes did not match the SHA-256 digest of its header.",
 		server:    func(s *gateway.ServerStats) int64 { return s.IntegrityFailures },
 	},
+	{
+		field:     "policy_refusals",
+		edge:      "tftpgw_policy_refusals_total",
+		collector: "tftpgw_collector_edge_policy_refusals_total",
+		help:      "Requests the edge's admission policy refused with an ERROR, before any session (also counted in errors_sent).",
+		server:    func(s *gateway.ServerStats) int64 { return s.PolicyRefusals },
+	},
+	{
+		field:     "policy_drops",
+		edge:      "tftpgw_policy_drops_total",
+		collector: "tftpgw_collector_edge_policy_drops_total",
+		help:      "Requests the edge's admission policy dropped without an answer.",
+		server:    func(s *gateway.ServerStats) int64 { return s.PolicyDrops },
+	},
 }
 
 // sessions is the row of the sessions with outcome o.

@@ -794,8 +794,13 @@ type Counters struct {
 	// match the SHA-256 digest of its header. Also counted in errors_sent
 	// and sessions_error.
 	IntegrityFailures uint64 `protobuf:"varint,19,opt,name=integrity_failures,json=integrityFailures,proto3" json:"integrity_failures,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Requests the edge's admission policy refused with an ERROR, before any
+	// session (also counted in errors_sent).
+	PolicyRefusals uint64 `protobuf:"varint,20,opt,name=policy_refusals,json=policyRefusals,proto3" json:"policy_refusals,omitempty"`
+	// Requests the edge's admission policy dropped without an answer.
+	PolicyDrops   uint64 `protobuf:"varint,21,opt,name=policy_drops,json=policyDrops,proto3" json:"policy_drops,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Counters) Reset() {
@@ -961,6 +966,20 @@ func (x *Counters) GetIntegrityFailures() uint64 {
 	return 0
 }
 
+func (x *Counters) GetPolicyRefusals() uint64 {
+	if x != nil {
+		return x.PolicyRefusals
+	}
+	return 0
+}
+
+func (x *Counters) GetPolicyDrops() uint64 {
+	if x != nil {
+		return x.PolicyDrops
+	}
+	return 0
+}
+
 var File_tftpgw_v1_stats_proto protoreflect.FileDescriptor
 
 const file_tftpgw_v1_stats_proto_rawDesc = "" +
@@ -1020,7 +1039,7 @@ const file_tftpgw_v1_stats_proto_rawDesc = "" +
 	"\x0factive_sessions\x18\x04 \x01(\x04R\x0eactiveSessions\x12)\n" +
 	"\x05delta\x18\x05 \x01(\v2\x13.tftpgw.v1.CountersR\x05delta\x12)\n" +
 	"\x05total\x18\x06 \x01(\v2\x13.tftpgw.v1.CountersR\x05total\x12\x14\n" +
-	"\x05final\x18\a \x01(\bR\x05final\"\xe7\a\n" +
+	"\x05final\x18\a \x01(\bR\x05final\"\xb3\b\n" +
 	"\bCounters\x12\x1f\n" +
 	"\vsessions_ok\x18\x01 \x01(\x04R\n" +
 	"sessionsOk\x12%\n" +
@@ -1044,7 +1063,9 @@ const file_tftpgw_v1_stats_proto_rawDesc = "" +
 	"\x14stats_events_dropped\x18\x10 \x01(\x04R\x12statsEventsDropped\x12#\n" +
 	"\rbusy_refusals\x18\x11 \x01(\x04R\fbusyRefusals\x12-\n" +
 	"\x12ignored_broadcasts\x18\x12 \x01(\x04R\x11ignoredBroadcasts\x12-\n" +
-	"\x12integrity_failures\x18\x13 \x01(\x04R\x11integrityFailures\x1a=\n" +
+	"\x12integrity_failures\x18\x13 \x01(\x04R\x11integrityFailures\x12'\n" +
+	"\x0fpolicy_refusals\x18\x14 \x01(\x04R\x0epolicyRefusals\x12!\n" +
+	"\fpolicy_drops\x18\x15 \x01(\x04R\vpolicyDrops\x1a=\n" +
 	"\x0fErrorsSentEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\rR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\x1a@\n" +

@@ -1,0 +1,125 @@
+package gateway_test
+
+import (
+	"context"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tftpgw/tftpgw/gateway"
+	"github.com/tftpgw/tftpgw/internal/wire"
+)
+
+// TestAdmissionHook: Server.Admit refuses with its ERROR, or drops, before
+// the server spends anything on the request. A refusal comes from the
+// listening port (no session socket was opened) and no session starts or
+// ends; a drop draws nothing, for a WRQ too; both are counted. An accepted
+// request is served.
+func TestAdmissionHook(t *testing.T) {
+	content := pattern(100)
+	var seen []gateway.Arrival
+	ts := startServer(t, files{"pxelinux.cfg/default": content}, func(s *gateway.Server) {
+		s.Admit = func(a gateway.Arrival) gateway.Admission {
+			seen = append(seen, a) // the listener's goroutine only
+			switch a.Client.Addr() {
+			case netip.MustParseAddr("127.0.0.2"):
+				return gateway.Admission{Action: gateway.AdmitRefuse, Error: &gateway.Error{Code: gateway.ErrAccessViolation, Message: "not from here"}}
+			case netip.MustParseAddr("127.0.0.3"):
+				return gateway.Admission{Action: gateway.AdmitDrop}
+			case netip.MustParseAddr("127.0.0.4"):
+				return gateway.Admission{Action: gateway.AdmitRefuse} // the default error
+			}
+			return gateway.Admission{}
+		}
+	})
+
+	refused := newClientOn(t, "udp4", "127.0.0.2:0", ts.addr)
+	refused.rrq("pxelinux.cfg/default", "octet")
+	got, from := refused.recv(5 * time.Second)
+	if from != ts.addr {
+		t.Errorf("refusal from %v, want the listening port %v: a session socket was opened", from, ts.addr)
+	}
+	if want := errPkt(2, "not from here"); string(got) != string(want) {
+		t.Errorf("refusal %q, want %q", got, want)
+	}
+
+	dropped := newClientOn(t, "udp4", "127.0.0.3:0", ts.addr)
+	dropped.rrq("pxelinux.cfg/default", "octet")
+	dropped.sendTo(ts.addr, request(wire.OpWRQ, "upload.bin", "octet"))
+	dropped.expectNothing(300 * time.Millisecond)
+
+	plain := newClientOn(t, "udp4", "127.0.0.4:0", ts.addr)
+	plain.rrq("pxelinux.cfg/default", "octet")
+	plain.expect(errPkt(2, "access violation"))
+
+	ok := newClientOn(t, "udp4", "127.0.0.5:0", ts.addr)
+	ok.rrq("pxelinux.cfg/default", "octet")
+	ok.expect(data(1, content))
+	ok.ack(1)
+	if st := ts.nextStats(t); st.RemoteAddr.Addr() != netip.MustParseAddr("127.0.0.5") || st.Outcome != gateway.OutcomeOK {
+		t.Errorf("the one session: %v from %v, want ok from 127.0.0.5", st.Outcome, st.RemoteAddr)
+	}
+	select {
+	case st := <-ts.stats:
+		t.Errorf("a refused or dropped request started a session: %+v", st)
+	case <-time.After(100 * time.Millisecond):
+	}
+	st := ts.srv.Stats()
+	if st.PolicyRefusals != 2 || st.PolicyDrops != 2 || st.Sessions[gateway.OutcomeError] != 0 || st.ErrorsSent[gateway.ErrAccessViolation] != 2 {
+		t.Errorf("policy refusals %d, drops %d, error sessions %d, ERROR 2 sent %d; want 2, 2, 0, 2",
+			st.PolicyRefusals, st.PolicyDrops, st.Sessions[gateway.OutcomeError], st.ErrorsSent[gateway.ErrAccessViolation])
+	}
+	if len(seen) != 5 || seen[0].RawPath != "pxelinux.cfg/default" || seen[0].Mode != "octet" || seen[2].Write != true ||
+		seen[0].Local != ts.addr || seen[0].At.IsZero() {
+		t.Errorf("arrivals %+v", seen)
+	}
+}
+
+// TestAdmissionHookPanicRefuses: a hook that panics refuses the request
+// and the server goes on.
+func TestAdmissionHookPanicRefuses(t *testing.T) {
+	ts := startServer(t, files{"f": pattern(10)}, func(s *gateway.Server) {
+		s.Admit = func(a gateway.Arrival) gateway.Admission {
+			if strings.HasPrefix(a.RawPath, "boom") {
+				panic("policy bug")
+			}
+			return gateway.Admission{}
+		}
+	})
+	c := newClient(t, ts.addr)
+	c.rrq("boom-file-with-a-long-name", "octet")
+	c.expect(errPkt(2, "access violation"))
+	c2 := newClient(t, ts.addr)
+	c2.rrq("f", "octet")
+	c2.expect(data(1, pattern(10)))
+	c2.ack(1)
+	ts.nextStats(t)
+}
+
+// TestChainOrder: Chain(h, a, b) is a(b(h)): the first middleware is the
+// outermost.
+func TestChainOrder(t *testing.T) {
+	var order []string
+	mw := func(name string) gateway.Middleware {
+		return func(next gateway.Handler) gateway.Handler {
+			return gateway.HandlerFunc(func(ctx context.Context, r *gateway.Request) (gateway.Content, error) {
+				order = append(order, name)
+				return next.ServeTFTP(ctx, r)
+			})
+		}
+	}
+	h := gateway.Chain(gateway.HandlerFunc(func(context.Context, *gateway.Request) (gateway.Content, error) {
+		order = append(order, "handler")
+		return gateway.BytesContent(nil), nil
+	}), mw("a"), mw("b"), mw("c"))
+	if _, err := h.ServeTFTP(context.Background(), &gateway.Request{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(order, ","); got != "a,b,c,handler" {
+		t.Errorf("order %s, want a,b,c,handler", got)
+	}
+	if gateway.Chain(nil) != nil {
+		t.Error("Chain of nothing is not the handler")
+	}
+}
