@@ -18,11 +18,9 @@ import (
 // both the send to the client and the read are raw system calls (on a
 // non-blocking socket, into or from memory the session owns, they cannot
 // wait: EAGAIN instead), which spares the scheduler's bookkeeping and the
-// runtime's monitor thread the wakeups it makes to watch system calls.
-// Measured on 200 lock-step transfers at once: about 4 % less server CPU
-// than net.UDPConn's calls, and a raw read another 5-6 % (lower in 11 of
-// 14 interleaved pairs). Packets to anyone else take the wrapped conn's
-// path.
+// runtime's monitor thread the wakeups it makes to watch system calls
+// (BENCHMARKS.md, "Fast paths", has what each step saved). Packets to
+// anyone else take the wrapped conn's path.
 //
 // The read that follows a send would always find nothing: the answer
 // cannot have come yet. A session therefore hands the last datagram of a

@@ -164,8 +164,7 @@ func (f *fileSender) Send(blk uint16, off int64, n int) error {
 // does not wait (EAGAIN instead; a page reclaimed since prepare is the
 // rare exception), but copying 64 KiB outlasts the 20 µs after which the
 // runtime may hand a goroutine's processor to another thread, which then
-// finds nothing to do. Measured on a 100 MiB transfer: 17 % less server
-// CPU and a quarter fewer context switches than with Syscall.
+// finds nothing to do (BENCHMARKS.md, "Fast paths").
 func (f *fileSender) sendmsg(fd uintptr) bool {
 	var e unix.Errno
 	if f.raw {
