@@ -69,6 +69,13 @@ const (
 	DefaultBlockSize = 512
 )
 
+// The largest windowsize (RFC 7440) and timeout in seconds (RFC 2349); both
+// options range from 1.
+const (
+	MaxWindowSize = 65535
+	MaxTimeout    = 255
+)
+
 // HeaderSize is the size of the DATA and ACK headers: opcode and block number.
 const HeaderSize = 4
 
