@@ -49,3 +49,11 @@ func TestParseAllocs(t *testing.T) {
 		})
 	}
 }
+
+func BenchmarkParseRequestUnknownOptions(b *testing.B) {
+	pkt := optionsPacket(OpRRQ, 8)
+	b.ReportAllocs()
+	for b.Loop() {
+		_, sinkErr = ParseRequest(pkt)
+	}
+}
