@@ -77,8 +77,7 @@ func ParseRequest(b []byte) (Request, error) {
 		return Request{}, ErrEmptyMode
 	}
 
-	// The fields kept, copied into one string: an RRQ costs one allocation
-	// for its text and one for its options, whatever their names.
+	// The fields kept, names lower-cased, copied into one string.
 	var sb strings.Builder
 	sb.Grow(len(b) - 2)
 	writeField(&sb, filename)

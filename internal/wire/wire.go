@@ -7,9 +7,9 @@
 // nothing, even on error: every error returned by the parsers is one of the
 // package's sentinels or a package-level value wrapping one, so junk can be
 // counted with [errors.Is] at no cost. [ParseRequest] and [ParseOACK]
-// copy what they return, since callers reuse their read buffers, in two
-// allocations per packet whatever its options: one string holding all its
-// text and the slice of options. Encoders append to the caller's buffer
+// copy what they return, since callers reuse their read buffers, in at
+// most two allocations per packet whatever its options: one string holding
+// all its text and the slice of options. Encoders append to the caller's buffer
 // and allocate nothing when its capacity suffices.
 //
 // Every packet starts with a 2-byte big-endian opcode; all numbers on the
