@@ -11,23 +11,28 @@ STATICCHECK_VERSION := v0.8.2
 RUN_ADDR ?= 127.0.0.1:6969
 FUZZTIME ?= 60s
 
-# Every fuzz target, as package:Target:N, N being its budget in `make test`:
-# a number of inputs, about 3 s on a 2-core CI machine. A count, because
-# with a duration Go 1.26's fuzzing coordinator can report "context
-# deadline exceeded" as a failure when the time runs out while a worker is
-# in the middle of an input (go.dev/issue/75804, fixed in Go 1.27); it
-# failed CI once here.
-FUZZ_TARGETS := \
-	./internal/wire:FuzzParseRequest:200000 \
-	./internal/wire:FuzzParseData:200000 \
-	./internal/wire:FuzzParseAck:200000 \
-	./internal/wire:FuzzParseError:200000 \
-	./internal/wire:FuzzParseOACK:200000 \
-	./internal/wire:FuzzPacketOpcode:200000 \
-	./gateway/internal/netascii:FuzzReader:50000 \
-	./gateway:FuzzSession:50
+# Fuzz targets are discovered, not listed: `go test -list` in every
+# package whose test files define a func Fuzz. In `make test` each runs for
+# a budget of inputs, about 3 s on a 2-core CI machine: FUZZ_INPUTS, or its
+# entry in FUZZ_BUDGETS (Target=N, by target name) for the slower ones. A
+# count, because with a duration Go 1.26's fuzzing coordinator can report
+# "context deadline exceeded" as a failure when the time runs out while a
+# worker is in the middle of an input (go.dev/issue/75804, fixed in Go
+# 1.27); it failed CI once here.
+FUZZ_INPUTS ?= 200000
+FUZZ_BUDGETS := \
+	FuzzNegotiate=100000 \
+	FuzzReader=50000 \
+	FuzzSession=50
 
-.PHONY: all build run test test-clients unit fuzz fuzz-short bench bench-go soak lint proto proto-check tools clean
+# fuzz_targets prints every fuzz target as import/path:Target, one a line.
+fuzz_targets = \
+	pkgs=$$($(GO) list -f '{{.ImportPath}} {{.Dir}}' ./... | \
+		while read -r pkg dir; do if grep -qs '^func Fuzz' "$$dir"/*_test.go; then echo "$$pkg"; fi; done); \
+	[ -z "$$pkgs" ] || $(GO) test -run='^$$' -list='^Fuzz' $$pkgs | \
+		awk '/^Fuzz/ { t[n++] = $$1; next } /^ok/ { for (i = 0; i < n; i++) print $$2 ":" t[i]; n = 0 }'
+
+.PHONY: all build run test test-clients unit fuzz fuzz-short fuzz-list bench bench-go soak lint proto proto-check tools clean
 
 all: build
 
@@ -55,18 +60,30 @@ unit:
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 15m ./...
 
-## fuzz-short: every fuzz target for its budget of inputs (see FUZZ_TARGETS).
+## fuzz-list: print every fuzz target (discovered) as package:Target.
+fuzz-list:
+	@set -eo pipefail; $(fuzz_targets)
+
+## fuzz-short: every fuzz target for its budget of inputs (see FUZZ_INPUTS).
 fuzz-short:
-	@set -e; for t in $(FUZZ_TARGETS); do \
-		pkg=$${t%%:*}; rest=$${t#*:}; name=$${rest%%:*}; n=$${rest##*:}; \
+	@set -eo pipefail; targets=$$($(fuzz_targets)); \
+	if [ -z "$$targets" ]; then echo "no fuzz targets found"; exit 1; fi; \
+	for b in $(FUZZ_BUDGETS); do \
+		if ! grep -q ":$${b%%=*}$$" <<<"$$targets"; then echo "FUZZ_BUDGETS: no fuzz target $${b%%=*}"; exit 1; fi; \
+	done; \
+	for t in $$targets; do \
+		pkg=$${t%:*}; name=$${t##*:}; n=$(FUZZ_INPUTS); \
+		for b in $(FUZZ_BUDGETS); do if [ "$${b%%=*}" = "$$name" ]; then n=$${b#*=}; fi; done; \
 		echo "fuzz $$pkg $$name $${n}x"; \
 		$(GO) test -run='^$$' -fuzz="^$$name$$" -fuzztime=$${n}x $$pkg; \
 	done
 
 ## fuzz: run every fuzz target for FUZZTIME (default 60s).
 fuzz:
-	@set -e; for t in $(FUZZ_TARGETS); do \
-		pkg=$${t%%:*}; rest=$${t#*:}; name=$${rest%%:*}; \
+	@set -eo pipefail; targets=$$($(fuzz_targets)); \
+	if [ -z "$$targets" ]; then echo "no fuzz targets found"; exit 1; fi; \
+	for t in $$targets; do \
+		pkg=$${t%:*}; name=$${t##*:}; \
 		echo "fuzz $$pkg $$name $(FUZZTIME)"; \
 		$(GO) test -run='^$$' -fuzz="^$$name$$" -fuzztime=$(FUZZTIME) $$pkg; \
 	done

@@ -48,6 +48,7 @@ import (
 	"github.com/tftpgw/tftpgw/gateway/remote"
 	"github.com/tftpgw/tftpgw/internal/syncbuf"
 	"github.com/tftpgw/tftpgw/internal/tftpclient"
+	"github.com/tftpgw/tftpgw/internal/wire"
 	tftpgwv1 "github.com/tftpgw/tftpgw/proto/tftpgw/v1"
 )
 
@@ -538,16 +539,16 @@ func testTFTPErrors(t *testing.T, gw *gatewaytest.Server) {
 		code       uint16
 		msg        string
 	}{
-		{"missing file is error 1", "missing.bin", tftpclient.CodeFileNotFound, "file not found"},
-		{"file in a missing directory is error 1", "nodir/missing.bin", tftpclient.CodeFileNotFound, "file not found"},
-		{"dangling symbolic link is error 1", "dangling", tftpclient.CodeFileNotFound, "file not found"},
-		{"dot-dot escape is error 2", "../outside/secret.txt", tftpclient.CodeAccessViolation, "access violation"},
-		{"symbolic link out of the root is error 2", "link-outside", tftpclient.CodeAccessViolation, "access violation"},
-		{"relative symbolic link out of the root is error 2", "link-dotdot", tftpclient.CodeAccessViolation, "access violation"},
-		{"path through a linked directory out of the root is error 2", "dir-outside/secret.txt", tftpclient.CodeAccessViolation, "access violation"},
-		{"symbolic link loop is error 2", "loop", tftpclient.CodeAccessViolation, "access violation"},
-		{"directory is error 2", "sub/dir", tftpclient.CodeAccessViolation, "not a regular file"},
-		{"FIFO is error 2", "fifo", tftpclient.CodeAccessViolation, "not a regular file"},
+		{"missing file is error 1", "missing.bin", wire.CodeFileNotFound, "file not found"},
+		{"file in a missing directory is error 1", "nodir/missing.bin", wire.CodeFileNotFound, "file not found"},
+		{"dangling symbolic link is error 1", "dangling", wire.CodeFileNotFound, "file not found"},
+		{"dot-dot escape is error 2", "../outside/secret.txt", wire.CodeAccessViolation, "access violation"},
+		{"symbolic link out of the root is error 2", "link-outside", wire.CodeAccessViolation, "access violation"},
+		{"relative symbolic link out of the root is error 2", "link-dotdot", wire.CodeAccessViolation, "access violation"},
+		{"path through a linked directory out of the root is error 2", "dir-outside/secret.txt", wire.CodeAccessViolation, "access violation"},
+		{"symbolic link loop is error 2", "loop", wire.CodeAccessViolation, "access violation"},
+		{"directory is error 2", "sub/dir", wire.CodeAccessViolation, "not a regular file"},
+		{"FIFO is error 2", "fifo", wire.CodeAccessViolation, "not a regular file"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

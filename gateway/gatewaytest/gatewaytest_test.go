@@ -18,6 +18,7 @@ import (
 	"github.com/tftpgw/tftpgw/gateway"
 	"github.com/tftpgw/tftpgw/gateway/gatewaytest"
 	"github.com/tftpgw/tftpgw/internal/tftpclient"
+	"github.com/tftpgw/tftpgw/internal/wire"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -111,8 +112,8 @@ func TestProxyTransparent(t *testing.T) {
 	ts.NextStats(t)
 	s := p.Stats()
 	const blocks = 11
-	if s.ServerData() != blocks || s.FromServer[6] != 1 {
-		t.Errorf("server sent %d DATA and %d OACK, want %d and 1", s.ServerData(), s.FromServer[6], blocks)
+	if s.ServerData() != blocks || s.FromServer[wire.OpOACK] != 1 {
+		t.Errorf("server sent %d DATA and %d OACK, want %d and 1", s.ServerData(), s.FromServer[wire.OpOACK], blocks)
 	}
 	for d := range 2 {
 		if s.Dropped[d] != 0 || s.Duplicated[d] != 0 || s.Reordered[d] != 0 || s.Relayed[d] != s.Received[d] {
@@ -132,7 +133,7 @@ func TestProxyTIDs(t *testing.T) {
 	ts := gatewaytest.NewServer(t, one(pattern(600)), nil)
 	p := gatewaytest.NewProxy(t, ts.Addr(), gatewaytest.ProxyConfig{})
 	a, b, stranger := udp(t), udp(t), udp(t)
-	rrq := []byte("\x00\x01f\x00octet\x00")
+	rrq := wire.AppendRequest(nil, wire.OpRRQ, "f", "octet", nil)
 	a.send(p.Addr(), rrq)
 	b.send(p.Addr(), rrq)
 	pa, fromA := a.recv()
@@ -143,20 +144,20 @@ func TestProxyTIDs(t *testing.T) {
 	if fromA == fromB || fromA == p.Addr() || fromB == p.Addr() || fromA == ts.Addr() {
 		t.Fatalf("replies from %v and %v (proxy %v, server %v): want two new proxy ports", fromA, fromB, p.Addr(), ts.Addr())
 	}
-	stranger.send(fromA, []byte{0, 4, 0, 1})
+	stranger.send(fromA, wire.AppendAck(nil, 1))
 	e, fromE := stranger.recv()
-	if fromE != fromA || len(e) < 4 || binary.BigEndian.Uint16(e) != 5 || binary.BigEndian.Uint16(e[2:]) != 5 {
+	if code, _, err := wire.ParseError(e); fromE != fromA || err != nil || code != wire.CodeUnknownTID {
 		t.Fatalf("stranger got %q from %v, want ERROR 5 from %v", e, fromE, fromA)
 	}
 	for _, c := range []struct {
 		u    *udpClient
 		from netip.AddrPort
 	}{{a, fromA}, {b, fromB}} {
-		c.u.send(c.from, []byte{0, 4, 0, 1})
+		c.u.send(c.from, wire.AppendAck(nil, 1))
 		if d, _ := c.u.recv(); !isData(d, 2) {
 			t.Fatalf("want DATA 2, got %q", d[:4])
 		}
-		c.u.send(c.from, []byte{0, 4, 0, 2})
+		c.u.send(c.from, wire.AppendAck(nil, 2))
 	}
 	for range 2 {
 		if st := ts.NextStats(t); st.Outcome != gateway.OutcomeOK {
@@ -164,8 +165,8 @@ func TestProxyTIDs(t *testing.T) {
 		}
 	}
 	// A reply from the listening port itself comes back from Addr().
-	a.send(p.Addr(), []byte("\x00\x02f\x00octet\x00")) // WRQ: ERROR 2
-	if e, from := a.recv(); from != p.Addr() || binary.BigEndian.Uint16(e) != 5 {
+	a.send(p.Addr(), wire.AppendRequest(nil, wire.OpWRQ, "f", "octet", nil)) // ERROR 2
+	if e, from := a.recv(); from != p.Addr() || !isError(e) {
 		t.Fatalf("WRQ answered with %q from %v, want ERROR from %v", e, from, p.Addr())
 	}
 }
@@ -347,7 +348,13 @@ func TestProxyCloseDiscardsDelayed(t *testing.T) {
 }
 
 func isData(b []byte, block uint16) bool {
-	return len(b) >= 4 && binary.BigEndian.Uint16(b) == 3 && binary.BigEndian.Uint16(b[2:]) == block
+	n, _, err := wire.ParseData(b)
+	return err == nil && n == block
+}
+
+func isError(b []byte) bool {
+	_, _, err := wire.ParseError(b)
+	return err == nil
 }
 
 type udpClient struct {

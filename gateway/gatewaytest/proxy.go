@@ -2,7 +2,6 @@ package gatewaytest
 
 import (
 	"container/heap"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -12,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/tftpgw/tftpgw/internal/wire"
 )
 
 // Direction is the way a datagram travels through a [Proxy].
@@ -101,7 +102,7 @@ type ProxyStats struct {
 
 // ServerData returns how many DATA packets the server sent through the
 // proxy.
-func (s ProxyStats) ServerData() int64 { return s.FromServer[3] }
+func (s ProxyStats) ServerData() int64 { return s.FromServer[wire.OpDATA] }
 
 // Proxy relays TFTP between clients and one server through loopback
 // sockets, impairing the traffic as its [ProxyConfig] says.
@@ -294,12 +295,7 @@ func (p *Proxy) readUpstream(u *upstream) {
 			continue
 		}
 		p.received[ServerToClient].Add(1)
-		op := 0
-		if n >= 2 {
-			if o := int(binary.BigEndian.Uint16(buf)); o >= 1 && o <= 6 {
-				op = o
-			}
-		}
+		op, _ := wire.PacketOpcode(buf[:n]) // 0 if unparseable or unknown
 		p.fromServer[op].Add(1)
 		from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
 		f := p.face(from)

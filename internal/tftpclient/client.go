@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tftpgw/tftpgw/internal/wire"
 )
 
 // Defaults applied by [Get] and [Probe].
@@ -23,10 +25,10 @@ const (
 
 // Option limits (RFC 2348, RFC 2349, RFC 7440).
 const (
-	MinBlockSize  = 8
-	MaxBlockSize  = 65464
-	MaxWindowSize = 65535
-	MaxTimeout    = 255
+	MinBlockSize  = wire.MinBlockSize
+	MaxBlockSize  = wire.MaxBlockSize
+	MaxWindowSize = wire.MaxWindowSize
+	MaxTimeout    = wire.MaxTimeout
 )
 
 // Options controls a transfer. The zero value requests no options: a plain
@@ -140,48 +142,10 @@ func newTransfer(ctx context.Context, server, file string, o Options) (*transfer
 	if strings.IndexByte(file, 0) >= 0 {
 		return nil, errors.New("tftpclient: file name contains NUL")
 	}
-	var opts [][2]string
-	if o.BlockSize != 0 {
-		if o.BlockSize < MinBlockSize || o.BlockSize > MaxBlockSize {
-			return nil, fmt.Errorf("tftpclient: blksize %d out of range %d..%d", o.BlockSize, MinBlockSize, MaxBlockSize)
-		}
-		opts = append(opts, [2]string{"blksize", strconv.Itoa(o.BlockSize)})
-	}
-	if o.Timeout != 0 {
-		if o.Timeout < 1 || o.Timeout > MaxTimeout {
-			return nil, fmt.Errorf("tftpclient: timeout %d out of range 1..%d", o.Timeout, MaxTimeout)
-		}
-		opts = append(opts, [2]string{"timeout", strconv.Itoa(o.Timeout)})
-	}
-	if o.TSize {
-		opts = append(opts, [2]string{"tsize", "0"})
-	}
-	if o.WindowSize != 0 {
-		if o.WindowSize < 1 || o.WindowSize > MaxWindowSize {
-			return nil, fmt.Errorf("tftpclient: windowsize %d out of range 1..%d", o.WindowSize, MaxWindowSize)
-		}
-		opts = append(opts, [2]string{"windowsize", strconv.Itoa(o.WindowSize)})
-	}
-	opts = append(opts, o.ExtraOptions...)
-
-	t := &transfer{requested: make(map[string]string, len(opts))}
-	for _, kv := range opts {
-		if strings.IndexByte(kv[0], 0) >= 0 || strings.IndexByte(kv[1], 0) >= 0 || kv[0] == "" {
-			return nil, fmt.Errorf("tftpclient: invalid option %q=%q", kv[0], kv[1])
-		}
-		name := strings.ToLower(kv[0])
-		if _, dup := t.requested[name]; dup {
-			continue // the first occurrence is the one validated
-		}
-		t.requested[name] = kv[1]
-		switch name {
-		case "blksize":
-			t.reqBlk, _ = strconv.Atoi(kv[1])
-		case "windowsize":
-			t.reqWin, _ = strconv.Atoi(kv[1])
-		case "timeout":
-			t.reqTmo = kv[1]
-		}
+	t := new(transfer)
+	opts, err := t.request(o)
+	if err != nil {
+		return nil, err
 	}
 
 	t.rto = DefaultRetransmitTimeout
@@ -225,14 +189,65 @@ func newTransfer(ctx context.Context, server, file string, o Options) (*transfer
 		t.stamps, t.oob = true, make([]byte, stampSpace)
 	}
 
-	bufBlk := 512
+	bufBlk := wire.DefaultBlockSize
 	if t.reqBlk > bufBlk && t.reqBlk <= MaxBlockSize {
 		bufBlk = t.reqBlk
 	}
 	// One spare byte detects DATA larger than the negotiated block size.
-	t.buf = make([]byte, bufBlk+4+1)
-	t.rrq = appendRRQ(nil, file, mode, opts)
+	t.buf = make([]byte, wire.HeaderSize+bufBlk+1)
+	t.rrq = wire.AppendRequest(nil, wire.OpRRQ, file, mode, opts)
 	return t, nil
+}
+
+// request validates the options of o and returns those the RRQ carries,
+// in order, noting in t what was requested for [transfer.negotiate].
+func (t *transfer) request(o Options) ([]wire.Option, error) {
+	var opts []wire.Option
+	if o.BlockSize != 0 {
+		if o.BlockSize < MinBlockSize || o.BlockSize > MaxBlockSize {
+			return nil, fmt.Errorf("tftpclient: blksize %d out of range %d..%d", o.BlockSize, MinBlockSize, MaxBlockSize)
+		}
+		opts = append(opts, wire.Option{Name: "blksize", Value: strconv.Itoa(o.BlockSize)})
+	}
+	if o.Timeout != 0 {
+		if o.Timeout < 1 || o.Timeout > MaxTimeout {
+			return nil, fmt.Errorf("tftpclient: timeout %d out of range 1..%d", o.Timeout, MaxTimeout)
+		}
+		opts = append(opts, wire.Option{Name: "timeout", Value: strconv.Itoa(o.Timeout)})
+	}
+	if o.TSize {
+		opts = append(opts, wire.Option{Name: "tsize", Value: "0"})
+	}
+	if o.WindowSize != 0 {
+		if o.WindowSize < 1 || o.WindowSize > MaxWindowSize {
+			return nil, fmt.Errorf("tftpclient: windowsize %d out of range 1..%d", o.WindowSize, MaxWindowSize)
+		}
+		opts = append(opts, wire.Option{Name: "windowsize", Value: strconv.Itoa(o.WindowSize)})
+	}
+	for _, kv := range o.ExtraOptions {
+		opts = append(opts, wire.Option{Name: kv[0], Value: kv[1]})
+	}
+
+	t.requested = make(map[string]string, len(opts))
+	for _, opt := range opts {
+		if strings.IndexByte(opt.Name, 0) >= 0 || strings.IndexByte(opt.Value, 0) >= 0 || opt.Name == "" {
+			return nil, fmt.Errorf("tftpclient: invalid option %q=%q", opt.Name, opt.Value)
+		}
+		name := strings.ToLower(opt.Name)
+		if _, dup := t.requested[name]; dup {
+			continue // the first occurrence is the one validated
+		}
+		t.requested[name] = opt.Value
+		switch name {
+		case "blksize":
+			t.reqBlk, _ = strconv.Atoi(opt.Value)
+		case "windowsize":
+			t.reqWin, _ = strconv.Atoi(opt.Value)
+		case "timeout":
+			t.reqTmo = opt.Value
+		}
+	}
+	return opts, nil
 }
 
 // resolve turns "host:port" into an address, preferring a literal.
@@ -288,7 +303,7 @@ func (t *transfer) send(p []byte) error {
 
 // sendACK acknowledges block.
 func (t *transfer) sendACK(block uint16) error {
-	return t.send(appendACK(t.ack[:0], block)) // reuses t.ack: no allocation
+	return t.send(wire.AppendAck(t.ack[:0], block)) // reuses t.ack: no allocation
 }
 
 // progress records that the server made progress: the retry budget is
@@ -304,7 +319,7 @@ func (t *transfer) abort(code uint16, msg string) {
 	if !t.locked {
 		return
 	}
-	_, _ = t.conn.WriteToUDPAddrPort(appendError(nil, code, msg), t.peer)
+	_, _ = t.conn.WriteToUDPAddrPort(wire.AppendError(nil, code, msg), t.peer)
 }
 
 // fail sends ERROR code/msg to the server and returns err.
@@ -325,12 +340,12 @@ func (t *transfer) next(ctx context.Context) ([]byte, error) {
 		// Checked after SetReadDeadline: a cancellation racing with it has
 		// either been seen here or has moved the deadline to the past.
 		if ctx.Err() != nil {
-			return nil, t.fail(CodeNotDefined, "cancelled", ctx.Err())
+			return nil, t.fail(wire.CodeNotDefined, "cancelled", ctx.Err())
 		}
 		n, from, err := t.read()
 		if err != nil {
 			if ctx.Err() != nil {
-				return nil, t.fail(CodeNotDefined, "cancelled", ctx.Err())
+				return nil, t.fail(wire.CodeNotDefined, "cancelled", ctx.Err())
 			}
 			if errors.Is(err, os.ErrDeadlineExceeded) {
 				if t.tries >= t.retries {
@@ -355,30 +370,54 @@ func (t *transfer) next(ctx context.Context) ([]byte, error) {
 			// 512 bytes when a blksize was asked for: a server that
 			// answers without an OACK uses 512 (without options, such a
 			// DATA 1 is the server's protocol error, reported below).
-			if n < 2 {
-				continue
-			}
-			switch op := binary.BigEndian.Uint16(p); {
-			case op == opOACK, op == opERROR && n >= 4:
-			case op == opDATA && n >= 4 && binary.BigEndian.Uint16(p[2:4]) == 1 && (n-4 <= 512 || t.reqBlk == 0):
-			default:
+			if !t.answers(p) {
 				continue
 			}
 			t.locked = true
 			t.peer = from
 		} else if from != t.peer {
 			if t.tidErr == nil {
-				t.tidErr = appendError(nil, CodeUnknownTID, "unknown transfer ID")
+				t.tidErr = wire.AppendError(nil, wire.CodeUnknownTID, "unknown transfer ID")
 			}
 			_, _ = t.conn.WriteToUDPAddrPort(t.tidErr, from)
 			continue
 		}
-		// Only an OACK (with no options) may be shorter than 4 bytes.
-		if n < 4 && (n < 2 || binary.BigEndian.Uint16(p) != opOACK) {
-			return nil, t.fail(CodeIllegalOperation, "short packet", fmt.Errorf("%w: %d-byte packet", ErrProtocol, n))
+		// Only an OACK (with no options) may be shorter than a header.
+		if n < wire.HeaderSize && (n < 2 || opcode(p) != wire.OpOACK) {
+			return nil, t.fail(wire.CodeIllegalOperation, "short packet", fmt.Errorf("%w: %d-byte packet", ErrProtocol, n))
 		}
 		return p, nil
 	}
+}
+
+// answers reports whether p, the first packet from the server's side, can
+// answer a request: an OACK, an ERROR, or a DATA 1 that is not longer than
+// 512 bytes when a blksize was asked for (see next).
+func (t *transfer) answers(p []byte) bool {
+	op, err := wire.PacketOpcode(p)
+	switch {
+	case err != nil:
+		return false
+	case op == wire.OpOACK:
+		return true
+	case op == wire.OpERROR:
+		return len(p) >= wire.HeaderSize
+	case op == wire.OpDATA:
+		block, data, err := wire.ParseData(p)
+		return err == nil && block == 1 && (len(data) <= wire.DefaultBlockSize || t.reqBlk == 0)
+	}
+	return false
+}
+
+// opcode returns the opcode of p, a packet returned by next.
+func opcode(p []byte) wire.Opcode {
+	return wire.Opcode(binary.BigEndian.Uint16(p))
+}
+
+// serverError returns the ERROR packet p, returned by next, as an *Error.
+func serverError(p []byte) *Error {
+	code, msg, _ := wire.ParseError(p)
+	return &Error{Code: code, Message: msg}
 }
 
 // read reads the next datagram, with its kernel receive time in t.rx while
@@ -409,7 +448,7 @@ func (t *transfer) stopStamps() {
 // negotiate validates an OACK against the request and returns the
 // negotiated options.
 func (t *transfer) negotiate(p []byte) (map[string]string, error) {
-	opts, err := parseOACK(p)
+	opts, err := wire.ParseOACK(p)
 	if err != nil {
 		return nil, err
 	}
@@ -417,8 +456,8 @@ func (t *transfer) negotiate(p []byte) (map[string]string, error) {
 		return nil, errors.New("empty OACK")
 	}
 	m := make(map[string]string, len(opts))
-	for _, kv := range opts {
-		name, value := kv[0], kv[1]
+	for _, o := range opts {
+		name, value := o.Name, o.Value
 		req, ok := t.requested[name]
 		if !ok {
 			return nil, fmt.Errorf("option %q was not requested", name)
@@ -509,11 +548,11 @@ func Get(ctx context.Context, server, file string, w io.Writer, o Options) (res 
 		if err != nil {
 			return res, err
 		}
-		switch binary.BigEndian.Uint16(p) {
-		case opERROR:
-			return res, parseError(p)
+		switch opcode(p) {
+		case wire.OpERROR:
+			return res, serverError(p)
 
-		case opOACK:
+		case wire.OpOACK:
 			if res.Packets > 0 {
 				continue // a late OACK retransmission; DATA has started
 			}
@@ -526,7 +565,7 @@ func Get(ctx context.Context, server, file string, w io.Writer, o Options) (res 
 			}
 			m, err := t.negotiate(p)
 			if err != nil {
-				return res, t.fail(CodeOptionNegotiation, "invalid OACK", fmt.Errorf("%w: %v", ErrBadOACK, err))
+				return res, t.fail(wire.CodeOptionNegotiation, "invalid OACK", fmt.Errorf("%w: %v", ErrBadOACK, err))
 			}
 			gotOACK = true
 			res.Negotiated = m
@@ -549,9 +588,8 @@ func Get(ctx context.Context, server, file string, w io.Writer, o Options) (res 
 				turnaround = time.Since(oackAt)
 			}
 
-		case opDATA:
-			block := binary.BigEndian.Uint16(p[2:4])
-			data := p[4:]
+		case wire.OpDATA:
+			block, data, _ := wire.ParseData(p)
 			res.Packets++
 			if res.Packets == 1 {
 				res.TimeToFirst = time.Since(t.sent)
@@ -561,7 +599,7 @@ func Get(ctx context.Context, server, file string, w io.Writer, o Options) (res 
 				t.stopStamps()
 			}
 			if len(data) > blksize {
-				return res, t.fail(CodeIllegalOperation, "block too large",
+				return res, t.fail(wire.CodeIllegalOperation, "block too large",
 					fmt.Errorf("%w: DATA %d has %d bytes, block size is %d", ErrProtocol, block, len(data), blksize))
 			}
 			if block != expected {
@@ -580,7 +618,7 @@ func Get(ctx context.Context, server, file string, w io.Writer, o Options) (res 
 			gapAcked = false
 			if len(data) > 0 {
 				if _, err := w.Write(data); err != nil {
-					return res, t.fail(CodeNotDefined, "write failed", fmt.Errorf("tftpclient: write: %w", err))
+					return res, t.fail(wire.CodeNotDefined, "write failed", fmt.Errorf("tftpclient: write: %w", err))
 				}
 			}
 			res.Size += int64(len(data))
@@ -599,8 +637,8 @@ func Get(ctx context.Context, server, file string, w io.Writer, o Options) (res 
 			}
 
 		default:
-			return res, t.fail(CodeIllegalOperation, "illegal TFTP operation",
-				fmt.Errorf("%w: opcode %d", ErrProtocol, binary.BigEndian.Uint16(p)))
+			return res, t.fail(wire.CodeIllegalOperation, "illegal TFTP operation",
+				fmt.Errorf("%w: opcode %d", ErrProtocol, opcode(p)))
 		}
 	}
 }
@@ -629,25 +667,25 @@ func Probe(ctx context.Context, server, file string, o Options) (tsize int64, er
 		return -1, err
 	}
 	const abortMsg = "User aborted the transfer"
-	switch binary.BigEndian.Uint16(p) {
-	case opERROR:
-		return -1, parseError(p)
-	case opDATA:
-		return -1, t.fail(CodeOptionNegotiation, abortMsg, fmt.Errorf("%w: server answered with DATA", ErrNoTSize))
-	case opOACK:
+	switch opcode(p) {
+	case wire.OpERROR:
+		return -1, serverError(p)
+	case wire.OpDATA:
+		return -1, t.fail(wire.CodeOptionNegotiation, abortMsg, fmt.Errorf("%w: server answered with DATA", ErrNoTSize))
+	case wire.OpOACK:
 		m, err := t.negotiate(p)
 		if err != nil {
-			return -1, t.fail(CodeOptionNegotiation, "invalid OACK", fmt.Errorf("%w: %v", ErrBadOACK, err))
+			return -1, t.fail(wire.CodeOptionNegotiation, "invalid OACK", fmt.Errorf("%w: %v", ErrBadOACK, err))
 		}
 		v, ok := m["tsize"]
 		if !ok {
-			return -1, t.fail(CodeOptionNegotiation, abortMsg, ErrNoTSize)
+			return -1, t.fail(wire.CodeOptionNegotiation, abortMsg, ErrNoTSize)
 		}
 		n, _ := strconv.ParseInt(v, 10, 64) // validated by negotiate
-		t.abort(CodeOptionNegotiation, abortMsg)
+		t.abort(wire.CodeOptionNegotiation, abortMsg)
 		return n, nil
 	default:
-		return -1, t.fail(CodeIllegalOperation, "illegal TFTP operation",
-			fmt.Errorf("%w: opcode %d", ErrProtocol, binary.BigEndian.Uint16(p)))
+		return -1, t.fail(wire.CodeIllegalOperation, "illegal TFTP operation",
+			fmt.Errorf("%w: opcode %d", ErrProtocol, opcode(p)))
 	}
 }

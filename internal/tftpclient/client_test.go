@@ -3,13 +3,13 @@ package tftpclient
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
 	"net/netip"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +17,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/tftpgw/tftpgw/internal/tftpclient/tftpclienttest"
+	"github.com/tftpgw/tftpgw/internal/wire"
 )
 
 func TestMain(m *testing.M) {
@@ -259,7 +260,7 @@ func TestGetOACKValidation(t *testing.T) {
 				t.Fatalf("err = %v, want ErrBadOACK", err)
 			}
 			waitFor(t, "ERROR 8", func() bool { return len(srv.ClientErrors()) == 1 })
-			if e := srv.ClientErrors()[0]; e.Code != CodeOptionNegotiation {
+			if e := srv.ClientErrors()[0]; e.Code != wire.CodeOptionNegotiation {
 				t.Errorf("client sent ERROR %d %q, want code 8", e.Code, e.Message)
 			}
 		})
@@ -296,14 +297,14 @@ func testEmptyOACK(t *testing.T, o Options) {
 		errc <- err
 	}()
 	_, client := readPacket(t, c)
-	if _, err := c.WriteToUDPAddrPort([]byte{0, byte(opOACK)}, client); err != nil {
+	if _, err := c.WriteToUDPAddrPort(wire.AppendOACK(nil, nil), client); err != nil {
 		t.Fatal(err)
 	}
 	p, _ := readPacket(t, c)
 	if err := <-errc; !errors.Is(err, ErrBadOACK) {
 		t.Fatalf("err = %v, want ErrBadOACK", err)
 	}
-	if e := parseError(p); binary.BigEndian.Uint16(p) != opERROR || e.Code != CodeOptionNegotiation {
+	if code, _, err := wire.ParseError(p); err != nil || code != wire.CodeOptionNegotiation {
 		t.Errorf("client sent %x, want ERROR 8", p)
 	}
 }
@@ -312,10 +313,10 @@ func TestGetServerError(t *testing.T) {
 	srv := tftpclienttest.NewServer(t, tftpclienttest.Config{})
 	_, err := Get(ctxT(t), srv.Addr(), "missing", &bytes.Buffer{}, fast(Options{BlockSize: 1024}))
 	var te *Error
-	if !errors.As(err, &te) || te.Code != CodeFileNotFound || te.Message != "File not found" {
+	if !errors.As(err, &te) || te.Code != wire.CodeFileNotFound || te.Message != "File not found" {
 		t.Fatalf("err = %#v, want *Error{1, File not found}", err)
 	}
-	if !errors.Is(err, &Error{Code: CodeFileNotFound}) || errors.Is(err, &Error{Code: CodeAccessViolation}) {
+	if !errors.Is(err, &Error{Code: wire.CodeFileNotFound}) || errors.Is(err, &Error{Code: wire.CodeAccessViolation}) {
 		t.Error("errors.Is by code does not work")
 	}
 	if len(srv.ClientErrors()) != 0 {
@@ -334,7 +335,7 @@ func TestGetUnknownTID(t *testing.T) {
 				return
 			}
 			// A stray DATA 4 with bogus content from another port.
-			pkt := append([]byte{0, byte(opDATA), 0, 4}, bytes.Repeat([]byte{'X'}, 512)...)
+			pkt := wire.AppendData(nil, 4, bytes.Repeat([]byte{'X'}, 512))
 			if _, err := intruder.WriteToUDPAddrPort(pkt, client); err != nil {
 				reply <- nil
 				return
@@ -358,7 +359,7 @@ func TestGetUnknownTID(t *testing.T) {
 		t.Fatal("content mismatch: the intruder's DATA was accepted")
 	}
 	p := <-reply
-	if p == nil || binary.BigEndian.Uint16(p) != opERROR || parseError(p).Code != CodeUnknownTID {
+	if code, _, err := wire.ParseError(p); err != nil || code != wire.CodeUnknownTID {
 		t.Fatalf("intruder got %q, want ERROR 5", p)
 	}
 	if res.Duplicates != 0 {
@@ -471,7 +472,7 @@ func TestGetRejectsOversizedData(t *testing.T) {
 		errc <- err
 	}()
 	_, client := readPacket(t, c)
-	pkt := append([]byte{0, byte(opDATA), 0, 1}, make([]byte, 513)...)
+	pkt := wire.AppendData(nil, 1, make([]byte, 513))
 	if _, err := c.WriteToUDPAddrPort(pkt, client); err != nil {
 		t.Fatal(err)
 	}
@@ -479,7 +480,7 @@ func TestGetRejectsOversizedData(t *testing.T) {
 	if err := <-errc; !errors.Is(err, ErrProtocol) {
 		t.Fatalf("err = %v, want ErrProtocol", err)
 	}
-	if parseError(p).Code != CodeIllegalOperation {
+	if code, _, err := wire.ParseError(p); err != nil || code != wire.CodeIllegalOperation {
 		t.Errorf("client sent %x, want ERROR 4", p)
 	}
 }
@@ -500,14 +501,14 @@ func TestGetDuplicateOACK(t *testing.T) {
 		if _, err := c.WriteToUDPAddrPort(oack, client); err != nil {
 			t.Fatal(err)
 		}
-		if p, _ := readPacket(t, c); !bytes.Equal(p, []byte{0, byte(opACK), 0, 0}) {
+		if p, _ := readPacket(t, c); !bytes.Equal(p, wire.AppendAck(nil, 0)) {
 			t.Fatalf("got %x, want ACK 0", p)
 		}
 	}
 	if _, err := c.WriteToUDPAddrPort([]byte("\x00\x03\x00\x01hello"), client); err != nil {
 		t.Fatal(err)
 	}
-	if p, _ := readPacket(t, c); !bytes.Equal(p, []byte{0, byte(opACK), 0, 1}) {
+	if p, _ := readPacket(t, c); !bytes.Equal(p, wire.AppendAck(nil, 1)) {
 		t.Fatalf("got %x, want ACK 1", p)
 	}
 	if err := <-errc; err != nil {
@@ -546,7 +547,7 @@ func TestProbe(t *testing.T) {
 	t.Run("missing", func(t *testing.T) {
 		srv := tftpclienttest.NewServer(t, tftpclienttest.Config{})
 		_, err := Probe(ctxT(t), srv.Addr(), "nope", fast(Options{}))
-		if !errors.Is(err, &Error{Code: CodeFileNotFound}) {
+		if !errors.Is(err, &Error{Code: wire.CodeFileNotFound}) {
 			t.Fatalf("err = %v", err)
 		}
 	})
@@ -609,27 +610,49 @@ type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
 
-func FuzzParseOACK(f *testing.F) {
+// FuzzNegotiate feeds the client's OACK check whatever a server may send
+// to a request with every option: it must not panic, an OACK it accepts
+// answers only what was requested, once each, within the RFCs' limits and
+// never above the request, and its options encode back to the packet but
+// for the case of their names.
+func FuzzNegotiate(f *testing.F) {
 	f.Add([]byte("\x00\x06blksize\x001024\x00tsize\x00123\x00"))
+	f.Add([]byte("\x00\x06BlkSize\x001468\x00WINDOWSIZE\x0016\x00timeout\x005\x00x-vendor\x00on\x00"))
+	f.Add([]byte("\x00\x06blksize\x00512\x00BLKSIZE\x00512\x00"))
 	f.Add([]byte("\x00\x06"))
 	f.Add([]byte("\x00\x06a\x00"))
 	f.Fuzz(func(t *testing.T, p []byte) {
 		if len(p) < 2 {
-			return
+			return // next never returns less
 		}
-		opts, err := parseOACK(p)
+		var tr transfer
+		if _, err := tr.request(Options{BlockSize: 1468, WindowSize: 16, Timeout: 5, TSize: true,
+			ExtraOptions: [][2]string{{"X-Vendor", "on"}}}); err != nil {
+			t.Fatal(err)
+		}
+		m, err := tr.negotiate(p)
 		if err != nil {
 			return
 		}
-		b := []byte{0, byte(opOACK)}
-		for _, kv := range opts {
-			b = append(b, kv[0]...)
-			b = append(b, 0)
-			b = append(b, kv[1]...)
-			b = append(b, 0)
+		opts, err := wire.ParseOACK(p)
+		if err != nil || len(opts) != len(m) {
+			t.Fatalf("accepted %q: %v, %v", p, m, err)
 		}
-		if !bytes.EqualFold(b, p) {
-			t.Fatalf("round trip %q -> %q", p, b)
+		for name, value := range m {
+			if _, ok := tr.requested[name]; !ok {
+				t.Fatalf("accepted %q: %q was not requested", p, name)
+			}
+			n, err := strconv.ParseInt(value, 10, 64)
+			switch {
+			case name == "blksize" && (err != nil || n < MinBlockSize || n > 1468),
+				name == "windowsize" && (err != nil || n < 1 || n > 16),
+				name == "timeout" && value != "5",
+				name == "tsize" && (err != nil || n < 0):
+				t.Fatalf("accepted %q: %s %q", p, name, value)
+			}
+		}
+		if enc := wire.AppendOACK(nil, opts); !bytes.EqualFold(enc, p) {
+			t.Fatalf("round trip %q -> %q", p, enc)
 		}
 	})
 }
@@ -657,18 +680,18 @@ func TestGetIgnoresStrayFirstPackets(t *testing.T) {
 	}()
 	_, client := readPacket(t, listen) // the RRQ
 	for _, stray := range [][]byte{
-		append([]byte{0, byte(opDATA), 0, 3}, payload(1160)...), // an old transfer's final block
-		{0, byte(opACK), 0, 1},
-		{0, byte(opDATA), 0},
+		wire.AppendData(nil, 3, payload(1160)), // an old transfer's final block
+		wire.AppendAck(nil, 1),
+		{0, byte(wire.OpDATA), 0},
 	} {
 		if _, err := intruder.WriteToUDPAddrPort(stray, client); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := session.WriteToUDPAddrPort(append([]byte{0, byte(opDATA), 0, 1}, data...), client); err != nil {
+	if _, err := session.WriteToUDPAddrPort(wire.AppendData(nil, 1, data), client); err != nil {
 		t.Fatal(err)
 	}
-	if p, from := readPacket(t, session); from != client || !bytes.Equal(p, []byte{0, byte(opACK), 0, 1}) {
+	if p, from := readPacket(t, session); from != client || !bytes.Equal(p, wire.AppendAck(nil, 1)) {
 		t.Errorf("session got %q from %v, want ACK 1 from %v", p, from, client)
 	}
 	r := <-done
@@ -701,16 +724,16 @@ func TestGetIgnoresStrayLongDATA1(t *testing.T) {
 		done <- result{err, got.Bytes()}
 	}()
 	_, client := readPacket(t, listen) // the RRQ
-	if _, err := intruder.WriteToUDPAddrPort(append([]byte{0, byte(opDATA), 0, 1}, payload(1000)...), client); err != nil {
+	if _, err := intruder.WriteToUDPAddrPort(wire.AppendData(nil, 1, payload(1000)), client); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := session.WriteToUDPAddrPort([]byte("\x00\x06blksize\x001468\x00"), client); err != nil {
 		t.Fatal(err)
 	}
-	if p, _ := readPacket(t, session); !bytes.Equal(p, []byte{0, byte(opACK), 0, 0}) {
+	if p, _ := readPacket(t, session); !bytes.Equal(p, wire.AppendAck(nil, 0)) {
 		t.Fatalf("session got %q, want ACK 0", p)
 	}
-	if _, err := session.WriteToUDPAddrPort(append([]byte{0, byte(opDATA), 0, 1}, data...), client); err != nil {
+	if _, err := session.WriteToUDPAddrPort(wire.AppendData(nil, 1, data), client); err != nil {
 		t.Fatal(err)
 	}
 	if r := <-done; r.err != nil || !bytes.Equal(r.got, data) {

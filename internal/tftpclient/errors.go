@@ -5,20 +5,9 @@ import (
 	"fmt"
 )
 
-// TFTP error codes (RFC 1350 section 5 and RFC 2347).
-const (
-	CodeNotDefined        uint16 = 0 // not defined, see message
-	CodeFileNotFound      uint16 = 1
-	CodeAccessViolation   uint16 = 2
-	CodeDiskFull          uint16 = 3
-	CodeIllegalOperation  uint16 = 4
-	CodeUnknownTID        uint16 = 5
-	CodeFileExists        uint16 = 6
-	CodeNoSuchUser        uint16 = 7
-	CodeOptionNegotiation uint16 = 8 // RFC 2347
-)
-
-// Error is an ERROR packet received from the server.
+// Error is an ERROR packet received from the server. Its codes are
+// internal/wire's constants, wire.CodeNotDefined to
+// wire.CodeOptionNegotiation.
 type Error struct {
 	Code    uint16
 	Message string
@@ -31,7 +20,7 @@ func (e *Error) Error() string {
 
 // Is reports whether target is an *Error with the same code and either an
 // empty message or the same message, so that
-// errors.Is(err, &tftpclient.Error{Code: tftpclient.CodeFileNotFound})
+// errors.Is(err, &tftpclient.Error{Code: wire.CodeFileNotFound})
 // matches any "file not found" reply.
 func (e *Error) Is(target error) bool {
 	t, ok := target.(*Error)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tftpgw/tftpgw/internal/tftpclient"
+	"github.com/tftpgw/tftpgw/internal/wire"
 )
 
 func ExampleGet() {
@@ -24,7 +25,7 @@ func ExampleGet() {
 		WindowSize: 8,
 		TSize:      true,
 	})
-	if errors.Is(err, &tftpclient.Error{Code: tftpclient.CodeFileNotFound}) {
+	if errors.Is(err, &tftpclient.Error{Code: wire.CodeFileNotFound}) {
 		log.Fatal("no such file on the server")
 	}
 	if err != nil {

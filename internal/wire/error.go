@@ -2,6 +2,22 @@ package wire
 
 import "strings"
 
+// The error codes of an ERROR packet, RFC 1350's 0 to 7 and RFC 2347's 8,
+// each with its meaning as the RFC gives it. Like net/http's status codes
+// they are untyped, so that they serve the gateway's ErrorCode and a
+// plain uint16 alike.
+const (
+	CodeNotDefined        = 0 // Not defined, see error message (if any).
+	CodeFileNotFound      = 1 // File not found.
+	CodeAccessViolation   = 2 // Access violation.
+	CodeDiskFull          = 3 // Disk full or allocation exceeded.
+	CodeIllegalOperation  = 4 // Illegal TFTP operation.
+	CodeUnknownTID        = 5 // Unknown transfer ID.
+	CodeFileExists        = 6 // File already exists.
+	CodeNoSuchUser        = 7 // No such user.
+	CodeOptionNegotiation = 8 // Transfer terminated due to option negotiation (RFC 2347).
+)
+
 // ParseError returns the code and message of an ERROR packet (RFC 1350
 // section 5):
 //
@@ -10,11 +26,11 @@ import "strings"
 //	| Opcode |  ErrorCode |   ErrMsg   |   0  |
 //	-----------------------------------------
 //
-// Codes 0 to 7 are RFC 1350's, 8 is RFC 2347's option negotiation failure.
-// It returns
-// [ErrShort] for fewer than [HeaderSize] bytes and [ErrOpcode] for any
-// opcode but ERROR. The message ends at the first NUL; an unterminated
-// message is taken to the end of the packet, and it may be empty.
+// The codes are [CodeNotDefined] to [CodeOptionNegotiation]; others are
+// returned as sent. It returns [ErrShort] for fewer than [HeaderSize]
+// bytes and [ErrOpcode] for any opcode but ERROR. The message ends at the
+// first NUL; an unterminated message is taken to the end of the packet,
+// and it may be empty.
 func ParseError(b []byte) (code uint16, msg string, err error) {
 	code, err = header(b, OpERROR, errNotError)
 	if err != nil {

@@ -1,6 +1,9 @@
 package wire
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"strings"
+)
 
 // ParseOACK returns the options of an OACK packet (RFC 2347):
 //
@@ -17,7 +20,9 @@ import "encoding/binary"
 // with its request.
 //
 // It returns [ErrShort] for fewer than 2 bytes and [ErrOpcode] for any
-// opcode but OACK.
+// opcode but OACK. Like [ParseRequest] it copies the options' text once
+// into one string and cuts them from it: two allocations per OACK with
+// options, whatever their names.
 func ParseOACK(b []byte) ([]Option, error) {
 	if len(b) < 2 {
 		return nil, ErrShort
@@ -33,12 +38,21 @@ func ParseOACK(b []byte) ([]Option, error) {
 	if n%2 != 0 || rest[len(rest)-1] != 0 {
 		return nil, errOptionUnterminated
 	}
-	opts := make([]Option, 0, n/2)
+	// One string for the text of every option, as in [ParseRequest].
+	var sb strings.Builder
+	sb.Grow(len(rest))
 	for len(rest) > 0 {
 		name, r, _ := cutString(rest)
 		value, r, _ := cutString(r)
-		opts = append(opts, Option{Name: lowerName(name), Value: string(value)})
+		writeName(&sb, name)
+		writeField(&sb, value)
 		rest = r
+	}
+	opts := make([]Option, n/2)
+	s := sb.String()
+	for i := range opts {
+		opts[i].Name, s = cutField(s)
+		opts[i].Value, s = cutField(s)
 	}
 	return opts, nil
 }

@@ -73,6 +73,22 @@ func TestParseOACK(t *testing.T) {
 	}
 }
 
+// TestParseOACKCopies checks that the options do not alias the packet
+// buffer, which the client reuses for the next packet.
+func TestParseOACKCopies(t *testing.T) {
+	b := []byte("\x00\x06BlkSize\x001468\x00x-Vendor\x00On\x00")
+	opts, err := ParseOACK(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 2; i < len(b); i++ {
+		b[i] = 'X'
+	}
+	if want := []Option{{"blksize", "1468"}, {"x-vendor", "On"}}; !reflect.DeepEqual(opts, want) {
+		t.Errorf("after overwriting the packet: %q, want %q", opts, want)
+	}
+}
+
 func TestAppendOACK(t *testing.T) {
 	tests := []struct {
 		name   string

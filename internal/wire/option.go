@@ -35,45 +35,37 @@ func countNUL(b []byte) int {
 	return n
 }
 
-// lowerName returns b as a string with ASCII letters lower-cased; other
-// bytes are kept as they are, so names survive a round trip exactly. The
-// well-known modes and option names come back as constants, without
-// allocating.
-func lowerName(b []byte) string {
-	var buf [len("windowsize")]byte
-	if len(b) <= len(buf) {
-		l := buf[:len(b)]
-		for i, c := range b {
-			l[i] = toLower(c)
-		}
-		switch string(l) { // does not allocate
-		case "octet":
-			return "octet"
-		case "netascii":
-			return "netascii"
-		case "mail":
-			return "mail"
-		case "blksize":
-			return "blksize"
-		case "tsize":
-			return "tsize"
-		case "timeout":
-			return "timeout"
-		case "windowsize":
-			return "windowsize"
-		}
-	}
-	var sb strings.Builder
-	sb.Grow(len(b))
-	for _, c := range b {
-		sb.WriteByte(toLower(c))
-	}
-	return sb.String()
+// A parser copies the text of a packet into one string, in one
+// allocation however many fields it holds, and returns substrings of it:
+// it writes each field it keeps to a [strings.Builder] grown once, with
+// writeField or writeName, then takes the fields back from the builder's
+// string with cutField.
+
+// writeField writes b and its NUL terminator.
+func writeField(sb *strings.Builder, b []byte) {
+	sb.Write(b)
+	sb.WriteByte(0)
 }
 
-func toLower(c byte) byte {
-	if 'A' <= c && c <= 'Z' {
-		return c + 'a' - 'A'
+// writeName writes b with its ASCII letters lower-cased and other bytes as
+// they are, so that names survive a round trip exactly, and its NUL
+// terminator.
+func writeName(sb *strings.Builder, b []byte) {
+	start := 0 // of the bytes not written yet
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			sb.Write(b[start:i])
+			sb.WriteByte(c + 'a' - 'A')
+			start = i + 1
+		}
 	}
-	return c
+	sb.Write(b[start:])
+	sb.WriteByte(0)
+}
+
+// cutField splits s, a sequence of NUL-terminated fields, after its first
+// field: the field without its NUL, and the rest. s must hold a NUL.
+func cutField(s string) (field, rest string) {
+	i := strings.IndexByte(s, 0)
+	return s[:i], s[i+1:]
 }

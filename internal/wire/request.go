@@ -1,8 +1,14 @@
 package wire
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"strings"
+)
 
-// Request is a parsed RRQ or WRQ.
+// Request is a parsed RRQ or WRQ. Its strings share one copy of the
+// packet's text, at most [MaxRequestSize] bytes, which stays in memory
+// while any of them does: a caller that keeps one long after the request,
+// as a map key for example, may prefer a [strings.Clone] of it.
 type Request struct {
 	Op Opcode // OpRRQ or OpWRQ
 	// Filename is the raw bytes as sent: it may hold backslashes or
@@ -41,6 +47,10 @@ type Request struct {
 // incomplete pair is ignored, a pair with an empty name is skipped, and a
 // name that repeats an earlier one (case-insensitively) is dropped, so the
 // first wins.
+//
+// A valid request costs two allocations, one without options: its text,
+// copied once into one string that the fields are cut from, and the slice
+// of options. An invalid one costs none.
 func ParseRequest(b []byte) (Request, error) {
 	if len(b) < 2 {
 		return Request{}, ErrShort
@@ -66,10 +76,13 @@ func ParseRequest(b []byte) (Request, error) {
 	if len(mode) == 0 {
 		return Request{}, ErrEmptyMode
 	}
-	req := Request{Op: op, Filename: string(filename), Mode: lowerName(mode)}
-	if n := countNUL(rest) / 2; n > 0 {
-		req.Options = make([]Option, 0, n)
-	}
+
+	// The fields kept, names lower-cased, copied into one string.
+	var sb strings.Builder
+	sb.Grow(len(b) - 2)
+	writeField(&sb, filename)
+	writeName(&sb, mode)
+	n := 0 // options written
 	for {
 		name, r, ok := cutString(rest)
 		if !ok {
@@ -83,15 +96,24 @@ func ParseRequest(b []byte) (Request, error) {
 		if len(name) == 0 {
 			continue
 		}
-		o := Option{Name: lowerName(name)}
-		if hasOption(req.Options, o.Name) {
-			continue
-		}
-		o.Value = string(value)
-		req.Options = append(req.Options, o)
+		writeName(&sb, name)
+		writeField(&sb, value)
+		n++
 	}
-	if len(req.Options) == 0 {
-		req.Options = nil
+	req := Request{Op: op}
+	s := sb.String()
+	req.Filename, s = cutField(s)
+	req.Mode, s = cutField(s)
+	if n > 0 {
+		req.Options = make([]Option, 0, n)
+	}
+	for s != "" {
+		var o Option
+		o.Name, s = cutField(s)
+		o.Value, s = cutField(s)
+		if !hasOption(req.Options, o.Name) {
+			req.Options = append(req.Options, o)
+		}
 	}
 	return req, nil
 }

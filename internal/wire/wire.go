@@ -6,14 +6,18 @@
 // its input, and [PacketOpcode], [ParseData] and [ParseAck] allocate
 // nothing, even on error: every error returned by the parsers is one of the
 // package's sentinels or a package-level value wrapping one, so junk can be
-// counted with [errors.Is] at no cost. Encoders append to the caller's
-// buffer and allocate nothing when its capacity suffices.
+// counted with [errors.Is] at no cost. [ParseRequest] and [ParseOACK]
+// copy what they return, since callers reuse their read buffers, in at
+// most two allocations per packet whatever its options: one string holding
+// all its text and the slice of options. Encoders append to the caller's buffer
+// and allocate nothing when its capacity suffices.
 //
 // Every packet starts with a 2-byte big-endian opcode; all numbers on the
 // wire are big-endian. Each parser's doc shows its packet's RFC diagram.
 package wire
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -63,6 +67,13 @@ const (
 	MinBlockSize     = 8
 	MaxBlockSize     = 65464
 	DefaultBlockSize = 512
+)
+
+// The largest windowsize (RFC 7440) and timeout in seconds (RFC 2349); both
+// options range from 1.
+const (
+	MaxWindowSize = 65535
+	MaxTimeout    = 255
 )
 
 // HeaderSize is the size of the DATA and ACK headers: opcode and block number.
@@ -129,10 +140,8 @@ func appendString(b []byte, s string) []byte {
 // cutString splits b at its first NUL: the string before it, and the rest
 // after it. ok is false if b holds no NUL.
 func cutString(b []byte) (s, rest []byte, ok bool) {
-	for i, c := range b {
-		if c == 0 {
-			return b[:i], b[i+1:], true
-		}
+	if i := bytes.IndexByte(b, 0); i >= 0 {
+		return b[:i], b[i+1:], true
 	}
 	return nil, nil, false
 }

@@ -2,33 +2,24 @@
 // on 127.0.0.1 for testing TFTP clients (package tftpclient and the
 // tftpbench command).
 //
-// It is deliberately independent of the gateway: it encodes its own packets,
-// negotiates blksize, windowsize, timeout and tsize, sends windows (RFC 7440)
-// with block-number rollover to 0, and lets a test drop DATA packets, replace
-// the OACK, stay silent or inject packets, while recording what the client
+// It is deliberately independent of the gateway, sharing only the packet
+// codec (internal/wire, whose tests hold the RFCs' bytes): it negotiates
+// blksize, windowsize, timeout and tsize, sends windows (RFC 7440) with
+// block-number rollover to 0, and lets a test drop DATA packets, replace the
+// OACK, stay silent or inject packets, while recording what the client
 // sent.
 package tftpclienttest
 
 import (
-	"bytes"
-	"encoding/binary"
 	"errors"
 	"net"
 	"net/netip"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
-)
 
-// Opcodes.
-const (
-	opRRQ   = 1
-	opDATA  = 3
-	opACK   = 4
-	opERROR = 5
-	opOACK  = 6
+	"github.com/tftpgw/tftpgw/internal/wire"
 )
 
 // Config scripts the server. The zero value serves nothing (every RRQ gets
@@ -49,8 +40,9 @@ type Config struct {
 	// Silent makes the server count RRQs and never answer them.
 	Silent bool
 	// OACK, if set, replaces the negotiated OACK: it receives the RRQ's
-	// options (names lower-cased) and returns the options to send verbatim.
-	// Returning nil sends no OACK; the transfer then uses 512/1.
+	// options (as [Server.Options] gives them) and returns the options to
+	// send verbatim. Returning nil sends no OACK; the transfer then uses
+	// 512/1.
 	OACK func(requested [][2]string) [][2]string
 	// DropData, if set, is called before each DATA transmission with the
 	// absolute block index (1-based, not rolled over) and how many times
@@ -134,7 +126,8 @@ func (s *Server) RRQs() int {
 	return s.rrqs
 }
 
-// Options returns the options of each RRQ received, names lower-cased.
+// Options returns the options of each RRQ received as wire.ParseRequest
+// reads them: in order, names lower-cased, a repeated name dropped.
 func (s *Server) Options() [][][2]string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -170,19 +163,14 @@ func (s *Server) serve() {
 		if err != nil {
 			return // closed
 		}
-		p := buf[:n]
-		if n < 4 || binary.BigEndian.Uint16(p) != opRRQ {
+		req, err := wire.ParseRequest(buf[:n])
+		if err != nil || req.Op != wire.OpRRQ {
 			continue
 		}
-		fields := bytes.Split(p[2:], []byte{0})
-		if len(fields) < 3 || len(fields[len(fields)-1]) != 0 {
-			continue
-		}
-		fields = fields[:len(fields)-1]
-		file := string(fields[0])
+		file := req.Filename
 		var opts [][2]string
-		for i := 2; i+1 < len(fields); i += 2 {
-			opts = append(opts, [2]string{strings.ToLower(string(fields[i])), string(fields[i+1])})
+		for _, o := range req.Options {
+			opts = append(opts, [2]string{o.Name, o.Value})
 		}
 		s.mu.Lock()
 		s.rrqs++
@@ -232,10 +220,7 @@ func (ss *session) send(p []byte) bool {
 }
 
 func (ss *session) sendError(code uint16, msg string) {
-	p := binary.BigEndian.AppendUint16(nil, opERROR)
-	p = binary.BigEndian.AppendUint16(p, code)
-	p = append(p, msg...)
-	ss.send(append(p, 0))
+	ss.send(wire.AppendError(nil, code, msg))
 }
 
 // errStop ends a session (client error, closed socket or retries exhausted).
@@ -259,24 +244,19 @@ func (ss *session) recvACK() (block uint16, ok bool, err error) {
 			return 0, false, errStop
 		}
 		from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
-		if from != ss.client || n < 4 {
+		if from != ss.client {
 			continue
 		}
 		p := ss.buf[:n]
-		switch binary.BigEndian.Uint16(p) {
-		case opACK:
-			b := binary.BigEndian.Uint16(p[2:4])
+		if b, err := wire.ParseAck(p); err == nil {
 			ss.s.mu.Lock()
 			ss.s.acks = append(ss.s.acks, b)
 			ss.s.mu.Unlock()
 			return b, true, nil
-		case opERROR:
-			msg := p[4:]
-			if i := bytes.IndexByte(msg, 0); i >= 0 {
-				msg = msg[:i]
-			}
+		}
+		if code, msg, err := wire.ParseError(p); err == nil {
 			ss.s.mu.Lock()
-			ss.s.errs = append(ss.s.errs, ClientError{Code: binary.BigEndian.Uint16(p[2:4]), Message: string(msg)})
+			ss.s.errs = append(ss.s.errs, ClientError{Code: code, Message: msg})
 			ss.s.mu.Unlock()
 			return 0, false, errStop
 		}
@@ -287,7 +267,7 @@ func (ss *session) run(file string, opts [][2]string) {
 	cfg := &ss.s.cfg
 	data, found := cfg.Files[file]
 	if !found {
-		ss.sendError(1, "File not found")
+		ss.sendError(wire.CodeFileNotFound, "File not found")
 		return
 	}
 	blksize, window := 512, 1
@@ -307,19 +287,14 @@ func (ss *session) run(file string, opts [][2]string) {
 			}
 		}
 	} else if !cfg.NoOptions {
-		seen := map[string]bool{}
-		for _, kv := range opts {
-			if seen[kv[0]] {
-				continue
-			}
-			seen[kv[0]] = true
+		for _, kv := range opts { // lower-cased names, without repeats
 			v, err := strconv.Atoi(kv[1])
 			switch kv[0] {
 			case "blksize":
-				if err != nil || v < 8 {
+				if err != nil || v < wire.MinBlockSize {
 					continue
 				}
-				v = min(v, 65464)
+				v = min(v, wire.MaxBlockSize)
 				if cfg.MaxBlockSize > 0 {
 					v = min(v, cfg.MaxBlockSize)
 				}
@@ -329,14 +304,14 @@ func (ss *session) run(file string, opts [][2]string) {
 				if err != nil || v < 1 {
 					continue
 				}
-				v = min(v, 65535)
+				v = min(v, wire.MaxWindowSize)
 				if cfg.MaxWindowSize > 0 {
 					v = min(v, cfg.MaxWindowSize)
 				}
 				window = v
 				oack = append(oack, [2]string{"windowsize", strconv.Itoa(v)})
 			case "timeout":
-				if err == nil && v >= 1 && v <= 255 {
+				if err == nil && v >= 1 && v <= wire.MaxTimeout {
 					oack = append(oack, kv)
 				}
 			case "tsize":
@@ -346,13 +321,11 @@ func (ss *session) run(file string, opts [][2]string) {
 	}
 
 	if len(oack) > 0 {
-		p := binary.BigEndian.AppendUint16(nil, opOACK)
-		for _, kv := range oack {
-			p = append(p, kv[0]...)
-			p = append(p, 0)
-			p = append(p, kv[1]...)
-			p = append(p, 0)
+		wopts := make([]wire.Option, len(oack))
+		for i, kv := range oack {
+			wopts[i] = wire.Option{Name: kv[0], Value: kv[1]}
 		}
+		p := wire.AppendOACK(nil, wopts)
 		if cfg.StopAfterOACK {
 			ss.send(p)
 			for {
@@ -393,14 +366,11 @@ func (ss *session) sendData(data []byte, blksize, window int) {
 	cfg := &ss.s.cfg
 	nblocks := len(data)/blksize + 1 // the last block is short, maybe empty
 	attempts := map[int]int{}
-	pkt := make([]byte, 4+blksize)
+	pkt := make([]byte, 0, wire.HeaderSize+blksize)
 	sendBlock := func(idx int) bool {
 		start := (idx - 1) * blksize
 		end := min(start+blksize, len(data))
-		p := pkt[:4+end-start]
-		binary.BigEndian.PutUint16(p[0:2], opDATA)
-		binary.BigEndian.PutUint16(p[2:4], uint16(idx))
-		copy(p[4:], data[start:end])
+		p := wire.AppendData(pkt[:0], uint16(idx), data[start:end])
 		a := attempts[idx]
 		attempts[idx] = a + 1
 		ok := true
