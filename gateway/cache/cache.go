@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -335,6 +336,7 @@ func (h *Handler) open(ctx context.Context, req *gateway.Request, lead chan stru
 		h.mu.Unlock()
 		return c, nil
 	}
+	key = strings.Clone(key) // kept: not a view of the request's packet
 	e := &entry{
 		key:     key,
 		info:    info,
@@ -396,7 +398,7 @@ func (h *Handler) seenBeforeLocked(key, etag string) bool {
 	if h.seen == nil || len(h.seen) >= maxSeen {
 		h.seen = make(map[string]string)
 	}
-	h.seen[key] = etag
+	h.seen[strings.Clone(key)] = etag
 	return false
 }
 

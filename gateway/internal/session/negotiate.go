@@ -38,7 +38,7 @@ func negotiate(opts []wire.Option, size int64, c *Config) params {
 			p.oack = append(p.oack, wire.Option{Name: o.Name, Value: strconv.Itoa(n)})
 		case "timeout":
 			n, err := strconv.Atoi(o.Value)
-			if err != nil || n < 1 || n > 255 {
+			if err != nil || n < 1 || n > wire.MaxTimeout {
 				continue
 			}
 			p.timeout = time.Duration(n) * time.Second
@@ -56,7 +56,7 @@ func negotiate(opts []wire.Option, size int64, c *Config) params {
 			p.oack = append(p.oack, wire.Option{Name: o.Name, Value: strconv.FormatInt(size, 10)})
 		case "windowsize":
 			n, err := strconv.Atoi(o.Value)
-			if err != nil || n < 1 || n > 65535 {
+			if err != nil || n < 1 || n > wire.MaxWindowSize {
 				continue
 			}
 			n = min(n, c.MaxWindowSize)

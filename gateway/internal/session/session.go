@@ -124,9 +124,6 @@ type Stats struct {
 	TimeToFirstData                                                time.Duration // 0: no DATA sent
 }
 
-// codeUnknownTID is TFTP error 5, "unknown transfer ID".
-const codeUnknownTID = 5
-
 const (
 	recvBufSize    = udp.MaxPacket // ACKs and ERRORs; longer ones are cut
 	scratchBufSize = 128           // outgoing ERRORs
@@ -1145,5 +1142,5 @@ func (s *Session) unknownTID(pkt []byte, from netip.AddrPort) {
 		return
 	}
 	s.Host.StrayPacket(true)
-	s.Conn.WriteToUDPAddrPort(wire.AppendError(s.scratchBuf(), codeUnknownTID, "unknown transfer ID"), from)
+	s.Conn.WriteToUDPAddrPort(wire.AppendError(s.scratchBuf(), wire.CodeUnknownTID, "unknown transfer ID"), from)
 }
