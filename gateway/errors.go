@@ -5,24 +5,23 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-
-	"github.com/tftpgw/tftpgw/internal/wire"
 )
 
 // ErrorCode is a TFTP error code (RFC 1350 section 5, RFC 2347).
 type ErrorCode uint16
 
-// The TFTP error codes; the comments give their values.
+// The TFTP error codes (the values of internal/wire's table; a test keeps
+// them equal).
 const (
-	ErrNotDefined        ErrorCode = wire.CodeNotDefined        // 0: not defined, see message
-	ErrFileNotFound      ErrorCode = wire.CodeFileNotFound      // 1
-	ErrAccessViolation   ErrorCode = wire.CodeAccessViolation   // 2
-	ErrDiskFull          ErrorCode = wire.CodeDiskFull          // 3
-	ErrIllegalOperation  ErrorCode = wire.CodeIllegalOperation  // 4
-	ErrUnknownTID        ErrorCode = wire.CodeUnknownTID        // 5
-	ErrFileExists        ErrorCode = wire.CodeFileExists        // 6
-	ErrNoSuchUser        ErrorCode = wire.CodeNoSuchUser        // 7
-	ErrOptionNegotiation ErrorCode = wire.CodeOptionNegotiation // 8, RFC 2347
+	ErrNotDefined        ErrorCode = 0 // not defined, see the message
+	ErrFileNotFound      ErrorCode = 1 // file not found
+	ErrAccessViolation   ErrorCode = 2 // access violation
+	ErrDiskFull          ErrorCode = 3 // disk full or allocation exceeded
+	ErrIllegalOperation  ErrorCode = 4 // illegal TFTP operation
+	ErrUnknownTID        ErrorCode = 5 // unknown transfer ID
+	ErrFileExists        ErrorCode = 6 // file already exists
+	ErrNoSuchUser        ErrorCode = 7 // no such user
+	ErrOptionNegotiation ErrorCode = 8 // the options were refused (RFC 2347)
 )
 
 // Error is a TFTP error as sent on the wire. A [Handler] returns one to

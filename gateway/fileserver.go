@@ -8,6 +8,7 @@ import (
 	"os"
 	"syscall"
 
+	"github.com/tftpgw/tftpgw/gateway/internal/fileinfo"
 	"github.com/tftpgw/tftpgw/gateway/internal/session"
 )
 
@@ -41,7 +42,7 @@ import (
 // is served whole from the file that was opened.
 func FileServer(root *os.Root) Handler {
 	h := fileServer{root: root}
-	h.dev, h.statOK = statDevice(root)
+	h.dev, h.statOK = fileinfo.LocalDevice(root)
 	return h
 }
 
@@ -104,7 +105,7 @@ func (h fileServer) StatContent(_ context.Context, req *Request) (int64, Content
 	if err != nil {
 		return 0, ContentInfo{}, err
 	}
-	if dev, ok := fileDev(fi); !ok || dev != h.dev {
+	if dev, ok := fileinfo.Dev(fi); !ok || dev != h.dev {
 		return 0, ContentInfo{}, errStatUntrusted // another filesystem mounted below the root
 	}
 	if !fi.Mode().IsRegular() {
@@ -121,7 +122,7 @@ func (h fileServer) StatContent(_ context.Context, req *Request) (int64, Content
 // one that others may not read, or below a directory (under the root)
 // that others may not search. fi is the file's.
 func (h fileServer) readableByAnyone(name string, fi os.FileInfo) error {
-	if !overridesReadPermission() {
+	if !fileinfo.OverridesReadPermission() {
 		return nil // the kernel checked
 	}
 	if fi.Mode().Perm()&0o004 == 0 {
@@ -189,7 +190,7 @@ func (c *fileContent) Unchanged() error {
 // them by "-<ctime ns>-<inode>" (see FileServer).
 func fileETag(fi os.FileInfo) string {
 	etag := fmt.Sprintf("%x-%x", fi.Size(), fi.ModTime().UnixNano())
-	if ctime, ino, ok := changeID(fi); ok {
+	if ctime, ino, ok := fileinfo.ChangeID(fi); ok {
 		etag += fmt.Sprintf("-%x-%x", ctime, ino)
 	}
 	return etag

@@ -1,4 +1,4 @@
-package gateway
+package fileinfo
 
 import (
 	"os"
@@ -7,8 +7,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// changeID returns the file's change time (ns) and inode number.
-func changeID(fi os.FileInfo) (ctime int64, ino uint64, ok bool) {
+// ChangeID returns the file's change time (ns) and inode number.
+func ChangeID(fi os.FileInfo) (ctime int64, ino uint64, ok bool) {
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	if !ok {
 		return 0, 0, false
@@ -16,8 +16,8 @@ func changeID(fi os.FileInfo) (ctime int64, ino uint64, ok bool) {
 	return st.Ctim.Nano(), st.Ino, true
 }
 
-// fileDev returns the device of the filesystem fi is on.
-func fileDev(fi os.FileInfo) (uint64, bool) {
+// Dev returns the device of the filesystem fi is on.
+func Dev(fi os.FileInfo) (uint64, bool) {
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	if !ok {
 		return 0, false
@@ -25,9 +25,9 @@ func fileDev(fi os.FileInfo) (uint64, bool) {
 	return uint64(st.Dev), true // uint32 on mips
 }
 
-// statDevice returns the device of root's filesystem if a stat there
+// LocalDevice returns the device of root's filesystem if a stat there
 // shows a file's current version (see localFS), and false otherwise.
-func statDevice(root *os.Root) (uint64, bool) {
+func LocalDevice(root *os.Root) (uint64, bool) {
 	d, err := root.Open(".")
 	if err != nil {
 		return 0, false
@@ -49,7 +49,7 @@ func statDevice(root *os.Root) (uint64, bool) {
 	if err != nil {
 		return 0, false
 	}
-	return fileDev(fi)
+	return Dev(fi)
 }
 
 // localFS reports whether a filesystem of this type (statfs's f_type)

@@ -1,4 +1,4 @@
-package gateway
+package fileinfo
 
 import (
 	"os"
@@ -6,11 +6,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// overridesReadPermission reports whether the process can read any file
+// OverridesReadPermission reports whether the process can read any file
 // whatever its permission bits: it holds CAP_DAC_OVERRIDE or
 // CAP_DAC_READ_SEARCH in its effective set, as root does (unless its
 // capabilities were dropped). If they cannot be learnt, root is taken to.
-func overridesReadPermission() bool {
+func OverridesReadPermission() bool {
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	var data [2]unix.CapUserData
 	if err := unix.Capget(&hdr, &data[0]); err != nil {

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tftpgw/tftpgw/gateway/internal/fileinfo"
 )
 
 // TestStatTrustedOnLocalFilesystemsOnly: the cache revalidates a file with
@@ -15,30 +17,9 @@ import (
 // answer a stat from cached attributes (NFS until an open, up to a
 // minute), so a file there, or on another filesystem mounted below the
 // root, is opened instead. A real NFS mount cannot be made here: the
-// decision is checked on the filesystem types and devices.
+// decision is checked on the devices (the filesystem types in package
+// fileinfo).
 func TestStatTrustedOnLocalFilesystemsOnly(t *testing.T) {
-	for _, tt := range []struct {
-		name  string
-		magic uint32
-		want  bool
-	}{
-		{"ext4", unix.EXT4_SUPER_MAGIC, true},
-		{"xfs", unix.XFS_SUPER_MAGIC, true},
-		{"btrfs", unix.BTRFS_SUPER_MAGIC, true},
-		{"tmpfs", unix.TMPFS_MAGIC, true},
-		{"overlay", unix.OVERLAYFS_SUPER_MAGIC, true},
-		{"zfs", 0x2fc12fc1, true},
-		{"nfs", unix.NFS_SUPER_MAGIC, false},
-		{"cifs", unix.CIFS_SUPER_MAGIC, false},
-		{"smb2", unix.SMB2_SUPER_MAGIC, false},
-		{"fuse", unix.FUSE_SUPER_MAGIC, false},
-		{"unknown", 0x12345678, false},
-	} {
-		if got := localFS(tt.magic); got != tt.want {
-			t.Errorf("localFS(%s) = %v, want %v", tt.name, got, tt.want)
-		}
-	}
-
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "f"), []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
@@ -53,7 +34,7 @@ func TestStatTrustedOnLocalFilesystemsOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := FileServer(root).(fileServer)
-	if h.statOK != localFS(uint32(fs.Type)) {
+	if _, local := fileinfo.LocalDevice(root); h.statOK != local {
 		t.Fatalf("statOK %v for a root on filesystem type %#x", h.statOK, fs.Type)
 	}
 	if !h.statOK {
