@@ -16,17 +16,6 @@ import (
 	"github.com/tftpgw/tftpgw/internal/bytesize"
 )
 
-// The blksize range of RFC 2348.
-const (
-	minBlksize = 8
-	maxBlksize = 65464
-)
-
-// windowLimit is the largest windowsize the server grants, whatever
-// -max-windowsize says: block numbers are 16 bits, and an ACK maps to one
-// block of a window only while the window is under half their range.
-const windowLimit = 32767
-
 // parseFlags parses tftpgw's command line (without the program name) into
 // options and checks them (see validate). Whatever it refuses it reports
 // on stderr, as the flag package does (with the usage) for a malformed
@@ -161,7 +150,8 @@ func hostname() string {
 // without a word (a zero that means "the default" to gateway.Server, a
 // negative duration, a block size out of range), and flags that need
 // another one, so that tftpgw never runs a configuration other than the
-// one asked for. Each error names its flag.
+// one asked for. Each error names its flag; the ranges of the protocol
+// are gateway.Server.Validate's.
 func (o *options) validate() error {
 	var errs []error
 	check := func(err error) {
@@ -208,11 +198,21 @@ func (o *options) validate() error {
 	if v := o.Backend.Resumes; v < 0 {
 		check(fmt.Errorf("-backend-resumes %d: must be 0 (never) or more", v))
 	}
-	if v := o.Serving.MaxBlksize; v < minBlksize || v > maxBlksize {
-		check(fmt.Errorf("-max-blksize %d: want %d to %d", v, minBlksize, maxBlksize))
-	}
-	if v := o.Serving.MaxWindowsize; v < 1 || v > windowLimit {
-		check(fmt.Errorf("-max-windowsize %d: want 1 to %d", v, windowLimit))
+	// The server's ranges, one field at a time so that an error names its
+	// flag. A field's zero means its default, but the flags' is refused.
+	for _, f := range []struct {
+		name   string
+		v, def int
+		srv    *gateway.Server
+	}{
+		{"max-blksize", o.Serving.MaxBlksize, gateway.DefaultMaxBlockSize, &gateway.Server{MaxBlockSize: o.Serving.MaxBlksize}},
+		{"max-windowsize", o.Serving.MaxWindowsize, gateway.DefaultMaxWindowSize, &gateway.Server{MaxWindowSize: o.Serving.MaxWindowsize}},
+	} {
+		if f.v == 0 {
+			check(fmt.Errorf("-%s 0: must be positive (leave the flag out for its default, %d)", f.name, f.def))
+		} else if err := f.srv.Validate(); err != nil {
+			check(fmt.Errorf("-%s: %w", f.name, err))
+		}
 	}
 	switch {
 	case o.Serving.Root == "" && o.Backend.Target == "":
@@ -237,6 +237,10 @@ func (o *options) validate() error {
 		"stats-sink-server-name", "stats-sink-token-file")
 	if _, err := newLogger(io.Discard, o.Log.Format, o.Log.Level); err != nil {
 		check(err)
+	}
+	if len(errs) == 0 {
+		// Whatever else the server checks, named by its field.
+		check(o.server().Validate())
 	}
 	return errors.Join(errs...)
 }
