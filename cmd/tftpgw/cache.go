@@ -1,53 +1,33 @@
 package main
 
 import (
-	"flag"
-	"log/slog"
-
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tftpgw/tftpgw/gateway"
 	"github.com/tftpgw/tftpgw/gateway/cache"
-	"github.com/tftpgw/tftpgw/internal/bytesize"
 )
-
-var (
-	flagCacheSize = bytesize.Size(cache.DefaultMaxBytes)
-	// flagCacheMaxAge is -cache-max-age.
-	flagCacheMaxAge = flag.Duration("cache-max-age", 0,
-		"serve cached content that has an etag but no max age (the files of -root, of tftp-backend -root) from memory for this long\n"+
-			"without asking the source again; 0 asks on every request and reuses the cached bytes while the etag is unchanged.\n"+
-			"Only safe when every path serves the same bytes to every client: not with per-client templates behind -backend")
-)
-
-func init() {
-	flag.Var(&flagCacheSize, "cache-size",
-		"memory for the edge cache of hot content, in `bytes` (suffixes KiB, MiB, GiB); 0 turns it off.\n"+
-			"The bound is strict: it covers entries being fetched and buffers sessions still read, and content that\n"+
-			"does not fit is served uncached. Files up to a quarter of it are cached, and concurrent sessions for one\n"+
-			"file share a single read of it. On by default, as memory stays bounded: a fleet booting the same kernel\n"+
-			"from -root, or from a backend that sends a max age, costs the source one read (see -cache-max-age)")
-}
 
 // wrapCache returns h behind the edge cache configured by -cache-size and
-// -cache-max-age, or h itself when -cache-size is 0. The cache's counters
-// are exported as tftpgw_cache_* metrics with -metrics.
-func wrapCache(h gateway.Handler, logger *slog.Logger) gateway.Handler {
-	size := int64(flagCacheSize)
+// -cache-max-age, and sets e.cache, or returns h itself when -cache-size
+// is 0. The cache's counters are exported as tftpgw_cache_* metrics with
+// -metrics.
+func (e *edge) wrapCache(h gateway.Handler) gateway.Handler {
+	size, maxAge := int64(e.opts.Cache.Size), e.opts.Cache.MaxAge
 	if size <= 0 {
-		logger.Info("edge cache off")
+		e.logger.Info("edge cache off")
 		return h
 	}
 	c := &cache.Handler{
 		Next:          h,
 		MaxBytes:      size,
-		DefaultMaxAge: *flagCacheMaxAge,
-		Logger:        logger.With("component", "cache"),
+		DefaultMaxAge: maxAge,
+		Logger:        e.logger.With("component", "cache"),
 	}
-	if err := edgeMetrics.Registry().Register(cacheCollector{c}); err != nil {
-		logger.Warn("cache metrics not registered", "err", err)
+	if err := e.metrics.Registry().Register(cacheCollector{c}); err != nil {
+		e.logger.Warn("cache metrics not registered", "err", err)
 	}
-	logger.Info("edge cache on", "max_bytes", size, "max_entry_bytes", size/4, "max_age", *flagCacheMaxAge)
+	e.logger.Info("edge cache on", "max_bytes", size, "max_entry_bytes", size/4, "max_age", maxAge)
+	e.cache = c
 	return c
 }
 

@@ -10,11 +10,9 @@ import (
 
 	"github.com/tftpgw/tftpgw/gateway"
 	"github.com/tftpgw/tftpgw/gateway/cache"
-	"github.com/tftpgw/tftpgw/internal/bytesize"
 )
 
 func TestWrapCache(t *testing.T) {
-	defer func(s bytesize.Size) { flagCacheSize = s }(flagCacheSize)
 	logger := slog.New(slog.DiscardHandler)
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "f"), []byte("hello"), 0o644); err != nil {
@@ -27,15 +25,15 @@ func TestWrapCache(t *testing.T) {
 	defer root.Close()
 	fs := gateway.FileServer(root)
 
-	flagCacheSize = 0
-	if h := wrapCache(fs, logger); h == nil {
+	off := newEdge(&options{Cache: cacheOptions{Size: 0}}, logger)
+	if h := off.wrapCache(fs); h == nil {
 		t.Fatal("nil handler")
 	} else if _, ok := h.(*cache.Handler); ok {
 		t.Fatal("-cache-size 0 still caches")
 	}
 
-	flagCacheSize = 64 << 20
-	h := wrapCache(fs, logger)
+	e := newEdge(&options{Cache: cacheOptions{Size: 64 << 20}}, logger)
+	h := e.wrapCache(fs)
 	ch, ok := h.(*cache.Handler)
 	if !ok || ch.MaxBytes != 64<<20 {
 		t.Fatalf("wrapCache = %T, want a *cache.Handler of 64 MiB", h)
@@ -57,7 +55,7 @@ func TestWrapCache(t *testing.T) {
 			t.Fatalf("read %q, %v", b, err)
 		}
 	}
-	mfs, err := edgeMetrics.Registry().Gather()
+	mfs, err := e.metrics.Registry().Gather()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,29 +4,161 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"math"
+	"os"
+	"strings"
 	"time"
+
+	"github.com/tftpgw/tftpgw/gateway"
+	"github.com/tftpgw/tftpgw/gateway/cache"
+	"github.com/tftpgw/tftpgw/gateway/remote"
+	"github.com/tftpgw/tftpgw/internal/bytesize"
 )
 
-// The blksize range of RFC 2348.
-const (
-	minBlksize = 8
-	maxBlksize = 65464
-)
+// parseFlags parses tftpgw's command line (without the program name) into
+// options and checks them (see validate). Whatever it refuses it reports
+// on stderr, as the flag package does (with the usage) for a malformed
+// flag, or as "tftpgw: " and the reason; it then returns the error, or
+// flag.ErrHelp for -h.
+func parseFlags(args []string, stderr io.Writer) (*options, error) {
+	o := &options{}
+	fs := o.flagSet(stderr)
+	// A configuration file (issue 20) goes here: read over the defaults
+	// that flagSet set, before Parse sets the flags given.
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	o.set = map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { o.set[f.Name] = true })
+	var err error
+	if fs.NArg() > 0 {
+		err = fmt.Errorf("unexpected arguments: %q", fs.Args())
+	} else {
+		err = o.validate()
+	}
+	if err != nil {
+		for line := range strings.SplitSeq(err.Error(), "\n") {
+			fmt.Fprintln(stderr, "tftpgw:", line)
+		}
+		return nil, err
+	}
+	return o, nil
+}
 
-// windowLimit is the largest windowsize the server grants, whatever
-// -max-windowsize says: block numbers are 16 bits, and an ACK maps to one
-// block of a window only while the window is under half their range.
-const windowLimit = 32767
+// flagSet returns the flags of tftpgw, each bound to its field of o, which
+// it sets to the flag's default.
+func (o *options) flagSet(stderr io.Writer) *flag.FlagSet {
+	name := "tftpgw"
+	if len(os.Args) > 0 {
+		name = os.Args[0] // the usage line says "Usage of" the command as run
+	}
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
 
-// checkFlags rejects values the server would otherwise replace or clamp
+	s := &o.Serving
+	fs.StringVar(&s.Listen, "listen", ":69", "UDP `address` to listen on; \":69\" and \"[::]:69\" serve IPv4 and IPv6")
+	fs.StringVar(&s.Root, "root", "", "serve the files under `dir` (the embedded backend)")
+	fs.DurationVar(&s.Timeout, "timeout", gateway.DefaultTimeout, "retransmission timeout when the client negotiates none")
+	fs.IntVar(&s.Retries, "retries", gateway.DefaultRetries, "retransmissions of an unacknowledged packet before a session is given up")
+	fs.IntVar(&s.MaxBlksize, "max-blksize", gateway.DefaultMaxBlockSize, "largest blksize granted (8..65464); lower it to your path MTU minus 32 to avoid IP fragments")
+	fs.IntVar(&s.MaxWindowsize, "max-windowsize", gateway.DefaultMaxWindowSize, "largest windowsize granted (RFC 7440)")
+	fs.DurationVar(&s.MinTimeout, "min-timeout", gateway.DefaultMinTimeout, "floor of the adaptive retransmission timeout (RFC 6298 estimate from each session's round trips); >= -timeout makes the timer fixed")
+	fs.BoolVar(&s.SinglePort, "single-port", false, "send every reply from the listening port, keying sessions by client address and port (for NAT, containers and firewalls)")
+	fs.DurationVar(&s.DrainTimeout, "drain-timeout", 10*time.Second, "on SIGINT or SIGTERM, how long running sessions may finish before they are ended")
+
+	l := &o.Limits
+	fs.IntVar(&l.MaxSessions, "max-sessions", gateway.DefaultMaxSessions, "sessions running at once; over it requests get ERROR 0 \"server busy\" (-1: no limit)")
+	fs.IntVar(&l.MaxSessionsPerClient, "max-sessions-per-client", gateway.DefaultMaxSessionsPerClient, "sessions at once per client IP address (-1: no limit)")
+	fs.Float64Var(&l.ClientRate, "client-rate", gateway.DefaultClientRequestRate, "read requests per second accepted per client IP address, bursts of twice that (-1: no limit)")
+	fs.Int64Var(&l.MaxWindowMemory, "max-window-memory", gateway.DefaultMaxWindowMemory, "bytes of window buffers for all sessions together, in use and kept for reuse (-1: no limit)")
+	fs.Int64Var(&l.MaxWindowMemoryPerClient, "max-window-memory-per-client", 0, "bytes of window buffers one client (an IPv4 address or an IPv6 /64) may hold; 0: -max-window-memory / 8 (-1: no limit)")
+
+	fs.StringVar(&o.Log.Format, "log-format", "text", "log format: text or json (json: durations in seconds)")
+	fs.StringVar(&o.Log.Level, "log-level", "info", "log level: debug, info, warn or error")
+
+	fs.StringVar(&o.User, "user", "",
+		"after binding its sockets, run as user `name` (or uid), with its primary group and no supplementary groups;\n"+
+			"needs tftpgw to start as root. (Run as root without -user, -root serves only the files anyone may read.)")
+	fs.StringVar(&o.EdgeID, "edge-id", hostname(),
+		"`id` of this edge, sent to the backend with every request")
+
+	b := &o.Backend
+	fs.StringVar(&b.Target, "backend", "",
+		"read content from the gRPC ContentService at `target`: a gRPC target (\"dns:///name:port\" balances over every address)\n"+
+			"or a comma-separated list of host:port, balanced round robin; unhealthy backends (grpc.health.v1) leave the rotation")
+	fs.DurationVar(&b.HeaderTimeout, "backend-header-timeout", remote.DefaultHeaderTimeout,
+		"budget for a backend's header, including the wait for a ready backend; past it the client gets ERROR 0 \"backend timeout\"")
+	fs.DurationVar(&b.IdleTimeout, "backend-idle-timeout", remote.DefaultIdleTimeout,
+		"a backend stream with no message for this long counts as broken (and is resumed when it can be)")
+	fs.IntVar(&b.Resumes, "backend-resumes", remote.DefaultMaxResumes,
+		"how many times a broken backend stream is resumed at its offset (only for content with an etag); 0 for never")
+	fs.DurationVar(&b.ResumeTimeout, "backend-resume-timeout", remote.DefaultResumeTimeout,
+		"time allowed for resuming one broken transfer")
+	fs.BoolVar(&b.TLS, "backend-tls", false,
+		"use TLS to the backend, verified with the system's roots (implied by -backend-ca and -backend-cert)")
+	fs.StringVar(&b.CA, "backend-ca", "",
+		"PEM `file` of the CA certificates that verify the backend (enables TLS)")
+	fs.StringVar(&b.Cert, "backend-cert", "",
+		"PEM `file` of this gateway's client certificate, for mutual TLS (needs -backend-key)")
+	fs.StringVar(&b.Key, "backend-key", "",
+		"PEM `file` of the private key of -backend-cert")
+	fs.StringVar(&b.ServerName, "backend-server-name", "",
+		"`name` expected in the backend's certificate, if not the target's host")
+	fs.StringVar(&b.TokenFile, "backend-token-file", "",
+		"`file` holding a bearer token sent as \"authorization: Bearer TOKEN\"; re-read when it changes.\n"+
+			"Sent only over TLS, or in plaintext to a loopback target (readable by anyone who can capture loopback traffic)")
+
+	st := &o.Stats
+	fs.StringVar(&st.Sink.Target, "stats-sink", "", "gRPC `target` of a StatsSink (e.g. collector:7069) to stream session and server stats to; none if empty")
+	fs.DurationVar(&st.Interval, "stats-interval", gateway.DefaultStatsInterval, "period of the server stats reports")
+	fs.StringVar(&st.Metrics, "metrics", "", "HTTP `address` for /metrics, /healthz and /readyz; none if empty")
+	fs.BoolVar(&st.Sink.TLS, "stats-sink-tls", false,
+		"use TLS to the stats sink, verified with the system's roots (implied by -stats-sink-ca and -stats-sink-cert)")
+	fs.StringVar(&st.Sink.CA, "stats-sink-ca", "",
+		"PEM `file` of the CA certificates that verify the stats sink (enables TLS)")
+	fs.StringVar(&st.Sink.Cert, "stats-sink-cert", "",
+		"PEM `file` of this gateway's client certificate for the stats sink, for mutual TLS (needs -stats-sink-key)")
+	fs.StringVar(&st.Sink.Key, "stats-sink-key", "",
+		"PEM `file` of the private key of -stats-sink-cert")
+	fs.StringVar(&st.Sink.ServerName, "stats-sink-server-name", "",
+		"`name` expected in the stats sink's certificate, if not the target's host")
+	fs.StringVar(&st.Sink.TokenFile, "stats-sink-token-file", "",
+		"`file` holding a bearer token sent to the stats sink as \"authorization: Bearer TOKEN\"; re-read when it changes.\n"+
+			"Sent only over TLS, or in plaintext to a loopback target (readable by anyone who can capture loopback traffic)")
+
+	o.Cache.Size = bytesize.Size(cache.DefaultMaxBytes)
+	fs.Var(&o.Cache.Size, "cache-size",
+		"memory for the edge cache of hot content, in `bytes` (suffixes KiB, MiB, GiB); 0 turns it off.\n"+
+			"The bound is strict: it covers entries being fetched and buffers sessions still read, and content that\n"+
+			"does not fit is served uncached. Files up to a quarter of it are cached, and concurrent sessions for one\n"+
+			"file share a single read of it. On by default, as memory stays bounded: a fleet booting the same kernel\n"+
+			"from -root, or from a backend that sends a max age, costs the source one read (see -cache-max-age)")
+	fs.DurationVar(&o.Cache.MaxAge, "cache-max-age", 0,
+		"serve cached content that has an etag but no max age (the files of -root, of tftp-backend -root) from memory for this long\n"+
+			"without asking the source again; 0 asks on every request and reuses the cached bytes while the etag is unchanged.\n"+
+			"Only safe when every path serves the same bytes to every client: not with per-client templates behind -backend")
+	return fs
+}
+
+func hostname() string {
+	h, _ := os.Hostname()
+	return h
+}
+
+// validate rejects values the server would otherwise replace or clamp
 // without a word (a zero that means "the default" to gateway.Server, a
 // negative duration, a block size out of range), and flags that need
 // another one, so that tftpgw never runs a configuration other than the
-// one asked for.
-func checkFlags() error {
-	set := map[string]bool{}
-	flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
+// one asked for. Each error names its flag; the ranges of the protocol
+// are gateway.Server.Validate's.
+func (o *options) validate() error {
+	var errs []error
+	check := func(err error) {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
 	limit := func(name string, v float64) error {
 		if v == 0 || v < 0 && v != -1 || math.IsNaN(v) || math.IsInf(v, 0) {
 			return fmt.Errorf("-%s %v: want a positive number, or -1 for no limit", name, v)
@@ -45,60 +177,70 @@ func checkFlags() error {
 		}
 		return nil
 	}
-	checks := []error{
-		positive("timeout", *flagTimeout),
-		positive("min-timeout", *flagMinTimeout),
-		limit("max-sessions", float64(*flagMaxSessions)),
-		limit("max-sessions-per-client", float64(*flagMaxPerClient)),
-		limit("client-rate", *flagClientRate),
-		limit("max-window-memory", float64(*flagWindowMemory)),
-		notNegative("drain-timeout", *flagDrainTimeout),
-		notNegative("cache-max-age", *flagCacheMaxAge),
-		positive("stats-interval", *flagStatsInterval),
-		positive("backend-header-timeout", *flagBackendHeaderTimeout),
-		positive("backend-idle-timeout", *flagBackendIdleTimeout),
-		positive("backend-resume-timeout", *flagBackendResumeTimeout),
+	check(positive("timeout", o.Serving.Timeout))
+	check(positive("min-timeout", o.Serving.MinTimeout))
+	check(limit("max-sessions", float64(o.Limits.MaxSessions)))
+	check(limit("max-sessions-per-client", float64(o.Limits.MaxSessionsPerClient)))
+	check(limit("client-rate", o.Limits.ClientRate))
+	check(limit("max-window-memory", float64(o.Limits.MaxWindowMemory)))
+	check(notNegative("drain-timeout", o.Serving.DrainTimeout))
+	check(notNegative("cache-max-age", o.Cache.MaxAge))
+	check(positive("stats-interval", o.Stats.Interval))
+	check(positive("backend-header-timeout", o.Backend.HeaderTimeout))
+	check(positive("backend-idle-timeout", o.Backend.IdleTimeout))
+	check(positive("backend-resume-timeout", o.Backend.ResumeTimeout))
+	if v := o.Limits.MaxWindowMemoryPerClient; v < -1 {
+		check(fmt.Errorf("-max-window-memory-per-client %d: want a number of bytes, 0 for -max-window-memory / 8, or -1 for no limit", v))
 	}
-	if v := *flagClientMemory; v < -1 {
-		checks = append(checks, fmt.Errorf("-max-window-memory-per-client %d: want a number of bytes, 0 for -max-window-memory / 8, or -1 for no limit", v))
+	if v := o.Serving.Retries; v < 0 {
+		check(fmt.Errorf("-retries %d: must be 0 (no retransmission) or more", v))
 	}
-	if *flagRetries < 0 {
-		checks = append(checks, fmt.Errorf("-retries %d: must be 0 (no retransmission) or more", *flagRetries))
+	if v := o.Backend.Resumes; v < 0 {
+		check(fmt.Errorf("-backend-resumes %d: must be 0 (never) or more", v))
 	}
-	if *flagBackendResumes < 0 {
-		checks = append(checks, fmt.Errorf("-backend-resumes %d: must be 0 (never) or more", *flagBackendResumes))
-	}
-	if v := *flagMaxBlksize; v < minBlksize || v > maxBlksize {
-		checks = append(checks, fmt.Errorf("-max-blksize %d: want %d to %d", v, minBlksize, maxBlksize))
-	}
-	if v := *flagMaxWindowsize; v < 1 || v > windowLimit {
-		checks = append(checks, fmt.Errorf("-max-windowsize %d: want 1 to %d", v, windowLimit))
+	// The server's ranges, one field at a time so that an error names its
+	// flag. A field's zero means its default, but the flags' is refused.
+	for _, f := range []struct {
+		name   string
+		v, def int
+		srv    *gateway.Server
+	}{
+		{"max-blksize", o.Serving.MaxBlksize, gateway.DefaultMaxBlockSize, &gateway.Server{MaxBlockSize: o.Serving.MaxBlksize}},
+		{"max-windowsize", o.Serving.MaxWindowsize, gateway.DefaultMaxWindowSize, &gateway.Server{MaxWindowSize: o.Serving.MaxWindowsize}},
+	} {
+		if f.v == 0 {
+			check(fmt.Errorf("-%s 0: must be positive (leave the flag out for its default, %d)", f.name, f.def))
+		} else if err := f.srv.Validate(); err != nil {
+			check(fmt.Errorf("-%s: %w", f.name, err))
+		}
 	}
 	switch {
-	case *flagRoot == "" && *flagBackend == "":
-		checks = append(checks, errors.New("nothing to serve: give -root DIR or -backend TARGET"))
-	case *flagRoot != "" && *flagBackend != "":
-		checks = append(checks, errors.New("give -root or -backend, not both"))
+	case o.Serving.Root == "" && o.Backend.Target == "":
+		check(errors.New("nothing to serve: give -root DIR or -backend TARGET"))
+	case o.Serving.Root != "" && o.Backend.Target != "":
+		check(errors.New("give -root or -backend, not both"))
 	}
-	if !set["backend"] { // -edge-id goes to stats sinks too: not listed
-		for _, name := range []string{"backend-header-timeout", "backend-idle-timeout", "backend-resumes", "backend-resume-timeout",
-			"backend-tls", "backend-ca", "backend-cert", "backend-key", "backend-server-name", "backend-token-file"} {
-			if set[name] {
-				checks = append(checks, fmt.Errorf("-%s needs -backend", name))
+	needs := func(main string, names ...string) {
+		if o.set[main] {
+			return
+		}
+		for _, name := range names {
+			if o.set[name] {
+				check(fmt.Errorf("-%s needs -%s", name, main))
 			}
 		}
 	}
-	if !set["stats-sink"] {
-		for _, name := range statsSinkFlags {
-			if set[name] {
-				checks = append(checks, fmt.Errorf("-%s needs -stats-sink", name))
-			}
-		}
+	// -edge-id names the edge to stats sinks too: not listed.
+	needs("backend", "backend-header-timeout", "backend-idle-timeout", "backend-resumes", "backend-resume-timeout",
+		"backend-tls", "backend-ca", "backend-cert", "backend-key", "backend-server-name", "backend-token-file")
+	needs("stats-sink", "stats-sink-tls", "stats-sink-ca", "stats-sink-cert", "stats-sink-key",
+		"stats-sink-server-name", "stats-sink-token-file")
+	if _, err := newLogger(io.Discard, o.Log.Format, o.Log.Level); err != nil {
+		check(err)
 	}
-	for _, err := range checks {
-		if err != nil {
-			return err
-		}
+	if len(errs) == 0 {
+		// Whatever else the server checks, named by its field.
+		check(o.server().Validate())
 	}
-	return nil
+	return errors.Join(errs...)
 }

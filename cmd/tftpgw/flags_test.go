@@ -1,12 +1,20 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"flag"
+	"io"
+	"os"
 	"os/exec"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tftpgw/tftpgw/gateway"
 )
 
 // Out-of-range flag values must stop tftpgw with a clear error and a
@@ -68,5 +76,207 @@ func TestEdgeIDWithoutBackend(t *testing.T) {
 	out, _ := exec.CommandContext(ctx, binPath, "-listen", "127.0.0.1:0", "-root", t.TempDir(), "-edge-id", "edge-a").CombinedOutput()
 	if ctx.Err() == nil || !strings.Contains(string(out), "tftpgw serving") {
 		t.Errorf("tftpgw -root -edge-id did not serve. Log:\n%s", firstLines(out, 3))
+	}
+}
+
+// TestParseFlags: each flag lands in its field of options, with the
+// defaults of README.md's "tftpgw flags" when not given; no process.
+func TestParseFlags(t *testing.T) {
+	defaults := options{
+		Serving: servingOptions{
+			Listen: ":69", Root: "/srv/tftp",
+			Timeout: time.Second, MinTimeout: 20 * time.Millisecond, Retries: 5,
+			MaxBlksize: 65464, MaxWindowsize: 64, DrainTimeout: 10 * time.Second,
+		},
+		Limits: limitOptions{
+			MaxSessions: 4096, MaxSessionsPerClient: 256, ClientRate: 200,
+			MaxWindowMemory: 1 << 30, MaxWindowMemoryPerClient: 0,
+		},
+		Backend: backendOptions{
+			HeaderTimeout: 2 * time.Second, IdleTimeout: 10 * time.Second,
+			Resumes: 3, ResumeTimeout: 5 * time.Second,
+		},
+		Stats:  statsOptions{Interval: time.Minute},
+		Cache:  cacheOptions{Size: 512 << 20},
+		Log:    logOptions{Format: "text", Level: "info"},
+		EdgeID: hostname(),
+	}
+	for _, tc := range []struct {
+		name string
+		args []string // after -root /srv/tftp unless they give -backend
+		want func(o *options)
+	}{
+		{"defaults", nil, func(*options) {}},
+		{"serving", []string{"-listen", "127.0.0.1:6969", "-single-port", "-timeout", "2s", "-min-timeout", "5ms",
+			"-retries", "0", "-max-blksize", "1468", "-max-windowsize", "16", "-drain-timeout", "0"},
+			func(o *options) {
+				o.Serving = servingOptions{Listen: "127.0.0.1:6969", Root: "/srv/tftp", SinglePort: true,
+					Timeout: 2 * time.Second, MinTimeout: 5 * time.Millisecond, Retries: 0,
+					MaxBlksize: 1468, MaxWindowsize: 16, DrainTimeout: 0}
+			}},
+		{"limits", []string{"-max-sessions", "-1", "-max-sessions-per-client", "8", "-client-rate", "0.5",
+			"-max-window-memory", "1048576", "-max-window-memory-per-client", "-1"},
+			func(o *options) {
+				o.Limits = limitOptions{MaxSessions: -1, MaxSessionsPerClient: 8, ClientRate: 0.5,
+					MaxWindowMemory: 1 << 20, MaxWindowMemoryPerClient: -1}
+			}},
+		{"backend", []string{"-backend", "dns:///content:50051", "-backend-header-timeout", "3s", "-backend-idle-timeout", "4s",
+			"-backend-resumes", "0", "-backend-resume-timeout", "6s", "-backend-tls", "-backend-ca", "ca.pem",
+			"-backend-cert", "c.pem", "-backend-key", "k.pem", "-backend-server-name", "content", "-backend-token-file", "token"},
+			func(o *options) {
+				o.Serving.Root = ""
+				o.Backend = backendOptions{
+					clientOptions: clientOptions{Target: "dns:///content:50051", TLS: true, CA: "ca.pem",
+						Cert: "c.pem", Key: "k.pem", ServerName: "content", TokenFile: "token"},
+					HeaderTimeout: 3 * time.Second, IdleTimeout: 4 * time.Second, Resumes: 0, ResumeTimeout: 6 * time.Second,
+				}
+			}},
+		{"stats", []string{"-stats-sink", "collector:7069", "-stats-sink-tls", "-stats-sink-ca", "ca.pem",
+			"-stats-sink-cert", "c.pem", "-stats-sink-key", "k.pem", "-stats-sink-server-name", "collector",
+			"-stats-sink-token-file", "token", "-stats-interval", "10s", "-metrics", ":9069"},
+			func(o *options) {
+				o.Stats = statsOptions{
+					Sink: clientOptions{Target: "collector:7069", TLS: true, CA: "ca.pem",
+						Cert: "c.pem", Key: "k.pem", ServerName: "collector", TokenFile: "token"},
+					Interval: 10 * time.Second, Metrics: ":9069",
+				}
+			}},
+		{"cache", []string{"-cache-size", "64MiB", "-cache-max-age", "1m"},
+			func(o *options) { o.Cache = cacheOptions{Size: 64 << 20, MaxAge: time.Minute} }},
+		{"cache off", []string{"-cache-size", "0"}, func(o *options) { o.Cache.Size = 0 }},
+		{"log, user and edge", []string{"-log-format", "json", "-log-level", "debug", "-user", "nobody", "-edge-id", "edge-a"},
+			func(o *options) {
+				o.Log = logOptions{Format: "json", Level: "debug"}
+				o.User, o.EdgeID = "nobody", "edge-a"
+			}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := tc.args
+			if !slices.Contains(args, "-backend") {
+				args = append([]string{"-root", "/srv/tftp"}, args...)
+			}
+			var stderr bytes.Buffer
+			got, err := parseFlags(args, &stderr)
+			if err != nil {
+				t.Fatalf("parseFlags(%q): %v", args, err)
+			}
+			if stderr.Len() != 0 {
+				t.Errorf("stderr: %q", stderr.String())
+			}
+			want := defaults
+			tc.want(&want)
+			for name := range got.set {
+				if !slices.Contains(args, "-"+name) {
+					t.Errorf("-%s marked as given", name)
+				}
+			}
+			got.set = nil
+			if !reflect.DeepEqual(*got, want) {
+				t.Errorf("parseFlags(%q) =\n%+v\nwant\n%+v", args, *got, want)
+			}
+		})
+	}
+}
+
+// TestOptionsServer: the options map onto gateway.Server's fields, the
+// flags' zeros translated where the field's zero means the default.
+func TestOptionsServer(t *testing.T) {
+	o, err := parseFlags([]string{"-root", "/srv", "-listen", ":6969", "-retries", "0", "-max-blksize", "1468",
+		"-max-windowsize", "16", "-timeout", "2s", "-min-timeout", "5ms", "-single-port", "-stats-interval", "5s",
+		"-max-sessions", "10", "-max-sessions-per-client", "2", "-client-rate", "-1",
+		"-max-window-memory", "4096", "-max-window-memory-per-client", "1024"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := o.server()
+	want := &gateway.Server{Addr: ":6969", Retries: -1, MaxBlockSize: 1468, MaxWindowSize: 16,
+		Timeout: 2 * time.Second, MinTimeout: 5 * time.Millisecond, SinglePort: true, StatsInterval: 5 * time.Second,
+		MaxSessions: 10, MaxSessionsPerClient: 2, ClientRequestRate: -1, MaxWindowMemory: 4096, MaxWindowMemoryPerClient: 1024}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("server() = %+v\nwant %+v", got, want)
+	}
+}
+
+// TestParseFlagsRefuses: a bad value is refused with an error, also
+// written to stderr, that names the flag. The same rules as
+// TestBadFlagValuesAreRejected, without a process.
+func TestParseFlagsRefuses(t *testing.T) {
+	for _, tc := range []struct {
+		args []string // after -root /srv/tftp
+		want string
+	}{
+		{[]string{"-max-blksize", "0"}, "-max-blksize 0: must be positive"},
+		{[]string{"-max-blksize", "4"}, "-max-blksize: MaxBlockSize 4"},
+		{[]string{"-max-blksize", "100000"}, "-max-blksize: MaxBlockSize 100000"},
+		{[]string{"-max-blksize", "x"}, `invalid value "x" for flag -max-blksize`},
+		{[]string{"-max-windowsize", "0"}, "-max-windowsize 0"},
+		{[]string{"-max-windowsize", "-1"}, "-max-windowsize: MaxWindowSize -1"},
+		{[]string{"-max-windowsize", "32768"}, "-max-windowsize: MaxWindowSize 32768"},
+		{[]string{"-timeout", "0"}, "-timeout 0s"},
+		{[]string{"-timeout", "-1s"}, "-timeout -1s"},
+		{[]string{"-min-timeout", "-1s"}, "-min-timeout -1s"},
+		{[]string{"-retries", "-3"}, "-retries -3"},
+		{[]string{"-max-sessions", "0"}, "-max-sessions 0"},
+		{[]string{"-max-sessions-per-client", "-2"}, "-max-sessions-per-client -2"},
+		{[]string{"-client-rate", "NaN"}, "-client-rate NaN"},
+		{[]string{"-client-rate", "+Inf"}, "-client-rate +Inf"},
+		{[]string{"-max-window-memory", "0"}, "-max-window-memory 0"},
+		{[]string{"-max-window-memory-per-client", "-2"}, "-max-window-memory-per-client -2"},
+		{[]string{"-drain-timeout", "-1s"}, "-drain-timeout -1s"},
+		{[]string{"-cache-max-age", "-1s"}, "-cache-max-age -1s"},
+		{[]string{"-cache-size", "-1"}, `invalid value "-1" for flag -cache-size`},
+		{[]string{"-stats-interval", "0"}, "-stats-interval 0s"},
+		{[]string{"-backend", "x:1", "-backend-header-timeout", "0"}, "-backend-header-timeout 0s"},
+		{[]string{"-backend", "x:1", "-backend-idle-timeout", "0"}, "-backend-idle-timeout 0s"},
+		{[]string{"-backend", "x:1", "-backend-resume-timeout", "-1s"}, "-backend-resume-timeout -1s"},
+		{[]string{"-backend", "x:1", "-backend-resumes", "-1"}, "-backend-resumes -1"},
+		{[]string{"-backend", "x:1"}, "give -root or -backend, not both"},
+		{[]string{"-root", ""}, "nothing to serve"},
+		{[]string{"-backend-tls"}, "-backend-tls needs -backend"},
+		{[]string{"-backend-token-file", "t"}, "-backend-token-file needs -backend"},
+		{[]string{"-backend-resumes", "3"}, "-backend-resumes needs -backend"},
+		{[]string{"-stats-sink-ca", "ca.pem"}, "-stats-sink-ca needs -stats-sink"},
+		{[]string{"-log-format", "xml"}, "-log-format"},
+		{[]string{"-log-level", "loud"}, "-log-level"},
+		{[]string{"-no-such-flag"}, "flag provided but not defined: -no-such-flag"},
+		{[]string{"serve"}, `unexpected arguments: ["serve"]`},
+	} {
+		t.Run(strings.Join(tc.args, "="), func(t *testing.T) {
+			var stderr bytes.Buffer
+			o, err := parseFlags(append([]string{"-root", "/srv/tftp"}, tc.args...), &stderr)
+			if err == nil {
+				t.Fatalf("accepted: %+v", o)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %q does not name %q", err, tc.want)
+			}
+			if !strings.Contains(stderr.String(), tc.want) {
+				t.Errorf("stderr %q lacks %q", stderr.String(), tc.want)
+			}
+		})
+	}
+}
+
+// TestUsage: every flag keeps its name, default and usage text (scripts
+// and operators depend on them); testdata/usage.txt is the -h output.
+func TestUsage(t *testing.T) {
+	var stderr bytes.Buffer
+	if _, err := parseFlags([]string{"-h"}, &stderr); !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("-h: %v, want flag.ErrHelp", err)
+	}
+	if !strings.HasPrefix(stderr.String(), "Usage of ") {
+		t.Errorf("-h printed %q", firstLines(stderr.Bytes(), 1))
+	}
+
+	var got bytes.Buffer
+	fs := (&options{}).flagSet(&got)
+	fs.Lookup("edge-id").DefValue = "HOSTNAME" // the default is this machine's name
+	fs.PrintDefaults()
+	want, err := os.ReadFile("testdata/usage.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.String() != string(want) {
+		t.Errorf("usage changed; if on purpose, update testdata/usage.txt (and README.md):\n%s", got.String())
 	}
 }

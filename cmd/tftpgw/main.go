@@ -25,49 +25,33 @@ import (
 
 	"github.com/tftpgw/tftpgw/gateway"
 	"github.com/tftpgw/tftpgw/gateway/cache"
+	"github.com/tftpgw/tftpgw/gateway/remote"
+	"github.com/tftpgw/tftpgw/gateway/stats"
 	"github.com/tftpgw/tftpgw/internal/jsonlog"
 )
 
-var (
-	flagListen        = flag.String("listen", ":69", "UDP `address` to listen on; \":69\" and \"[::]:69\" serve IPv4 and IPv6")
-	flagRoot          = flag.String("root", "", "serve the files under `dir` (the embedded backend)")
-	flagTimeout       = flag.Duration("timeout", gateway.DefaultTimeout, "retransmission timeout when the client negotiates none")
-	flagRetries       = flag.Int("retries", gateway.DefaultRetries, "retransmissions of an unacknowledged packet before a session is given up")
-	flagMaxBlksize    = flag.Int("max-blksize", gateway.DefaultMaxBlockSize, "largest blksize granted (8..65464); lower it to your path MTU minus 32 to avoid IP fragments")
-	flagMaxWindowsize = flag.Int("max-windowsize", gateway.DefaultMaxWindowSize, "largest windowsize granted (RFC 7440)")
-	flagMinTimeout    = flag.Duration("min-timeout", gateway.DefaultMinTimeout, "floor of the adaptive retransmission timeout (RFC 6298 estimate from each session's round trips); >= -timeout makes the timer fixed")
-	flagMaxSessions   = flag.Int("max-sessions", gateway.DefaultMaxSessions, "sessions running at once; over it requests get ERROR 0 \"server busy\" (-1: no limit)")
-	flagMaxPerClient  = flag.Int("max-sessions-per-client", gateway.DefaultMaxSessionsPerClient, "sessions at once per client IP address (-1: no limit)")
-	flagClientRate    = flag.Float64("client-rate", gateway.DefaultClientRequestRate, "read requests per second accepted per client IP address, bursts of twice that (-1: no limit)")
-	flagWindowMemory  = flag.Int64("max-window-memory", gateway.DefaultMaxWindowMemory, "bytes of window buffers for all sessions together, in use and kept for reuse (-1: no limit)")
-	flagClientMemory  = flag.Int64("max-window-memory-per-client", 0, "bytes of window buffers one client (an IPv4 address or an IPv6 /64) may hold; 0: -max-window-memory / 8 (-1: no limit)")
-	flagSinglePort    = flag.Bool("single-port", false, "send every reply from the listening port, keying sessions by client address and port (for NAT, containers and firewalls)")
-	flagDrainTimeout  = flag.Duration("drain-timeout", 10*time.Second, "on SIGINT or SIGTERM, how long running sessions may finish before they are ended")
-	flagLogFormat     = flag.String("log-format", "text", "log format: text or json (json: durations in seconds)")
-	flagLogLevel      = flag.String("log-level", "info", "log level: debug, info, warn or error")
-)
-
 func main() {
-	flag.Parse()
-	if flag.NArg() > 0 {
-		fmt.Fprintf(os.Stderr, "tftpgw: unexpected arguments: %q\n", flag.Args())
-		os.Exit(2)
+	opts, err := parseFlags(os.Args[1:], os.Stderr)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		os.Exit(0)
+	case err != nil:
+		os.Exit(2) // parseFlags reported it
 	}
-	if err := checkFlags(); err != nil {
+	logger, err := newLogger(os.Stderr, opts.Log.Format, opts.Log.Level)
+	if err != nil { // validate refused these already
 		fmt.Fprintln(os.Stderr, "tftpgw:", err)
 		os.Exit(2)
 	}
-	logger, err := newLogger(os.Stderr, *flagLogFormat, *flagLogLevel)
+	installGRPCLog(logger) // before anything of gRPC runs
+	svcUser, err := lookupServiceUser(opts.User)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "tftpgw:", err)
 		os.Exit(2)
 	}
-	svcUser, err := lookupServiceUser(*flagUser) // privileges.go
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "tftpgw:", err)
-		os.Exit(2)
-	}
-	if err := run(logger, svcUser); err != nil {
+	ctx, stopSignals := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	context.AfterFunc(ctx, stopSignals) // a second signal kills the process
+	if err := run(ctx, opts, svcUser, logger); err != nil {
 		logger.Error("tftpgw stopped", "err", err)
 		os.Exit(1)
 	}
@@ -102,74 +86,96 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 	return nil, fmt.Errorf("-log-format: want text or json, not %q", format)
 }
 
-func run(logger *slog.Logger, svcUser *serviceUser) error {
-	ctx, stopSignals := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stopSignals()
+// edge is a running tftpgw: what run makes from the options, owned here
+// and passed explicitly rather than kept in package variables.
+type edge struct {
+	opts   *options
+	logger *slog.Logger
 
-	h, stopBackend, err := remoteHandler(ctx, logger)
-	if err != nil {
-		return err
-	}
-	defer stopBackend()
-	var root *os.Root // -root, checked again as -user
-	if h == nil {
-		if *flagRoot == "" {
-			return errors.New("nothing to serve: give -root DIR or -backend TARGET")
+	// metrics is the edge's Prometheus instrumentation. It exists from the
+	// start, whatever the flags: the backend's client connection takes its
+	// interceptors, which also count the backend errors of ServerStats.
+	metrics *stats.Metrics
+
+	backend   *remote.Handler   // -backend's handler; nil without
+	root      *os.Root          // -root, checked again as -user; nil without
+	cache     *cache.Handler    // the edge cache; nil with -cache-size 0
+	http      *stats.HTTPServer // -metrics while it serves; nil otherwise
+	publisher *stats.Publisher  // -stats-sink's publisher; nil without
+}
+
+func newEdge(opts *options, logger *slog.Logger) *edge {
+	return &edge{opts: opts, logger: logger, metrics: stats.NewMetrics()}
+}
+
+// handler returns the Handler that serves the content: -backend's or
+// -root's, behind the edge cache.
+func (e *edge) handler() (gateway.Handler, error) {
+	var h gateway.Handler
+	if e.opts.Backend.Target != "" {
+		if err := e.dialBackend(); err != nil {
+			return nil, err
 		}
-		root, err = os.OpenRoot(*flagRoot)
+		h = e.backend
+	} else {
+		root, err := os.OpenRoot(e.opts.Serving.Root)
 		if err != nil {
-			return fmt.Errorf("-root: %w", err)
+			return nil, fmt.Errorf("-root: %w", err)
 		}
-		defer root.Close()
+		e.root = root
 		h = gateway.FileServer(root)
-	} else if *flagRoot != "" {
-		return errors.New("give -root or -backend, not both")
 	}
-	h = wrapCache(h, logger)
-	if c, ok := h.(*cache.Handler); ok {
-		defer c.Close() // when run returns, after Shutdown: stops the fetches still running
-	}
+	return e.wrapCache(h), nil
+}
 
-	srv := &gateway.Server{
-		Addr:          *flagListen,
-		Handler:       h,
-		Timeout:       *flagTimeout,
-		Retries:       *flagRetries,
-		MaxBlockSize:  *flagMaxBlksize,
-		MaxWindowSize: *flagMaxWindowsize,
-		Logger:        logger,
+// close releases what handler made, once the server has shut down: the
+// cache stops the fetches still running, then the root and the backend's
+// connections are closed.
+func (e *edge) close() {
+	if e.cache != nil {
+		e.cache.Close()
+	}
+	if e.root != nil {
+		e.root.Close()
+	}
+	if e.backend != nil {
+		e.backend.Close()
+	}
+}
 
-		MinTimeout:               *flagMinTimeout,
-		MaxSessions:              *flagMaxSessions,
-		MaxSessionsPerClient:     *flagMaxPerClient,
-		ClientRequestRate:        *flagClientRate,
-		MaxWindowMemory:          *flagWindowMemory,
-		MaxWindowMemoryPerClient: *flagClientMemory,
-		SinglePort:               *flagSinglePort,
+// run serves the options until ctx is done, then drains the sessions. It
+// takes options that validate accepted. If svcUser is not nil, tftpgw
+// becomes that user once its sockets are bound.
+func run(ctx context.Context, opts *options, svcUser *serviceUser, logger *slog.Logger) error {
+	e := newEdge(opts, logger)
+	defer e.close()
+	h, err := e.handler()
+	if err != nil {
+		return err
 	}
-	if *flagRetries == 0 {
-		srv.Retries = -1 // the flag's 0 means none; the field's 0 means the default
-	}
-	stopStats, err := setupStats(ctx, srv, logger)
+	srv := opts.server()
+	srv.Handler = h
+	srv.Logger = logger
+	stopStats, err := e.setupStats(ctx, srv)
 	if err != nil {
 		return err
 	}
 
-	pc, err := listen(*flagListen)
+	pc, err := listen(opts.Serving.Listen)
 	if err != nil {
 		stopStats(context.Background())
 		return err
 	}
 	// Every socket is bound (-metrics in setupStats): root is not needed
 	// any more.
-	if err := dropPrivileges(logger, svcUser, root); err != nil {
+	if err := dropPrivileges(logger, svcUser, e.root, opts.Backend.TokenFile); err != nil {
 		pc.Close()
 		stopStats(context.Background())
 		return err
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(pc) }()
-	setStatsReady(true)
+	e.setReady(true)
 	logger.Info("tftpgw serving", "listen", pc.LocalAddr().String())
 
 	select {
@@ -178,10 +184,9 @@ func run(logger *slog.Logger, svcUser *serviceUser) error {
 		return err
 	case <-ctx.Done():
 	}
-	setStatsReady(false)
-	stopSignals() // a second signal kills the process
-	logger.Info("draining sessions", "timeout", *flagDrainTimeout)
-	dctx, cancel := context.WithTimeout(context.Background(), *flagDrainTimeout)
+	e.setReady(false)
+	logger.Info("draining sessions", "timeout", opts.Serving.DrainTimeout)
+	dctx, cancel := context.WithTimeout(context.Background(), opts.Serving.DrainTimeout)
 	defer cancel()
 	if err := srv.Shutdown(dctx); err != nil {
 		logger.Warn("drain timed out; remaining sessions were ended", "err", err)

@@ -2,15 +2,10 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"os/user"
 	"strconv"
 )
-
-var flagUser = flag.String("user", "",
-	"after binding its sockets, run as user `name` (or uid), with its primary group and no supplementary groups;\n"+
-		"needs tftpgw to start as root. (Run as root without -user, -root serves only the files anyone may read.)")
 
 // serviceUser is -user resolved: whom tftpgw becomes once its sockets are
 // bound.

@@ -5,11 +5,8 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
-	"flag"
 	"fmt"
-	"log/slog"
 	"os"
-	"sync/atomic"
 
 	"google.golang.org/grpc"
 
@@ -17,106 +14,61 @@ import (
 	"github.com/tftpgw/tftpgw/gateway/stats"
 )
 
-var (
-	flagStatsSink     = flag.String("stats-sink", "", "gRPC `target` of a StatsSink (e.g. collector:7069) to stream session and server stats to; none if empty")
-	flagStatsInterval = flag.Duration("stats-interval", gateway.DefaultStatsInterval, "period of the server stats reports")
-	flagMetrics       = flag.String("metrics", "", "HTTP `address` for /metrics, /healthz and /readyz; none if empty")
-
-	flagStatsSinkTLS = flag.Bool("stats-sink-tls", false,
-		"use TLS to the stats sink, verified with the system's roots (implied by -stats-sink-ca and -stats-sink-cert)")
-	flagStatsSinkCA = flag.String("stats-sink-ca", "",
-		"PEM `file` of the CA certificates that verify the stats sink (enables TLS)")
-	flagStatsSinkCert = flag.String("stats-sink-cert", "",
-		"PEM `file` of this gateway's client certificate for the stats sink, for mutual TLS (needs -stats-sink-key)")
-	flagStatsSinkKey = flag.String("stats-sink-key", "",
-		"PEM `file` of the private key of -stats-sink-cert")
-	flagStatsSinkServerName = flag.String("stats-sink-server-name", "",
-		"`name` expected in the stats sink's certificate, if not the target's host")
-	flagStatsSinkTokenFile = flag.String("stats-sink-token-file", "",
-		"`file` holding a bearer token sent to the stats sink as \"authorization: Bearer TOKEN\"; re-read when it changes.\n"+
-			"Sent only over TLS, or in plaintext to a loopback target (readable by anyone who can capture loopback traffic)")
-)
-
-// statsSinkFlags are the flags that need -stats-sink (see checkFlags).
-var statsSinkFlags = []string{"stats-sink-tls", "stats-sink-ca", "stats-sink-cert", "stats-sink-key",
-	"stats-sink-server-name", "stats-sink-token-file"}
-
-// edgeMetrics is the edge's Prometheus instrumentation. It exists before
-// the flags are parsed so that the backend's client connection can take
-// its interceptors (backendDialOptions) whatever the order of setup.
-var edgeMetrics = stats.NewMetrics()
-
-// statsHTTP is the -metrics server while it runs, for setStatsReady.
-var statsHTTP atomic.Pointer[stats.HTTPServer]
-
 // backendDialOptions returns the dial options that instrument the client
 // connections to the content backends: go-grpc-middleware's grpc_client_*
 // metrics, tftpgw_backend_header_latency_seconds and
 // tftpgw_backend_errors_total, which also feed the backend errors of the
 // stats sink's ServerStats.
-func backendDialOptions() []grpc.DialOption { return edgeMetrics.GRPCDialOptions() }
+func (e *edge) backendDialOptions() []grpc.DialOption { return e.metrics.GRPCDialOptions() }
 
-// setStatsReady sets what /readyz answers: call it with true once the TFTP
+// setReady sets what /readyz answers: call it with true once the TFTP
 // listener is up, and with false when draining starts.
-func setStatsReady(ready bool) {
-	if h := statsHTTP.Load(); h != nil {
-		h.SetReady(ready)
+func (e *edge) setReady(ready bool) {
+	if e.http != nil {
+		e.http.SetReady(ready)
 	}
 }
 
-// edgeID is the -edge-id flag if it is defined and set, else the host name.
-func edgeID() string {
-	if f := flag.Lookup("edge-id"); f != nil && f.Value.String() != "" {
-		return f.Value.String()
-	}
-	if h, err := os.Hostname(); err == nil {
-		return h
-	}
-	return "unknown"
-}
-
-// setupStats wires -stats-sink, -stats-interval and -metrics into srv,
-// chaining onto SessionStatsFunc and ServerStatsFunc if already set. Call
-// it before serving; stop, called after srv.Shutdown (which makes the last
-// server report), flushes the stats to the sink and stops the HTTP server,
-// within its context's deadline.
-func setupStats(ctx context.Context, srv *gateway.Server, logger *slog.Logger) (stop func(context.Context), err error) {
-	if *flagStatsInterval <= 0 {
-		return nil, fmt.Errorf("-stats-interval: must be positive, not %v", *flagStatsInterval)
-	}
-	srv.StatsInterval = *flagStatsInterval
-	grpcLog.SetLogger(logger) // gRPC's own log, in the server's format
-	if *flagStatsSink == "" && *flagMetrics == "" {
+// setupStats wires -stats-sink and -metrics into srv, chaining onto its
+// SessionStatsFunc and ServerStatsFunc if already set. Call it before
+// serving (after dialBackend: /readyz asks the backend); stop, called
+// after srv.Shutdown (which makes the last server report), flushes the
+// stats to the sink and stops the HTTP server, within its context's
+// deadline. ctx bounds the stop of what it started if it fails.
+func (e *edge) setupStats(ctx context.Context, srv *gateway.Server) (stop func(context.Context), err error) {
+	o := &e.opts.Stats
+	if o.Sink.Target == "" && o.Metrics == "" {
 		return func(context.Context) {}, nil
 	}
-	edgeMetrics.SetSource(srv.Stats)
-	sessionFuncs := []func(gateway.SessionStats){edgeMetrics.ObserveSession}
-	serverFuncs := []func(gateway.ServerStats){edgeMetrics.ObserveServer}
+	e.metrics.SetSource(srv.Stats)
+	sessionFuncs := []func(gateway.SessionStats){e.metrics.ObserveSession}
+	serverFuncs := []func(gateway.ServerStats){e.metrics.ObserveServer}
 	var stops []func(context.Context) error
 
-	if *flagMetrics != "" {
-		h, err := stats.StartHTTP(*flagMetrics, edgeMetrics, logger)
+	if o.Metrics != "" {
+		h, err := stats.StartHTTP(o.Metrics, e.metrics, e.logger)
 		if err != nil {
 			return nil, fmt.Errorf("-metrics: %w", err)
 		}
-		if backendReady != nil { // with -backend, not ready while no backend is
-			h.SetReadyCheck(backendReady)
+		if e.backend != nil { // with -backend, not ready while no backend is
+			h.SetReadyCheck(e.backend.Ready)
 		}
-		statsHTTP.Store(h)
-		logger.Info("serving metrics", "addr", h.Addr().String())
+		e.http = h
+		e.logger.Info("serving metrics", "addr", h.Addr().String())
 		stops = append(stops, func(ctx context.Context) error {
-			statsHTTP.Store(nil)
+			e.http = nil
 			return h.Shutdown(ctx)
 		})
 	}
-	if *flagStatsSink != "" {
-		p, err := statsPublisher(logger)
+	if o.Sink.Target != "" {
+		p, err := e.statsPublisher()
 		if err != nil {
 			for _, s := range stops {
 				s(ctx)
 			}
 			return nil, err
 		}
+		e.publisher = p
 		sessionFuncs = append(sessionFuncs, p.SessionStats)
 		serverFuncs = append(serverFuncs, p.ServerStats)
 		// The publisher is stopped first, while /metrics still shows its
@@ -146,62 +98,63 @@ func setupStats(ctx context.Context, srv *gateway.Server, logger *slog.Logger) (
 			errs = append(errs, s(ctx))
 		}
 		if err := errors.Join(errs...); err != nil {
-			logger.Warn("stopping stats", "err", err)
+			e.logger.Warn("stopping stats", "err", err)
 		}
 	}, nil
 }
 
 // statsPublisher returns the publisher of -stats-sink and its credential
 // flags, which follow the rules of the -backend-* flags.
-func statsPublisher(logger *slog.Logger) (*stats.Publisher, error) {
-	tlsConf, err := clientTLS("stats-sink", *flagStatsSinkTLS, *flagStatsSinkCA, *flagStatsSinkCert, *flagStatsSinkKey, *flagStatsSinkServerName)
+func (e *edge) statsPublisher() (*stats.Publisher, error) {
+	sink := &e.opts.Stats.Sink
+	tlsConf, err := clientTLS("stats-sink", *sink)
 	if err != nil {
 		return nil, err
 	}
 	p, err := stats.NewPublisher(stats.PublisherConfig{
-		Target:    *flagStatsSink,
-		EdgeID:    edgeID(),
+		Target:    sink.Target,
+		EdgeID:    e.opts.edgeID(),
 		TLS:       tlsConf,
-		TokenFile: *flagStatsSinkTokenFile,
-		Metrics:   edgeMetrics,
-		Logger:    logger,
+		TokenFile: sink.TokenFile,
+		Metrics:   e.metrics,
+		Logger:    e.logger,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("-stats-sink: %w", err)
 	}
-	logger.Info("stats to sink", "target", *flagStatsSink, "tls", tlsConf != nil,
-		"mtls", tlsConf != nil && len(tlsConf.Certificates) > 0, "token", *flagStatsSinkTokenFile != "",
+	e.logger.Info("stats to sink", "target", sink.Target, "tls", tlsConf != nil,
+		"mtls", tlsConf != nil && len(tlsConf.Certificates) > 0, "token", sink.TokenFile != "",
 		"instance", p.Instance())
 	return p, nil
 }
 
-// clientTLS builds a client TLS configuration from the flags -NAME-tls,
-// -NAME-ca, -NAME-cert, -NAME-key and -NAME-server-name, as backendTLS
-// does for -backend, or returns nil for plaintext.
-func clientTLS(name string, on bool, ca, cert, key, serverName string) (*tls.Config, error) {
-	if !on && ca == "" && cert == "" && key == "" && serverName == "" {
+// clientTLS builds a client TLS configuration from c's -NAME-tls,
+// -NAME-ca, -NAME-cert, -NAME-key and -NAME-server-name, NAME being
+// backend or stats-sink, or returns nil for plaintext.
+func clientTLS(name string, c clientOptions) (*tls.Config, error) {
+	if !c.TLS && c.CA == "" && c.Cert == "" && c.Key == "" && c.ServerName == "" {
 		return nil, nil
 	}
-	conf := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: serverName}
-	if ca != "" {
-		pem, err := os.ReadFile(ca)
+	conf := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: c.ServerName}
+	if c.CA != "" {
+		pem, err := os.ReadFile(c.CA)
 		if err != nil {
 			return nil, fmt.Errorf("-%s-ca: %w", name, err)
 		}
 		conf.RootCAs = x509.NewCertPool()
 		if !conf.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("-%s-ca: no PEM certificate in %s", name, ca)
+			return nil, fmt.Errorf("-%s-ca: no PEM certificate in %s", name, c.CA)
 		}
 	}
-	if (cert == "") != (key == "") {
+	if (c.Cert == "") != (c.Key == "") {
 		return nil, fmt.Errorf("-%s-cert and -%s-key go together", name, name)
 	}
-	if cert != "" {
-		c, err := tls.LoadX509KeyPair(cert, key)
+	if c.Cert != "" {
+		pair, err := tls.LoadX509KeyPair(c.Cert, c.Key)
 		if err != nil {
 			return nil, fmt.Errorf("-%s-cert: %w", name, err)
 		}
-		conf.Certificates = []tls.Certificate{c}
+		conf.Certificates = []tls.Certificate{pair}
 	}
 	return conf, nil
 }

@@ -2,7 +2,7 @@ package main
 
 import (
 	"context"
-	"flag"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -14,15 +14,6 @@ import (
 	"github.com/tftpgw/tftpgw/gateway/stats/collector"
 	"github.com/tftpgw/tftpgw/internal/syncbuf"
 )
-
-func setFlag(t *testing.T, name, value string) {
-	t.Helper()
-	old := flag.Lookup(name).Value.String()
-	if err := flag.Set(name, value); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { flag.Set(name, old) })
-}
 
 func TestSetupStats(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -37,24 +28,25 @@ func TestSetupStats(t *testing.T) {
 		col.Stop(ctx)
 	}()
 
-	setFlag(t, "stats-sink", col.Addr().String())
-	setFlag(t, "metrics", "127.0.0.1:0")
-	setFlag(t, "stats-interval", "250ms")
+	opts, err := parseFlags([]string{"-root", t.TempDir(),
+		"-stats-sink", col.Addr().String(), "-metrics", "127.0.0.1:0", "-stats-interval", "250ms"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	var prevSessions, prevReports int
-	srv := &gateway.Server{
-		SessionStatsFunc: func(gateway.SessionStats) { prevSessions++ },
-		ServerStatsFunc:  func(gateway.ServerStats) { prevReports++ },
-	}
-	logger := slog.New(slog.DiscardHandler)
-	stop, err := setupStats(context.Background(), srv, logger)
+	srv := opts.server()
+	srv.SessionStatsFunc = func(gateway.SessionStats) { prevSessions++ }
+	srv.ServerStatsFunc = func(gateway.ServerStats) { prevReports++ }
+	e := newEdge(opts, slog.New(slog.DiscardHandler))
+	stop, err := e.setupStats(context.Background(), srv)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if srv.StatsInterval != 250*time.Millisecond {
 		t.Errorf("StatsInterval = %v", srv.StatsInterval)
 	}
-	h := statsHTTP.Load()
+	h := e.http
 	if h == nil {
 		t.Fatal("no metrics server")
 	}
@@ -62,7 +54,7 @@ func TestSetupStats(t *testing.T) {
 	if code := getStatus(t, readyz); code != http.StatusServiceUnavailable {
 		t.Errorf("/readyz before ready = %d", code)
 	}
-	setStatsReady(true)
+	e.setReady(true)
 	if code := getStatus(t, readyz); code != http.StatusOK {
 		t.Errorf("/readyz when ready = %d", code)
 	}
@@ -75,22 +67,26 @@ func TestSetupStats(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	stop(ctx)
-	if statsHTTP.Load() != nil {
+	if e.http != nil {
 		t.Error("metrics server still registered after stop")
 	}
 	got := out.String()
-	if !strings.Contains(got, `"session_id":"s1"`) || !strings.Contains(got, `"edge_id":"`+edgeID()+`"`) ||
+	if !strings.Contains(got, `"session_id":"s1"`) || !strings.Contains(got, `"edge_id":"`+opts.edgeID()+`"`) ||
 		!strings.Contains(got, `"sessions_probe":"1"`) {
 		t.Errorf("collector got %s", got)
 	}
-	if n := len(backendDialOptions()); n != 2 {
+	if n := len(e.backendDialOptions()); n != 2 {
 		t.Errorf("backendDialOptions: %d options", n)
 	}
 }
 
 func TestSetupStatsOff(t *testing.T) {
-	srv := &gateway.Server{}
-	stop, err := setupStats(context.Background(), srv, slog.New(slog.DiscardHandler))
+	opts, err := parseFlags([]string{"-root", t.TempDir()}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := opts.server()
+	stop, err := newEdge(opts, slog.New(slog.DiscardHandler)).setupStats(context.Background(), srv)
 	if err != nil {
 		t.Fatal(err)
 	}

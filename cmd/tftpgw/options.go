@@ -1,0 +1,140 @@
+package main
+
+import (
+	"os"
+	"time"
+
+	"github.com/tftpgw/tftpgw/gateway"
+	"github.com/tftpgw/tftpgw/internal/bytesize"
+)
+
+// options is tftpgw's configuration: every flag, in groups. parseFlags
+// fills it; each field names its flag, and README.md's "tftpgw flags"
+// says what the values mean. The fields are exported, in groups that
+// follow the README's tables, so that a configuration file can be decoded
+// into the same struct (issue 20: file keys map onto these fields, and
+// flags given on the command line override them).
+type options struct {
+	Serving servingOptions
+	Limits  limitOptions
+	Backend backendOptions
+	Stats   statsOptions
+	Cache   cacheOptions
+	Log     logOptions
+
+	// User is -user: once its sockets are bound, tftpgw runs as this user
+	// (a name or a uid).
+	User string
+
+	// EdgeID is -edge-id: this edge's identity, sent to backends and stats
+	// sinks; the host name by default.
+	EdgeID string
+
+	// set holds the names of the flags given explicitly, for the rules
+	// "-backend-* needs -backend" and "-stats-sink-* needs -stats-sink". A
+	// configuration file will add the flags its keys stand for.
+	set map[string]bool
+}
+
+// servingOptions are the flags of the TFTP service itself.
+type servingOptions struct {
+	Listen     string // -listen: the UDP address
+	Root       string // -root: serve the regular files under this directory
+	SinglePort bool   // -single-port: every reply from the listening port
+
+	Timeout    time.Duration // -timeout: retransmission timeout when the client negotiates none
+	MinTimeout time.Duration // -min-timeout: floor of the adaptive retransmission timer
+	Retries    int           // -retries: retransmissions before a session is given up; 0: none
+
+	MaxBlksize    int // -max-blksize: largest blksize granted
+	MaxWindowsize int // -max-windowsize: largest windowsize granted
+
+	DrainTimeout time.Duration // -drain-timeout: on SIGINT or SIGTERM, how long sessions may finish
+}
+
+// limitOptions are the admission limits; -1 lifts one.
+type limitOptions struct {
+	MaxSessions              int     // -max-sessions: sessions at once
+	MaxSessionsPerClient     int     // -max-sessions-per-client: sessions at once per client IP address
+	ClientRate               float64 // -client-rate: read requests per second per client IP address
+	MaxWindowMemory          int64   // -max-window-memory: bytes of window buffers of all sessions
+	MaxWindowMemoryPerClient int64   // -max-window-memory-per-client: bytes one client may hold; 0: MaxWindowMemory / 8
+}
+
+// clientOptions are a gRPC client connection's target and credentials:
+// -backend and its -backend-* flags, -stats-sink and its -stats-sink-*
+// flags.
+type clientOptions struct {
+	Target     string // -backend, -stats-sink: the gRPC target; empty for none
+	TLS        bool   // -backend-tls, -stats-sink-tls: TLS with the system's roots
+	CA         string // -backend-ca, -stats-sink-ca: PEM file of the CAs that verify the server (enables TLS)
+	Cert       string // -backend-cert, -stats-sink-cert: PEM file of the client certificate, for mutual TLS
+	Key        string // -backend-key, -stats-sink-key: PEM file of Cert's private key
+	ServerName string // -backend-server-name, -stats-sink-server-name: name expected in the server's certificate
+	TokenFile  string // -backend-token-file, -stats-sink-token-file: file of a bearer token, re-read when it changes
+}
+
+// backendOptions are -backend and the flags that need it.
+type backendOptions struct {
+	clientOptions
+
+	HeaderTimeout time.Duration // -backend-header-timeout: budget for a backend's header
+	IdleTimeout   time.Duration // -backend-idle-timeout: a stream silent this long is broken
+	Resumes       int           // -backend-resumes: resumes of a broken stream; 0: never
+	ResumeTimeout time.Duration // -backend-resume-timeout: time allowed for resuming one transfer
+}
+
+// statsOptions are the stats sink and the HTTP metrics endpoint.
+type statsOptions struct {
+	Sink     clientOptions // -stats-sink and its -stats-sink-* flags
+	Interval time.Duration // -stats-interval: period of ServerStats
+	Metrics  string        // -metrics: HTTP address of /metrics, /healthz and /readyz; empty for none
+}
+
+// cacheOptions are the edge cache's.
+type cacheOptions struct {
+	Size   bytesize.Size // -cache-size: memory of the cache; 0 turns it off
+	MaxAge time.Duration // -cache-max-age: freshness of content that has an ETag and no max age
+}
+
+// logOptions are the log's.
+type logOptions struct {
+	Format string // -log-format: text or json
+	Level  string // -log-level: debug, info, warn or error
+}
+
+// server returns the gateway.Server the options describe, without a
+// Handler or a Logger (run sets them).
+func (o *options) server() *gateway.Server {
+	s := &gateway.Server{
+		Addr:          o.Serving.Listen,
+		Timeout:       o.Serving.Timeout,
+		MinTimeout:    o.Serving.MinTimeout,
+		Retries:       o.Serving.Retries,
+		MaxBlockSize:  o.Serving.MaxBlksize,
+		MaxWindowSize: o.Serving.MaxWindowsize,
+		SinglePort:    o.Serving.SinglePort,
+		StatsInterval: o.Stats.Interval,
+
+		MaxSessions:              o.Limits.MaxSessions,
+		MaxSessionsPerClient:     o.Limits.MaxSessionsPerClient,
+		ClientRequestRate:        o.Limits.ClientRate,
+		MaxWindowMemory:          o.Limits.MaxWindowMemory,
+		MaxWindowMemoryPerClient: o.Limits.MaxWindowMemoryPerClient,
+	}
+	if o.Serving.Retries == 0 {
+		s.Retries = -1 // the flag's 0 means none; the field's 0 means the default
+	}
+	return s
+}
+
+// edgeID is -edge-id, or the host name when it is empty.
+func (o *options) edgeID() string {
+	if o.EdgeID != "" {
+		return o.EdgeID
+	}
+	if h, err := os.Hostname(); err == nil {
+		return h
+	}
+	return "unknown"
+}
