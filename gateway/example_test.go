@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strings"
@@ -69,4 +70,42 @@ func mustRoot(dir string) *os.Root {
 		log.Fatal(err)
 	}
 	return r
+}
+
+// Middleware wraps a handler; Chain's first middleware is the outermost.
+// This one logs every request before the file server answers it.
+func ExampleChain() {
+	logRequests := func(next gateway.Handler) gateway.Handler {
+		return gateway.HandlerFunc(func(ctx context.Context, r *gateway.Request) (gateway.Content, error) {
+			slog.Info("read request", "client", r.RemoteAddr, "path", r.Path)
+			return next.ServeTFTP(ctx, r)
+		})
+	}
+	root, err := os.OpenRoot("/srv/tftp")
+	if err != nil {
+		log.Fatal(err)
+	}
+	srv := &gateway.Server{Handler: gateway.Chain(gateway.FileServer(root), logRequests)}
+	log.Fatal(srv.ListenAndServe())
+}
+
+// An admission hook drops requests from outside the boot network without a
+// word and refuses write requests with a chosen error, before the server
+// spends a socket or a goroutine on them.
+func ExampleServer_admit() {
+	boot := netip.MustParsePrefix("10.20.0.0/16")
+	srv := &gateway.Server{
+		Handler: gateway.FileServer(nil),
+		Admit: func(a gateway.Arrival) gateway.Admission {
+			switch {
+			case !boot.Contains(a.Client.Addr()):
+				return gateway.Admission{Action: gateway.AdmitDrop}
+			case a.Write:
+				return gateway.Admission{Action: gateway.AdmitRefuse,
+					Error: &gateway.Error{Code: gateway.ErrAccessViolation, Message: "read-only"}}
+			}
+			return gateway.Admission{}
+		},
+	}
+	log.Fatal(srv.ListenAndServe())
 }
