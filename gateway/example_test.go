@@ -94,8 +94,12 @@ func ExampleChain() {
 // spends a socket or a goroutine on them.
 func ExampleServer_admit() {
 	boot := netip.MustParsePrefix("10.20.0.0/16")
+	root, err := os.OpenRoot("/srv/tftp")
+	if err != nil {
+		log.Fatal(err)
+	}
 	srv := &gateway.Server{
-		Handler: gateway.FileServer(nil),
+		Handler: gateway.FileServer(root),
 		Admit: func(a gateway.Arrival) gateway.Admission {
 			switch {
 			case !boot.Contains(a.Client.Addr()):
