@@ -4,14 +4,13 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"errors"
 	"io"
-	"os"
 	"testing"
 	"testing/iotest"
 	"time"
 
 	"github.com/tftpgw/tftpgw/gateway"
+	"github.com/tftpgw/tftpgw/gateway/gatewaytest"
 )
 
 // TestRFC1350_Section6_EmptyFinalBlockAfterDataWithEOF: io.Reader allows the last bytes to
@@ -50,30 +49,26 @@ func TestRFC1350_Section6_EmptyFinalBlockAfterDataWithEOF(t *testing.T) {
 			h := gateway.HandlerFunc(func(context.Context, *gateway.Request) (gateway.Content, error) {
 				return gateway.NewContent(tt.wrap(content), int64(len(content))), nil
 			})
-			ts := startServer(t, h, nil)
-			c := newClient(t, ts.addr)
-			c.rrq("f", tt.mode)
+			ts := gatewaytest.NewServer(t, h, gatewaytest.FixedTimer)
+			c := gatewaytest.NewClient(t, ts.Addr())
+			c.RRQ("f", tt.mode)
 			n := tt.size / 512
 			for i := 1; i <= n; i++ {
-				c.expect(data(uint16(i), content[(i-1)*512:i*512]))
-				c.ack(uint16(i))
+				c.Expect(gatewaytest.Data(uint16(i), content[(i-1)*512:i*512]))
+				c.Ack(uint16(i))
 			}
 			// The final, empty block must follow.
-			c.conn.SetReadDeadline(time.Now().Add(time.Second))
-			m, _, err := c.conn.ReadFromUDPAddrPort(c.buf)
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				st := ts.nextStats(t)
+			b, _, ok := c.TryRecv(time.Second)
+			if !ok {
+				st := ts.NextStats(t)
 				t.Fatalf("no DATA %d (empty final block) after the ACK of full block %d; server ended the session with outcome %v, BytesAcked %d",
 					n+1, n, st.Outcome, st.BytesAcked)
 			}
-			if err != nil {
-				t.Fatal(err)
+			if want := gatewaytest.Data(uint16(n+1), nil); !bytes.Equal(b, want) {
+				t.Fatalf("got %q, want %q", gatewaytest.Abbrev(b), want)
 			}
-			if want := data(uint16(n+1), nil); !bytes.Equal(c.buf[:m], want) {
-				t.Fatalf("got %q, want %q", trim(c.buf[:m]), want)
-			}
-			c.ack(uint16(n + 1))
-			if st := ts.nextStats(t); st.Outcome != gateway.OutcomeOK {
+			c.Ack(uint16(n + 1))
+			if st := ts.NextStats(t); st.Outcome != gateway.OutcomeOK {
 				t.Errorf("outcome %v, want ok", st.Outcome)
 			}
 		})

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/tftpgw/tftpgw/gateway"
+	"github.com/tftpgw/tftpgw/gateway/gatewaytest"
 	"github.com/tftpgw/tftpgw/internal/wire"
 )
 
@@ -18,36 +19,36 @@ func TestErrorsSentCountsEveryError(t *testing.T) {
 	tests := []struct {
 		name string
 		code gateway.ErrorCode
-		send func(t *testing.T, ts *testServer)
+		send func(t *testing.T, ts *gatewaytest.Server)
 	}{
-		{"WRQ_refused_with_ERROR_2", gateway.ErrAccessViolation, func(t *testing.T, ts *testServer) {
-			c := newClient(t, ts.addr)
-			c.sendTo(ts.addr, request(wire.OpWRQ, "f", "octet"))
+		{"WRQ_refused_with_ERROR_2", gateway.ErrAccessViolation, func(t *testing.T, ts *gatewaytest.Server) {
+			c := gatewaytest.NewClient(t, ts.Addr())
+			c.SendTo(ts.Addr(), gatewaytest.WriteRequest("f", "octet"))
 			expectErrorCode(t, c, 2) // the message is cut to the request's length
 		}},
-		{"unknown_mode_refused_with_ERROR_4", gateway.ErrIllegalOperation, func(t *testing.T, ts *testServer) {
-			c := newClient(t, ts.addr)
-			c.rrq("f", "mail")
+		{"unknown_mode_refused_with_ERROR_4", gateway.ErrIllegalOperation, func(t *testing.T, ts *gatewaytest.Server) {
+			c := gatewaytest.NewClient(t, ts.Addr())
+			c.RRQ("f", "mail")
 			expectErrorCode(t, c, 4)
 		}},
-		{"stranger_on_session_port_gets_ERROR_5", gateway.ErrUnknownTID, func(t *testing.T, ts *testServer) {
-			c := newClient(t, ts.addr)
-			c.rrq("f", "octet")
-			c.expect(data(1, []byte("x")))
-			stranger := newClient(t, c.tid)
-			stranger.tid = c.tid
-			stranger.ack(1)
-			stranger.expect(errPkt(5, "unknown transfer ID"))
-			c.ack(1)
-			ts.nextStats(t)
+		{"stranger_on_session_port_gets_ERROR_5", gateway.ErrUnknownTID, func(t *testing.T, ts *gatewaytest.Server) {
+			c := gatewaytest.NewClient(t, ts.Addr())
+			c.RRQ("f", "octet")
+			c.Expect(gatewaytest.Data(1, []byte("x")))
+			stranger := gatewaytest.NewClient(t, c.TID())
+			stranger.SetTID(c.TID())
+			stranger.Ack(1)
+			stranger.Expect(gatewaytest.ErrorPacket(5, "unknown transfer ID"))
+			c.Ack(1)
+			ts.NextStats(t)
 		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ts := startServer(t, files{"f": []byte("x")}, nil)
+			ts := gatewaytest.NewServer(t, gatewaytest.Files{"f": []byte("x")}, gatewaytest.FixedTimer)
 			tt.send(t, ts)
 			time.Sleep(20 * time.Millisecond)
-			st := waitIdle(t, ts.srv)
+			st := ts.WaitIdle(t)
 			if n := st.ErrorsSent[tt.code]; n != 1 {
 				t.Errorf("ServerStats.ErrorsSent[%d] = %d after one ERROR %d was sent (ErrorsSent %v)", tt.code, n, tt.code, st.ErrorsSent)
 			}
@@ -55,9 +56,9 @@ func TestErrorsSentCountsEveryError(t *testing.T) {
 	}
 }
 
-func expectErrorCode(t *testing.T, c *rawClient, code uint16) {
+func expectErrorCode(t *testing.T, c *gatewaytest.Client, code uint16) {
 	t.Helper()
-	b, _ := c.recv(2 * time.Second)
+	b, _ := c.Recv(2 * time.Second)
 	got, _, err := wire.ParseError(b)
 	if err != nil || got != code {
 		t.Fatalf("got %q, want ERROR %d", b, code)

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/tftpgw/tftpgw/gateway"
+	"github.com/tftpgw/tftpgw/gateway/gatewaytest"
 )
 
 // TestFileServerOnlyWhatAnyoneMayRead: run as root, FileServer serves a
@@ -56,26 +57,26 @@ func TestFileServerOnlyWhatAnyoneMayRead(t *testing.T) {
 	stat := h.(interface {
 		StatContent(context.Context, *gateway.Request) (int64, gateway.ContentInfo, error)
 	})
-	ts := startServer(t, h, nil)
+	ts := gatewaytest.NewServer(t, h, gatewaytest.FixedTimer)
 	for _, tc := range files {
 		t.Run(tc.path, func(t *testing.T) {
-			c := newClient(t, ts.addr)
-			c.rrq(tc.path, "octet")
+			c := gatewaytest.NewClient(t, ts.Addr())
+			c.RRQ(tc.path, "octet")
 			_, _, serr := stat.StatContent(context.Background(), &gateway.Request{Path: tc.path})
 			if !tc.served {
 				if serr == nil {
 					t.Error("StatContent vouches for it")
 				}
-				c.expect(errPkt(2, "access violation"))
-				st := ts.nextStats(t)
+				c.Expect(gatewaytest.ErrorPacket(2, "access violation"))
+				st := ts.NextStats(t)
 				if st.Outcome != gateway.OutcomeError || st.BytesSent != 0 {
 					t.Errorf("outcome %v, %d bytes sent", st.Outcome, st.BytesSent)
 				}
 				return
 			}
-			c.expect(data(1, content))
-			c.ack(1)
-			if st := ts.nextStats(t); st.Outcome != gateway.OutcomeOK {
+			c.Expect(gatewaytest.Data(1, content))
+			c.Ack(1)
+			if st := ts.NextStats(t); st.Outcome != gateway.OutcomeOK {
 				t.Errorf("outcome %v, want ok", st.Outcome)
 			}
 		})

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tftpgw/tftpgw/gateway"
+	"github.com/tftpgw/tftpgw/gateway/gatewaytest"
 	"github.com/tftpgw/tftpgw/internal/tftpclient"
 )
 
@@ -264,7 +265,7 @@ func TestFileServerETagFollowsEveryChange(t *testing.T) {
 // ETag and serves from where the file was.
 func TestFileContentIsFileServers(t *testing.T) {
 	dir := t.TempDir()
-	body := pattern(3*65464 + 77)
+	body := gatewaytest.Pattern(3*65464 + 77)
 	if err := os.WriteFile(filepath.Join(dir, "k"), body, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -306,13 +307,13 @@ func TestFileContentIsFileServers(t *testing.T) {
 		off  int64
 		want []byte
 	}{{0, body}, {1000, body[1000:]}} {
-		ts := startServer(t, gateway.HandlerFunc(func(context.Context, *gateway.Request) (gateway.Content, error) {
+		ts := gatewaytest.NewServer(t, gateway.HandlerFunc(func(context.Context, *gateway.Request) (gateway.Content, error) {
 			return open(tc.off), nil
-		}), nil)
+		}), gatewaytest.FixedTimer)
 		var got bytes.Buffer
-		if _, err := tftpclient.Get(context.Background(), ts.addr.String(), "k", &got, tftpclient.Options{BlockSize: 65464, WindowSize: 4}); err != nil || !bytes.Equal(got.Bytes(), tc.want) {
+		if _, err := tftpclient.Get(context.Background(), ts.Addr().String(), "k", &got, tftpclient.Options{BlockSize: 65464, WindowSize: 4}); err != nil || !bytes.Equal(got.Bytes(), tc.want) {
 			t.Errorf("offset %d: Get: %v, %d bytes, want %d", tc.off, err, got.Len(), len(tc.want))
 		}
-		ts.nextStats(t)
+		ts.NextStats(t)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tftpgw/tftpgw/gateway"
+	"github.com/tftpgw/tftpgw/gateway/gatewaytest"
 	"github.com/tftpgw/tftpgw/internal/tftpclient"
 )
 
@@ -58,7 +59,7 @@ func TestSlowSteadyContentInAWindow(t *testing.T) {
 	)
 	// The server waits (5+1) x 150 ms = 900 ms for a silent client, or
 	// for one block: less than the whole file takes.
-	payload := pattern(blocks*blksize - 100)
+	payload := gatewaytest.Pattern(blocks*blksize - 100)
 	for _, tc := range []struct {
 		window int
 		sized  bool
@@ -77,11 +78,11 @@ func TestSlowSteadyContentInAWindow(t *testing.T) {
 			h := gateway.HandlerFunc(func(ctx context.Context, _ *gateway.Request) (gateway.Content, error) {
 				return &slowContent{data: bytes.Clone(payload), chunk: blksize, gap: tc.gap, ctx: ctx, sized: tc.sized}, nil
 			})
-			ts := startServer(t, h, func(s *gateway.Server) { s.Timeout, s.Retries = 150*time.Millisecond, 5 })
+			ts := gatewaytest.NewServer(t, h, gatewaytest.FixedTimer, func(s *gateway.Server) { s.Timeout, s.Retries = 150*time.Millisecond, 5 })
 			var got bytes.Buffer
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			_, err := tftpclient.Get(ctx, ts.addr.String(), "f", &got, tftpclient.Options{
+			_, err := tftpclient.Get(ctx, ts.Addr().String(), "f", &got, tftpclient.Options{
 				BlockSize: blksize, WindowSize: tc.window, RetransmitTimeout: time.Second, Retries: 10,
 			})
 			if err != nil {
@@ -90,7 +91,7 @@ func TestSlowSteadyContentInAWindow(t *testing.T) {
 			if !bytes.Equal(got.Bytes(), payload) {
 				t.Fatalf("got %d bytes, want the %d of the content", got.Len(), len(payload))
 			}
-			if st := ts.nextStats(t); st.Outcome != gateway.OutcomeOK {
+			if st := ts.NextStats(t); st.Outcome != gateway.OutcomeOK {
 				t.Errorf("outcome %v (%v), want ok", st.Outcome, st.ErrorSent)
 			}
 		})
@@ -103,25 +104,25 @@ func TestSlowSteadyContentInAWindow(t *testing.T) {
 // window of gaps later.
 func TestSlowContentBlocksLeaveAsTheyArrive(t *testing.T) {
 	const gap = 400 * time.Millisecond
-	payload := pattern(8*512 - 1)
+	payload := gatewaytest.Pattern(8*512 - 1)
 	h := gateway.HandlerFunc(func(ctx context.Context, _ *gateway.Request) (gateway.Content, error) {
 		return &slowContent{data: bytes.Clone(payload), chunk: 512, gap: gap, ctx: ctx, sized: true}, nil
 	})
-	ts := startServer(t, h, func(s *gateway.Server) { s.Timeout, s.Retries = time.Second, 5 })
-	c := newClient(t, ts.addr)
-	c.rrq("f", "octet", "windowsize", "8")
-	c.expect(oack("windowsize", "8"))
-	c.ack(0)
+	ts := gatewaytest.NewServer(t, h, gatewaytest.FixedTimer, func(s *gateway.Server) { s.Timeout, s.Retries = time.Second, 5 })
+	c := gatewaytest.NewClient(t, ts.Addr())
+	c.RRQ("f", "octet", "windowsize", "8")
+	c.Expect(gatewaytest.OACK("windowsize", "8"))
+	c.Ack(0)
 	for b := range 3 {
 		start := time.Now()
-		c.expect(data(uint16(b+1), payload[b*512:(b+1)*512]))
+		c.Expect(gatewaytest.Data(uint16(b+1), payload[b*512:(b+1)*512]))
 		// The whole window takes 8 gaps (3.2 s); one block, one gap.
 		if d := time.Since(start); d > 4*gap {
 			t.Fatalf("DATA %d came %v after the previous packet; a block must leave when the content delivers it", b+1, d)
 		}
 	}
-	c.sendError(0, "enough")
-	ts.nextStats(t)
+	c.SendError(0, "enough")
+	ts.NextStats(t)
 }
 
 // TestUnansweredFirstPacketBacksOff (issue 14 point 4): a request whose
@@ -134,36 +135,36 @@ func TestSlowContentBlocksLeaveAsTheyArrive(t *testing.T) {
 // packet is an OACK no longer than its request.
 func TestUnansweredFirstPacketBacksOff(t *testing.T) {
 	const T = 200 * time.Millisecond
-	content := pattern(2000)
+	content := gatewaytest.Pattern(2000)
 	t.Run("no_options", func(t *testing.T) {
-		ts := startServer(t, files{"f": content}, func(s *gateway.Server) { s.Timeout, s.Retries = T, 5 })
-		c := newClient(t, ts.addr)
+		ts := gatewaytest.NewServer(t, gatewaytest.Files{"f": content}, gatewaytest.FixedTimer, func(s *gateway.Server) { s.Timeout, s.Retries = T, 5 })
+		c := gatewaytest.NewClient(t, ts.Addr())
 		start := time.Now()
-		c.rrq("f", "octet")
+		c.RRQ("f", "octet")
 		var at []time.Duration
 		for range 3 {
-			c.expect(data(1, content[:512]))
+			c.Expect(gatewaytest.Data(1, content[:512]))
 			at = append(at, time.Since(start))
 		}
-		c.expectNothing(7*T - time.Since(start))
+		c.ExpectNothing(7*T - time.Since(start))
 		if gap1, gap2 := at[1]-at[0], at[2]-at[1]; gap1 < T*3/4 || gap2 < 2*T*3/4 {
 			t.Errorf("DATA 1 at %v: gaps %v and %v, want about T and 2T (T = %v)", at, gap1, gap2, T)
 		}
-		if st := ts.nextStats(t); st.Outcome != gateway.OutcomeTimeout || st.Retransmits != 2 || st.PacketsSent != 3 {
+		if st := ts.NextStats(t); st.Outcome != gateway.OutcomeTimeout || st.Retransmits != 2 || st.PacketsSent != 3 {
 			t.Errorf("outcome %v, retransmits %d, packets %d; want timeout, 2, 3", st.Outcome, st.Retransmits, st.PacketsSent)
 		}
 	})
 	t.Run("answered_first_packet_keeps_the_fixed_timer", func(t *testing.T) {
-		ts := startServer(t, files{"f": content}, func(s *gateway.Server) { s.Timeout, s.Retries = T, 5 })
-		c := newClient(t, ts.addr)
-		c.rrq("f", "octet")
-		c.expect(data(1, content[:512]))
-		c.ack(1)
+		ts := gatewaytest.NewServer(t, gatewaytest.Files{"f": content}, gatewaytest.FixedTimer, func(s *gateway.Server) { s.Timeout, s.Retries = T, 5 })
+		c := gatewaytest.NewClient(t, ts.Addr())
+		c.RRQ("f", "octet")
+		c.Expect(gatewaytest.Data(1, content[:512]))
+		c.Ack(1)
 		for range 6 {
-			c.expect(data(2, content[512:1024]))
+			c.Expect(gatewaytest.Data(2, content[512:1024]))
 		}
-		c.expectNothing(2 * T)
-		if st := ts.nextStats(t); st.Outcome != gateway.OutcomeTimeout || st.Retransmits != 5 {
+		c.ExpectNothing(2 * T)
+		if st := ts.NextStats(t); st.Outcome != gateway.OutcomeTimeout || st.Retransmits != 5 {
 			t.Errorf("outcome %v, retransmits %d; want timeout, 5", st.Outcome, st.Retransmits)
 		}
 	})

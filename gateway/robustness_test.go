@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tftpgw/tftpgw/gateway"
+	"github.com/tftpgw/tftpgw/gateway/gatewaytest"
 	"github.com/tftpgw/tftpgw/internal/wire"
 )
 
@@ -20,20 +21,20 @@ import (
 // duplicate ACK must neither resend at once nor use up a retry (it did:
 // the read deadline was not moved for good by the resend).
 func TestDuplicateACKAfterTimeoutSendsNothing(t *testing.T) {
-	content := pattern(3 * 512)
-	ts := startServer(t, files{"f": content}, func(s *gateway.Server) { s.Timeout, s.Retries = 300*time.Millisecond, 5 })
-	c := newClient(t, ts.addr)
-	c.rrq("f", "octet")
-	c.expect(data(1, content[:512]))
-	c.expect(data(1, content[:512])) // the timeout's resend
+	content := gatewaytest.Pattern(3 * 512)
+	ts := gatewaytest.NewServer(t, gatewaytest.Files{"f": content}, gatewaytest.FixedTimer, func(s *gateway.Server) { s.Timeout, s.Retries = 300*time.Millisecond, 5 })
+	c := gatewaytest.NewClient(t, ts.Addr())
+	c.RRQ("f", "octet")
+	c.Expect(gatewaytest.Data(1, content[:512]))
+	c.Expect(gatewaytest.Data(1, content[:512])) // the timeout's resend
 	for range 6 {
-		c.ack(0) // junk: nothing new
+		c.Ack(0) // junk: nothing new
 	}
-	c.expectNothing(150 * time.Millisecond)
-	c.ack(1)
-	c.expect(data(2, content[512:1024]))
-	c.sendError(0, "bye")
-	if st := ts.nextStats(t); st.Retransmits != 1 || st.Outcome != gateway.OutcomeProbe {
+	c.ExpectNothing(150 * time.Millisecond)
+	c.Ack(1)
+	c.Expect(gatewaytest.Data(2, content[512:1024]))
+	c.SendError(0, "bye")
+	if st := ts.NextStats(t); st.Retransmits != 1 || st.Outcome != gateway.OutcomeProbe {
 		t.Errorf("retransmits %d outcome %v; want 1, probe (ERROR after DATA 1 was acknowledged)", st.Retransmits, st.Outcome)
 	}
 }
@@ -54,11 +55,11 @@ func TestMisbehavingContent(t *testing.T) {
 		h := gateway.HandlerFunc(func(context.Context, *gateway.Request) (gateway.Content, error) {
 			return &funcContent{read: func([]byte) (int, error) { return 0, nil }, close: func() error { return nil }, size: -1}, nil
 		})
-		ts := startServer(t, h, nil)
-		c := newClient(t, ts.addr)
-		c.rrq("f", "octet")
-		c.expect(errPkt(0, "internal error"))
-		if st := ts.nextStats(t); st.Outcome != gateway.OutcomeError {
+		ts := gatewaytest.NewServer(t, h, gatewaytest.FixedTimer)
+		c := gatewaytest.NewClient(t, ts.Addr())
+		c.RRQ("f", "octet")
+		c.Expect(gatewaytest.ErrorPacket(0, "internal error"))
+		if st := ts.NextStats(t); st.Outcome != gateway.OutcomeError {
 			t.Errorf("outcome %v", st.Outcome)
 		}
 	})
@@ -66,12 +67,12 @@ func TestMisbehavingContent(t *testing.T) {
 		h := gateway.HandlerFunc(func(context.Context, *gateway.Request) (gateway.Content, error) {
 			return &funcContent{read: func([]byte) (int, error) { return 0, io.EOF }, close: func() error { panic("close boom") }, size: 0}, nil
 		})
-		ts := startServer(t, h, nil)
-		c := newClient(t, ts.addr)
-		c.rrq("f", "octet")
-		c.expect(data(1, nil))
-		c.ack(1)
-		if st := ts.nextStats(t); st.Outcome != gateway.OutcomeOK {
+		ts := gatewaytest.NewServer(t, h, gatewaytest.FixedTimer)
+		c := gatewaytest.NewClient(t, ts.Addr())
+		c.RRQ("f", "octet")
+		c.Expect(gatewaytest.Data(1, nil))
+		c.Ack(1)
+		if st := ts.NextStats(t); st.Outcome != gateway.OutcomeOK {
 			t.Errorf("outcome %v", st.Outcome)
 		}
 	})
@@ -80,11 +81,11 @@ func TestMisbehavingContent(t *testing.T) {
 		h := gateway.HandlerFunc(func(context.Context, *gateway.Request) (gateway.Content, error) {
 			return &funcContent{close: func() error { closed.Add(1); return nil }}, errors.New("half open")
 		})
-		ts := startServer(t, h, nil)
-		c := newClient(t, ts.addr)
-		c.rrq("f", "octet")
-		c.expect(errPkt(0, "internal error"))
-		ts.nextStats(t)
+		ts := gatewaytest.NewServer(t, h, gatewaytest.FixedTimer)
+		c := gatewaytest.NewClient(t, ts.Addr())
+		c.RRQ("f", "octet")
+		c.Expect(gatewaytest.ErrorPacket(0, "internal error"))
+		ts.NextStats(t)
 		if closed.Load() != 1 {
 			t.Errorf("closed %d times, want 1", closed.Load())
 		}
@@ -93,11 +94,11 @@ func TestMisbehavingContent(t *testing.T) {
 		// A content honouring its context is cancelled when one block takes
 		// longer than (retries+1) x timeout.
 		h := stallAfter([]byte("x"))
-		ts := startServer(t, h, func(s *gateway.Server) { s.Timeout, s.Retries = 100*time.Millisecond, 1 })
-		c := newClient(t, ts.addr)
-		c.rrq("f", "octet")
-		c.expect(errPkt(0, "timeout"))
-		if st := ts.nextStats(t); st.Outcome != gateway.OutcomeError {
+		ts := gatewaytest.NewServer(t, h, gatewaytest.FixedTimer, func(s *gateway.Server) { s.Timeout, s.Retries = 100*time.Millisecond, 1 })
+		c := gatewaytest.NewClient(t, ts.Addr())
+		c.RRQ("f", "octet")
+		c.Expect(gatewaytest.ErrorPacket(0, "timeout"))
+		if st := ts.NextStats(t); st.Outcome != gateway.OutcomeError {
 			t.Errorf("outcome %v", st.Outcome)
 		}
 	})
@@ -107,19 +108,19 @@ func TestMisbehavingContent(t *testing.T) {
 		// Retries 1: a 200 ms limit), and only once the limit has passed
 		// since that fill began, not since the timer was armed.
 		h := stallAfter(make([]byte, 512))
-		ts := startServer(t, h, func(s *gateway.Server) { s.Timeout, s.Retries = 100*time.Millisecond, 1 })
-		c := newClient(t, ts.addr)
-		c.rrq("f", "octet")
-		c.expect(data(1, make([]byte, 512)))
+		ts := gatewaytest.NewServer(t, h, gatewaytest.FixedTimer, func(s *gateway.Server) { s.Timeout, s.Retries = 100*time.Millisecond, 1 })
+		c := gatewaytest.NewClient(t, ts.Addr())
+		c.RRQ("f", "octet")
+		c.Expect(gatewaytest.Data(1, make([]byte, 512)))
 		time.Sleep(150 * time.Millisecond) // DATA 1 may be resent meanwhile
-		c.ack(1)
+		c.Ack(1)
 		acked := time.Now()
 		for {
-			b, _ := c.recv(2 * time.Second)
+			b, _ := c.Recv(2 * time.Second)
 			if op, _ := wire.PacketOpcode(b); op == wire.OpDATA {
 				continue // a resend of DATA 1
 			}
-			if !bytes.Equal(b, errPkt(0, "timeout")) {
+			if !bytes.Equal(b, gatewaytest.ErrorPacket(0, "timeout")) {
 				t.Fatalf("got %q, want ERROR 0 timeout", b)
 			}
 			break
@@ -127,7 +128,7 @@ func TestMisbehavingContent(t *testing.T) {
 		if d := time.Since(acked); d < 190*time.Millisecond {
 			t.Errorf("the stalled fill was given up after %v, before its 200 ms", d)
 		}
-		if st := ts.nextStats(t); st.Outcome != gateway.OutcomeError {
+		if st := ts.NextStats(t); st.Outcome != gateway.OutcomeError {
 			t.Errorf("outcome %v", st.Outcome)
 		}
 	})
@@ -135,7 +136,7 @@ func TestMisbehavingContent(t *testing.T) {
 		// Regression: a read that ignored the watchdog's cancellation and
 		// came back late had its block sent, then ERROR 0 "server shutting
 		// down", though the server was not stopping.
-		content := pattern(1500)
+		content := gatewaytest.Pattern(1500)
 		h := gateway.HandlerFunc(func(context.Context, *gateway.Request) (gateway.Content, error) {
 			off := 0
 			return &funcContent{size: int64(len(content)), close: func() error { return nil },
@@ -151,13 +152,13 @@ func TestMisbehavingContent(t *testing.T) {
 					return n, nil
 				}}, nil
 		})
-		ts := startServer(t, h, func(s *gateway.Server) { s.Timeout, s.Retries = 100*time.Millisecond, 1 })
-		c := newClient(t, ts.addr)
-		c.rrq("f", "octet")
-		c.expect(data(1, content[:512]))
-		c.ack(1)
-		c.expect(errPkt(0, "timeout")) // and no DATA 2 before it
-		st := ts.nextStats(t)
+		ts := gatewaytest.NewServer(t, h, gatewaytest.FixedTimer, func(s *gateway.Server) { s.Timeout, s.Retries = 100*time.Millisecond, 1 })
+		c := gatewaytest.NewClient(t, ts.Addr())
+		c.RRQ("f", "octet")
+		c.Expect(gatewaytest.Data(1, content[:512]))
+		c.Ack(1)
+		c.Expect(gatewaytest.ErrorPacket(0, "timeout")) // and no DATA 2 before it
+		st := ts.NextStats(t)
 		if st.Outcome != gateway.OutcomeError || st.ErrorSent == nil || st.ErrorSent.Message != "timeout" {
 			t.Errorf("outcome %v, error sent %v; want error, 0 timeout", st.Outcome, st.ErrorSent)
 		}
@@ -189,30 +190,30 @@ func stallAfter(first []byte) gateway.Handler {
 // retransmitted RRQ before any ACK is still a duplicate
 // (TestDuplicateRRQIgnored).
 func TestNewRequestFromReusedPort(t *testing.T) {
-	content := pattern(700)
+	content := gatewaytest.Pattern(700)
 	for _, single := range []bool{false, true} {
 		t.Run(map[bool]string{false: "TID_per_session", true: "single_port"}[single], func(t *testing.T) {
-			ts := startServer(t, files{"f": content}, func(s *gateway.Server) { s.SinglePort = single })
-			c := newClient(t, ts.addr)
-			c.rrq("f", "octet")
-			c.expect(data(1, content[:512]))
-			c.ack(1)
-			c.expect(data(2, content[512:])) // the final block; its ACK is "lost"
-			old := c.tid
-			c.tid = netip.AddrPort{}
-			c.rrq("f", "octet") // the port, reused: a new transfer
-			c.expect(data(1, content[:512]))
-			if !single && c.tid == old {
+			ts := gatewaytest.NewServer(t, gatewaytest.Files{"f": content}, gatewaytest.FixedTimer, func(s *gateway.Server) { s.SinglePort = single })
+			c := gatewaytest.NewClient(t, ts.Addr())
+			c.RRQ("f", "octet")
+			c.Expect(gatewaytest.Data(1, content[:512]))
+			c.Ack(1)
+			c.Expect(gatewaytest.Data(2, content[512:])) // the final block; its ACK is "lost"
+			old := c.TID()
+			c.SetTID(netip.AddrPort{})
+			c.RRQ("f", "octet") // the port, reused: a new transfer
+			c.Expect(gatewaytest.Data(1, content[:512]))
+			if !single && c.TID() == old {
 				t.Fatalf("new transfer answered from the old session's TID %v", old)
 			}
-			c.ack(1)
-			c.expect(data(2, content[512:]))
-			c.ack(2)
-			first, second := ts.nextStats(t), ts.nextStats(t)
+			c.Ack(1)
+			c.Expect(gatewaytest.Data(2, content[512:]))
+			c.Ack(2)
+			first, second := ts.NextStats(t), ts.NextStats(t)
 			if first.Outcome != gateway.OutcomeOK || second.Outcome != gateway.OutcomeOK || first.SessionID == second.SessionID {
 				t.Errorf("outcomes %v (%s), %v (%s); want two ok sessions", first.Outcome, first.SessionID, second.Outcome, second.SessionID)
 			}
-			if n := ts.srv.Stats().DuplicateRequests; n != 0 {
+			if n := ts.Config.Stats().DuplicateRequests; n != 0 {
 				t.Errorf("DuplicateRequests %d, want 0", n)
 			}
 		})

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/tftpgw/tftpgw/gateway"
+	"github.com/tftpgw/tftpgw/gateway/gatewaytest"
 )
 
 // TestMalformedRequestDoesNotEndSession is a regression test (found in review): a datagram on the listening
@@ -15,7 +16,7 @@ import (
 // taken for a new request before it is parsed: the running session is
 // cancelled silently and no new one starts, so the client hangs.
 func TestMalformedRequestDoesNotEndSession(t *testing.T) {
-	content := pattern(3 * 512)
+	content := gatewaytest.Pattern(3 * 512)
 	junk := []struct {
 		name string
 		b    []byte
@@ -31,29 +32,28 @@ func TestMalformedRequestDoesNotEndSession(t *testing.T) {
 				name = "single_port_mode/" + j.name
 			}
 			t.Run(name, func(t *testing.T) {
-				ts := startServer(t, files{"f": content}, func(s *gateway.Server) { s.SinglePort = single })
-				c := newClient(t, ts.addr)
-				c.rrq("f", "octet")
-				c.expect(data(1, content[:512]))
-				c.ack(1) // the session has progressed
-				c.expect(data(2, content[512:1024]))
-				c.sendTo(ts.addr, j.b) // junk on the listening port
+				ts := gatewaytest.NewServer(t, gatewaytest.Files{"f": content}, gatewaytest.FixedTimer, func(s *gateway.Server) { s.SinglePort = single })
+				c := gatewaytest.NewClient(t, ts.Addr())
+				c.RRQ("f", "octet")
+				c.Expect(gatewaytest.Data(1, content[:512]))
+				c.Ack(1) // the session has progressed
+				c.Expect(gatewaytest.Data(2, content[512:1024]))
+				c.SendTo(ts.Addr(), j.b) // junk on the listening port
 				time.Sleep(50 * time.Millisecond)
-				c.ack(2)
-				c.conn.SetReadDeadline(time.Now().Add(time.Second))
-				n, _, err := c.conn.ReadFromUDPAddrPort(c.buf)
-				if err != nil {
-					st := ts.nextStats(t)
-					t.Fatalf("no DATA 3 after ACK 2 (%v): the junk datagram ended the session (outcome %v); malformed count %d",
-						err, st.Outcome, ts.srv.Stats().MalformedPackets)
+				c.Ack(2)
+				got, _, ok := c.TryRecv(time.Second)
+				if !ok {
+					st := ts.NextStats(t)
+					t.Fatalf("no DATA 3 within 1s of ACK 2: the junk datagram ended the session (outcome %v); malformed count %d",
+						st.Outcome, ts.Config.Stats().MalformedPackets)
 				}
-				if got, want := c.buf[:n], data(3, content[1024:]); string(got) != string(want) {
-					t.Fatalf("got %q, want DATA 3", trim(got))
+				if want := gatewaytest.Data(3, content[1024:]); string(got) != string(want) {
+					t.Fatalf("got %q, want DATA 3", gatewaytest.Abbrev(got))
 				}
-				c.ack(3)
-				c.expect(data(4, nil))
-				c.ack(4)
-				if st := ts.nextStats(t); st.Outcome != gateway.OutcomeOK {
+				c.Ack(3)
+				c.Expect(gatewaytest.Data(4, nil))
+				c.Ack(4)
+				if st := ts.NextStats(t); st.Outcome != gateway.OutcomeOK {
 					t.Errorf("outcome %v, want ok", st.Outcome)
 				}
 			})

@@ -4,13 +4,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"net"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/tftpgw/tftpgw/gateway"
+	"github.com/tftpgw/tftpgw/gateway/gatewaytest"
 )
 
 // TestSinglePortShutdownDrains is a regression test (found in review): Shutdown promises to let running
@@ -20,7 +21,7 @@ import (
 // the running session can neither receive its client's ACKs nor send
 // anything, so it neither finishes nor gets the ERROR.
 func TestSinglePortShutdownDrains(t *testing.T) {
-	content := pattern(1500)
+	content := gatewaytest.Pattern(1500)
 	tests := []struct {
 		name    string
 		drain   time.Duration // Shutdown's context
@@ -31,52 +32,50 @@ func TestSinglePortShutdownDrains(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ts := startServer(t, files{"f": content}, func(s *gateway.Server) {
+			ts := gatewaytest.NewServer(t, gatewaytest.Files{"f": content}, gatewaytest.FixedTimer, func(s *gateway.Server) {
 				s.SinglePort = true
 				s.Timeout = 10 * time.Second
 			})
-			c := newClient(t, ts.addr)
-			c.rrq("f", "octet")
-			c.expect(data(1, content[:512]))
+			c := gatewaytest.NewClient(t, ts.Addr())
+			c.RRQ("f", "octet")
+			c.Expect(gatewaytest.Data(1, content[:512]))
 			ctx, cancel := context.WithTimeout(context.Background(), tt.drain)
 			defer cancel()
 			done := make(chan error, 1)
-			go func() { done <- ts.srv.Shutdown(ctx) }()
+			go func() { done <- ts.Config.Shutdown(ctx) }()
 			time.Sleep(50 * time.Millisecond) // let Shutdown close the listener
 			if tt.wantErr {
-				c.conn.SetReadDeadline(time.Now().Add(2 * time.Second))
-				n, _, err := c.conn.ReadFromUDPAddrPort(c.buf)
-				if errors.Is(err, os.ErrDeadlineExceeded) {
+				b, _, ok := c.TryRecv(2 * time.Second)
+				if !ok {
 					<-done
-					st := ts.nextStats(t)
+					st := ts.NextStats(t)
 					t.Fatalf("no ERROR 0 \"server shutting down\" reached the client; session outcome %v, ErrorSent %v", st.Outcome, st.ErrorSent)
 				}
-				if want := errPkt(0, "server shutting down"); !bytes.Equal(c.buf[:n], want) {
-					t.Fatalf("got %q, want %q", c.buf[:n], want)
+				if want := gatewaytest.ErrorPacket(0, "server shutting down"); !bytes.Equal(b, want) {
+					t.Fatalf("got %q, want %q", b, want)
 				}
 				<-done
-				ts.nextStats(t)
+				ts.NextStats(t)
 				return
 			}
-			c.ack(1)
-			c.conn.SetReadDeadline(time.Now().Add(time.Second))
-			n, _, err := c.conn.ReadFromUDPAddrPort(c.buf)
-			if err != nil {
+			c.Ack(1)
+			b, _, ok := c.TryRecv(time.Second)
+			if !ok {
 				derr := <-done
-				st := ts.nextStats(t)
-				t.Fatalf("no DATA 2 after ACK 1 while Shutdown drains (%v); Shutdown = %v; session outcome %v, ErrorSent %v",
-					err, derr, st.Outcome, st.ErrorSent)
+				st := ts.NextStats(t)
+				t.Fatalf("no DATA 2 within 1s of ACK 1 while Shutdown drains; Shutdown = %v; session outcome %v, ErrorSent %v",
+					derr, st.Outcome, st.ErrorSent)
 			}
-			if want := data(2, content[512:1024]); !bytes.Equal(c.buf[:n], want) {
-				t.Fatalf("got %q, want DATA 2", trim(c.buf[:n]))
+			if want := gatewaytest.Data(2, content[512:1024]); !bytes.Equal(b, want) {
+				t.Fatalf("got %q, want DATA 2", gatewaytest.Abbrev(b))
 			}
-			c.ack(2)
-			c.expect(data(3, content[1024:]))
-			c.ack(3)
+			c.Ack(2)
+			c.Expect(gatewaytest.Data(3, content[1024:]))
+			c.Ack(3)
 			if err := <-done; err != nil {
 				t.Fatalf("Shutdown = %v", err)
 			}
-			if st := ts.nextStats(t); st.Outcome != gateway.OutcomeOK {
+			if st := ts.NextStats(t); st.Outcome != gateway.OutcomeOK {
 				t.Errorf("outcome %v, want ok", st.Outcome)
 			}
 		})
@@ -94,20 +93,20 @@ func TestSinglePortSocketClosedUnderSessions(t *testing.T) {
 	}
 	stats := make(chan gateway.SessionStats, 4)
 	srv := &gateway.Server{
-		Handler:          files{"f": pattern(4096)},
+		Handler:          gatewaytest.Files{"f": gatewaytest.Pattern(4096)},
 		SinglePort:       true,
 		Timeout:          100 * time.Millisecond,
 		MinTimeout:       time.Hour,
 		Retries:          2,
-		Logger:           discardLogger(),
+		Logger:           slog.New(slog.DiscardHandler),
 		SessionStatsFunc: func(s gateway.SessionStats) { stats <- s },
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(pc) }()
 	defer srv.Close()
-	c := newClient(t, pc.LocalAddr().(*net.UDPAddr).AddrPort())
-	c.rrq("f", "octet")
-	c.expect(data(1, pattern(4096)[:512]))
+	c := gatewaytest.NewClient(t, pc.LocalAddr().(*net.UDPAddr).AddrPort())
+	c.RRQ("f", "octet")
+	c.Expect(gatewaytest.Data(1, gatewaytest.Pattern(4096)[:512]))
 
 	pc.Close()
 	select {
@@ -118,7 +117,7 @@ func TestSinglePortSocketClosedUnderSessions(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("Serve did not return")
 	}
-	c.ack(1) // lost: nobody reads the socket
+	c.Ack(1) // lost: nobody reads the socket
 	select {
 	case st := <-stats:
 		if st.Outcome != gateway.OutcomeTimeout && st.Outcome != gateway.OutcomeError {

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/tftpgw/tftpgw/gateway"
+	"github.com/tftpgw/tftpgw/gateway/gatewaytest"
 )
 
 // TestRFC2349_ContentKeepsItsSize: a content that turns out shorter or
@@ -41,15 +42,15 @@ func TestRFC2349_ContentKeepsItsSize(t *testing.T) {
 			h := gateway.HandlerFunc(func(context.Context, *gateway.Request) (gateway.Content, error) {
 				return gateway.NewContent(io.NopCloser(bytes.NewReader(content)), tt.declared), nil
 			})
-			ts := startServer(t, h, nil)
-			c := newClient(t, ts.addr)
-			c.rrq("f", tt.mode)
+			ts := gatewaytest.NewServer(t, h, gatewaytest.FixedTimer)
+			c := gatewaytest.NewClient(t, ts.Addr())
+			c.RRQ("f", tt.mode)
 			for i := 1; i <= tt.wantFull; i++ {
-				c.expect(data(uint16(i), content[(i-1)*512:i*512]))
-				c.ack(uint16(i))
+				c.Expect(gatewaytest.Data(uint16(i), content[(i-1)*512:i*512]))
+				c.Ack(uint16(i))
 			}
-			c.expect(errPkt(0, "file changed while being sent"))
-			if st := ts.nextStats(t); st.Outcome != gateway.OutcomeError {
+			c.Expect(gatewaytest.ErrorPacket(0, "file changed while being sent"))
+			if st := ts.NextStats(t); st.Outcome != gateway.OutcomeError {
 				t.Errorf("outcome %v, want error", st.Outcome)
 			}
 		})
