@@ -64,3 +64,43 @@ func TestRestartFromSamePort(t *testing.T) {
 		})
 	}
 }
+
+// TestNewRequestFromReusedPort is a regression test: 2 of 10,000 transfers
+// failed in the 10k-session benchmark when a client's ephemeral port was
+// reused while the previous transfer's session still waited for its lost
+// final ACK. The new RRQ was taken for a duplicate and ignored, and the new
+// client got the old session's final DATA. A request from a client that
+// has acknowledged something is a new transfer: the old session ends
+// (silently, ok if its final block was sent) and a new one starts. A
+// retransmitted RRQ before any ACK is still a duplicate
+// (TestDuplicateRRQIgnored).
+func TestNewRequestFromReusedPort(t *testing.T) {
+	content := gatewaytest.Pattern(700)
+	for _, single := range []bool{false, true} {
+		t.Run(map[bool]string{false: "TID_per_session", true: "single_port"}[single], func(t *testing.T) {
+			ts := gatewaytest.NewServer(t, gatewaytest.Files{"f": content}, gatewaytest.FixedTimer, func(s *gateway.Server) { s.SinglePort = single })
+			c := gatewaytest.NewClient(t, ts.Addr())
+			c.RRQ("f", "octet")
+			c.Expect(gatewaytest.Data(1, content[:512]))
+			c.Ack(1)
+			c.Expect(gatewaytest.Data(2, content[512:])) // the final block; its ACK is "lost"
+			old := c.TID()
+			c.SetTID(netip.AddrPort{})
+			c.RRQ("f", "octet") // the port, reused: a new transfer
+			c.Expect(gatewaytest.Data(1, content[:512]))
+			if !single && c.TID() == old {
+				t.Fatalf("new transfer answered from the old session's TID %v", old)
+			}
+			c.Ack(1)
+			c.Expect(gatewaytest.Data(2, content[512:]))
+			c.Ack(2)
+			first, second := ts.NextStats(t), ts.NextStats(t)
+			if first.Outcome != gateway.OutcomeOK || second.Outcome != gateway.OutcomeOK || first.SessionID == second.SessionID {
+				t.Errorf("outcomes %v (%s), %v (%s); want two ok sessions", first.Outcome, first.SessionID, second.Outcome, second.SessionID)
+			}
+			if n := ts.Config.Stats().DuplicateRequests; n != 0 {
+				t.Errorf("DuplicateRequests %d, want 0", n)
+			}
+		})
+	}
+}

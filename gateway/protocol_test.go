@@ -299,6 +299,28 @@ func TestRFC1123_4_2_3_1_SorcerersApprentice(t *testing.T) {
 	}
 }
 
+// TestDuplicateACKAfterTimeoutSendsNothing: after a retransmission, a
+// duplicate ACK must neither resend at once nor use up a retry (it did:
+// the read deadline was not moved for good by the resend).
+func TestDuplicateACKAfterTimeoutSendsNothing(t *testing.T) {
+	content := gatewaytest.Pattern(3 * 512)
+	ts := gatewaytest.NewServer(t, gatewaytest.Files{"f": content}, gatewaytest.FixedTimer, func(s *gateway.Server) { s.Timeout, s.Retries = 300*time.Millisecond, 5 })
+	c := gatewaytest.NewClient(t, ts.Addr())
+	c.RRQ("f", "octet")
+	c.Expect(gatewaytest.Data(1, content[:512]))
+	c.Expect(gatewaytest.Data(1, content[:512])) // the timeout's resend
+	for range 6 {
+		c.Ack(0) // junk: nothing new
+	}
+	c.ExpectNothing(150 * time.Millisecond)
+	c.Ack(1)
+	c.Expect(gatewaytest.Data(2, content[512:1024]))
+	c.SendError(0, "bye")
+	if st := ts.NextStats(t); st.Retransmits != 1 || st.Outcome != gateway.OutcomeProbe {
+		t.Errorf("retransmits %d outcome %v; want 1, probe (ERROR after DATA 1 was acknowledged)", st.Retransmits, st.Outcome)
+	}
+}
+
 // TestRetransmission: on timeout the DATA and the final DATA are sent
 // again, exactly Retries times, and the session then ends as a timeout.
 // A first packet that nothing answered (the OACK here) backs off instead
@@ -358,6 +380,51 @@ func TestRetransmission(t *testing.T) {
 		c.ExpectNothing(200 * time.Millisecond)
 		if st := ts.NextStats(t); st.Outcome != gateway.OutcomeTimeout || st.Retransmits != 0 {
 			t.Errorf("outcome %v retransmits %d; want timeout, 0", st.Outcome, st.Retransmits)
+		}
+	})
+}
+
+// TestUnansweredFirstPacketBacksOff (issue 14 point 4): a request whose
+// first packet nothing answers (a spoofed source) got DATA 1 six times at
+// fixed intervals, 309 times the request's size in payload (in.tftpd
+// backs off 1, 2, 4 s: 206 times). The first packet's timer now doubles,
+// so with the defaults (Retries 5) it goes out 3 times, at 0, T and 3T,
+// and the session gives up at 6T as before. A timeout the client
+// negotiated is used as it is: the client asked for it, and its first
+// packet is an OACK no longer than its request.
+func TestUnansweredFirstPacketBacksOff(t *testing.T) {
+	const T = 200 * time.Millisecond
+	content := gatewaytest.Pattern(2000)
+	t.Run("no_options", func(t *testing.T) {
+		ts := gatewaytest.NewServer(t, gatewaytest.Files{"f": content}, gatewaytest.FixedTimer, func(s *gateway.Server) { s.Timeout, s.Retries = T, 5 })
+		c := gatewaytest.NewClient(t, ts.Addr())
+		start := time.Now()
+		c.RRQ("f", "octet")
+		var at []time.Duration
+		for range 3 {
+			c.Expect(gatewaytest.Data(1, content[:512]))
+			at = append(at, time.Since(start))
+		}
+		c.ExpectNothing(7*T - time.Since(start))
+		if gap1, gap2 := at[1]-at[0], at[2]-at[1]; gap1 < T*3/4 || gap2 < 2*T*3/4 {
+			t.Errorf("DATA 1 at %v: gaps %v and %v, want about T and 2T (T = %v)", at, gap1, gap2, T)
+		}
+		if st := ts.NextStats(t); st.Outcome != gateway.OutcomeTimeout || st.Retransmits != 2 || st.PacketsSent != 3 {
+			t.Errorf("outcome %v, retransmits %d, packets %d; want timeout, 2, 3", st.Outcome, st.Retransmits, st.PacketsSent)
+		}
+	})
+	t.Run("answered_first_packet_keeps_the_fixed_timer", func(t *testing.T) {
+		ts := gatewaytest.NewServer(t, gatewaytest.Files{"f": content}, gatewaytest.FixedTimer, func(s *gateway.Server) { s.Timeout, s.Retries = T, 5 })
+		c := gatewaytest.NewClient(t, ts.Addr())
+		c.RRQ("f", "octet")
+		c.Expect(gatewaytest.Data(1, content[:512]))
+		c.Ack(1)
+		for range 6 {
+			c.Expect(gatewaytest.Data(2, content[512:1024]))
+		}
+		c.ExpectNothing(2 * T)
+		if st := ts.NextStats(t); st.Outcome != gateway.OutcomeTimeout || st.Retransmits != 5 {
+			t.Errorf("outcome %v, retransmits %d; want timeout, 5", st.Outcome, st.Retransmits)
 		}
 	})
 }

@@ -3,7 +3,6 @@ package gateway_test
 import (
 	"context"
 	"errors"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -75,65 +74,4 @@ func TestShutdown(t *testing.T) {
 			t.Errorf("ListenAndServe after Shutdown = %v", err)
 		}
 	})
-}
-
-// TestServerStats: the server-stats callback runs every interval and once
-// more at shutdown, with counters that match the sessions.
-func TestServerStats(t *testing.T) {
-	reports := make(chan gateway.ServerStats, 100)
-	ts := gatewaytest.NewServer(t, gatewaytest.Files{"f": []byte("abc")}, gatewaytest.FixedTimer, func(s *gateway.Server) {
-		s.StatsInterval = 20 * time.Millisecond
-		s.ServerStatsFunc = func(st gateway.ServerStats) { reports <- st }
-	})
-	c := gatewaytest.NewClient(t, ts.Addr())
-	c.RRQ("f", "octet")
-	c.Expect(gatewaytest.Data(1, []byte("abc")))
-	c.Ack(1)
-	c2 := gatewaytest.NewClient(t, ts.Addr())
-	c2.RRQ("missing", "octet")
-	c2.Expect(gatewaytest.ErrorPacket(1, "file not found"))
-	ts.NextStats(t)
-	ts.NextStats(t)
-	deadline := time.After(5 * time.Second)
-	for {
-		select {
-		case r := <-reports:
-			if r.Interval != 20*time.Millisecond {
-				t.Fatalf("Interval %v", r.Interval)
-			}
-			if r.Sessions[gateway.OutcomeOK] == 1 && r.Sessions[gateway.OutcomeError] == 1 {
-				if r.BytesSent != 3 || r.ErrorsSent[gateway.ErrFileNotFound] != 1 || r.ActiveSessions != 0 || r.PacketsSent != 2 {
-					t.Errorf("report %+v", r)
-				}
-				return
-			}
-		case <-deadline:
-			t.Fatal("no report with both sessions")
-		}
-	}
-}
-
-// TestServerStatsFuncPanicIsNotFatal: a panic in ServerStatsFunc is logged
-// like one in SessionStatsFunc; the server goes on serving and reporting.
-func TestServerStatsFuncPanicIsNotFatal(t *testing.T) {
-	var calls atomic.Int64
-	ts := gatewaytest.NewServer(t, gatewaytest.Files{"f": []byte("abc")}, gatewaytest.FixedTimer, func(s *gateway.Server) {
-		s.StatsInterval = 10 * time.Millisecond
-		s.ServerStatsFunc = func(gateway.ServerStats) {
-			calls.Add(1)
-			panic("collector bug")
-		}
-	})
-	deadline := time.Now().Add(5 * time.Second)
-	for calls.Load() < 3 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
-	if n := calls.Load(); n < 3 {
-		t.Fatalf("%d reports, want reports to go on after a panic", n)
-	}
-	c := gatewaytest.NewClient(t, ts.Addr())
-	c.RRQ("f", "octet")
-	c.Expect(gatewaytest.Data(1, []byte("abc")))
-	c.Ack(1)
-	ts.NextStats(t)
 }

@@ -3,7 +3,11 @@ package gateway_test
 import (
 	"bytes"
 	"context"
+	"errors"
+	"log/slog"
+	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -120,4 +124,118 @@ func TestSinglePort(t *testing.T) {
 			ts.NextStats(t)
 		}
 	})
+}
+
+// TestSinglePortShutdownDrains is a regression test (found in review): Shutdown promises to let running
+// sessions finish, and when its context ends first to send them ERROR 0
+// "server shutting down". In single-port mode every session sends and
+// receives through the listening socket, which Shutdown closes at once:
+// the running session can neither receive its client's ACKs nor send
+// anything, so it neither finishes nor gets the ERROR.
+func TestSinglePortShutdownDrains(t *testing.T) {
+	content := gatewaytest.Pattern(1500)
+	tests := []struct {
+		name    string
+		drain   time.Duration // Shutdown's context
+		wantErr bool          // a forced end: ERROR 0 "server shutting down"
+	}{
+		{"graceful_drain_finishes_the_transfer", 3 * time.Second, false},
+		{"forced_end_sends_ERROR_0", 300 * time.Millisecond, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ts := gatewaytest.NewServer(t, gatewaytest.Files{"f": content}, gatewaytest.FixedTimer, func(s *gateway.Server) {
+				s.SinglePort = true
+				s.Timeout = 10 * time.Second
+			})
+			c := gatewaytest.NewClient(t, ts.Addr())
+			c.RRQ("f", "octet")
+			c.Expect(gatewaytest.Data(1, content[:512]))
+			ctx, cancel := context.WithTimeout(context.Background(), tt.drain)
+			defer cancel()
+			done := make(chan error, 1)
+			go func() { done <- ts.Config.Shutdown(ctx) }()
+			time.Sleep(50 * time.Millisecond) // let Shutdown close the listener
+			if tt.wantErr {
+				b, _, ok := c.TryRecv(2 * time.Second)
+				if !ok {
+					<-done
+					st := ts.NextStats(t)
+					t.Fatalf("no ERROR 0 \"server shutting down\" reached the client; session outcome %v, ErrorSent %v", st.Outcome, st.ErrorSent)
+				}
+				if want := gatewaytest.ErrorPacket(0, "server shutting down"); !bytes.Equal(b, want) {
+					t.Fatalf("got %q, want %q", b, want)
+				}
+				<-done
+				ts.NextStats(t)
+				return
+			}
+			c.Ack(1)
+			b, _, ok := c.TryRecv(time.Second)
+			if !ok {
+				derr := <-done
+				st := ts.NextStats(t)
+				t.Fatalf("no DATA 2 within 1s of ACK 1 while Shutdown drains; Shutdown = %v; session outcome %v, ErrorSent %v",
+					derr, st.Outcome, st.ErrorSent)
+			}
+			if want := gatewaytest.Data(2, content[512:1024]); !bytes.Equal(b, want) {
+				t.Fatalf("got %q, want DATA 2", gatewaytest.Abbrev(b))
+			}
+			c.Ack(2)
+			c.Expect(gatewaytest.Data(3, content[1024:]))
+			c.Ack(3)
+			if err := <-done; err != nil {
+				t.Fatalf("Shutdown = %v", err)
+			}
+			if st := ts.NextStats(t); st.Outcome != gateway.OutcomeOK {
+				t.Errorf("outcome %v, want ok", st.Outcome)
+			}
+		})
+	}
+}
+
+// TestSinglePortSocketClosedUnderSessions: the caller of Serve closes the
+// PacketConn it passed while single-port sessions still use it. Serve
+// returns the read's error (not ErrServerClosed), the sessions, which
+// can neither send nor receive, end by their timeout, and nothing panics.
+func TestSinglePortSocketClosedUnderSessions(t *testing.T) {
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stats := make(chan gateway.SessionStats, 4)
+	srv := &gateway.Server{
+		Handler:          gatewaytest.Files{"f": gatewaytest.Pattern(4096)},
+		SinglePort:       true,
+		Timeout:          100 * time.Millisecond,
+		MinTimeout:       time.Hour,
+		Retries:          2,
+		Logger:           slog.New(slog.DiscardHandler),
+		SessionStatsFunc: func(s gateway.SessionStats) { stats <- s },
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(pc) }()
+	defer srv.Close()
+	c := gatewaytest.NewClient(t, pc.LocalAddr().(*net.UDPAddr).AddrPort())
+	c.RRQ("f", "octet")
+	c.Expect(gatewaytest.Data(1, gatewaytest.Pattern(4096)[:512]))
+
+	pc.Close()
+	select {
+	case err := <-served:
+		if errors.Is(err, gateway.ErrServerClosed) || !errors.Is(err, net.ErrClosed) || !strings.HasPrefix(err.Error(), "gateway: read: read udp") {
+			t.Errorf("Serve returned %v, want gateway's read error for a closed socket", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Serve did not return")
+	}
+	c.Ack(1) // lost: nobody reads the socket
+	select {
+	case st := <-stats:
+		if st.Outcome != gateway.OutcomeTimeout && st.Outcome != gateway.OutcomeError {
+			t.Errorf("session outcome %v, want a timeout or an error", st.Outcome)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the session did not end")
+	}
 }

@@ -13,7 +13,7 @@ import (
 )
 
 // Window memory against abuse (issue 14 points 1 and 2); the rules are in
-// winmem.go.
+// gateway/internal/winmem.
 
 const bigBlock = 65464
 

@@ -24,8 +24,10 @@ import (
 	"github.com/tftpgw/tftpgw/internal/wire"
 )
 
-// Abuse tests: what a hostile or spoofed source can make the server do.
-// Every flood is bounded in packets and in time.
+// Floods and spoofed sources: what a hostile source can make the server
+// do. Junk, read requests and write requests at full speed, and requests
+// whose source never answers, are bounded in sessions, replies and bytes
+// reflected. Every flood is bounded in packets and in time.
 
 // legitAddr is the legitimate client's source address, distinct from the
 // abuser's 127.0.0.1 so that per-client limits tell them apart.
