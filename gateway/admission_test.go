@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/tftpgw/tftpgw/gateway"
-	"github.com/tftpgw/tftpgw/internal/wire"
+	"github.com/tftpgw/tftpgw/gateway/gatewaytest"
 )
 
 // TestAdmissionHook: Server.Admit refuses with its ERROR, or drops, before
@@ -17,9 +17,9 @@ import (
 // ends; a drop draws nothing, for a WRQ too; both are counted. An accepted
 // request is served.
 func TestAdmissionHook(t *testing.T) {
-	content := pattern(100)
+	content := gatewaytest.Pattern(100)
 	var seen []gateway.Arrival
-	ts := startServer(t, files{"pxelinux.cfg/default": content}, func(s *gateway.Server) {
+	ts := gatewaytest.NewServer(t, gatewaytest.Files{"pxelinux.cfg/default": content}, gatewaytest.FixedTimer, func(s *gateway.Server) {
 		s.Admit = func(a gateway.Arrival) gateway.Admission {
 			seen = append(seen, a) // the listener's goroutine only
 			switch a.Client.Addr() {
@@ -34,44 +34,42 @@ func TestAdmissionHook(t *testing.T) {
 		}
 	})
 
-	refused := newClientOn(t, "udp4", "127.0.0.2:0", ts.addr)
-	refused.rrq("pxelinux.cfg/default", "octet")
-	got, from := refused.recv(5 * time.Second)
-	if from != ts.addr {
-		t.Errorf("refusal from %v, want the listening port %v: a session socket was opened", from, ts.addr)
+	refused := gatewaytest.NewClientOn(t, "udp4", "127.0.0.2:0", ts.Addr())
+	refused.RRQ("pxelinux.cfg/default", "octet")
+	got, from := refused.Recv(5 * time.Second)
+	if from != ts.Addr() {
+		t.Errorf("refusal from %v, want the listening port %v: a session socket was opened", from, ts.Addr())
 	}
-	if want := errPkt(2, "not from here"); string(got) != string(want) {
+	if want := gatewaytest.ErrorPacket(2, "not from here"); string(got) != string(want) {
 		t.Errorf("refusal %q, want %q", got, want)
 	}
 
-	dropped := newClientOn(t, "udp4", "127.0.0.3:0", ts.addr)
-	dropped.rrq("pxelinux.cfg/default", "octet")
-	dropped.sendTo(ts.addr, request(wire.OpWRQ, "upload.bin", "octet"))
-	dropped.expectNothing(300 * time.Millisecond)
+	dropped := gatewaytest.NewClientOn(t, "udp4", "127.0.0.3:0", ts.Addr())
+	dropped.RRQ("pxelinux.cfg/default", "octet")
+	dropped.SendTo(ts.Addr(), gatewaytest.WriteRequest("upload.bin", "octet"))
+	dropped.ExpectNothing(300 * time.Millisecond)
 
-	plain := newClientOn(t, "udp4", "127.0.0.4:0", ts.addr)
-	plain.rrq("pxelinux.cfg/default", "octet")
-	plain.expect(errPkt(2, "access violation"))
+	plain := gatewaytest.NewClientOn(t, "udp4", "127.0.0.4:0", ts.Addr())
+	plain.RRQ("pxelinux.cfg/default", "octet")
+	plain.Expect(gatewaytest.ErrorPacket(2, "access violation"))
 
-	ok := newClientOn(t, "udp4", "127.0.0.5:0", ts.addr)
-	ok.rrq("pxelinux.cfg/default", "octet")
-	ok.expect(data(1, content))
-	ok.ack(1)
-	if st := ts.nextStats(t); st.RemoteAddr.Addr() != netip.MustParseAddr("127.0.0.5") || st.Outcome != gateway.OutcomeOK {
+	ok := gatewaytest.NewClientOn(t, "udp4", "127.0.0.5:0", ts.Addr())
+	ok.RRQ("pxelinux.cfg/default", "octet")
+	ok.Expect(gatewaytest.Data(1, content))
+	ok.Ack(1)
+	if st := ts.NextStats(t); st.RemoteAddr.Addr() != netip.MustParseAddr("127.0.0.5") || st.Outcome != gateway.OutcomeOK {
 		t.Errorf("the one session: %v from %v, want ok from 127.0.0.5", st.Outcome, st.RemoteAddr)
 	}
-	select {
-	case st := <-ts.stats:
+	if st, ok := ts.WaitStats(100 * time.Millisecond); ok {
 		t.Errorf("a refused or dropped request started a session: %+v", st)
-	case <-time.After(100 * time.Millisecond):
 	}
-	st := ts.srv.Stats()
+	st := ts.Config.Stats()
 	if st.PolicyRefusals != 2 || st.PolicyDrops != 2 || st.Sessions[gateway.OutcomeError] != 0 || st.ErrorsSent[gateway.ErrAccessViolation] != 2 {
 		t.Errorf("policy refusals %d, drops %d, error sessions %d, ERROR 2 sent %d; want 2, 2, 0, 2",
 			st.PolicyRefusals, st.PolicyDrops, st.Sessions[gateway.OutcomeError], st.ErrorsSent[gateway.ErrAccessViolation])
 	}
 	if len(seen) != 5 || seen[0].RawPath != "pxelinux.cfg/default" || seen[0].Mode != "octet" || seen[2].Write != true ||
-		seen[0].Local != ts.addr || seen[0].At.IsZero() {
+		seen[0].Local != ts.Addr() || seen[0].At.IsZero() {
 		t.Errorf("arrivals %+v", seen)
 	}
 }
@@ -79,7 +77,7 @@ func TestAdmissionHook(t *testing.T) {
 // TestAdmissionHookPanicRefuses: a hook that panics refuses the request
 // and the server goes on.
 func TestAdmissionHookPanicRefuses(t *testing.T) {
-	ts := startServer(t, files{"f": pattern(10)}, func(s *gateway.Server) {
+	ts := gatewaytest.NewServer(t, gatewaytest.Files{"f": gatewaytest.Pattern(10)}, gatewaytest.FixedTimer, func(s *gateway.Server) {
 		s.Admit = func(a gateway.Arrival) gateway.Admission {
 			if strings.HasPrefix(a.RawPath, "boom") {
 				panic("policy bug")
@@ -87,14 +85,14 @@ func TestAdmissionHookPanicRefuses(t *testing.T) {
 			return gateway.Admission{}
 		}
 	})
-	c := newClient(t, ts.addr)
-	c.rrq("boom-file-with-a-long-name", "octet")
-	c.expect(errPkt(2, "access violation"))
-	c2 := newClient(t, ts.addr)
-	c2.rrq("f", "octet")
-	c2.expect(data(1, pattern(10)))
-	c2.ack(1)
-	ts.nextStats(t)
+	c := gatewaytest.NewClient(t, ts.Addr())
+	c.RRQ("boom-file-with-a-long-name", "octet")
+	c.Expect(gatewaytest.ErrorPacket(2, "access violation"))
+	c2 := gatewaytest.NewClient(t, ts.Addr())
+	c2.RRQ("f", "octet")
+	c2.Expect(gatewaytest.Data(1, gatewaytest.Pattern(10)))
+	c2.Ack(1)
+	ts.NextStats(t)
 }
 
 // TestChainOrder: Chain(h, a, b) is a(b(h)): the first middleware is the

@@ -1,6 +1,7 @@
 package gateway_test
 
 import (
+	"log/slog"
 	"net"
 	"testing"
 	"time"
@@ -8,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tftpgw/tftpgw/gateway"
+	"github.com/tftpgw/tftpgw/gateway/gatewaytest"
 )
 
 // TestSessionTimesStartAtTheRequestsArrival: a session's Start (and so its
@@ -27,15 +29,15 @@ func TestSessionTimesStartAtTheRequestsArrival(t *testing.T) {
 	}
 	rc.Control(func(fd uintptr) { unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1) })
 	addr := pc.LocalAddr().(*net.UDPAddr).AddrPort()
-	c := newClient(t, addr)
+	c := gatewaytest.NewClient(t, addr)
 	sent := time.Now()
-	c.rrq("f", "octet") // waits in the socket's queue: nothing reads it yet
+	c.RRQ("f", "octet") // waits in the socket's queue: nothing reads it yet
 	const backlog = 200 * time.Millisecond
 	time.Sleep(backlog)
 	stats := make(chan gateway.SessionStats, 1)
 	srv := &gateway.Server{
-		Handler:          files{"f": []byte("abc")},
-		Logger:           discardLogger(),
+		Handler:          gatewaytest.Files{"f": []byte("abc")},
+		Logger:           slog.New(slog.DiscardHandler),
 		SessionStatsFunc: func(s gateway.SessionStats) { stats <- s },
 	}
 	done := make(chan error, 1)
@@ -44,8 +46,8 @@ func TestSessionTimesStartAtTheRequestsArrival(t *testing.T) {
 		srv.Close()
 		<-done
 	}()
-	c.expect(data(1, []byte("abc")))
-	c.ack(1)
+	c.Expect(gatewaytest.Data(1, []byte("abc")))
+	c.Ack(1)
 	select {
 	case st := <-stats:
 		if st.TimeToFirstData < backlog || st.Start.Sub(sent) > backlog/2 {

@@ -16,31 +16,21 @@ import (
 // windowedSession starts a transfer of content with windowsize 4 and a
 // negotiated timeout of 5 s (the server's timer: it never fires in these
 // tests), acknowledges the first window and receives DATA 5-8.
-func windowedSession(t *testing.T, content []byte) (*testServer, *rawClient) {
+func windowedSession(t *testing.T, content []byte) (*gatewaytest.Server, *gatewaytest.Client) {
 	t.Helper()
-	ts := startServer(t, files{"f": content}, nil)
-	c := newClient(t, ts.addr)
-	c.rrq("f", "octet", "timeout", "5", "windowsize", "4")
-	c.expect(oack("timeout", "5", "windowsize", "4"))
-	c.ack(0)
+	ts := gatewaytest.NewServer(t, gatewaytest.Files{"f": content}, gatewaytest.FixedTimer)
+	c := gatewaytest.NewClient(t, ts.Addr())
+	c.RRQ("f", "octet", "timeout", "5", "windowsize", "4")
+	c.Expect(gatewaytest.OACK("timeout", "5", "windowsize", "4"))
+	c.Ack(0)
 	for b := 1; b <= 4; b++ {
-		c.expect(data(uint16(b), content[(b-1)*512:b*512]))
+		c.Expect(gatewaytest.Data(uint16(b), content[(b-1)*512:b*512]))
 	}
-	c.ack(4)
+	c.Ack(4)
 	for b := 5; b <= 8; b++ {
-		c.expect(data(uint16(b), content[(b-1)*512:b*512]))
+		c.Expect(gatewaytest.Data(uint16(b), content[(b-1)*512:b*512]))
 	}
 	return ts, c
-}
-
-// expectWithin is expect with a deadline shorter than the server's timer,
-// so that the packet can only have been caused by what the client sent.
-func (c *rawClient) expectWithin(d time.Duration, want []byte) {
-	c.t.Helper()
-	got, from := c.recv(d)
-	if from != c.tid || !bytes.Equal(got, want) {
-		c.t.Fatalf("got %q from %v, want %q from %v", trim(got), from, trim(want), c.tid)
-	}
 }
 
 // TestRFC7440_ClientTimerDuplicateACKRestartsTheWindow: the tail of a
@@ -51,23 +41,23 @@ func (c *rawClient) expectWithin(d time.Duration, want []byte) {
 // server's own timeout (5 s here): before, the server ignored it, and a
 // client whose patience is shorter than the server's timer gave up.
 func TestRFC7440_ClientTimerDuplicateACKRestartsTheWindow(t *testing.T) {
-	content := pattern(12*512 + 100)
+	content := gatewaytest.Pattern(12*512 + 100)
 	ts, c := windowedSession(t, content)
 	// DATA 5-8 "lost": the client's timer (300 ms) re-acknowledges 4.
 	time.Sleep(300 * time.Millisecond)
-	c.ack(4)
+	c.Ack(4)
 	for b := 5; b <= 8; b++ {
-		c.expectWithin(2*time.Second, data(uint16(b), content[(b-1)*512:b*512]))
+		c.ExpectWithin(2*time.Second, gatewaytest.Data(uint16(b), content[(b-1)*512:b*512]))
 	}
-	c.expectNothing(200 * time.Millisecond)
-	c.ack(8)
+	c.ExpectNothing(200 * time.Millisecond)
+	c.Ack(8)
 	for b := 9; b <= 12; b++ {
-		c.expect(data(uint16(b), content[(b-1)*512:b*512]))
+		c.Expect(gatewaytest.Data(uint16(b), content[(b-1)*512:b*512]))
 	}
-	c.ack(12)
-	c.expect(data(13, content[12*512:]))
-	c.ack(13)
-	st := ts.nextStats(t)
+	c.Ack(12)
+	c.Expect(gatewaytest.Data(13, content[12*512:]))
+	c.Ack(13)
+	st := ts.NextStats(t)
 	if st.Outcome != gateway.OutcomeOK || st.Retransmits != 4 || st.DuplicateAcks != 1 {
 		t.Errorf("outcome %v, retransmits %d, duplicate ACKs %d; want ok, 4, 1", st.Outcome, st.Retransmits, st.DuplicateAcks)
 	}
@@ -80,26 +70,26 @@ func TestRFC7440_ClientTimerDuplicateACKRestartsTheWindow(t *testing.T) {
 // Apprentice). Later, after a quiet spell, the client's timer duplicate
 // restarts the window once more, and the burst that follows it does not.
 func TestRFC7440_DuplicateACKBurstRestartsOnce(t *testing.T) {
-	content := pattern(12*512 + 100)
+	content := gatewaytest.Pattern(12*512 + 100)
 	ts, c := windowedSession(t, content)
 	// DATA 6 lost; 7 and 8 arrive out of order: ACK 5, 5, 5.
-	c.ack(5)
-	c.ack(5)
-	c.ack(5)
+	c.Ack(5)
+	c.Ack(5)
+	c.Ack(5)
 	for b := 6; b <= 9; b++ {
-		c.expect(data(uint16(b), content[(b-1)*512:b*512]))
+		c.Expect(gatewaytest.Data(uint16(b), content[(b-1)*512:b*512]))
 	}
-	c.expectNothing(300 * time.Millisecond)
+	c.ExpectNothing(300 * time.Millisecond)
 	// All of 6-9 lost: the timer's duplicate, then another burst.
 	for range 4 {
-		c.ack(5)
+		c.Ack(5)
 	}
 	for b := 6; b <= 9; b++ {
-		c.expectWithin(2*time.Second, data(uint16(b), content[(b-1)*512:b*512]))
+		c.ExpectWithin(2*time.Second, gatewaytest.Data(uint16(b), content[(b-1)*512:b*512]))
 	}
-	c.expectNothing(300 * time.Millisecond)
-	c.sendError(0, "enough")
-	st := ts.nextStats(t)
+	c.ExpectNothing(300 * time.Millisecond)
+	c.SendError(0, "enough")
+	st := ts.NextStats(t)
 	if st.Retransmits != 3+4 || st.DuplicateAcks != 2+4 {
 		t.Errorf("retransmits %d, duplicate ACKs %d; want 7 (6-8 on the gap, 6-9 on the timer), 6", st.Retransmits, st.DuplicateAcks)
 	}
@@ -108,20 +98,20 @@ func TestRFC7440_DuplicateACKBurstRestartsOnce(t *testing.T) {
 // TestRFC7440_DuplicateACKNeverResendsInLockStep: RFC 1123 4.2.3.1 holds
 // for windowsize 1 whatever the timing.
 func TestRFC7440_DuplicateACKNeverResendsInLockStep(t *testing.T) {
-	content := pattern(4*512 + 100)
-	ts := startServer(t, files{"f": content}, nil)
-	c := newClient(t, ts.addr)
-	c.rrq("f", "octet", "timeout", "5")
-	c.expect(oack("timeout", "5"))
-	c.ack(0)
-	c.expect(data(1, content[:512]))
-	c.ack(1)
-	c.expect(data(2, content[512:1024]))
+	content := gatewaytest.Pattern(4*512 + 100)
+	ts := gatewaytest.NewServer(t, gatewaytest.Files{"f": content}, gatewaytest.FixedTimer)
+	c := gatewaytest.NewClient(t, ts.Addr())
+	c.RRQ("f", "octet", "timeout", "5")
+	c.Expect(gatewaytest.OACK("timeout", "5"))
+	c.Ack(0)
+	c.Expect(gatewaytest.Data(1, content[:512]))
+	c.Ack(1)
+	c.Expect(gatewaytest.Data(2, content[512:1024]))
 	time.Sleep(300 * time.Millisecond)
-	c.ack(1)
-	c.expectNothing(500 * time.Millisecond)
-	c.sendError(0, "enough")
-	ts.nextStats(t)
+	c.Ack(1)
+	c.ExpectNothing(500 * time.Millisecond)
+	c.SendError(0, "enough")
+	ts.NextStats(t)
 }
 
 // TestClientTimerRecoversLossyWindows: 60 transfers with windowsize 4
@@ -138,8 +128,8 @@ func TestClientTimerRecoversLossyWindows(t *testing.T) {
 		parallel  = 10
 		blocks    = 17 // 4 windows and a final block
 	)
-	content := pattern((blocks-1)*512 + 100)
-	ts := gatewaytest.NewServer(t, files{"f": content}, func(s *gateway.Server) { s.Retries = 5 })
+	content := gatewaytest.Pattern((blocks-1)*512 + 100)
+	ts := gatewaytest.NewServer(t, gatewaytest.Files{"f": content}, func(s *gateway.Server) { s.Retries = 5 })
 	p := gatewaytest.NewProxy(t, ts.Addr(), gatewaytest.ProxyConfig{
 		DropRate: 0.05, Seed: 5,
 		// The client sends its final ACK once and does not dally; the
@@ -216,8 +206,8 @@ func TestEDK2DuplicateACKBurstsThroughLoss(t *testing.T) {
 		blocks    = 65 // 8 windows and a final block
 		window    = 8
 	)
-	content := pattern((blocks-1)*512 + 100)
-	ts := gatewaytest.NewServer(t, files{"f": content}, func(s *gateway.Server) { s.Retries = 10 })
+	content := gatewaytest.Pattern((blocks-1)*512 + 100)
+	ts := gatewaytest.NewServer(t, gatewaytest.Files{"f": content}, func(s *gateway.Server) { s.Retries = 10 })
 	p := gatewaytest.NewProxy(t, ts.Addr(), gatewaytest.ProxyConfig{
 		DropRate: 0.05, Seed: 7,
 		Exempt: func(d gatewaytest.Direction, b []byte) bool {

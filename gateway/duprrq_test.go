@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tftpgw/tftpgw/gateway"
+	"github.com/tftpgw/tftpgw/gateway/gatewaytest"
 	"github.com/tftpgw/tftpgw/internal/syncbuf"
 )
 
@@ -20,44 +21,84 @@ import (
 // arrived before the first ACK is a duplicate: see
 // TestDelayedDuplicateRRQIgnored and TestDuplicateRRQIgnored.)
 func TestRestartFromSamePort(t *testing.T) {
-	content := pattern(1300) // 3 blocks
+	content := gatewaytest.Pattern(1300) // 3 blocks
 	for _, single := range []bool{false, true} {
 		t.Run(map[bool]string{false: "TID_per_session", true: "single_port"}[single], func(t *testing.T) {
 			var logged syncbuf.Buffer
-			ts := startServer(t, files{"f": content}, func(s *gateway.Server) {
+			ts := gatewaytest.NewServer(t, gatewaytest.Files{"f": content}, gatewaytest.FixedTimer, func(s *gateway.Server) {
 				s.SinglePort = single
 				s.Logger = slog.New(slog.NewTextHandler(&logged, nil))
 			})
-			c := newClient(t, ts.addr)
-			c.rrq("f", "octet")
-			c.expect(data(1, content[:512]))
-			c.ack(1)
-			c.expect(data(2, content[512:1024])) // the client gives up here
-			old := c.tid
-			c.tid = netip.AddrPort{}
-			c.rrq("f", "octet")
-			c.expect(data(1, content[:512]))
-			if !single && c.tid == old {
+			c := gatewaytest.NewClient(t, ts.Addr())
+			c.RRQ("f", "octet")
+			c.Expect(gatewaytest.Data(1, content[:512]))
+			c.Ack(1)
+			c.Expect(gatewaytest.Data(2, content[512:1024])) // the client gives up here
+			old := c.TID()
+			c.SetTID(netip.AddrPort{})
+			c.RRQ("f", "octet")
+			c.Expect(gatewaytest.Data(1, content[:512]))
+			if !single && c.TID() == old {
 				t.Fatalf("the new transfer answered from the old session's TID %v", old)
 			}
-			first := ts.nextStats(t)
+			first := ts.NextStats(t)
 			if first.Outcome != gateway.OutcomeAborted || first.BytesAcked != 512 {
 				t.Errorf("old session: %v with %d bytes acknowledged, want aborted with 512", first.Outcome, first.BytesAcked)
 			}
-			c.ack(1)
-			c.expect(data(2, content[512:1024]))
-			c.ack(2)
-			c.expect(data(3, content[1024:]))
-			c.ack(3)
-			if st := ts.nextStats(t); st.Outcome != gateway.OutcomeOK || st.BytesAcked != int64(len(content)) || st.SessionID == first.SessionID {
+			c.Ack(1)
+			c.Expect(gatewaytest.Data(2, content[512:1024]))
+			c.Ack(2)
+			c.Expect(gatewaytest.Data(3, content[1024:]))
+			c.Ack(3)
+			if st := ts.NextStats(t); st.Outcome != gateway.OutcomeOK || st.BytesAcked != int64(len(content)) || st.SessionID == first.SessionID {
 				t.Errorf("new session: %v (%s), %d bytes; want a second session, ok, %d bytes", st.Outcome, st.SessionID, st.BytesAcked, len(content))
 			}
-			c.expectNothing(100 * time.Millisecond) // nothing more from either session
+			c.ExpectNothing(100 * time.Millisecond) // nothing more from either session
 			if want := `outcome=aborted bytes=512 `; !strings.Contains(logged.String(), want) ||
 				!strings.Contains(logged.String(), `cause="gateway: superseded by a new request from the client's port"`) {
 				t.Errorf("the old session's line lacks %s or its cause:\n%s", want, logged.String())
 			}
-			if n := ts.srv.Stats().DuplicateRequests; n != 0 {
+			if n := ts.Config.Stats().DuplicateRequests; n != 0 {
+				t.Errorf("DuplicateRequests %d, want 0", n)
+			}
+		})
+	}
+}
+
+// TestNewRequestFromReusedPort is a regression test: 2 of 10,000 transfers
+// failed in the 10k-session benchmark when a client's ephemeral port was
+// reused while the previous transfer's session still waited for its lost
+// final ACK. The new RRQ was taken for a duplicate and ignored, and the new
+// client got the old session's final DATA. A request from a client that
+// has acknowledged something is a new transfer: the old session ends
+// (silently, ok if its final block was sent) and a new one starts. A
+// retransmitted RRQ before any ACK is still a duplicate
+// (TestDuplicateRRQIgnored).
+func TestNewRequestFromReusedPort(t *testing.T) {
+	content := gatewaytest.Pattern(700)
+	for _, single := range []bool{false, true} {
+		t.Run(map[bool]string{false: "TID_per_session", true: "single_port"}[single], func(t *testing.T) {
+			ts := gatewaytest.NewServer(t, gatewaytest.Files{"f": content}, gatewaytest.FixedTimer, func(s *gateway.Server) { s.SinglePort = single })
+			c := gatewaytest.NewClient(t, ts.Addr())
+			c.RRQ("f", "octet")
+			c.Expect(gatewaytest.Data(1, content[:512]))
+			c.Ack(1)
+			c.Expect(gatewaytest.Data(2, content[512:])) // the final block; its ACK is "lost"
+			old := c.TID()
+			c.SetTID(netip.AddrPort{})
+			c.RRQ("f", "octet") // the port, reused: a new transfer
+			c.Expect(gatewaytest.Data(1, content[:512]))
+			if !single && c.TID() == old {
+				t.Fatalf("new transfer answered from the old session's TID %v", old)
+			}
+			c.Ack(1)
+			c.Expect(gatewaytest.Data(2, content[512:]))
+			c.Ack(2)
+			first, second := ts.NextStats(t), ts.NextStats(t)
+			if first.Outcome != gateway.OutcomeOK || second.Outcome != gateway.OutcomeOK || first.SessionID == second.SessionID {
+				t.Errorf("outcomes %v (%s), %v (%s); want two ok sessions", first.Outcome, first.SessionID, second.Outcome, second.SessionID)
+			}
+			if n := ts.Config.Stats().DuplicateRequests; n != 0 {
 				t.Errorf("DuplicateRequests %d, want 0", n)
 			}
 		})

@@ -3,7 +3,6 @@ package gateway_test
 import (
 	"bytes"
 	"context"
-	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tftpgw/tftpgw/gateway"
+	"github.com/tftpgw/tftpgw/gateway/gatewaytest"
 	"github.com/tftpgw/tftpgw/internal/tftpclient"
 )
 
@@ -130,35 +130,6 @@ func must(t *testing.T, err error) {
 	}
 }
 
-// TestContent covers the ready-made contents.
-func TestContent(t *testing.T) {
-	f, err := os.CreateTemp(t.TempDir(), "c")
-	must(t, err)
-	f.WriteString("0123456789")
-	f.Seek(4, io.SeekStart)
-	rs, err := gateway.ReadSeekerContent(f)
-	must(t, err)
-	if b, _ := io.ReadAll(rs); string(b) != "456789" || rs.Size() != 6 {
-		t.Errorf("ReadSeekerContent: %q size %d", b, rs.Size())
-	}
-	f.Seek(0, io.SeekStart)
-	fc, err := gateway.FileContent(f)
-	must(t, err)
-	if b, _ := io.ReadAll(fc); string(b) != "0123456789" || fc.Size() != 10 {
-		t.Errorf("FileContent: %q size %d", b, fc.Size())
-	}
-	must(t, fc.Close())
-	d, err := os.Open(t.TempDir())
-	must(t, err)
-	defer d.Close()
-	if _, err := gateway.FileContent(d); !errors.Is(err, gateway.ErrNotRegular) {
-		t.Errorf("FileContent(dir) = %v, want ErrNotRegular", err)
-	}
-	if c := gateway.NewContent(bytesReader([]byte("ab")), -1); c.Size() != -1 || c.Close() != nil {
-		t.Errorf("NewContent")
-	}
-}
-
 func TestCleanPath(t *testing.T) {
 	tests := []struct{ raw, want string }{
 		{"a", "a"},
@@ -264,7 +235,7 @@ func TestFileServerETagFollowsEveryChange(t *testing.T) {
 // ETag and serves from where the file was.
 func TestFileContentIsFileServers(t *testing.T) {
 	dir := t.TempDir()
-	body := pattern(3*65464 + 77)
+	body := gatewaytest.Pattern(3*65464 + 77)
 	if err := os.WriteFile(filepath.Join(dir, "k"), body, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -306,13 +277,86 @@ func TestFileContentIsFileServers(t *testing.T) {
 		off  int64
 		want []byte
 	}{{0, body}, {1000, body[1000:]}} {
-		ts := startServer(t, gateway.HandlerFunc(func(context.Context, *gateway.Request) (gateway.Content, error) {
+		ts := gatewaytest.NewServer(t, gateway.HandlerFunc(func(context.Context, *gateway.Request) (gateway.Content, error) {
 			return open(tc.off), nil
-		}), nil)
+		}), gatewaytest.FixedTimer)
 		var got bytes.Buffer
-		if _, err := tftpclient.Get(context.Background(), ts.addr.String(), "k", &got, tftpclient.Options{BlockSize: 65464, WindowSize: 4}); err != nil || !bytes.Equal(got.Bytes(), tc.want) {
+		if _, err := tftpclient.Get(context.Background(), ts.Addr().String(), "k", &got, tftpclient.Options{BlockSize: 65464, WindowSize: 4}); err != nil || !bytes.Equal(got.Bytes(), tc.want) {
 			t.Errorf("offset %d: Get: %v, %d bytes, want %d", tc.off, err, got.Len(), len(tc.want))
 		}
-		ts.nextStats(t)
+		ts.NextStats(t)
+	}
+}
+
+// TestFileServerOnlyWhatAnyoneMayRead: run as root, FileServer serves a
+// file only if anyone on the host may read it (regression: root served a
+// mode-000 file, a 0600 key and files in a 0700 directory to any TFTP
+// client). The client gets ERROR 2 "access violation", and the edge cache's
+// StatContent refuses to vouch for the file.
+func TestFileServerOnlyWhatAnyoneMayRead(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: without it the kernel refuses these files (TestFileServer)")
+	}
+	dir := t.TempDir()
+	must(t, os.Chmod(dir, 0o700)) // the root's own mode is the operator's choice: not checked
+	content := []byte("boot me")
+	for _, d := range []struct {
+		name string
+		mode os.FileMode
+	}{{"open", 0o755}, {"private", 0o700}, {"searchable", 0o711}, {"open/private", 0o750}} {
+		must(t, os.Mkdir(filepath.Join(dir, d.name), d.mode))
+		must(t, os.Chmod(filepath.Join(dir, d.name), d.mode)) // past the umask
+	}
+	files := []struct {
+		path   string
+		mode   os.FileMode
+		served bool
+	}{
+		{"world-readable", 0o644, true},
+		{"others-only", 0o004, true},
+		{"mode-000", 0o000, false},
+		{"owner-only", 0o600, false},
+		{"owner-and-group", 0o640, false},
+		{"executable-not-readable", 0o711, false},
+		{"open/kernel", 0o644, true},
+		{"searchable/kernel", 0o644, true},
+		{"private/kernel", 0o644, false},
+		{"open/private/kernel", 0o644, false},
+	}
+	for _, f := range files {
+		p := filepath.Join(dir, f.path)
+		must(t, os.WriteFile(p, content, f.mode))
+		must(t, os.Chmod(p, f.mode))
+	}
+	root, err := os.OpenRoot(dir)
+	must(t, err)
+	defer root.Close()
+	h := gateway.FileServer(root)
+	stat := h.(interface {
+		StatContent(context.Context, *gateway.Request) (int64, gateway.ContentInfo, error)
+	})
+	ts := gatewaytest.NewServer(t, h, gatewaytest.FixedTimer)
+	for _, tc := range files {
+		t.Run(tc.path, func(t *testing.T) {
+			c := gatewaytest.NewClient(t, ts.Addr())
+			c.RRQ(tc.path, "octet")
+			_, _, serr := stat.StatContent(context.Background(), &gateway.Request{Path: tc.path})
+			if !tc.served {
+				if serr == nil {
+					t.Error("StatContent vouches for it")
+				}
+				c.Expect(gatewaytest.ErrorPacket(2, "access violation"))
+				st := ts.NextStats(t)
+				if st.Outcome != gateway.OutcomeError || st.BytesSent != 0 {
+					t.Errorf("outcome %v, %d bytes sent", st.Outcome, st.BytesSent)
+				}
+				return
+			}
+			c.Expect(gatewaytest.Data(1, content))
+			c.Ack(1)
+			if st := ts.NextStats(t); st.Outcome != gateway.OutcomeOK {
+				t.Errorf("outcome %v, want ok", st.Outcome)
+			}
+		})
 	}
 }

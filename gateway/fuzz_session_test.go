@@ -78,8 +78,8 @@ type fuzzState struct {
 }
 
 func fuzzSession(t *testing.T, rawBlk uint16, rawWin uint8, size uint16, script []byte) {
-	content := pattern(int(size))
-	ts := gatewaytest.NewServer(t, files{"f": content}, func(s *gateway.Server) {
+	content := gatewaytest.Pattern(int(size))
+	ts := gatewaytest.NewServer(t, gatewaytest.Files{"f": content}, func(s *gateway.Server) {
 		s.Timeout, s.Retries = fuzzTimeout, fuzzRetries
 	})
 	var opts []string
@@ -94,7 +94,7 @@ func fuzzSession(t *testing.T, rawBlk uint16, rawWin uint8, size uint16, script 
 	}
 	last := int(size)/blksize + 1 // final block number (< 65536: no rollover)
 	client, stranger := fuzzSocket(t), fuzzSocket(t)
-	rrq := request(wire.OpRRQ, "f", "octet", opts...)
+	rrq := gatewaytest.ReadRequest("f", "octet", opts...)
 	send := func(c *net.UDPConn, to netip.AddrPort, b []byte) {
 		if to.IsValid() {
 			c.WriteToUDPAddrPort(b, to)
@@ -116,7 +116,7 @@ func fuzzSession(t *testing.T, rawBlk uint16, rawWin uint8, size uint16, script 
 		if from == ts.Addr() {
 			// The listening port answers only refused requests (WRQ).
 			if op, _ := wire.PacketOpcode(b); op != wire.OpERROR {
-				t.Fatalf("listening port sent %q", trim(b))
+				t.Fatalf("listening port sent %q", gatewaytest.Abbrev(b))
 			}
 			return
 		}
@@ -135,7 +135,7 @@ func fuzzSession(t *testing.T, rawBlk uint16, rawWin uint8, size uint16, script 
 		switch op {
 		case wire.OpOACK:
 			if len(opts) == 0 || s.data {
-				t.Fatalf("session %v: OACK %q (options %q, DATA seen %v)", from, trim(b), opts, s.data)
+				t.Fatalf("session %v: OACK %q (options %q, DATA seen %v)", from, gatewaytest.Abbrev(b), opts, s.data)
 			}
 		case wire.OpDATA:
 			blk16, payload, _ := wire.ParseData(b)
@@ -153,7 +153,7 @@ func fuzzSession(t *testing.T, rawBlk uint16, rawWin uint8, size uint16, script 
 			s.ackLo = max(s.ackLo, blk-window)
 			s.hiRecv = max(s.hiRecv, blk)
 		default:
-			t.Fatalf("session %v sent %q", from, trim(b))
+			t.Fatalf("session %v sent %q", from, gatewaytest.Abbrev(b))
 		}
 	}
 	// drain reads what the server sent until d passes.
@@ -238,7 +238,7 @@ func fuzzSession(t *testing.T, rawBlk uint16, rawWin uint8, size uint16, script 
 						code = int(c)
 					}
 					if from != s.tid || code != 5 {
-						t.Fatalf("stranger got %q from %v, want ERROR 5 from %v", trim(buf[:n]), from, s.tid)
+						t.Fatalf("stranger got %q from %v, want ERROR 5 from %v", gatewaytest.Abbrev(buf[:n]), from, s.tid)
 					}
 				} // no answer: the session has ended already
 			}
@@ -248,7 +248,7 @@ func fuzzSession(t *testing.T, rawBlk uint16, rawWin uint8, size uint16, script 
 		case opWait:
 			drain(time.Duration(operand()%8) * time.Millisecond)
 		case opOtherOpcode:
-			pkts := [][]byte{data(1, []byte("x")), oack("blksize", "512"), rrq, request(wire.OpWRQ, "f", "octet")}
+			pkts := [][]byte{gatewaytest.Data(1, []byte("x")), gatewaytest.OACK("blksize", "512"), rrq, gatewaytest.WriteRequest("f", "octet")}
 			if s != nil {
 				send(client, s.tid, pkts[int(operand())%len(pkts)])
 			}

@@ -94,8 +94,8 @@ func TestLossyTransfers(t *testing.T) {
 
 func runLossCase(t *testing.T, tc lossCase) {
 	const blksize = 1468
-	content := pattern(tc.size)
-	ts := gatewaytest.NewServer(t, files{"f": content}, func(s *gateway.Server) {
+	content := gatewaytest.Pattern(tc.size)
+	ts := gatewaytest.NewServer(t, gatewaytest.Files{"f": content}, func(s *gateway.Server) {
 		s.Timeout, s.Retries = lossTimeout, 20
 	})
 	p := gatewaytest.NewProxy(t, ts.Addr(), gatewaytest.ProxyConfig{
@@ -211,11 +211,11 @@ func TestTargetedLoss(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			content := pattern((tt.blocks-1)*blksize + 100)
+			content := gatewaytest.Pattern((tt.blocks-1)*blksize + 100)
 			// Exact resend counts need a timer that never fires spuriously,
 			// even on a loaded machine: fixed (MinTimeout >= Timeout) and long.
 			const timeout = 4 * lossTimeout
-			ts := gatewaytest.NewServer(t, files{"f": content}, func(s *gateway.Server) {
+			ts := gatewaytest.NewServer(t, gatewaytest.Files{"f": content}, func(s *gateway.Server) {
 				s.Timeout, s.MinTimeout, s.Retries = timeout, timeout, 5
 			})
 			var once atomic.Bool

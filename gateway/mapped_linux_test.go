@@ -11,11 +11,12 @@ import (
 	"time"
 
 	"github.com/tftpgw/tftpgw/gateway"
+	"github.com/tftpgw/tftpgw/gateway/gatewaytest"
 )
 
 // serveDir serves a temporary directory holding name with b through
 // gateway.FileServer, whose large blocks are sent straight from the file.
-func serveDir(t *testing.T, network, addr, name string, b []byte) (*testServer, string) {
+func serveDir(t *testing.T, network, addr, name string, b []byte) (*gatewaytest.Server, string) {
 	t.Helper()
 	dir := t.TempDir()
 	path := filepath.Join(dir, name)
@@ -28,7 +29,7 @@ func serveDir(t *testing.T, network, addr, name string, b []byte) (*testServer, 
 	}
 	t.Cleanup(func() { root.Close() })
 	fast := func(s *gateway.Server) { s.Timeout = 300 * time.Millisecond }
-	return startServerOn(t, network, addr, gateway.FileServer(root), fast), path
+	return gatewaytest.NewServerOn(t, network, addr, gateway.FileServer(root), gatewaytest.FixedTimer, fast), path
 }
 
 // TestRFC2348_LargeBlocksFromFile: blocks too large for UDP segmentation
@@ -54,38 +55,38 @@ func TestRFC2348_LargeBlocksFromFile(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			content := pattern(tt.size)
+			content := gatewaytest.Pattern(tt.size)
 			ts, _ := serveDir(t, tt.network, tt.addr, "big.bin", content)
-			if tt.network == "udp6" && !ts.addr.Addr().Is6() {
+			if tt.network == "udp6" && !ts.Addr().Addr().Is6() {
 				t.Skip("no IPv6 loopback")
 			}
-			c := newClient(t, ts.addr)
+			c := gatewaytest.NewClient(t, ts.Addr())
 			opts := []string{"blksize", strconv.Itoa(bs)}
 			if tt.window > 1 {
 				opts = append(opts, "windowsize", strconv.Itoa(tt.window))
 			}
-			c.rrq("big.bin", "octet", opts...)
-			c.recv(5e9) // the OACK
-			c.ack(0)
+			c.RRQ("big.bin", "octet", opts...)
+			c.Recv(5e9) // the OACK
+			c.Ack(0)
 			block := func(n int) []byte {
 				lo := min((n-1)*bs, tt.size)
-				return data(uint16(n), content[lo:min(lo+bs, tt.size)])
+				return gatewaytest.Data(uint16(n), content[lo:min(lo+bs, tt.size)])
 			}
 			last := tt.size/bs + 1
 			for first := 1; first <= last; first += tt.window {
 				end := min(first+tt.window-1, last)
 				for n := first; n <= end; n++ {
-					c.expect(block(n))
+					c.Expect(block(n))
 				}
 				if first == 1 {
 					// No ACK: the window comes again after the timeout.
 					for n := first; n <= end; n++ {
-						c.expect(block(n))
+						c.Expect(block(n))
 					}
 				}
-				c.ack(uint16(end))
+				c.Ack(uint16(end))
 			}
-			st := ts.nextStats(t)
+			st := ts.NextStats(t)
 			if st.Outcome != gateway.OutcomeOK || st.BytesAcked != int64(tt.size) {
 				t.Errorf("outcome %v, %d bytes acknowledged; want ok, %d", st.Outcome, st.BytesAcked, tt.size)
 			}
@@ -113,22 +114,22 @@ func TestLargeBlocksFromTruncatedFile(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			content := pattern(8 * bs)
+			content := gatewaytest.Pattern(8 * bs)
 			ts, path := serveDir(t, "udp4", "127.0.0.1:0", "big.bin", content)
-			c := newClient(t, ts.addr)
+			c := gatewaytest.NewClient(t, ts.Addr())
 			opts := []string{"blksize", strconv.Itoa(bs), "windowsize", strconv.Itoa(tt.window)}
-			c.rrq("big.bin", "octet", opts...)
-			c.recv(5e9)
-			c.ack(0)
+			c.RRQ("big.bin", "octet", opts...)
+			c.Recv(5e9)
+			c.Ack(0)
 			for n := 1; n <= tt.window; n++ {
-				c.expect(data(uint16(n), content[(n-1)*bs:n*bs]))
+				c.Expect(gatewaytest.Data(uint16(n), content[(n-1)*bs:n*bs]))
 			}
 			if err := os.Truncate(path, tt.cut); err != nil {
 				t.Fatal(err)
 			}
-			c.ack(uint16(tt.window))
-			c.expect(errPkt(0, "file changed while being sent"))
-			st := ts.nextStats(t)
+			c.Ack(uint16(tt.window))
+			c.Expect(gatewaytest.ErrorPacket(0, "file changed while being sent"))
+			st := ts.NextStats(t)
 			if st.Outcome != gateway.OutcomeError {
 				t.Errorf("outcome %v, want error", st.Outcome)
 			}
@@ -137,11 +138,11 @@ func TestLargeBlocksFromTruncatedFile(t *testing.T) {
 			if err := os.WriteFile(path, content[:10], 0o644); err != nil {
 				t.Fatal(err)
 			}
-			c2 := newClient(t, ts.addr)
-			c2.rrq("big.bin", "octet")
-			c2.expect(data(1, content[:10]))
-			c2.ack(1)
-			ts.nextStats(t)
+			c2 := gatewaytest.NewClient(t, ts.Addr())
+			c2.RRQ("big.bin", "octet")
+			c2.Expect(gatewaytest.Data(1, content[:10]))
+			c2.Ack(1)
+			ts.NextStats(t)
 		})
 	}
 }
@@ -156,23 +157,23 @@ func TestLargeBlocksFromFileFinalAckPastTheMapping(t *testing.T) {
 	for _, size := range []int{4<<20 + 1000, 70 * bs} {
 		t.Run(strconv.Itoa(size), func(t *testing.T) {
 			t.Parallel()
-			content := pattern(size)
+			content := gatewaytest.Pattern(size)
 			ts, _ := serveDir(t, "udp4", "127.0.0.1:0", "big.bin", content)
-			c := newClient(t, ts.addr)
-			c.rrq("big.bin", "octet", "blksize", strconv.Itoa(bs))
-			c.recv(5 * time.Second)
-			c.ack(0)
+			c := gatewaytest.NewClient(t, ts.Addr())
+			c.RRQ("big.bin", "octet", "blksize", strconv.Itoa(bs))
+			c.Recv(5 * time.Second)
+			c.Ack(0)
 			last := size/bs + 1
 			for n := 1; n <= last; n++ {
 				lo := (n - 1) * bs
-				c.expect(data(uint16(n), content[lo:min(lo+bs, size)]))
-				c.ack(uint16(n))
+				c.Expect(gatewaytest.Data(uint16(n), content[lo:min(lo+bs, size)]))
+				c.Ack(uint16(n))
 			}
-			st := ts.nextStats(t)
+			st := ts.NextStats(t)
 			if st.Outcome != gateway.OutcomeOK || st.ErrorSent != nil {
 				t.Errorf("outcome %v, error sent %v; want ok, none", st.Outcome, st.ErrorSent)
 			}
-			c.expectNothing(200 * time.Millisecond)
+			c.ExpectNothing(200 * time.Millisecond)
 		})
 	}
 }
@@ -185,21 +186,21 @@ func TestLargeBlocksFromFileFinalAckPastTheMapping(t *testing.T) {
 func TestLargeBlocksFromFileCutInsideItsLastPage(t *testing.T) {
 	const bs = 65464
 	size := 2*bs + 1000 // the end lies inside a page
-	content := pattern(size)
+	content := gatewaytest.Pattern(size)
 	ts, path := serveDir(t, "udp4", "127.0.0.1:0", "big.bin", content)
-	c := newClient(t, ts.addr)
-	c.rrq("big.bin", "octet", "blksize", strconv.Itoa(bs))
-	c.recv(5 * time.Second)
-	c.ack(0)
-	c.expect(data(1, content[:bs]))
-	c.ack(1)
-	c.expect(data(2, content[bs:2*bs]))
+	c := gatewaytest.NewClient(t, ts.Addr())
+	c.RRQ("big.bin", "octet", "blksize", strconv.Itoa(bs))
+	c.Recv(5 * time.Second)
+	c.Ack(0)
+	c.Expect(gatewaytest.Data(1, content[:bs]))
+	c.Ack(1)
+	c.Expect(gatewaytest.Data(2, content[bs:2*bs]))
 	if err := os.Truncate(path, int64(size-500)); err != nil {
 		t.Fatal(err)
 	}
-	c.ack(2)
-	c.expect(errPkt(0, "file changed while being sent"))
-	if st := ts.nextStats(t); st.Outcome != gateway.OutcomeError {
+	c.Ack(2)
+	c.Expect(gatewaytest.ErrorPacket(0, "file changed while being sent"))
+	if st := ts.NextStats(t); st.Outcome != gateway.OutcomeError {
 		t.Errorf("outcome %v, want error", st.Outcome)
 	}
 }
@@ -232,29 +233,29 @@ func TestFileRewrittenInPlaceUnderATransfer(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			content := pattern(size)
+			content := gatewaytest.Pattern(size)
 			ts, path := serveDir(t, "udp4", "127.0.0.1:0", "big.bin", content)
-			c := newClient(t, ts.addr)
-			c.rrq("big.bin", "octet", "blksize", strconv.Itoa(tt.blksize))
-			c.recv(5 * time.Second)
-			c.ack(0)
-			c.expect(data(1, content[:tt.blksize]))
+			c := gatewaytest.NewClient(t, ts.Addr())
+			c.RRQ("big.bin", "octet", "blksize", strconv.Itoa(tt.blksize))
+			c.Recv(5 * time.Second)
+			c.Ack(0)
+			c.Expect(gatewaytest.Data(1, content[:tt.blksize]))
 			time.Sleep(20 * time.Millisecond) // a change time the file system can tell apart
 			if err := tt.change(path, content); err != nil {
 				t.Fatal(err)
 			}
 			last := uint16(size/tt.blksize + 1)
 			for blk := uint16(1); ; blk++ {
-				c.ack(blk)
-				p, _ := c.recv(5 * time.Second)
-				if bytes.Equal(p, errPkt(0, "file changed while being sent")) {
+				c.Ack(blk)
+				p, _ := c.Recv(5 * time.Second)
+				if bytes.Equal(p, gatewaytest.ErrorPacket(0, "file changed while being sent")) {
 					break
 				}
 				if blk+1 == last || len(p) < 4 || p[1] != 3 {
-					t.Fatalf("after the file changed, block %d: got %q, want ERROR 0 before the final block", blk+1, trim(p))
+					t.Fatalf("after the file changed, block %d: got %q, want ERROR 0 before the final block", blk+1, gatewaytest.Abbrev(p))
 				}
 			}
-			if st := ts.nextStats(t); st.Outcome != gateway.OutcomeError {
+			if st := ts.NextStats(t); st.Outcome != gateway.OutcomeError {
 				t.Errorf("outcome %v, want error", st.Outcome)
 			}
 		})

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tftpgw/tftpgw/gateway"
+	"github.com/tftpgw/tftpgw/gateway/gatewaytest"
 	"github.com/tftpgw/tftpgw/internal/tftpclient"
 )
 
@@ -70,16 +71,16 @@ func TestRFC7440_BlocksLargerThanTheMTU(t *testing.T) {
 		{"udp4", "127.0.0.1:0", 8192, 8, 10000},
 		{"udp6", "[::1]:0", 1468, 4, 2000},
 	} {
-		content := pattern(tc.size)
-		ts := startServerOn(t, tc.network, tc.addr, files{"f": content}, func(s *gateway.Server) { s.Timeout = time.Second })
+		content := gatewaytest.Pattern(tc.size)
+		ts := gatewaytest.NewServerOn(t, tc.network, tc.addr, gatewaytest.Files{"f": content}, gatewaytest.FixedTimer, func(s *gateway.Server) { s.Timeout = time.Second })
 		var got bytes.Buffer
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		_, err := tftpclient.Get(ctx, ts.addr.String(), "f", &got, tftpclient.Options{BlockSize: tc.blksize, WindowSize: tc.window, RetransmitTimeout: time.Second})
+		_, err := tftpclient.Get(ctx, ts.Addr().String(), "f", &got, tftpclient.Options{BlockSize: tc.blksize, WindowSize: tc.window, RetransmitTimeout: time.Second})
 		cancel()
 		if err != nil || !bytes.Equal(got.Bytes(), content) {
 			t.Errorf("%s blksize %d windowsize %d size %d: %v, %d of %d bytes", tc.network, tc.blksize, tc.window, tc.size, err, got.Len(), len(content))
 		}
-		if st := ts.nextStats(t); st.Outcome != gateway.OutcomeOK {
+		if st := ts.NextStats(t); st.Outcome != gateway.OutcomeOK {
 			t.Errorf("%s blksize %d windowsize %d size %d: outcome %v", tc.network, tc.blksize, tc.window, tc.size, st.Outcome)
 		}
 	}

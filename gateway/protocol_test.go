@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/netip"
 	"strconv"
 	"syscall"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tftpgw/tftpgw/gateway"
+	"github.com/tftpgw/tftpgw/gateway/gatewaytest"
 )
 
 // TestRFC1350 checks the base protocol: lock-step DATA/ACK, the final short
@@ -22,23 +24,23 @@ func TestRFC1350(t *testing.T) {
 		mode    string
 		want    [][]byte // payloads of DATA 1, 2, ...
 	}{
-		{"section6_short_final_block", pattern(700), "octet", [][]byte{pattern(700)[:512], pattern(700)[512:]}},
-		{"section6_exact_multiple_ends_with_empty_block", pattern(1024), "octet", [][]byte{pattern(1024)[:512], pattern(1024)[512:], {}}},
+		{"section6_short_final_block", gatewaytest.Pattern(700), "octet", [][]byte{gatewaytest.Pattern(700)[:512], gatewaytest.Pattern(700)[512:]}},
+		{"section6_exact_multiple_ends_with_empty_block", gatewaytest.Pattern(1024), "octet", [][]byte{gatewaytest.Pattern(1024)[:512], gatewaytest.Pattern(1024)[512:], {}}},
 		{"section6_empty_file_is_one_empty_block", nil, "octet", [][]byte{{}}},
 		{"mode_is_case_insensitive", []byte("x"), "OcTeT", [][]byte{[]byte("x")}},
 		{"netascii_LF_becomes_CRLF_CR_becomes_CRNUL", []byte("a\nb\rc"), "netascii", [][]byte{[]byte("a\r\nb\r\x00c")}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ts := startServer(t, files{"f": tt.content}, nil)
-			c := newClient(t, ts.addr)
-			c.rrq("f", tt.mode)
+			ts := gatewaytest.NewServer(t, gatewaytest.Files{"f": tt.content}, gatewaytest.FixedTimer)
+			c := gatewaytest.NewClient(t, ts.Addr())
+			c.RRQ("f", tt.mode)
 			for i, p := range tt.want {
-				c.expect(data(uint16(i+1), p))
-				c.ack(uint16(i + 1))
+				c.Expect(gatewaytest.Data(uint16(i+1), p))
+				c.Ack(uint16(i + 1))
 			}
-			c.expectNothing(100 * time.Millisecond)
-			st := ts.nextStats(t)
+			c.ExpectNothing(100 * time.Millisecond)
+			st := ts.NextStats(t)
 			if st.Outcome != gateway.OutcomeOK {
 				t.Errorf("outcome %v, want ok", st.Outcome)
 			}
@@ -60,19 +62,19 @@ func joinPayloads(ps [][]byte) []byte {
 // TestRFC1350_Section4_NewTIDPerSession: every session answers from a
 // socket of its own, not from the listening port.
 func TestRFC1350_Section4_NewTIDPerSession(t *testing.T) {
-	ts := startServer(t, files{"f": []byte("x")}, nil)
-	c1, c2 := newClient(t, ts.addr), newClient(t, ts.addr)
-	c1.rrq("f", "octet")
-	c2.rrq("f", "octet")
-	c1.expect(data(1, []byte("x")))
-	c2.expect(data(1, []byte("x")))
-	if c1.tid.Port() == ts.addr.Port() || c2.tid.Port() == ts.addr.Port() || c1.tid == c2.tid {
-		t.Fatalf("TIDs %v and %v, listening on %v: want two new ports", c1.tid, c2.tid, ts.addr)
+	ts := gatewaytest.NewServer(t, gatewaytest.Files{"f": []byte("x")}, gatewaytest.FixedTimer)
+	c1, c2 := gatewaytest.NewClient(t, ts.Addr()), gatewaytest.NewClient(t, ts.Addr())
+	c1.RRQ("f", "octet")
+	c2.RRQ("f", "octet")
+	c1.Expect(gatewaytest.Data(1, []byte("x")))
+	c2.Expect(gatewaytest.Data(1, []byte("x")))
+	if c1.TID().Port() == ts.Addr().Port() || c2.TID().Port() == ts.Addr().Port() || c1.TID() == c2.TID() {
+		t.Fatalf("TIDs %v and %v, listening on %v: want two new ports", c1.TID(), c2.TID(), ts.Addr())
 	}
-	c1.ack(1)
-	c2.ack(1)
-	ts.nextStats(t)
-	ts.nextStats(t)
+	c1.Ack(1)
+	c2.Ack(1)
+	ts.NextStats(t)
+	ts.NextStats(t)
 }
 
 // TestReplyFromRequestAddress: on a wildcard socket the session replies
@@ -99,19 +101,19 @@ func TestReplyFromRequestAddress(t *testing.T) {
 				local <- r.LocalAddr
 				return gateway.BytesContent([]byte("x")), nil
 			})
-			ts := startServerOn(t, tt.network, tt.addr, h, nil)
-			dst := netip.AddrPortFrom(netip.MustParseAddr(tt.dst), ts.addr.Port())
-			c := newClientOn(t, tt.clientNet, tt.clientAddr, dst)
-			c.rrq("f", "octet")
-			c.expect(data(1, []byte("x")))
-			if got := c.tid.Addr().Unmap(); got != dst.Addr() {
+			ts := gatewaytest.NewServerOn(t, tt.network, tt.addr, h, gatewaytest.FixedTimer)
+			dst := netip.AddrPortFrom(netip.MustParseAddr(tt.dst), ts.Addr().Port())
+			c := gatewaytest.NewClientOn(t, tt.clientNet, tt.clientAddr, dst)
+			c.RRQ("f", "octet")
+			c.Expect(gatewaytest.Data(1, []byte("x")))
+			if got := c.TID().Addr().Unmap(); got != dst.Addr() {
 				t.Errorf("reply from %v, want %v", got, dst.Addr())
 			}
 			if got := <-local; got != dst {
 				t.Errorf("Request.LocalAddr %v, want %v", got, dst)
 			}
-			c.ack(1)
-			ts.nextStats(t)
+			c.Ack(1)
+			ts.NextStats(t)
 		})
 	}
 }
@@ -119,7 +121,7 @@ func TestReplyFromRequestAddress(t *testing.T) {
 // TestNegotiation checks RFC 2347/2348/2349/7440 option negotiation by the
 // exact OACK (or the DATA 1 that replaces it).
 func TestNegotiation(t *testing.T) {
-	content := pattern(3000)
+	content := gatewaytest.Pattern(3000)
 	tests := []struct {
 		name     string
 		opts     []string
@@ -128,44 +130,44 @@ func TestNegotiation(t *testing.T) {
 		maxWin   int
 		wantOACK []byte // nil: DATA 1 of 512 bytes comes first
 	}{
-		{"RFC2347_only_requested_options_answered", []string{"blksize", "1024"}, 3000, 0, 0, oack("blksize", "1024")},
-		{"RFC2347_option_names_case_insensitive", []string{"BlkSize", "1024", "TSIZE", "0"}, 3000, 0, 0, oack("blksize", "1024", "tsize", "3000")},
-		{"RFC2347_unknown_options_omitted", []string{"foo", "bar", "blksize", "1024", "multicast", ""}, 3000, 0, 0, oack("blksize", "1024")},
+		{"RFC2347_only_requested_options_answered", []string{"blksize", "1024"}, 3000, 0, 0, gatewaytest.OACK("blksize", "1024")},
+		{"RFC2347_option_names_case_insensitive", []string{"BlkSize", "1024", "TSIZE", "0"}, 3000, 0, 0, gatewaytest.OACK("blksize", "1024", "tsize", "3000")},
+		{"RFC2347_unknown_options_omitted", []string{"foo", "bar", "blksize", "1024", "multicast", ""}, 3000, 0, 0, gatewaytest.OACK("blksize", "1024")},
 		{"RFC2347_no_acknowledged_option_no_OACK", []string{"foo", "bar"}, 3000, 0, 0, nil},
-		{"RFC2348_blksize_capped_by_server_maximum", []string{"blksize", "1468"}, 3000, 1024, 0, oack("blksize", "1024")},
-		{"RFC2348_blksize_above_65464_capped", []string{"blksize", "65535"}, 3000, 0, 0, oack("blksize", "65464")},
+		{"RFC2348_blksize_capped_by_server_maximum", []string{"blksize", "1468"}, 3000, 1024, 0, gatewaytest.OACK("blksize", "1024")},
+		{"RFC2348_blksize_above_65464_capped", []string{"blksize", "65535"}, 3000, 0, 0, gatewaytest.OACK("blksize", "65464")},
 		{"RFC2348_blksize_below_8_ignored", []string{"blksize", "7"}, 3000, 0, 0, nil},
-		{"RFC2348_blksize_8_accepted", []string{"blksize", "8"}, 3000, 0, 0, oack("blksize", "8")},
+		{"RFC2348_blksize_8_accepted", []string{"blksize", "8"}, 3000, 0, 0, gatewaytest.OACK("blksize", "8")},
 		{"RFC2348_blksize_not_a_number_ignored", []string{"blksize", "big"}, 3000, 0, 0, nil},
-		{"RFC2349_timeout_echoed_exactly", []string{"timeout", "5"}, 3000, 0, 0, oack("timeout", "5")},
-		{"RFC2349_timeout_255_echoed", []string{"timeout", "255"}, 3000, 0, 0, oack("timeout", "255")},
+		{"RFC2349_timeout_echoed_exactly", []string{"timeout", "5"}, 3000, 0, 0, gatewaytest.OACK("timeout", "5")},
+		{"RFC2349_timeout_255_echoed", []string{"timeout", "255"}, 3000, 0, 0, gatewaytest.OACK("timeout", "255")},
 		{"RFC2349_timeout_0_ignored", []string{"timeout", "0"}, 3000, 0, 0, nil},
 		{"RFC2349_timeout_256_ignored", []string{"timeout", "256"}, 3000, 0, 0, nil},
-		{"RFC2349_tsize_is_content_size", []string{"tsize", "0"}, 3000, 0, 0, oack("tsize", "3000")},
-		{"RFC2349_tsize_omitted_when_size_unknown", []string{"tsize", "0", "blksize", "1024"}, -1, 0, 0, oack("blksize", "1024")},
-		{"RFC7440_windowsize_granted", []string{"windowsize", "8"}, 3000, 0, 0, oack("windowsize", "8")},
-		{"RFC7440_windowsize_capped_at_default_64", []string{"windowsize", "100"}, 3000, 0, 0, oack("windowsize", "64")},
-		{"RFC7440_windowsize_capped_by_server_maximum", []string{"windowsize", "16"}, 3000, 0, 4, oack("windowsize", "4")},
+		{"RFC2349_tsize_is_content_size", []string{"tsize", "0"}, 3000, 0, 0, gatewaytest.OACK("tsize", "3000")},
+		{"RFC2349_tsize_omitted_when_size_unknown", []string{"tsize", "0", "blksize", "1024"}, -1, 0, 0, gatewaytest.OACK("blksize", "1024")},
+		{"RFC7440_windowsize_granted", []string{"windowsize", "8"}, 3000, 0, 0, gatewaytest.OACK("windowsize", "8")},
+		{"RFC7440_windowsize_capped_at_default_64", []string{"windowsize", "100"}, 3000, 0, 0, gatewaytest.OACK("windowsize", "64")},
+		{"RFC7440_windowsize_capped_by_server_maximum", []string{"windowsize", "16"}, 3000, 0, 4, gatewaytest.OACK("windowsize", "4")},
 		{"RFC7440_windowsize_0_ignored", []string{"windowsize", "0"}, 3000, 0, 0, nil},
-		{"order_of_request_kept", []string{"tsize", "0", "windowsize", "4", "blksize", "1468", "timeout", "3"}, 3000, 0, 0, oack("tsize", "3000", "windowsize", "4", "blksize", "1468", "timeout", "3")},
+		{"order_of_request_kept", []string{"tsize", "0", "windowsize", "4", "blksize", "1468", "timeout", "3"}, 3000, 0, 0, gatewaytest.OACK("tsize", "3000", "windowsize", "4", "blksize", "1468", "timeout", "3")},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h := gateway.HandlerFunc(func(context.Context, *gateway.Request) (gateway.Content, error) {
 				return gateway.NewContent(bytesReader(content), tt.size), nil
 			})
-			ts := startServer(t, h, func(s *gateway.Server) {
+			ts := gatewaytest.NewServer(t, h, gatewaytest.FixedTimer, func(s *gateway.Server) {
 				s.MaxBlockSize, s.MaxWindowSize = tt.maxBlk, tt.maxWin
 			})
-			c := newClient(t, ts.addr)
-			c.rrq("f", "octet", tt.opts...)
+			c := gatewaytest.NewClient(t, ts.Addr())
+			c.RRQ("f", "octet", tt.opts...)
 			if tt.wantOACK == nil {
-				c.expect(data(1, content[:512]))
+				c.Expect(gatewaytest.Data(1, content[:512]))
 			} else {
-				c.expect(tt.wantOACK)
+				c.Expect(tt.wantOACK)
 			}
-			c.sendError(0, "done")
-			ts.nextStats(t)
+			c.SendError(0, "done")
+			ts.NextStats(t)
 		})
 	}
 }
@@ -181,23 +183,23 @@ func TestRFC2349_TsizeLeftOutForEmptyContent(t *testing.T) {
 		wantOACK []byte // nil: the empty DATA 1 comes first
 	}{
 		{"tsize_alone_no_OACK", []string{"tsize", "0"}, nil},
-		{"tsize_with_blksize_like_curl", []string{"tsize", "0", "blksize", "512", "timeout", "6"}, oack("blksize", "512", "timeout", "6")},
+		{"tsize_with_blksize_like_curl", []string{"tsize", "0", "blksize", "512", "timeout", "6"}, gatewaytest.OACK("blksize", "512", "timeout", "6")},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h := gateway.HandlerFunc(func(context.Context, *gateway.Request) (gateway.Content, error) {
 				return gateway.NewContent(bytesReader(nil), 0), nil
 			})
-			ts := startServer(t, h, nil)
-			c := newClient(t, ts.addr)
-			c.rrq("empty", "octet", tt.opts...)
+			ts := gatewaytest.NewServer(t, h, gatewaytest.FixedTimer)
+			c := gatewaytest.NewClient(t, ts.Addr())
+			c.RRQ("empty", "octet", tt.opts...)
 			if tt.wantOACK != nil {
-				c.expect(tt.wantOACK)
-				c.ack(0)
+				c.Expect(tt.wantOACK)
+				c.Ack(0)
 			}
-			c.expect(data(1, nil))
-			c.ack(1)
-			if st := ts.nextStats(t); st.Outcome != gateway.OutcomeOK || st.TransferSize != 0 {
+			c.Expect(gatewaytest.Data(1, nil))
+			c.Ack(1)
+			if st := ts.NextStats(t); st.Outcome != gateway.OutcomeOK || st.TransferSize != 0 {
 				t.Fatalf("outcome %v, size %d; want ok, 0", st.Outcome, st.TransferSize)
 			}
 		})
@@ -221,35 +223,35 @@ func (r *sliceReader) Read(p []byte) (int, error) {
 // a restart right after a partial ACK, at most one restart for a burst of
 // duplicate ACKs, and the final short window.
 func TestRFC7440_Section4(t *testing.T) {
-	content := pattern(10 * 512)
-	blk := func(n int) []byte { return data(uint16(n), content[(n-1)*512:min(n*512, len(content))]) }
-	ts := startServer(t, files{"f": content}, nil)
-	c := newClient(t, ts.addr)
-	c.rrq("f", "octet", "windowsize", "4")
-	c.expect(oack("windowsize", "4"))
-	c.ack(0)
+	content := gatewaytest.Pattern(10 * 512)
+	blk := func(n int) []byte { return gatewaytest.Data(uint16(n), content[(n-1)*512:min(n*512, len(content))]) }
+	ts := gatewaytest.NewServer(t, gatewaytest.Files{"f": content}, gatewaytest.FixedTimer)
+	c := gatewaytest.NewClient(t, ts.Addr())
+	c.RRQ("f", "octet", "windowsize", "4")
+	c.Expect(gatewaytest.OACK("windowsize", "4"))
+	c.Ack(0)
 	for n := 1; n <= 4; n++ {
-		c.expect(blk(n))
+		c.Expect(blk(n))
 	}
 	// Block 3 "was lost": the receiver ACKs 2, the sender restarts at 3.
-	c.ack(2)
+	c.Ack(2)
 	for n := 3; n <= 6; n++ {
-		c.expect(blk(n))
+		c.Expect(blk(n))
 	}
 	// A burst of duplicate ACKs (EDK2 ACKs every out-of-order block) causes
 	// nothing: the window already restarted.
-	c.ack(2)
-	c.ack(2)
-	c.ack(2)
-	c.expectNothing(200 * time.Millisecond)
-	c.ack(6)
+	c.Ack(2)
+	c.Ack(2)
+	c.Ack(2)
+	c.ExpectNothing(200 * time.Millisecond)
+	c.Ack(6)
 	for n := 7; n <= 10; n++ {
-		c.expect(blk(n))
+		c.Expect(blk(n))
 	}
-	c.ack(10)
-	c.expect(data(11, nil)) // 10 full blocks: an empty block ends the file
-	c.ack(11)
-	st := ts.nextStats(t)
+	c.Ack(10)
+	c.Expect(gatewaytest.Data(11, nil)) // 10 full blocks: an empty block ends the file
+	c.Ack(11)
+	st := ts.NextStats(t)
 	if st.Outcome != gateway.OutcomeOK || st.DuplicateAcks != 3 || st.Retransmits != 2 {
 		t.Errorf("outcome %v, duplicate ACKs %d, retransmits %d; want ok, 3, 2", st.Outcome, st.DuplicateAcks, st.Retransmits)
 	}
@@ -258,42 +260,64 @@ func TestRFC7440_Section4(t *testing.T) {
 // TestRFC7440_WindowSize1IsLockStep: windowsize 1 sends exactly one DATA
 // per ACK, as RFC 1350 does.
 func TestRFC7440_WindowSize1IsLockStep(t *testing.T) {
-	content := pattern(3 * 512)
-	ts := startServer(t, files{"f": content}, nil)
-	c := newClient(t, ts.addr)
-	c.rrq("f", "octet", "windowsize", "1")
-	c.expect(oack("windowsize", "1"))
-	c.ack(0)
+	content := gatewaytest.Pattern(3 * 512)
+	ts := gatewaytest.NewServer(t, gatewaytest.Files{"f": content}, gatewaytest.FixedTimer)
+	c := gatewaytest.NewClient(t, ts.Addr())
+	c.RRQ("f", "octet", "windowsize", "1")
+	c.Expect(gatewaytest.OACK("windowsize", "1"))
+	c.Ack(0)
 	for n := 1; n <= 3; n++ {
-		c.expect(data(uint16(n), content[(n-1)*512:n*512]))
-		c.expectNothing(50 * time.Millisecond)
-		c.ack(uint16(n))
+		c.Expect(gatewaytest.Data(uint16(n), content[(n-1)*512:n*512]))
+		c.ExpectNothing(50 * time.Millisecond)
+		c.Ack(uint16(n))
 	}
-	c.expect(data(4, nil))
-	c.ack(4)
-	ts.nextStats(t)
+	c.Expect(gatewaytest.Data(4, nil))
+	c.Ack(4)
+	ts.NextStats(t)
 }
 
 // TestRFC1123_4_2_3_1_SorcerersApprentice: a duplicate ACK never causes a
 // resend; only a timeout does.
 func TestRFC1123_4_2_3_1_SorcerersApprentice(t *testing.T) {
-	content := pattern(3 * 512)
-	ts := startServer(t, files{"f": content}, nil)
-	c := newClient(t, ts.addr)
-	c.rrq("f", "octet")
-	c.expect(data(1, content[:512]))
-	c.ack(1)
-	c.expect(data(2, content[512:1024]))
-	c.ack(1) // delayed duplicate of ACK 1
-	c.ack(1)
-	c.expectNothing(300 * time.Millisecond)
-	c.ack(2)
-	c.expect(data(3, content[1024:]))
-	c.ack(3)
-	c.expect(data(4, nil))
-	c.ack(4)
-	if st := ts.nextStats(t); st.DuplicateAcks != 2 || st.Retransmits != 0 {
+	content := gatewaytest.Pattern(3 * 512)
+	ts := gatewaytest.NewServer(t, gatewaytest.Files{"f": content}, gatewaytest.FixedTimer)
+	c := gatewaytest.NewClient(t, ts.Addr())
+	c.RRQ("f", "octet")
+	c.Expect(gatewaytest.Data(1, content[:512]))
+	c.Ack(1)
+	c.Expect(gatewaytest.Data(2, content[512:1024]))
+	c.Ack(1) // delayed duplicate of ACK 1
+	c.Ack(1)
+	c.ExpectNothing(300 * time.Millisecond)
+	c.Ack(2)
+	c.Expect(gatewaytest.Data(3, content[1024:]))
+	c.Ack(3)
+	c.Expect(gatewaytest.Data(4, nil))
+	c.Ack(4)
+	if st := ts.NextStats(t); st.DuplicateAcks != 2 || st.Retransmits != 0 {
 		t.Errorf("duplicate ACKs %d, retransmits %d; want 2, 0", st.DuplicateAcks, st.Retransmits)
+	}
+}
+
+// TestDuplicateACKAfterTimeoutSendsNothing: after a retransmission, a
+// duplicate ACK must neither resend at once nor use up a retry (it did:
+// the read deadline was not moved for good by the resend).
+func TestDuplicateACKAfterTimeoutSendsNothing(t *testing.T) {
+	content := gatewaytest.Pattern(3 * 512)
+	ts := gatewaytest.NewServer(t, gatewaytest.Files{"f": content}, gatewaytest.FixedTimer, func(s *gateway.Server) { s.Timeout, s.Retries = 300*time.Millisecond, 5 })
+	c := gatewaytest.NewClient(t, ts.Addr())
+	c.RRQ("f", "octet")
+	c.Expect(gatewaytest.Data(1, content[:512]))
+	c.Expect(gatewaytest.Data(1, content[:512])) // the timeout's resend
+	for range 6 {
+		c.Ack(0) // junk: nothing new
+	}
+	c.ExpectNothing(150 * time.Millisecond)
+	c.Ack(1)
+	c.Expect(gatewaytest.Data(2, content[512:1024]))
+	c.SendError(0, "bye")
+	if st := ts.NextStats(t); st.Retransmits != 1 || st.Outcome != gateway.OutcomeProbe {
+		t.Errorf("retransmits %d outcome %v; want 1, probe (ERROR after DATA 1 was acknowledged)", st.Retransmits, st.Outcome)
 	}
 }
 
@@ -303,59 +327,104 @@ func TestRFC1123_4_2_3_1_SorcerersApprentice(t *testing.T) {
 // (see TestUnansweredFirstPacketBacksOff): it is sent at 0, T, 3T, 7T, ...
 // while that is before (Retries+1) x T, when the session gives up.
 func TestRetransmission(t *testing.T) {
-	content := pattern(600)
+	content := gatewaytest.Pattern(600)
 	for _, tc := range []struct{ retries, oacks int }{{1, 2}, {3, 3}, {10, 4}} {
 		retries := tc.retries
 		t.Run("OACK_sent_"+strconv.Itoa(tc.oacks)+"_times_with_retries_"+strconv.Itoa(retries), func(t *testing.T) {
-			ts := startServer(t, files{"f": content}, func(s *gateway.Server) { s.Timeout, s.Retries = 50*time.Millisecond, retries })
-			c := newClient(t, ts.addr)
-			c.rrq("f", "octet", "blksize", "512")
+			ts := gatewaytest.NewServer(t, gatewaytest.Files{"f": content}, gatewaytest.FixedTimer, func(s *gateway.Server) { s.Timeout, s.Retries = 50*time.Millisecond, retries })
+			c := gatewaytest.NewClient(t, ts.Addr())
+			c.RRQ("f", "octet", "blksize", "512")
 			for range tc.oacks {
-				c.expect(oack("blksize", "512"))
+				c.Expect(gatewaytest.OACK("blksize", "512"))
 			}
-			c.expectNothing(time.Duration(retries+2) * 50 * time.Millisecond)
-			if st := ts.nextStats(t); st.Outcome != gateway.OutcomeTimeout || st.Retransmits != int64(tc.oacks-1) {
+			c.ExpectNothing(time.Duration(retries+2) * 50 * time.Millisecond)
+			if st := ts.NextStats(t); st.Outcome != gateway.OutcomeTimeout || st.Retransmits != int64(tc.oacks-1) {
 				t.Errorf("outcome %v retransmits %d; want timeout, %d", st.Outcome, st.Retransmits, tc.oacks-1)
 			}
 		})
 		t.Run("final_DATA_resent_"+strconv.Itoa(retries)+"_times", func(t *testing.T) {
-			ts := startServer(t, files{"f": content}, func(s *gateway.Server) { s.Timeout, s.Retries = 50*time.Millisecond, retries })
-			c := newClient(t, ts.addr)
-			c.rrq("f", "octet")
-			c.expect(data(1, content[:512]))
-			c.ack(1)
+			ts := gatewaytest.NewServer(t, gatewaytest.Files{"f": content}, gatewaytest.FixedTimer, func(s *gateway.Server) { s.Timeout, s.Retries = 50*time.Millisecond, retries })
+			c := gatewaytest.NewClient(t, ts.Addr())
+			c.RRQ("f", "octet")
+			c.Expect(gatewaytest.Data(1, content[:512]))
+			c.Ack(1)
 			for range retries + 1 {
-				c.expect(data(2, content[512:]))
+				c.Expect(gatewaytest.Data(2, content[512:]))
 			}
-			c.expectNothing(200 * time.Millisecond)
-			if st := ts.nextStats(t); st.Outcome != gateway.OutcomeTimeout || st.Retransmits != int64(retries) {
+			c.ExpectNothing(200 * time.Millisecond)
+			if st := ts.NextStats(t); st.Outcome != gateway.OutcomeTimeout || st.Retransmits != int64(retries) {
 				t.Errorf("outcome %v retransmits %d; want timeout, %d", st.Outcome, st.Retransmits, retries)
 			}
 		})
 	}
 	t.Run("negotiated_timeout_is_used", func(t *testing.T) {
-		ts := startServer(t, files{"f": content}, func(s *gateway.Server) { s.Timeout, s.Retries = time.Hour, 1 })
-		c := newClient(t, ts.addr)
-		c.rrq("f", "octet", "timeout", "1")
-		c.expect(oack("timeout", "1"))
+		ts := gatewaytest.NewServer(t, gatewaytest.Files{"f": content}, gatewaytest.FixedTimer, func(s *gateway.Server) { s.Timeout, s.Retries = time.Hour, 1 })
+		c := gatewaytest.NewClient(t, ts.Addr())
+		c.RRQ("f", "octet", "timeout", "1")
+		c.Expect(gatewaytest.OACK("timeout", "1"))
 		start := time.Now()
-		c.expect(oack("timeout", "1"))
+		c.Expect(gatewaytest.OACK("timeout", "1"))
 		if d := time.Since(start); d < 900*time.Millisecond {
 			t.Errorf("OACK resent after %v, want the negotiated 1s", d)
 		}
-		c.ack(0)
-		c.expect(data(1, content[:512]))
-		c.sendError(0, "bye")
-		ts.nextStats(t)
+		c.Ack(0)
+		c.Expect(gatewaytest.Data(1, content[:512]))
+		c.SendError(0, "bye")
+		ts.NextStats(t)
 	})
 	t.Run("negative_Retries_means_none", func(t *testing.T) {
-		ts := startServer(t, files{"f": content}, func(s *gateway.Server) { s.Timeout, s.Retries = 50*time.Millisecond, -1 })
-		c := newClient(t, ts.addr)
-		c.rrq("f", "octet")
-		c.expect(data(1, content[:512]))
-		c.expectNothing(200 * time.Millisecond)
-		if st := ts.nextStats(t); st.Outcome != gateway.OutcomeTimeout || st.Retransmits != 0 {
+		ts := gatewaytest.NewServer(t, gatewaytest.Files{"f": content}, gatewaytest.FixedTimer, func(s *gateway.Server) { s.Timeout, s.Retries = 50*time.Millisecond, -1 })
+		c := gatewaytest.NewClient(t, ts.Addr())
+		c.RRQ("f", "octet")
+		c.Expect(gatewaytest.Data(1, content[:512]))
+		c.ExpectNothing(200 * time.Millisecond)
+		if st := ts.NextStats(t); st.Outcome != gateway.OutcomeTimeout || st.Retransmits != 0 {
 			t.Errorf("outcome %v retransmits %d; want timeout, 0", st.Outcome, st.Retransmits)
+		}
+	})
+}
+
+// TestUnansweredFirstPacketBacksOff (issue 14 point 4): a request whose
+// first packet nothing answers (a spoofed source) got DATA 1 six times at
+// fixed intervals, 309 times the request's size in payload (in.tftpd
+// backs off 1, 2, 4 s: 206 times). The first packet's timer now doubles,
+// so with the defaults (Retries 5) it goes out 3 times, at 0, T and 3T,
+// and the session gives up at 6T as before. A timeout the client
+// negotiated is used as it is: the client asked for it, and its first
+// packet is an OACK no longer than its request.
+func TestUnansweredFirstPacketBacksOff(t *testing.T) {
+	const T = 200 * time.Millisecond
+	content := gatewaytest.Pattern(2000)
+	t.Run("no_options", func(t *testing.T) {
+		ts := gatewaytest.NewServer(t, gatewaytest.Files{"f": content}, gatewaytest.FixedTimer, func(s *gateway.Server) { s.Timeout, s.Retries = T, 5 })
+		c := gatewaytest.NewClient(t, ts.Addr())
+		start := time.Now()
+		c.RRQ("f", "octet")
+		var at []time.Duration
+		for range 3 {
+			c.Expect(gatewaytest.Data(1, content[:512]))
+			at = append(at, time.Since(start))
+		}
+		c.ExpectNothing(7*T - time.Since(start))
+		if gap1, gap2 := at[1]-at[0], at[2]-at[1]; gap1 < T*3/4 || gap2 < 2*T*3/4 {
+			t.Errorf("DATA 1 at %v: gaps %v and %v, want about T and 2T (T = %v)", at, gap1, gap2, T)
+		}
+		if st := ts.NextStats(t); st.Outcome != gateway.OutcomeTimeout || st.Retransmits != 2 || st.PacketsSent != 3 {
+			t.Errorf("outcome %v, retransmits %d, packets %d; want timeout, 2, 3", st.Outcome, st.Retransmits, st.PacketsSent)
+		}
+	})
+	t.Run("answered_first_packet_keeps_the_fixed_timer", func(t *testing.T) {
+		ts := gatewaytest.NewServer(t, gatewaytest.Files{"f": content}, gatewaytest.FixedTimer, func(s *gateway.Server) { s.Timeout, s.Retries = T, 5 })
+		c := gatewaytest.NewClient(t, ts.Addr())
+		c.RRQ("f", "octet")
+		c.Expect(gatewaytest.Data(1, content[:512]))
+		c.Ack(1)
+		for range 6 {
+			c.Expect(gatewaytest.Data(2, content[512:1024]))
+		}
+		c.ExpectNothing(2 * T)
+		if st := ts.NextStats(t); st.Outcome != gateway.OutcomeTimeout || st.Retransmits != 5 {
+			t.Errorf("outcome %v, retransmits %d; want timeout, 5", st.Outcome, st.Retransmits)
 		}
 	})
 }
@@ -364,16 +433,16 @@ func TestRetransmission(t *testing.T) {
 // EDK2, U-Boot and GRUB expect).
 func TestBlockNumberRollover(t *testing.T) {
 	const blksize, blocks = 8, 65540
-	content := pattern(blksize*blocks + 3)
-	ts := startServer(t, files{"f": content}, nil)
-	c := newClient(t, ts.addr)
-	c.rrq("f", "octet", "blksize", "8", "windowsize", "64")
-	c.expect(oack("blksize", "8", "windowsize", "64"))
-	c.ack(0)
+	content := gatewaytest.Pattern(blksize*blocks + 3)
+	ts := gatewaytest.NewServer(t, gatewaytest.Files{"f": content}, gatewaytest.FixedTimer)
+	c := gatewaytest.NewClient(t, ts.Addr())
+	c.RRQ("f", "octet", "blksize", "8", "windowsize", "64")
+	c.Expect(gatewaytest.OACK("blksize", "8", "windowsize", "64"))
+	c.Ack(0)
 	var got []byte
 	next := uint16(1)
 	for {
-		b, _ := c.recv(5 * time.Second)
+		b, _ := c.Recv(5 * time.Second)
 		if len(b) < 4 || b[1] != 3 {
 			t.Fatalf("not DATA: %q", b)
 		}
@@ -384,7 +453,7 @@ func TestBlockNumberRollover(t *testing.T) {
 		got = append(got, b[4:]...)
 		last := len(b) < 4+blksize
 		if last || next%64 == 0 {
-			c.ack(next)
+			c.Ack(next)
 		}
 		next++
 		if last {
@@ -397,7 +466,7 @@ func TestBlockNumberRollover(t *testing.T) {
 	if string(got) != string(content) {
 		t.Fatalf("content differs")
 	}
-	if st := ts.nextStats(t); st.Outcome != gateway.OutcomeOK || st.BytesAcked != int64(len(content)) {
+	if st := ts.NextStats(t); st.Outcome != gateway.OutcomeOK || st.BytesAcked != int64(len(content)) {
 		t.Errorf("stats %v %d", st.Outcome, st.BytesAcked)
 	}
 }
@@ -406,7 +475,7 @@ func TestBlockNumberRollover(t *testing.T) {
 // the OACK or DATA 1 it is a probe, later an abort, and after the final ACK
 // the transfer still succeeded.
 func TestClientError(t *testing.T) {
-	content := pattern(5 * 512)
+	content := gatewaytest.Pattern(5 * 512)
 	tests := []struct {
 		name    string
 		opts    []string
@@ -420,52 +489,52 @@ func TestClientError(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ts := startServer(t, files{"f": content}, nil)
-			c := newClient(t, ts.addr)
-			c.rrq("f", "octet", tt.opts...)
+			ts := gatewaytest.NewServer(t, gatewaytest.Files{"f": content}, gatewaytest.FixedTimer)
+			c := gatewaytest.NewClient(t, ts.Addr())
+			c.RRQ("f", "octet", tt.opts...)
 			if tt.opts != nil {
-				c.expect(oack("tsize", strconv.Itoa(len(content))))
+				c.Expect(gatewaytest.OACK("tsize", strconv.Itoa(len(content))))
 			} else {
 				for n := 1; n <= tt.acks+1; n++ {
-					c.expect(data(uint16(n), content[(n-1)*512:n*512]))
+					c.Expect(gatewaytest.Data(uint16(n), content[(n-1)*512:n*512]))
 					if n <= tt.acks {
-						c.ack(uint16(n))
+						c.Ack(uint16(n))
 					}
 				}
 			}
-			c.sendError(tt.errCode, "User aborted the transfer")
-			c.expectNothing(200 * time.Millisecond) // never an ERROR for an ERROR
-			st := ts.nextStats(t)
+			c.SendError(tt.errCode, "User aborted the transfer")
+			c.ExpectNothing(200 * time.Millisecond) // never an ERROR for an ERROR
+			st := ts.NextStats(t)
 			if st.Outcome != tt.want || st.ErrorReceived == nil || st.ErrorReceived.Code != gateway.ErrorCode(tt.errCode) || st.ErrorSent != nil {
 				t.Errorf("outcome %v, received %v, sent %v; want %v, code %d, nothing sent", st.Outcome, st.ErrorReceived, st.ErrorSent, tt.want, tt.errCode)
 			}
 		})
 	}
 	t.Run("PXELINUX_ERROR_after_final_ACK_is_success", func(t *testing.T) {
-		ts := startServer(t, files{"f": []byte("x")}, nil)
-		c := newClient(t, ts.addr)
-		c.rrq("f", "octet")
-		c.expect(data(1, []byte("x")))
-		c.ack(1)
-		c.sendError(0, "No error, file close")
-		c.expectNothing(200 * time.Millisecond)
-		if st := ts.nextStats(t); st.Outcome != gateway.OutcomeOK {
+		ts := gatewaytest.NewServer(t, gatewaytest.Files{"f": []byte("x")}, gatewaytest.FixedTimer)
+		c := gatewaytest.NewClient(t, ts.Addr())
+		c.RRQ("f", "octet")
+		c.Expect(gatewaytest.Data(1, []byte("x")))
+		c.Ack(1)
+		c.SendError(0, "No error, file close")
+		c.ExpectNothing(200 * time.Millisecond)
+		if st := ts.NextStats(t); st.Outcome != gateway.OutcomeOK {
 			t.Errorf("outcome %v, want ok", st.Outcome)
 		}
 	})
 	t.Run("PXELINUX_close_after_lost_final_ACK_is_success", func(t *testing.T) {
 		// The final ACK is lost; PXELINUX's close (ERROR 0) shows that it
 		// has the final block, so the transfer succeeded.
-		content := pattern(700)
-		ts := startServer(t, files{"f": content}, nil)
-		c := newClient(t, ts.addr)
-		c.rrq("f", "octet")
-		c.expect(data(1, content[:512]))
-		c.ack(1)
-		c.expect(data(2, content[512:]))
-		c.sendError(0, "No error, file close")
-		c.expectNothing(200 * time.Millisecond)
-		if st := ts.nextStats(t); st.Outcome != gateway.OutcomeOK {
+		content := gatewaytest.Pattern(700)
+		ts := gatewaytest.NewServer(t, gatewaytest.Files{"f": content}, gatewaytest.FixedTimer)
+		c := gatewaytest.NewClient(t, ts.Addr())
+		c.RRQ("f", "octet")
+		c.Expect(gatewaytest.Data(1, content[:512]))
+		c.Ack(1)
+		c.Expect(gatewaytest.Data(2, content[512:]))
+		c.SendError(0, "No error, file close")
+		c.ExpectNothing(200 * time.Millisecond)
+		if st := ts.NextStats(t); st.Outcome != gateway.OutcomeOK {
 			t.Errorf("outcome %v, want ok", st.Outcome)
 		}
 	})
@@ -474,23 +543,23 @@ func TestClientError(t *testing.T) {
 // TestRFC1350_Section4_UnknownTID: a packet from another port gets ERROR 5
 // at that source, and the transfer carries on.
 func TestRFC1350_Section4_UnknownTID(t *testing.T) {
-	content := pattern(600)
-	ts := startServer(t, files{"f": content}, nil)
-	c := newClient(t, ts.addr)
-	c.rrq("f", "octet")
-	c.expect(data(1, content[:512]))
-	stranger := newClient(t, ts.addr)
-	stranger.tid = c.tid
-	stranger.ack(1)
-	stranger.expect(errPkt(5, "unknown transfer ID"))
-	c.expectNothing(100 * time.Millisecond)
-	c.ack(1)
-	c.expect(data(2, content[512:]))
-	c.ack(2)
-	if st := ts.nextStats(t); st.Outcome != gateway.OutcomeOK {
+	content := gatewaytest.Pattern(600)
+	ts := gatewaytest.NewServer(t, gatewaytest.Files{"f": content}, gatewaytest.FixedTimer)
+	c := gatewaytest.NewClient(t, ts.Addr())
+	c.RRQ("f", "octet")
+	c.Expect(gatewaytest.Data(1, content[:512]))
+	stranger := gatewaytest.NewClient(t, ts.Addr())
+	stranger.SetTID(c.TID())
+	stranger.Ack(1)
+	stranger.Expect(gatewaytest.ErrorPacket(5, "unknown transfer ID"))
+	c.ExpectNothing(100 * time.Millisecond)
+	c.Ack(1)
+	c.Expect(gatewaytest.Data(2, content[512:]))
+	c.Ack(2)
+	if st := ts.NextStats(t); st.Outcome != gateway.OutcomeOK {
 		t.Errorf("outcome %v, want ok", st.Outcome)
 	}
-	if n := ts.srv.Stats().UnknownTIDPackets; n != 1 {
+	if n := ts.Config.Stats().UnknownTIDPackets; n != 1 {
 		t.Errorf("UnknownTIDPackets %d, want 1", n)
 	}
 }
@@ -498,18 +567,18 @@ func TestRFC1350_Section4_UnknownTID(t *testing.T) {
 // TestDuplicateRRQIgnored: the same RRQ again (same client address, port
 // and file) while its session runs starts no second session.
 func TestDuplicateRRQIgnored(t *testing.T) {
-	ts := startServer(t, files{"f": pattern(600)}, nil)
-	c := newClient(t, ts.addr)
-	c.rrq("f", "octet")
-	c.expect(data(1, pattern(600)[:512]))
-	c.rrq("f", "octet")
-	c.rrq("f", "octet")
-	c.expectNothing(200 * time.Millisecond)
-	c.ack(1)
-	c.expect(data(2, pattern(600)[512:]))
-	c.ack(2)
-	ts.nextStats(t)
-	if n := ts.srv.Stats().DuplicateRequests; n != 2 {
+	ts := gatewaytest.NewServer(t, gatewaytest.Files{"f": gatewaytest.Pattern(600)}, gatewaytest.FixedTimer)
+	c := gatewaytest.NewClient(t, ts.Addr())
+	c.RRQ("f", "octet")
+	c.Expect(gatewaytest.Data(1, gatewaytest.Pattern(600)[:512]))
+	c.RRQ("f", "octet")
+	c.RRQ("f", "octet")
+	c.ExpectNothing(200 * time.Millisecond)
+	c.Ack(1)
+	c.Expect(gatewaytest.Data(2, gatewaytest.Pattern(600)[512:]))
+	c.Ack(2)
+	ts.NextStats(t)
+	if n := ts.Config.Stats().DuplicateRequests; n != 2 {
 		t.Errorf("DuplicateRequests %d, want 2", n)
 	}
 }
@@ -517,28 +586,28 @@ func TestDuplicateRRQIgnored(t *testing.T) {
 // TestListeningPortRefusals: WRQ gets ERROR 2, an unknown mode ERROR 4,
 // and junk is counted and dropped without an answer.
 func TestListeningPortRefusals(t *testing.T) {
-	ts := startServer(t, files{"f": []byte("x")}, nil)
+	ts := gatewaytest.NewServer(t, gatewaytest.Files{"f": []byte("x")}, gatewaytest.FixedTimer)
 	t.Run("RFC1350_WRQ_read_only_server", func(t *testing.T) {
-		c := newClient(t, ts.addr)
-		c.sendTo(ts.addr, request(2, "boot/grub/grub.cfg", "octet"))
-		c.expect(errPkt(2, "read-only server"))
+		c := gatewaytest.NewClient(t, ts.Addr())
+		c.SendTo(ts.Addr(), gatewaytest.WriteRequest("boot/grub/grub.cfg", "octet"))
+		c.Expect(gatewaytest.ErrorPacket(2, "read-only server"))
 	})
 	for _, mode := range []string{"mail", "binary", "ascii"} {
 		t.Run("RFC1350_unknown_mode_"+mode, func(t *testing.T) {
-			c := newClient(t, ts.addr)
-			c.rrq("boot/grub/x86_64-efi/core.efi", mode)
-			c.expect(errPkt(4, "unknown transfer mode"))
+			c := gatewaytest.NewClient(t, ts.Addr())
+			c.RRQ("boot/grub/x86_64-efi/core.efi", mode)
+			c.Expect(gatewaytest.ErrorPacket(4, "unknown transfer mode"))
 		})
 	}
 	// A reply from the listening port is never longer than the request, so
 	// a spoofed source gets no amplification: short requests get a cut
 	// message.
 	t.Run("reply_no_longer_than_request", func(t *testing.T) {
-		c := newClient(t, ts.addr)
-		c.sendTo(ts.addr, request(2, "f", "o")) // 6 bytes
-		c.expect(errPkt(2, "r"))
-		c.rrq("f", "x") // 6 bytes
-		c.expect(errPkt(4, "u"))
+		c := gatewaytest.NewClient(t, ts.Addr())
+		c.SendTo(ts.Addr(), gatewaytest.WriteRequest("f", "o")) // 6 bytes
+		c.Expect(gatewaytest.ErrorPacket(2, "r"))
+		c.RRQ("f", "x") // 6 bytes
+		c.Expect(gatewaytest.ErrorPacket(4, "u"))
 	})
 	junk := []struct {
 		name string
@@ -548,28 +617,28 @@ func TestListeningPortRefusals(t *testing.T) {
 		{"one_byte", []byte{0}},
 		{"opcode_0", []byte{0, 0, 'f', 0, 'o', 'c', 't', 'e', 't', 0}},
 		{"opcode_99", []byte{0, 99, 1, 2}},
-		{"DATA_on_listening_port", data(1, []byte("x"))},
+		{"DATA_on_listening_port", gatewaytest.Data(1, []byte("x"))},
 		{"ACK_on_listening_port", []byte{0, 4, 0, 1}},
-		{"ERROR_on_listening_port", errPkt(0, "x")},
+		{"ERROR_on_listening_port", gatewaytest.ErrorPacket(0, "x")},
 		{"RRQ_without_NUL", []byte{0, 1, 'f', 'o', 'o'}},
 		{"RRQ_without_mode", []byte{0, 1, 'f', 0}},
 		{"RRQ_empty_filename", []byte{0, 1, 0, 'o', 'c', 't', 'e', 't', 0}},
-		{"RRQ_over_512_bytes", request(1, "f", "octet", "x", string(make([]byte, 600)))},
+		{"RRQ_over_512_bytes", gatewaytest.ReadRequest("f", "octet", "x", string(make([]byte, 600)))},
 	}
-	before := ts.srv.Stats().MalformedPackets
-	c := newClient(t, ts.addr)
+	before := ts.Config.Stats().MalformedPackets
+	c := gatewaytest.NewClient(t, ts.Addr())
 	for _, j := range junk {
-		c.sendTo(ts.addr, j.b)
+		c.SendTo(ts.Addr(), j.b)
 	}
-	c.expectNothing(200 * time.Millisecond)
-	if got := ts.srv.Stats().MalformedPackets - before; got != int64(len(junk)) {
+	c.ExpectNothing(200 * time.Millisecond)
+	if got := ts.Config.Stats().MalformedPackets - before; got != int64(len(junk)) {
 		t.Errorf("MalformedPackets grew by %d, want %d", got, len(junk))
 	}
 	// The server still serves.
-	c.rrq("f", "octet")
-	c.expect(data(1, []byte("x")))
-	c.ack(1)
-	ts.nextStats(t)
+	c.RRQ("f", "octet")
+	c.Expect(gatewaytest.Data(1, []byte("x")))
+	c.Ack(1)
+	ts.NextStats(t)
 }
 
 // TestHandlerErrors: handler errors map to TFTP codes without leaking
@@ -580,21 +649,21 @@ func TestHandlerErrors(t *testing.T) {
 		err  error
 		want []byte
 	}{
-		{"not_found_is_1", fmt.Errorf("open /srv/secret/f: %w", fsErrNotExist), errPkt(1, "file not found")},
-		{"permission_is_2", fmt.Errorf("open /srv/secret/f: %w", fsErrPermission), errPkt(2, "access violation")},
-		{"other_is_0_without_text", fmt.Errorf("db at 10.1.2.3 down"), errPkt(0, "internal error")},
-		{"explicit_code_and_message", &gateway.Error{Code: 2, Message: "not for you"}, errPkt(2, "not for you")},
-		{"wrapped_explicit_error", fmt.Errorf("x: %w", &gateway.Error{Code: 0, Message: "server busy"}), errPkt(0, "server busy")},
+		{"not_found_is_1", fmt.Errorf("open /srv/secret/f: %w", fs.ErrNotExist), gatewaytest.ErrorPacket(1, "file not found")},
+		{"permission_is_2", fmt.Errorf("open /srv/secret/f: %w", fs.ErrPermission), gatewaytest.ErrorPacket(2, "access violation")},
+		{"other_is_0_without_text", fmt.Errorf("db at 10.1.2.3 down"), gatewaytest.ErrorPacket(0, "internal error")},
+		{"explicit_code_and_message", &gateway.Error{Code: 2, Message: "not for you"}, gatewaytest.ErrorPacket(2, "not for you")},
+		{"wrapped_explicit_error", fmt.Errorf("x: %w", &gateway.Error{Code: 0, Message: "server busy"}), gatewaytest.ErrorPacket(0, "server busy")},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h := gateway.HandlerFunc(func(context.Context, *gateway.Request) (gateway.Content, error) { return nil, tt.err })
-			ts := startServer(t, h, nil)
-			c := newClient(t, ts.addr)
-			c.rrq("f", "octet", "tsize", "0")
-			c.expect(tt.want)
-			c.expectNothing(100 * time.Millisecond)
-			if st := ts.nextStats(t); st.Outcome != gateway.OutcomeError {
+			ts := gatewaytest.NewServer(t, h, gatewaytest.FixedTimer)
+			c := gatewaytest.NewClient(t, ts.Addr())
+			c.RRQ("f", "octet", "tsize", "0")
+			c.Expect(tt.want)
+			c.ExpectNothing(100 * time.Millisecond)
+			if st := ts.NextStats(t); st.Outcome != gateway.OutcomeError {
 				t.Errorf("outcome %v, want error", st.Outcome)
 			}
 		})
@@ -606,16 +675,16 @@ func TestHandlerErrors(t *testing.T) {
 			}
 			return gateway.BytesContent([]byte("x")), nil
 		})
-		ts := startServer(t, h, nil)
-		c := newClient(t, ts.addr)
-		c.rrq("boom", "octet")
-		c.expect(errPkt(0, "internal error"))
-		ts.nextStats(t)
-		c2 := newClient(t, ts.addr)
-		c2.rrq("ok", "octet")
-		c2.expect(data(1, []byte("x")))
-		c2.ack(1)
-		ts.nextStats(t)
+		ts := gatewaytest.NewServer(t, h, gatewaytest.FixedTimer)
+		c := gatewaytest.NewClient(t, ts.Addr())
+		c.RRQ("boom", "octet")
+		c.Expect(gatewaytest.ErrorPacket(0, "internal error"))
+		ts.NextStats(t)
+		c2 := gatewaytest.NewClient(t, ts.Addr())
+		c2.RRQ("ok", "octet")
+		c2.Expect(gatewaytest.Data(1, []byte("x")))
+		c2.Ack(1)
+		ts.NextStats(t)
 	})
 }
 
@@ -645,28 +714,28 @@ func TestPathHygiene(t *testing.T) {
 				seen <- [2]string{r.RawPath, r.Path}
 				return gateway.BytesContent(nil), nil
 			})
-			ts := startServer(t, h, nil)
-			c := newClient(t, ts.addr)
-			c.rrq(tt.raw, "octet")
+			ts := gatewaytest.NewServer(t, h, gatewaytest.FixedTimer)
+			c := gatewaytest.NewClient(t, ts.Addr())
+			c.RRQ(tt.raw, "octet")
 			if tt.want == "" {
 				msg := "access violation"
 				if tt.code == 1 {
 					msg = "file not found"
 				}
-				c.expect(errPkt(tt.code, msg))
+				c.Expect(gatewaytest.ErrorPacket(tt.code, msg))
 				select {
 				case s := <-seen:
 					t.Fatalf("handler called with %q", s)
 				default:
 				}
 			} else {
-				c.expect(data(1, nil))
-				c.ack(1)
+				c.Expect(gatewaytest.Data(1, nil))
+				c.Ack(1)
 				if s := <-seen; s != [2]string{tt.raw, tt.want} {
 					t.Errorf("handler saw %q, want raw %q, path %q", s, tt.raw, tt.want)
 				}
 			}
-			ts.nextStats(t)
+			ts.NextStats(t)
 		})
 	}
 }
@@ -676,66 +745,66 @@ func TestPathHygiene(t *testing.T) {
 // loopback is answered long before the configured timeout; a negotiated
 // timeout is used exactly.
 func TestRFC1123_4_2_3_2_AdaptiveTimeout(t *testing.T) {
-	content := pattern(20 * 512)
+	content := gatewaytest.Pattern(20 * 512)
 	t.Run("adapts_to_the_round_trip", func(t *testing.T) {
-		ts := startServer(t, files{"f": content}, func(s *gateway.Server) { s.Timeout, s.MinTimeout = 5*time.Second, 0 })
-		c := newClient(t, ts.addr)
-		c.rrq("f", "octet")
+		ts := gatewaytest.NewServer(t, gatewaytest.Files{"f": content}, gatewaytest.FixedTimer, func(s *gateway.Server) { s.Timeout, s.MinTimeout = 5*time.Second, 0 })
+		c := gatewaytest.NewClient(t, ts.Addr())
+		c.RRQ("f", "octet")
 		for n := 1; n <= 10; n++ {
-			c.expect(data(uint16(n), content[(n-1)*512:n*512]))
-			c.ack(uint16(n))
+			c.Expect(gatewaytest.Data(uint16(n), content[(n-1)*512:n*512]))
+			c.Ack(uint16(n))
 		}
-		c.expect(data(11, content[10*512:11*512]))
+		c.Expect(gatewaytest.Data(11, content[10*512:11*512]))
 		start := time.Now()
-		c.expect(data(11, content[10*512:11*512])) // our ACK "was lost"
+		c.Expect(gatewaytest.Data(11, content[10*512:11*512])) // our ACK "was lost"
 		if d := time.Since(start); d > 2500*time.Millisecond {
 			t.Errorf("resent after %v, want well under the 5s timeout", d)
 		}
-		c.sendError(0, "bye")
-		if st := ts.nextStats(t); st.Retransmits != 1 {
+		c.SendError(0, "bye")
+		if st := ts.NextStats(t); st.Retransmits != 1 {
 			t.Errorf("retransmits %d, want 1", st.Retransmits)
 		}
 	})
 	t.Run("negotiated_timeout_is_not_adapted", func(t *testing.T) {
-		ts := startServer(t, files{"f": content}, func(s *gateway.Server) { s.MinTimeout = 0 })
-		c := newClient(t, ts.addr)
-		c.rrq("f", "octet", "timeout", "1")
-		c.expect(oack("timeout", "1"))
-		c.ack(0)
+		ts := gatewaytest.NewServer(t, gatewaytest.Files{"f": content}, gatewaytest.FixedTimer, func(s *gateway.Server) { s.MinTimeout = 0 })
+		c := gatewaytest.NewClient(t, ts.Addr())
+		c.RRQ("f", "octet", "timeout", "1")
+		c.Expect(gatewaytest.OACK("timeout", "1"))
+		c.Ack(0)
 		for n := 1; n <= 5; n++ {
-			c.expect(data(uint16(n), content[(n-1)*512:n*512]))
-			c.ack(uint16(n))
+			c.Expect(gatewaytest.Data(uint16(n), content[(n-1)*512:n*512]))
+			c.Ack(uint16(n))
 		}
-		c.expect(data(6, content[5*512:6*512]))
+		c.Expect(gatewaytest.Data(6, content[5*512:6*512]))
 		start := time.Now()
-		c.expect(data(6, content[5*512:6*512]))
+		c.Expect(gatewaytest.Data(6, content[5*512:6*512]))
 		if d := time.Since(start); d < 900*time.Millisecond {
 			t.Errorf("resent after %v, want the negotiated 1s", d)
 		}
-		c.sendError(0, "bye")
-		ts.nextStats(t)
+		c.SendError(0, "bye")
+		ts.NextStats(t)
 	})
 }
 
 // TestRFC1123_4_2_3_5_BroadcastRRQIgnored: a request sent to a broadcast
 // address gets no answer at all.
 func TestRFC1123_4_2_3_5_BroadcastRRQIgnored(t *testing.T) {
-	ts := startServerOn(t, "udp4", "0.0.0.0:0", files{"f": []byte("x")}, nil)
-	c := newClient(t, ts.addr)
-	rc, err := c.conn.SyscallConn()
+	ts := gatewaytest.NewServerOn(t, "udp4", "0.0.0.0:0", gatewaytest.Files{"f": []byte("x")}, gatewaytest.FixedTimer)
+	c := gatewaytest.NewClient(t, ts.Addr())
+	rc, err := c.Conn().SyscallConn()
 	if err != nil {
 		t.Fatal(err)
 	}
 	rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_BROADCAST, 1) })
-	c.sendTo(netip.AddrPortFrom(netip.MustParseAddr("127.255.255.255"), ts.addr.Port()), request(1, "f", "octet"))
-	c.expectNothing(200 * time.Millisecond)
-	if n := ts.srv.Stats().IgnoredBroadcasts; n != 1 {
+	c.SendTo(netip.AddrPortFrom(netip.MustParseAddr("127.255.255.255"), ts.Addr().Port()), gatewaytest.ReadRequest("f", "octet"))
+	c.ExpectNothing(200 * time.Millisecond)
+	if n := ts.Config.Stats().IgnoredBroadcasts; n != 1 {
 		t.Errorf("IgnoredBroadcasts %d, want 1", n)
 	}
-	c.sendTo(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), ts.addr.Port()), request(1, "f", "octet"))
-	c.expect(data(1, []byte("x")))
-	c.ack(1)
-	ts.nextStats(t)
+	c.SendTo(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), ts.Addr().Port()), gatewaytest.ReadRequest("f", "octet"))
+	c.Expect(gatewaytest.Data(1, []byte("x")))
+	c.Ack(1)
+	ts.NextStats(t)
 }
 
 // TestAdaptiveTimeoutKeepsTheFixedDeadline: the adaptive timer spends the
@@ -743,24 +812,24 @@ func TestRFC1123_4_2_3_5_BroadcastRRQIgnored(t *testing.T) {
 // (retries+1) x Timeout after the last progress, so a client with a slow
 // timer (2 s in tftp-hpa, 6 s in curl) is not given up on early.
 func TestAdaptiveTimeoutKeepsTheFixedDeadline(t *testing.T) {
-	content := pattern(20 * 512)
-	ts := startServer(t, files{"f": content}, func(s *gateway.Server) {
+	content := gatewaytest.Pattern(20 * 512)
+	ts := gatewaytest.NewServer(t, gatewaytest.Files{"f": content}, gatewaytest.FixedTimer, func(s *gateway.Server) {
 		s.Timeout, s.Retries, s.MinTimeout = 300*time.Millisecond, 2, 0
 	})
-	c := newClient(t, ts.addr)
-	c.rrq("f", "octet")
+	c := gatewaytest.NewClient(t, ts.Addr())
+	c.RRQ("f", "octet")
 	for n := 1; n <= 5; n++ {
-		c.expect(data(uint16(n), content[(n-1)*512:n*512]))
-		c.ack(uint16(n))
+		c.Expect(gatewaytest.Data(uint16(n), content[(n-1)*512:n*512]))
+		c.Ack(uint16(n))
 	}
-	c.expect(data(6, content[5*512:6*512]))
-	c.expect(data(6, content[5*512:6*512])) // two quick retransmissions
-	c.expect(data(6, content[5*512:6*512]))
-	c.expectNothing(300 * time.Millisecond) // the retries are spent ...
-	c.ack(6)                                // ... and a late ACK still counts
-	c.expect(data(7, content[6*512:7*512]))
-	c.sendError(0, "bye")
-	if st := ts.nextStats(t); st.Outcome != gateway.OutcomeAborted || st.Retransmits != 2 {
+	c.Expect(gatewaytest.Data(6, content[5*512:6*512]))
+	c.Expect(gatewaytest.Data(6, content[5*512:6*512])) // two quick retransmissions
+	c.Expect(gatewaytest.Data(6, content[5*512:6*512]))
+	c.ExpectNothing(300 * time.Millisecond) // the retries are spent ...
+	c.Ack(6)                                // ... and a late ACK still counts
+	c.Expect(gatewaytest.Data(7, content[6*512:7*512]))
+	c.SendError(0, "bye")
+	if st := ts.NextStats(t); st.Outcome != gateway.OutcomeAborted || st.Retransmits != 2 {
 		t.Errorf("outcome %v retransmits %d; want aborted, 2", st.Outcome, st.Retransmits)
 	}
 }

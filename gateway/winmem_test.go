@@ -9,10 +9,11 @@ import (
 	"time"
 
 	"github.com/tftpgw/tftpgw/gateway"
+	"github.com/tftpgw/tftpgw/gateway/gatewaytest"
 )
 
 // Window memory against abuse (issue 14 points 1 and 2); the rules are in
-// winmem.go.
+// gateway/internal/winmem.
 
 const bigBlock = 65464
 
@@ -22,26 +23,26 @@ const bigBlock = 65464
 // default budget (1 GiB) at once, and every other client got "server
 // busy". A window is now taken only when the client answers the OACK.
 func TestSpoofedRequestsTakeNoWindowMemory(t *testing.T) {
-	big := pattern(64*bigBlock + 1000)
-	ts := startServer(t, files{"big": big}, func(s *gateway.Server) { s.Timeout = 2 * time.Second })
+	big := gatewaytest.Pattern(64*bigBlock + 1000)
+	ts := gatewaytest.NewServer(t, gatewaytest.Files{"big": big}, gatewaytest.FixedTimer, func(s *gateway.Server) { s.Timeout = 2 * time.Second })
 	for i, n := range []int{256, 40} {
 		for range n { // each from a port of its own: not duplicates
-			c := newClientOn(t, "udp4", fmt.Sprintf("127.0.0.%d:0", 2+i), ts.addr)
-			c.rrq("big", "octet", "blksize", strconv.Itoa(bigBlock), "windowsize", "64")
+			c := gatewaytest.NewClientOn(t, "udp4", fmt.Sprintf("127.0.0.%d:0", 2+i), ts.Addr())
+			c.RRQ("big", "octet", "blksize", strconv.Itoa(bigBlock), "windowsize", "64")
 		}
 	}
 	time.Sleep(200 * time.Millisecond) // let the 296 sessions send their OACKs
-	c := newClientOn(t, "udp4", "127.0.0.4:0", ts.addr)
-	c.rrq("big", "octet", "blksize", strconv.Itoa(bigBlock), "windowsize", "64")
-	c.expect(oack("blksize", strconv.Itoa(bigBlock), "windowsize", "64"))
-	c.ack(0)
+	c := gatewaytest.NewClientOn(t, "udp4", "127.0.0.4:0", ts.Addr())
+	c.RRQ("big", "octet", "blksize", strconv.Itoa(bigBlock), "windowsize", "64")
+	c.Expect(gatewaytest.OACK("blksize", strconv.Itoa(bigBlock), "windowsize", "64"))
+	c.Ack(0)
 	for b := 1; b <= 64; b++ {
-		c.expect(data(uint16(b), big[(b-1)*bigBlock:b*bigBlock]))
+		c.Expect(gatewaytest.Data(uint16(b), big[(b-1)*bigBlock:b*bigBlock]))
 	}
-	c.ack(64)
-	c.expect(data(65, big[64*bigBlock:]))
-	c.ack(65)
-	if n := ts.srv.Stats().BusyRefusals; n != 0 {
+	c.Ack(64)
+	c.Expect(gatewaytest.Data(65, big[64*bigBlock:]))
+	c.Ack(65)
+	if n := ts.Config.Stats().BusyRefusals; n != 0 {
 		t.Errorf("BusyRefusals = %d, want 0", n)
 	}
 }
@@ -52,45 +53,45 @@ func TestSpoofedRequestsTakeNoWindowMemory(t *testing.T) {
 // it is told "server busy", while another client still gets the
 // windowsize it asks for.
 func TestOneClientHoldsItsShare(t *testing.T) {
-	big := pattern(64*bigBlock + 1000)
+	big := gatewaytest.Pattern(64*bigBlock + 1000)
 	// Share: 64 MiB / 8 = 8 MiB, two windows of 64 blocks (4 MiB each).
-	ts := startServer(t, files{"big": big}, func(s *gateway.Server) {
+	ts := gatewaytest.NewServer(t, gatewaytest.Files{"big": big}, gatewaytest.FixedTimer, func(s *gateway.Server) {
 		s.Timeout, s.MaxWindowMemory = 2*time.Second, 64<<20
 	})
 	stall := func(want string) {
 		t.Helper()
-		c := newClientOn(t, "udp4", "127.0.0.2:0", ts.addr)
-		c.rrq("big", "octet", "blksize", strconv.Itoa(bigBlock), "windowsize", "64")
+		c := gatewaytest.NewClientOn(t, "udp4", "127.0.0.2:0", ts.Addr())
+		c.RRQ("big", "octet", "blksize", strconv.Itoa(bigBlock), "windowsize", "64")
 		if want == "busy" {
-			c.expect(errPkt(0, "server busy"))
+			c.Expect(gatewaytest.ErrorPacket(0, "server busy"))
 			return
 		}
-		c.expect(oack("blksize", strconv.Itoa(bigBlock), "windowsize", want))
-		c.ack(0)
-		c.expect(data(1, big[:bigBlock])) // the window is taken and sent
+		c.Expect(gatewaytest.OACK("blksize", strconv.Itoa(bigBlock), "windowsize", want))
+		c.Ack(0)
+		c.Expect(gatewaytest.Data(1, big[:bigBlock])) // the window is taken and sent
 	}
 	stall("64")
 	stall("64")
 	stall("busy")
-	other := newClientOn(t, "udp4", "127.0.0.3:0", ts.addr)
-	other.rrq("big", "octet", "blksize", strconv.Itoa(bigBlock), "windowsize", "64")
-	other.expect(oack("blksize", strconv.Itoa(bigBlock), "windowsize", "64"))
-	other.sendError(0, "enough")
+	other := gatewaytest.NewClientOn(t, "udp4", "127.0.0.3:0", ts.Addr())
+	other.RRQ("big", "octet", "blksize", strconv.Itoa(bigBlock), "windowsize", "64")
+	other.Expect(gatewaytest.OACK("blksize", strconv.Itoa(bigBlock), "windowsize", "64"))
+	other.SendError(0, "enough")
 }
 
 // TestWindowSizeShrinksToTheShareLeft: with room for fewer blocks than
 // asked for, the OACK offers the windowsize that fits.
 func TestWindowSizeShrinksToTheShareLeft(t *testing.T) {
-	big := pattern(64*bigBlock + 1000)
-	ts := startServer(t, files{"big": big}, func(s *gateway.Server) {
+	big := gatewaytest.Pattern(64*bigBlock + 1000)
+	ts := gatewaytest.NewServer(t, gatewaytest.Files{"big": big}, gatewaytest.FixedTimer, func(s *gateway.Server) {
 		// Share 3 MiB: 48 blocks of 65468 bytes fit in the 3 MiB class.
 		s.Timeout, s.MaxWindowMemory, s.MaxWindowMemoryPerClient = 2*time.Second, 64<<20, 3<<20
 	})
-	c := newClient(t, ts.addr)
-	c.rrq("big", "octet", "blksize", strconv.Itoa(bigBlock), "windowsize", "64")
-	c.expect(oack("blksize", strconv.Itoa(bigBlock), "windowsize", "48"))
-	c.sendError(0, "enough")
-	ts.nextStats(t)
+	c := gatewaytest.NewClient(t, ts.Addr())
+	c.RRQ("big", "octet", "blksize", strconv.Itoa(bigBlock), "windowsize", "64")
+	c.Expect(gatewaytest.OACK("blksize", strconv.Itoa(bigBlock), "windowsize", "48"))
+	c.SendError(0, "enough")
+	ts.NextStats(t)
 }
 
 // TestWindowMemoryBoundsTheHeap: the budget counts what the buffers
@@ -101,8 +102,8 @@ func TestWindowSizeShrinksToTheShareLeft(t *testing.T) {
 // it: with a 64 MiB budget, RSS reached about 300 MiB.
 func TestWindowMemoryBoundsTheHeap(t *testing.T) {
 	const budget = 64 << 20
-	big := pattern(64*bigBlock + 1000)
-	ts := startServer(t, files{"big": big}, func(s *gateway.Server) {
+	big := gatewaytest.Pattern(64*bigBlock + 1000)
+	ts := gatewaytest.NewServer(t, gatewaytest.Files{"big": big}, gatewaytest.FixedTimer, func(s *gateway.Server) {
 		s.Timeout, s.Retries, s.MaxWindowMemory, s.MaxWindowMemoryPerClient = time.Second, 1, budget, -1
 	})
 	before := liveHeap()
@@ -110,11 +111,11 @@ func TestWindowMemoryBoundsTheHeap(t *testing.T) {
 	// the session times out (2 s).
 	stall := func(n int, blksize, window string) {
 		for i := range n {
-			c := newClientOn(t, "udp4", fmt.Sprintf("127.0.1.%d:0", 1+i%2), ts.addr)
-			c.conn.SetReadBuffer(64 << 10) // the windows need not reach the test
-			c.rrq("big", "octet", "blksize", blksize, "windowsize", window)
-			if got, _ := c.recv(5 * time.Second); len(got) > 2 && got[1] == 6 { // OACK
-				c.ack(0)
+			c := gatewaytest.NewClientOn(t, "udp4", fmt.Sprintf("127.0.1.%d:0", 1+i%2), ts.Addr())
+			c.Conn().SetReadBuffer(64 << 10) // the windows need not reach the test
+			c.RRQ("big", "octet", "blksize", blksize, "windowsize", window)
+			if got, _ := c.Recv(5 * time.Second); len(got) > 2 && got[1] == 6 { // OACK
+				c.Ack(0)
 			}
 		}
 		time.Sleep(300 * time.Millisecond)
@@ -125,12 +126,12 @@ func TestWindowMemoryBoundsTheHeap(t *testing.T) {
 		if grew := during - before; grew > budget+16<<20 {
 			t.Errorf("%s: live heap grew by %d MiB, over the %d MiB budget", phase, grew>>20, budget>>20)
 		}
-		t.Logf("%s: live heap %d MiB before, %d MiB now; %d refused busy", phase, before>>20, during>>20, ts.srv.Stats().BusyRefusals)
+		t.Logf("%s: live heap %d MiB before, %d MiB now; %d refused busy", phase, before>>20, during>>20, ts.Config.Stats().BusyRefusals)
 	}
 	// 150 windows of 64 x 8192 bytes (640 KiB each now: 102 fit).
 	stall(150, "8192", "64")
 	check("150 windows of 64 x 8192")
-	waitIdle(t, ts.srv)
+	ts.WaitIdle(t)
 	// Then 40 windows of another size (2 MiB): the kept buffers of the
 	// first phase make room rather than stay beside them.
 	stall(40, strconv.Itoa(bigBlock), "32")

@@ -3,7 +3,6 @@ package cache
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/tftpgw/tftpgw/backend"
 	"github.com/tftpgw/tftpgw/gateway"
+	"github.com/tftpgw/tftpgw/gateway/gatewaytest"
 	"github.com/tftpgw/tftpgw/gateway/remote"
 	"github.com/tftpgw/tftpgw/internal/tftpclient"
 )
@@ -76,24 +76,9 @@ func rootWith(t *testing.T, name string, data []byte) (*os.Root, string) {
 	return root, dir
 }
 
-// serveTFTP runs a gateway.Server for h on 127.0.0.1 until the test ends.
-func serveTFTP(t *testing.T, h gateway.Handler) netip.AddrPort {
-	t.Helper()
-	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &gateway.Server{Handler: h, Logger: quiet(), MaxSessionsPerClient: -1, ClientRequestRate: -1}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(pc) }()
-	t.Cleanup(func() {
-		srv.Close()
-		if err := <-done; !errors.Is(err, gateway.ErrServerClosed) {
-			t.Errorf("Serve: %v", err)
-		}
-	})
-	return pc.LocalAddr().(*net.UDPAddr).AddrPort()
-}
+// noClientLimits turns the server's per-client limits off: a fleet
+// shares one address.
+func noClientLimits(s *gateway.Server) { s.MaxSessionsPerClient, s.ClientRequestRate = -1, -1 }
 
 // serveBackend runs backend.NewServer(h) on 127.0.0.1 and returns a
 // remote handler connected to it.
@@ -158,7 +143,7 @@ func TestFleetFileServer(t *testing.T) {
 	root, _ := rootWith(t, "vmlinuz", data)
 	src := &counting{next: gateway.FileServer(root)}
 	h := newCache(t, src, 0)
-	fleet(t, serveTFTP(t, h), "vmlinuz", n, data)
+	fleet(t, gatewaytest.NewServer(t, h, noClientLimits).Addr(), "vmlinuz", n, data)
 
 	read := src.read.Load()
 	t.Logf("%d clients x %d bytes: the directory handler read %d bytes (%.2f x), %d opens; %+v",
@@ -175,7 +160,7 @@ func TestFleetBackendMaxAge(t *testing.T) {
 	root, _ := rootWith(t, "vmlinuz", data)
 	src := &counting{next: gateway.FileServer(root), maxAge: time.Minute}
 	h := newCache(t, serveBackend(t, src), 0)
-	fleet(t, serveTFTP(t, h), "vmlinuz", n, data)
+	fleet(t, gatewaytest.NewServer(t, h, noClientLimits).Addr(), "vmlinuz", n, data)
 
 	read := src.read.Load()
 	t.Logf("%d clients x %d bytes: the backend read %d bytes (%.2f x) in %d calls; %+v",
@@ -197,7 +182,7 @@ func TestFleetBackendETagOnly(t *testing.T) {
 	root, _ := rootWith(t, "vmlinuz", data)
 	src := &counting{next: gateway.FileServer(root)}
 	h := newCache(t, serveBackend(t, src), 0)
-	fleet(t, serveTFTP(t, h), "vmlinuz", n, data)
+	fleet(t, gatewaytest.NewServer(t, h, noClientLimits).Addr(), "vmlinuz", n, data)
 
 	read := src.read.Load()
 	t.Logf("%d clients x %d bytes: the backend read %d bytes (%.2f x) in %d calls; %+v",

@@ -23,14 +23,6 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func pattern(n int) []byte {
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(i*7 + i/512)
-	}
-	return b
-}
-
 // one serves the same bytes for every path.
 func one(b []byte) gateway.Handler {
 	return gateway.HandlerFunc(func(context.Context, *gateway.Request) (gateway.Content, error) {
@@ -53,7 +45,7 @@ func get(t *testing.T, addr netip.AddrPort, o tftpclient.Options) []byte {
 }
 
 func TestNewServer(t *testing.T) {
-	content := pattern(3000)
+	content := gatewaytest.Pattern(3000)
 	var userCalls atomic.Int64
 	ts := gatewaytest.NewServer(t, one(content), func(s *gateway.Server) {
 		s.Timeout = 100 * time.Millisecond
@@ -100,7 +92,7 @@ func TestWaitStatsTimesOut(t *testing.T) {
 // TestProxyTransparent: with the zero config every datagram is relayed
 // once, and DATA from the server is counted.
 func TestProxyTransparent(t *testing.T) {
-	content := pattern(10*512 + 100)
+	content := gatewaytest.Pattern(10*512 + 100)
 	ts := gatewaytest.NewServer(t, one(content), nil)
 	p := gatewaytest.NewProxy(t, ts.Addr(), gatewaytest.ProxyConfig{})
 	if a := p.Addr(); a.Addr() != netip.MustParseAddr("127.0.0.1") || a == ts.Addr() {
@@ -130,7 +122,7 @@ func TestProxyTransparent(t *testing.T) {
 // port, and a datagram from the wrong client port reaches the server as
 // one from a wrong TID, whose ERROR 5 comes back to the stranger.
 func TestProxyTIDs(t *testing.T) {
-	ts := gatewaytest.NewServer(t, one(pattern(600)), nil)
+	ts := gatewaytest.NewServer(t, one(gatewaytest.Pattern(600)), nil)
 	p := gatewaytest.NewProxy(t, ts.Addr(), gatewaytest.ProxyConfig{})
 	a, b, stranger := udp(t), udp(t), udp(t)
 	rrq := wire.AppendRequest(nil, wire.OpRRQ, "f", "octet", nil)
@@ -174,7 +166,7 @@ func TestProxyTIDs(t *testing.T) {
 // TestProxyDropCallback drops DATA 3 once: lock-step recovers with exactly
 // one retransmission.
 func TestProxyDropCallback(t *testing.T) {
-	content := pattern(5 * 512)
+	content := gatewaytest.Pattern(5 * 512)
 	ts := gatewaytest.NewServer(t, one(content), func(s *gateway.Server) { s.Timeout = 50 * time.Millisecond })
 	var dropped atomic.Bool
 	p := gatewaytest.NewProxy(t, ts.Addr(), gatewaytest.ProxyConfig{

@@ -17,6 +17,7 @@ import (
 
 	sdk "github.com/tftpgw/tftpgw/backend"
 	"github.com/tftpgw/tftpgw/gateway"
+	"github.com/tftpgw/tftpgw/gateway/gatewaytest"
 	"github.com/tftpgw/tftpgw/internal/tftpclient"
 	tftpgwv1 "github.com/tftpgw/tftpgw/proto/tftpgw/v1"
 )
@@ -24,45 +25,6 @@ import (
 // Tests of the promises of content.proto (issue 13): a file is never
 // reported complete with bytes the edge can know to be wrong, any request
 // reaches the backend, and the limits are the documented ones.
-
-// engine is a gateway.Server on loopback with h, its session stats
-// collected.
-type engine struct {
-	srv   *gateway.Server
-	addr  string
-	stats chan gateway.SessionStats
-}
-
-func newEngine(t *testing.T, h gateway.Handler) *engine {
-	t.Helper()
-	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	log, _ := testLogger(t)
-	e := &engine{addr: pc.LocalAddr().String(), stats: make(chan gateway.SessionStats, 64)}
-	e.srv = &gateway.Server{Handler: h, Logger: log, SessionStatsFunc: func(s gateway.SessionStats) { e.stats <- s }}
-	done := make(chan error, 1)
-	go func() { done <- e.srv.Serve(pc) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		e.srv.Shutdown(ctx)
-		<-done
-	})
-	return e
-}
-
-func (e *engine) next(t *testing.T) gateway.SessionStats {
-	t.Helper()
-	select {
-	case s := <-e.stats:
-		return s
-	case <-time.After(10 * time.Second):
-		t.Fatal("no session stats within 10s")
-		return gateway.SessionStats{}
-	}
-}
 
 // get fetches path with a strict client; it returns the bytes received
 // and the error.
@@ -108,9 +70,9 @@ func TestResumeThatIgnoresTheOffsetNeverSplices(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			b := startBackend(t, "b", splicing(data, 300_000, tt.resume))
-			e := newEngine(t, dial(t, b.addr, Config{}))
-			got, err := get(t, e.addr, "f", tftpclient.Options{BlockSize: 1468, WindowSize: 8})
-			st := e.next(t)
+			e := gatewaytest.NewServer(t, dial(t, b.addr, Config{}))
+			got, err := get(t, e.Addr().String(), "f", tftpclient.Options{BlockSize: 1468, WindowSize: 8})
+			st := e.NextStats(t)
 			if tt.want == "" {
 				if err != nil || !bytes.Equal(got, data) {
 					t.Fatalf("Get: %v, %d bytes; want the %d bytes of the file", err, len(got), len(data))
@@ -211,8 +173,8 @@ func TestIntegrityFailureEndsBeforeTheFinalBlock(t *testing.T) {
 		data := pattern(tc.size)
 		for _, w := range []int{1, 4} {
 			b := startBackend(t, "a", (&file{data: data, etag: "v1", digest: bad[:], noSize: tc.noSize}).serve)
-			e := newEngine(t, dial(t, b.addr, Config{}))
-			got, err := get(t, e.addr, "f", tftpclient.Options{BlockSize: 1468, WindowSize: w})
+			e := gatewaytest.NewServer(t, dial(t, b.addr, Config{}))
+			got, err := get(t, e.Addr().String(), "f", tftpclient.Options{BlockSize: 1468, WindowSize: w})
 			var te *tftpclient.Error
 			if !errors.As(err, &te) || te.Code != 0 || te.Message != "integrity check failed" {
 				t.Fatalf("%+v window %d: Get: %v after %d bytes; want ERROR 0 integrity check failed", tc, w, err, len(got))
@@ -220,8 +182,8 @@ func TestIntegrityFailureEndsBeforeTheFinalBlock(t *testing.T) {
 			if len(got) >= len(data) && !tc.allBytes {
 				t.Errorf("%+v window %d: client got %d bytes of %d", tc, w, len(got), len(data))
 			}
-			e.next(t)
-			if n := e.srv.Stats().IntegrityFailures; n != 1 {
+			e.NextStats(t)
+			if n := e.Config.Stats().IntegrityFailures; n != 1 {
 				t.Errorf("%+v window %d: IntegrityFailures = %d, want 1", tc, w, n)
 			}
 		}
@@ -260,7 +222,7 @@ func TestRequestBytesReachTheBackend(t *testing.T) {
 	}
 	go srv.Serve(ln)
 	t.Cleanup(srv.Stop)
-	e := newEngine(t, dial(t, ln.Addr().String(), Config{}))
+	e := gatewaytest.NewServer(t, dial(t, ln.Addr().String(), Config{}))
 
 	tests := []struct {
 		name, raw, path string
@@ -280,7 +242,7 @@ func TestRequestBytesReachTheBackend(t *testing.T) {
 			if tt.opt[0] != "" {
 				o.ExtraOptions = [][2]string{tt.opt}
 			}
-			body, err := get(t, e.addr, tt.raw, o)
+			body, err := get(t, e.Addr().String(), tt.raw, o)
 			if err != nil || string(body) != "hello "+tt.path {
 				t.Fatalf("Get: %v, %q", err, body)
 			}
@@ -355,13 +317,13 @@ func TestRefusedRequestHasBackendStats(t *testing.T) {
 	b := startBackend(t, "a", func(*tftpgwv1.ReadRequest, grpc.ServerStreamingServer[tftpgwv1.ReadResponse]) error {
 		return status.Error(codes.NotFound, "no such file")
 	})
-	e := newEngine(t, dial(t, b.addr, Config{}))
-	_, err := get(t, e.addr, "missing", tftpclient.Options{})
+	e := gatewaytest.NewServer(t, dial(t, b.addr, Config{}))
+	_, err := get(t, e.Addr().String(), "missing", tftpclient.Options{})
 	var te *tftpclient.Error
 	if !errors.As(err, &te) || te.Code != 1 {
 		t.Fatalf("Get: %v, want ERROR 1", err)
 	}
-	st := e.next(t)
+	st := e.NextStats(t)
 	if st.Backend == nil || st.Backend.Target != b.addr || st.Backend.Peer != "" || st.Backend.HeaderLatency != 0 {
 		t.Errorf("Backend = %+v, want the target %s, no peer, no header latency", st.Backend, b.addr)
 	}
@@ -386,18 +348,10 @@ func TestSlowSteadyBackendInAWindow(t *testing.T) {
 		}
 		return nil
 	})
-	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	log, _ := testLogger(t)
 	// The session waits (5+1) x 200 ms = 1.2 s for a silent client, or
 	// for one block (0.1 s here); the window would take 2.3 s.
-	srv := &gateway.Server{Handler: dial(t, b.addr, Config{}), Logger: log, Timeout: 200 * time.Millisecond, Retries: 5}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(pc) }()
-	t.Cleanup(func() { srv.Close(); <-done })
-	got, err := get(t, pc.LocalAddr().String(), "f", tftpclient.Options{BlockSize: 65464, WindowSize: 64, RetransmitTimeout: time.Second, Retries: 10})
+	ts := gatewaytest.NewServer(t, dial(t, b.addr, Config{}), func(s *gateway.Server) { s.Timeout, s.Retries = 200*time.Millisecond, 5 })
+	got, err := get(t, ts.Addr().String(), "f", tftpclient.Options{BlockSize: 65464, WindowSize: 64, RetransmitTimeout: time.Second, Retries: 10})
 	if err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("Get: %v, %d bytes", err, len(got))
 	}

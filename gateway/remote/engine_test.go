@@ -2,10 +2,8 @@ package remote
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"io"
-	"net"
 	"testing"
 	"time"
 
@@ -13,37 +11,13 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/tftpgw/tftpgw/gateway"
+	"github.com/tftpgw/tftpgw/gateway/gatewaytest"
 	"github.com/tftpgw/tftpgw/internal/tftpclient"
 	tftpgwv1 "github.com/tftpgw/tftpgw/proto/tftpgw/v1"
 )
 
 // These tests run the gateway engine with a remote Handler and fetch files
 // with the project's TFTP client, on loopback.
-
-func startEngine(t *testing.T, h gateway.Handler, statsFunc ...func(gateway.SessionStats)) string {
-	t.Helper()
-	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	log, _ := testLogger(t)
-	srv := &gateway.Server{Handler: h, Logger: log}
-	if len(statsFunc) > 0 {
-		srv.SessionStatsFunc = statsFunc[0]
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(pc) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-		if err := <-done; err != nil && !errors.Is(err, gateway.ErrServerClosed) {
-			t.Errorf("Serve: %v", err)
-		}
-	})
-	return pc.LocalAddr().String()
-}
 
 func TestEngineEndToEnd(t *testing.T) {
 	data := pattern(1<<20 + 77)
@@ -61,8 +35,8 @@ func TestEngineEndToEnd(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			b := startBackend(t, "a", tt.file.serve)
-			stats := make(chan gateway.SessionStats, 1)
-			addr := startEngine(t, dial(t, b.addr, Config{}), func(s gateway.SessionStats) { stats <- s })
+			ts := gatewaytest.NewServer(t, dial(t, b.addr, Config{}))
+			addr := ts.Addr().String()
 			var out bytes.Buffer
 			res, err := tftpclient.Get(ctxT(t, 30*time.Second), addr, "boot/file", &out, tt.opts)
 			if err != nil {
@@ -78,13 +52,10 @@ func TestEngineEndToEnd(t *testing.T) {
 			if res.TSize != wantTSize {
 				t.Errorf("tsize %d, want %d", res.TSize, wantTSize)
 			}
-			select {
-			case s := <-stats:
-				if s.Backend == nil || s.Backend.Target != b.addr || s.Backend.HeaderLatency <= 0 || s.Backend.Resumes != tt.resumes {
-					t.Errorf("session stats Backend = %+v, want %s with %d resumes", s.Backend, b.addr, tt.resumes)
-				}
-			case <-time.After(5 * time.Second):
+			if s, ok := ts.WaitStats(5 * time.Second); !ok {
 				t.Error("no session stats")
+			} else if s.Backend == nil || s.Backend.Target != b.addr || s.Backend.HeaderLatency <= 0 || s.Backend.Resumes != tt.resumes {
+				t.Errorf("session stats Backend = %+v, want %s with %d resumes", s.Backend, b.addr, tt.resumes)
 			}
 		})
 	}
@@ -104,7 +75,7 @@ func TestEngineClientGetsErrorWithinBudget(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			const budget = 500 * time.Millisecond
-			addr := startEngine(t, dial(t, tt.target(t), Config{HeaderTimeout: budget}))
+			addr := gatewaytest.NewServer(t, dial(t, tt.target(t), Config{HeaderTimeout: budget})).Addr().String()
 			start := time.Now()
 			_, err := tftpclient.Get(ctxT(t, 10*time.Second), addr, "f", io.Discard, tftpclient.Options{TSize: true, BlockSize: 1468})
 			took := time.Since(start)
@@ -127,7 +98,7 @@ func TestEngineProbeCancelsBackendCall(t *testing.T) {
 		<-s.Context().Done() // a slow source: data would come later
 		return s.Context().Err()
 	})
-	addr := startEngine(t, dial(t, b.addr, Config{}))
+	addr := gatewaytest.NewServer(t, dial(t, b.addr, Config{})).Addr().String()
 	size, err := tftpclient.Probe(ctxT(t, 10*time.Second), addr, "big", tftpclient.Options{BlockSize: 1468})
 	if err != nil || size != int64(len(data)) {
 		t.Fatalf("Probe = %d, %v", size, err)
@@ -143,7 +114,7 @@ func TestEngineErrorMapping(t *testing.T) {
 	b := startBackend(t, "a", func(*tftpgwv1.ReadRequest, grpc.ServerStreamingServer[tftpgwv1.ReadResponse]) error {
 		return errNotFoundStatus
 	})
-	addr := startEngine(t, dial(t, b.addr, Config{}))
+	addr := gatewaytest.NewServer(t, dial(t, b.addr, Config{})).Addr().String()
 	_, err := tftpclient.Get(ctxT(t, 10*time.Second), addr, "missing", io.Discard, tftpclient.Options{})
 	if !errors.Is(err, &tftpclient.Error{Code: 1, Message: "file not found"}) {
 		t.Fatalf("err = %v", err)

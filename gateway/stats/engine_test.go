@@ -8,69 +8,28 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
-	"net/netip"
 	"testing"
 	"time"
 
 	"github.com/tftpgw/tftpgw/gateway"
+	"github.com/tftpgw/tftpgw/gateway/gatewaytest"
 	"github.com/tftpgw/tftpgw/gateway/stats"
 	tftpgwv1 "github.com/tftpgw/tftpgw/proto/tftpgw/v1"
 )
 
-// rawClient is a hand-written TFTP client on a loopback UDP socket.
-type rawClient struct {
-	t    *testing.T
-	conn *net.UDPConn
-}
-
-func newRawClient(t *testing.T) *rawClient {
+// download fetches file without options, lock-step, and returns its
+// bytes.
+func download(t *testing.T, c *gatewaytest.Client, file string) []byte {
 	t.Helper()
-	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return &rawClient{t: t, conn: c}
-}
-
-func rrq(file string, opts ...string) []byte {
-	b := []byte{0, 1}
-	for _, s := range append([]string{file, "octet"}, opts...) {
-		b = append(append(b, s...), 0)
-	}
-	return b
-}
-
-func (c *rawClient) send(to netip.AddrPort, p []byte) {
-	c.t.Helper()
-	if _, err := c.conn.WriteToUDPAddrPort(p, to); err != nil {
-		c.t.Fatal(err)
-	}
-}
-
-func (c *rawClient) recv() ([]byte, netip.AddrPort) {
-	c.t.Helper()
-	c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	b := make([]byte, 65536)
-	n, from, err := c.conn.ReadFromUDPAddrPort(b)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	return b[:n], from
-}
-
-// get downloads file without options and returns its bytes.
-func (c *rawClient) get(server netip.AddrPort, file string) []byte {
-	c.t.Helper()
-	c.send(server, rrq(file))
+	c.RRQ(file, "octet")
 	var data []byte
 	for block := uint16(1); ; block++ {
-		p, from := c.recv()
+		p, _ := c.Recv(5 * time.Second)
 		if binary.BigEndian.Uint16(p) != 3 || binary.BigEndian.Uint16(p[2:]) != block {
-			c.t.Fatalf("want DATA %d, got %q", block, p)
+			t.Fatalf("want DATA %d, got %q", block, p)
 		}
 		data = append(data, p[4:]...)
-		c.send(from, []byte{0, 4, byte(block >> 8), byte(block)})
+		c.Ack(block)
 		if len(p)-4 < 512 {
 			return data
 		}
@@ -133,24 +92,23 @@ func TestEngineStatsEndToEnd(t *testing.T) {
 	defer stop()
 
 	// 1. A download.
-	c := newRawClient(t)
-	if got := c.get(server, "boot.efi"); !bytes.Equal(got, file) {
+	c := gatewaytest.NewClient(t, server)
+	if got := download(t, c, "boot.efi"); !bytes.Equal(got, file) {
 		t.Fatalf("download: got %d bytes", len(got))
 	}
 	// 2. Not found.
-	c = newRawClient(t)
-	c.send(server, rrq("missing"))
-	if p, _ := c.recv(); !bytes.Equal(p[:4], []byte{0, 5, 0, 1}) {
+	c = gatewaytest.NewClient(t, server)
+	c.RRQ("missing", "octet")
+	if p, _ := c.Recv(5 * time.Second); !bytes.Equal(p[:4], []byte{0, 5, 0, 1}) {
 		t.Fatalf("missing: want ERROR 1, got %q", p)
 	}
 	// 3. A UEFI size probe: tsize 0, OACK, ERROR 8.
-	c = newRawClient(t)
-	c.send(server, rrq("boot.efi", "tsize", "0"))
-	oack, from := c.recv()
-	if !bytes.Equal(oack, append([]byte{0, 6}, "tsize\x001500\x00"...)) {
+	c = gatewaytest.NewClient(t, server)
+	c.RRQ("boot.efi", "octet", "tsize", "0")
+	if oack, _ := c.Recv(5 * time.Second); !bytes.Equal(oack, gatewaytest.OACK("tsize", "1500")) {
 		t.Fatalf("probe: want OACK tsize 1500, got %q", oack)
 	}
-	c.send(from, append([]byte{0, 5, 0, 8}, "User aborted the transfer\x00"...))
+	c.SendError(8, "User aborted the transfer")
 
 	sessionsOf := func() map[tftpgwv1.Outcome]*tftpgwv1.SessionStats {
 		r := make(map[tftpgwv1.Outcome]*tftpgwv1.SessionStats)

@@ -19,12 +19,15 @@ import (
 	"time"
 
 	"github.com/tftpgw/tftpgw/gateway"
+	"github.com/tftpgw/tftpgw/gateway/gatewaytest"
 	"github.com/tftpgw/tftpgw/internal/tftpclient"
 	"github.com/tftpgw/tftpgw/internal/wire"
 )
 
-// Abuse tests: what a hostile or spoofed source can make the server do.
-// Every flood is bounded in packets and in time.
+// Floods and spoofed sources: what a hostile source can make the server
+// do. Junk, read requests and write requests at full speed, and requests
+// whose source never answers, are bounded in sessions, replies and bytes
+// reflected. Every flood is bounded in packets and in time.
 
 // legitAddr is the legitimate client's source address, distinct from the
 // abuser's 127.0.0.1 so that per-client limits tell them apart.
@@ -113,11 +116,11 @@ func TestGarbageFlood(t *testing.T) {
 		maxPackets = 100_000
 		maxTime    = 3 * time.Second
 	)
-	content := pattern(2 << 20)
-	ts := startServer(t, files{"big": content}, func(s *gateway.Server) {
+	content := gatewaytest.Pattern(2 << 20)
+	ts := gatewaytest.NewServer(t, gatewaytest.Files{"big": content}, gatewaytest.FixedTimer, func(s *gateway.Server) {
 		s.Timeout, s.MinTimeout = time.Second, 0 // adaptive: a lost block costs little
 	})
-	flooder := newClient(t, ts.addr)
+	flooder := gatewaytest.NewClient(t, ts.Addr())
 
 	var sent atomic.Int64
 	stop := make(chan struct{})
@@ -136,7 +139,7 @@ func TestGarbageFlood(t *testing.T) {
 			if i%256 == 0 && time.Now().After(deadline) {
 				break
 			}
-			if _, err := flooder.conn.WriteToUDPAddrPort(junk(r, i), ts.addr); err != nil {
+			if _, err := flooder.Conn().WriteToUDPAddrPort(junk(r, i), ts.Addr()); err != nil {
 				floodDone <- err
 				return
 			}
@@ -159,7 +162,7 @@ func TestGarbageFlood(t *testing.T) {
 	)
 	for downloads == 0 || downloads < 20 && sent.Load() < maxPackets && time.Since(floodStart) < maxTime {
 		var got bytes.Buffer
-		res, err := tftpclient.Get(ctx, ts.addr.String(), "big", &got, tftpclient.Options{
+		res, err := tftpclient.Get(ctx, ts.Addr().String(), "big", &got, tftpclient.Options{
 			WindowSize: 8, LocalAddr: legitAddr, RetransmitTimeout: 200 * time.Millisecond, Retries: 20,
 		})
 		if err != nil {
@@ -175,7 +178,7 @@ func TestGarbageFlood(t *testing.T) {
 		downloads++
 		packets += res.Packets
 		took += res.Duration
-		if st := ts.nextStats(t); st.Outcome != gateway.OutcomeOK || st.RemoteAddr.Addr() != legitAddr {
+		if st := ts.NextStats(t); st.Outcome != gateway.OutcomeOK || st.RemoteAddr.Addr() != legitAddr {
 			t.Errorf("legitimate session: outcome %v from %v", st.Outcome, st.RemoteAddr)
 		}
 	}
@@ -186,17 +189,17 @@ func TestGarbageFlood(t *testing.T) {
 	}
 
 	// Junk is never answered.
-	flooder.expectNothing(200 * time.Millisecond)
+	flooder.ExpectNothing(200 * time.Millisecond)
 
 	// Every junk datagram was either counted or dropped by the kernel
 	// before the server could read it (its receive buffer was full). The
 	// drop counter may also hold the legitimate client's lost RRQs.
 	n := sent.Load()
-	drops, haveDrops := udpDrops(ts.addr.Port())
+	drops, haveDrops := udpDrops(ts.Addr().Port())
 	var malformed int64
 	for range 300 {
-		malformed = ts.srv.Stats().MalformedPackets
-		drops, haveDrops = udpDrops(ts.addr.Port())
+		malformed = ts.Config.Stats().MalformedPackets
+		drops, haveDrops = udpDrops(ts.Addr().Port())
 		if malformed+drops >= n {
 			break
 		}
@@ -214,7 +217,7 @@ func TestGarbageFlood(t *testing.T) {
 	} else if malformed < n/10 {
 		t.Errorf("MalformedPackets = %d of %d sent", malformed, n)
 	}
-	if st := waitIdle(t, ts.srv); st.WriteRequests != 0 || st.BusyRefusals != 0 || len(st.ErrorsSent) != 0 {
+	if st := ts.WaitIdle(t); st.WriteRequests != 0 || st.BusyRefusals != 0 || len(st.ErrorsSent) != 0 {
 		t.Errorf("junk drew replies: %+v", st)
 	}
 }
@@ -238,7 +241,7 @@ func newFloodSocket(t *testing.T, laddr string) *floodSocket {
 		t.Fatal(err)
 	}
 	c.SetReadBuffer(1 << 20)
-	fs := &floodSocket{conn: c, readerDone: make(chan struct{}), busyPkt: errPkt(0, "server busy")}
+	fs := &floodSocket{conn: c, readerDone: make(chan struct{}), busyPkt: gatewaytest.ErrorPacket(0, "server busy")}
 	go fs.read()
 	t.Cleanup(func() {
 		c.Close()
@@ -290,7 +293,7 @@ func TestRRQFlood(t *testing.T) {
 		maxPackets = 20_000
 		maxTime    = time.Second
 	)
-	content := pattern(4096)
+	content := gatewaytest.Pattern(4096)
 	for _, tc := range []struct {
 		name      string
 		rate      float64
@@ -303,8 +306,7 @@ func TestRRQFlood(t *testing.T) {
 		{"both", 100, 8, func(time.Duration) int { return 8 }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ts := startServer(t, anyFile(content), func(s *gateway.Server) {
-				s.SessionStatsFunc = nil
+			ts := gatewaytest.NewServer(t, anyFile(content), gatewaytest.FixedTimer, func(s *gateway.Server) {
 				s.ClientRequestRate, s.MaxSessionsPerClient = tc.rate, tc.perClient
 				s.Timeout, s.Retries = 30*time.Second, 1 // flood sessions hold until Close
 			})
@@ -321,7 +323,7 @@ func TestRRQFlood(t *testing.T) {
 						ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 						defer cancel()
 						var got bytes.Buffer
-						_, err := tftpclient.Get(ctx, ts.addr.String(), "legit", &got, tftpclient.Options{
+						_, err := tftpclient.Get(ctx, ts.Addr().String(), "legit", &got, tftpclient.Options{
 							BlockSize: 1468, LocalAddr: legitAddr, RetransmitTimeout: 200 * time.Millisecond, Retries: 20,
 						})
 						if err == nil && !bytes.Equal(got.Bytes(), content) {
@@ -331,7 +333,7 @@ func TestRRQFlood(t *testing.T) {
 					}()
 				}
 				fs := socks[i%ports]
-				if _, err := fs.conn.WriteToUDPAddrPort(request(wire.OpRRQ, "f"+strconv.Itoa(i), "octet"), ts.addr); err != nil {
+				if _, err := fs.conn.WriteToUDPAddrPort(gatewaytest.ReadRequest("f"+strconv.Itoa(i), "octet"), ts.Addr()); err != nil {
 					t.Fatalf("send: %v", err)
 				}
 				sent++
@@ -351,7 +353,7 @@ func TestRRQFlood(t *testing.T) {
 					busy += fs.busy.Load()
 					other += fs.other.Load()
 				}
-				st = ts.srv.Stats()
+				st = ts.Config.Stats()
 				if busy == st.BusyRefusals && sessions == st.ActiveSessions {
 					break
 				}
@@ -374,7 +376,7 @@ func TestRRQFlood(t *testing.T) {
 			if other != 0 {
 				for _, fs := range socks {
 					if p, ok := fs.firstOther.Load().([]byte); ok {
-						t.Errorf("%d unexpected packets, one is %q", other, trim(p))
+						t.Errorf("%d unexpected packets, one is %q", other, gatewaytest.Abbrev(p))
 						break
 					}
 				}
@@ -393,7 +395,7 @@ func TestRRQFlood(t *testing.T) {
 // sessions one spoofed address can open.
 func TestReflectionBound(t *testing.T) {
 	const retries = 3
-	content := pattern(1 << 20)
+	content := gatewaytest.Pattern(1 << 20)
 	cfg := func(perClient int) func(*gateway.Server) {
 		return func(s *gateway.Server) {
 			s.Timeout, s.Retries = 50*time.Millisecond, retries // fixed timer (MinTimeout is an hour)
@@ -402,16 +404,15 @@ func TestReflectionBound(t *testing.T) {
 	}
 	// collect reads what a spoofed socket receives until the server is
 	// idle and nothing more comes.
-	collect := func(t *testing.T, ts *testServer, c *rawClient) (pkts [][]byte) {
+	collect := func(t *testing.T, ts *gatewaytest.Server, c *gatewaytest.Client) (pkts [][]byte) {
 		t.Helper()
-		waitIdle(t, ts.srv)
+		ts.WaitIdle(t)
 		for {
-			c.conn.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
-			n, _, err := c.conn.ReadFromUDPAddrPort(c.buf)
-			if err != nil {
+			b, _, ok := c.TryRecv(100 * time.Millisecond)
+			if !ok {
 				return pkts
 			}
-			pkts = append(pkts, append([]byte(nil), c.buf[:n]...))
+			pkts = append(pkts, append([]byte(nil), b...))
 		}
 	}
 	total := func(pkts [][]byte) (n int) {
@@ -421,18 +422,18 @@ func TestReflectionBound(t *testing.T) {
 		return n
 	}
 
-	oackPkt := oack("blksize", "1468", "windowsize", "64")
-	dataPkt := data(1, content[:512])
+	oackPkt := gatewaytest.OACK("blksize", "1468", "windowsize", "64")
+	dataPkt := gatewaytest.Data(1, content[:512])
 	budget := (retries + 1) * max(len(oackPkt), len(dataPkt))
 
 	t.Run("options_draw_only_OACKs", func(t *testing.T) {
-		ts := startServer(t, files{"f": content}, cfg(0))
-		c := newClient(t, ts.addr)
-		c.rrq("f", "octet", "blksize", "1468", "windowsize", "64")
+		ts := gatewaytest.NewServer(t, gatewaytest.Files{"f": content}, gatewaytest.FixedTimer, cfg(0))
+		c := gatewaytest.NewClient(t, ts.Addr())
+		c.RRQ("f", "octet", "blksize", "1468", "windowsize", "64")
 		pkts := collect(t, ts, c)
 		for _, p := range pkts {
 			if !bytes.Equal(p, oackPkt) {
-				t.Fatalf("got %q, want only the OACK %q", trim(p), oackPkt)
+				t.Fatalf("got %q, want only the OACK %q", gatewaytest.Abbrev(p), oackPkt)
 			}
 		}
 		if len(pkts) == 0 || len(pkts) > retries+1 {
@@ -441,18 +442,18 @@ func TestReflectionBound(t *testing.T) {
 		if n := total(pkts); n > budget {
 			t.Errorf("%d bytes reflected, budget %d", n, budget)
 		}
-		if st := ts.nextStats(t); st.Outcome != gateway.OutcomeTimeout || st.BytesSent != 0 {
+		if st := ts.NextStats(t); st.Outcome != gateway.OutcomeTimeout || st.BytesSent != 0 {
 			t.Errorf("session: outcome %v, %d bytes of DATA sent", st.Outcome, st.BytesSent)
 		}
 	})
 	t.Run("no_options_draw_only_DATA_1", func(t *testing.T) {
-		ts := startServer(t, files{"f": content}, cfg(0))
-		c := newClient(t, ts.addr)
-		c.rrq("f", "octet")
+		ts := gatewaytest.NewServer(t, gatewaytest.Files{"f": content}, gatewaytest.FixedTimer, cfg(0))
+		c := gatewaytest.NewClient(t, ts.Addr())
+		c.RRQ("f", "octet")
 		pkts := collect(t, ts, c)
 		for _, p := range pkts {
 			if !bytes.Equal(p, dataPkt) {
-				t.Fatalf("got %q, want only DATA 1 (516 bytes)", trim(p))
+				t.Fatalf("got %q, want only DATA 1 (516 bytes)", gatewaytest.Abbrev(p))
 			}
 		}
 		if len(pkts) == 0 || len(pkts) > retries+1 {
@@ -461,20 +462,20 @@ func TestReflectionBound(t *testing.T) {
 		if n := total(pkts); n > budget {
 			t.Errorf("%d bytes reflected, budget %d", n, budget)
 		}
-		ts.nextStats(t)
+		ts.NextStats(t)
 	})
 	t.Run("per_client_cap", func(t *testing.T) {
 		const perClient, requests = 4, 10
-		ts := startServer(t, files{"f": content}, cfg(perClient))
-		busy := errPkt(0, "server busy")
+		ts := gatewaytest.NewServer(t, gatewaytest.Files{"f": content}, gatewaytest.FixedTimer, cfg(perClient))
+		busy := gatewaytest.ErrorPacket(0, "server busy")
 		var sessions, refusals, bytesOut int
-		var clients []*rawClient
+		var clients []*gatewaytest.Client
 		for range requests {
-			c := newClient(t, ts.addr) // 127.0.0.1, a new port each
-			c.rrq("f", "octet", "blksize", "1468", "windowsize", "64")
+			c := gatewaytest.NewClient(t, ts.Addr()) // 127.0.0.1, a new port each
+			c.RRQ("f", "octet", "blksize", "1468", "windowsize", "64")
 			clients = append(clients, c)
 		}
-		waitIdle(t, ts.srv)
+		ts.WaitIdle(t)
 		for _, c := range clients {
 			pkts := collect(t, ts, c)
 			bytesOut += total(pkts)
@@ -485,24 +486,24 @@ func TestReflectionBound(t *testing.T) {
 				sessions++
 				for _, p := range pkts {
 					if !bytes.Equal(p, oackPkt) {
-						t.Errorf("session sent %q, want only OACKs", trim(p))
+						t.Errorf("session sent %q, want only OACKs", gatewaytest.Abbrev(p))
 					}
 				}
 			default:
-				t.Errorf("a spoofed port got %d packets, the first %q", len(pkts), trim(pkts[0]))
+				t.Errorf("a spoofed port got %d packets, the first %q", len(pkts), gatewaytest.Abbrev(pkts[0]))
 			}
 		}
 		if sessions > perClient || sessions+refusals != requests {
 			t.Errorf("%d sessions and %d refusals for %d requests, want at most %d sessions", sessions, refusals, requests, perClient)
 		}
-		if st := ts.srv.Stats(); st.BusyRefusals != int64(refusals) {
+		if st := ts.Config.Stats(); st.BusyRefusals != int64(refusals) {
 			t.Errorf("BusyRefusals %d, want %d", st.BusyRefusals, refusals)
 		}
 		if limit := perClient*budget + (requests-perClient)*len(busy); bytesOut > limit {
 			t.Errorf("%d bytes reflected to one address, budget %d", bytesOut, limit)
 		}
 		for range sessions {
-			ts.nextStats(t)
+			ts.NextStats(t)
 		}
 	})
 }
@@ -519,25 +520,25 @@ func isCutError(b, want []byte) bool {
 // came in nor more bytes.
 func TestWRQFloodNoAmplification(t *testing.T) {
 	const requests = 2000
-	reply := errPkt(2, "read-only server")
+	reply := gatewaytest.ErrorPacket(2, "read-only server")
 	for _, tc := range []struct {
 		name string
 		wrq  func(i int) []byte
 	}{
 		// What PXE clients and tftp(1) send: a path and a mode.
 		{"typical", func(i int) []byte {
-			return request(wire.OpWRQ, fmt.Sprintf("pxelinux.cfg/01-52-54-00-%02x-%02x-%02x", i>>16&0xff, i>>8&0xff, i&0xff), "octet")
+			return gatewaytest.WriteRequest(fmt.Sprintf("pxelinux.cfg/01-52-54-00-%02x-%02x-%02x", i>>16&0xff, i>>8&0xff, i&0xff), "octet")
 		}},
 		// The shortest WRQ that parses: a one-byte name and a one-byte mode.
-		{"shortest", func(i int) []byte { return request(wire.OpWRQ, string(rune('a'+i%26)), "o") }},
+		{"shortest", func(i int) []byte { return gatewaytest.WriteRequest(string(rune('a'+i%26)), "o") }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ts := startServer(t, files{}, func(s *gateway.Server) { s.SessionStatsFunc = nil })
+			ts := gatewaytest.NewServer(t, gatewaytest.Files{}, gatewaytest.FixedTimer)
 			fs := newFloodSocket(t, "127.0.0.1:0")
 			var in int
 			for i := range requests {
 				b := tc.wrq(i)
-				if _, err := fs.conn.WriteToUDPAddrPort(b, ts.addr); err != nil {
+				if _, err := fs.conn.WriteToUDPAddrPort(b, ts.Addr()); err != nil {
 					t.Fatalf("send: %v", err)
 				}
 				in += len(b)
@@ -549,8 +550,8 @@ func TestWRQFloodNoAmplification(t *testing.T) {
 			// kernel) and every reply was read.
 			var st gateway.ServerStats
 			for range 300 {
-				st = ts.srv.Stats()
-				drops, _ := udpDrops(ts.addr.Port())
+				st = ts.Config.Stats()
+				drops, _ := udpDrops(ts.Addr().Port())
 				if st.WriteRequests+drops >= requests && fs.other.Load() >= st.WriteRequests {
 					break
 				}
