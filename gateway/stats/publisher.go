@@ -429,7 +429,9 @@ func (p *Publisher) next() []*item {
 					p.report = nil // in flight: a newer report no longer replaces it
 				}
 				if it.ev == nil {
-					r, commit := p.reports.Next(it.report.s, it.report.x, it.report.s.Final)
+					x := it.report.x
+					x.EventsDropped = p.counts.Dropped // as of this report's first send
+					r, commit := p.reports.Next(it.report.s, x, it.report.s.Final)
 					it.ev = &tftpgwv1.StatsEvent{Event: &tftpgwv1.StatsEvent_Server{Server: r}, Sequence: it.seq, Instance: p.instance}
 					it.commit = commit
 				}
