@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Compares two builds of tftpgw side by side, in one run, on the scenarios
 # where a change to the engine or the transport would show: A (200 x 16 MiB
-# lock-step, blksize 1468), B (one 100 MiB transfer, blksize 8192,
-# windowsize 16) and C (one 100 MiB transfer, blksize 65464, windowsize
-# 64), embedded backend (-root). Rounds alternate between the builds, each
+# lock-step at once, blksize 1468), B (5 transfers of 100 MiB one after the
+# other, blksize 8192, windowsize 16) and C (the same with blksize 65464,
+# windowsize 64), embedded backend (-root). Rounds alternate between the builds, each
 # with a fresh server; the server's CPU (utime + stime) per GiB and MB/s
 # are printed per round and as medians. Only 127.0.0.1.
 #
@@ -36,11 +36,11 @@ median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+
 args() {
 	case $1 in
 	A) echo "-file a.bin -blksize 1468 -c 200 -n 200 -verify-file $WORK/root/a.bin" ;;
-	B) echo "-file b.bin -blksize 8192 -windowsize 16 -c 1 -n 1 -verify-file $WORK/root/b.bin" ;;
-	C) echo "-file b.bin -blksize 65464 -windowsize 64 -c 1 -n 1 -verify-file $WORK/root/b.bin" ;;
+	B) echo "-file b.bin -blksize 8192 -windowsize 16 -c 1 -n 5 -verify-file $WORK/root/b.bin" ;;
+	C) echo "-file b.bin -blksize 65464 -windowsize 64 -c 1 -n 5 -verify-file $WORK/root/b.bin" ;;
 	esac
 }
-mib() { case $1 in A) echo $((200 * 16)) ;; *) echo 100 ;; esac; }
+mib() { case $1 in A) echo $((200 * 16)) ;; *) echo 500 ;; esac; }
 : >"$WORK/results"
 round() { # scenario build round
 	"$WORK/$2/tftpgw" -listen "127.0.0.1:$PORT" -root "$WORK/root" -client-rate -1 -max-sessions-per-client -1 2>/dev/null &
