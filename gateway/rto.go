@@ -55,15 +55,17 @@ func (e *rtoEstimator) acked(now time.Time, block uint64) {
 }
 
 // quietFloor is the shortest quiet spell after which a duplicate ACK is
-// taken for the client's timer: longer than a burst of duplicates lasts on
-// any network with a round trip of a few milliseconds, shorter than the
-// timers of clients (a quarter of a second and up).
+// taken for the client's timer, and how long, at least, it must follow the
+// client's previous ACK: longer than a round trip of a few milliseconds
+// and than the gap between two ACKs of a burst (a packet's time on any
+// link of a megabit per second and up), shorter than the timers of
+// clients (a quarter of a second and up).
 const quietFloor = 100 * time.Millisecond
 
-// quiet is how long a duplicate ACK must follow the last send and the
-// last ACK to be the client's retransmission timer rather than a burst
-// answering the last send: twice the round trip and its variation, at
-// least quietFloor. Zero (never) until a round trip has been measured.
+// quiet is how long a duplicate ACK must follow the last send to be the
+// client's retransmission timer rather than a burst answering the last
+// send: twice the round trip and its variation, at least quietFloor. Zero
+// (never) until a round trip has been measured.
 func (e *rtoEstimator) quiet() time.Duration {
 	if e.srtt == 0 {
 		return 0

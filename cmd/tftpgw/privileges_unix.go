@@ -20,9 +20,9 @@ import (
 // it did: the IDs, no way back to uid 0, and on Linux every thread's IDs,
 // groups and capabilities in /proc. It also checks that u can use what
 // tftpgw keeps using: the -root directory (opened before, but each file
-// is looked up in it as u) and the -backend-token-file (re-read when it
-// changes). Nothing is served before it returns, and an error stops
-// tftpgw.
+// is looked up in it as u) and the -backend-token-file and
+// -stats-sink-token-file (re-read when they change). Nothing is served
+// before it returns, and an error stops tftpgw.
 func dropPrivileges(logger *slog.Logger, u *serviceUser, root *os.Root) error {
 	if u == nil {
 		return nil
@@ -44,10 +44,16 @@ func dropPrivileges(logger *slog.Logger, u *serviceUser, root *os.Root) error {
 			return fmt.Errorf("-user %s cannot search -root %s (it needs x permission there, and files it may read): %w", u.name, root.Name(), err)
 		}
 	}
-	if *flagBackendTokenFile != "" {
-		f, err := os.Open(*flagBackendTokenFile)
+	for _, tf := range []struct{ flag, file string }{
+		{"backend-token-file", *flagBackendTokenFile},
+		{"stats-sink-token-file", *flagStatsSinkTokenFile},
+	} {
+		if tf.file == "" {
+			continue
+		}
+		f, err := os.Open(tf.file)
 		if err != nil {
-			return fmt.Errorf("-user %s cannot read -backend-token-file, which is read again when it changes: %w", u.name, err)
+			return fmt.Errorf("-user %s cannot read -%s, which is read again when it changes: %w", u.name, tf.flag, err)
 		}
 		f.Close()
 	}
