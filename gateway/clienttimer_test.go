@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"bytes"
 	"context"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -254,4 +255,102 @@ func TestEDK2DuplicateACKBurstsThroughLoss(t *testing.T) {
 		t.Error("no duplicate ACK reached the server: the test does not exercise bursts")
 	}
 	t.Logf("%d DATA for %d blocks, %d duplicate ACKs, dropped %v", ps.ServerData(), transfers*blocks, dupAcks, ps.Dropped)
+}
+
+// slowEDK2 fetches f with windowsize w, taking perPacket to process each
+// packet (a slow firmware or a slow link), acknowledging every block that
+// arrives out of order or again with the last in-order one (EDK2), and
+// losing DATA lose once. It returns the DATA packets received.
+func slowEDK2(t *testing.T, ts *gatewaytest.Server, w int, perPacket time.Duration, lose uint16) int {
+	t.Helper()
+	c := gatewaytest.NewClient(t, ts.Addr())
+	c.Conn().SetReadBuffer(16 << 20)
+	c.RRQ("f", "octet", "windowsize", strconv.Itoa(w), "timeout", "5")
+	expected, since, got, lost := uint16(1), 0, 0, false
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		b, _ := c.Recv(10 * time.Second)
+		time.Sleep(perPacket)
+		switch b[1] {
+		case 6:
+			c.Ack(0)
+			continue
+		case 3:
+		default:
+			t.Fatalf("got %q", gatewaytest.Abbrev(b))
+		}
+		got++
+		blk := uint16(b[2])<<8 | uint16(b[3])
+		if blk == lose && !lost {
+			lost = true
+			continue
+		}
+		if blk != expected {
+			since = 0
+			c.Ack(expected - 1)
+			continue
+		}
+		expected++
+		since++
+		if len(b) < 4+512 {
+			c.Ack(blk)
+			return got
+		}
+		if since == w {
+			since = 0
+			c.Ack(blk)
+		}
+	}
+	t.Fatal("transfer did not end within 60 s")
+	return 0
+}
+
+// TestRFC7440_SlowDuplicateACKBurstsFeedNoStorm: a client that
+// acknowledges every block arriving out of order or again (EDK2), and
+// takes 2 ms per packet (a slow firmware, or a window crossing a slow
+// link), sends bursts of duplicate ACKs that last longer than the quiet
+// spell (100 ms on loopback). The tail of each burst was taken for the
+// client's timer and resent the window the client already had, whose
+// copy brought the next burst: after one lost block, every window went
+// out twice until the end (1536 DATA for 769 blocks). The ACKs of a burst
+// follow each other closely; a timer's duplicate comes after a silence.
+func TestRFC7440_SlowDuplicateACKBurstsFeedNoStorm(t *testing.T) {
+	const w, windows = 64, 12
+	content := gatewaytest.Pattern(w*windows*512 + 100)
+	ts := gatewaytest.NewServer(t, gatewaytest.Files{"f": content}, gatewaytest.FixedTimer, func(s *gateway.Server) { s.Timeout = 5 * time.Second })
+	got := slowEDK2(t, ts, w, 2*time.Millisecond, 2)
+	st := ts.NextStats(t)
+	blocks := w*windows + 1
+	t.Logf("%d DATA for %d blocks; retransmits %d, duplicate ACKs %d, outcome %v", got, blocks, st.Retransmits, st.DuplicateAcks, st.Outcome)
+	// One loss: the rest of its window again, at most.
+	if got > blocks+2*w {
+		t.Errorf("%d DATA for %d blocks and one loss: a retransmission storm", got, blocks)
+	}
+}
+
+// TestClientTimerAfterARetransmittedACK0 (found in review): the client's
+// ACK 0 was lost and its retransmission, 300 ms later, completed the OACK's
+// round-trip sample, so the quiet spell grew to over a second and the
+// client's timer duplicates after a tail loss were ignored for as long.
+// The quiet spell now follows the smallest round trip seen.
+func TestClientTimerAfterARetransmittedACK0(t *testing.T) {
+	content := gatewaytest.Pattern(12*512 + 100)
+	ts := gatewaytest.NewServer(t, gatewaytest.Files{"f": content}, gatewaytest.FixedTimer)
+	c := gatewaytest.NewClient(t, ts.Addr())
+	c.RRQ("f", "octet", "timeout", "5", "windowsize", "4")
+	c.Expect(gatewaytest.OACK("timeout", "5", "windowsize", "4"))
+	time.Sleep(300 * time.Millisecond) // the first ACK 0 was lost
+	c.Ack(0)
+	for b := 1; b <= 4; b++ {
+		c.Expect(gatewaytest.Data(uint16(b), content[(b-1)*512:b*512]))
+	}
+	c.Ack(4)
+	for b := 5; b <= 8; b++ { // "lost"
+		c.Expect(gatewaytest.Data(uint16(b), content[(b-1)*512:b*512]))
+	}
+	time.Sleep(300 * time.Millisecond)
+	c.Ack(4)
+	c.ExpectWithin(time.Second, gatewaytest.Data(5, content[4*512:5*512]))
+	c.SendError(0, "enough")
+	ts.NextStats(t)
 }

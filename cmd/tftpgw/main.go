@@ -168,7 +168,7 @@ func run(ctx context.Context, opts *options, svcUser *serviceUser, logger *slog.
 	}
 	// Every socket is bound (-metrics in setupStats): root is not needed
 	// any more.
-	if err := dropPrivileges(logger, svcUser, e.root, opts.Backend.TokenFile); err != nil {
+	if err := dropPrivileges(logger, svcUser, e.root, opts.Backend.TokenFile, opts.Stats.Sink.TokenFile); err != nil {
 		pc.Close()
 		stopStats(context.Background())
 		return err

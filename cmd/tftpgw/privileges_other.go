@@ -9,7 +9,7 @@ import (
 )
 
 // dropPrivileges is implemented on Unix systems only.
-func dropPrivileges(_ *slog.Logger, u *serviceUser, _ *os.Root, _ string) error {
+func dropPrivileges(_ *slog.Logger, u *serviceUser, _ *os.Root, _, _ string) error {
 	if u == nil {
 		return nil
 	}

@@ -238,3 +238,36 @@ func TestUserRefusals(t *testing.T) {
 		})
 	}
 }
+
+// TestUserChecksStatsSinkTokenFile: the -stats-sink-token-file is read
+// again when it changes, as the -backend-token-file is, so tftpgw must
+// stop at start when the -user it drops to cannot read it. It used to
+// check only the backend's: with a token file only root may read, it
+// served, kept the first token for good and silently ignored every
+// rotation (the sink then refused the edge once the old token was
+// revoked).
+func TestUserChecksStatsSinkTokenFile(t *testing.T) {
+	needRootAndNobody(t)
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	token := filepath.Join(dir, "token")
+	if err := os.WriteFile(token, []byte("s3cret\n"), 0o600); err != nil { // root's alone
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, binPath, "-listen", "127.0.0.1:0", "-root", dir, "-user", "nobody",
+		"-stats-sink", "127.0.0.1:1", "-stats-sink-token-file", token).CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Fatalf("%v, want exit status 1\n%s", err, out)
+	}
+	if want := "-user nobody cannot read -stats-sink-token-file"; !strings.Contains(string(out), want) {
+		t.Errorf("output lacks %q:\n%s", want, out)
+	}
+	if strings.Contains(string(out), "tftpgw serving") {
+		t.Errorf("it served:\n%s", out)
+	}
+}

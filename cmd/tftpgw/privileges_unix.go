@@ -20,10 +20,10 @@ import (
 // it did: the IDs, no way back to uid 0, and on Linux every thread's IDs,
 // groups and capabilities in /proc. It also checks that u can use what
 // tftpgw keeps using: the -root directory (opened before, but each file
-// is looked up in it as u) and tokenFile, the -backend-token-file (re-read
-// when it changes). Nothing is served before it returns, and an error
-// stops tftpgw.
-func dropPrivileges(logger *slog.Logger, u *serviceUser, root *os.Root, tokenFile string) error {
+// is looked up in it as u) and the token files, the -backend-token-file
+// and -stats-sink-token-file (re-read when they change). Nothing is served
+// before it returns, and an error stops tftpgw.
+func dropPrivileges(logger *slog.Logger, u *serviceUser, root *os.Root, backendToken, statsToken string) error {
 	if u == nil {
 		return nil
 	}
@@ -44,10 +44,16 @@ func dropPrivileges(logger *slog.Logger, u *serviceUser, root *os.Root, tokenFil
 			return fmt.Errorf("-user %s cannot search -root %s (it needs x permission there, and files it may read): %w", u.name, root.Name(), err)
 		}
 	}
-	if tokenFile != "" {
-		f, err := os.Open(tokenFile)
+	for _, tf := range []struct{ flag, file string }{
+		{"backend-token-file", backendToken},
+		{"stats-sink-token-file", statsToken},
+	} {
+		if tf.file == "" {
+			continue
+		}
+		f, err := os.Open(tf.file)
 		if err != nil {
-			return fmt.Errorf("-user %s cannot read -backend-token-file, which is read again when it changes: %w", u.name, err)
+			return fmt.Errorf("-user %s cannot read -%s, which is read again when it changes: %w", u.name, tf.flag, err)
 		}
 		f.Close()
 	}

@@ -16,6 +16,7 @@ type rtoEstimator struct {
 	adaptive     bool
 	floor, limit time.Duration
 	srtt, rttvar time.Duration
+	minRTT       time.Duration // the smallest sample (see quiet)
 	rto          time.Duration
 
 	sampling bool // a fresh send is being timed
@@ -55,20 +56,25 @@ func (e *rtoEstimator) acked(now time.Time, block uint64) {
 }
 
 // quietFloor is the shortest quiet spell after which a duplicate ACK is
-// taken for the client's timer: longer than a burst of duplicates lasts on
-// any network with a round trip of a few milliseconds, shorter than the
-// timers of clients (a quarter of a second and up).
+// taken for the client's timer, and how long, at least, it must follow the
+// client's previous ACK: longer than a round trip of a few milliseconds
+// and than the gap between two ACKs of a burst (a packet's time on any
+// link of a megabit per second and up), shorter than the timers of
+// clients (a quarter of a second and up).
 const quietFloor = 100 * time.Millisecond
 
-// quiet is how long a duplicate ACK must follow the last send and the
-// last ACK to be the client's retransmission timer rather than a burst
-// answering the last send: twice the round trip and its variation, at
-// least quietFloor. Zero (never) until a round trip has been measured.
+// quiet is how long a duplicate ACK must follow the last send to be the
+// client's retransmission timer rather than an answer to that send: twice
+// the smallest round trip seen, at least quietFloor. The smallest, not the
+// smoothed estimate: a sample that the client's own retransmitted ACK
+// completed (its ACK 0 lost, say) counts the client's timer in, and would
+// make the quiet spell outlast the client's timer. Zero (never) until a
+// round trip has been measured.
 func (e *rtoEstimator) quiet() time.Duration {
-	if e.srtt == 0 {
+	if e.minRTT == 0 {
 		return 0
 	}
-	return max(quietFloor, 2*e.srtt+4*e.rttvar)
+	return max(quietFloor, 2*e.minRTT)
 }
 
 // cancelSample drops the sample in progress (a window restarted: an ACK
@@ -91,6 +97,9 @@ func (e *rtoEstimator) expired(uncapped bool) {
 }
 
 func (e *rtoEstimator) sample(r time.Duration) {
+	if e.minRTT == 0 || r < e.minRTT {
+		e.minRTT = max(r, 1)
+	}
 	if e.srtt == 0 {
 		e.srtt, e.rttvar = r, r/2
 		return

@@ -215,6 +215,7 @@ type Session struct {
 	recover uint64
 
 	lastSend time.Time // when DATA last went out (see clientTimer)
+	lastAck  time.Time // when the client's last ACK came (see clientTimer)
 
 	// answered is set once the client has acknowledged anything (ACK 0 of
 	// the OACK, or a DATA). Until then the first packet's retransmissions
@@ -414,10 +415,12 @@ func (s *Session) transfer() {
 			if err != nil {
 				continue
 			}
+			prevAck := s.lastAck
+			s.lastAck = time.Now()
 			abs, ok := s.resolve(blk)
 			if !ok {
 				s.st.DuplicateAcks++
-				if s.clientTimer(blk, &retries) {
+				if s.clientTimer(blk, prevAck, &retries) {
 					deadline = s.lastSend.Add(s.rto.current())
 				}
 				continue
@@ -473,20 +476,25 @@ func (s *Session) transfer() {
 	}
 }
 
-// clientTimer handles a duplicate ACK of block blk in a window: when it
-// acknowledges the last acknowledged block again a quiet spell after the
-// last send (rtoEstimator.quiet: twice the round trip, at least 100 ms),
-// it cannot be answering that send; it is the client's retransmission
-// timer saying that what followed the block was lost (RFC 7440 section 4,
-// the receiver's side), and the window is resent at once rather than at
-// the server's own timeout. A burst of duplicates (EDK2 acknowledges every
-// block that arrives out of order) comes within a round trip of the send
-// that caused it and is ignored, and so is every duplicate within a quiet
-// spell of the resend, so a duplicate ACK never feeds a retransmission
-// storm (Sorcerer's Apprentice, RFC 1123 4.2.3.1). Such a resend uses up a
-// retry, as a timeout does. Lock-step sessions never resend on a duplicate
-// ACK. It reports whether it resent.
-func (s *Session) clientTimer(blk uint16, retries *int) bool {
+// clientTimer handles a duplicate ACK of block blk in a window, whose
+// previous ACK came at prevAck: when it acknowledges the last acknowledged
+// block again a quiet spell after the last send (rtoEstimator.quiet: twice
+// the smallest round trip seen, at least 100 ms), and at least quietFloor
+// after the client's previous ACK, it cannot be answering that send, nor
+// be part of a burst; it is the client's retransmission timer saying that
+// what followed the block was lost (RFC 7440 section 4, the receiver's
+// side), and the window is resent at once rather than at the server's own
+// timeout. A burst of duplicates (EDK2 acknowledges every block that
+// arrives out of order, or again) is ignored: it starts within a round
+// trip of the send that caused it, and each duplicate follows the one
+// before by the time a packet takes, however long the burst lasts (a
+// window of 64 blocks reaching a slow firmware, or crossing a slow link,
+// can take longer than a quiet spell). Every duplicate within a quiet
+// spell of the resend is ignored too, so a duplicate ACK never feeds a
+// retransmission storm (Sorcerer's Apprentice, RFC 1123 4.2.3.1). Such a
+// resend uses up a retry, as a timeout does. Lock-step sessions never
+// resend on a duplicate ACK. It reports whether it resent.
+func (s *Session) clientTimer(blk uint16, prevAck time.Time, retries *int) bool {
 	if s.p.windowsize <= 1 || blk != uint16(s.acked) || s.acked >= s.sentTo || *retries >= s.Config.Retries {
 		return false
 	}
@@ -495,7 +503,7 @@ func (s *Session) clientTimer(blk uint16, retries *int) bool {
 		return false
 	}
 	now := time.Now()
-	if now.Sub(s.lastSend) < quiet {
+	if now.Sub(s.lastSend) < quiet || now.Sub(prevAck) < quietFloor {
 		return false
 	}
 	*retries++
