@@ -105,7 +105,8 @@ type Server struct {
 	// MaxWindowMemoryPerClient bounds the window memory of one client (an
 	// IPv4 address, or an IPv6 /64), so that a few clients cannot take
 	// all of MaxWindowMemory; MaxWindowMemory/8 if zero, no limit if
-	// negative.
+	// negative. A client also never holds more than stays free after its
+	// window is taken, so that there is always room for a newcomer.
 	MaxWindowMemoryPerClient int64
 
 	// Admit, if set, decides about every request as it arrives at a

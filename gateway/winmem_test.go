@@ -79,6 +79,38 @@ func TestOneClientHoldsItsShare(t *testing.T) {
 	other.SendError(0, "enough")
 }
 
+// TestAFewAnsweringClientsCannotLockOthersOut (found in review): with
+// shares of an eighth, eight addresses that answer their OACKs and stall
+// took the whole budget, and a ninth client got "server busy" for as long
+// as they kept it up. A client may not take more than it leaves free, so
+// the ninth still gets a window: smaller, as the budget fills.
+func TestAFewAnsweringClientsCannotLockOthersOut(t *testing.T) {
+	big := gatewaytest.Pattern(64*bigBlock + 1000)
+	ts := gatewaytest.NewServer(t, gatewaytest.Files{"big": big}, gatewaytest.FixedTimer, func(s *gateway.Server) {
+		s.Timeout, s.MaxWindowMemory = 2*time.Second, 64<<20
+	})
+	for i := range 8 {
+		for range 2 {
+			c := gatewaytest.NewClientOn(t, "udp4", fmt.Sprintf("127.0.2.%d:0", 1+i), ts.Addr())
+			c.Conn().SetReadBuffer(64 << 10) // the windows need not reach the test
+			c.RRQ("big", "octet", "blksize", strconv.Itoa(bigBlock), "windowsize", "64")
+			got, _ := c.Recv(5 * time.Second)
+			if len(got) > 1 && got[1] == 6 { // an OACK: take the window and stall
+				c.Ack(0)
+				c.Recv(5 * time.Second)
+			}
+		}
+	}
+	other := gatewaytest.NewClientOn(t, "udp4", "127.0.3.1:0", ts.Addr())
+	other.RRQ("big", "octet", "blksize", strconv.Itoa(bigBlock), "windowsize", "64")
+	got, _ := other.Recv(2 * time.Second)
+	if len(got) < 2 || got[1] != 6 {
+		t.Fatalf("a ninth client got %q, want an OACK", gatewaytest.Abbrev(got))
+	}
+	t.Logf("the ninth client's OACK: %q", got)
+	other.SendError(0, "enough")
+}
+
 // TestWindowSizeShrinksToTheShareLeft: with room for fewer blocks than
 // asked for, the OACK offers the windowsize that fits.
 func TestWindowSizeShrinksToTheShareLeft(t *testing.T) {

@@ -17,7 +17,11 @@
 //     acknowledges only a full window, or when its timer fires, so a
 //     window smaller than the one negotiated stalls it at every window.)
 //   - A client (an IPv4 address, or an IPv6 /64, which one machine owns
-//     whole) holds at most its share (Pool.PerClient).
+//     whole) holds at most its share (Pool.PerClient), and never more than
+//     stays free after its window is taken: clients that answer their
+//     OACKs and stall can only halve what is left, one after another, so
+//     a newcomer always finds room for a window (a smaller one, as the
+//     budget fills).
 //   - The budget (Pool.Limit) counts every buffer the server has
 //     allocated for windows: in use, and kept for reuse. Kept buffers are
 //     dropped to make room, and after keepFor unused, so that the memory
@@ -95,13 +99,7 @@ type Pool struct {
 // client could take now, counting the buffers kept for reuse as room.
 func (p *Pool) Fit(client netip.Prefix, want, slotSize int) int {
 	p.mu.Lock()
-	room := int64(math.MaxInt64)
-	if p.Limit > 0 {
-		room = p.Limit - (p.allocated - p.keptBytes)
-	}
-	if p.PerClient > 0 {
-		room = min(room, p.PerClient-p.clients[client])
-	}
+	room := p.roomLocked(client)
 	p.mu.Unlock()
 	// The largest n whose buffer's class fits (class sizes grow with n).
 	lo, hi := 0, want
@@ -116,6 +114,25 @@ func (p *Pool) Fit(client netip.Prefix, want, slotSize int) int {
 	return lo
 }
 
+// roomLocked is how many bytes client may take now: what the budget has
+// free (kept buffers count as free), within the client's share, and no
+// more than would leave it holding more than stays free afterwards (x <=
+// (free - held) / 2), so that clients that answer their OACKs and stall
+// can halve what is left, never take it all: a newcomer always finds
+// room. The caller holds p.mu.
+func (p *Pool) roomLocked(client netip.Prefix) int64 {
+	room := int64(math.MaxInt64)
+	held := p.clients[client]
+	if p.Limit > 0 {
+		free := p.Limit - (p.allocated - p.keptBytes)
+		room = min(free, (free-held)/2)
+	}
+	if p.PerClient > 0 {
+		room = min(room, p.PerClient-held)
+	}
+	return room
+}
+
 // Get returns a buffer of length n for client, or nil if the client's
 // share or the budget has no room for it.
 func (p *Pool) Get(client netip.Prefix, n int, now time.Time) *[]byte {
@@ -123,7 +140,7 @@ func (p *Pool) Get(client netip.Prefix, n int, now time.Time) *[]byte {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.prune(now)
-	if p.PerClient > 0 && p.clients[client]+int64(size) > p.PerClient {
+	if int64(size) > p.roomLocked(client) {
 		return nil
 	}
 	var b *[]byte

@@ -45,8 +45,17 @@ func TestWindowPoolAccounting(t *testing.T) {
 	a := ClientPrefix(netip.MustParseAddr("2001:db8::1"))
 	a2 := ClientPrefix(netip.MustParseAddr("2001:db8::2")) // the same /64
 	b := ClientPrefix(netip.MustParseAddr("192.0.2.1"))
-	p := &Pool{Limit: 10 * mib, PerClient: 4 * mib}
+	c := ClientPrefix(netip.MustParseAddr("192.0.2.2"))
+	d := ClientPrefix(netip.MustParseAddr("192.0.2.3"))
+	e := ClientPrefix(netip.MustParseAddr("192.0.2.4"))
+	p := &Pool{Limit: 12 * mib, PerClient: 4 * mib}
 	now := time.Unix(1000, 0)
+	usage := func(wantInUse, wantKept int64) {
+		t.Helper()
+		if in, kept := p.Usage(); in != wantInUse || kept != wantKept {
+			t.Errorf("usage %d, %d; want %d in use, %d kept", in, kept, wantInUse, wantKept)
+		}
+	}
 
 	if n := p.Fit(a, 64, 65468); n != 64 {
 		t.Errorf("fit = %d, want 64 (4 MiB class)", n)
@@ -65,19 +74,14 @@ func TestWindowPoolAccounting(t *testing.T) {
 	if y == nil {
 		t.Fatal("get for another client failed")
 	}
-	if in, kept := p.Usage(); in != 7*mib || kept != 0 {
-		t.Errorf("usage %d, %d; want 7 MiB, 0", in, kept)
-	}
-	// 3 MiB left in the budget: b's share has 1 MiB.
+	usage(7*mib, 0)
+	// 5 MiB free; b holds 3: its share leaves 1 MiB (and (5-3)/2 = 1).
 	if n := p.Fit(b, 64, 65468); n != 16 {
 		t.Errorf("fit for b = %d, want 16 blocks (1 MiB class)", n)
 	}
 	p.Put(a, x, now)
-	if in, kept := p.Usage(); in != 3*mib || kept != 4*mib {
-		t.Errorf("after put: usage %d, %d; want 3 MiB in use, 4 MiB kept", in, kept)
-	}
-	// A kept buffer of the class is reused; one of another class makes
-	// room by dropping it.
+	usage(3*mib, 4*mib)
+	// A kept buffer of the class is reused.
 	if z := p.Get(a, 64*65468, now); z != x {
 		t.Error("the kept buffer was not reused")
 	} else {
@@ -87,25 +91,58 @@ func TestWindowPoolAccounting(t *testing.T) {
 	if w == nil {
 		t.Fatal("get of 1 MiB failed")
 	}
-	c := ClientPrefix(netip.MustParseAddr("192.0.2.2"))
-	v := p.Get(c, 4*mib, now) // 4 + 4 kept + 4 > 10: the kept buffer goes
+	v := p.Get(c, 3*mib, now) // another class: the kept 4 MiB stays
 	if v == nil {
+		t.Fatal("get for c failed")
+	}
+	usage(7*mib, 4*mib)
+	// d may take no more than it leaves free: (12 - 7 - 0) / 2 = 2.5 MiB;
+	// the kept buffer is dropped to make room.
+	if n := p.Fit(d, 64, 65468); n != 40 {
+		t.Errorf("fit for d = %d, want 40 blocks (2.5 MiB class)", n)
+	}
+	u := p.Get(d, 2*mib, now)
+	if u == nil {
 		t.Fatal("get did not drop the kept buffer to make room")
 	}
-	if in, kept := p.Usage(); in != 8*mib || kept != 0 {
-		t.Errorf("usage %d, %d; want 8 MiB, 0 kept", in, kept)
+	usage(9*mib, 0)
+	// e finds 3 MiB free and may take half: 1 MiB, not 2.
+	if p.Get(e, 2*mib, now) != nil {
+		t.Error("a client took more than it left free")
 	}
-	if p.Get(c, 3*mib, now) != nil {
-		t.Error("get over the budget succeeded")
+	if f := p.Get(e, 1*mib, now); f == nil {
+		t.Error("a newcomer found no room")
+	} else {
+		p.Put(e, f, now)
 	}
 	// Kept buffers go after keepFor.
 	p.Put(c, v, now)
 	p.Put(b, w, now.Add(2*time.Second))
-	p.Get(b, 100, now.Add(keepFor+1500*time.Millisecond)) // prunes v, not w
-	if in, kept := p.Usage(); in != 3*mib+4096 || kept != 1*mib {
-		t.Errorf("after keepFor: usage %d, %d; want 3 MiB + 4 KiB in use, 1 MiB kept", in, kept)
+	p.Get(b, 100, now.Add(keepFor+1500*time.Millisecond)) // prunes v and e's, not w
+	usage(5*mib+4096, 1*mib)
+	if len(p.clients) != 2 {
+		t.Errorf("clients %v, want only b and d", p.clients)
 	}
-	if len(p.clients) != 1 {
-		t.Errorf("clients %v, want only b", p.clients)
+}
+
+// TestStallingClientsCannotTakeEverything (found in review): with shares
+// of a quarter each, clients that take their windows and stall leave
+// room for the next one, halving what is left, never nothing.
+func TestStallingClientsCannotTakeEverything(t *testing.T) {
+	const mib = 1 << 20
+	p := &Pool{Limit: 64 * mib, PerClient: 16 * mib}
+	now := time.Now()
+	for i := range 40 {
+		client := ClientPrefix(netip.AddrFrom4([4]byte{10, 0, 0, byte(i)}))
+		n := p.Fit(client, 64, 65468)
+		if n == 0 {
+			t.Fatalf("client %d found no room for one block: %d MiB in use", i, func() int64 { in, _ := p.Usage(); return in >> 20 }())
+		}
+		if p.Get(client, n*65468, now) == nil {
+			t.Fatalf("client %d: Fit said %d blocks, Get refused", i, n)
+		}
+		if i >= 18 { // 65468-byte blocks: the room halves to one block
+			break
+		}
 	}
 }
