@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/tftpgw/tftpgw/gateway/internal/fileinfo"
@@ -42,6 +44,9 @@ import (
 // is served whole from the file that was opened.
 func FileServer(root *os.Root) Handler {
 	h := fileServer{root: root}
+	if real, err := filepath.EvalSymlinks(root.Name()); err == nil {
+		h.realRoot, _ = filepath.Abs(real)
+	}
 	h.dev, h.statOK = fileinfo.LocalDevice(root)
 	return h
 }
@@ -52,6 +57,9 @@ type fileServer struct {
 	// stat shows a file's current version (see StatContent).
 	statOK bool
 	dev    uint64
+	// realRoot is the root's absolute path without symbolic links, where
+	// the directories of a file's real path start; "" if unknown.
+	realRoot string
 }
 
 // errStatUntrusted is StatContent's answer where only an open is sure to
@@ -78,7 +86,7 @@ func (h fileServer) ServeTFTP(_ context.Context, req *Request) (Content, error) 
 		f.Close()
 		return nil, fmt.Errorf("%w: %q is %s", ErrNotRegular, req.Path, fi.Mode().Type())
 	}
-	if err := h.readableByAnyone(req.Path, fi); err != nil {
+	if err := h.readableByAnyone(req.Path, fi, f); err != nil {
 		f.Close()
 		return nil, err
 	}
@@ -111,7 +119,7 @@ func (h fileServer) StatContent(_ context.Context, req *Request) (int64, Content
 	if !fi.Mode().IsRegular() {
 		return 0, ContentInfo{}, fmt.Errorf("%w: %q is %s", ErrNotRegular, req.Path, fi.Mode().Type())
 	}
-	if err := h.readableByAnyone(req.Path, fi); err != nil {
+	if err := h.readableByAnyone(req.Path, fi, nil); err != nil {
 		return 0, ContentInfo{}, err
 	}
 	return fi.Size(), ContentInfo{ETag: fileETag(fi)}, nil
@@ -120,24 +128,64 @@ func (h fileServer) StatContent(_ context.Context, req *Request) (int64, Content
 // readableByAnyone refuses, with an access violation, a file that only the
 // process's power to override permissions could read (see FileServer):
 // one that others may not read, or below a directory (under the root)
-// that others may not search. fi is the file's.
-func (h fileServer) readableByAnyone(name string, fi os.FileInfo) error {
+// that others may not search. fi is the file's, f the file if it is open
+// (nil from StatContent).
+//
+// The directories are those the file really is in: a symbolic link to a
+// file in a directory closed to others must not open it. With the file
+// open they come from its real path (Linux: /proc/self/fd); otherwise a
+// name that goes through a symbolic link is refused as untrusted, so that
+// StatContent's caller opens it.
+func (h fileServer) readableByAnyone(name string, fi os.FileInfo, f *os.File) error {
 	if !fileinfo.OverridesReadPermission() {
 		return nil // the kernel checked
 	}
 	if fi.Mode().Perm()&0o004 == 0 {
 		return fmt.Errorf("%w: %q (mode %v) is not readable by others, and a client is anyone", errAccess, name, fi.Mode().Perm())
 	}
-	for i := range len(name) {
-		if name[i] != '/' {
+	if f != nil && h.realRoot != "" {
+		if real, ok := fileinfo.RealPath(f); ok {
+			return h.searchableDirs(name, real)
+		}
+	}
+	for i := range len(name) + 1 {
+		if i < len(name) && name[i] != '/' {
 			continue
 		}
-		dir, err := h.root.Stat(name[:i])
+		st, err := h.root.Lstat(name[:i])
 		if err != nil {
 			return fmt.Errorf("%w: %w", errAccess, err)
 		}
-		if dir.Mode().Perm()&0o001 == 0 {
-			return fmt.Errorf("%w: directory %q (mode %v) is not searchable by others, and a client is anyone", errAccess, name[:i], dir.Mode().Perm())
+		switch {
+		case st.Mode()&os.ModeSymlink != 0 && f == nil:
+			return errStatUntrusted // open it: its real directories tell
+		case st.Mode()&os.ModeSymlink != 0:
+			return fmt.Errorf("%w: %q goes through the symbolic link %q, whose directories cannot be checked here", errAccess, name, name[:i])
+		case i < len(name) && st.Mode().Perm()&0o001 == 0:
+			return fmt.Errorf("%w: directory %q (mode %v) is not searchable by others, and a client is anyone", errAccess, name[:i], st.Mode().Perm())
+		}
+	}
+	return nil
+}
+
+// searchableDirs checks the directories between the root and real, the
+// real path of the file asked for as name.
+func (h fileServer) searchableDirs(name, real string) error {
+	rel, err := filepath.Rel(h.realRoot, real)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+		return fmt.Errorf("%w: %q is %s, outside the root", errAccess, name, real)
+	}
+	for i := range len(rel) {
+		if rel[i] != '/' {
+			continue
+		}
+		dir := filepath.Join(h.realRoot, rel[:i])
+		st, err := os.Stat(dir)
+		if err != nil {
+			return fmt.Errorf("%w: %w", errAccess, err)
+		}
+		if st.Mode().Perm()&0o001 == 0 {
+			return fmt.Errorf("%w: %q is in directory %s (mode %v), not searchable by others, and a client is anyone", errAccess, name, dir, st.Mode().Perm())
 		}
 	}
 	return nil

@@ -2,6 +2,8 @@ package fileinfo
 
 import (
 	"os"
+	"path/filepath"
+	"strconv"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -69,4 +71,14 @@ func localFS(magic uint32) bool {
 		return true
 	}
 	return false
+}
+
+// RealPath returns the absolute path of the file f is open on, with no
+// symbolic link in it (from /proc/self/fd).
+func RealPath(f *os.File) (string, bool) {
+	p, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(int(f.Fd())))
+	if err != nil || !filepath.IsAbs(p) {
+		return "", false
+	}
+	return p, true
 }

@@ -13,3 +13,6 @@ func ChangeID(os.FileInfo) (int64, uint64, bool) { return 0, 0, false }
 func Dev(os.FileInfo) (uint64, bool) { return 0, false }
 
 func LocalDevice(*os.Root) (uint64, bool) { return 0, false }
+
+// RealPath is implemented for Linux only.
+func RealPath(*os.File) (string, bool) { return "", false }
