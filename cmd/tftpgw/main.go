@@ -156,21 +156,28 @@ func run(ctx context.Context, opts *options, svcUser *serviceUser, logger *slog.
 	srv := opts.server()
 	srv.Handler = h
 	srv.Logger = logger
-	stopStats, err := e.setupStats(ctx, srv)
+	stopStatsCtx, err := e.setupStats(ctx, srv)
 	if err != nil {
 		return err
+	}
+	// stopStats flushes the stats, for at most statsFlushTimeout: a sink
+	// that is down must not keep tftpgw from exiting.
+	stopStats := func() {
+		sctx, cancel := context.WithTimeout(context.Background(), statsFlushTimeout)
+		defer cancel()
+		stopStatsCtx(sctx)
 	}
 
 	pc, err := listen(opts.Serving.Listen)
 	if err != nil {
-		stopStats(context.Background())
+		stopStats()
 		return err
 	}
 	// Every socket is bound (-metrics in setupStats): root is not needed
 	// any more.
 	if err := dropPrivileges(logger, svcUser, e.root, opts.Backend.TokenFile, opts.Stats.Sink.TokenFile); err != nil {
 		pc.Close()
-		stopStats(context.Background())
+		stopStats()
 		return err
 	}
 	errc := make(chan error, 1)
@@ -180,7 +187,7 @@ func run(ctx context.Context, opts *options, svcUser *serviceUser, logger *slog.
 
 	select {
 	case err := <-errc:
-		stopStats(context.Background())
+		stopStats()
 		return err
 	case <-ctx.Done():
 	}
@@ -192,9 +199,10 @@ func run(ctx context.Context, opts *options, svcUser *serviceUser, logger *slog.
 		logger.Warn("drain timed out; remaining sessions were ended", "err", err)
 	}
 	<-errc
-	sctx, cancel2 := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel2()
-	stopStats(sctx)
+	stopStats()
 	logger.Info("tftpgw stopped")
 	return nil
 }
+
+// statsFlushTimeout bounds the flush of the stats when tftpgw stops.
+const statsFlushTimeout = 5 * time.Second
