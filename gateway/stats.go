@@ -70,7 +70,7 @@ type SessionStats struct {
 	BytesSent     int64 // payload bytes of all DATA packets, retransmits included
 	BytesAcked    int64 // payload bytes the client acknowledged
 	PacketsSent   int64 // every packet sent: OACK, DATA and ERROR
-	Retransmits   int64 // packets sent again: after a timeout, or restarting a window after a gap
+	Retransmits   int64 // packets sent again: after a timeout, restarting a window after a gap, or at the client's timer
 	DuplicateAcks int64 // ACKs that acknowledged nothing new
 
 	// Start is when the request reached the listening socket (the

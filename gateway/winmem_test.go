@@ -179,3 +179,24 @@ func liveHeap() int64 {
 	metrics.Read(s)
 	return int64(s[0].Value.Uint64())
 }
+
+// TestNetasciiWindowFitsTheFile (found in review): a netascii session has
+// no size (its converted length is unknown), and took a whole window of
+// memory for a small file; the window is now bounded by twice the file's
+// size, what the conversion can make of it at most.
+func TestNetasciiWindowFitsTheFile(t *testing.T) {
+	text := []byte("DEFAULT linux\nLABEL linux\n")
+	ts := gatewaytest.NewServer(t, gatewaytest.Files{"cfg": text}, gatewaytest.FixedTimer, func(s *gateway.Server) {
+		// Room for two blocks of 8192: a window of 64 would not fit.
+		s.MaxWindowMemory, s.MaxWindowMemoryPerClient = 64<<10, 32<<10
+	})
+	c := gatewaytest.NewClient(t, ts.Addr())
+	c.RRQ("cfg", "netascii", "blksize", "8192", "windowsize", "64")
+	c.Expect(gatewaytest.OACK("blksize", "8192", "windowsize", "64"))
+	c.Ack(0)
+	c.Expect(gatewaytest.Data(1, []byte("DEFAULT linux\r\nLABEL linux\r\n")))
+	c.Ack(1)
+	if st := ts.NextStats(t); st.Outcome != gateway.OutcomeOK {
+		t.Errorf("outcome %v (%v), want ok", st.Outcome, st.ErrorSent)
+	}
+}

@@ -85,7 +85,7 @@ var counters = []counter{
 		field:     "retransmits",
 		edge:      "tftpgw_retransmits_total",
 		collector: "tftpgw_collector_edge_retransmits_total",
-		help:      "Packets sent again: after a timeout, or when a window restarts after a gap.",
+		help:      "Packets sent again: after a timeout, when a window restarts after a gap, or at the client's own timer (the client acknowledged less than the window sent).",
 		server:    func(s *gateway.ServerStats) int64 { return s.Retransmits },
 	},
 	{

@@ -20,7 +20,13 @@ import (
 func (s *Session) sizeWindow() bool {
 	s.slotSize = wire.HeaderSize + s.p.blksize
 	s.nslots = s.p.windowsize
-	if size := s.st.TransferSize; size >= 0 {
+	size := s.st.TransferSize
+	if size < 0 && s.raw != nil { // netascii: each byte becomes two at most (LF to CR LF)
+		if d := s.content.Size(); d >= 0 {
+			size = 2 * d
+		}
+	}
+	if size >= 0 {
 		s.nslots = int(min(int64(s.nslots), size/int64(s.p.blksize)+1))
 	}
 	if s.zc != nil {

@@ -308,8 +308,9 @@ type SessionStats struct {
 	// Every packet the edge sent in this session: OACK, DATA and ERROR,
 	// retransmissions included.
 	PacketsSent uint64 `protobuf:"varint,18,opt,name=packets_sent,json=packetsSent,proto3" json:"packets_sent,omitempty"`
-	// Packets sent again: after a timeout, or when a window restarts after a
-	// gap (the client acknowledged less than the window sent).
+	// Packets sent again: after a timeout, when a window restarts after a
+	// gap, or at the client's own timer (the client acknowledged less than
+	// the window sent).
 	Retransmits uint64 `protobuf:"varint,19,opt,name=retransmits,proto3" json:"retransmits,omitempty"`
 	// ACKs that acknowledged nothing new.
 	DuplicateAcks uint64 `protobuf:"varint,20,opt,name=duplicate_acks,json=duplicateAcks,proto3" json:"duplicate_acks,omitempty"`
@@ -750,8 +751,9 @@ type Counters struct {
 	// requests refused as busy or with an unknown transfer mode, to unknown
 	// transfer IDs) are counted in errors_sent only.
 	PacketsSent uint64 `protobuf:"varint,7,opt,name=packets_sent,json=packetsSent,proto3" json:"packets_sent,omitempty"`
-	// Packets sent again: after a timeout, or when a window restarts after a
-	// gap (the client acknowledged less than the window sent).
+	// Packets sent again: after a timeout, when a window restarts after a
+	// gap, or at the client's own timer (the client acknowledged less than
+	// the window sent).
 	Retransmits uint64 `protobuf:"varint,8,opt,name=retransmits,proto3" json:"retransmits,omitempty"`
 	// ACKs that acknowledged nothing new, summed over finished sessions.
 	DuplicateAcks uint64 `protobuf:"varint,9,opt,name=duplicate_acks,json=duplicateAcks,proto3" json:"duplicate_acks,omitempty"`
