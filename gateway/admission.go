@@ -38,6 +38,45 @@ type Admission struct {
 	// port, so its message is cut to the request's length (see
 	// [Server.Admit]).
 	Error *Error
+	// Limits, if not nil, are the limits an accepted request meets and
+	// the options its session may grant, in place of the server's (per
+	// client network policy, or limits that change while the server
+	// runs). The server only reads them; a hook may return the same
+	// Limits for many requests, and must not change them afterwards.
+	Limits *Limits
+}
+
+// Limits are what an admission hook can set for one request (see
+// [Admission]). A zero field keeps the [Server]'s value.
+type Limits struct {
+	// MaxSessions, MaxSessionsPerClient and ClientRequestRate replace the
+	// Server's fields of the same names for this request: the request is
+	// refused with "server busy" if running it would go over them.
+	// Negative means no limit. A client's rate limiter takes the rate of
+	// its latest request.
+	MaxSessions          int
+	MaxSessionsPerClient int
+	ClientRequestRate    float64
+
+	// MaxBlockSize and MaxWindowSize replace the Server's caps on the
+	// blksize and windowsize options for this session.
+	MaxBlockSize  int
+	MaxWindowSize int
+
+	// RefuseOptions are options left out of this session's OACK, on top of
+	// Server.RefuseOptions: "blksize", "timeout", "tsize" or "windowsize".
+	RefuseOptions []string
+}
+
+// Validate reports values of l that the server would not use: those of
+// [Server.Validate], and option names that cannot be refused.
+func (l *Limits) Validate() error {
+	return (&Server{
+		MaxBlockSize:      l.MaxBlockSize,
+		MaxWindowSize:     l.MaxWindowSize,
+		ClientRequestRate: l.ClientRequestRate,
+		RefuseOptions:     l.RefuseOptions,
+	}).Validate()
 }
 
 // errPolicy is what a request refused without a chosen error gets.
@@ -46,25 +85,27 @@ var errPolicy = &Error{Code: ErrAccessViolation, Message: "access violation"}
 // admit runs the server's admission hook, if any, and acts on a refusal or
 // a drop: it reports whether the request goes on. A panic of the hook
 // refuses the request and is logged.
-func (s *Server) admit(c *config, a Arrival, answer func(*Error)) (ok bool) {
+// It returns the limits of the request: the hook's, or nil for the
+// server's.
+func (s *Server) admit(c *config, a Arrival, answer func(*Error)) (l *Limits, ok bool) {
 	if c.admit == nil {
-		return true
+		return nil, true
 	}
 	defer func() {
 		if v := recover(); v != nil {
 			c.logger.Error("admission hook panic", "client", a.Client, "panic", v)
 			s.state.policyRefusals.Add(1)
 			answer(errPolicy)
-			ok = false
+			l, ok = nil, false
 		}
 	}()
 	d := c.admit(a)
 	switch d.Action {
 	case AdmitAccept:
-		return true
+		return d.Limits, true
 	case AdmitDrop:
 		s.state.policyDrops.Add(1)
-		return false
+		return nil, false
 	default:
 		e := d.Error
 		if e == nil {
@@ -72,6 +113,6 @@ func (s *Server) admit(c *config, a Arrival, answer func(*Error)) (ok bool) {
 		}
 		s.state.policyRefusals.Add(1)
 		answer(e)
-		return false
+		return nil, false
 	}
 }

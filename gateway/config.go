@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"strings"
 	"time"
 
 	"github.com/tftpgw/tftpgw/gateway/internal/session"
@@ -27,17 +28,70 @@ type config struct {
 	serverStats   func(ServerStats)
 	statsInterval time.Duration
 
-	maxSessions              int     // <= 0: none
-	maxSessionsPerClient     int     // <= 0: none
-	clientRate               float64 // <= 0: none
-	maxWindowMemory          int64   // <= 0: none
-	maxWindowMemoryPerClient int64   // <= 0: none
+	maxWindowMemory          int64 // <= 0: none
+	maxWindowMemoryPerClient int64 // <= 0: none
 	singlePort               bool
 	minTimeout               time.Duration
 
 	admit func(Arrival) Admission
 
+	limits  requestLimits  // the built-in limits, of a request without an admission's
 	session session.Config // what sessions take of the above
+}
+
+// requestLimits are the built-in limits one request meets: the server's,
+// or those of its admission (see [Limits]). Zero or less means none.
+type requestLimits struct {
+	maxSessions          int
+	maxSessionsPerClient int
+	clientRate           float64
+}
+
+// limitsFor returns the limits a request with the admission's limits l
+// (nil: none) meets.
+func (c *config) limitsFor(l *Limits) requestLimits {
+	r := c.limits
+	if l == nil {
+		return r
+	}
+	if l.MaxSessions != 0 {
+		r.maxSessions = max(l.MaxSessions, 0)
+	}
+	if l.MaxSessionsPerClient != 0 {
+		r.maxSessionsPerClient = max(l.MaxSessionsPerClient, 0)
+	}
+	if l.ClientRequestRate != 0 {
+		r.clientRate = max(l.ClientRequestRate, 0)
+	}
+	return r
+}
+
+// sessionConfig sets *dst to the session configuration of a request with
+// the admission's limits l and returns it, or returns the server's if l
+// changes nothing of it.
+func (c *config) sessionConfig(l *Limits, dst *session.Config) *session.Config {
+	if l == nil || l.MaxBlockSize == 0 && l.MaxWindowSize == 0 && len(l.RefuseOptions) == 0 {
+		return &c.session
+	}
+	*dst = c.session
+	if l.MaxBlockSize != 0 {
+		dst.MaxBlockSize = max(wire.MinBlockSize, min(l.MaxBlockSize, wire.MaxBlockSize))
+	}
+	if l.MaxWindowSize != 0 {
+		dst.MaxWindowSize = max(1, min(l.MaxWindowSize, maxWindowSize))
+	}
+	dst.Refuse |= refusedOptions(l.RefuseOptions)
+	return dst
+}
+
+// refusedOptions is the set of the named options; names it does not know
+// are left out (Validate reports them).
+func refusedOptions(names []string) session.Options {
+	var set session.Options
+	for _, n := range names {
+		set |= session.OptionNamed(strings.ToLower(n))
+	}
+	return set
 }
 
 // orDefault resolves a limit: zero means def, negative means none (0).
@@ -63,9 +117,11 @@ func (s *Server) resolve() *config {
 		serverStats:   s.ServerStatsFunc,
 		statsInterval: s.StatsInterval,
 
-		maxSessions:              orDefault(s.MaxSessions, DefaultMaxSessions),
-		maxSessionsPerClient:     orDefault(s.MaxSessionsPerClient, DefaultMaxSessionsPerClient),
-		clientRate:               orDefault(s.ClientRequestRate, DefaultClientRequestRate),
+		limits: requestLimits{
+			maxSessions:          orDefault(s.MaxSessions, DefaultMaxSessions),
+			maxSessionsPerClient: orDefault(s.MaxSessionsPerClient, DefaultMaxSessionsPerClient),
+			clientRate:           orDefault(s.ClientRequestRate, DefaultClientRequestRate),
+		},
 		maxWindowMemory:          orDefault(s.MaxWindowMemory, DefaultMaxWindowMemory),
 		maxWindowMemoryPerClient: orDefault(s.MaxWindowMemoryPerClient, 0),
 		singlePort:               s.SinglePort,
@@ -107,6 +163,7 @@ func (s *Server) resolve() *config {
 		c.statsInterval = DefaultStatsInterval
 	}
 	c.session = session.Config{
+		Refuse:        refusedOptions(s.RefuseOptions),
 		Timeout:       c.timeout,
 		MinTimeout:    c.minTimeout,
 		Retries:       c.retries,
@@ -143,6 +200,11 @@ func (s *Server) Validate() error {
 	}
 	if v := s.ClientRequestRate; math.IsNaN(v) || math.IsInf(v, 0) {
 		errs = append(errs, fmt.Errorf("ClientRequestRate %v: want a number", v))
+	}
+	for _, n := range s.RefuseOptions {
+		if refusedOptions([]string{n}) == 0 {
+			errs = append(errs, fmt.Errorf("RefuseOptions %q: want blksize, timeout, tsize or windowsize (other options are never granted)", n))
+		}
 	}
 	return errors.Join(errs...)
 }

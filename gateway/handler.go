@@ -53,6 +53,11 @@ type Request struct {
 	// trailing NUL, 0xFF and control bytes were stripped, and "." and ".." were
 	// resolved. A path that would escape upwards is refused before the
 	// handler is called.
+	//
+	// A Middleware that rewrites the path (package rewrite) sets Path on
+	// the Request it was given, cleaned the same way, and passes that
+	// Request on: the server then reports the rewritten path in the
+	// session's log line and SessionStats.RewrittenPath.
 	Path string
 
 	// Mode is "octet" or "netascii", lower-cased. The server does the

@@ -73,15 +73,16 @@ func (t *clientTable) remove(e *clientEntry) {
 	delete(t.m, e.addr)
 }
 
-// admit decides whether a new session for src may start and, if so,
-// counts it. The caller holds st.mu.
-func (st *serverState) admit(c *config, src netip.Addr, now time.Time) bool {
-	if c.maxSessions > 0 && st.running >= c.maxSessions {
-		return false
+// admit decides whether a new session for src may start under the limits
+// l and, if so, counts it: in the client's entry too when perClient is
+// true, which release must be told. The caller holds st.mu.
+func (st *serverState) admit(c *config, l requestLimits, src netip.Addr, now time.Time) (ok, perClient bool) {
+	if l.maxSessions > 0 && st.running >= l.maxSessions {
+		return false, false
 	}
-	if c.maxSessionsPerClient <= 0 && c.clientRate <= 0 {
+	if l.maxSessionsPerClient <= 0 && l.clientRate <= 0 {
 		st.running++
-		return true
+		return true, false
 	}
 	t := &st.clients
 	e := t.m[src]
@@ -97,16 +98,22 @@ func (st *serverState) admit(c *config, src netip.Addr, now time.Time) bool {
 			}
 		}
 		e = &clientEntry{addr: src}
-		if c.clientRate > 0 {
-			e.limiter = rate.NewLimiter(rate.Limit(c.clientRate), max(1, int(2*c.clientRate)))
-		}
 		t.m[src] = e
 	} else {
 		t.unlinkIdle(e)
 	}
 	e.seen = now
-	ok := (c.maxSessionsPerClient <= 0 || e.sessions < c.maxSessionsPerClient) &&
-		(e.limiter == nil || e.limiter.AllowN(now, 1))
+	if l.clientRate > 0 {
+		switch {
+		case e.limiter == nil:
+			e.limiter = rate.NewLimiter(rate.Limit(l.clientRate), burst(l.clientRate))
+		case e.limiter.Limit() != rate.Limit(l.clientRate):
+			e.limiter.SetLimitAt(now, rate.Limit(l.clientRate))
+			e.limiter.SetBurstAt(now, burst(l.clientRate))
+		}
+	}
+	ok = (l.maxSessionsPerClient <= 0 || e.sessions < l.maxSessionsPerClient) &&
+		(l.clientRate <= 0 || e.limiter.AllowN(now, 1))
 	if ok {
 		e.sessions++
 		st.running++
@@ -114,12 +121,19 @@ func (st *serverState) admit(c *config, src netip.Addr, now time.Time) bool {
 	if e.sessions == 0 {
 		t.pushIdle(e) // the most recently seen
 	}
-	return ok
+	return ok, ok
 }
 
-// release undoes admit when a session ends. The caller holds st.mu.
-func (st *serverState) release(src netip.Addr, now time.Time) {
+// burst is the burst of a client's rate limiter: twice its rate.
+func burst(r float64) int { return max(1, int(2*r)) }
+
+// release undoes admit when a session ends; perClient is what admit
+// returned. The caller holds st.mu.
+func (st *serverState) release(src netip.Addr, perClient bool, now time.Time) {
 	st.running--
+	if !perClient {
+		return
+	}
 	if e := st.clients.m[src]; e != nil {
 		if e.sessions--; e.sessions == 0 {
 			e.seen = now
@@ -134,8 +148,8 @@ func (st *serverState) release(src netip.Addr, now time.Time) {
 func (st *serverState) sweepClients(c *config, now time.Time) {
 	st.lastSweep = now
 	idle := 2 * time.Second // a full burst refills within this at any rate >= 1/s
-	if c.clientRate > 0 && c.clientRate < 1 {
-		idle = time.Duration(2 / c.clientRate * float64(time.Second))
+	if r := c.limits.clientRate; r > 0 && r < 1 {
+		idle = time.Duration(2 / r * float64(time.Second))
 	}
 	for e := st.clients.oldestIdle(); e != nil && now.Sub(e.seen) > idle; e = st.clients.oldestIdle() {
 		st.clients.remove(e)

@@ -41,11 +41,11 @@ func TestClientTableAgesOutIdleClients(t *testing.T) {
 
 	busy := netip.MustParseAddr("192.0.2.1")    // holds a session through the flood
 	limited := netip.MustParseAddr("192.0.2.2") // spent its burst just before
-	if !st.admit(c, busy, now) || !st.admit(c, limited, now) {
+	if !admitOK(&st, c, busy, now) || !admitOK(&st, c, limited, now) {
 		t.Fatal("first requests refused")
 	}
-	st.release(limited, now)
-	if st.admit(c, limited, now) {
+	st.release(limited, true, now)
+	if admitOK(&st, c, limited, now) {
 		t.Fatal("a second request within the rate limit's burst of 1 was admitted")
 	}
 
@@ -56,10 +56,10 @@ func TestClientTableAgesOutIdleClients(t *testing.T) {
 		}
 		src := floodSource(i)
 		at := now.Add(time.Duration(i+1) * time.Microsecond)
-		if !st.admit(c, src, at) {
+		if !admitOK(&st, c, src, at) {
 			t.Fatalf("source %d (%v) refused with %d clients in the table", i, src, len(st.clients.m))
 		}
-		st.release(src, at)
+		st.release(src, true, at)
 		if n := len(st.clients.m); n > maxClientEntries {
 			t.Fatalf("%d clients in the table after source %d, bound %d", n, i, maxClientEntries)
 		}
@@ -75,11 +75,11 @@ func TestClientTableAgesOutIdleClients(t *testing.T) {
 	}
 	// The rate-limited client was idle the longest: removed, it comes back
 	// as a new client, with a full burst.
-	if !st.admit(c, limited, now.Add(time.Second)) {
+	if !admitOK(&st, c, limited, now.Add(time.Second)) {
 		t.Error("a client removed from the table was refused on its return")
 	}
-	st.release(limited, now.Add(time.Second))
-	st.release(busy, now.Add(time.Second))
+	st.release(limited, true, now.Add(time.Second))
+	st.release(busy, true, now.Add(time.Second))
 	if st.running != 0 {
 		t.Errorf("running %d after every session ended, want 0", st.running)
 	}
@@ -107,17 +107,17 @@ func TestClientTableSweep(t *testing.T) {
 	st.lastSweep = t0
 	old, recent, running := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2"), netip.MustParseAddr("192.0.2.3")
 	for _, a := range []netip.Addr{old, running} {
-		if !st.admit(c, a, t0) {
+		if !admitOK(&st, c, a, t0) {
 			t.Fatal("refused")
 		}
 	}
-	st.release(old, t0)
-	if !st.admit(c, recent, t0.Add(9*time.Second)) {
+	st.release(old, true, t0)
+	if !admitOK(&st, c, recent, t0.Add(9*time.Second)) {
 		t.Fatal("refused")
 	}
-	st.release(recent, t0.Add(9*time.Second))
+	st.release(recent, true, t0.Add(9*time.Second))
 	// A new client 11 s in triggers the sweep.
-	if !st.admit(c, netip.MustParseAddr("192.0.2.4"), t0.Add(11*time.Second)) {
+	if !admitOK(&st, c, netip.MustParseAddr("192.0.2.4"), t0.Add(11*time.Second)) {
 		t.Fatal("refused")
 	}
 	for a, want := range map[netip.Addr]bool{old: false, recent: true, running: true} {
@@ -179,5 +179,41 @@ func TestClientFloodThroughListener(t *testing.T) {
 	srv.state.mu.Unlock()
 	if n > maxClientEntries {
 		t.Errorf("%d clients in the table, bound %d", n, maxClientEntries)
+	}
+}
+
+// admitOK is serverState.admit under the server's limits, reporting only
+// whether the session may start.
+func admitOK(st *serverState, c *config, src netip.Addr, now time.Time) bool {
+	ok, _ := st.admit(c, c.limits, src, now)
+	return ok
+}
+
+// TestReleaseUndoesWhatAdmitCounted: when a client's requests meet
+// different limits (an admission hook's, changed by a reload), each
+// session's release undoes only what its admission counted: the client's
+// entry ends with no session, whatever the order.
+func TestReleaseUndoesWhatAdmitCounted(t *testing.T) {
+	c := (&Server{}).resolve()
+	var st serverState
+	st.clients.init()
+	now := time.Now()
+	src := netip.MustParseAddr("192.0.2.1")
+	perClient := requestLimits{maxSessionsPerClient: 1}
+	none := requestLimits{}
+
+	ok1, counted1 := st.admit(c, perClient, src, now)
+	ok2, counted2 := st.admit(c, none, src, now)
+	ok3, _ := st.admit(c, perClient, src, now) // over 1: refused
+	if !ok1 || !counted1 || !ok2 || counted2 || ok3 {
+		t.Fatalf("admit: %v %v, %v %v, %v; want true true, true false, false", ok1, counted1, ok2, counted2, ok3)
+	}
+	st.release(src, counted1, now)
+	st.release(src, counted2, now)
+	if e := st.clients.m[src]; st.running != 0 || e == nil || e.sessions != 0 || st.clients.oldestIdle() != e {
+		t.Fatalf("after release: running %d, entry %+v", st.running, e)
+	}
+	if ok, _ := st.admit(c, perClient, src, now); !ok {
+		t.Error("a client with no session left refused")
 	}
 }

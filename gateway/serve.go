@@ -66,6 +66,7 @@ type activeSession struct {
 	// (see supersede).
 	progressed progressMark
 	cancel     context.CancelCauseFunc
+	perClient  bool // counted in its client's entry (see serverState.admit)
 }
 
 // progressMark records when a session's client first acknowledged
@@ -251,7 +252,8 @@ func (s *Server) handlePacket(c *config, l *udp.Listener, b []byte, src netip.Ad
 		return
 	}
 	arrival := Arrival{Client: src, Local: netip.AddrPortFrom(dst, l.Port()), Write: op == wire.OpWRQ, RawPath: req.Filename, Mode: req.Mode, At: at}
-	if !s.admit(c, arrival, func(e *Error) { s.replyError(l, src, dst, e.Code, e.Message, len(b)) }) {
+	limits, ok := s.admit(c, arrival, func(e *Error) { s.replyError(l, src, dst, e.Code, e.Message, len(b)) })
+	if !ok {
 		return
 	}
 	if op == wire.OpWRQ {
@@ -288,14 +290,16 @@ func (s *Server) handlePacket(c *config, l *udp.Listener, b []byte, src netip.Ad
 		st.duplicates.Add(1)
 		return
 	}
-	if now := time.Now(); !st.admit(c, src.Addr(), now) {
+	now := time.Now()
+	ok, perClient := st.admit(c, c.limitsFor(limits), src.Addr(), now)
+	if !ok {
 		st.mu.Unlock()
 		st.refusedBusy(c, src, now)
 		s.replyError(l, src, dst, errBusy.Code, errBusy.Message, len(b))
 		return
 	}
 	ctx, cancel := context.WithCancelCause(st.ctx)
-	act := &activeSession{cancel: cancel}
+	act := &activeSession{cancel: cancel, perClient: perClient}
 	var mux *udp.MuxConn
 	if c.singlePort {
 		mux = l.Register(src, dst, act) // not nil: Deliver found no session
@@ -307,7 +311,7 @@ func (s *Server) handlePacket(c *config, l *udp.Listener, b []byte, src netip.Ad
 
 	go s.startSession(ctx, c, admitted{
 		key: key, act: act, req: req, src: src,
-		local: netip.AddrPortFrom(dst, l.Port()), mux: mux, at: at,
+		local: netip.AddrPortFrom(dst, l.Port()), mux: mux, at: at, limits: limits,
 	})
 }
 
@@ -349,7 +353,7 @@ func (st *serverState) sessionDone(key sessionKey, act *activeSession, s *Sessio
 	if st.active[key] == act { // else a new session for the key replaced it
 		delete(st.active, key)
 	}
-	st.release(key.client.Addr(), time.Now())
+	st.release(key.client.Addr(), act.perClient, time.Now())
 	st.mu.Unlock()
 	st.sessions.Done()
 }

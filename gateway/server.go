@@ -60,6 +60,13 @@ type Server struct {
 	// MaxWindowSize caps the windowsize option (RFC 7440); 64 if zero.
 	MaxWindowSize int
 
+	// RefuseOptions are options the server never grants, for firmware
+	// that breaks with them (tftp-hpa's -r, dnsmasq's
+	// --tftp-no-blocksize): "blksize", "timeout", "tsize" or
+	// "windowsize". They are left out of the OACK, so the transfer uses
+	// the RFC 1350 default for them.
+	RefuseOptions []string
+
 	// Logger receives one line per finished session and the server's
 	// errors; slog.Default() if nil.
 	Logger *slog.Logger

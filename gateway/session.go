@@ -24,6 +24,8 @@ type admitted struct {
 	local netip.AddrPort // where the request was sent
 	mux   *udp.MuxConn   // single-port mode: the connection through the listening socket
 	at    time.Time      // when the request arrived
+
+	limits *Limits // the admission hook's; nil: the server's
 }
 
 // startSession runs on the session's goroutine: it opens the session's
@@ -58,13 +60,14 @@ func (s *Server) startSession(ctx context.Context, c *config, a admitted) {
 		Start:            a.at,
 	}
 	host := &sessionHost{st: st, c: c, client: winmem.ClientPrefix(a.src.Addr()), act: a.act}
+	cfg := c.sessionConfig(a.limits, &host.cfg)
 	sess := &session.Session{
 		ID:      id,
 		Client:  a.src,
 		Ctx:     ctx,
 		Cancel:  a.act.cancel,
 		Host:    host,
-		Config:  &c.session,
+		Config:  cfg,
 		Mode:    a.req.Mode,
 		Options: a.req.Options,
 		Start:   a.at,
@@ -103,6 +106,9 @@ func (s *Server) startSession(ctx context.Context, c *config, a admitted) {
 	req.Path, stats.Path = p, p
 
 	content, err := s.serve(ctx, c, req)
+	if req.Path != p {
+		stats.RewrittenPath = req.Path
+	}
 	if content != nil {
 		defer s.closeContent(c, id, content, &stats)
 	}
@@ -211,6 +217,11 @@ func logSession(l *slog.Logger, st *SessionStats) {
 		slog.String("client", st.RemoteAddr.String()),
 		slog.String("local", st.LocalAddr.String()),
 		slog.String("path", st.Path),
+	}
+	if st.RewrittenPath != "" {
+		attrs = append(attrs, slog.String("rewritten", st.RewrittenPath))
+	}
+	attrs = append(attrs,
 		slog.String("mode", st.Mode),
 		slog.String("outcome", st.Outcome.String()),
 		slog.Int64("bytes", st.BytesAcked),
@@ -218,7 +229,7 @@ func logSession(l *slog.Logger, st *SessionStats) {
 		slog.Int("windowsize", st.WindowSize),
 		slog.Int64("retransmits", st.Retransmits),
 		slog.Duration("duration", st.Duration),
-	}
+	)
 	if e := st.ErrorSent; e != nil {
 		attrs = append(attrs, slog.Int("error_code", int(e.Code)), slog.String("error", e.Message))
 	}
@@ -238,6 +249,7 @@ type sessionHost struct {
 	c      *config
 	client netip.Prefix // the client, for its share of window memory
 	act    *activeSession
+	cfg    session.Config // the session's own, when its admission changed the server's
 }
 
 func (h *sessionHost) FitWindow(want, slotSize int) int {

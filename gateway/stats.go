@@ -48,8 +48,11 @@ type SessionStats struct {
 	LocalAddr  netip.AddrPort
 
 	RawPath string
-	Path    string
-	Mode    string
+	Path    string // normalised, as requested
+	// RewrittenPath is the path the handler served, when a middleware
+	// (rewrite rules) changed Request.Path; empty otherwise.
+	RewrittenPath string
+	Mode          string
 
 	// RequestedOptions are the options of the RRQ; NegotiatedOptions are
 	// those acknowledged in the OACK (empty when no OACK was sent).

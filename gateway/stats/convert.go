@@ -25,6 +25,7 @@ func SessionProto(edgeID string, s gateway.SessionStats) *tftpgwv1.SessionStats 
 		LocalAddress:      addressProto(s.LocalAddr),
 		RawPath:           text(s.RawPath),
 		Path:              text(s.Path),
+		RewrittenPath:     text(s.RewrittenPath),
 		Mode:              text(s.Mode),
 		RequestedOptions:  optionsProto(s.RequestedOptions),
 		NegotiatedOptions: optionsProto(s.NegotiatedOptions),

@@ -23,10 +23,13 @@ type params struct {
 // RFC 2349 (timeout 1..255 echoed exactly; tsize from the content size,
 // omitted when unknown or 0) and RFC 7440 (windowsize 1..65535, capped). An
 // option with an invalid value is omitted, so the transfer falls back to
-// the RFC 1350 default for it.
+// the RFC 1350 default for it, and so is an option of c.Refuse.
 func negotiate(opts []wire.Option, size int64, c *Config) params {
 	p := params{blksize: wire.DefaultBlockSize, windowsize: 1, timeout: c.Timeout}
 	for _, o := range opts {
+		if c.Refuse != 0 && c.Refuse&OptionNamed(o.Name) != 0 {
+			continue
+		}
 		switch o.Name {
 		case "blksize":
 			n, err := strconv.Atoi(o.Value)

@@ -89,7 +89,35 @@ type Config struct {
 	Retries       int           // retransmissions of an unacknowledged packet
 	MaxBlockSize  int           // largest blksize granted
 	MaxWindowSize int           // largest windowsize granted
+	Refuse        Options       // options never granted (left out of the OACK)
 	Logger        *slog.Logger
+}
+
+// Options is a set of the options the engine negotiates.
+type Options uint8
+
+// The options the engine negotiates, as members of an Options set.
+const (
+	OptBlksize Options = 1 << iota
+	OptTimeout
+	OptTsize
+	OptWindowsize
+)
+
+// OptionNamed returns the member of Options with the given lower-case
+// name, or 0 if the engine does not negotiate it.
+func OptionNamed(name string) Options {
+	switch name {
+	case "blksize":
+		return OptBlksize
+	case "timeout":
+		return OptTimeout
+	case "tsize":
+		return OptTsize
+	case "windowsize":
+		return OptWindowsize
+	}
+	return 0
 }
 
 // Error is a TFTP ERROR: code (RFC 1350 section 5) and message.

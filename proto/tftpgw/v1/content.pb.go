@@ -41,7 +41,9 @@ type ReadRequest struct {
 	// backslashes became slashes, repeated and leading separators were
 	// removed, trailing NUL, 0xFF and control bytes were stripped, and "." and
 	// ".." were resolved. A path that would escape upwards never reaches the
-	// backend. An edge serving a directory itself opens path_bytes.
+	// backend. An edge with rewrite rules sends the path they made (cleaned
+	// again the same way); raw_path is still what the client sent. An edge
+	// serving a directory itself opens path_bytes.
 	Path string `protobuf:"bytes,3,opt,name=path,proto3" json:"path,omitempty"`
 	// The transfer mode, "octet" or "netascii", lower-cased. The edge does
 	// the netascii conversion; the backend always sends the file's bytes as

@@ -277,7 +277,8 @@ type SessionStats struct {
 	LocalAddress *Address `protobuf:"bytes,4,opt,name=local_address,json=localAddress,proto3" json:"local_address,omitempty"`
 	// The filename exactly as the client sent it.
 	RawPath string `protobuf:"bytes,5,opt,name=raw_path,json=rawPath,proto3" json:"raw_path,omitempty"`
-	// The normalised path the handler or backend saw (see ReadRequest.path).
+	// The normalised path requested (see ReadRequest.path), before the edge's
+	// rewrite rules.
 	Path string `protobuf:"bytes,6,opt,name=path,proto3" json:"path,omitempty"`
 	// "octet" or "netascii", lower-cased.
 	Mode string `protobuf:"bytes,7,opt,name=mode,proto3" json:"mode,omitempty"`
@@ -323,7 +324,10 @@ type SessionStats struct {
 	TimeToFirstData *durationpb.Duration `protobuf:"bytes,23,opt,name=time_to_first_data,json=timeToFirstData,proto3" json:"time_to_first_data,omitempty"`
 	// The content backend that served the session; absent when the content
 	// was served in-process.
-	Backend       *Backend `protobuf:"bytes,24,opt,name=backend,proto3" json:"backend,omitempty"`
+	Backend *Backend `protobuf:"bytes,24,opt,name=backend,proto3" json:"backend,omitempty"`
+	// The path the handler or backend served when the edge's rewrite rules
+	// changed path; empty when they did not (or there are none).
+	RewrittenPath string `protobuf:"bytes,25,opt,name=rewritten_path,json=rewrittenPath,proto3" json:"rewritten_path,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -524,6 +528,13 @@ func (x *SessionStats) GetBackend() *Backend {
 		return x.Backend
 	}
 	return nil
+}
+
+func (x *SessionStats) GetRewrittenPath() string {
+	if x != nil {
+		return x.RewrittenPath
+	}
+	return ""
 }
 
 // Backend describes the gRPC content backend calls of one session. It is
@@ -995,7 +1006,7 @@ const file_tftpgw_v1_stats_proto_rawDesc = "" +
 	"\binstance\x18\x04 \x01(\tR\binstanceB\a\n" +
 	"\x05event\":\n" +
 	"\x0fPublishResponse\x12'\n" +
-	"\x0fevents_received\x18\x01 \x01(\x04R\x0eeventsReceived\"\x98\b\n" +
+	"\x0fevents_received\x18\x01 \x01(\x04R\x0eeventsReceived\"\xbf\b\n" +
 	"\fSessionStats\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x17\n" +
@@ -1028,7 +1039,8 @@ const file_tftpgw_v1_stats_proto_rawDesc = "" +
 	"start_time\x18\x15 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
 	"\bduration\x18\x16 \x01(\v2\x19.google.protobuf.DurationR\bduration\x12F\n" +
 	"\x12time_to_first_data\x18\x17 \x01(\v2\x19.google.protobuf.DurationR\x0ftimeToFirstData\x12,\n" +
-	"\abackend\x18\x18 \x01(\v2\x12.tftpgw.v1.BackendR\abackend\"\x91\x01\n" +
+	"\abackend\x18\x18 \x01(\v2\x12.tftpgw.v1.BackendR\abackend\x12%\n" +
+	"\x0erewritten_path\x18\x19 \x01(\tR\rrewrittenPath\"\x91\x01\n" +
 	"\aBackend\x12\x16\n" +
 	"\x06target\x18\x01 \x01(\tR\x06target\x12@\n" +
 	"\x0eheader_latency\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\rheaderLatency\x12\x18\n" +
