@@ -109,11 +109,11 @@
 // Content opened by a check is not opened twice: if no later rule changes
 // the path, it is the request's answer, and the next handler is not
 // called again; if a later rule changes the path (or refuses the request,
-// or a check fails) it is closed at once. So a request whose IfExists
-// rule finds its file costs one open of it, as one without rules does,
-// and a request whose IfExists rule falls back costs a failed open (a
-// stat first, if the next handler is a StatHandler) and the open of the
-// fallback.
+// or a check fails) it is closed at once, even if next panics. So a
+// request whose IfExists rule finds its file costs one open of it, as one
+// without rules does (and a stat before it if next is a StatHandler), and
+// a request whose IfExists rule falls back costs a failed open (and a
+// failed stat before it) and the open of the fallback.
 //
 // # The request
 //
@@ -121,8 +121,9 @@
 // rewritten path, in place, and calls the next handler with that same
 // request, so that the server reports the path actually served in its log
 // line and [gateway.SessionStats]. RawPath is never modified. When the
-// request is refused, Path is left at the path the rules had reached (the
-// one a deny rule matched, or the last one before a result that escapes).
+// request is refused or a check fails, Path is left at the path the rules
+// had reached (the one a deny rule matched, or the last one before a
+// result that escapes or a check that failed).
 //
 // A refusal is returned as a [*DeniedError], whose Unwrap gives the
 // [*gateway.Error] that [gateway.ErrorFor], and so the client, sees; its
@@ -139,6 +140,7 @@
 //
 // A [Rewriter] is immutable once made and safe for concurrent use. Its
 // regular expressions and Replace texts are compiled once, by [New]; a
-// request costs the regexp's own allocations and one string per rule
-// whose result differs from its input.
+// request costs the regexp's own allocations (the match's indexes), one
+// string per rule whose result differs from its input, and for each
+// IfExists check a copy of the request.
 package rewrite
