@@ -12,36 +12,74 @@ import (
 
 	"github.com/tftpgw/tftpgw/gateway"
 	"github.com/tftpgw/tftpgw/gateway/cache"
+	"github.com/tftpgw/tftpgw/gateway/policy"
 	"github.com/tftpgw/tftpgw/gateway/remote"
+	"github.com/tftpgw/tftpgw/gateway/rewrite"
 	"github.com/tftpgw/tftpgw/internal/bytesize"
 )
 
-// parseFlags parses tftpgw's command line (without the program name) into
-// options and checks them (see validate). Whatever it refuses it reports
-// on stderr, as the flag package does (with the usage) for a malformed
-// flag, or as "tftpgw: " and the reason; it then returns the error, or
-// flag.ErrHelp for -h.
+// parseFlags parses tftpgw's command line (without the program name) and,
+// with -config, its configuration file, into options and checks them
+// (see validate). Whatever it refuses it reports on stderr, as the flag
+// package does (with the usage) for a malformed flag, or as "tftpgw: "
+// and the reason; it then returns the error, or flag.ErrHelp for -h.
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
-	o := &options{}
-	fs := o.flagSet(stderr)
-	// A configuration file (issue 20) goes here: read over the defaults
-	// that flagSet set, before Parse sets the flags given.
-	if err := fs.Parse(args); err != nil {
-		return nil, err
-	}
-	o.set = map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { o.set[f.Name] = true })
-	var err error
-	if fs.NArg() > 0 {
-		err = fmt.Errorf("unexpected arguments: %q", fs.Args())
-	} else {
-		err = o.validate()
-	}
-	if err != nil {
+	o, err := loadOptions(args, stderr)
+	if err != nil && !errors.Is(err, flag.ErrHelp) && !errors.Is(err, errFlagSyntax) {
 		for line := range strings.SplitSeq(err.Error(), "\n") {
 			fmt.Fprintln(stderr, "tftpgw:", line)
 		}
-		return nil, err
+	}
+	return o, err
+}
+
+// errFlagSyntax marks an error the flag package has reported already.
+var errFlagSyntax = errors.New("invalid flags")
+
+// loadOptions reads the options: the flags' defaults, the configuration
+// file's keys over them, and the flags given over both; then validates
+// them. The flag package reports a malformed flag on stderr itself.
+func loadOptions(args []string, stderr io.Writer) (*options, error) {
+	o := &options{}
+	fs := o.flagSet(stderr)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w: %w", errFlagSyntax, err)
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	if path := o.ConfigFile; path != "" {
+		// Again: the defaults, the file over them, the flags over both.
+		o = &options{set: map[string]bool{}}
+		fs = o.flagSet(io.Discard)
+		f, err := loadConfigFile(path, o, o.set)
+		if err != nil {
+			return nil, err
+		}
+		o.file = f
+		if err := fs.Parse(args); err != nil {
+			return nil, err // parsed once already
+		}
+		o.fromFile = map[string]bool{}
+		for name := range o.set {
+			if !given[name] {
+				o.fromFile[name] = true
+			}
+		}
+	} else {
+		o.set = map[string]bool{}
+	}
+	for name := range given {
+		o.set[name] = true
+	}
+	o.args = args
+	if err := o.validate(); err != nil {
+		return nil, o.nameKeys(err)
 	}
 	return o, nil
 }
@@ -56,13 +94,19 @@ func (o *options) flagSet(stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 
+	fs.StringVar(&o.ConfigFile, "config", "",
+		"read the configuration from the YAML `file` (examples/tftpgw.yaml shows every key); flags given override it.\n"+
+			"SIGHUP reloads its rewrite rules, policy, limits and log level")
+	fs.BoolVar(&o.Check, "check", false, "check the configuration (flags and -config) and exit: 0 if it is valid, 2 if not")
+
 	s := &o.Serving
-	fs.StringVar(&s.Listen, "listen", ":69", "UDP `address` to listen on; \":69\" and \"[::]:69\" serve IPv4 and IPv6")
+	fs.StringVar(&s.Listen, "listen", ":69", "UDP `address`es to listen on, comma-separated; \":69\" and \"[::]:69\" alone serve IPv4 and IPv6")
 	fs.StringVar(&s.Root, "root", "", "serve the files under `dir` (the embedded backend)")
 	fs.DurationVar(&s.Timeout, "timeout", gateway.DefaultTimeout, "retransmission timeout when the client negotiates none")
 	fs.IntVar(&s.Retries, "retries", gateway.DefaultRetries, "retransmissions of an unacknowledged packet before a session is given up")
 	fs.IntVar(&s.MaxBlksize, "max-blksize", gateway.DefaultMaxBlockSize, "largest blksize granted (8..65464); lower it to your path MTU minus 32 to avoid IP fragments")
 	fs.IntVar(&s.MaxWindowsize, "max-windowsize", gateway.DefaultMaxWindowSize, "largest windowsize granted (RFC 7440)")
+	fs.Var(&s.RefuseOptions, "refuse-options", "`options` never granted, comma-separated: blksize, timeout, tsize, windowsize (for firmware that breaks with one)")
 	fs.DurationVar(&s.MinTimeout, "min-timeout", gateway.DefaultMinTimeout, "floor of the adaptive retransmission timeout (RFC 6298 estimate from each session's round trips); >= -timeout makes the timer fixed")
 	fs.BoolVar(&s.SinglePort, "single-port", false, "send every reply from the listening port, keying sessions by client address and port (for NAT, containers and firewalls)")
 	fs.DurationVar(&s.DrainTimeout, "drain-timeout", 10*time.Second, "on SIGINT or SIGTERM, how long running sessions may finish before they are ended")
@@ -235,8 +279,22 @@ func (o *options) validate() error {
 		"backend-tls", "backend-ca", "backend-cert", "backend-key", "backend-server-name", "backend-token-file")
 	needs("stats-sink", "stats-sink-tls", "stats-sink-ca", "stats-sink-cert", "stats-sink-key",
 		"stats-sink-server-name", "stats-sink-token-file")
-	if _, err := newLogger(io.Discard, o.Log.Format, o.Log.Level); err != nil {
+	if _, err := newLogger(io.Discard, o.Log.Format, o.Log.Level, nil); err != nil {
 		check(err)
+	}
+	for _, n := range o.Serving.RefuseOptions {
+		if (&gateway.Limits{RefuseOptions: []string{n}}).Validate() != nil {
+			check(fmt.Errorf("-refuse-options %s: want blksize, timeout, tsize or windowsize", n))
+		}
+	}
+	if len(o.listenAddrs()) == 0 {
+		check(errors.New("-listen: no address"))
+	}
+	if _, err := policy.New(gateway.Limits{}, o.Policy); err != nil { // the limits are checked above
+		check(o.nameRules("policy", err))
+	}
+	if _, err := rewrite.New(o.Rewrite); err != nil {
+		check(o.nameRules("rewrite", err))
 	}
 	if len(errs) == 0 {
 		// Whatever else the server checks, named by its field.

@@ -170,7 +170,7 @@ func TestParseFlags(t *testing.T) {
 					t.Errorf("-%s marked as given", name)
 				}
 			}
-			got.set = nil
+			got.set, got.args = nil, nil
 			if !reflect.DeepEqual(*got, want) {
 				t.Errorf("parseFlags(%q) =\n%+v\nwant\n%+v", args, *got, want)
 			}
@@ -257,6 +257,8 @@ func TestParseFlagsRefuses(t *testing.T) {
 	}
 }
 
+var updateUsage = flag.Bool("update-usage", false, "rewrite testdata/usage.txt with the flags' usage")
+
 // TestUsage: every flag keeps its name, default and usage text (scripts
 // and operators depend on them); testdata/usage.txt is the -h output.
 func TestUsage(t *testing.T) {
@@ -272,6 +274,11 @@ func TestUsage(t *testing.T) {
 	fs := (&options{}).flagSet(&got)
 	fs.Lookup("edge-id").DefValue = "HOSTNAME" // the default is this machine's name
 	fs.PrintDefaults()
+	if *updateUsage {
+		if err := os.WriteFile("testdata/usage.txt", got.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	want, err := os.ReadFile("testdata/usage.txt")
 	if err != nil {
 		t.Fatal(err)

@@ -40,7 +40,7 @@ func seconds(t *testing.T, m map[string]any, key string) float64 {
 // as float seconds, top-level and in groups; text keeps Go's "12.345678ms".
 func TestNewLoggerJSONDurationsInSeconds(t *testing.T) {
 	var buf bytes.Buffer
-	logger, err := newLogger(&buf, "json", "info")
+	logger, err := newLogger(&buf, "json", "info", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +64,7 @@ func TestNewLoggerJSONDurationsInSeconds(t *testing.T) {
 	}
 
 	buf.Reset()
-	if logger, err = newLogger(&buf, "text", "info"); err != nil {
+	if logger, err = newLogger(&buf, "text", "info", nil); err != nil {
 		t.Fatal(err)
 	}
 	logger.Info("session end", slog.Duration("duration", 12345678*time.Nanosecond))

@@ -18,8 +18,10 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -38,7 +40,16 @@ func main() {
 	case err != nil:
 		os.Exit(2) // parseFlags reported it
 	}
-	logger, err := newLogger(os.Stderr, opts.Log.Format, opts.Log.Level)
+	if opts.Check {
+		if err := checkOptions(opts); err != nil {
+			fmt.Fprintln(os.Stderr, "tftpgw:", err)
+			os.Exit(2)
+		}
+		fmt.Println("tftpgw: configuration OK")
+		os.Exit(0)
+	}
+	level := new(slog.LevelVar) // a reload may change it
+	logger, err := newLogger(os.Stderr, opts.Log.Format, opts.Log.Level, level)
 	if err != nil { // validate refused these already
 		fmt.Fprintln(os.Stderr, "tftpgw:", err)
 		os.Exit(2)
@@ -51,15 +62,28 @@ func main() {
 	}
 	ctx, stopSignals := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	context.AfterFunc(ctx, stopSignals) // a second signal kills the process
-	if err := run(ctx, opts, svcUser, logger); err != nil {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	if err := run(ctx, opts, svcUser, logger, &reloader{signals: hup, level: level}); err != nil {
 		logger.Error("tftpgw stopped", "err", err)
 		os.Exit(1)
 	}
 }
 
-// listen opens the UDP socket, explaining a refused privileged port.
-func listen(addr string) (net.PacketConn, error) {
-	pc, err := net.ListenPacket("udp", addr)
+// listen opens a UDP socket, explaining a refused privileged port. One of
+// several (alone is false) listens on its address's family only, so that
+// "0.0.0.0:69" and "[::]:69" can be listened on together.
+func listen(addr string, alone bool) (net.PacketConn, error) {
+	network := "udp"
+	if host, _, err := net.SplitHostPort(addr); err == nil && !alone {
+		if ip, err := netip.ParseAddr(host); err == nil {
+			network = "udp6"
+			if ip.Is4() {
+				network = "udp4"
+			}
+		}
+	}
+	pc, err := net.ListenPacket(network, addr)
 	if err != nil {
 		if errors.Is(err, syscall.EACCES) {
 			return nil, fmt.Errorf("-listen %s: %w: ports below 1024 need CAP_NET_BIND_SERVICE (systemd: AmbientCapabilities=CAP_NET_BIND_SERVICE; or setcap cap_net_bind_service=+ep tftpgw), or root (then give -user)", addr, err)
@@ -69,12 +93,20 @@ func listen(addr string) (net.PacketConn, error) {
 	return pc, nil
 }
 
-func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(level)); err != nil {
+// newLogger returns the logger of -log-format and -log-level. If lv is
+// not nil, it is set to the level and the logger follows it (a reload
+// changes it).
+func newLogger(w io.Writer, format, level string, lv *slog.LevelVar) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("-log-level: %w", err)
 	}
-	opts := &slog.HandlerOptions{Level: lv}
+	var leveler slog.Leveler = l
+	if lv != nil {
+		lv.Set(l)
+		leveler = lv
+	}
+	opts := &slog.HandlerOptions{Level: leveler}
 	switch format {
 	case "text":
 		return slog.New(slog.NewTextHandler(w, opts)), nil
@@ -145,16 +177,23 @@ func (e *edge) close() {
 
 // run serves the options until ctx is done, then drains the sessions. It
 // takes options that validate accepted. If svcUser is not nil, tftpgw
-// becomes that user once its sockets are bound.
-func run(ctx context.Context, opts *options, svcUser *serviceUser, logger *slog.Logger) error {
+// becomes that user once its sockets are bound. r reloads the
+// configuration on its signals.
+func run(ctx context.Context, opts *options, svcUser *serviceUser, logger *slog.Logger, r *reloader) error {
 	e := newEdge(opts, logger)
 	defer e.close()
 	h, err := e.handler()
 	if err != nil {
 		return err
 	}
+	r.register(e.metrics.Registry())
+	lv := &live{content: h}
+	if err := lv.set(opts); err != nil {
+		return err // validate accepted them: not expected
+	}
 	srv := opts.server()
-	srv.Handler = h
+	srv.Handler = lv
+	srv.Admit = lv.Admit
 	srv.Logger = logger
 	stopStatsCtx, err := e.setupStats(ctx, srv)
 	if err != nil {
@@ -168,28 +207,63 @@ func run(ctx context.Context, opts *options, svcUser *serviceUser, logger *slog.
 		stopStatsCtx(sctx)
 	}
 
-	pc, err := listen(opts.Serving.Listen)
-	if err != nil {
-		stopStats()
-		return err
+	addrs := opts.listenAddrs()
+	var pcs []net.PacketConn
+	closeAll := func() {
+		for _, pc := range pcs {
+			pc.Close()
+		}
+	}
+	for _, a := range addrs {
+		pc, err := listen(a, len(addrs) == 1)
+		if err != nil {
+			closeAll()
+			stopStats()
+			return err
+		}
+		pcs = append(pcs, pc)
 	}
 	// Every socket is bound (-metrics in setupStats): root is not needed
 	// any more.
 	if err := dropPrivileges(logger, svcUser, e.root, opts.Backend.TokenFile, opts.Stats.Sink.TokenFile); err != nil {
-		pc.Close()
+		closeAll()
 		stopStats()
 		return err
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(pc) }()
+	if svcUser != nil && opts.ConfigFile != "" {
+		if f, err := os.Open(opts.ConfigFile); err != nil {
+			logger.Warn("-user cannot read -config: a reload (SIGHUP) will be refused", "user", svcUser.name, "err", err)
+		} else {
+			f.Close()
+		}
+	}
+	errc := make(chan error, len(pcs))
+	bound := make([]string, len(pcs))
+	for i, pc := range pcs {
+		bound[i] = pc.LocalAddr().String()
+		go func() { errc <- srv.Serve(pc) }()
+	}
 	e.setReady(true)
-	logger.Info("tftpgw serving", "listen", pc.LocalAddr().String())
+	logger.Info("tftpgw serving", "listen", strings.Join(bound, ","))
 
-	select {
-	case err := <-errc:
-		stopStats()
-		return err
-	case <-ctx.Done():
+	served := 0 // Serve calls returned
+wait:
+	for {
+		select {
+		case err := <-errc:
+			served++
+			srv.Close() // and the other listeners
+
+			for ; served < len(pcs); served++ {
+				<-errc
+			}
+			stopStats()
+			return err
+		case <-r.signals:
+			e.reload(r, lv)
+		case <-ctx.Done():
+			break wait
+		}
 	}
 	e.setReady(false)
 	logger.Info("draining sessions", "timeout", opts.Serving.DrainTimeout)
@@ -198,7 +272,9 @@ func run(ctx context.Context, opts *options, svcUser *serviceUser, logger *slog.
 	if err := srv.Shutdown(dctx); err != nil {
 		logger.Warn("drain timed out; remaining sessions were ended", "err", err)
 	}
-	<-errc
+	for ; served < len(pcs); served++ {
+		<-errc
+	}
 	stopStats()
 	logger.Info("tftpgw stopped")
 	return nil

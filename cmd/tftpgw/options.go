@@ -2,19 +2,25 @@ package main
 
 import (
 	"os"
+	"strings"
 	"time"
 
 	"github.com/tftpgw/tftpgw/gateway"
+	"github.com/tftpgw/tftpgw/gateway/policy"
+	"github.com/tftpgw/tftpgw/gateway/rewrite"
 	"github.com/tftpgw/tftpgw/internal/bytesize"
 )
 
-// options is tftpgw's configuration: every flag, in groups. parseFlags
-// fills it; each field names its flag, and README.md's "tftpgw flags"
-// says what the values mean. The fields are exported, in groups that
-// follow the README's tables, so that a configuration file can be decoded
-// into the same struct (issue 20: file keys map onto these fields, and
-// flags given on the command line override them).
+// options is tftpgw's configuration: every flag, in groups, and what only
+// the configuration file sets. parseFlags fills it; each field names its
+// flag, README.md's "tftpgw flags" says what the values mean, and
+// config.go maps the file's keys onto the same fields.
 type options struct {
+	// ConfigFile is -config: the YAML file read before the flags, which
+	// override it (config.go); Check is -check.
+	ConfigFile string
+	Check      bool
+
 	Serving servingOptions
 	Limits  limitOptions
 	Backend backendOptions
@@ -30,15 +36,23 @@ type options struct {
 	// sinks; the host name by default.
 	EdgeID string
 
-	// set holds the names of the flags given explicitly, for the rules
-	// "-backend-* needs -backend" and "-stats-sink-* needs -stats-sink". A
-	// configuration file will add the flags its keys stand for.
-	set map[string]bool
+	// Rewrite and Policy are the file's rewrite rules and policy (no
+	// flag sets them).
+	Rewrite []rewrite.Rule
+	Policy  []policy.Rule
+
+	// set holds the names of the flags given explicitly or by a key of the
+	// file, for the rules "-backend-* needs -backend" and "-stats-sink-*
+	// needs -stats-sink"; fromFile those the file set and the command
+	// line did not, whose errors name the key instead (file is the file).
+	set, fromFile map[string]bool
+	file          *configFile
+	args          []string // the command line, read again by a reload
 }
 
 // servingOptions are the flags of the TFTP service itself.
 type servingOptions struct {
-	Listen     string // -listen: the UDP address
+	Listen     string // -listen: the UDP addresses, comma-separated
 	Root       string // -root: serve the regular files under this directory
 	SinglePort bool   // -single-port: every reply from the listening port
 
@@ -46,8 +60,9 @@ type servingOptions struct {
 	MinTimeout time.Duration // -min-timeout: floor of the adaptive retransmission timer
 	Retries    int           // -retries: retransmissions before a session is given up; 0: none
 
-	MaxBlksize    int // -max-blksize: largest blksize granted
-	MaxWindowsize int // -max-windowsize: largest windowsize granted
+	MaxBlksize    int       // -max-blksize: largest blksize granted
+	MaxWindowsize int       // -max-windowsize: largest windowsize granted
+	RefuseOptions commaList // -refuse-options: options never granted
 
 	DrainTimeout time.Duration // -drain-timeout: on SIGINT or SIGTERM, how long sessions may finish
 }
@@ -103,8 +118,55 @@ type logOptions struct {
 	Level  string // -log-level: debug, info, warn or error
 }
 
+// commaList is a flag.Value of comma-separated words.
+type commaList []string
+
+func (l *commaList) String() string { return strings.Join(*l, ",") }
+
+func (l *commaList) Set(s string) error {
+	*l = nil
+	for w := range strings.SplitSeq(s, ",") {
+		if w = strings.TrimSpace(w); w != "" {
+			*l = append(*l, w)
+		}
+	}
+	return nil
+}
+
+// listenAddrs are the addresses of -listen.
+func (o *options) listenAddrs() []string {
+	var out []string
+	for a := range strings.SplitSeq(o.Serving.Listen, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// limits are the reloadable part of the options that the admission of
+// every request carries (see policy): the session limits and the
+// negotiation's caps and refusals.
+func (o *options) limits() gateway.Limits {
+	return gateway.Limits{
+		MaxSessions:          o.Limits.MaxSessions,
+		MaxSessionsPerClient: o.Limits.MaxSessionsPerClient,
+		ClientRequestRate:    o.Limits.ClientRate,
+		MaxBlockSize:         o.Serving.MaxBlksize,
+		MaxWindowSize:        o.Serving.MaxWindowsize,
+		RefuseOptions:        o.Serving.RefuseOptions,
+	}
+}
+
+// policy compiles the policy, with the limits as its defaults.
+func (o *options) policy() (*policy.Policy, error) {
+	return policy.New(o.limits(), o.Policy)
+}
+
 // server returns the gateway.Server the options describe, without a
-// Handler or a Logger (run sets them).
+// Handler, a Logger or an admission hook (run sets them). The refused
+// options are not among its fields: the admission hook (see limits)
+// carries them, so that a reload can change them.
 func (o *options) server() *gateway.Server {
 	s := &gateway.Server{
 		Addr:          o.Serving.Listen,
