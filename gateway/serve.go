@@ -48,6 +48,7 @@ type serverState struct {
 	integrityFailures atomic.Int64
 	policyRefusals    atomic.Int64
 	policyDrops       atomic.Int64
+	portsExhausted    atomic.Int64
 
 	activeN, bytesSent, packetsSent, retransmits              atomic.Int64
 	outcomes                                                  [numOutcomes]atomic.Int64
