@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"net"
+	"strconv"
 	"strings"
 	"time"
 
@@ -31,6 +33,7 @@ type config struct {
 	maxWindowMemory          int64 // <= 0: none
 	maxWindowMemoryPerClient int64 // <= 0: none
 	singlePort               bool
+	portRange                PortRange // the zero value: any port (and always with singlePort)
 	minTimeout               time.Duration
 
 	admit func(Arrival) Admission
@@ -134,6 +137,12 @@ func (s *Server) resolve() *config {
 	if c.minTimeout == 0 {
 		c.minTimeout = DefaultMinTimeout
 	}
+	if r := s.PortRange; !r.IsZero() && !c.singlePort {
+		if r.First > r.Last {
+			r.First, r.Last = r.Last, r.First
+		}
+		c.portRange = PortRange{First: max(r.First, 1), Last: r.Last}
+	}
 	if c.handler == nil {
 		c.handler = HandlerFunc(notFound)
 	}
@@ -177,11 +186,12 @@ func (s *Server) resolve() *config {
 // Validate reports the fields of s that the server would not use as they
 // are: a value out of its protocol range (MaxBlockSize outside 8..65464,
 // MaxWindowSize outside 1..32767), a negative duration, a rate that is
-// not a number. Zero values are valid (they mean the documented
-// defaults), and so are negative limits (no limit). [Server.Serve] does
-// not call it: it clamps such values instead, so a caller that must never
-// run a configuration other than the one given (a command's flags, a
-// config file) calls Validate first.
+// not a number, a PortRange that is inverted, starts at port 0, holds the
+// port of Addr or comes with SinglePort. Zero values are valid (they mean
+// the documented defaults), and so are negative limits (no limit).
+// [Server.Serve] does not call it: it clamps such values instead, so a
+// caller that must never run a configuration other than the one given (a
+// command's flags, a config file) calls Validate first.
 func (s *Server) Validate() error {
 	var errs []error
 	if v := s.MaxBlockSize; v != 0 && (v < wire.MinBlockSize || v > wire.MaxBlockSize) {
@@ -206,5 +216,30 @@ func (s *Server) Validate() error {
 			errs = append(errs, fmt.Errorf("RefuseOptions %q: want blksize, timeout, tsize or windowsize (other options are never granted)", n))
 		}
 	}
+	if r := s.PortRange; !r.IsZero() {
+		if err := r.check(); err != nil {
+			errs = append(errs, fmt.Errorf("PortRange %d-%d: %w", r.First, r.Last, err))
+		}
+		if s.SinglePort {
+			errs = append(errs, fmt.Errorf("PortRange %v with SinglePort: every reply then comes from the listening port, so a range for the sessions' ports has no use; set one or the other", r))
+		}
+		if p, ok := addrPort(s.Addr); ok && p != 0 && r.Contains(p) {
+			errs = append(errs, fmt.Errorf("PortRange %v holds port %d of Addr %q, the listening port: no session could use it", r, p, s.Addr))
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// addrPort is the port of a listening address as Addr gives it (69 for
+// ""); ok is false when it names none in digits (a service name).
+func addrPort(addr string) (port uint16, ok bool) {
+	if addr == "" {
+		addr = DefaultAddr
+	}
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(p, 10, 16)
+	return uint16(n), err == nil
 }

@@ -28,6 +28,15 @@ func TestValidate(t *testing.T) {
 		{"negative min timeout", &gateway.Server{MinTimeout: -time.Second}, "MinTimeout -1s"},
 		{"negative interval", &gateway.Server{StatsInterval: -time.Second}, "StatsInterval -1s"},
 		{"NaN rate", &gateway.Server{ClientRequestRate: math.NaN()}, "ClientRequestRate NaN"},
+		{"port range", &gateway.Server{PortRange: gateway.PortRange{First: 50000, Last: 50999}}, ""},
+		{"one port", &gateway.Server{PortRange: gateway.PortRange{First: 50000, Last: 50000}}, ""},
+		{"port range beside Addr's port", &gateway.Server{Addr: "127.0.0.1:6969", PortRange: gateway.PortRange{First: 6970, Last: 6979}}, ""},
+		{"port range, Addr port 0", &gateway.Server{Addr: "127.0.0.1:0", PortRange: gateway.PortRange{First: 1, Last: 9}}, ""},
+		{"inverted port range", &gateway.Server{PortRange: gateway.PortRange{First: 50999, Last: 50000}}, "PortRange 50999-50000: first port 50999 is above last port 50000"},
+		{"port range from 0", &gateway.Server{PortRange: gateway.PortRange{First: 0, Last: 10}}, "PortRange 0-10: port 0"},
+		{"port range with SinglePort", &gateway.Server{SinglePort: true, PortRange: gateway.PortRange{First: 50000, Last: 50003}}, "PortRange 50000-50003 with SinglePort"},
+		{"port range holds the default port", &gateway.Server{PortRange: gateway.PortRange{First: 60, Last: 70}}, `PortRange 60-70 holds port 69 of Addr ""`},
+		{"port range holds Addr's port", &gateway.Server{Addr: "[::]:6969", PortRange: gateway.PortRange{First: 6969, Last: 6969}}, `holds port 6969 of Addr "[::]:6969"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.s.Validate()

@@ -43,11 +43,17 @@ type serverState struct {
 	busyLog   atomic.Int64 // unix nanoseconds of the last "refusing" log line
 	busyNoted atomic.Int64 // busy at that line
 
+	// ports are the free ports of the port range, one taken at admission
+	// and put back when the session's socket is closed; nil without a
+	// range. Guarded by mu.
+	ports *udp.PortPool
+
 	broadcasts        udp.Broadcasts
 	ignoredBroadcasts atomic.Int64
 	integrityFailures atomic.Int64
 	policyRefusals    atomic.Int64
 	policyDrops       atomic.Int64
+	portsExhausted    atomic.Int64
 
 	activeN, bytesSent, packetsSent, retransmits              atomic.Int64
 	outcomes                                                  [numOutcomes]atomic.Int64
@@ -130,6 +136,9 @@ func (s *Server) init() *config {
 		st.active = make(map[sessionKey]*activeSession)
 		st.clients.init()
 		st.windows.Limit, st.windows.PerClient = st.conf.maxWindowMemory, st.conf.maxWindowMemoryPerClient
+		if r := st.conf.portRange; !r.IsZero() {
+			st.ports = udp.NewPortPool(r.First, r.Last)
+		}
 		var id [4]byte
 		rand.Read(id[:])
 		st.idPrefix = hex.EncodeToString(id[:])
@@ -291,12 +300,27 @@ func (s *Server) handlePacket(c *config, l *udp.Listener, b []byte, src netip.Ad
 		return
 	}
 	now := time.Now()
-	ok, perClient := st.admit(c, c.limitsFor(limits), src.Addr(), now)
+	// A full port range refuses before the other limits, which count
+	// what they admit (a rate limiter's token) and would have to be
+	// undone.
+	full := st.ports != nil && st.ports.Free() == 0
+	var perClient bool
+	ok = false
+	if !full {
+		ok, perClient = st.admit(c, c.limitsFor(limits), src.Addr(), now)
+	}
 	if !ok {
 		st.mu.Unlock()
+		if full {
+			st.portsExhausted.Add(1)
+		}
 		st.refusedBusy(c, src, now)
 		s.replyError(l, src, dst, errBusy.Code, errBusy.Message, len(b))
 		return
+	}
+	var port uint16 // 0: any
+	if st.ports != nil {
+		port, _ = st.ports.Take() // one is free (above)
 	}
 	ctx, cancel := context.WithCancelCause(st.ctx)
 	act := &activeSession{cancel: cancel, perClient: perClient}
@@ -311,7 +335,8 @@ func (s *Server) handlePacket(c *config, l *udp.Listener, b []byte, src netip.Ad
 
 	go s.startSession(ctx, c, admitted{
 		key: key, act: act, req: req, src: src,
-		local: netip.AddrPortFrom(dst, l.Port()), mux: mux, at: at, limits: limits,
+		local: netip.AddrPortFrom(dst, l.Port()), mux: mux, at: at,
+		limits: limits, port: port, l: l, reqLen: len(b),
 	})
 }
 
@@ -329,12 +354,13 @@ func (st *serverState) refusedBusy(c *config, client netip.AddrPort, now time.Ti
 		return
 	}
 	total := st.busy.Load()
-	c.logger.Warn("refusing read requests with \"server busy\": over a session, client or window-memory limit",
+	c.logger.Warn("refusing read requests with \"server busy\": over a session, client or window-memory limit, or no free port in the port range",
 		"client", client, "refused", total-st.busyNoted.Swap(total), "refused_total", total, "active_sessions", st.activeN.Load())
 }
 
-// sessionDone counts a finished session and forgets it.
-func (st *serverState) sessionDone(key sessionKey, act *activeSession, s *SessionStats) {
+// sessionDone counts a finished session and forgets it; port, the port of
+// its socket (closed by now) from the port range, if not 0, is free again.
+func (st *serverState) sessionDone(key sessionKey, act *activeSession, port uint16, s *SessionStats) {
 	st.activeN.Add(-1)
 	st.bytesSent.Add(s.BytesSent)
 	st.packetsSent.Add(s.PacketsSent)
@@ -354,6 +380,9 @@ func (st *serverState) sessionDone(key sessionKey, act *activeSession, s *Sessio
 		delete(st.active, key)
 	}
 	st.release(key.client.Addr(), act.perClient, time.Now())
+	if port != 0 {
+		st.ports.Put(port)
+	}
 	st.mu.Unlock()
 	st.sessions.Done()
 }

@@ -136,5 +136,26 @@ type Server struct {
 	// in containers or behind firewalls that only pass the server port.
 	SinglePort bool
 
+	// PortRange, if set, holds the ports of the sessions' own sockets
+	// (their transfer IDs, RFC 1350), for firewalls and NAT that pass
+	// only those, as tftpd-hpa's -R and dnsmasq's --tftp-port-range do.
+	// The zero value lets the kernel pick any port. A port is reserved
+	// when a request is admitted; with every port taken, the request gets
+	// ERROR 0 "server busy" from the listening port, counted in
+	// ServerStats.BusyRefusals and PortsExhausted. One range serves every
+	// listening socket, IPv4 and IPv6: it bounds the sessions running at
+	// once to its size. A port another program holds is skipped (a
+	// session that can bind none is refused and counted the same way). A
+	// port is free again once its session's socket is closed, and is
+	// reused only after others, so that a late datagram of an old session
+	// does not reach a new one.
+	//
+	// It has no use with SinglePort, where every reply comes from the
+	// listening port. Validate refuses that, a range that starts at port
+	// 0 or is inverted, and one that holds the port of Addr; Serve ignores
+	// the range with SinglePort, and otherwise reads port 0 as 1 and swaps
+	// inverted ends.
+	PortRange PortRange
+
 	state serverState // guarded by its own mutex; see serve.go
 }

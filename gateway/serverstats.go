@@ -21,6 +21,7 @@ func (s *Server) Stats() ServerStats {
 		IntegrityFailures: st.integrityFailures.Load(),
 		PolicyRefusals:    st.policyRefusals.Load(),
 		PolicyDrops:       st.policyDrops.Load(),
+		PortsExhausted:    st.portsExhausted.Load(),
 		ErrorsSent:        make(map[ErrorCode]int64),
 	}
 	for o := range st.outcomes {

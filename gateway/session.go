@@ -26,7 +26,20 @@ type admitted struct {
 	at    time.Time      // when the request arrived
 
 	limits *Limits // the admission hook's; nil: the server's
+
+	// port is the port of the port range reserved for the session's
+	// socket, 0 without a range; the session puts it back when it ends.
+	port uint16
+	// l and reqLen are the listening socket the request came in on and
+	// the request's length, to refuse it from there when no port of the
+	// range can be bound.
+	l      *udp.Listener
+	reqLen int
 }
+
+// errNoFreePort ends a session whose socket could bind no port of the
+// port range: every free one was held by other sockets.
+var errNoFreePort = errors.New("gateway: every free port of the port range is held by another socket")
 
 // startSession runs on the session's goroutine: it opens the session's
 // socket, normalises the path, calls the handler and runs the transfer
@@ -79,7 +92,18 @@ func (s *Server) startSession(ctx context.Context, c *config, a admitted) {
 		err  error
 	)
 	if a.mux == nil {
-		conn, sess.Client, err = udp.ListenSession(a.local.Addr(), a.src)
+		conn, sess.Client, err = s.listenSession(&a)
+	}
+	if errors.Is(err, errNoFreePort) {
+		// Refused as admission refuses a full range: from the listening
+		// port, counted with the other refusals (and as a session).
+		st.portsExhausted.Add(1)
+		st.refusedBusy(c, a.src, time.Now())
+		msg := a.l.ReplyError(a.src, a.local.Addr(), uint16(errBusy.Code), errBusy.Message, a.reqLen)
+		sess.Conn = udp.ClosedConn{}
+		stats.Outcome, stats.cause = OutcomeError, fmt.Errorf("%w (%v)", err, c.portRange)
+		stats.ErrorSent = &Error{Code: errBusy.Code, Message: msg}
+		return
 	}
 	if err != nil {
 		c.logger.Error("cannot open session socket", "session", id, "client", a.src, "err", err)
@@ -126,6 +150,40 @@ func (s *Server) startSession(ctx context.Context, c *config, a admitted) {
 		return
 	}
 	sess.Run(content)
+}
+
+// listenSession opens the session's own socket: on a port the kernel
+// picks, or, with a port range, on a.port, reserved at admission. When
+// another socket holds that port (another program's), the port goes back
+// to the pool and the next free one is tried, at most as many times as
+// the range has ports; a.port follows, so that the session puts back the
+// port it holds. It returns errNoFreePort, a.port then 0, when no port
+// could be bound.
+func (s *Server) listenSession(a *admitted) (udp.Conn, netip.AddrPort, error) {
+	if a.port == 0 {
+		return udp.ListenSession(a.local.Addr(), a.src)
+	}
+	st := &s.state
+	for range st.ports.Size() { // Size never changes: no lock needed
+		conn, client, err := udp.ListenSessionPort(a.local.Addr(), a.src, a.port)
+		if err == nil || !udp.AddrInUse(err) {
+			return conn, client, err
+		}
+		st.mu.Lock()
+		next, ok := st.ports.Take()
+		st.ports.Put(a.port) // after Take: not the next one tried
+		st.mu.Unlock()
+		if !ok {
+			a.port = 0
+			return nil, a.src, errNoFreePort
+		}
+		a.port = next
+	}
+	st.mu.Lock()
+	st.ports.Put(a.port)
+	st.mu.Unlock()
+	a.port = 0
+	return nil, a.src, errNoFreePort
 }
 
 // serve calls the handler; a panic there is logged and returned as an
@@ -190,7 +248,7 @@ func (s *Server) finishSession(c *config, a admitted, sess *session.Session, st 
 	}
 	st.Duration = time.Since(st.Start)
 	logSession(c.logger, st)
-	s.state.sessionDone(a.key, a.act, st)
+	s.state.sessionDone(a.key, a.act, a.port, st)
 	if c.sessionStats != nil {
 		reportSessionStats(c, st)
 	}

@@ -114,12 +114,13 @@ type ServerStats struct {
 	UnknownTIDPackets int64 // reaching a session's port from another transfer ID; those answered with ERROR 5 are in ErrorsSent
 	WriteRequests     int64 // refused with ERROR 2
 	DuplicateRequests int64 // RRQs ignored because their session runs
-	BusyRefusals      int64 // RRQs refused with "server busy" (over a limit)
+	BusyRefusals      int64 // RRQs refused with "server busy" (over a limit, or no free port in the PortRange)
 	IgnoredBroadcasts int64 // requests sent to a broadcast or multicast address
 	DuplicateAcks     int64 // ACKs that acknowledged nothing new, summed over finished sessions
 	IntegrityFailures int64 // sessions ended by [ErrIntegrity]
 	PolicyRefusals    int64 // requests Server.Admit refused with an ERROR
 	PolicyDrops       int64 // requests Server.Admit dropped without a word
+	PortsExhausted    int64 // RRQs refused with "server busy" because no port of Server.PortRange was free (or could be bound); also in BusyRefusals
 
 	// Final is set on the last report, made when the server stops.
 	Final bool

@@ -61,14 +61,15 @@ type backendSection struct {
 }
 
 type tftpSection struct {
-	Timeout       *duration `yaml:"timeout"`
-	MinTimeout    *duration `yaml:"min_timeout"`
-	Retries       *int      `yaml:"retries"`
-	MaxBlksize    *int      `yaml:"max_blksize"`
-	MaxWindowsize *int      `yaml:"max_windowsize"`
-	SinglePort    *bool     `yaml:"single_port"`
-	RefuseOptions *[]string `yaml:"refuse_options"`
-	DrainTimeout  *duration `yaml:"drain_timeout"`
+	Timeout       *duration  `yaml:"timeout"`
+	MinTimeout    *duration  `yaml:"min_timeout"`
+	Retries       *int       `yaml:"retries"`
+	MaxBlksize    *int       `yaml:"max_blksize"`
+	MaxWindowsize *int       `yaml:"max_windowsize"`
+	SinglePort    *bool      `yaml:"single_port"`
+	PortRange     *portRange `yaml:"port_range"`
+	RefuseOptions *[]string  `yaml:"refuse_options"`
+	DrainTimeout  *duration  `yaml:"drain_timeout"`
 }
 
 type limitsSection struct {
@@ -147,6 +148,7 @@ var flagKeys = map[string]string{
 	"max-blksize":                  "tftp.max_blksize",
 	"max-windowsize":               "tftp.max_windowsize",
 	"single-port":                  "tftp.single_port",
+	"port-range":                   "tftp.port_range",
 	"refuse-options":               "tftp.refuse_options",
 	"drain-timeout":                "tftp.drain_timeout",
 	"max-sessions":                 "limits.max_sessions",
@@ -313,6 +315,9 @@ func (f *configFile) apply(fc *fileConfig, o *options, set map[string]bool) erro
 		put(a, "max-blksize", t.MaxBlksize, &s.MaxBlksize)
 		put(a, "max-windowsize", t.MaxWindowsize, &s.MaxWindowsize)
 		put(a, "single-port", t.SinglePort, &s.SinglePort)
+		if t.PortRange != nil {
+			s.PortRange, a.set["port-range"] = t.PortRange.r, true
+		}
 		put(a, "refuse-options", t.RefuseOptions, (*[]string)(&s.RefuseOptions))
 		putDuration(a, "drain-timeout", t.DrainTimeout, &s.DrainTimeout)
 	}
@@ -513,6 +518,19 @@ func (s *sizeText) UnmarshalYAML(n *yaml.Node) error {
 		return nodeError(n, "%q: want a number of bytes such as 1073741824 or 1GiB", n.Value)
 	}
 	s.n = int64(b)
+	return nil
+}
+
+// portRange is tftp.port_range: "LO-HI", or one port.
+type portRange struct{ r gateway.PortRange }
+
+func (p *portRange) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return nodeError(n, "want a port range such as \"50000-50999\"")
+	}
+	if err := p.r.UnmarshalText([]byte(n.Value)); err != nil {
+		return nodeError(n, "%v", err)
+	}
 	return nil
 }
 

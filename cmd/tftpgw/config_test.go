@@ -66,7 +66,7 @@ func TestEveryFlagHasAKey(t *testing.T) {
 		"backend-key": "edge-key.pem", "backend-server-name": "content", "backend-token-file": "backend.token",
 		"backend-header-timeout": "3s", "backend-idle-timeout": "11s", "backend-resumes": "4", "backend-resume-timeout": "12s",
 		"timeout": "2s", "min-timeout": "30ms", "retries": "6", "max-blksize": "1468", "max-windowsize": "32",
-		"single-port": "true", "refuse-options": "windowsize,tsize", "drain-timeout": "20s",
+		"single-port": "true", "port-range": "50000-50999", "refuse-options": "windowsize,tsize", "drain-timeout": "20s",
 		"max-sessions": "1000", "max-sessions-per-client": "8", "client-rate": "20",
 		"max-window-memory": "268435456", "max-window-memory-per-client": "-1",
 		"stats-sink": "collector:7069", "stats-interval": "30s", "stats-sink-tls": "true", "stats-sink-ca": "sca.pem",
@@ -164,6 +164,8 @@ func TestBadConfigNamesKeyAndLine(t *testing.T) {
 		{"no replace", "root: /tmp\nrewrite:\n  - {match: 'a'}\n", []string{":3: rewrite[0]: replace is missing"}},
 		{"every error at once", "root: /tmp\ntftp: {timeout: 5, bogus: 1}\nlog: {level: loud}\n",
 			[]string{":2: tftp.timeout", ":2: unknown key bogus in tftp"}},
+		{"bad port range", "root: /tmp\ntftp:\n  port_range: 50000:50999\n", []string{`:3: tftp.port_range: `}},
+		{"port range with single port", "root: /tmp\ntftp:\n  single_port: true\n  port_range: 50000-50003\n", []string{`:4: tftp.port_range 50000-50003 with tftp.single_port`}},
 		{"not yaml", "root: [\n", []string{":1: did not find expected node content"}},
 		{"refused after decoding", "root: /tmp\nlog: {level: loud}\n", []string{`:2: log.level`}},
 	} {

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -109,6 +111,10 @@ func (o *options) flagSet(stderr io.Writer) *flag.FlagSet {
 	fs.Var(&s.RefuseOptions, "refuse-options", "`options` never granted, comma-separated: blksize, timeout, tsize, windowsize (for firmware that breaks with one)")
 	fs.DurationVar(&s.MinTimeout, "min-timeout", gateway.DefaultMinTimeout, "floor of the adaptive retransmission timeout (RFC 6298 estimate from each session's round trips); >= -timeout makes the timer fixed")
 	fs.BoolVar(&s.SinglePort, "single-port", false, "send every reply from the listening port, keying sessions by client address and port (for NAT, containers and firewalls)")
+	fs.TextVar(&s.PortRange, "port-range", gateway.PortRange{},
+		"send each session's packets from a port in `LO-HI` only (such as 50000-50999; one port: N), for firewalls and NAT that pass only those;\n"+
+			"the range bounds the sessions running at once to its size (a request finding no free port gets ERROR 0 \"server busy\").\n"+
+			"Empty: any port")
 	fs.DurationVar(&s.DrainTimeout, "drain-timeout", 10*time.Second, "on SIGINT or SIGTERM, how long running sessions may finish before they are ended")
 
 	l := &o.Limits
@@ -241,6 +247,15 @@ func (o *options) validate() error {
 	}
 	if v := o.Backend.Resumes; v < 0 {
 		check(fmt.Errorf("-backend-resumes %d: must be 0 (never) or more", v))
+	}
+	if r := o.Serving.PortRange; !r.IsZero() {
+		if o.Serving.SinglePort {
+			check(fmt.Errorf("-port-range %v with -single-port: every reply then comes from the listening port; give one or the other", r))
+		} else if _, p, err := net.SplitHostPort(o.Serving.Listen); err == nil {
+			if n, err := strconv.ParseUint(p, 10, 16); err == nil && n != 0 && r.Contains(uint16(n)) {
+				check(fmt.Errorf("-port-range %v holds port %d of -listen %s: no session could use the listening port", r, n, o.Serving.Listen))
+			}
+		}
 	}
 	// The server's ranges, one field at a time so that an error names its
 	// flag. A field's zero means its default, but the flags' is refused.

@@ -44,6 +44,9 @@ func TestBadFlagValuesAreRejected(t *testing.T) {
 		{"-stats-interval", "0"},
 		{"-max-window-memory-per-client", "-2"},
 		{"-backend", "127.0.0.1:1"}, // with -root: both
+		{"-port-range", "50000-50003", "-single-port"},
+		{"-port-range", "0-10"},
+		{"-port-range", "50999-50000"},
 	} {
 		t.Run(strings.Join(bad, "="), func(t *testing.T) {
 			t.Parallel()
@@ -114,6 +117,11 @@ func TestParseFlags(t *testing.T) {
 					Timeout: 2 * time.Second, MinTimeout: 5 * time.Millisecond, Retries: 0,
 					MaxBlksize: 1468, MaxWindowsize: 16, DrainTimeout: 0}
 			}},
+		{"port range", []string{"-port-range", "50000-50999"},
+			func(o *options) { o.Serving.PortRange = gateway.PortRange{First: 50000, Last: 50999} }},
+		{"one port", []string{"-port-range", "50000"},
+			func(o *options) { o.Serving.PortRange = gateway.PortRange{First: 50000, Last: 50000} }},
+		{"no port range", []string{"-port-range", ""}, func(*options) {}},
 		{"limits", []string{"-max-sessions", "-1", "-max-sessions-per-client", "8", "-client-rate", "0.5",
 			"-max-window-memory", "1048576", "-max-window-memory-per-client", "-1"},
 			func(o *options) {
@@ -188,12 +196,21 @@ func TestOptionsServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// -port-range and -single-port exclude each other: a second set of
+	// options for the range.
+	ranged, err := parseFlags([]string{"-root", "/srv", "-listen", ":6969", "-port-range", "50000-50003"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
 	got := o.server()
 	want := &gateway.Server{Addr: ":6969", Retries: -1, MaxBlockSize: 1468, MaxWindowSize: 16,
 		Timeout: 2 * time.Second, MinTimeout: 5 * time.Millisecond, SinglePort: true, StatsInterval: 5 * time.Second,
 		MaxSessions: 10, MaxSessionsPerClient: 2, ClientRequestRate: -1, MaxWindowMemory: 4096, MaxWindowMemoryPerClient: 1024}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("server() = %+v\nwant %+v", got, want)
+	}
+	if got := ranged.server().PortRange; got != (gateway.PortRange{First: 50000, Last: 50003}) {
+		t.Errorf("server().PortRange = %v, want 50000-50003", got)
 	}
 }
 
@@ -238,6 +255,12 @@ func TestParseFlagsRefuses(t *testing.T) {
 		{[]string{"-stats-sink-ca", "ca.pem"}, "-stats-sink-ca needs -stats-sink"},
 		{[]string{"-log-format", "xml"}, "-log-format"},
 		{[]string{"-log-level", "loud"}, "-log-level"},
+		{[]string{"-port-range", "50000-50003", "-single-port"}, "-port-range 50000-50003 with -single-port"},
+		{[]string{"-port-range", "60-70"}, "-port-range 60-70 holds port 69 of -listen :69"},
+		{[]string{"-listen", "[::1]:6969", "-port-range", "6969"}, "-port-range 6969 holds port 6969 of -listen [::1]:6969"},
+		{[]string{"-port-range", "50999-50000"}, `invalid value "50999-50000" for flag -port-range: port range "50999-50000": first port 50999 is above last port 50000`},
+		{[]string{"-port-range", "0-10"}, `invalid value "0-10" for flag -port-range: port range "0-10": "0" is not a port`},
+		{[]string{"-port-range", "50000:50999"}, `invalid value "50000:50999" for flag -port-range`},
 		{[]string{"-no-such-flag"}, "flag provided but not defined: -no-such-flag"},
 		{[]string{"serve"}, `unexpected arguments: ["serve"]`},
 	} {

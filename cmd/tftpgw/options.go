@@ -56,6 +56,8 @@ type servingOptions struct {
 	Root       string // -root: serve the regular files under this directory
 	SinglePort bool   // -single-port: every reply from the listening port
 
+	PortRange gateway.PortRange // -port-range: the ports of the sessions' sockets; zero: any
+
 	Timeout    time.Duration // -timeout: retransmission timeout when the client negotiates none
 	MinTimeout time.Duration // -min-timeout: floor of the adaptive retransmission timer
 	Retries    int           // -retries: retransmissions before a session is given up; 0: none
@@ -176,6 +178,7 @@ func (o *options) server() *gateway.Server {
 		MaxBlockSize:  o.Serving.MaxBlksize,
 		MaxWindowSize: o.Serving.MaxWindowsize,
 		SinglePort:    o.Serving.SinglePort,
+		PortRange:     o.Serving.PortRange,
 		StatsInterval: o.Stats.Interval,
 
 		MaxSessions:              o.Limits.MaxSessions,

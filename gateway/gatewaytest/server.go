@@ -10,6 +10,7 @@
 //   - [NewProxy] puts a lossy, duplicating, reordering and delaying UDP
 //     relay between a client and a server.
 //   - [Files] serves files from memory and [Pattern] makes their content.
+//   - [FreePortRange] picks free ports for a server's PortRange.
 //
 // Everything listens on 127.0.0.1 with an ephemeral port, unless a test
 // asks for another address with [NewServerOn] or [NewClientOn] (another

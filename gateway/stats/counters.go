@@ -170,7 +170,7 @@ var counters = []counter{
 		field:     "busy_refusals",
 		edge:      "tftpgw_busy_refusals_total",
 		collector: "tftpgw_collector_edge_busy_refusals_total",
-		help:      "Read requests refused with ERROR 0 \"server busy\": over a session, per-client, rate or window-memory limit.",
+		help:      "Read requests refused with ERROR 0 \"server busy\": over a session, per-client, rate or window-memory limit, or no free port in the port range.",
 		server:    func(s *gateway.ServerStats) int64 { return s.BusyRefusals },
 	},
 	{
@@ -200,6 +200,13 @@ var counters = []counter{
 		collector: "tftpgw_collector_edge_policy_drops_total",
 		help:      "Requests the edge's admission policy dropped without an answer.",
 		server:    func(s *gateway.ServerStats) int64 { return s.PolicyDrops },
+	},
+	{
+		field:     "ports_exhausted",
+		edge:      "tftpgw_ports_exhausted_total",
+		collector: "tftpgw_collector_edge_ports_exhausted_total",
+		help:      "Read requests refused with ERROR 0 \"server busy\" because no port of the edge's port range (tftpgw -port-range) was free for the session's socket, or none could be bound (other programs held them).",
+		server:    func(s *gateway.ServerStats) int64 { return s.PortsExhausted },
 	},
 }
 

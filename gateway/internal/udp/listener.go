@@ -158,10 +158,10 @@ func (l *Listener) writeTo(b, oob []byte, to netip.AddrPort) error {
 }
 
 // ReplyError sends an ERROR from the listening port, from the address the
-// request was sent to. The reply is never longer than the request of
-// reqLen bytes (the message is cut), so a spoofed source cannot use the
-// server to amplify traffic.
-func (l *Listener) ReplyError(to netip.AddrPort, from netip.Addr, code uint16, msg string, reqLen int) {
+// request was sent to, and returns the message sent. The reply is never
+// longer than the request of reqLen bytes (the message is cut), so a
+// spoofed source cannot use the server to amplify traffic.
+func (l *Listener) ReplyError(to netip.AddrPort, from netip.Addr, code uint16, msg string, reqLen int) string {
 	if n := max(reqLen-5, 0); len(msg) > n { // opcode, code and NUL take 5 bytes
 		msg = msg[:n]
 	}
@@ -170,6 +170,7 @@ func (l *Listener) ReplyError(to netip.AddrPort, from netip.Addr, code uint16, m
 	defer l.wmu.Unlock()
 	l.wbuf = wire.AppendError(l.wbuf[:0], code, msg)
 	l.writeTo(l.wbuf, oob, to)
+	return msg
 }
 
 // Close closes the socket.

@@ -22,7 +22,7 @@ import (
 )
 
 // Conn is a session's connection to its client: its own socket (see
-// ListenSession), or the listening socket in single-port mode (MuxConn).
+// ListenSession and ListenSessionPort), or the listening socket in single-port mode (MuxConn).
 type Conn interface {
 	// ReadFromUDPAddrPort, WriteToUDPAddrPort, SetReadDeadline and Close
 	// are net.UDPConn's.
@@ -76,9 +76,17 @@ type FileSender interface {
 }
 
 // ListenSession opens a session's socket on the address the request was
-// sent to, so that replies come from it (RFC 1350 section 4), and returns
-// it with the client's address in the socket's family.
+// sent to, so that replies come from it (RFC 1350 section 4), with a port
+// the kernel picks, and returns it with the client's address in the
+// socket's family.
 func ListenSession(local netip.Addr, client netip.AddrPort) (Conn, netip.AddrPort, error) {
+	return ListenSessionPort(local, client, 0)
+}
+
+// ListenSessionPort is ListenSession on the given port (one of a server's
+// port range, see PortPool); 0 lets the kernel pick. When another socket
+// holds that port on the address, the error satisfies AddrInUse.
+func ListenSessionPort(local netip.Addr, client netip.AddrPort, port uint16) (Conn, netip.AddrPort, error) {
 	network := "udp6"
 	if client.Addr().Is4In6() || client.Addr().Is4() {
 		network = "udp4"
@@ -92,8 +100,11 @@ func ListenSession(local netip.Addr, client netip.AddrPort) (Conn, netip.AddrPor
 	} else if !local.Is6() || local.Is4In6() {
 		local = netip.IPv6Unspecified()
 	}
-	c, err := net.ListenUDP(network, net.UDPAddrFromAddrPort(netip.AddrPortFrom(local, 0)))
+	c, err := net.ListenUDP(network, net.UDPAddrFromAddrPort(netip.AddrPortFrom(local, port)))
 	if err != nil {
+		if port != 0 {
+			return nil, client, fmt.Errorf("session socket on %s: %w", netip.AddrPortFrom(local, port), err)
+		}
 		return nil, client, fmt.Errorf("session socket on %s: %w", local, err)
 	}
 	return newSessionConn(c, client), client, nil

@@ -798,7 +798,8 @@ type Counters struct {
 	// is either acknowledged by the sink or counted here.
 	StatsEventsDropped uint64 `protobuf:"varint,16,opt,name=stats_events_dropped,json=statsEventsDropped,proto3" json:"stats_events_dropped,omitempty"`
 	// Read requests refused with ERROR 0 "server busy": over a session,
-	// per-client, rate or window-memory limit. Also counted in errors_sent.
+	// per-client, rate or window-memory limit, or no free port in the port
+	// range. Also counted in errors_sent.
 	BusyRefusals uint64 `protobuf:"varint,17,opt,name=busy_refusals,json=busyRefusals,proto3" json:"busy_refusals,omitempty"`
 	// Requests sent to a broadcast or multicast address, ignored (RFC 1123
 	// 4.2.3.5).
@@ -811,9 +812,15 @@ type Counters struct {
 	// session (also counted in errors_sent).
 	PolicyRefusals uint64 `protobuf:"varint,20,opt,name=policy_refusals,json=policyRefusals,proto3" json:"policy_refusals,omitempty"`
 	// Requests the edge's admission policy dropped without an answer.
-	PolicyDrops   uint64 `protobuf:"varint,21,opt,name=policy_drops,json=policyDrops,proto3" json:"policy_drops,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	PolicyDrops uint64 `protobuf:"varint,21,opt,name=policy_drops,json=policyDrops,proto3" json:"policy_drops,omitempty"`
+	// Read requests refused with ERROR 0 "server busy" because no port of the
+	// edge's port range (tftpgw -port-range) was free for the session's
+	// socket, or none could be bound (other programs held them). Also counted
+	// in busy_refusals and errors_sent. The range bounds the sessions running
+	// at once to its size.
+	PortsExhausted uint64 `protobuf:"varint,22,opt,name=ports_exhausted,json=portsExhausted,proto3" json:"ports_exhausted,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Counters) Reset() {
@@ -993,6 +1000,13 @@ func (x *Counters) GetPolicyDrops() uint64 {
 	return 0
 }
 
+func (x *Counters) GetPortsExhausted() uint64 {
+	if x != nil {
+		return x.PortsExhausted
+	}
+	return 0
+}
+
 var File_tftpgw_v1_stats_proto protoreflect.FileDescriptor
 
 const file_tftpgw_v1_stats_proto_rawDesc = "" +
@@ -1053,7 +1067,7 @@ const file_tftpgw_v1_stats_proto_rawDesc = "" +
 	"\x0factive_sessions\x18\x04 \x01(\x04R\x0eactiveSessions\x12)\n" +
 	"\x05delta\x18\x05 \x01(\v2\x13.tftpgw.v1.CountersR\x05delta\x12)\n" +
 	"\x05total\x18\x06 \x01(\v2\x13.tftpgw.v1.CountersR\x05total\x12\x14\n" +
-	"\x05final\x18\a \x01(\bR\x05final\"\xb3\b\n" +
+	"\x05final\x18\a \x01(\bR\x05final\"\xdc\b\n" +
 	"\bCounters\x12\x1f\n" +
 	"\vsessions_ok\x18\x01 \x01(\x04R\n" +
 	"sessionsOk\x12%\n" +
@@ -1079,7 +1093,8 @@ const file_tftpgw_v1_stats_proto_rawDesc = "" +
 	"\x12ignored_broadcasts\x18\x12 \x01(\x04R\x11ignoredBroadcasts\x12-\n" +
 	"\x12integrity_failures\x18\x13 \x01(\x04R\x11integrityFailures\x12'\n" +
 	"\x0fpolicy_refusals\x18\x14 \x01(\x04R\x0epolicyRefusals\x12!\n" +
-	"\fpolicy_drops\x18\x15 \x01(\x04R\vpolicyDrops\x1a=\n" +
+	"\fpolicy_drops\x18\x15 \x01(\x04R\vpolicyDrops\x12'\n" +
+	"\x0fports_exhausted\x18\x16 \x01(\x04R\x0eportsExhausted\x1a=\n" +
 	"\x0fErrorsSentEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\rR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\x1a@\n" +
