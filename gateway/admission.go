@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"context"
+	"log/slog"
 	"net/netip"
 	"time"
 )
@@ -105,6 +107,7 @@ func (s *Server) admit(c *config, a Arrival, answer func(*Error)) (l *Limits, ok
 		return d.Limits, true
 	case AdmitDrop:
 		s.state.policyDrops.Add(1)
+		logPolicy(c.logger, a, "dropped", nil)
 		return nil, false
 	default:
 		e := d.Error
@@ -112,7 +115,22 @@ func (s *Server) admit(c *config, a Arrival, answer func(*Error)) (l *Limits, ok
 			e = errPolicy
 		}
 		s.state.policyRefusals.Add(1)
+		logPolicy(c.logger, a, "refused", e)
 		answer(e)
 		return nil, false
 	}
+}
+
+// logPolicy logs, at debug level, a request the admission hook refused or
+// dropped (to follow one client: a flood of them is counted, never
+// logged at the default level).
+func logPolicy(l *slog.Logger, a Arrival, what string, e *Error) {
+	if !l.Enabled(context.Background(), slog.LevelDebug) {
+		return
+	}
+	attrs := []slog.Attr{slog.String("client", a.Client.String()), slog.String("raw_path", a.RawPath), slog.Bool("write", a.Write)}
+	if e != nil {
+		attrs = append(attrs, slog.Int("error_code", int(e.Code)), slog.String("error", e.Message))
+	}
+	l.LogAttrs(context.Background(), slog.LevelDebug, "request "+what+" by policy", attrs...)
 }

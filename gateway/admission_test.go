@@ -291,3 +291,35 @@ func (l lockedWriter) Write(b []byte) (int, error) {
 	defer l.mu.Unlock()
 	return l.w.Write(b)
 }
+
+// TestPolicyRefusalsLoggedAtDebug: a refused or dropped request leaves a
+// line at debug level, to follow one client; none at info.
+func TestPolicyRefusalsLoggedAtDebug(t *testing.T) {
+	for _, level := range []slog.Level{slog.LevelDebug, slog.LevelInfo} {
+		var log strings.Builder
+		var mu sync.Mutex
+		ts := gatewaytest.NewServer(t, gatewaytest.Files{}, gatewaytest.FixedTimer, func(s *gateway.Server) {
+			s.Logger = slog.New(slog.NewTextHandler(lockedWriter{&mu, &log}, &slog.HandlerOptions{Level: level}))
+			s.Admit = func(a gateway.Arrival) gateway.Admission {
+				if a.RawPath == "drop-me" {
+					return gateway.Admission{Action: gateway.AdmitDrop}
+				}
+				return gateway.Admission{Action: gateway.AdmitRefuse}
+			}
+		})
+		c := gatewaytest.NewClient(t, ts.Addr())
+		c.RRQ("refuse-me-with-a-long-name", "octet")
+		c.Expect(gatewaytest.ErrorPacket(2, "access violation"))
+		c.RRQ("drop-me", "octet")
+		c.ExpectNothing(100 * time.Millisecond)
+		ts.Close()
+		mu.Lock()
+		got := log.String()
+		mu.Unlock()
+		refused := strings.Contains(got, `msg="request refused by policy"`) && strings.Contains(got, "raw_path=refuse-me-with-a-long-name write=false error_code=2")
+		dropped := strings.Contains(got, `msg="request dropped by policy"`) && strings.Contains(got, "raw_path=drop-me")
+		if want := level == slog.LevelDebug; refused != want || dropped != want {
+			t.Errorf("level %v: refused logged %v, dropped logged %v, want %v:\n%s", level, refused, dropped, want, got)
+		}
+	}
+}

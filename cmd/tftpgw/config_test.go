@@ -461,3 +461,13 @@ func TestConfigRulesCompile(t *testing.T) {
 		t.Errorf("policy %+v", p)
 	}
 }
+
+// TestCheckLooksUpUser: -check refuses a -user that does not exist (a
+// start would).
+func TestCheckLooksUpUser(t *testing.T) {
+	out, err := exec.Command(binPath, "-root", t.TempDir(), "-user", "no-such-user-tftpgw", "-check").CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), "-user no-such-user-tftpgw") {
+		t.Errorf("-check with an unknown user: %v, %q", err, out)
+	}
+}

@@ -98,7 +98,7 @@ func (o *options) flagSet(stderr io.Writer) *flag.FlagSet {
 
 	fs.StringVar(&o.ConfigFile, "config", "",
 		"read the configuration from the YAML `file` (examples/tftpgw.yaml shows every key); flags given override it.\n"+
-			"SIGHUP reloads its rewrite rules, policy, limits and log level")
+			"SIGHUP reloads its rewrite rules, policy, session limits, blksize and windowsize caps, refused options and log level")
 	fs.BoolVar(&o.Check, "check", false, "check the configuration (flags and -config) and exit: 0 if it is valid, 2 if not")
 
 	s := &o.Serving

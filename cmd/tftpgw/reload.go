@@ -165,10 +165,13 @@ func levelOf(s string) (slog.Level, error) {
 }
 
 // checkOptions is -check: what validate does not check without serving,
-// short of binding the sockets: the root directory opens, the TLS files and
-// token files read.
+// short of binding the sockets: -user exists, the root directory opens, the
+// TLS files and token files read.
 func checkOptions(o *options) error {
 	var errs []error
+	if _, err := lookupServiceUser(o.User); err != nil {
+		errs = append(errs, err)
+	}
 	if o.Serving.Root != "" {
 		r, err := os.OpenRoot(o.Serving.Root)
 		if err != nil {
