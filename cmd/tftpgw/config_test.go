@@ -471,3 +471,27 @@ func TestCheckLooksUpUser(t *testing.T) {
 		t.Errorf("-check with an unknown user: %v, %q", err, out)
 	}
 }
+
+// TestListenSeveralAddresses: a list of addresses listens on each, an IPv4
+// and an IPv6 literal side by side (each on its own family), and serves
+// from both.
+func TestListenSeveralAddresses(t *testing.T) {
+	root := t.TempDir()
+	if err := os.WriteFile(filepath.Join(root, "f"), []byte("both families"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	port := freeUDPPort(t)
+	cfg := writeConfig(t, "root: "+root+"\nlisten: [\"127.0.0.1:"+strconv.Itoa(port)+"\", \"[::1]:"+strconv.Itoa(port)+"\"]\n")
+	g := startGateway(t, "-config", cfg, "-listen", "127.0.0.1:"+strconv.Itoa(port)+",[::1]:"+strconv.Itoa(port))
+	g.waitLog(t, `"listen":"127.0.0.1:`+strconv.Itoa(port)+`,[::1]:`+strconv.Itoa(port)+`"`)
+	for _, tc := range []struct{ network, from, server string }{
+		{"udp4", "127.0.0.1:0", "127.0.0.1"},
+		{"udp6", "[::1]:0", "::1"},
+	} {
+		srv := netip.AddrPortFrom(netip.MustParseAddr(tc.server), uint16(port))
+		c := gatewaytest.NewClientOn(t, tc.network, tc.from, srv)
+		c.RRQ("f", "octet")
+		c.Expect(gatewaytest.Data(1, []byte("both families")))
+		c.Ack(1)
+	}
+}
