@@ -304,12 +304,11 @@ func (s *Server) handlePacket(c *config, l *udp.Listener, b []byte, src netip.Ad
 	// what they admit (a rate limiter's token) and would have to be
 	// undone.
 	full := st.ports != nil && st.ports.Free() == 0
-	var perClient bool
-	ok = false
+	accepted, perClient := false, false
 	if !full {
-		ok, perClient = st.admit(c, c.limitsFor(limits), src.Addr(), now)
+		accepted, perClient = st.admit(c, c.limitsFor(limits), src.Addr(), now)
 	}
-	if !ok {
+	if !accepted {
 		st.mu.Unlock()
 		if full {
 			st.portsExhausted.Add(1)
