@@ -1,9 +1,11 @@
-// Package session is tftpgw's transfer engine: one read transfer from its
-// OACK to its final ACK (RFC 1350, 2347, 2348, 2349, 7440), over a
-// connection of package udp, reading a Content. The server (package
-// gateway) admits the request, opens the connection and calls the handler;
-// a Session then negotiates the options, sends the content in windows,
-// retransmits and ends with an Outcome and its Stats. What it needs from
+// Package session is tftpgw's transfer engine: one transfer (RFC 1350,
+// 2347, 2348, 2349, 7440) over a connection of package udp, a read from
+// its OACK to its final ACK, reading a Content, or an upload from its
+// first ACK to its last, writing a Sink. The server (package gateway)
+// admits the request, opens the connection and calls the handler; a
+// Session then negotiates the options, sends the content in windows (or
+// receives the upload's), retransmits and ends with an Outcome and its
+// Stats. What it needs from
 // the server (window memory, counting, the shutdown state, the TFTP error
 // for a content's error) comes through Host.
 //
@@ -12,9 +14,9 @@
 // session), window.go the window ring and the sends of its blocks,
 // content.go the reading of the content into it with the integrity
 // checks, watchdog.go the content-read watchdog, negotiate.go the
-// options, rto.go the retransmission timer. A receiving side (WRQ) goes
-// beside the sending one, as a state machine of its own over the same
-// Conn, Host, window memory, negotiation and timer.
+// options, rto.go the retransmission timer, receive.go the receiving side
+// (uploads: WRQ), a state machine of its own over the same Conn, Host,
+// window memory, negotiation and timer.
 package session
 
 import (
@@ -151,6 +153,7 @@ type Stats struct {
 	Cause             error         // the internal cause of a failure, for logs
 
 	BytesSent, BytesAcked, PacketsSent, Retransmits, DuplicateAcks int64
+	BytesReceived                                                  int64         // an upload's payload bytes received in order
 	TimeToFirstData                                                time.Duration // 0: no DATA sent
 }
 
@@ -195,8 +198,9 @@ var (
 	errStalledReply = &Error{Code: 0, Message: "timeout"}
 )
 
-// Session is one read transfer. The server sets the exported fields, then
-// calls Run (or Refuse); all fields are then owned by that goroutine.
+// Session is one transfer: a read (Run) or an upload (Receive). The
+// server sets the exported fields, then calls Run, Receive or Refuse; all
+// fields are then owned by that goroutine.
 type Session struct {
 	ID      string          // names the session in logs
 	Conn    udp.Conn        // the client's transfer ID
@@ -241,6 +245,8 @@ type Session struct {
 	// one duplicated or reordered packet would make every later window go
 	// out twice.
 	recover uint64
+
+	done bool // an upload was stored and its final ACK sent
 
 	lastSend time.Time // when DATA last went out (see clientTimer)
 	lastAck  time.Time // when the client's last ACK came (see clientTimer)
@@ -686,7 +692,7 @@ func (s *Session) superseded() bool {
 	}
 	s.st.Outcome = OutcomeAborted
 	s.st.Cause = ErrSuperseded
-	if s.last != 0 && s.sentTo == s.last {
+	if s.done || s.last != 0 && s.sentTo == s.last {
 		s.st.Outcome = OutcomeOK
 		s.st.Cause = nil
 	}
