@@ -892,17 +892,18 @@ type Counters struct {
 	// in busy_refusals and errors_sent. The range bounds the sessions running
 	// at once to its size.
 	PortsExhausted uint64 `protobuf:"varint,22,opt,name=ports_exhausted,json=portsExhausted,proto3" json:"ports_exhausted,omitempty"`
-	// Uploads (write requests) that ended, by outcome: stored and
-	// acknowledged. Uploads are sessions too, also counted in sessions_*.
+	// Finished uploads (write requests), by outcome; also counted in the
+	// sessions: OUTCOME_OK, stored and the final block acknowledged.
 	UploadsOk uint64 `protobuf:"varint,23,opt,name=uploads_ok,json=uploadsOk,proto3" json:"uploads_ok,omitempty"`
-	// Uploads (write requests) that ended, by outcome: ended with an ERROR
-	// from the edge (refused, too large, the backend failed).
+	// Finished uploads (write requests), by outcome; also counted in the
+	// sessions: OUTCOME_ERROR, ended by the edge with an ERROR (refused, too
+	// large, the backend failed).
 	UploadsError uint64 `protobuf:"varint,24,opt,name=uploads_error,json=uploadsError,proto3" json:"uploads_error,omitempty"`
-	// Uploads (write requests) that ended, by outcome: the client sent an
-	// ERROR.
+	// Finished uploads (write requests), by outcome; also counted in the
+	// sessions: OUTCOME_ABORTED, the client sent an ERROR.
 	UploadsAborted uint64 `protobuf:"varint,25,opt,name=uploads_aborted,json=uploadsAborted,proto3" json:"uploads_aborted,omitempty"`
-	// Uploads (write requests) that ended, by outcome: the client stopped
-	// sending.
+	// Finished uploads (write requests), by outcome; also counted in the
+	// sessions: OUTCOME_TIMEOUT, the client stopped sending.
 	UploadsTimeout uint64 `protobuf:"varint,26,opt,name=uploads_timeout,json=uploadsTimeout,proto3" json:"uploads_timeout,omitempty"`
 	// Payload bytes of uploads received in order, each block once.
 	BytesReceived uint64 `protobuf:"varint,27,opt,name=bytes_received,json=bytesReceived,proto3" json:"bytes_received,omitempty"`
