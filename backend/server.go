@@ -70,6 +70,8 @@ type Config struct {
 // authentication when cfg.Token is set (except for the health service),
 // and panic recovery, which turns a panic in the handler or its content
 // into INTERNAL and logs it with its stack; the server keeps serving.
+// [Service.Write] recovers a panic in the write handler or its upload
+// itself, the same way, so that it can abort the upload first.
 //
 // Stop the server with GracefulStop or Stop.
 func NewServer(h gateway.Handler, cfg Config) *grpc.Server {
