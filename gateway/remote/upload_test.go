@@ -43,13 +43,13 @@ func (s *memStore) ReceiveTFTP(ctx context.Context, req *gateway.Request) (gatew
 }
 
 type memUpload struct {
-	s             *memStore
-	ctx           context.Context
-	req           *gateway.Request
-	buf           bytes.Buffer
-	committed     bool
-	aborted       bool
-	ctxWasCancled bool // when Abort was called
+	s               *memStore
+	ctx             context.Context
+	req             *gateway.Request
+	buf             bytes.Buffer
+	committed       bool
+	aborted         bool
+	ctxWasCancelled bool // when Abort was called
 }
 
 func (u *memUpload) Write(p []byte) (int, error) {
@@ -70,7 +70,7 @@ func (u *memUpload) Commit() error {
 
 func (u *memUpload) Abort() {
 	u.aborted = true
-	u.ctxWasCancled = u.ctx.Err() != nil
+	u.ctxWasCancelled = u.ctx.Err() != nil
 	u.s.ended <- u
 }
 
@@ -444,10 +444,10 @@ func TestUploadEndedByTheEdgeAbortsTheBackend(t *testing.T) {
 			}
 			got := st.waitEnded(t, 5*time.Second)
 			// After its own Commit failed, the backend aborts at once.
-			cancelled := got.ctxWasCancled || how == "Abort after a failed Commit"
+			cancelled := got.ctxWasCancelled || how == "Abort after a failed Commit"
 			if !got.aborted || got.committed || !cancelled {
 				t.Errorf("backend upload: aborted %v, committed %v, context cancelled %v; want aborted after its context was cancelled",
-					got.aborted, got.committed, got.ctxWasCancled)
+					got.aborted, got.committed, got.ctxWasCancelled)
 			}
 			if _, err := u.Write([]byte("more")); err == nil {
 				t.Error("Write after the end succeeded")
