@@ -87,6 +87,13 @@ func (s *Server) startSession(ctx context.Context, c *config, a admitted) {
 		Options: a.req.Options,
 		Start:   a.at,
 	}
+	if a.write && a.mux != nil {
+		// In single-port mode the listener hands a session datagrams of
+		// up to udp.MaxPacket bytes: an upload's blocks must fit.
+		wc := *cfg
+		wc.MaxBlockSize = min(wc.MaxBlockSize, udp.MaxPacket-wire.HeaderSize)
+		sess.Config = &wc
+	}
 	defer func() { s.finishSession(c, a, sess, &stats) }()
 
 	var (

@@ -420,3 +420,32 @@ func TestUploadBatchesWrites(t *testing.T) {
 		t.Errorf("%d writes for %d blocks: %v", len(h.writes), n, h.writes)
 	}
 }
+
+// TestUploadLargeBlocks: blocks larger than a request (the session's small
+// receive buffer) arrive whole; in single-port mode, where the listener
+// hands a session datagrams of at most a request's size plus a header,
+// an upload's blksize is capped to fit.
+func TestUploadLargeBlocks(t *testing.T) {
+	for _, single := range []bool{false, true} {
+		t.Run("single_port_"+strconv.FormatBool(single), func(t *testing.T) {
+			h := &memUploads{}
+			ts := uploadServer(t, h, func(s *gateway.Server) { s.SinglePort = single })
+			c := gatewaytest.NewClient(t, ts.Addr())
+			c.WRQ("big", "octet", "blksize", "1468")
+			blk := 1468
+			if single {
+				blk = 512
+			}
+			c.Expect(gatewaytest.OACK("blksize", strconv.Itoa(blk)))
+			want := gatewaytest.Pattern(3*blk + 5)
+			for i := 0; i*blk <= len(want); i++ {
+				c.Send(gatewaytest.Data(uint16(i+1), want[i*blk:min((i+1)*blk, len(want))]))
+				c.Expect(gatewaytest.Ack(uint16(i + 1)))
+			}
+			ts.NextStats(t)
+			if got, _ := h.file("big"); !bytes.Equal(got, want) {
+				t.Fatalf("stored %d bytes, want %d", len(got), len(want))
+			}
+		})
+	}
+}

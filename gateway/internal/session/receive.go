@@ -81,6 +81,10 @@ func (s *Session) Receive(sink Sink) {
 	s.st.BlockSize, s.st.WindowSize = s.p.blksize, s.p.windowsize
 	s.st.NegotiatedOptions = s.p.oack
 	s.rto = newRTO(s.p.timeout, max(s.Config.MinTimeout, quietFloor), !s.p.clientTimeout)
+	if !s.allocBuffers(r) {
+		s.busy()
+		return
+	}
 	s.receive(r)
 }
 
@@ -229,10 +233,6 @@ func (s *Session) takeBlock(r *receiver, payload []byte) (last bool, err error) 
 	}
 	if r.expect == 1 {
 		s.progressed()
-		if !s.allocBatch(r) {
-			s.Host.Busy()
-			return false, ErrBusy
-		}
 	}
 	s.rto.acked(time.Now(), r.expect)
 	if len(r.batch)+len(payload)+1 > cap(r.batch) {
@@ -257,11 +257,17 @@ func (s *Session) takeBlock(r *receiver, payload []byte) (last bool, err error) 
 	return true, s.flushBatch(r)
 }
 
-// allocBatch takes the upload's batch from window memory once the client
-// has sent its first block (not before: a spoofed request costs no window
-// memory).
-func (s *Session) allocBatch(r *receiver) bool {
-	n := max(batchSize, s.p.blksize+1)
+// allocBuffers takes the upload's batch, and a receive buffer for DATA
+// larger than the session's small one, from window memory, before the
+// first answer: an upload the memory limits refuse gets "server busy"
+// before the client sends anything.
+func (s *Session) allocBuffers(r *receiver) bool {
+	batch := max(batchSize, s.p.blksize+1)
+	recv := 0
+	if pkt := s.p.blksize + wire.HeaderSize; pkt > len(s.rbuf) {
+		recv = pkt
+	}
+	n := batch + recv
 	if s.Host.FitWindow(1, n) == 0 {
 		return false
 	}
@@ -269,7 +275,11 @@ func (s *Session) allocBatch(r *receiver) bool {
 	if s.buf == nil {
 		return false
 	}
-	r.batch = (*s.buf)[:0:n]
+	b := (*s.buf)[:n:n]
+	r.batch = b[:0:batch]
+	if recv > 0 {
+		s.rbuf = b[batch:n:n]
+	}
 	return true
 }
 
