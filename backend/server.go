@@ -45,6 +45,10 @@ type Config struct {
 	// ChunkSize is the [Service.ChunkSize]; 64 KiB if zero.
 	ChunkSize int
 
+	// WriteHandler, if not nil, takes the uploads of Write calls; nil
+	// refuses them.
+	WriteHandler gateway.WriteHandler
+
 	// ServerOptions are appended to the options NewServer uses, for
 	// example grpc.MaxConcurrentStreams or a stats handler.
 	ServerOptions []grpc.ServerOption
