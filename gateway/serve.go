@@ -28,6 +28,7 @@ type serverState struct {
 	listeners map[*udp.Listener]struct{}
 	active    map[sessionKey]*activeSession
 	closed    bool
+	draining  atomic.Bool // closed, readable without the lock
 	sessions  sync.WaitGroup
 	loops     sync.WaitGroup // stats loop
 	statsStop chan struct{}
@@ -473,6 +474,7 @@ func (s *Server) closeListeners() *serverState {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	st.closed = true
+	st.draining.Store(true)
 	for l := range st.listeners {
 		if !l.Single() {
 			l.Close()

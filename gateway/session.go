@@ -407,6 +407,8 @@ func (h *sessionHost) StrayPacket(answered bool) {
 
 func (h *sessionHost) Stopping() bool { return h.st.ctx != nil && h.st.ctx.Err() != nil }
 
+func (h *sessionHost) Draining() bool { return h.st.draining.Load() }
+
 func (h *sessionHost) ErrorFor(err error) session.Error {
 	e := ErrorFor(err)
 	return session.Error{Code: uint16(e.Code), Message: e.Message}

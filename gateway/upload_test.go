@@ -449,3 +449,27 @@ func TestUploadLargeBlocks(t *testing.T) {
 		})
 	}
 }
+
+// TestUploadDallyEndsOnShutdown: a graceful shutdown does not wait for a
+// stored upload's dally (a client may negotiate a timeout of seconds).
+func TestUploadDallyEndsOnShutdown(t *testing.T) {
+	h := &memUploads{}
+	ts := uploadServer(t, h, func(s *gateway.Server) { s.Timeout = 10 * time.Second })
+	c := gatewaytest.NewClient(t, ts.Addr())
+	c.WRQ("d", "octet", "timeout", "10")
+	c.Expect(gatewaytest.OACK("timeout", "10"))
+	c.Send(gatewaytest.Data(1, []byte("x")))
+	c.Expect(gatewaytest.Ack(1))
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := ts.Config.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v after %v", err, time.Since(start))
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("Shutdown took %v: it waited for the dally", d)
+	}
+	if st := ts.NextStats(t); st.Outcome != gateway.OutcomeOK {
+		t.Errorf("outcome %v", st.Outcome)
+	}
+}

@@ -86,6 +86,7 @@ func (testHost) Busy()                     {}
 func (testHost) Answered()                 {}
 func (testHost) StrayPacket(bool)          {}
 func (testHost) Stopping() bool            { return false }
+func (testHost) Draining() bool            { return false }
 func (testHost) ErrorFor(error) Error      { return Error{Code: 0, Message: "internal error"} }
 
 // testConfig is the server's defaults.

@@ -313,24 +313,38 @@ func (s *Session) finishUpload(r *receiver) {
 
 // dally waits, after the final ACK, for the client to send its last DATA
 // again (its ACK was lost), and acknowledges it again (RFC 1350 section
-// 6), for dallyTimeouts timeouts or until the session is cancelled.
+// 6), for dallyTimeouts timeouts, until the session is cancelled, or
+// until the server drains: the upload is stored, and a shutdown need not
+// wait for a client's timer (curl negotiates 6 s).
 func (s *Session) dally(last uint16) {
 	end := time.Now().Add(dallyTimeouts * s.p.timeout)
-	s.Conn.SetReadDeadline(end)
-	s.armed = end
-	for s.Ctx.Err() == nil {
-		n, from, err := s.Conn.ReadFromUDPAddrPort(s.rbuf)
-		if err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				if n, from, ok := s.Conn.ReadQueued(s.rbuf); ok {
-					s.dallyPacket(s.rbuf[:n], from, last)
-				}
-			}
+	for s.Ctx.Err() == nil && !s.Host.Draining() {
+		now := time.Now()
+		if !now.Before(end) {
 			return
 		}
-		s.dallyPacket(s.rbuf[:n], from, last)
+		d := now.Add(dallyPoll)
+		if end.Before(d) {
+			d = end
+		}
+		s.Conn.SetReadDeadline(d)
+		n, from, err := s.Conn.ReadFromUDPAddrPort(s.rbuf)
+		if err == nil {
+			s.dallyPacket(s.rbuf[:n], from, last)
+			continue
+		}
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			return
+		}
+		if n, from, ok := s.Conn.ReadQueued(s.rbuf); ok {
+			s.dallyPacket(s.rbuf[:n], from, last)
+		}
 	}
 }
+
+// dallyPoll is how often a dallying session looks whether the server
+// drains.
+const dallyPoll = 100 * time.Millisecond
 
 // dallyPacket answers a repeat of the last DATA with the final ACK again.
 func (s *Session) dallyPacket(b []byte, from netip.AddrPort, last uint16) {

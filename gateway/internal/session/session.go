@@ -78,6 +78,10 @@ type Host interface {
 	// Stopping reports whether the server is ending its sessions (a
 	// forced shutdown).
 	Stopping() bool
+	// Draining reports whether the server has stopped taking requests (a
+	// shutdown, graceful or not): a session with nothing left to do but
+	// wait ends now.
+	Draining() bool
 	// ErrorFor is the ERROR the client gets for err, an error of the
 	// content (or the handler); its text is not sent unless it chooses.
 	ErrorFor(err error) Error
