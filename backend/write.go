@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"runtime/debug"
+	"strconv"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -51,6 +52,11 @@ func (s *Service) Write(stream grpc.BidiStreamingServer[tftpgwv1.WriteRequest, t
 	req, err := requestFrom(readRequestOf(start))
 	if err != nil {
 		return err
+	}
+	if _, ok := req.Option("tsize"); !ok && start.Size != nil {
+		// The declared size, where handlers look for it, from an edge
+		// that sends it without the tsize option (tftpgw sends both).
+		req.Options = append(req.Options, gateway.Option{Name: "tsize", Value: strconv.FormatInt(start.GetSize(), 10)})
 	}
 	if id := start.GetEdgeId(); id != "" {
 		ctx = context.WithValue(ctx, edgeIDKey{}, id)

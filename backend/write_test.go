@@ -437,3 +437,21 @@ func TestWriteTakesFourMiBData(t *testing.T) {
 		t.Fatalf("a 4 MiB data message: %v", err)
 	}
 }
+
+// TestWriteDeclaredSizeWithoutTsize: a start's size reaches the handler
+// as the tsize option when the edge sent no tsize, so a size limit sees
+// it before accepted.
+func TestWriteDeclaredSizeWithoutTsize(t *testing.T) {
+	st := newStore()
+	conn := dial(t, nil, Config{WriteHandler: st})
+	size := int64(4242)
+	start := &tftpgwv1.WriteRequest{Msg: &tftpgwv1.WriteRequest_Start{Start: &tftpgwv1.WriteStart{Path: "x", Mode: "octet", Size: &size}}}
+	s, err := openWrite(t.Context(), t, conn, start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.CloseSend()
+	if v, ok := st.gotRequests[0].Option("tsize"); !ok || v != "4242" {
+		t.Errorf("tsize %q, %v; want 4242", v, ok)
+	}
+}
