@@ -48,7 +48,7 @@ func ExampleWriteHandlerFunc() {
 		}}, nil
 	})
 	srv := &gateway.Server{Addr: "127.0.0.1:6969", WriteHandler: h} // reads: ERROR 1
-	_ = srv // srv.ListenAndServe() serves it
+	_ = srv                                                         // srv.ListenAndServe() serves it
 }
 
 // backup is an Upload kept in memory until Commit.
