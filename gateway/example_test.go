@@ -47,8 +47,9 @@ func ExampleWriteHandlerFunc() {
 			backups[r.RemoteAddr.Addr()] = b
 		}}, nil
 	})
-	srv := &gateway.Server{Addr: "127.0.0.1:6969", WriteHandler: h} // reads: ERROR 1
-	_ = srv                                                         // srv.ListenAndServe() serves it
+	// No Handler: read requests get ERROR 1.
+	srv := &gateway.Server{Addr: "127.0.0.1:6969", WriteHandler: h}
+	_ = srv // srv.ListenAndServe() serves it
 }
 
 // backup is an Upload kept in memory until Commit.
