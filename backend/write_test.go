@@ -230,7 +230,7 @@ func TestWriteRefusalBecomesStatus(t *testing.T) {
 		{"exists", &fs.PathError{Op: "open", Path: "/srv/x", Err: fs.ErrExist}, codes.AlreadyExists, 6, "file already exists"},
 		{"explicit exists", &gateway.Error{Code: gateway.ErrFileExists, Message: "taken"}, codes.AlreadyExists, 6, "taken"},
 		{"too large", gateway.ErrUploadTooLarge, codes.ResourceExhausted, 3, "file too large"},
-		{"refused", gateway.ErrUploadRefused, codes.PermissionDenied, 2, "read-only server"},
+		{"refused", gateway.ErrUploadRefused, codes.PermissionDenied, 2, "upload not allowed"},
 		{"permission", fs.ErrPermission, codes.PermissionDenied, 2, "access violation"},
 		{"generic", errors.New("disk at /srv broke"), codes.Internal, 0, "internal error"},
 		{"explicit other", &gateway.Error{Code: gateway.ErrNoSuchUser, Message: "who?"}, codes.Unknown, 7, "who?"},

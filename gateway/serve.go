@@ -62,6 +62,7 @@ type serverState struct {
 
 	uploads       [numOutcomes]atomic.Int64 // also in outcomes
 	bytesReceived atomic.Int64
+	unanswered    atomic.Int64 // window memory held by uploads whose client has not answered (see sessionHost.Unanswered)
 }
 
 // sessionKey identifies a running session, to ignore duplicate RRQs.

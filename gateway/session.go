@@ -89,9 +89,11 @@ func (s *Server) startSession(ctx context.Context, c *config, a admitted) {
 	}
 	if a.write && a.mux != nil {
 		// In single-port mode the listener hands a session datagrams of
-		// up to udp.MaxPacket bytes: an upload's blocks must fit.
+		// up to udp.MaxPacket bytes, and queues a few: an upload's blocks
+		// and its window must fit.
 		wc := *cfg
 		wc.MaxBlockSize = min(wc.MaxBlockSize, udp.MaxPacket-wire.HeaderSize)
+		wc.MaxWindowSize = min(wc.MaxWindowSize, udp.MuxWindow)
 		sess.Config = &wc
 	}
 	defer func() { s.finishSession(c, a, sess, &stats) }()
@@ -216,6 +218,9 @@ func (s *Server) receiveUpload(ctx context.Context, c *config, req *Request, ses
 		if errors.As(err, &be) {
 			b := be.BackendStats()
 			stats.Backend = &b
+		}
+		if errors.Is(err, ErrUploadRefused) {
+			s.state.writeRequests.Add(1)
 		}
 		sess.Refuse(errorOf(ErrorFor(err)), err)
 		return
@@ -396,7 +401,29 @@ func (h *sessionHost) Busy() {
 	h.st.refusedBusy(h.c, netip.AddrPortFrom(h.client.Addr(), 0), time.Now())
 }
 
-func (h *sessionHost) Answered() { h.act.progressed.Store(true) }
+func (h *sessionHost) Answered(unanswered int) {
+	if unanswered > 0 {
+		h.st.unanswered.Add(-int64(unanswered))
+		return
+	}
+	h.act.progressed.Store(true)
+}
+
+// Unanswered holds n bytes against the budget of unanswered uploads: an
+// eighth of the window memory (none without a limit), so that write
+// requests from spoofed sources, which never answer, cannot take the
+// window memory reads need.
+func (h *sessionHost) Unanswered(n int) bool {
+	limit := h.c.maxWindowMemory / 8
+	if h.c.maxWindowMemory <= 0 {
+		return true
+	}
+	if h.st.unanswered.Add(int64(n)) > limit {
+		h.st.unanswered.Add(-int64(n))
+		return false
+	}
+	return true
+}
 
 func (h *sessionHost) StrayPacket(answered bool) {
 	h.st.unknownTID.Add(1)

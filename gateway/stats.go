@@ -78,7 +78,7 @@ type SessionStats struct {
 	BytesAcked    int64 // payload bytes the client acknowledged
 	PacketsSent   int64 // every packet sent: OACK, DATA and ERROR
 	Retransmits   int64 // packets sent again: after a timeout, restarting a window after a gap, or at the client's timer
-	DuplicateAcks int64 // ACKs that acknowledged nothing new
+	DuplicateAcks int64 // ACKs that acknowledged nothing new; for an upload, DATA blocks received again
 
 	// BytesReceived are the payload bytes of an upload's DATA packets
 	// received in order, each block once, before netascii conversion.
@@ -120,7 +120,7 @@ type ServerStats struct {
 
 	MalformedPackets  int64 // dropped on the listening port
 	UnknownTIDPackets int64 // reaching a session's port from another transfer ID; those answered with ERROR 5 are in ErrorsSent
-	WriteRequests     int64 // refused with ERROR 2: uploads off, or the path or client may not upload
+	WriteRequests     int64 // refused with ERROR 2: no WriteHandler, or it returned ErrUploadRefused (a path not allowed)
 	DuplicateRequests int64 // RRQs ignored because their session runs
 	BusyRefusals      int64 // RRQs refused with "server busy" (over a limit, or no free port in the PortRange)
 	IgnoredBroadcasts int64 // requests sent to a broadcast or multicast address

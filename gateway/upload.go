@@ -65,8 +65,10 @@ var ErrUploadTooLarge = &Error{Code: ErrDiskFull, Message: "file too large"}
 var errUploadsOff = &Error{Code: ErrAccessViolation, Message: "read-only server"}
 
 // ErrUploadRefused is the error a write handler returns for a path or
-// client that may not upload: ERROR 2, as a server without uploads sends.
-var ErrUploadRefused error = errUploadsOff
+// client that may not upload: ERROR 2 "upload not allowed". The server
+// counts it in [ServerStats.WriteRequests] with the write requests of a
+// server without uploads.
+var ErrUploadRefused error = &Error{Code: ErrAccessViolation, Message: "upload not allowed"}
 
 // errNoUpload ends an upload whose handler returned neither an Upload nor
 // an error.

@@ -473,3 +473,187 @@ func TestUploadDallyEndsOnShutdown(t *testing.T) {
 		t.Errorf("outcome %v", st.Outcome)
 	}
 }
+
+// TestUploadOversizedBlockIsError4 is a regression test (review): a DATA
+// longer than the negotiated blksize was cut to blksize by the receive
+// buffer, stored and acknowledged as a full block. It is now ERROR 4,
+// whatever the blksize and in single-port mode too.
+func TestUploadOversizedBlockIsError4(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		single bool
+		opts   []string
+		oack   []string
+		blk    int
+	}{
+		{"default_512", false, nil, nil, 512},
+		{"blksize_1468", false, []string{"blksize", "1468"}, []string{"blksize", "1468"}, 1468},
+		{"single_port_512", true, nil, nil, 512},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := &memUploads{}
+			ts := uploadServer(t, h, func(s *gateway.Server) { s.SinglePort = tc.single })
+			c := gatewaytest.NewClient(t, ts.Addr())
+			c.WRQ("f", "octet", tc.opts...)
+			if tc.oack != nil {
+				c.Expect(gatewaytest.OACK(tc.oack...))
+			} else {
+				c.Expect(gatewaytest.Ack(0))
+			}
+			c.Send(gatewaytest.Data(1, gatewaytest.Pattern(tc.blk+100)))
+			c.Expect(gatewaytest.ErrorPacket(4, "block larger than the negotiated blksize"))
+			if st := ts.NextStats(t); st.Outcome != gateway.OutcomeError {
+				t.Errorf("outcome %v", st.Outcome)
+			}
+			if _, ok := h.file("f"); ok {
+				t.Error("stored")
+			}
+		})
+	}
+}
+
+// stallingUploads accepts uploads whose Write blocks until the session's
+// context ends, as a backend that stopped reading its stream makes the
+// remote upload's Send block.
+type stallingUploads struct{ aborted chan struct{} }
+
+type stallingUpload struct {
+	ctx context.Context
+	h   *stallingUploads
+}
+
+func (h *stallingUploads) ReceiveTFTP(ctx context.Context, _ *gateway.Request) (gateway.Upload, error) {
+	return &stallingUpload{ctx: ctx, h: h}, nil
+}
+func (u *stallingUpload) Write([]byte) (int, error) { <-u.ctx.Done(); return 0, u.ctx.Err() }
+func (u *stallingUpload) Commit() error             { return nil }
+func (u *stallingUpload) Abort()                    { close(u.h.aborted) }
+
+// TestUploadStalledSinkEndsTheSession is a regression test (review): a
+// sink that stops taking bytes (a backend that accepted, then stopped
+// reading) held the session, its port, slot and window memory until a
+// forced shutdown. The write is now watched like a content read: after
+// as long as the session waits for a silent client, the session is
+// cancelled, and the upload aborted.
+func TestUploadStalledSinkEndsTheSession(t *testing.T) {
+	h := &stallingUploads{aborted: make(chan struct{})}
+	ts := gatewaytest.NewServer(t, gatewaytest.Files{}, gatewaytest.FixedTimer, func(s *gateway.Server) {
+		s.WriteHandler = h
+		s.Timeout, s.Retries = 100*time.Millisecond, 2
+	})
+	c := gatewaytest.NewClient(t, ts.Addr())
+	c.WRQ("f", "octet", "blksize", "8192")
+	c.Expect(gatewaytest.OACK("blksize", "8192"))
+	for blk := uint16(1); blk <= 5; blk++ { // 40 KiB: more than a batch
+		c.Send(gatewaytest.Data(blk, gatewaytest.Pattern(8192)))
+		if _, _, ok := c.TryRecv(50 * time.Millisecond); !ok && blk < 4 {
+			t.Fatalf("no ACK %d", blk)
+		}
+	}
+	select {
+	case <-h.aborted:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the session still runs 5 s after its sink stalled")
+	}
+	st := ts.NextStats(t)
+	if st.Outcome != gateway.OutcomeError || st.ErrorSent == nil || st.ErrorSent.Message != "timeout" {
+		t.Errorf("outcome %v, error %v; want error, timeout", st.Outcome, st.ErrorSent)
+	}
+	if ss := ts.WaitIdle(t); ss.ActiveSessions != 0 {
+		t.Errorf("%d sessions still active", ss.ActiveSessions)
+	}
+}
+
+// TestUploadSinglePortWindowCapped is a regression test (review): in
+// single-port mode the listener queues a few datagrams per session, and
+// an upload granted a larger window lost every burst. Its window is now
+// capped to the queue.
+func TestUploadSinglePortWindowCapped(t *testing.T) {
+	h := &memUploads{}
+	ts := uploadServer(t, h, func(s *gateway.Server) { s.SinglePort = true })
+	c := gatewaytest.NewClient(t, ts.Addr())
+	c.WRQ("w", "octet", "windowsize", "32")
+	c.Expect(gatewaytest.OACK("windowsize", "8"))
+	c.SendError(0, "enough")
+	ts.NextStats(t)
+}
+
+// TestUploadDuplicateRestartsWindowCount is a regression test (review): a
+// duplicate in the middle of a window gets an ACK, after which the sender
+// restarts its window; the receiver kept counting the old one and
+// acknowledged inside the new window, which the sender takes for a gap.
+func TestUploadDuplicateRestartsWindowCount(t *testing.T) {
+	h := &memUploads{}
+	ts := uploadServer(t, h)
+	c := gatewaytest.NewClient(t, ts.Addr())
+	c.WRQ("w", "octet", "blksize", "8", "windowsize", "4")
+	c.Expect(gatewaytest.OACK("blksize", "8", "windowsize", "4"))
+	blk := func(n int) []byte { return gatewaytest.Pattern(8 * n)[8*(n-1):] }
+	for n := 1; n <= 3; n++ {
+		c.Send(gatewaytest.Data(uint16(n), blk(n)))
+	}
+	c.Send(gatewaytest.Data(1, blk(1))) // a duplicate
+	c.Expect(gatewaytest.Ack(3))
+	for n := 4; n <= 7; n++ { // the sender's window after ACK 3
+		c.Send(gatewaytest.Data(uint16(n), blk(n)))
+	}
+	c.Expect(gatewaytest.Ack(7))
+	c.Send(gatewaytest.Data(8, nil))
+	c.Expect(gatewaytest.Ack(8))
+	ts.NextStats(t)
+}
+
+// TestUploadUnansweredRequestsCannotTakeWindowMemory is a regression test
+// (review): write requests that are never answered (spoofed sources) each
+// took a receive buffer from window memory, until real clients got
+// "server busy". Unanswered uploads may hold an eighth of the window
+// memory; beyond it they get blksize 512 (no large buffer), and reads and
+// answered uploads keep theirs.
+func TestUploadUnansweredRequestsCannotTakeWindowMemory(t *testing.T) {
+	h := &memUploads{}
+	ts := uploadServer(t, h, func(s *gateway.Server) {
+		s.MaxWindowMemory = 1 << 20
+		s.MaxWindowMemoryPerClient = -1
+		s.MaxSessionsPerClient = -1
+		s.ClientRequestRate = -1
+	})
+	small := 0
+	for i := range 40 {
+		c := gatewaytest.NewClient(t, ts.Addr())
+		c.WRQ("spoofed"+strconv.Itoa(i), "octet", "blksize", "16384")
+		b, _ := c.Recv(2 * time.Second)
+		if bytes.Equal(b, gatewaytest.OACK("blksize", "512")) {
+			small++
+		} else if !bytes.Equal(b, gatewaytest.OACK("blksize", "16384")) {
+			t.Fatalf("WRQ %d: got %q", i, gatewaytest.Abbrev(b))
+		}
+	}
+	if small == 0 {
+		t.Fatal("every unanswered upload got a large receive buffer")
+	}
+	// A real upload still gets its batch, and a read its window.
+	c := gatewaytest.NewClient(t, ts.Addr())
+	c.WRQ("real", "octet")
+	c.Expect(gatewaytest.Ack(0))
+	c.Send(gatewaytest.Data(1, []byte("real")))
+	c.Expect(gatewaytest.Ack(1))
+	if got, _ := h.file("real"); string(got) != "real" {
+		t.Fatalf("the real upload: %q", got)
+	}
+	t.Logf("%d of 40 unanswered uploads fell back to blksize 512", small)
+}
+
+// TestUploadRefusedPathCounted: a write handler's ErrUploadRefused is
+// ERROR 2 "upload not allowed", counted with the write requests of a
+// server without uploads.
+func TestUploadRefusedPathCounted(t *testing.T) {
+	h := &memUploads{refuse: gateway.ErrUploadRefused}
+	ts := uploadServer(t, h)
+	c := gatewaytest.NewClient(t, ts.Addr())
+	c.WRQ("f", "octet")
+	c.Expect(gatewaytest.ErrorPacket(2, "upload not allowed"))
+	ts.NextStats(t)
+	if st := ts.WaitIdle(t); st.WriteRequests != 1 {
+		t.Errorf("WriteRequests %d, want 1", st.WriteRequests)
+	}
+}

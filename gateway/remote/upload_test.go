@@ -319,7 +319,7 @@ func TestUploadRefusalMapsToTFTPError(t *testing.T) {
 	}{
 		{"sdk exists", sdkRefusing(fs.ErrExist), gateway.ErrFileExists, "file already exists"},
 		{"sdk too large", sdkRefusing(gateway.ErrUploadTooLarge), gateway.ErrDiskFull, "file too large"},
-		{"sdk refused", sdkRefusing(gateway.ErrUploadRefused), gateway.ErrAccessViolation, "read-only server"},
+		{"sdk refused", sdkRefusing(gateway.ErrUploadRefused), gateway.ErrAccessViolation, "upload not allowed"},
 		{"sdk denied", sdkRefusing(fs.ErrPermission), gateway.ErrAccessViolation, "access violation"},
 		{"sdk without write handler", func(t *testing.T) (string, Config) { return startSDK(t, nil, sdk.Config{}), Config{} },
 			gateway.ErrAccessViolation, "uploads not supported"},

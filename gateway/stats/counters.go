@@ -131,7 +131,7 @@ var counters = []counter{
 		field:     "write_requests_refused",
 		edge:      "tftpgw_write_requests_total",
 		collector: "tftpgw_collector_edge_write_requests_refused_total",
-		help:      "Write requests refused with ERROR 2 because uploads are off (no -upload-allow) or the path or client is not allowed to upload.",
+		help:      "Write requests refused with ERROR 2 because uploads are off (no -upload-allow) or the path is not allowed (-upload-allow); a network that a policy rule refuses uploads is counted in policy_refusals.",
 		server:    func(s *gateway.ServerStats) int64 { return s.WriteRequests },
 	},
 	{

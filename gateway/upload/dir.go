@@ -80,7 +80,7 @@ func (d *Dir) ReceiveTFTP(ctx context.Context, req *gateway.Request) (gateway.Up
 		u.log = slog.Default()
 	}
 	if err := u.start(base, d.Perm); err != nil {
-		root.Close()
+		u.Abort() // the directories it made, if any
 		return nil, err
 	}
 	return u, nil
@@ -93,7 +93,8 @@ type dirUpload struct {
 	name      string   // the target
 	tmp       string   // the temporary file
 	overwrite bool
-	newDirs   bool // parent directories were created: their parents are fsynced too
+	newDirs   bool     // parent directories were created: their parents are fsynced too
+	created   []string // the directories created for it, shallowest first: Abort removes them if still empty
 	f         *os.File
 	w         *bufio.Writer
 	n         int64
@@ -112,6 +113,14 @@ func (u *dirUpload) start(base string, perm fs.FileMode) error {
 	case err == nil:
 	case errors.Is(err, fs.ErrNotExist) && u.dir != "":
 		if _, err := u.root.Lstat(u.dir); errors.Is(err, fs.ErrNotExist) {
+			for i := 0; i <= len(u.dir); i++ {
+				if i < len(u.dir) && u.dir[i] != '/' {
+					continue
+				}
+				if _, err := u.root.Lstat(u.dir[:i]); errors.Is(err, fs.ErrNotExist) {
+					u.created = append(u.created, u.dir[:i])
+				}
+			}
 			if err := u.root.MkdirAll(u.dir, 0o755); err != nil {
 				return fmt.Errorf("upload: create the directory of %q: %w", u.name, refusal(err))
 			}
@@ -133,13 +142,14 @@ func (u *dirUpload) start(base string, perm fs.FileMode) error {
 	for try := 0; ; try++ {
 		var b [random]byte
 		rand.Read(b[:])
-		u.tmp = "." + base + "." + hex.EncodeToString(b[:]) + tempSuffix
+		tmp := "." + base + "." + hex.EncodeToString(b[:]) + tempSuffix
 		if u.dir != "" {
-			u.tmp = u.dir + "/" + u.tmp
+			tmp = u.dir + "/" + tmp
 		}
 		// O_EXCL: a file or symbolic link of that name is never reused.
-		u.f, err = u.root.OpenFile(u.tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm&fs.ModePerm)
+		u.f, err = u.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm&fs.ModePerm)
 		if err == nil {
+			u.tmp = tmp // only ours: Abort removes it
 			break
 		}
 		if !errors.Is(err, fs.ErrExist) || try == 2 {
@@ -245,8 +255,18 @@ func (u *dirUpload) Abort() {
 		u.f.Close()
 		u.f = nil
 	}
-	if err := u.root.Remove(u.tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		u.log.Warn("upload: cannot remove a temporary file", "path", u.name, "temp", u.tmp, "err", err)
+	if u.tmp != "" {
+		if err := u.root.Remove(u.tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			u.log.Warn("upload: cannot remove a temporary file", "path", u.name, "temp", u.tmp, "err", err)
+		}
+	}
+	// The directories made for it, if nothing else has come into them: an
+	// upload refused or abandoned (a request never answered, from a
+	// spoofed source) leaves no trace.
+	for i := len(u.created) - 1; i >= 0; i-- {
+		if u.root.Remove(u.created[i]) != nil {
+			break
+		}
 	}
 	u.root.Close()
 	u.root = nil

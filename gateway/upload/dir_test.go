@@ -431,3 +431,42 @@ func writeFile(t *testing.T, name, text string) {
 		t.Fatal(err)
 	}
 }
+
+// TestDirAbortRemovesTheDirectoriesItMade is a regression test (review):
+// an upload refused or abandoned before any data (a write request from a
+// spoofed source that never answers) left the directories made for it,
+// so a client could create inodes without sending a byte. Directories
+// that were there before, or that another upload filled meanwhile, stay.
+func TestDirAbortRemovesTheDirectoriesItMade(t *testing.T) {
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "configs"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	u, err := receive(t, &upload.Dir{Root: root}, "configs/a/b/c/file")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := receive(t, &upload.Dir{Root: root}, "configs/a/other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Abort()
+	if names := files(t, root); len(names) != 3 || names[0] != "configs" || names[1] != "configs/a" { // configs, configs/a and other's temporary file
+		t.Errorf("after the first abort: %q", names)
+	}
+	other.Abort()
+	// configs/a was the first upload's, in use by the other at its abort:
+	// it stays (a race that leaves one empty directory, not a leak per
+	// request).
+	if names := files(t, root); len(names) != 2 || names[1] != "configs/a" {
+		t.Errorf("after both aborts: %q, want configs and configs/a", names)
+	}
+	u, err = receive(t, &upload.Dir{Root: root}, "x/y/z")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Abort()
+	if names := files(t, root); len(names) != 2 {
+		t.Errorf("after an abort in new directories: %q, want configs and configs/a", names)
+	}
+}

@@ -57,9 +57,11 @@
 //     client gets [gateway.ErrUploadRefused] (ERROR 2).
 //   - MaxSize: an upload whose declared size (the tsize option, RFC 2349)
 //     is over MaxSize gets [gateway.ErrUploadTooLarge] (ERROR 3) at once;
-//     one that declared less, or nothing, gets it as soon as its bytes
-//     pass MaxSize, and the next handler never sees those bytes. A tsize
-//     that is not a decimal number is ignored.
+//     one that declared less, or nothing, gets it at the first Write that
+//     passes MaxSize, and the next handler never sees those bytes. (A
+//     gateway.Server writes an upload in batches of up to 32 KiB, so a
+//     client may have sent up to that much beyond the limit when it is
+//     told.) A tsize that is not a decimal number is ignored.
 //   - Path: where the upload is stored, a template (see [Policy.Path])
 //     that can put each client's uploads in a directory of its own. The
 //     result is cleaned with [gateway.CleanPath]; one that would climb

@@ -78,13 +78,16 @@ func (s *Session) Receive(sink Sink) {
 	r := &receiver{sink: sink, ascii: s.Mode == "netascii", expect: 1}
 	s.st.TransferSize = declaredSize(s.Options)
 	s.p = negotiateWrite(s.Options, s.Config)
+	if !s.allocRecv() {
+		// No room for a large receive buffer before the client answers:
+		// the upload goes on in blocks of 512 bytes.
+		c := *s.Config
+		c.MaxBlockSize = wire.DefaultBlockSize
+		s.p = negotiateWrite(s.Options, &c)
+	}
 	s.st.BlockSize, s.st.WindowSize = s.p.blksize, s.p.windowsize
 	s.st.NegotiatedOptions = s.p.oack
 	s.rto = newRTO(s.p.timeout, max(s.Config.MinTimeout, quietFloor), !s.p.clientTimeout)
-	if !s.allocBuffers(r) {
-		s.busy()
-		return
-	}
 	s.receive(r)
 }
 
@@ -209,7 +212,10 @@ func (s *Session) receive(r *receiver) {
 				// costs one ACK, not one per block.
 				s.st.DuplicateAcks++
 				if s.p.windowsize <= 1 || !r.reAcked {
+					// The sender restarts its window after this ACK:
+					// count the window from here, as after a gap.
 					r.reAcked = true
+					r.inWin = 0
 					s.sendAck(r.expect - 1)
 					s.st.Retransmits++
 				}
@@ -224,7 +230,8 @@ func (s *Session) receive(r *receiver) {
 }
 
 // takeBlock takes the next block in order: into the batch (taken from
-// window memory on the first block), written to the sink when full. It
+// window memory on the first block, see answeredUpload), written to the
+// sink when full. It
 // reports whether it was the last block, after which everything has
 // been written.
 func (s *Session) takeBlock(r *receiver, payload []byte) (last bool, err error) {
@@ -232,7 +239,9 @@ func (s *Session) takeBlock(r *receiver, payload []byte) (last bool, err error) 
 		return false, ErrBlockTooLarge
 	}
 	if r.expect == 1 {
-		s.progressed()
+		if err := s.answeredUpload(r); err != nil {
+			return false, err
+		}
 	}
 	s.rto.acked(time.Now(), r.expect)
 	if len(r.batch)+len(payload)+1 > cap(r.batch) {
@@ -257,37 +266,65 @@ func (s *Session) takeBlock(r *receiver, payload []byte) (last bool, err error) 
 	return true, s.flushBatch(r)
 }
 
-// allocBuffers takes the upload's batch, and a receive buffer for DATA
-// larger than the session's small one, from window memory, before the
-// first answer: an upload the memory limits refuse gets "server busy"
-// before the client sends anything.
-func (s *Session) allocBuffers(r *receiver) bool {
-	batch := max(batchSize, s.p.blksize+1)
-	recv := 0
-	if pkt := s.p.blksize + wire.HeaderSize; pkt > len(s.rbuf) {
-		recv = pkt
+// allocRecv takes a receive buffer for DATA larger than the session's
+// small one (blksize over 512) from window memory. It is taken before the
+// client answers, when the request's source may be spoofed: so it is also
+// held against the server's budget of unanswered uploads (Host.Unanswered),
+// which keeps a flood of write requests that are never answered from
+// taking the memory reads need. It reports false when there is no room:
+// the upload then takes blksize 512.
+func (s *Session) allocRecv() bool {
+	pkt := s.p.blksize + wire.HeaderSize + 1 // one more: a longer DATA shows
+	if pkt <= len(s.rbuf) {
+		return true
 	}
-	n := batch + recv
-	if s.Host.FitWindow(1, n) == 0 {
+	if !s.Host.Unanswered(pkt) {
 		return false
 	}
-	s.buf = s.Host.GetWindow(n)
-	if s.buf == nil {
+	if s.Host.FitWindow(1, pkt) > 0 {
+		s.rbufWin = s.Host.GetWindow(pkt)
+	}
+	if s.rbufWin == nil {
+		s.Host.Answered(pkt)
 		return false
 	}
-	b := (*s.buf)[:n:n]
-	r.batch = b[:0:batch]
-	if recv > 0 {
-		s.rbuf = b[batch:n:n]
-	}
+	s.unanswered = pkt
+	s.rbuf = (*s.rbufWin)[:pkt:pkt]
 	return true
 }
 
-// flushBatch writes the batch to the sink.
+// answeredUpload records that the client sent its first block: the upload
+// takes its batch from window memory (refused as busy when there is none)
+// and stops counting as unanswered.
+func (s *Session) answeredUpload(r *receiver) error {
+	s.progressed()
+	if s.unanswered > 0 {
+		s.Host.Answered(s.unanswered)
+		s.unanswered = 0
+	}
+	n := max(batchSize, s.p.blksize+1)
+	if s.Host.FitWindow(1, n) == 0 {
+		s.Host.Busy()
+		return ErrBusy
+	}
+	if s.buf = s.Host.GetWindow(n); s.buf == nil {
+		s.Host.Busy()
+		return ErrBusy
+	}
+	r.batch = (*s.buf)[:0:n]
+	return nil
+}
+
+// flushBatch writes the batch to the sink. The write is watched as a
+// content read is (see beginRead): a sink that takes longer than the
+// session waits for a silent client (a backend that stopped reading its
+// stream) has the session cancelled, which ends its call.
 func (s *Session) flushBatch(r *receiver) error {
 	if len(r.batch) == 0 {
 		return nil
 	}
+	s.beginRead()
+	defer s.readStart.Store(0)
 	n, err := r.sink.Write(r.batch)
 	if err == nil && n != len(r.batch) {
 		err = fmt.Errorf("gateway: upload: short write (%d of %d bytes)", n, len(r.batch))
@@ -300,7 +337,10 @@ func (s *Session) flushBatch(r *receiver) error {
 // ACK and dallies. A session cancelled during the Commit (a shutdown)
 // still acknowledges what was stored.
 func (s *Session) finishUpload(r *receiver) {
-	if err := r.sink.Commit(); err != nil {
+	s.beginRead()
+	err := r.sink.Commit()
+	s.readStart.Store(0)
+	if err != nil {
 		s.fail(err)
 		return
 	}

@@ -70,8 +70,16 @@ type Host interface {
 	PutWindow(b *[]byte)
 	// Busy counts a session refused for lack of window memory.
 	Busy()
-	// Answered records that the client first acknowledged something.
-	Answered()
+	// Answered records that the client first acknowledged something (or,
+	// for an upload, sent its first block); unanswered is what the session
+	// held against the budget of unanswered uploads (see Unanswered), now
+	// released, or 0.
+	Answered(unanswered int)
+	// Unanswered holds n bytes against the server's budget of window
+	// memory for uploads whose client has not answered yet, and reports
+	// whether they fit. Answered releases them (or the session's end, with
+	// Answered(n), if the client never answered).
+	Unanswered(n int) bool
 	// StrayPacket counts a packet from another transfer ID than the
 	// client's; answered says whether it got ERROR 5.
 	StrayPacket(answered bool)
@@ -162,8 +170,8 @@ type Stats struct {
 }
 
 const (
-	recvBufSize    = udp.MaxPacket // ACKs and ERRORs; longer ones are cut
-	scratchBufSize = 128           // outgoing ERRORs
+	recvBufSize    = udp.MaxPacket + 1 // ACKs, ERRORs and 512-byte DATA; longer ones are cut, and one byte more shows it
+	scratchBufSize = 128               // outgoing ERRORs
 	smallBufSize   = recvBufSize + scratchBufSize
 )
 
@@ -250,7 +258,9 @@ type Session struct {
 	// out twice.
 	recover uint64
 
-	done bool // an upload was stored and its final ACK sent
+	done       bool    // an upload was stored and its final ACK sent
+	rbufWin    *[]byte // an upload's receive buffer, from window memory; nil: rbuf is the small one
+	unanswered int     // bytes an upload holds against the unanswered budget (see Host.Unanswered)
 
 	lastSend time.Time // when DATA last went out (see clientTimer)
 	lastAck  time.Time // when the client's last ACK came (see clientTimer)
@@ -379,6 +389,14 @@ func (s *Session) release() {
 	if s.buf != nil {
 		s.Host.PutWindow(s.buf)
 		s.buf, s.win = nil, nil
+	}
+	if s.unanswered > 0 {
+		s.Host.Answered(s.unanswered)
+		s.unanswered = 0
+	}
+	if s.rbufWin != nil {
+		s.Host.PutWindow(s.rbufWin)
+		s.rbufWin = nil
 	}
 	if s.small != nil {
 		smallBufs.Put(s.small)
@@ -707,7 +725,7 @@ func (s *Session) superseded() bool {
 func (s *Session) progressed() {
 	if !s.answered {
 		s.answered = true
-		s.Host.Answered()
+		s.Host.Answered(0)
 	}
 }
 

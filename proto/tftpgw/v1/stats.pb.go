@@ -366,7 +366,8 @@ type SessionStats struct {
 	// gap, or at the client's own timer (the client acknowledged less than
 	// the window sent).
 	Retransmits uint64 `protobuf:"varint,19,opt,name=retransmits,proto3" json:"retransmits,omitempty"`
-	// ACKs that acknowledged nothing new.
+	// ACKs that acknowledged nothing new; for an upload, DATA blocks received
+	// again.
 	DuplicateAcks uint64 `protobuf:"varint,20,opt,name=duplicate_acks,json=duplicateAcks,proto3" json:"duplicate_acks,omitempty"`
 	// When the edge received the read request.
 	StartTime *timestamppb.Timestamp `protobuf:"bytes,21,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
@@ -852,7 +853,8 @@ type Counters struct {
 	// another port; it drops the rest.
 	UnknownTidPackets uint64 `protobuf:"varint,12,opt,name=unknown_tid_packets,json=unknownTidPackets,proto3" json:"unknown_tid_packets,omitempty"`
 	// Write requests refused with ERROR 2 because uploads are off (no
-	// -upload-allow) or the path or client is not allowed to upload.
+	// -upload-allow) or the path is not allowed (-upload-allow); a network
+	// that a policy rule refuses uploads is counted in policy_refusals.
 	WriteRequestsRefused uint64 `protobuf:"varint,13,opt,name=write_requests_refused,json=writeRequestsRefused,proto3" json:"write_requests_refused,omitempty"`
 	// Read requests ignored as repeats of one whose session runs: same
 	// client address, port and file, arrived before the client acknowledged
