@@ -1,5 +1,6 @@
 // Package backend is the Go SDK for tftpgw content services: it serves a
-// [gateway.Handler] as a tftpgw.v1.ContentService over gRPC, so that one
+// [gateway.Handler] as a tftpgw.v1.ContentService over gRPC (and a
+// [gateway.WriteHandler] as its Write, for uploads), so that one
 // piece of logic runs either in-process in the edge (as the handler of a
 // [gateway.Server]) or behind gRPC (with [NewServer] or [Service]).
 //
@@ -36,4 +37,23 @@
 // content that finds, while seeking or reading, that its source changed
 // returns an error wrapping [ErrETagMismatch], which becomes
 // FAILED_PRECONDITION.
+//
+// # Uploads
+//
+// With a [gateway.WriteHandler] ([Service.WriteHandler], [Config]'s
+// WriteHandler), [Service] also serves Write, the uploads (TFTP write
+// requests) an edge forwards; without one, Write fails with UNIMPLEMENTED.
+// The handler receives the [gateway.Request] built from WriteStart, as for
+// a read, and its error refuses the upload before the client sends data
+// (see [Status]: ALREADY_EXISTS for fs.ErrExist, RESOURCE_EXHAUSTED for
+// [gateway.ErrUploadTooLarge], PERMISSION_DENIED for
+// [gateway.ErrUploadRefused]). The returned [gateway.Upload] is written the
+// data in order; at end, the size and SHA-256 the edge sent are checked
+// against the bytes received (DATA_LOSS if they differ), then Commit is
+// called and stored sent. Whenever the call ends without a Commit that
+// returned nil (an error, a failed check, the edge cancelling the call, a
+// panic), Abort is called, once. The Upload's methods are called on the
+// call's goroutine, never concurrently: a Write blocked when the edge
+// cancels sees the context it got cancelled, and Abort follows its
+// return.
 package backend

@@ -24,6 +24,11 @@ import (
 	tftpgwv1 "github.com/tftpgw/tftpgw/proto/tftpgw/v1"
 )
 
+// maxRecvMsgSize lets a WriteRequest carry the largest data content.proto
+// allows (4 MiB) with its framing (a tag byte and a 4-byte varint length);
+// gRPC's default limit is 4 MiB in all.
+const maxRecvMsgSize = 4<<20 + 5
+
 // Config configures the server made by [NewServer]. Its zero value serves
 // without TLS or authentication and logs to slog.Default().
 type Config struct {
@@ -45,13 +50,18 @@ type Config struct {
 	// ChunkSize is the [Service.ChunkSize]; 64 KiB if zero.
 	ChunkSize int
 
+	// WriteHandler is the [Service.WriteHandler]: it stores the files
+	// that clients upload. If nil, every Write fails with UNIMPLEMENTED
+	// (the edge sends ERROR 2 "uploads not supported").
+	WriteHandler gateway.WriteHandler
+
 	// ServerOptions are appended to the options NewServer uses, for
 	// example grpc.MaxConcurrentStreams or a stats handler.
 	ServerOptions []grpc.ServerOption
 }
 
-// NewServer returns a gRPC server that serves h as the
-// tftpgw.v1.ContentService, with the grpc.health.v1 health service
+// NewServer returns a gRPC server that serves h (and cfg.WriteHandler, for
+// uploads) as the tftpgw.v1.ContentService, with the grpc.health.v1 health service
 // reporting SERVING (for the whole server and for the ContentService) and
 // the reflection service.
 //
@@ -60,6 +70,8 @@ type Config struct {
 // authentication when cfg.Token is set (except for the health service),
 // and panic recovery, which turns a panic in the handler or its content
 // into INTERNAL and logs it with its stack; the server keeps serving.
+// [Service.Write] recovers a panic in the write handler or its upload
+// itself, the same way, so that it can abort the upload first.
 //
 // Stop the server with GracefulStop or Stop.
 func NewServer(h gateway.Handler, cfg Config) *grpc.Server {
@@ -90,6 +102,7 @@ func NewServer(h gateway.Handler, cfg Config) *grpc.Server {
 	stream = append(stream, recovery.StreamServerInterceptor(recoveryOpt))
 
 	opts := []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(maxRecvMsgSize),
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(stream...),
 	}
@@ -99,7 +112,7 @@ func NewServer(h gateway.Handler, cfg Config) *grpc.Server {
 	opts = append(opts, cfg.ServerOptions...)
 
 	srv := grpc.NewServer(opts...)
-	tftpgwv1.RegisterContentServiceServer(srv, &Service{Handler: h, ChunkSize: cfg.ChunkSize})
+	tftpgwv1.RegisterContentServiceServer(srv, &Service{Handler: h, ChunkSize: cfg.ChunkSize, WriteHandler: cfg.WriteHandler, log: logger})
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	hs.SetServingStatus(tftpgwv1.ContentService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)

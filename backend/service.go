@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/netip"
 	"strings"
 	"sync"
@@ -32,15 +33,21 @@ const MaxChunkSize = 1 << 20
 // error wrapping it, whether the handler, a Seek or a Read returns it.
 var ErrETagMismatch = errors.New("backend: content changed (etag mismatch)")
 
-// Service serves a [gateway.Handler] as a tftpgw.v1.ContentService. Its
-// zero value is ready to use and answers NOT_FOUND to every call until
-// Handler is set. Fields must not be changed once the service is
-// registered.
+// Service serves a [gateway.Handler] as a tftpgw.v1.ContentService, and a
+// [gateway.WriteHandler] as its Write. Its zero value is ready to use and
+// answers NOT_FOUND to every Read until Handler is set, and UNIMPLEMENTED
+// to every Write until WriteHandler is set. Fields must not be changed
+// once the service is registered.
 type Service struct {
 	tftpgwv1.UnimplementedContentServiceServer
 
 	// Handler answers the read requests.
 	Handler gateway.Handler
+
+	// WriteHandler, if not nil, stores the uploads (Write calls; see
+	// [Service.Write]). If nil, Write fails with UNIMPLEMENTED, which the
+	// edge sends as ERROR 2 "uploads not supported".
+	WriteHandler gateway.WriteHandler
 
 	// ChunkSize is the largest data chunk sent (a chunk is what one Read
 	// of the content returns), up to MaxChunkSize; DefaultChunkSize
@@ -48,6 +55,8 @@ type Service struct {
 	ChunkSize int
 
 	pools sync.Map // chunk size -> *sync.Pool of *[]byte
+
+	log *slog.Logger // for panics in Write; slog.Default() if nil
 }
 
 // NewContentService returns a [Service] serving h with the default chunk
@@ -59,8 +68,8 @@ func NewContentService(h gateway.Handler) *Service {
 
 type edgeIDKey struct{}
 
-// EdgeID returns the edge_id of the Read call whose context ctx is (the
-// context the handler receives), or "" if there is none.
+// EdgeID returns the edge_id of the Read or Write call whose context ctx
+// is (the context the handler receives), or "" if there is none.
 func EdgeID(ctx context.Context) string {
 	id, _ := ctx.Value(edgeIDKey{}).(string)
 	return id
@@ -254,10 +263,11 @@ func addrPort(a *tftpgwv1.Address) netip.AddrPort {
 // tftpgw.v1.TFTPError detail holding the code and message of
 // [gateway.ErrorFor](err), which the edge sends to the client as they are.
 // The status code is NOT_FOUND for TFTP error 1, PERMISSION_DENIED for 2,
-// FAILED_PRECONDITION for [ErrETagMismatch] (TFTP error 0 "file
-// changed"), CANCELED or DEADLINE_EXCEEDED
-// for the context errors, UNKNOWN for any other [*gateway.Error] and
-// INTERNAL otherwise. The status message is err's text: the edge logs it
+// RESOURCE_EXHAUSTED for 3 (such as [gateway.ErrUploadTooLarge]),
+// ALREADY_EXISTS for 6 (fs.ErrExist too), FAILED_PRECONDITION for
+// [ErrETagMismatch] (TFTP error 0 "file changed"), CANCELED or
+// DEADLINE_EXCEEDED for the context errors, UNKNOWN for any other
+// [*gateway.Error] and INTERNAL otherwise. The status message is err's text: the edge logs it
 // but never sends it to the client. An err that already carries a gRPC
 // status is returned as it is. Status(nil) is nil.
 func Status(err error) error {
@@ -280,6 +290,10 @@ func Status(err error) error {
 		code = codes.NotFound
 	case te.Code == gateway.ErrAccessViolation:
 		code = codes.PermissionDenied
+	case te.Code == gateway.ErrDiskFull:
+		code = codes.ResourceExhausted
+	case te.Code == gateway.ErrFileExists:
+		code = codes.AlreadyExists
 	case errors.Is(err, ErrETagMismatch):
 		code = codes.FailedPrecondition
 	case errors.Is(err, context.Canceled):

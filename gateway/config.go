@@ -21,6 +21,7 @@ const maxWindowSize = 32767
 // resolved once when serving starts.
 type config struct {
 	handler       Handler
+	writeHandler  WriteHandler // nil: uploads refused
 	timeout       time.Duration
 	retries       int
 	maxBlockSize  int
@@ -111,6 +112,7 @@ func orDefault[T int | int64 | float64](v, def T) T {
 func (s *Server) resolve() *config {
 	c := &config{
 		handler:       s.Handler,
+		writeHandler:  s.WriteHandler,
 		timeout:       s.Timeout,
 		retries:       s.Retries,
 		maxBlockSize:  s.MaxBlockSize,

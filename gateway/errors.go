@@ -51,7 +51,8 @@ var ErrIntegrity = &Error{Code: ErrNotDefined, Message: "integrity check failed"
 
 // ErrorFor maps a handler's error to the TFTP error the client receives:
 // an [*Error] anywhere in the chain as it is; fs.ErrNotExist as 1 "file not
-// found"; fs.ErrPermission as 2 "access violation"; [ErrNotRegular] as 2
+// found"; fs.ErrExist as 6 "file already exists"; fs.ErrPermission as 2
+// "access violation"; [ErrNotRegular] as 2
 // "not a regular file"; context.DeadlineExceeded as 0 "timeout"; anything
 // else as 0 "internal error". Except for an *Error, the text of err is
 // never sent, so server paths do not leak.
@@ -62,6 +63,8 @@ func ErrorFor(err error) *Error {
 		return te
 	case errors.Is(err, fs.ErrNotExist):
 		return &Error{Code: ErrFileNotFound, Message: "file not found"}
+	case errors.Is(err, fs.ErrExist):
+		return &Error{Code: ErrFileExists, Message: "file already exists"}
 	case errors.Is(err, fs.ErrPermission):
 		return &Error{Code: ErrAccessViolation, Message: "access violation"}
 	case errors.Is(err, ErrNotRegular):

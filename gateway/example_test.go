@@ -1,6 +1,7 @@
 package gateway_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/tftpgw/tftpgw/gateway"
@@ -27,6 +29,43 @@ func ExampleHandlerFunc() {
 	srv := &gateway.Server{Addr: "127.0.0.1:6969", Handler: h}
 	_ = srv // srv.ListenAndServe() serves it
 }
+
+// A write handler that takes switch configuration backups (and nothing
+// else) into memory, keyed by the client's address: the client's last
+// block is acknowledged once Commit has kept the bytes. Package upload
+// stores uploads in a directory, atomically.
+func ExampleWriteHandlerFunc() {
+	var mu sync.Mutex
+	backups := map[netip.Addr][]byte{}
+	h := gateway.WriteHandlerFunc(func(ctx context.Context, r *gateway.Request) (gateway.Upload, error) {
+		if r.Path != "running-config" {
+			return nil, gateway.ErrUploadRefused // ERROR 2, before the client sends anything
+		}
+		return &backup{commit: func(b []byte) {
+			mu.Lock()
+			defer mu.Unlock()
+			backups[r.RemoteAddr.Addr()] = b
+		}}, nil
+	})
+	// No Handler: read requests get ERROR 1.
+	srv := &gateway.Server{Addr: "127.0.0.1:6969", WriteHandler: h}
+	_ = srv // srv.ListenAndServe() serves it
+}
+
+// backup is an Upload kept in memory until Commit.
+type backup struct {
+	buf    bytes.Buffer
+	commit func([]byte)
+}
+
+func (b *backup) Write(p []byte) (int, error) {
+	if b.buf.Len()+len(p) > 1<<20 {
+		return 0, gateway.ErrUploadTooLarge // ERROR 3
+	}
+	return b.buf.Write(p)
+}
+func (b *backup) Commit() error { b.commit(b.buf.Bytes()); return nil }
+func (b *backup) Abort()        {}
 
 // Serve a directory, and report every session.
 func ExampleServer() {

@@ -134,6 +134,30 @@ func must(t *testing.T, err error) {
 	}
 }
 
+// FuzzCleanPathIdempotent: cleaning a clean path changes nothing, and a
+// clean path is never absolute, never has "." or ".." elements and never
+// ends in a byte that cleaning drops.
+func FuzzCleanPathIdempotent(f *testing.F) {
+	for _, s := range []string{"a", "a\t/", "\t\\", "a/.\t/", `\Boot\BCD`, "a/../b/", "..\t/x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		p, err := gateway.CleanPath(raw)
+		if err != nil {
+			return
+		}
+		q, err := gateway.CleanPath(p)
+		if err != nil || q != p {
+			t.Fatalf("CleanPath(%q) = %q, cleaned again %q, %v", raw, p, q, err)
+		}
+		for _, e := range strings.Split(p, "/") {
+			if e == "" || e == "." || e == ".." {
+				t.Fatalf("CleanPath(%q) = %q: element %q", raw, p, e)
+			}
+		}
+	})
+}
+
 func TestCleanPath(t *testing.T) {
 	tests := []struct{ raw, want string }{
 		{"a", "a"},
@@ -151,6 +175,14 @@ func TestCleanPath(t *testing.T) {
 		{"", ""},
 		{"/", ""},
 		{"\xff", ""},
+		// Garbage before a trailing separator (regression: found by
+		// upload's FuzzPolicyPlacementStaysInside; cleaning twice gave
+		// another path).
+		{"a\t/", "a"},
+		{"\t\\", ""},
+		{"a/.\t/", "a"},
+		{"a/b/..\x01\\", "a"},
+		{"a/..\xff/..\t/", "a"}, // "..\xff" is a name; ".." then leaves it
 	}
 	for _, tt := range tests {
 		got, err := gateway.CleanPath(tt.raw)

@@ -17,11 +17,27 @@ var (
 // leading separators are removed and "." elements vanish. A ".." element
 // is resolved against the elements before it; one that would climb above
 // the root is an error, as are an empty result and an embedded NUL.
+// Cleaning a clean path changes nothing.
 func CleanPath(raw string) (string, error) {
+	p, err := cleanOnce(raw)
+	// Garbage before a trailing separator ("a\t/") ends the result once
+	// the separator is gone: cleaning again would drop it (and maybe the
+	// "." or ".." it leaves). Clean until nothing changes, so that a
+	// path cleaned twice (by rewrite rules, or an upload's placement) is
+	// the path cleaned once.
+	for err == nil && isGarbage(p[len(p)-1]) {
+		p, err = cleanOnce(p)
+	}
+	return p, err
+}
+
+// isGarbage reports a byte that CleanPath drops from the end of a name.
+func isGarbage(c byte) bool { return c < 0x20 || c == 0x7f || c == 0xff }
+
+func cleanOnce(raw string) (string, error) {
 	end := len(raw)
 	for end > 0 {
-		c := raw[end-1]
-		if c < 0x20 || c == 0x7f || c == 0xff {
+		if isGarbage(raw[end-1]) {
 			end--
 			continue
 		}

@@ -28,6 +28,7 @@ type serverState struct {
 	listeners map[*udp.Listener]struct{}
 	active    map[sessionKey]*activeSession
 	closed    bool
+	draining  atomic.Bool // closed, readable without the lock
 	sessions  sync.WaitGroup
 	loops     sync.WaitGroup // stats loop
 	statsStop chan struct{}
@@ -58,6 +59,10 @@ type serverState struct {
 	activeN, bytesSent, packetsSent, retransmits              atomic.Int64
 	outcomes                                                  [numOutcomes]atomic.Int64
 	malformed, unknownTID, writeRequests, duplicates, dupAcks atomic.Int64
+
+	uploads       [numOutcomes]atomic.Int64 // also in outcomes
+	bytesReceived atomic.Int64
+	unanswered    atomic.Int64 // window memory held by uploads whose client has not answered (see sessionHost.Unanswered)
 }
 
 // sessionKey identifies a running session, to ignore duplicate RRQs.
@@ -265,9 +270,10 @@ func (s *Server) handlePacket(c *config, l *udp.Listener, b []byte, src netip.Ad
 	if !ok {
 		return
 	}
-	if op == wire.OpWRQ {
+	write := op == wire.OpWRQ
+	if write && c.writeHandler == nil {
 		st.writeRequests.Add(1)
-		s.replyError(l, src, dst, ErrAccessViolation, "read-only server", len(b))
+		s.replyError(l, src, dst, errUploadsOff.Code, errUploadsOff.Message, len(b))
 		return
 	}
 	if req.Mode != "octet" && req.Mode != "netascii" {
@@ -282,7 +288,7 @@ func (s *Server) handlePacket(c *config, l *udp.Listener, b []byte, src netip.Ad
 		if s.isClosed() {
 			return // draining: no new session replaces a running one
 		}
-		if !supersede(running.Owner().(*activeSession), at) { // a duplicate RRQ
+		if !supersede(running.Owner().(*activeSession), at) { // a duplicate request
 			st.duplicates.Add(1)
 			return
 		}
@@ -335,7 +341,7 @@ func (s *Server) handlePacket(c *config, l *udp.Listener, b []byte, src netip.Ad
 	go s.startSession(ctx, c, admitted{
 		key: key, act: act, req: req, src: src,
 		local: netip.AddrPortFrom(dst, l.Port()), mux: mux, at: at,
-		limits: limits, port: port, l: l, reqLen: len(b),
+		limits: limits, port: port, l: l, reqLen: len(b), write: write,
 	})
 }
 
@@ -361,6 +367,12 @@ func (st *serverState) refusedBusy(c *config, client netip.AddrPort, now time.Ti
 // its socket (closed by now) from the port range, if not 0, is free again.
 func (st *serverState) sessionDone(key sessionKey, act *activeSession, port uint16, s *SessionStats) {
 	st.activeN.Add(-1)
+	if s.Write {
+		st.bytesReceived.Add(s.BytesReceived)
+		if o := s.Outcome; o >= 0 && int(o) < len(st.uploads) {
+			st.uploads[o].Add(1)
+		}
+	}
 	st.bytesSent.Add(s.BytesSent)
 	st.packetsSent.Add(s.PacketsSent)
 	st.retransmits.Add(s.Retransmits)
@@ -463,6 +475,7 @@ func (s *Server) closeListeners() *serverState {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	st.closed = true
+	st.draining.Store(true)
 	for l := range st.listeners {
 		if !l.Single() {
 			l.Close()

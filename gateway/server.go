@@ -26,9 +26,10 @@ const (
 // [Server.ListenAndServe] after [Server.Shutdown] or [Server.Close].
 var ErrServerClosed = errors.New("gateway: server closed")
 
-// Server is a TFTP read server. Its zero value is ready to use (it serves
-// nothing until Handler is set: every request gets ERROR 1). Fields must
-// not be changed after serving starts.
+// Server is a TFTP server. Its zero value is ready to use (it serves
+// nothing until Handler is set: every read request gets ERROR 1; write
+// requests get ERROR 2 until WriteHandler is set). Fields must not be
+// changed after serving starts.
 type Server struct {
 	// Addr is the UDP address to listen on, ":69" if empty. "[::]:69"
 	// and ":69" serve IPv4 and IPv6 (dual stack).
@@ -36,6 +37,12 @@ type Server struct {
 
 	// Handler answers read requests.
 	Handler Handler
+
+	// WriteHandler, if not nil, takes uploads (write requests, WRQ); nil
+	// refuses every write request with ERROR 2 "read-only server". Uploads
+	// are sessions like reads: the admission hook and the session limits
+	// apply to them.
+	WriteHandler WriteHandler
 
 	// Timeout is the retransmission timeout used when the client does not
 	// negotiate one (RFC 2349); 1 s if zero.

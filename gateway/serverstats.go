@@ -22,6 +22,7 @@ func (s *Server) Stats() ServerStats {
 		PolicyRefusals:    st.policyRefusals.Load(),
 		PolicyDrops:       st.policyDrops.Load(),
 		PortsExhausted:    st.portsExhausted.Load(),
+		BytesReceived:     st.bytesReceived.Load(),
 		ErrorsSent:        make(map[ErrorCode]int64),
 	}
 	for o := range st.outcomes {
@@ -30,6 +31,14 @@ func (s *Server) Stats() ServerStats {
 				r.Sessions = make(map[Outcome]int64, len(st.outcomes))
 			}
 			r.Sessions[Outcome(o)] = n
+		}
+	}
+	for o := range st.uploads {
+		if n := st.uploads[o].Load(); n > 0 {
+			if r.Uploads == nil {
+				r.Uploads = make(map[Outcome]int64, len(st.uploads))
+			}
+			r.Uploads[Outcome(o)] = n
 		}
 	}
 	for i := range st.errCounts {

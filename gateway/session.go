@@ -35,6 +35,8 @@ type admitted struct {
 	// range can be bound.
 	l      *udp.Listener
 	reqLen int
+
+	write bool // a write request (WRQ): an upload
 }
 
 // errNoFreePort ends a session whose socket could bind no port of the
@@ -85,6 +87,15 @@ func (s *Server) startSession(ctx context.Context, c *config, a admitted) {
 		Options: a.req.Options,
 		Start:   a.at,
 	}
+	if a.write && a.mux != nil {
+		// In single-port mode the listener hands a session datagrams of
+		// up to udp.MaxPacket bytes, and queues a few: an upload's blocks
+		// and its window must fit.
+		wc := *cfg
+		wc.MaxBlockSize = min(wc.MaxBlockSize, udp.MaxPacket-wire.HeaderSize)
+		wc.MaxWindowSize = min(wc.MaxWindowSize, udp.MuxWindow)
+		sess.Config = &wc
+	}
 	defer func() { s.finishSession(c, a, sess, &stats) }()
 
 	var (
@@ -128,6 +139,11 @@ func (s *Server) startSession(ctx context.Context, c *config, a admitted) {
 		return
 	}
 	req.Path, stats.Path = p, p
+	if a.write {
+		stats.Write = true
+		s.receiveUpload(ctx, c, req, sess, &stats)
+		return
+	}
 
 	content, err := s.serve(ctx, c, req)
 	if req.Path != p {
@@ -184,6 +200,62 @@ func (s *Server) listenSession(a *admitted) (udp.Conn, netip.AddrPort, error) {
 	st.mu.Unlock()
 	a.port = 0
 	return nil, a.src, errNoFreePort
+}
+
+// receiveUpload calls the write handler and runs the upload; the upload
+// is aborted unless it ended stored and acknowledged.
+func (s *Server) receiveUpload(ctx context.Context, c *config, req *Request, sess *session.Session, stats *SessionStats) {
+	up, err := s.receive(ctx, c, req)
+	if req.Path != stats.Path {
+		stats.RewrittenPath = req.Path
+	}
+	if bs, ok := up.(interface{ BackendStats() BackendStats }); ok {
+		defer func() { b := bs.BackendStats(); stats.Backend = &b }()
+	}
+	switch {
+	case err != nil:
+		var be interface{ BackendStats() BackendStats }
+		if errors.As(err, &be) {
+			b := be.BackendStats()
+			stats.Backend = &b
+		}
+		if errors.Is(err, ErrUploadRefused) {
+			s.state.writeRequests.Add(1)
+		}
+		sess.Refuse(errorOf(ErrorFor(err)), err)
+		return
+	case up == nil:
+		sess.Refuse(errorOf(ErrorFor(nil)), errNoUpload)
+		return
+	}
+	defer func() {
+		if sess.Stats().Outcome != session.OutcomeOK {
+			abortUpload(c, req.SessionID, up)
+		}
+	}()
+	sess.Receive(up)
+}
+
+// receive calls the write handler; a panic there is logged and returned
+// as an error.
+func (s *Server) receive(ctx context.Context, c *config, req *Request) (up Upload, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			c.logger.Error("write handler panic", "session", req.SessionID, "panic", v)
+			up, err = nil, fmt.Errorf("gateway: write handler panic: %v", v)
+		}
+	}()
+	return c.writeHandler.ReceiveTFTP(ctx, req)
+}
+
+// abortUpload aborts an upload; a panic there is logged, never fatal.
+func abortUpload(c *config, id string, up Upload) {
+	defer func() {
+		if v := recover(); v != nil {
+			c.logger.Error("upload panic on abort", "session", id, "panic", v)
+		}
+	}()
+	up.Abort()
 }
 
 // serve calls the handler; a panic there is logged and returned as an
@@ -245,6 +317,7 @@ func (s *Server) finishSession(c *config, a admitted, sess *session.Session, st 
 		}
 		st.BytesSent, st.BytesAcked, st.PacketsSent = es.BytesSent, es.BytesAcked, es.PacketsSent
 		st.Retransmits, st.DuplicateAcks, st.TimeToFirstData = es.Retransmits, es.DuplicateAcks, es.TimeToFirstData
+		st.BytesReceived = es.BytesReceived
 	}
 	st.Duration = time.Since(st.Start)
 	logSession(c.logger, st)
@@ -282,7 +355,13 @@ func logSession(l *slog.Logger, st *SessionStats) {
 	attrs = append(attrs,
 		slog.String("mode", st.Mode),
 		slog.String("outcome", st.Outcome.String()),
-		slog.Int64("bytes", st.BytesAcked),
+	)
+	if st.Write {
+		attrs = append(attrs, slog.Bool("upload", true), slog.Int64("bytes", st.BytesReceived))
+	} else {
+		attrs = append(attrs, slog.Int64("bytes", st.BytesAcked))
+	}
+	attrs = append(attrs,
 		slog.Int("blksize", st.BlockSize),
 		slog.Int("windowsize", st.WindowSize),
 		slog.Int64("retransmits", st.Retransmits),
@@ -322,7 +401,29 @@ func (h *sessionHost) Busy() {
 	h.st.refusedBusy(h.c, netip.AddrPortFrom(h.client.Addr(), 0), time.Now())
 }
 
-func (h *sessionHost) Answered() { h.act.progressed.Store(true) }
+func (h *sessionHost) Answered(unanswered int) {
+	if unanswered > 0 {
+		h.st.unanswered.Add(-int64(unanswered))
+		return
+	}
+	h.act.progressed.Store(true)
+}
+
+// Unanswered holds n bytes against the budget of unanswered uploads: an
+// eighth of the window memory (none without a limit), so that write
+// requests from spoofed sources, which never answer, cannot take the
+// window memory reads need.
+func (h *sessionHost) Unanswered(n int) bool {
+	limit := h.c.maxWindowMemory / 8
+	if h.c.maxWindowMemory <= 0 {
+		return true
+	}
+	if h.st.unanswered.Add(int64(n)) > limit {
+		h.st.unanswered.Add(-int64(n))
+		return false
+	}
+	return true
+}
 
 func (h *sessionHost) StrayPacket(answered bool) {
 	h.st.unknownTID.Add(1)
@@ -332,6 +433,8 @@ func (h *sessionHost) StrayPacket(answered bool) {
 }
 
 func (h *sessionHost) Stopping() bool { return h.st.ctx != nil && h.st.ctx.Err() != nil }
+
+func (h *sessionHost) Draining() bool { return h.st.draining.Load() }
 
 func (h *sessionHost) ErrorFor(err error) session.Error {
 	e := ErrorFor(err)

@@ -47,6 +47,10 @@ type SessionStats struct {
 	RemoteAddr netip.AddrPort
 	LocalAddr  netip.AddrPort
 
+	// Write is set for an upload (a write request, WRQ); a read's stats
+	// leave it false.
+	Write bool
+
 	RawPath string
 	Path    string // normalised, as requested
 	// RewrittenPath is the path the handler served, when a middleware
@@ -74,7 +78,11 @@ type SessionStats struct {
 	BytesAcked    int64 // payload bytes the client acknowledged
 	PacketsSent   int64 // every packet sent: OACK, DATA and ERROR
 	Retransmits   int64 // packets sent again: after a timeout, restarting a window after a gap, or at the client's timer
-	DuplicateAcks int64 // ACKs that acknowledged nothing new
+	DuplicateAcks int64 // ACKs that acknowledged nothing new; for an upload, DATA blocks received again
+
+	// BytesReceived are the payload bytes of an upload's DATA packets
+	// received in order, each block once, before netascii conversion.
+	BytesReceived int64
 
 	// Start is when the request reached the listening socket (the
 	// kernel's receive timestamp on Linux, so time spent in a backlog
@@ -112,7 +120,7 @@ type ServerStats struct {
 
 	MalformedPackets  int64 // dropped on the listening port
 	UnknownTIDPackets int64 // reaching a session's port from another transfer ID; those answered with ERROR 5 are in ErrorsSent
-	WriteRequests     int64 // refused with ERROR 2
+	WriteRequests     int64 // refused with ERROR 2: no WriteHandler, or it returned ErrUploadRefused (a path not allowed)
 	DuplicateRequests int64 // RRQs ignored because their session runs
 	BusyRefusals      int64 // RRQs refused with "server busy" (over a limit, or no free port in the PortRange)
 	IgnoredBroadcasts int64 // requests sent to a broadcast or multicast address
@@ -121,6 +129,12 @@ type ServerStats struct {
 	PolicyRefusals    int64 // requests Server.Admit refused with an ERROR
 	PolicyDrops       int64 // requests Server.Admit dropped without a word
 	PortsExhausted    int64 // RRQs refused with "server busy" because no port of Server.PortRange was free (or could be bound); also in BusyRefusals
+
+	// Uploads counts the finished uploads (write requests) by outcome,
+	// also counted in Sessions; an outcome no upload has had is absent.
+	Uploads map[Outcome]int64
+	// BytesReceived are the payload bytes uploads received in order.
+	BytesReceived int64
 
 	// Final is set on the last report, made when the server stops.
 	Final bool

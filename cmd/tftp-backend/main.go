@@ -17,7 +17,8 @@
 //	-http-upstream URL  stream URL/PATH from an HTTP repository, resuming
 //	                    with Range requests
 //
-// At least one source is required. A request for P uses the template
+// At least one source is required (-upload-dir alone makes a backend that
+// only takes uploads). A request for P uses the template
 // P.tmpl; if P's base name holds a MAC address (pxelinux.cfg/01-aa-bb-...,
 // grub.cfg-01-aa-bb-...), the same name with the MAC replaced by "{mac}"
 // (pxelinux.cfg/01-{mac}.tmpl), then default.tmpl in P's directory.
@@ -53,6 +54,34 @@
 // mtime, ctime and inode) and cached (4096 versions at most), and
 // concurrent requests for a version share one hash.
 //
+// Upload flags (TFTP write requests, forwarded by tftpgw's Write calls):
+//
+//	-upload-dir DIR          take uploads and store them under DIR: each
+//	                         is written to a temporary file
+//	                         (.NAME.RANDOM.tftpgw-upload) and gets its name
+//	                         only once every byte is on disk, so a name
+//	                         never holds part of a file; symbolic links and
+//	                         ".." cannot leave DIR
+//	-upload-allow GLOB,...   the paths that may be uploaded (* within a path
+//	                         element, ** across elements, {a,b}, [a-z]);
+//	                         others get TFTP error 2 (default **: every
+//	                         path, as the edge already chose what to
+//	                         forward with its own -upload-allow)
+//	-upload-max-size B       refuse uploads of more than B bytes (suffixes
+//	                         KiB, MiB, GiB) with TFTP error 3, at once if
+//	                         the client declared its size (default 0: no
+//	                         limit)
+//	-upload-overwrite        let an upload replace an existing file, by an
+//	                         atomic rename; by default a name that exists
+//	                         is refused with TFTP error 6
+//	-upload-path TEMPLATE    where an upload is stored under DIR: {path},
+//	                         {client_ip}, {client_ip_hex} (default {path};
+//	                         {client_ip}/{path}: a directory per client)
+//	-upload-serve            serve reads from DIR for the paths not found
+//	                         under -root (tried right after -root), so
+//	                         stored uploads can be read back; when DIR is
+//	                         -root they already are
+//
 // It also serves grpc.health.v1 and reflection. SIGINT or SIGTERM stop it
 // gracefully: running calls get 10 seconds to finish.
 package main
@@ -74,6 +103,7 @@ import (
 	"github.com/tftpgw/tftpgw/cmd/tftp-backend/internal/httpupstream"
 	"github.com/tftpgw/tftpgw/cmd/tftp-backend/internal/templates"
 	"github.com/tftpgw/tftpgw/gateway"
+	"github.com/tftpgw/tftpgw/gateway/upload"
 	"github.com/tftpgw/tftpgw/internal/bytesize"
 	"github.com/tftpgw/tftpgw/internal/grpcauth"
 	"github.com/tftpgw/tftpgw/internal/jsonlog"
@@ -102,6 +132,12 @@ type config struct {
 	digest                                bool
 	digestSyncMax                         bytesize.Size
 	digestWait                            time.Duration
+
+	uploadDir, uploadAllow, uploadPath string
+	uploadMaxSize                      bytesize.Size
+	uploadOverwrite, uploadServe       bool
+	// uploadPolicy is made of the -upload- flags when -upload-dir is set.
+	uploadPolicy *upload.Policy
 }
 
 func parseFlags(args []string, stderr io.Writer) (*config, error) {
@@ -122,14 +158,23 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	c.digestSyncMax = defaultDigestSyncMax
 	fs.Var(&c.digestSyncMax, "digest-sync-max", "hash -root files of at most this many `bytes` (suffixes KiB, MiB, GiB) before their first header (waiting at most -digest-wait); larger ones are hashed in the background, their headers carrying the digest once it is known")
 	fs.DurationVar(&c.digestWait, "digest-wait", defaultDigestWait, "how long a header may wait for the digest of a file under -digest-sync-max (keep it under the edges' -backend-header-timeout); then it goes without, and the hash goes on for later headers; 0: never wait")
+	fs.StringVar(&c.uploadDir, "upload-dir", "", "take uploads (TFTP write requests) and store them under `dir`, each complete or not at all, never outside it")
+	fs.StringVar(&c.uploadAllow, "upload-allow", "**", "comma-separated `globs` of the paths that may be uploaded (* within a path element, ** across elements, {a,b}); the default allows every path, the edge having chosen what to forward with its own -upload-allow")
+	fs.Var(&c.uploadMaxSize, "upload-max-size", "refuse uploads of more than this many `bytes` (suffixes KiB, MiB, GiB) with TFTP error 3; 0: no limit")
+	fs.BoolVar(&c.uploadOverwrite, "upload-overwrite", false, "let an upload replace an existing file (atomically); otherwise an existing name is refused with TFTP error 6")
+	fs.StringVar(&c.uploadPath, "upload-path", "{path}", "where an upload is stored under -upload-dir: a `template` with {path}, {client_ip} and {client_ip_hex}, e.g. {client_ip}/{path}")
+	fs.BoolVar(&c.uploadServe, "upload-serve", false, "also serve reads from -upload-dir, for paths not found under -root, so that stored uploads can be read back (not needed when -upload-dir is -root)")
 	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if err := c.parseUploadFlags(fs); err != nil {
 		return nil, err
 	}
 	switch {
 	case fs.NArg() > 0:
 		return nil, fmt.Errorf("unexpected arguments: %q", fs.Args())
-	case c.root == "" && c.templates == "" && c.httpUpstream == "":
-		return nil, errors.New("no source: set -templates, -root or -http-upstream")
+	case c.root == "" && c.templates == "" && c.httpUpstream == "" && c.uploadDir == "":
+		return nil, errors.New("no source: set -templates, -root, -http-upstream or -upload-dir")
 	case (c.tlsCert == "") != (c.tlsKey == ""):
 		return nil, errors.New("-tls-cert and -tls-key go together")
 	case c.clientCA != "" && c.tlsCert == "":
@@ -170,6 +215,11 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(net.Ad
 	defer closeSources()
 
 	cfg := backend.Config{Logger: logger}
+	if c.uploadDir != "" {
+		if cfg.WriteHandler, err = uploads(c, logger); err != nil {
+			return err
+		}
+	}
 	if cfg.TLS, err = grpcauth.ServerTLS(c.tlsCert, c.tlsKey, c.clientCA); err != nil {
 		return err
 	}
@@ -223,11 +273,11 @@ func sources(c *config, logger *slog.Logger) (h gateway.Handler, closeAll func()
 		}
 		hs, closers = append(hs, t), append(closers, t.Close)
 	}
-	if c.root != "" {
-		root, err := os.OpenRoot(c.root)
+	// dir serves the files under a directory, as -root says.
+	dir := func(name, flag string) error {
+		root, err := os.OpenRoot(name)
 		if err != nil {
-			closeAll()
-			return nil, nil, fmt.Errorf("root: %w", err)
+			return fmt.Errorf("%s: %w", flag, err)
 		}
 		files := gateway.FileServer(root)
 		closers = append(closers, root.Close)
@@ -238,6 +288,20 @@ func sources(c *config, logger *slog.Logger) (h gateway.Handler, closeAll func()
 			files = d.handler(files)
 		}
 		hs = append(hs, withMaxAge(files, c.maxAge))
+		return nil
+	}
+	if c.root != "" {
+		if err := dir(c.root, "root"); err != nil {
+			closeAll()
+			return nil, nil, err
+		}
+	}
+	if c.uploadServe && !sameDir(c.uploadDir, c.root) {
+		// After -root: its files win.
+		if err := dir(c.uploadDir, "-upload-dir"); err != nil {
+			closeAll()
+			return nil, nil, err
+		}
 	}
 	if c.httpUpstream != "" {
 		u, err := httpupstream.New(c.httpUpstream, nil)
@@ -276,6 +340,11 @@ func withMaxAge(h gateway.Handler, maxAge time.Duration) gateway.Handler {
 func firstFound(hs []gateway.Handler) gateway.Handler {
 	if len(hs) == 1 {
 		return hs[0]
+	}
+	if len(hs) == 0 { // -upload-dir alone: nothing to read
+		return gateway.HandlerFunc(func(context.Context, *gateway.Request) (gateway.Content, error) {
+			return nil, &gateway.Error{Code: gateway.ErrFileNotFound, Message: "file not found"}
+		})
 	}
 	return gateway.HandlerFunc(func(ctx context.Context, req *gateway.Request) (gateway.Content, error) {
 		var err error

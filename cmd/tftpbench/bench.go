@@ -143,9 +143,30 @@ func (c countingWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// transfer performs one download and verifies it when want is set; the
-// bytes are counted into received as they arrive, for the progress line.
+// countingReader counts what passes through it.
+type countingReader struct {
+	r io.Reader
+	n *atomic.Int64
+}
+
+func (c countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+// transfer performs one download and verifies it when want is set, or
+// with -put one upload; the bytes are counted into received (or sent) as
+// they go, for the progress line.
 func transfer(ctx context.Context, cfg *config, file string, h hash.Hash, want []byte, wantSize int64, received *atomic.Int64) record {
+	if cfg.put {
+		src := countingReader{bytes.NewReader(cfg.content), received}
+		res, err := tftpclient.Put(ctx, cfg.server, file, src, int64(len(cfg.content)), cfg.opts)
+		return record{
+			file: file, duration: res.Duration, ttfb: res.TimeToFirst,
+			bytes: res.Size, packets: res.Packets, dups: res.Retransmits, err: err,
+		}
+	}
 	var w io.Writer = io.Discard
 	if h != nil {
 		h.Reset()

@@ -4,6 +4,10 @@
 //
 //	tftpbench -server HOST:PORT -file PATH [-c N] [-n N | -d DURATION] [flags]
 //
+// Upload load generation (TFTP write requests of a generated file):
+//
+//	tftpbench -put -size BYTES -server HOST:PORT -file PATH [-c N] [-n N | -d DURATION] [flags]
+//
 // Single download:
 //
 //	tftpbench get [flags] HOST:PORT REMOTE [LOCAL]

@@ -303,3 +303,59 @@ func TestSummaryTextWithoutSuccess(t *testing.T) {
 		t.Errorf("summary:\n%s", out)
 	}
 }
+
+func TestRunPut(t *testing.T) {
+	srv := tftpclienttest.NewServer(t, tftpclienttest.Config{Writable: true})
+	for _, mode := range []string{"octet", "netascii"} {
+		t.Run(mode, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			args := []string{"-put", "-size", "100000", "-server", srv.Addr(), "-file", "up-" + mode + "-a,up-" + mode + "-b",
+				"-c", "3", "-n", "5", "-blksize", "1024", "-windowsize", "8", "-mode", mode, "-json", "-progress=false"}
+			ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+			defer cancel()
+			if code := mainCode(ctx, args, nil, &stdout, &stderr); code != 0 {
+				t.Fatalf("exit %d: %s %s", code, stderr.String(), stdout.String())
+			}
+			var s summary
+			if err := json.Unmarshal(stdout.Bytes(), &s); err != nil {
+				t.Fatalf("bad JSON %q: %v", stdout.String(), err)
+			}
+			want := generate(100_000)
+			if mode == "netascii" {
+				want = bytes.ReplaceAll(bytes.ReplaceAll(want, []byte("\r"), []byte("\r\x00")), []byte("\n"), []byte("\r\n"))
+			}
+			if !s.Put || s.OK != 5 || s.Failed != 0 || s.Bytes != 5*int64(len(want)) || s.Packets < 5*int64(len(want)/1024+1) {
+				t.Errorf("summary: %s", stdout.String())
+			}
+			for _, f := range []string{"a", "b"} {
+				if got, ok := srv.Upload("up-" + mode + "-" + f); !ok || !bytes.Equal(got, want) {
+					t.Errorf("upload %s: %d bytes, want %d", f, len(got), len(want))
+				}
+			}
+		})
+	}
+	t.Run("text", func(t *testing.T) {
+		var stdout bytes.Buffer
+		code := mainCode(t.Context(), []string{"-put", "-size", "0", "-server", srv.Addr(), "-file", "empty"}, nil, &stdout, io.Discard)
+		if out := stdout.String(); code != 0 || !strings.Contains(out, "transfers   1 ok") || !strings.Contains(out, "0 B) sent, 1 DATA packets") {
+			t.Errorf("code %d, output:\n%s", code, out)
+		}
+	})
+	t.Run("refused", func(t *testing.T) {
+		ro := tftpclienttest.NewServer(t, tftpclienttest.Config{})
+		var stdout bytes.Buffer
+		code := mainCode(t.Context(), []string{"-put", "-server", ro.Addr(), "-file", "x", "-json"}, nil, &stdout, io.Discard)
+		if code != 1 || !strings.Contains(stdout.String(), "server error 2: Access violation") {
+			t.Errorf("code %d, output:\n%s", code, stdout.String())
+		}
+	})
+	for _, args := range [][]string{
+		{"-put", "-file", "a", "-size", "-1"},
+		{"-put", "-file", "a", "-sha256", strings.Repeat("ab", 32)},
+		{"-put", "-file", "a", "-verify-file", "x"},
+	} {
+		if _, err := parseFlags(args, io.Discard, false); !errors.Is(err, errUsage) {
+			t.Errorf("parseFlags(%q) = %v, want a usage error", args, err)
+		}
+	}
+}

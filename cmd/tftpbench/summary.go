@@ -21,12 +21,15 @@ type percentiles struct {
 // summary is the result of a run. The JSON field names are a stable
 // interface for scripts.
 type summary struct {
-	Server      string         `json:"server"`
-	Files       []string       `json:"files"`
-	Concurrency int            `json:"concurrency"`
-	BlockSize   int            `json:"blksize"`
-	WindowSize  int            `json:"windowsize"`
-	Mode        string         `json:"mode"`
+	Server      string   `json:"server"`
+	Files       []string `json:"files"`
+	Concurrency int      `json:"concurrency"`
+	BlockSize   int      `json:"blksize"`
+	WindowSize  int      `json:"windowsize"`
+	Mode        string   `json:"mode"`
+	// Put marks an upload run (-put): bytes and packets were sent, and
+	// duplicates counts the DATA packets sent again.
+	Put         bool           `json:"put,omitempty"`
 	Transfers   int            `json:"transfers"`
 	OK          int            `json:"ok"`
 	Failed      int            `json:"failed"`
@@ -75,7 +78,7 @@ func percentilesOf(d []time.Duration) percentiles {
 func summarize(cfg *config, records []record, elapsed, user, sys time.Duration) summary {
 	s := summary{
 		Server: cfg.server, Files: cfg.files, Concurrency: cfg.concurrency,
-		BlockSize: cfg.opts.BlockSize, WindowSize: cfg.opts.WindowSize, Mode: cfg.opts.Mode,
+		BlockSize: cfg.opts.BlockSize, WindowSize: cfg.opts.WindowSize, Mode: cfg.opts.Mode, Put: cfg.put,
 		Transfers: len(records), Errors: map[string]int{},
 		Elapsed: elapsed.Seconds(), CPUUser: user.Seconds(), CPUSystem: sys.Seconds(), CPU: (user + sys).Seconds(),
 	}
@@ -134,7 +137,11 @@ func writeText(w io.Writer, s summary) {
 	for _, k := range keys {
 		fmt.Fprintf(w, "  %6d x %s\n", s.Errors[k], k)
 	}
-	fmt.Fprintf(w, "bytes       %d (%s), %d packets, %d duplicates\n", s.Bytes, humanBytes(s.Bytes), s.Packets, s.Duplicates)
+	if s.Put {
+		fmt.Fprintf(w, "bytes       %d (%s) sent, %d DATA packets, %d retransmitted\n", s.Bytes, humanBytes(s.Bytes), s.Packets, s.Duplicates)
+	} else {
+		fmt.Fprintf(w, "bytes       %d (%s), %d packets, %d duplicates\n", s.Bytes, humanBytes(s.Bytes), s.Packets, s.Duplicates)
+	}
 	fmt.Fprintf(w, "elapsed     %v\n", secs(s.Elapsed))
 	fmt.Fprintf(w, "throughput  %.2f MB/s\n", s.MBPerSecond)
 	if s.OK == 0 { // percentiles of nothing would read as 0s

@@ -40,6 +40,14 @@ type fileConfig struct {
 	Metrics *string         `yaml:"metrics"`
 	Cache   *cacheSection   `yaml:"cache"`
 	Log     *logSection     `yaml:"log"`
+	Upload  *uploadSection  `yaml:"upload"`
+}
+
+type uploadSection struct {
+	Allow     *[]string `yaml:"allow"`
+	MaxSize   *sizeText `yaml:"max_size"`
+	Overwrite *bool     `yaml:"overwrite"`
+	Path      *string   `yaml:"path"`
 }
 
 type tlsSection struct {
@@ -122,6 +130,7 @@ type policyEntry struct {
 	MaxWindowsize int         `yaml:"max_windowsize"`
 	MaxSessions   int         `yaml:"max_sessions_per_client"`
 	Rate          float64     `yaml:"rrq_per_second_per_client"`
+	Uploads       *string     `yaml:"uploads"`
 }
 
 // flagKeys maps each flag to its key in the file. Every flag but -config
@@ -169,6 +178,10 @@ var flagKeys = map[string]string{
 	"cache-max-age":                "cache.max_age",
 	"log-format":                   "log.format",
 	"log-level":                    "log.level",
+	"upload-allow":                 "upload.allow",
+	"upload-max-size":              "upload.max_size",
+	"upload-overwrite":             "upload.overwrite",
+	"upload-path":                  "upload.path",
 }
 
 // configFile is a configuration file read: its options and where each key
@@ -249,6 +262,7 @@ var yamlTypeName = strings.NewReplacer(
 	"main.statsSection", "stats",
 	"main.cacheSection", "cache",
 	"main.logSection", "log",
+	"main.uploadSection", "upload",
 	"main.errorEntry", "error",
 	"main.rewriteEntry", "a rewrite rule",
 	"main.policyEntry", "a policy rule",
@@ -348,6 +362,14 @@ func (f *configFile) apply(fc *fileConfig, o *options, set map[string]bool) erro
 		put(a, "log-format", l.Format, &o.Log.Format)
 		put(a, "log-level", l.Level, &o.Log.Level)
 	}
+	if u := fc.Upload; u != nil {
+		put(a, "upload-allow", u.Allow, (*[]string)(&o.Upload.Allow))
+		if u.MaxSize != nil {
+			o.Upload.MaxSize, set["upload-max-size"] = bytesize.Size(u.MaxSize.n), true
+		}
+		put(a, "upload-overwrite", u.Overwrite, &o.Upload.Overwrite)
+		put(a, "upload-path", u.Path, &o.Upload.Path)
+	}
 
 	var errs []error
 	for i, r := range fc.Rewrite {
@@ -445,6 +467,18 @@ func (p *policyEntry) rule() (policy.Rule, error) {
 		r.Access = policy.Drop
 	default:
 		return r, fmt.Errorf("action %q: want error or drop", action)
+	}
+	if p.Uploads != nil {
+		switch *p.Uploads {
+		case "true", "allow":
+			r.Uploads = policy.Allow
+		case "false", "refuse", "error":
+			r.Uploads = policy.Refuse
+		case "drop":
+			r.Uploads = policy.Drop
+		default:
+			return r, fmt.Errorf("uploads %q: want true, false or drop", *p.Uploads)
+		}
 	}
 	if p.Error != nil && r.Access != policy.Refuse {
 		return r, errors.New("error is what a rule with allow: false (and action: error) sends")

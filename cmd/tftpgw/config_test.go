@@ -73,12 +73,13 @@ func TestEveryFlagHasAKey(t *testing.T) {
 		"stats-sink-cert": "s.pem", "stats-sink-key": "s-key.pem", "stats-sink-server-name": "collector",
 		"stats-sink-token-file": "stats.token", "metrics": "127.0.0.1:9369", "cache-size": "64MiB",
 		"cache-max-age": "5s", "log-format": "json", "log-level": "debug",
+		"upload-allow": "configs/**,*.core", "upload-max-size": "16MiB", "upload-overwrite": "true", "upload-path": "{client_ip}/{path}",
 	} {
 		if values[name] != want {
 			t.Errorf("-%s = %q from the file, want %q", name, values[name], want)
 		}
 	}
-	if len(o.Rewrite) != 1 || len(o.Policy) != 1 {
+	if len(o.Rewrite) != 1 || len(o.Policy) != 2 || o.Policy[1].Uploads != policy.Drop {
 		t.Errorf("rewrite %v, policy %v", o.Rewrite, o.Policy)
 	}
 }
@@ -168,6 +169,10 @@ func TestBadConfigNamesKeyAndLine(t *testing.T) {
 		{"port range with single port", "root: /tmp\ntftp:\n  single_port: true\n  port_range: 50000-50003\n", []string{`:4: tftp.port_range 50000-50003 with tftp.single_port`}},
 		{"not yaml", "root: [\n", []string{":1: did not find expected node content"}},
 		{"refused after decoding", "root: /tmp\nlog: {level: loud}\n", []string{`:2: log.level`}},
+		{"bad upload pattern", "root: /tmp\nupload:\n  allow: [\"configs/[\"]\n", []string{`:3: upload.allow: upload: Allow[0] "configs/[": bad pattern`}},
+		{"bad upload path", "root: /tmp\nupload:\n  allow: [\"*\"]\n  path: \"{mac}/{path}\"\n", []string{`:4: upload.path: upload: Path "{mac}/{path}"`}},
+		{"bad uploads in a policy rule", "root: /tmp\npolicy:\n  - {clients: [10.0.0.0/8], uploads: maybe}\n", []string{`:3: policy[0]: uploads "maybe": want true, false or drop`}},
+		{"overwrite with a backend", "backend: {target: \"x:1\"}\nupload: {allow: [\"*\"], overwrite: true}\n", []string{`:2: upload.overwrite is for root: with backend.target the backend decides`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -17,6 +17,7 @@ import (
 	"github.com/tftpgw/tftpgw/gateway/policy"
 	"github.com/tftpgw/tftpgw/gateway/remote"
 	"github.com/tftpgw/tftpgw/gateway/rewrite"
+	"github.com/tftpgw/tftpgw/gateway/upload"
 	"github.com/tftpgw/tftpgw/internal/bytesize"
 )
 
@@ -177,6 +178,22 @@ func (o *options) flagSet(stderr io.Writer) *flag.FlagSet {
 		"`file` holding a bearer token sent to the stats sink as \"authorization: Bearer TOKEN\"; re-read when it changes.\n"+
 			"Sent only over TLS, or in plaintext to a loopback target (readable by anyone who can capture loopback traffic)")
 
+	u := &o.Upload
+	fs.Var(&u.Allow, "upload-allow",
+		"accept uploads (write requests) of the paths matching these glob `patterns`, comma-separated: * within a\n"+
+			"path element, ** across them (\"configs/**\", \"dumps/*.core\"); unset refuses every write request with ERROR 2.\n"+
+			"Uploads go to -root, or to -backend's ContentService.Write; a policy rule of the -config file can refuse them per network")
+	u.MaxSize = defaultUploadMaxSize
+	fs.Var(&u.MaxSize, "upload-max-size",
+		"largest upload in `bytes` (suffixes KiB, MiB, GiB); refused before the first ACK when the client declares more\n"+
+			"(tsize), ended with ERROR 3 when it sends more; 0: no limit")
+	fs.BoolVar(&u.Overwrite, "upload-overwrite", false,
+		"with -root, let an upload replace an existing file; without it an existing file gets ERROR 6 \"file already exists\"\n"+
+			"(with -backend the backend decides: tftp-backend -upload-overwrite)")
+	fs.StringVar(&u.Path, "upload-path", "{path}",
+		"where an upload is stored, a `template` over {path} (the path asked for), {client_ip} and {client_ip_hex}\n"+
+			"(tftp-hpa's \\i and \\x): \"uploads/{client_ip}/{path}\" keeps each client's files apart")
+
 	o.Cache.Size = bytesize.Size(cache.DefaultMaxBytes)
 	fs.Var(&o.Cache.Size, "cache-size",
 		"memory for the edge cache of hot content, in `bytes` (suffixes KiB, MiB, GiB); 0 turns it off.\n"+
@@ -310,6 +327,22 @@ func (o *options) validate() error {
 	}
 	if _, err := rewrite.New(o.Rewrite); err != nil {
 		check(o.nameRules("rewrite", err))
+	}
+	// The upload policy, one field at a time so that an error names its
+	// flag.
+	for _, f := range []struct {
+		name string
+		p    upload.Policy
+	}{
+		{"upload-allow", upload.Policy{Allow: o.Upload.Allow, Path: "{path}"}},
+		{"upload-path", upload.Policy{Path: o.Upload.Path}},
+	} {
+		if err := f.p.Validate(); err != nil {
+			check(fmt.Errorf("-%s: %w", f.name, err))
+		}
+	}
+	if o.Upload.Overwrite && o.Backend.Target != "" {
+		check(errors.New("-upload-overwrite is for -root: with -backend the backend decides whether an upload may replace a file (tftp-backend has its own flag for it)"))
 	}
 	if len(errs) == 0 {
 		// Whatever else the server checks, named by its field.

@@ -102,6 +102,7 @@ func TestParseFlags(t *testing.T) {
 		Stats:  statsOptions{Interval: time.Minute},
 		Cache:  cacheOptions{Size: 512 << 20},
 		Log:    logOptions{Format: "text", Level: "info"},
+		Upload: uploadOptions{MaxSize: defaultUploadMaxSize, Path: "{path}"},
 		EdgeID: hostname(),
 	}
 	for _, tc := range []struct {

@@ -29,6 +29,7 @@ import (
 	"github.com/tftpgw/tftpgw/gateway/cache"
 	"github.com/tftpgw/tftpgw/gateway/remote"
 	"github.com/tftpgw/tftpgw/gateway/stats"
+	"github.com/tftpgw/tftpgw/gateway/upload"
 	"github.com/tftpgw/tftpgw/internal/jsonlog"
 )
 
@@ -134,6 +135,10 @@ type edge struct {
 	cache     *cache.Handler    // the edge cache; nil with -cache-size 0
 	http      *stats.HTTPServer // -metrics while it serves; nil otherwise
 	publisher *stats.Publisher  // -stats-sink's publisher; nil without
+
+	// uploads is set when tftpgw started with -upload-allow: the server
+	// then takes write requests (a reload changes what it allows).
+	uploads bool
 }
 
 func newEdge(opts *options, logger *slog.Logger) *edge {
@@ -158,6 +163,24 @@ func (e *edge) handler() (gateway.Handler, error) {
 		h = gateway.FileServer(root)
 	}
 	return e.wrapCache(h), nil
+}
+
+// uploadStore is where uploads are stored with the options of o: -root's
+// directory (create-only unless -upload-overwrite), or -backend's
+// ContentService.Write.
+func (e *edge) uploadStore(o *options) gateway.WriteHandler {
+	if e.backend != nil {
+		return e.backend
+	}
+	return &upload.Dir{Root: e.opts.Serving.Root, Overwrite: o.Upload.Overwrite, Logger: e.logger}
+}
+
+// uploadsTo names where uploads go, for the log.
+func (e *edge) uploadsTo() string {
+	if e.backend != nil {
+		return "backend " + e.opts.Backend.Target
+	}
+	return "directory " + e.opts.Serving.Root
 }
 
 // close releases what handler made, once the server has shut down: the
@@ -187,12 +210,20 @@ func run(ctx context.Context, opts *options, svcUser *serviceUser, logger *slog.
 		return err
 	}
 	r.register(e.metrics.Registry())
-	lv := &live{content: h}
+	lv := &live{content: h, store: e.uploadStore}
 	if err := lv.set(opts); err != nil {
 		return err // validate accepted them: not expected
 	}
 	srv := opts.server()
 	srv.Handler = lv
+	if len(opts.Upload.Allow) > 0 {
+		// Without it, write requests are refused from the listening port
+		// and start no session.
+		e.uploads = true
+		srv.WriteHandler = lv
+		logger.Info("uploads on", "allow", opts.Upload.Allow.String(), "max_size", int64(opts.Upload.MaxSize),
+			"path", opts.Upload.Path, "to", e.uploadsTo())
+	}
 	srv.Admit = lv.Admit
 	srv.Logger = logger
 	stopStatsCtx, err := e.setupStats(ctx, srv)

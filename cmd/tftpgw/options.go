@@ -8,6 +8,7 @@ import (
 	"github.com/tftpgw/tftpgw/gateway"
 	"github.com/tftpgw/tftpgw/gateway/policy"
 	"github.com/tftpgw/tftpgw/gateway/rewrite"
+	"github.com/tftpgw/tftpgw/gateway/upload"
 	"github.com/tftpgw/tftpgw/internal/bytesize"
 )
 
@@ -27,6 +28,7 @@ type options struct {
 	Stats   statsOptions
 	Cache   cacheOptions
 	Log     logOptions
+	Upload  uploadOptions
 
 	// User is -user: once its sockets are bound, tftpgw runs as this user
 	// (a name or a uid).
@@ -114,6 +116,15 @@ type cacheOptions struct {
 	MaxAge time.Duration // -cache-max-age: freshness of content that has an ETag and no max age
 }
 
+// uploadOptions are the uploads' (write requests); none allowed unless
+// Allow has a pattern.
+type uploadOptions struct {
+	Allow     commaList     // -upload-allow: glob patterns of the paths that may be uploaded
+	MaxSize   bytesize.Size // -upload-max-size: largest upload; 0: no limit
+	Overwrite bool          // -upload-overwrite: with -root, an upload may replace an existing file
+	Path      string        // -upload-path: where an upload is stored: a template over {path}, {client_ip}, {client_ip_hex}
+}
+
 // logOptions are the log's.
 type logOptions struct {
 	Format string // -log-format: text or json
@@ -158,6 +169,16 @@ func (o *options) limits() gateway.Limits {
 		MaxWindowSize:        o.Serving.MaxWindowsize,
 		RefuseOptions:        o.Serving.RefuseOptions,
 	}
+}
+
+// defaultUploadMaxSize is -upload-max-size's default: bounded, and
+// larger than any switch's configuration or a core dump of a small one.
+const defaultUploadMaxSize = 1 << 30
+
+// uploadPolicy is the policy of -upload-allow, -upload-max-size and
+// -upload-path.
+func (o *options) uploadPolicy() *upload.Policy {
+	return &upload.Policy{Allow: o.Upload.Allow, MaxSize: int64(o.Upload.MaxSize), Path: o.Upload.Path}
 }
 
 // policy compiles the policy, with the limits as its defaults.

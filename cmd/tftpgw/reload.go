@@ -28,7 +28,20 @@ type live struct {
 
 	policy  atomic.Pointer[policy.Policy]
 	handler atomic.Pointer[gateway.Handler] // the rewrite rules' middleware around content
+
+	// store makes the write handler uploads are stored by (-root's
+	// directory, or -backend's ContentService.Write), with the upload
+	// options; writer is it behind the upload policy, or one that refuses
+	// every upload.
+	store  func(o *options) gateway.WriteHandler
+	writer atomic.Pointer[gateway.WriteHandler]
 }
+
+// refuseUploads is the write handler of a configuration without
+// -upload-allow.
+var refuseUploads gateway.WriteHandler = gateway.WriteHandlerFunc(func(context.Context, *gateway.Request) (gateway.Upload, error) {
+	return nil, gateway.ErrUploadRefused
+})
 
 // set installs the reloadable part of o.
 func (l *live) set(o *options) error {
@@ -41,9 +54,19 @@ func (l *live) set(o *options) error {
 		return err
 	}
 	h := rw.Middleware()(l.content)
+	w := refuseUploads
+	if len(o.Upload.Allow) > 0 && l.store != nil {
+		w = o.uploadPolicy().Wrap(l.store(o))
+	}
 	l.policy.Store(p)
 	l.handler.Store(&h)
+	l.writer.Store(&w)
 	return nil
+}
+
+// ReceiveTFTP takes an upload through the upload policy of the moment.
+func (l *live) ReceiveTFTP(ctx context.Context, req *gateway.Request) (gateway.Upload, error) {
+	return (*l.writer.Load()).ReceiveTFTP(ctx, req)
 }
 
 // ServeTFTP serves req through the rewrite rules of the moment.
@@ -68,6 +91,7 @@ type reloader struct {
 var reloadable = []string{
 	"max-sessions", "max-sessions-per-client", "client-rate",
 	"max-blksize", "max-windowsize", "refuse-options", "log-level",
+	"upload-allow", "upload-max-size", "upload-overwrite", "upload-path",
 }
 
 // register adds the reload metrics to reg.
@@ -119,6 +143,9 @@ func (e *edge) reload(r *reloader, l *live) {
 	}
 	e.logger.Info("configuration reloaded", "file", o.ConfigFile,
 		"rewrite_rules", len(o.Rewrite), "policy_rules", len(o.Policy), "log_level", lv.String())
+	if len(o.Upload.Allow) > 0 && !e.uploads {
+		e.logger.Warn("configuration reload: uploads were off when tftpgw started (no upload.allow); they start with it, after a restart")
+	}
 	if keys := restartOnly(e.opts, o); len(keys) > 0 {
 		e.logger.Warn("configuration reload: these settings change only when tftpgw restarts; still running with the old values",
 			"keys", keys)

@@ -27,12 +27,22 @@
 //     (1 s); a larger one in the background, its headers carrying the
 //     digest once it is known.
 //   * A cancelled call (the TFTP session ended) stops reading at once.
+//   * With --upload-dir, Write stores uploads there: every refusal before
+//     accepted (PERMISSION_DENIED 2 "uploads not enabled" without it,
+//     2 "access violation" for a path out of the directory,
+//     RESOURCE_EXHAUSTED 3 "file too large" over --upload-max-size,
+//     ALREADY_EXISTS 6 "file already exists" unless --upload-overwrite),
+//     then the data into a temporary file, checked against end's size and
+//     SHA-256 (DATA_LOSS), fsynced and linked (create-only) or renamed
+//     (overwrite) under its name before stored; a cancelled call or a
+//     stream without end leaves nothing.
 //
 // Usage:
 //
 //   npm ci
 //   node server.js --root /srv/tftp [--listen 127.0.0.1:50051]
-//   tftpgw -backend 127.0.0.1:50051
+//       [--upload-dir /srv/uploads [--upload-overwrite] [--upload-max-size 16MiB]]
+//   tftpgw -backend 127.0.0.1:50051 [-upload-allow 'configs/**']
 'use strict';
 
 const crypto = require('node:crypto');
@@ -81,6 +91,9 @@ const { values: flags } = parseArgs({
     'no-digest': { type: 'boolean', default: false },
     'digest-sync-max': { type: 'string', default: String(DIGEST_SYNC_MAX) },
     'digest-wait': { type: 'string', default: String(DIGEST_WAIT_MS / 1000) },
+    'upload-dir': { type: 'string' },
+    'upload-overwrite': { type: 'boolean', default: false },
+    'upload-max-size': { type: 'string', default: '0' },
     'proto-dir': { type: 'string', default: path.join(__dirname, '..', '..', 'proto') },
     help: { type: 'boolean', short: 'h' },
   },
@@ -88,6 +101,7 @@ const { values: flags } = parseArgs({
 if (flags.help || !flags.root) {
   console.error(`usage: node server.js --root DIR [--listen HOST:PORT] [--max-age SECONDS]
                       [--no-digest] [--digest-sync-max BYTES] [--digest-wait SECONDS]
+                      [--upload-dir DIR [--upload-overwrite] [--upload-max-size BYTES]]
                       [--proto-dir DIR]
 
   --root DIR         directory to serve (required)
@@ -105,6 +119,13 @@ if (flags.help || !flags.root) {
                      how long a header may wait for the digest of a file under
                      --digest-sync-max (keep it under the edges' -backend-header-timeout);
                      then it goes without, and the hash goes on (default 1; 0: never wait)
+  --upload-dir DIR   store the files clients upload (ContentService.Write) under DIR;
+                     without it, uploads are refused
+  --upload-overwrite let an upload replace an existing file (default: create-only,
+                     an existing file is TFTP error 6)
+  --upload-max-size BYTES
+                     refuse uploads larger than BYTES (suffixes KiB, MiB, GiB) with
+                     TFTP error 3 (default 0: no limit of its own; the edge has one)
   --proto-dir DIR    where tftpgw/v1/content.proto is (default ../../proto)`);
   process.exit(flags.help ? 0 : 2);
 }
@@ -116,6 +137,11 @@ if (!Number.isFinite(maxAge) || maxAge < 0) {
 const digestSyncMax = byteSize(flags['digest-sync-max']);
 if (digestSyncMax === undefined) {
   console.error(`--digest-sync-max ${flags['digest-sync-max']}: want a number of bytes such as 67108864 or 64MiB`);
+  process.exit(2);
+}
+const uploadMaxSize = byteSize(flags['upload-max-size']);
+if (uploadMaxSize === undefined) {
+  console.error(`--upload-max-size ${flags['upload-max-size']}: want a number of bytes such as 1048576 or 1MiB`);
   process.exit(2);
 }
 const digestWaitMs = Number(flags['digest-wait']) * 1000;
@@ -171,12 +197,12 @@ const statusTypes = protobuf.Root.fromJSON({
 });
 const RpcStatus = statusTypes.lookupType('Status');
 
-// ReadError is a failed Read. code is the gRPC status code; message is the
+// CallError is a failed Read. code is the gRPC status code; message is the
 // status message, which the edge only logs. tftpCode and tftpMessage, if
 // tftpCode is not undefined, are attached as a TFTPError: the edge sends
 // exactly them to the client, so tftpMessage must not reveal anything
 // about the server.
-class ReadError extends Error {
+class CallError extends Error {
   constructor(code, message, tftpCode, tftpMessage = '') {
     super(message);
     this.code = code;
@@ -200,10 +226,10 @@ class ReadError extends Error {
   }
 }
 
-const notFound = (message) => new ReadError(grpc.status.NOT_FOUND, message, 1, 'file not found');
+const notFound = (message) => new CallError(grpc.status.NOT_FOUND, message, 1, 'file not found');
 const accessViolation = (message, tftpMessage = 'access violation') =>
-  new ReadError(grpc.status.PERMISSION_DENIED, message, 2, tftpMessage);
-const internalError = (message) => new ReadError(grpc.status.INTERNAL, message, 0, 'internal error');
+  new CallError(grpc.status.PERMISSION_DENIED, message, 2, tftpMessage);
+const internalError = (message) => new CallError(grpc.status.INTERNAL, message, 0, 'internal error');
 
 const statusName = Object.fromEntries(Object.entries(grpc.status).map(([k, v]) => [v, k]));
 
@@ -276,7 +302,7 @@ async function openFile(rel) {
     const { O_RDONLY, O_NONBLOCK, O_NOFOLLOW } = fs.constants;
     fh = await fsp.open(bin(real), O_RDONLY | O_NONBLOCK | O_NOFOLLOW);
   } catch (err) {
-    if (err instanceof ReadError) throw err;
+    if (err instanceof CallError) throw err;
     if (err.code === 'ENOENT') throw notFound(`open ${quotePath(rel)}: ${err.code}`);
     // permissions, symbolic link loops, ENOTDIR, a NUL byte...
     throw accessViolation(`open ${quotePath(rel)}: ${err.code || err.message}`);
@@ -294,7 +320,7 @@ async function openFile(rel) {
     return { fh, st };
   } catch (err) {
     await fh.close();
-    if (err instanceof ReadError) throw err;
+    if (err instanceof CallError) throw err;
     throw internalError(`stat ${quotePath(rel)}: ${err.code || err.message}`);
   }
 }
@@ -318,13 +344,13 @@ function requestPath(req) {
 // checkRequest refuses what the edge never sends (it normalises the path).
 function checkRequest(req, rel) {
   if (rel.startsWith('/') || rel.startsWith('\\')) {
-    throw new ReadError(grpc.status.INVALID_ARGUMENT, 'path is absolute');
+    throw new CallError(grpc.status.INVALID_ARGUMENT, 'path is absolute');
   }
   if (rel.split(/[/\\]/).includes('..')) {
-    throw new ReadError(grpc.status.INVALID_ARGUMENT, 'path has a ".." element');
+    throw new CallError(grpc.status.INVALID_ARGUMENT, 'path has a ".." element');
   }
   if (req.offset > MAX_OFFSET) {
-    throw new ReadError(grpc.status.INVALID_ARGUMENT, 'offset out of range');
+    throw new CallError(grpc.status.INVALID_ARGUMENT, 'offset out of range');
   }
 }
 
@@ -497,7 +523,7 @@ async function read(call) {
     const { st } = opened;
     const etag = etagOf(st);
     if (req.if_match !== '' && req.if_match !== etag) {
-      throw new ReadError(grpc.status.FAILED_PRECONDITION,
+      throw new CallError(grpc.status.FAILED_PRECONDITION,
         `etag mismatch: want ${quote(req.if_match)}, have ${quote(etag)}`, 0, 'file changed');
     }
 
@@ -541,7 +567,7 @@ async function read(call) {
     }
     call.end();
   } catch (err) {
-    const e = err instanceof ReadError ? err : new ReadError(grpc.status.UNKNOWN, String(err));
+    const e = err instanceof CallError ? err : new CallError(grpc.status.UNKNOWN, String(err));
     outcome = statusName[e.code];
     detail = e.message;
     call.emit('error', e.toStatus());
@@ -553,6 +579,328 @@ async function read(call) {
       `path=${quotePath(rel)} offset=${req.offset} status=${outcome} bytes=${sent} ` +
       `sha256=${digest ? digest.toString('hex').slice(0, 16) : '-'} ms=${ms.toFixed(1)}` +
       (detail ? ` error=${quote(detail)}` : ''));
+  }
+}
+
+// --- uploads ----------------------------------------------------------------
+
+// The directory uploads are stored in (--upload-dir), as a binary string
+// like rootDir; undefined: uploads are refused.
+const uploadDir = (() => {
+  if (flags['upload-dir'] === undefined) return undefined;
+  try {
+    const real = str(fs.realpathSync(flags['upload-dir'], asBuffer));
+    if (fs.statSync(bin(real)).isDirectory()) return real;
+  } catch {
+    // reported below
+  }
+  console.error(`--upload-dir ${flags['upload-dir']}: not a directory`);
+  process.exit(2);
+})();
+const uploadOverwrite = flags['upload-overwrite']; // false: create-only
+// uploadMaxSize is parsed with the other flags; 0: no limit of our own (the
+// edge has one).
+
+const protocolError = (message) => new CallError(grpc.status.INVALID_ARGUMENT, message);
+const uploadsOff = () => new CallError(grpc.status.PERMISSION_DENIED, 'uploads are not enabled (--upload-dir)', 2, 'uploads not enabled');
+const tooLarge = (message) => new CallError(grpc.status.RESOURCE_EXHAUSTED, message, 3, 'file too large');
+const fileExists = (message) => new CallError(grpc.status.ALREADY_EXISTS, message, 6, 'file already exists');
+
+// writeFailed is the error of a failed write, link or rename: a full disk
+// or quota is TFTP error 3, anything else error 0.
+function writeFailed(what, rel, err) {
+  const message = `${what} ${quotePath(rel)}: ${err.code || err.message}`;
+  if (err.code === 'ENOSPC' || err.code === 'EDQUOT') {
+    return new CallError(grpc.status.RESOURCE_EXHAUSTED, message, 3, 'disk full or allocation exceeded');
+  }
+  return internalError(message);
+}
+
+function insideUploads(real) {
+  const rel = path.relative(uploadDir, real);
+  return rel !== '' && rel !== '..' && !rel.startsWith('..' + path.sep) && !path.isAbsolute(rel);
+}
+
+// Upload is one upload being received: its temporary file in the target's
+// directory, which only commit() puts under the file's name.
+class Upload {
+  // begin checks an upload of rel (a binary string, relative to the
+  // upload directory) of declared bytes (undefined: unknown) and opens its
+  // temporary file; it throws the refusal, before the edge acknowledges
+  // the client.
+  static async begin(rel, declared) {
+    if (rel === '') throw accessViolation('empty path');
+    if (rel.startsWith('/')) throw accessViolation(`${quotePath(rel)} is absolute`);
+    // resolve follows every symbolic link and "..", also through names
+    // that do not exist yet, so the target can be checked against the
+    // directory before anything is created. The edge never sends a path
+    // that climbs out; a symbolic link could.
+    let real;
+    try {
+      real = await resolve(path.join(uploadDir, rel));
+    } catch (err) {
+      throw accessViolation(`resolve ${quotePath(rel)}: ${err.code || err.message}`);
+    }
+    if (!insideUploads(real)) throw accessViolation(`${quotePath(rel)} escapes the upload directory`);
+    if (declared !== undefined && uploadMaxSize > 0 && declared > uploadMaxSize) {
+      throw tooLarge(`${quotePath(rel)}: declared size ${declared} over --upload-max-size ${uploadMaxSize}`);
+    }
+    let st;
+    try {
+      st = await fsp.lstat(bin(real));
+    } catch (err) {
+      // ENOENT: a new file. ENOTDIR (a file on the way), EACCES, a NUL byte...
+      if (err.code !== 'ENOENT') throw accessViolation(`stat ${quotePath(rel)}: ${err.code || err.message}`);
+    }
+    if (st && !st.isFile()) throw accessViolation(`${quotePath(rel)} exists and is not a regular file`, 'not a regular file');
+    if (st && !uploadOverwrite) throw fileExists(`${quotePath(rel)} exists (create-only; --upload-overwrite replaces)`);
+
+    const dir = path.dirname(real);
+    // A hidden name, unique, in the target's directory: link() and
+    // rename() stay within one file system.
+    const tmp = path.join(dir, `.${path.basename(real).slice(0, 100)}.upload-${crypto.randomBytes(6).toString('hex')}`);
+    let fh;
+    try {
+      await fsp.mkdir(bin(dir), { recursive: true });
+      const { O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW } = fs.constants;
+      fh = await fsp.open(bin(tmp), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o644);
+    } catch (err) {
+      if (err.code === 'ENOSPC' || err.code === 'EDQUOT') throw writeFailed('create', rel, err);
+      throw accessViolation(`create ${quotePath(rel)}: ${err.code || err.message}`);
+    }
+    const upload = new Upload(rel, real, tmp, fh);
+    // resolve and mkdir/open are steps apart: a directory on the way may
+    // have been replaced by a symbolic link in between. On Linux, /proc
+    // tells where the file really is. (Node has no openat(): the link or
+    // rename at the end goes by name again; the Python example holds the
+    // directory open instead.)
+    if (process.platform === 'linux') {
+      let opened;
+      try {
+        opened = str(await fsp.readlink(`/proc/self/fd/${fh.fd}`, asBuffer));
+      } catch (err) {
+        await upload.close();
+        throw internalError(`readlink ${quotePath(rel)}: ${err.code || err.message}`);
+      }
+      if (opened !== tmp || !insideUploads(opened)) {
+        await upload.close();
+        throw accessViolation(`${quotePath(rel)} escapes the upload directory`);
+      }
+    }
+    return upload;
+  }
+
+  constructor(rel, real, tmp, fh) {
+    this.rel = rel;
+    this.real = real; // the file's name (a binary string)
+    this.tmp = tmp; // the temporary file's name; undefined once stored or removed
+    this.fh = fh;
+    this.size = 0;
+    this.hash = crypto.createHash('sha256');
+    this.digest = undefined; // once end has arrived
+  }
+
+  async write(data) {
+    if (uploadMaxSize > 0 && this.size + data.length > uploadMaxSize) {
+      throw tooLarge(`${quotePath(this.rel)}: over --upload-max-size ${uploadMaxSize} bytes`);
+    }
+    try {
+      for (let off = 0; off < data.length;) {
+        const { bytesWritten } = await this.fh.write(data, off, data.length - off);
+        off += bytesWritten;
+      }
+    } catch (err) {
+      throw writeFailed('write', this.rel, err);
+    }
+    this.size += data.length;
+    this.hash.update(data);
+  }
+
+  // commit stores the file under its name, if end describes what arrived.
+  // cancelled() is asked once more before the name changes: a call the
+  // edge gave up on stores nothing.
+  async commit(end, cancelled) {
+    this.digest = this.hash.digest();
+    const sha = Buffer.from(end.sha256 || []);
+    if (end.size !== this.size || !sha.equals(this.digest)) {
+      throw new CallError(grpc.status.DATA_LOSS,
+        `${quotePath(this.rel)}: end says ${end.size} bytes, sha256 ${sha.toString('hex').slice(0, 16)}; ` +
+        `received ${this.size}, sha256 ${this.digest.toString('hex').slice(0, 16)}`, 0, 'integrity check failed');
+    }
+    try {
+      await this.fh.sync();
+      if (cancelled()) return false;
+      if (uploadOverwrite) {
+        await fsp.rename(bin(this.tmp), bin(this.real));
+      } else {
+        // link() fails if the name exists, where rename() would replace
+        // it: two uploads of one new name, or a file put there since the
+        // check in begin(), are never overwritten.
+        try {
+          await fsp.link(bin(this.tmp), bin(this.real));
+        } catch (err) {
+          if (err.code === 'EEXIST') throw fileExists(`${quotePath(this.rel)} appeared during the upload (create-only)`);
+          throw err;
+        }
+        await fsp.unlink(bin(this.tmp));
+      }
+      this.tmp = undefined;
+      // The new name is durable too.
+      const dir = await fsp.open(bin(path.dirname(this.real)), fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
+      try {
+        await dir.sync();
+      } finally {
+        await dir.close();
+      }
+    } catch (err) {
+      if (err instanceof CallError) throw err;
+      throw writeFailed('store', this.rel, err);
+    }
+    return true;
+  }
+
+  // close releases the file; if the upload was not stored, it removes the
+  // temporary file, so that nothing is left of it.
+  async close() {
+    if (this.fh) {
+      const { fh } = this;
+      this.fh = undefined;
+      await fh.close().catch(() => {});
+    }
+    if (this.tmp !== undefined) {
+      const { tmp } = this;
+      this.tmp = undefined;
+      await fsp.unlink(bin(tmp)).catch((err) => log(`remove ${quotePath(tmp)}: ${err.code || err.message}`));
+    }
+  }
+}
+
+// MessageReader reads the messages of a client-streaming call one at a
+// time: next() resolves to {msg}, {eof: true} when the edge closed its
+// side, or {cancelled: true} when the call was cancelled (then, whatever
+// is still queued).
+class MessageReader {
+  constructor(call) {
+    this.queue = [];
+    this.eof = false;
+    this.cancelled = call.cancelled;
+    this.wake = undefined;
+    this.call = call;
+    const wake = () => {
+      if (this.wake) this.wake();
+    };
+    call.on('data', (msg) => {
+      this.queue.push(msg);
+      // Flow control: at most a few messages wait here, the others in
+      // HTTP/2's window, and then at the edge.
+      if (this.queue.length >= 4) call.pause();
+      wake();
+    });
+    call.on('end', () => {
+      this.eof = true;
+      wake();
+    });
+    call.on('cancelled', () => {
+      this.cancelled = true;
+      wake();
+    });
+  }
+
+  async next() {
+    for (;;) {
+      if (this.cancelled) return { cancelled: true };
+      if (this.queue.length > 0) {
+        const msg = this.queue.shift();
+        if (this.queue.length < 4) this.call.resume();
+        return { msg };
+      }
+      if (this.eof) return { eof: true };
+      await new Promise((resolve) => {
+        this.wake = resolve;
+      });
+      this.wake = undefined;
+    }
+  }
+}
+
+// messageKind names what a WriteRequest carries (its oneof msg), '' if
+// nothing.
+function messageKind(msg) {
+  if (msg.start) return 'start';
+  if (msg.data) return 'data';
+  if (msg.end) return 'end';
+  return '';
+}
+
+// writeCall serves one Write call: start, accepted, data..., end, stored,
+// OK. Nothing is stored under the file's name before end has arrived and
+// matched what was received; a call cancelled by the edge, or one that
+// ends without end, leaves nothing behind (the finally clause).
+async function writeCall(call) {
+  const started = process.hrtime.bigint();
+  const reader = new MessageReader(call);
+  let outcome = 'OK';
+  let detail = '';
+  let rel = '';
+  let start;
+  let declared;
+  let upload;
+  try {
+    const first = await reader.next();
+    if (first.cancelled) {
+      outcome = 'CANCELLED';
+      return;
+    }
+    if (first.eof || messageKind(first.msg) !== 'start') throw protocolError('the first message is not start');
+    start = first.msg.start;
+    rel = requestPath(start);
+    declared = start.size; // undefined when the client declared none
+    if (uploadDir === undefined) throw uploadsOff();
+    // Every refusal comes before accepted: the client then gets the TFTP
+    // ERROR before it sends any data.
+    upload = await Upload.begin(rel, declared);
+    if (!(await write(call, { accepted: {} }))) {
+      outcome = 'CANCELLED';
+      return;
+    }
+
+    // The data, in order, then end.
+    let end;
+    while (end === undefined) {
+      const next = await reader.next();
+      if (next.cancelled) {
+        outcome = 'CANCELLED'; // by the edge: the TFTP session ended
+        return;
+      }
+      if (next.eof) throw protocolError(`the stream ended without end after ${upload.size} bytes`);
+      const kind = messageKind(next.msg);
+      if (kind === 'data') await upload.write(next.msg.data);
+      else if (kind === 'end') ({ end } = next.msg);
+      else throw protocolError(`${kind || 'an empty message'} after start`);
+    }
+    if (!(await upload.commit(end, () => reader.cancelled))) {
+      outcome = 'CANCELLED';
+      return;
+    }
+    if (!(await write(call, { stored: { size: upload.size } }))) {
+      outcome = 'CANCELLED'; // stored, but the edge gave up waiting
+      return;
+    }
+    call.end();
+  } catch (err) {
+    const e = err instanceof CallError ? err : new CallError(grpc.status.UNKNOWN, String(err));
+    outcome = statusName[e.code];
+    detail = e.message;
+    if (upload) await upload.close(); // before the edge hears of it
+    call.emit('error', e.toStatus());
+  } finally {
+    if (upload) await upload.close();
+    const client = start && start.client && start.client.ip ? `${start.client.ip}:${start.client.port}` : '-';
+    const ms = Number(process.hrtime.bigint() - started) / 1e6;
+    log(`write session=${(start && start.session_id) || '-'} edge=${(start && start.edge_id) || '-'} client=${client} ` +
+      `path=${quotePath(rel)} declared=${declared === undefined ? '-' : declared} status=${outcome} ` +
+      `bytes=${upload ? upload.size : 0} sha256=${upload && upload.digest && outcome === 'OK' ? upload.digest.toString('hex').slice(0, 16) : '-'} ` +
+      `ms=${ms.toFixed(1)}` + (detail ? ` error=${quote(detail)}` : ''));
   }
 }
 
@@ -596,14 +944,16 @@ function log(msg) {
 // --- main -----------------------------------------------------------------
 
 const server = new grpc.Server();
-server.addService(tftpgwv1.ContentService.service, { Read: read });
+server.addService(tftpgwv1.ContentService.service, { Read: read, Write: writeCall });
 server.bindAsync(flags.listen, grpc.ServerCredentials.createInsecure(), (err, port) => {
   if (err) {
     console.error(`--listen ${flags.listen}: ${err.message}`);
     process.exit(2);
   }
   const host = flags.listen.slice(0, flags.listen.lastIndexOf(':'));
-  log(`tftp-backend (node) serving on ${host}:${port} root=${quotePath(rootDir)}`);
+  const uploads = uploadDir === undefined ? '-'
+    : `${quotePath(uploadDir)} ${uploadOverwrite ? 'overwrite' : 'create-only'} max=${uploadMaxSize || '-'}`;
+  log(`tftp-backend (node) serving on ${host}:${port} root=${quotePath(rootDir)} uploads=${uploads}`);
 });
 
 function stop() {

@@ -25,11 +25,21 @@ the way the Go reference backend (cmd/tftp-backend -root) does:
     larger one in the background, its headers carrying the digest once it
     is known.
   * A cancelled call (the TFTP session ended) stops reading at once.
+  * With --upload-dir, Write stores uploads there: every refusal before
+    accepted (PERMISSION_DENIED 2 "uploads not enabled" without it,
+    2 "access violation" for a path out of the directory,
+    RESOURCE_EXHAUSTED 3 "file too large" over --upload-max-size,
+    ALREADY_EXISTS 6 "file already exists" unless --upload-overwrite),
+    then the data into a temporary file, checked against end's size and
+    SHA-256 (DATA_LOSS), fsynced and linked (create-only) or renamed
+    (overwrite) under its name before stored; a cancelled call or a
+    stream without end leaves nothing.
 
 Usage:
 
     /usr/bin/python3 server.py --root /srv/tftp [--listen 127.0.0.1:50051]
-    tftpgw -backend 127.0.0.1:50051
+        [--upload-dir /srv/uploads [--upload-overwrite] [--upload-max-size 16MiB]]
+    tftpgw -backend 127.0.0.1:50051 [-upload-allow 'configs/**']
 
 Needs grpcio and protobuf (Debian: apt-get install python3-grpcio
 python3-protobuf). The code generated from the proto is in tftpgw/v1/;
@@ -39,6 +49,7 @@ regenerate it with `make generate`.
 import argparse
 import asyncio
 import collections
+import errno
 import hashlib
 import logging
 import os
@@ -85,8 +96,8 @@ log = logging.getLogger("tftp-backend")
 # --- errors ---------------------------------------------------------------
 
 
-class ReadError(Exception):
-    """A failed Read.
+class CallError(Exception):
+    """A failed Read or Write.
 
     code is the gRPC status code; message is the status message, which the
     edge only logs. tftp_code and tftp_message, if tftp_code is not None,
@@ -109,15 +120,41 @@ class ReadError(Exception):
 
 
 def not_found(message):
-    return ReadError(grpc.StatusCode.NOT_FOUND, message, 1, "file not found")
+    return CallError(grpc.StatusCode.NOT_FOUND, message, 1, "file not found")
 
 
 def access_violation(message, tftp_message="access violation"):
-    return ReadError(grpc.StatusCode.PERMISSION_DENIED, message, 2, tftp_message)
+    return CallError(grpc.StatusCode.PERMISSION_DENIED, message, 2, tftp_message)
 
 
 def internal_error(message):
-    return ReadError(grpc.StatusCode.INTERNAL, message, 0, "internal error")
+    return CallError(grpc.StatusCode.INTERNAL, message, 0, "internal error")
+
+
+def protocol_error(message):
+    """A message the edge never sends (it follows content.proto)."""
+    return CallError(grpc.StatusCode.INVALID_ARGUMENT, message)
+
+
+def uploads_off():
+    return CallError(grpc.StatusCode.PERMISSION_DENIED, "uploads are not enabled (--upload-dir)", 2, "uploads not enabled")
+
+
+def too_large(message):
+    return CallError(grpc.StatusCode.RESOURCE_EXHAUSTED, message, 3, "file too large")
+
+
+def file_exists(message):
+    return CallError(grpc.StatusCode.ALREADY_EXISTS, message, 6, "file already exists")
+
+
+def write_failed(what, path, e):
+    """The error of a failed write, link or rename: a full disk or quota is
+    TFTP error 3, anything else error 0."""
+    message = f"{what} {quote(path)}: {e.strerror or e}"
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return CallError(grpc.StatusCode.RESOURCE_EXHAUSTED, message, 3, "disk full or allocation exceeded")
+    return internal_error(message)
 
 
 def _varint(n):
@@ -230,11 +267,11 @@ def check_request(request):
     """Refuses what the edge never sends (it normalises the path)."""
     path = request_path(request)
     if path.startswith(b"/") or path.startswith(b"\\"):
-        raise ReadError(grpc.StatusCode.INVALID_ARGUMENT, "path is absolute")
+        raise CallError(grpc.StatusCode.INVALID_ARGUMENT, "path is absolute")
     if b".." in re.split(rb"[/\\]", path):
-        raise ReadError(grpc.StatusCode.INVALID_ARGUMENT, 'path has a ".." element')
+        raise CallError(grpc.StatusCode.INVALID_ARGUMENT, 'path has a ".." element')
     if request.offset > MAX_OFFSET:
-        raise ReadError(grpc.StatusCode.INVALID_ARGUMENT, "offset out of range")
+        raise CallError(grpc.StatusCode.INVALID_ARGUMENT, "offset out of range")
     return path
 
 
@@ -342,6 +379,184 @@ class Digests:
             self.cache_bytes -= len(p) + len(e) + len(d)
 
 
+# --- uploads ----------------------------------------------------------------
+
+
+class Uploads:
+    """The directory uploads are stored in (--upload-dir), and the rules.
+
+    begin() refuses an upload before the edge acknowledges the client, or
+    returns an Upload: a temporary file in the target's directory, which
+    only Upload.commit() puts under the file's name. Paths are bytes, as
+    in Root: the file is named by path_bytes, the exact bytes the client
+    sent.
+    """
+
+    def __init__(self, path, overwrite, max_size):
+        self.path = os.path.realpath(os.fsencode(path))
+        if not os.path.isdir(self.path):
+            raise SystemExit(f"--upload-dir {path}: not a directory")
+        self.overwrite = overwrite  # False: create-only
+        self.max_size = max_size  # 0: no limit of our own (the edge has one)
+
+    def _inside(self, real):
+        return real != self.path and os.path.commonpath([self.path, real]) == self.path
+
+    def begin(self, rel, declared):
+        """Checks an upload of rel (bytes, relative to the directory) of
+        declared bytes (None: unknown) and opens its temporary file."""
+        if not rel:
+            raise access_violation("empty path")
+        if rel.startswith(b"/"):  # os.path.join would drop the directory
+            raise access_violation(f"{quote(rel)} is absolute")
+        try:
+            # realpath resolves every symbolic link and "..", also through
+            # names that do not exist yet, so the target can be checked
+            # against the directory before anything is created. The edge
+            # never sends a path that climbs out; a symbolic link could.
+            real = os.path.realpath(os.path.join(self.path, rel))
+        except ValueError:  # a NUL byte in the path
+            raise access_violation(f"{quote(rel)}: invalid path") from None
+        if not self._inside(real):
+            raise access_violation(f"{quote(rel)} escapes the upload directory")
+        if declared is not None and self.max_size and declared > self.max_size:
+            raise too_large(f"{quote(rel)}: declared size {declared} over --upload-max-size {self.max_size}")
+        try:
+            st = os.lstat(real)
+        except FileNotFoundError:
+            st = None
+        except OSError as e:  # ENOTDIR (a file on the way), EACCES, ELOOP...
+            raise access_violation(f"stat {quote(rel)}: {e.strerror}") from None
+        if st is not None and not stat.S_ISREG(st.st_mode):
+            raise access_violation(f"{quote(rel)} exists and is not a regular file", "not a regular file")
+        if st is not None and not self.overwrite:
+            raise file_exists(f"{quote(rel)} exists (create-only; --upload-overwrite replaces)")
+
+        parent, name = os.path.split(real)
+        dfd = fd = None
+        try:
+            os.makedirs(parent, exist_ok=True)
+            # Everything from here on is relative to the directory's
+            # descriptor, which /proc says is inside: a directory on the way
+            # swapped for a symbolic link after the check above cannot
+            # redirect the file.
+            dfd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            try:
+                opened = os.readlink(os.fsencode(f"/proc/self/fd/{dfd}"))
+            except OSError:
+                opened = None
+            if opened is not None and opened != self.path and not self._inside(opened):
+                raise access_violation(f"{quote(rel)} escapes the upload directory")
+            # A hidden name, unique, in the target's directory: link() and
+            # rename() stay within one file system.
+            tmp = b"." + name[:100] + b".upload-" + os.urandom(6).hex().encode()
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=dfd)
+        except CallError:
+            if dfd is not None:
+                os.close(dfd)
+            raise
+        except OSError as e:
+            if dfd is not None:
+                os.close(dfd)
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise write_failed("create", rel, e) from None
+            raise access_violation(f"create {quote(rel)}: {e.strerror}") from None
+        return Upload(self, rel, dfd, name, tmp, fd)
+
+
+class Upload:
+    """One upload being received: its temporary file and what it holds."""
+
+    def __init__(self, uploads, rel, dfd, name, tmp, fd):
+        self.uploads = uploads
+        self.rel = rel
+        self.dfd = dfd  # the target's directory
+        self.name = name  # the file's name in it
+        self.tmp = tmp  # the temporary file's name in it; None once stored
+        self.fd = fd
+        self.size = 0
+        self.hash = hashlib.sha256()
+
+    def write(self, data):
+        max_size = self.uploads.max_size
+        if max_size and self.size + len(data) > max_size:
+            raise too_large(f"{quote(self.rel)}: over --upload-max-size {max_size} bytes")
+        view = memoryview(data)
+        try:
+            while view:
+                n = os.write(self.fd, view)
+                view = view[n:]
+        except OSError as e:
+            raise write_failed("write", self.rel, e) from None
+        self.size += len(data)
+        self.hash.update(data)
+
+    def commit(self, end):
+        """Stores the file under its name, if end describes what arrived.
+
+        It runs on the event loop, fsync included: a cancellation cannot
+        come between the checks and the rename. On slow storage, run it in
+        a thread, and let a cancellation wait for it.
+        """
+        digest = self.hash.digest()
+        if end.size != self.size or end.sha256 != digest:
+            raise CallError(
+                grpc.StatusCode.DATA_LOSS,
+                f"{quote(self.rel)}: end says {end.size} bytes, sha256 {end.sha256.hex()[:16]}; "
+                f"received {self.size}, sha256 {digest.hex()[:16]}",
+                0, "integrity check failed")
+        try:
+            os.fsync(self.fd)
+            if self.uploads.overwrite:
+                os.replace(self.tmp, self.name, src_dir_fd=self.dfd, dst_dir_fd=self.dfd)
+            else:
+                # link() fails if the name exists, where rename() would
+                # replace it: two uploads of one new name, or a file put
+                # there since the check in begin(), are never overwritten.
+                try:
+                    os.link(self.tmp, self.name, src_dir_fd=self.dfd, dst_dir_fd=self.dfd)
+                except FileExistsError:
+                    raise file_exists(f"{quote(self.rel)} appeared during the upload (create-only)") from None
+                os.unlink(self.tmp, dir_fd=self.dfd)
+            self.tmp = None
+            os.fsync(self.dfd)  # the new name is durable too
+        except OSError as e:
+            raise write_failed("store", self.rel, e) from None
+
+    def close(self):
+        """Releases the files; if the upload was not stored, removes the
+        temporary file, so that nothing is left of it."""
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+        if self.tmp is not None:
+            try:
+                os.unlink(self.tmp, dir_fd=self.dfd)
+            except OSError as e:
+                log.warning("remove %s: %s", quote(self.tmp), e.strerror)
+            self.tmp = None
+        if self.dfd is not None:
+            os.close(self.dfd)
+            self.dfd = None
+
+
+def write_path(start):
+    """The path of a WriteStart as bytes: path_bytes, or the text path from
+    an edge that does not set it."""
+    return start.path_bytes or start.path.encode()
+
+
+async def receive(context):
+    """Reads the next WriteRequest, or grpc.aio.EOF when the edge closed its
+    side; raises CallEnded if the call has ended."""
+    try:
+        return await context.read()
+    except asyncio.CancelledError:
+        raise
+    except Exception as e:
+        raise CallEnded() from e
+
+
 # --- the service ----------------------------------------------------------
 
 
@@ -363,10 +578,11 @@ async def send(context, response):
 
 
 class ContentService(content_pb2_grpc.ContentServiceServicer):
-    def __init__(self, root, max_age, digests):
+    def __init__(self, root, max_age, digests, uploads):
         self.root = root
         self.max_age = max_age
         self.digests = digests  # None: no digests
+        self.uploads = uploads  # None: uploads refused
 
     async def Read(self, request, context):
         start = time.monotonic()
@@ -377,7 +593,7 @@ class ContentService(content_pb2_grpc.ContentServiceServicer):
             fd, st = self.root.open(path)
             etag = etag_of(st)
             if request.if_match and request.if_match != etag:
-                raise ReadError(
+                raise CallError(
                     grpc.StatusCode.FAILED_PRECONDITION,
                     f"etag mismatch: want {quote(request.if_match)}, have {quote(etag)}",
                     0, "file changed")
@@ -417,7 +633,7 @@ class ContentService(content_pb2_grpc.ContentServiceServicer):
                 await send(context, content_pb2.ReadResponse(data=data))
                 pos += len(data)
                 sent += len(data)
-        except ReadError as e:
+        except CallError as e:
             outcome, detail = e.code.name, e.message
             await context.abort(e.code, e.message, e.trailing_metadata())
         except CallEnded:
@@ -442,6 +658,78 @@ class ContentService(content_pb2_grpc.ContentServiceServicer):
                 f" error={quote(detail)}" if detail else "")
 
 
+    async def Write(self, request_iterator, context):
+        """Stores one upload: start, accepted, data..., end, stored, OK.
+
+        Nothing is stored under the file's name before end has arrived and
+        matched what was received; a call cancelled by the edge, or one that
+        ends without end, leaves nothing behind (the finally clause).
+        """
+        start_time = time.monotonic()
+        outcome, detail, path, declared, upload, start = "OK", "", b"", None, None, None
+        try:
+            first = await receive(context)
+            if first is grpc.aio.EOF or first.WhichOneof("msg") != "start":
+                raise protocol_error("the first message is not start")
+            start = first.start
+            path = write_path(start)
+            declared = start.size if start.HasField("size") else None
+            if self.uploads is None:
+                raise uploads_off()
+            # Every refusal comes before accepted: the client then gets
+            # the TFTP ERROR before it sends any data.
+            upload = self.uploads.begin(path, declared)
+            await send(context, content_pb2.WriteResponse(accepted=content_pb2.WriteAccepted()))
+
+            # The data, in order, then end. The writes are done on the
+            # event loop, as the reads: the edge sends 32 KiB at most.
+            while True:
+                msg = await receive(context)
+                if msg is grpc.aio.EOF:
+                    # grpcio may end the stream of a call the edge
+                    # cancelled before it cancels this task.
+                    if context.cancelled():
+                        raise CallEnded()
+                    raise protocol_error(f"the stream ended without end after {upload.size} bytes")
+                kind = msg.WhichOneof("msg")
+                if kind == "data":
+                    upload.write(msg.data)
+                elif kind == "end":
+                    break
+                else:
+                    raise protocol_error(f"{kind or 'an empty message'} after start")
+            upload.commit(msg.end)
+            await send(context, content_pb2.WriteResponse(stored=content_pb2.WriteStored(size=upload.size)))
+        except CallError as e:
+            outcome, detail = e.code.name, e.message
+            if upload is not None:
+                upload.close()  # before the edge hears of it
+            await context.abort(e.code, e.message, e.trailing_metadata())
+        except CallEnded:
+            outcome = "CANCELLED"  # by the edge: the TFTP session ended
+        except asyncio.CancelledError:
+            outcome = "CANCELLED"
+            raise
+        except Exception as e:  # a bug: the edge sends ERROR 0 "backend error"
+            outcome, detail = "UNKNOWN", repr(e)
+            raise
+        finally:
+            if upload is not None:
+                upload.close()
+            if outcome != "OK" and context.cancelled():
+                outcome = "CANCELLED"
+            client = start.client if start is not None else None
+            log.info(
+                "write session=%s edge=%s client=%s path=%s declared=%s status=%s bytes=%d sha256=%s ms=%.1f%s",
+                (start.session_id if start is not None else "") or "-",
+                (start.edge_id if start is not None else "") or "-",
+                f"{client.ip}:{client.port}" if client is not None and client.ip else "-",
+                quote(path), "-" if declared is None else declared, outcome,
+                upload.size if upload is not None else 0,
+                upload.hash.hexdigest()[:16] if upload is not None and outcome == "OK" else "-",
+                (time.monotonic() - start_time) * 1000,
+                f" error={quote(detail)}" if detail else "")
+
 def quote(s):
     """Quotes s (text, or bytes such as a path) for a log line, the same
     way the Node example does: a byte that is not UTF-8 shows as \\xNN."""
@@ -457,10 +745,11 @@ def quote(s):
 async def serve(args):
     root = Root(args.root)
     digests = Digests(args.digest_sync_max, args.digest_wait) if args.digest else None
+    uploads = Uploads(args.upload_dir, args.upload_overwrite, args.upload_max_size) if args.upload_dir else None
     # so_reuseport off: a second server on a busy port fails instead of
     # silently sharing it.
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
-    content_pb2_grpc.add_ContentServiceServicer_to_server(ContentService(root, args.max_age, digests), server)
+    content_pb2_grpc.add_ContentServiceServicer_to_server(ContentService(root, args.max_age, digests, uploads), server)
     try:
         port = server.add_insecure_port(args.listen)
     except RuntimeError as e:
@@ -469,7 +758,9 @@ async def serve(args):
         raise SystemExit(f"--listen {args.listen}: cannot listen")
     await server.start()
     host = args.listen.rsplit(":", 1)[0]
-    log.info("tftp-backend (python) serving on %s:%d root=%s", host, port, quote(root.path))
+    log.info("tftp-backend (python) serving on %s:%d root=%s uploads=%s", host, port, quote(root.path),
+             "-" if uploads is None else
+             f"{quote(uploads.path)} {'overwrite' if uploads.overwrite else 'create-only'} max={uploads.max_size or '-'}")
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -505,6 +796,13 @@ def main():
     p.add_argument("--digest-wait", type=float, default=DIGEST_WAIT, metavar="SECONDS",
                    help="how long a header may wait for the digest of a file under --digest-sync-max (keep it under the "
                         "edges' -backend-header-timeout); then it goes without, and the hash goes on (default %(default)s; 0: never wait)")
+    p.add_argument("--upload-dir", metavar="DIR",
+                   help="store the files clients upload (ContentService.Write) under DIR; without it, uploads are refused")
+    p.add_argument("--upload-overwrite", action="store_true",
+                   help="let an upload replace an existing file (default: create-only, an existing file is TFTP error 6)")
+    p.add_argument("--upload-max-size", type=byte_size, default=0, metavar="BYTES",
+                   help="refuse uploads larger than BYTES (suffixes KiB, MiB, GiB) with TFTP error 3 "
+                        "(default 0: no limit of its own; the edge has one)")
     args = p.parse_args()
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     asyncio.run(serve(args))

@@ -107,6 +107,13 @@ func (c *Client) RRQ(file, mode string, opts ...string) {
 	c.SendTo(c.server, ReadRequest(file, mode, opts...))
 }
 
+// WRQ sends a write request for file in mode to the server's listening
+// address; opts are option names and values, in pairs.
+func (c *Client) WRQ(file, mode string, opts ...string) {
+	c.t.Helper()
+	c.SendTo(c.server, WriteRequest(file, mode, opts...))
+}
+
 // Ack sends ACK block to the session's TID.
 func (c *Client) Ack(block uint16) {
 	c.t.Helper()

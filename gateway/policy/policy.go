@@ -81,7 +81,18 @@ type Rule struct {
 	// per-client limits (per client IP address); negative: no limit.
 	MaxSessionsPerClient int
 	ClientRequestRate    float64
+
+	// Uploads decides about these clients' write requests (WRQ), on top of
+	// Access (which applies to every request): Allow lets them on to the
+	// server's write handler (its allowed paths decide next), Refuse
+	// answers them with ERROR 2 "uploads not allowed", Drop ignores them.
+	// The first matching rule that sets it decides; Allow if none does.
+	Uploads Access
 }
+
+// errUploads is what a write request from a network whose uploads are
+// refused gets.
+var errUploads = &gateway.Error{Code: gateway.ErrAccessViolation, Message: "uploads not allowed"}
 
 // Policy is a compiled list of rules with defaults.
 type Policy struct {
@@ -91,8 +102,9 @@ type Policy struct {
 	// decisions memoises the Admission of each set of matching rules (a
 	// bit per rule, for the first 64), so that an accepted request costs
 	// no allocation once its set has been seen.
-	decisions sync.Map // uint64 -> gateway.Admission
-	base      gateway.Admission
+	decisions      sync.Map // uint64 -> gateway.Admission
+	writeDecisions sync.Map // the same, for write requests
+	base           gateway.Admission
 }
 
 // New checks the rules and returns their Policy. defaults are the limits
@@ -139,6 +151,9 @@ func (r *Rule) check() error {
 	if r.Access > Drop {
 		errs = append(errs, fmt.Errorf("access %d: want Unset, Allow, Refuse or Drop", r.Access))
 	}
+	if r.Uploads > Drop {
+		errs = append(errs, fmt.Errorf("uploads %d: want Unset, Allow, Refuse or Drop", r.Uploads))
+	}
 	if r.Error != nil && r.Access != Refuse {
 		errs = append(errs, errors.New("an error is only sent by a rule that refuses"))
 	}
@@ -157,14 +172,28 @@ func (r *Rule) check() error {
 
 // Admit is the Policy as a [gateway.Server.Admit] hook.
 func (p *Policy) Admit(a gateway.Arrival) gateway.Admission {
+	if a.Write {
+		return p.DecideWrite(a.Client.Addr())
+	}
 	return p.Decide(a.Client.Addr())
 }
 
-// Decide returns the decision about a request from addr: the first rule
-// setting Access decides it (Allow if none does), and the Limits are the
-// defaults with what the matching rules set. It does not allocate once a
-// set of matching rules has been seen.
+// Decide returns the decision about a read request from addr: the first
+// rule setting Access decides it (Allow if none does), and the Limits are
+// the defaults with what the matching rules set. It does not allocate
+// once a set of matching rules has been seen.
 func (p *Policy) Decide(addr netip.Addr) gateway.Admission {
+	return p.decideFor(addr, false)
+}
+
+// DecideWrite returns the decision about a write request (an upload) from
+// addr: as Decide's, then refused or dropped if the first rule setting
+// Uploads says so.
+func (p *Policy) DecideWrite(addr netip.Addr) gateway.Admission {
+	return p.decideFor(addr, true)
+}
+
+func (p *Policy) decideFor(addr netip.Addr, write bool) gateway.Admission {
 	if len(p.rules) == 0 {
 		return p.base
 	}
@@ -183,9 +212,13 @@ func (p *Policy) Decide(addr netip.Addr) gateway.Admission {
 		}
 	}
 	if !memo {
-		return p.decide(matched)
+		return p.decide(matched, write)
 	}
-	if d, ok := p.decisions.Load(set); ok {
+	memos := &p.decisions
+	if write {
+		memos = &p.writeDecisions
+	}
+	if d, ok := memos.Load(set); ok {
 		return d.(gateway.Admission)
 	}
 	matched = make([]int, 0, 8)
@@ -194,8 +227,8 @@ func (p *Policy) Decide(addr netip.Addr) gateway.Admission {
 			matched = append(matched, i)
 		}
 	}
-	d := p.decide(matched)
-	p.decisions.Store(set, d)
+	d := p.decide(matched, write)
+	memos.Store(set, d)
 	return d
 }
 
@@ -208,18 +241,21 @@ func (r *Rule) matches(addr netip.Addr) bool {
 	return false
 }
 
-// decide makes the Admission of a request that the rules of the indexes
-// matched, in order.
-func (p *Policy) decide(matched []int) gateway.Admission {
+// decide makes the Admission of a request (a write request if write)
+// that the rules of the indexes matched, in order.
+func (p *Policy) decide(matched []int, write bool) gateway.Admission {
 	l := p.defaults
 	l.RefuseOptions = append([]string(nil), p.defaults.RefuseOptions...)
-	var access Access
+	var access, uploads Access
 	var errSent *gateway.Error
 	var blk, win, perClient, rate bool
 	for _, i := range matched {
 		r := &p.rules[i]
 		if access == Unset && r.Access != Unset {
 			access, errSent = r.Access, r.Error
+		}
+		if uploads == Unset {
+			uploads = r.Uploads
 		}
 		l.RefuseOptions = append(l.RefuseOptions, r.RefuseOptions...)
 		if !blk && r.MaxBlockSize != 0 {
@@ -240,6 +276,14 @@ func (p *Policy) decide(matched []int) gateway.Admission {
 		return gateway.Admission{Action: gateway.AdmitRefuse, Error: errSent}
 	case Drop:
 		return gateway.Admission{Action: gateway.AdmitDrop}
+	}
+	if write {
+		switch uploads {
+		case Refuse:
+			return gateway.Admission{Action: gateway.AdmitRefuse, Error: errUploads}
+		case Drop:
+			return gateway.Admission{Action: gateway.AdmitDrop}
+		}
 	}
 	return gateway.Admission{Limits: &l}
 }

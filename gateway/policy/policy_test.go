@@ -141,3 +141,41 @@ func BenchmarkDecide(b *testing.B) {
 		p.Decide(addr)
 	}
 }
+
+// TestUploadsPerNetwork: a write request is decided by Access first, then
+// by the first matching rule that sets Uploads; reads never by Uploads.
+func TestUploadsPerNetwork(t *testing.T) {
+	p, err := policy.New(gateway.Limits{}, []policy.Rule{
+		{Clients: prefixes("10.1.0.0/16"), Uploads: policy.Allow},
+		{Clients: prefixes("10.2.0.0/16"), Uploads: policy.Drop},
+		{Clients: prefixes("10.0.0.0/8"), Access: policy.Allow, Uploads: policy.Refuse},
+		{Clients: prefixes("192.0.2.0/24"), Access: policy.Refuse},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := gateway.Admission{Action: gateway.AdmitRefuse, Error: &gateway.Error{Code: gateway.ErrAccessViolation, Message: "uploads not allowed"}}
+	for _, tc := range []struct {
+		client string
+		write  bool
+		want   gateway.AdmitAction
+		err    *gateway.Error
+	}{
+		{"10.1.0.5", true, gateway.AdmitAccept, nil},
+		{"10.2.0.5", true, gateway.AdmitDrop, nil},
+		{"10.3.0.5", true, gateway.AdmitRefuse, refused.Error},
+		{"10.3.0.5", false, gateway.AdmitAccept, nil},
+		{"192.0.2.1", true, gateway.AdmitRefuse, nil}, // Access refuses every request
+		{"198.51.100.1", true, gateway.AdmitAccept, nil},
+	} {
+		for range 2 { // computed, then memoised
+			got := p.Admit(gateway.Arrival{Client: netip.AddrPortFrom(netip.MustParseAddr(tc.client), 1000), Write: tc.write})
+			if got.Action != tc.want || !reflect.DeepEqual(got.Error, tc.err) {
+				t.Errorf("%s write=%v: %v %v, want %v %v", tc.client, tc.write, got.Action, got.Error, tc.want, tc.err)
+			}
+		}
+	}
+	if _, err := policy.New(gateway.Limits{}, []policy.Rule{{Clients: prefixes("0.0.0.0/0"), Uploads: 9}}); err == nil {
+		t.Error("Uploads 9 accepted")
+	}
+}

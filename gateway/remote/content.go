@@ -114,13 +114,21 @@ func readRequest(r *gateway.Request, edgeID string) *tftpgwv1.ReadRequest {
 		RawPathBytes: []byte(r.RawPath),
 		PathBytes:    []byte(r.Path),
 	}
-	for _, o := range r.Options {
-		req.Options = append(req.Options, &tftpgwv1.Option{
+	req.Options = options(r.Options)
+	return req
+}
+
+// options converts a request's options, with the exact bytes beside the
+// text (see readRequest).
+func options(opts []gateway.Option) []*tftpgwv1.Option {
+	var out []*tftpgwv1.Option
+	for _, o := range opts {
+		out = append(out, &tftpgwv1.Option{
 			Name: text(o.Name), Value: text(o.Value),
 			NameBytes: []byte(o.Name), ValueBytes: []byte(o.Value),
 		})
 	}
-	return req
+	return out
 }
 
 // text returns s with each byte that is not part of valid UTF-8 replaced

@@ -1,6 +1,7 @@
 package remote
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
@@ -18,6 +19,11 @@ var (
 	errChanged   = &gateway.Error{Code: gateway.ErrNotDefined, Message: "content changed"}
 	errNotFound  = &gateway.Error{Code: gateway.ErrFileNotFound, Message: "file not found"}
 	errForbidden = &gateway.Error{Code: gateway.ErrAccessViolation, Message: "access violation"}
+
+	// Only for uploads (Write calls).
+	errExists    = &gateway.Error{Code: gateway.ErrFileExists, Message: "file already exists"}
+	errDiskFull  = &gateway.Error{Code: gateway.ErrDiskFull, Message: "disk full or allocation exceeded"}
+	errNoUploads = &gateway.Error{Code: gateway.ErrAccessViolation, Message: "uploads not supported"}
 )
 
 // Causes of cancelled calls, told apart with context.Cause.
@@ -25,6 +31,12 @@ var (
 	errHeaderBudget = errors.New("remote: no header within the header budget")
 	errIdle         = errors.New("remote: stream idle for too long")
 	errClosed       = errors.New("remote: content closed")
+
+	// The budgets of an upload wrap context.DeadlineExceeded, so that
+	// errors.Is tells a timeout.
+	errAcceptBudget = fmt.Errorf("remote: upload not accepted within the header budget: %w", context.DeadlineExceeded)
+	errCommitBudget = fmt.Errorf("remote: upload not stored within the commit budget: %w", context.DeadlineExceeded)
+	errAborted      = errors.New("remote: upload aborted")
 )
 
 // Error is the error a [Handler] and its content return for a failed call.
@@ -72,6 +84,26 @@ func tftpError(err error) *gateway.Error {
 	}
 }
 
+// tftpWriteError maps the status of a failed Write call to the TFTP error
+// the client receives: tftpError's mapping, with the codes that only an
+// upload has (content.proto): ALREADY_EXISTS as 6, RESOURCE_EXHAUSTED as
+// 3, and UNIMPLEMENTED (a backend without Write) as 2 "uploads not
+// supported". A TFTPError detail wins, as for reads.
+func tftpWriteError(err error) *gateway.Error {
+	if hasTFTPError(err) {
+		return tftpError(err)
+	}
+	switch status.Code(err) {
+	case codes.AlreadyExists:
+		return errExists
+	case codes.ResourceExhausted:
+		return errDiskFull
+	case codes.Unimplemented:
+		return errNoUploads
+	}
+	return tftpError(err)
+}
+
 func fromTFTPError(te *tftpgwv1.TFTPError) *gateway.Error {
 	code := gateway.ErrorCode(te.GetCode())
 	if te.GetCode() > uint32(gateway.ErrOptionNegotiation) {
@@ -84,6 +116,10 @@ func fromTFTPError(te *tftpgwv1.TFTPError) *gateway.Error {
 			msg = errNotFound.Message
 		case gateway.ErrAccessViolation:
 			msg = errForbidden.Message
+		case gateway.ErrDiskFull:
+			msg = errDiskFull.Message
+		case gateway.ErrFileExists:
+			msg = errExists.Message
 		default:
 			msg = errBackend.Message
 		}

@@ -1,5 +1,6 @@
 // Package remote provides a [gateway.Handler] that reads content from a
-// gRPC ContentService (tftpgw.v1, see proto/tftpgw/v1/content.proto).
+// gRPC ContentService (tftpgw.v1, see proto/tftpgw/v1/content.proto), and
+// a [gateway.WriteHandler] that stores uploads with its Write.
 //
 // Each TFTP read request becomes one server-streaming Read call. The call
 // must deliver its header within [Config.HeaderTimeout] (2 s by default),
@@ -47,6 +48,24 @@
 // that misses its budget and DEADLINE_EXCEEDED as 0 "backend timeout"; any
 // other failure as 0 "backend error". The status message is logged, never
 // sent to the client.
+//
+// # Uploads
+//
+// Each TFTP write request becomes one bidirectional Write call, made on the
+// same connections (balancing, credentials, token, interceptors) as the
+// reads. [Handler.ReceiveTFTP] sends the request (WriteStart, with the
+// declared size from the tsize option) and waits for the backend's
+// accepted within [Config.HeaderTimeout]; the client is acknowledged only
+// then, so a refusal reaches it before it sends data. Besides the read
+// mapping, a refusal with ALREADY_EXISTS becomes ERROR 6 "file already
+// exists", RESOURCE_EXHAUSTED ERROR 3 "disk full or allocation exceeded"
+// and UNIMPLEMENTED (a backend without uploads) ERROR 2 "uploads not
+// supported". The upload's Write sends the bytes in data messages of at
+// most [WriteChunkSize] bytes, from a pooled buffer; a backend that fails
+// the call mid-stream fails the next Write (or the Commit) with the mapped
+// error. Commit sends end (size and SHA-256) and waits for stored within
+// [Config.CommitTimeout]; Abort cancels the call, and the backend discards
+// the file. A Write is never retried.
 package remote
 
 import (
@@ -83,6 +102,7 @@ const (
 	DefaultIdleTimeout   = 10 * time.Second
 	DefaultMaxResumes    = 3
 	DefaultResumeTimeout = 5 * time.Second
+	DefaultCommitTimeout = 6 * time.Second
 )
 
 // streamWindow is the fixed HTTP/2 stream flow-control window: how far a
@@ -110,6 +130,13 @@ type Config struct {
 	// ResumeTimeout bounds the time spent resuming one transfer, counted
 	// from the first break; 5 s if zero.
 	ResumeTimeout time.Duration
+
+	// CommitTimeout is the budget of an upload's commit: from the end of
+	// its data until the backend has sent stored and ended the call; 6 s
+	// if zero, the time the edge's default client waits for its last
+	// acknowledgement ((retries + 1) x timeout). The accepted message of
+	// an upload has HeaderTimeout, like a read's header.
+	CommitTimeout time.Duration
 
 	// EdgeID is sent to the backend as edge_id; the host name if empty.
 	EdgeID string
@@ -142,7 +169,9 @@ type Config struct {
 }
 
 // Handler is a [gateway.Handler] that reads content from a gRPC
-// ContentService. Create it with [Dial]; it is safe for concurrent use.
+// ContentService, and a [gateway.WriteHandler] that stores uploads there
+// ([Handler.ReceiveTFTP]). Create it with [Dial]; it is safe for
+// concurrent use.
 type Handler struct {
 	target string
 	cfg    Config
@@ -197,6 +226,9 @@ func Dial(target string, cfg Config) (*Handler, error) {
 	}
 	if cfg.ResumeTimeout <= 0 {
 		cfg.ResumeTimeout = DefaultResumeTimeout
+	}
+	if cfg.CommitTimeout <= 0 {
+		cfg.CommitTimeout = DefaultCommitTimeout
 	}
 	if cfg.EdgeID == "" {
 		cfg.EdgeID, _ = os.Hostname()

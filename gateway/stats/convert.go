@@ -40,7 +40,12 @@ func SessionProto(edgeID string, s gateway.SessionStats) *tftpgwv1.SessionStats 
 		PacketsSent:       count(s.PacketsSent),
 		Retransmits:       count(s.Retransmits),
 		DuplicateAcks:     count(s.DuplicateAcks),
+		Direction:         tftpgwv1.Direction_DIRECTION_READ,
 		Duration:          durationpb.New(s.Duration),
+	}
+	if s.Write {
+		p.Direction = tftpgwv1.Direction_DIRECTION_WRITE
+		p.BytesReceived = count(s.BytesReceived)
 	}
 	if !s.Start.IsZero() {
 		p.StartTime = timestamppb.New(s.Start)

@@ -64,6 +64,7 @@ func TestSessionProto(t *testing.T) {
 		StartTime:         timestamppb.New(start),
 		Duration:          durationpb.New(time.Second),
 		TimeToFirstData:   durationpb.New(time.Millisecond),
+		Direction:         tftpgwv1.Direction_DIRECTION_READ,
 	}
 	got := stats.SessionProto("edge1", s)
 	if !proto.Equal(got, want) {
@@ -122,5 +123,14 @@ func TestSessionProtoBackend(t *testing.T) {
 	}
 	if stats.SessionProto("edge1", gateway.SessionStats{}).GetBackend() != nil {
 		t.Error("backend set for an in-process session")
+	}
+}
+
+// TestSessionProtoUpload: an upload's stats say so, with its bytes
+// received.
+func TestSessionProtoUpload(t *testing.T) {
+	got := stats.SessionProto("e", gateway.SessionStats{Write: true, BytesReceived: 1234, Outcome: gateway.OutcomeOK})
+	if got.GetDirection() != tftpgwv1.Direction_DIRECTION_WRITE || got.GetBytesReceived() != 1234 {
+		t.Fatalf("direction %v, bytes_received %d", got.GetDirection(), got.GetBytesReceived())
 	}
 }

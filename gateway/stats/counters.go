@@ -131,7 +131,7 @@ var counters = []counter{
 		field:     "write_requests_refused",
 		edge:      "tftpgw_write_requests_total",
 		collector: "tftpgw_collector_edge_write_requests_refused_total",
-		help:      "Write requests, refused with ERROR 2.",
+		help:      "Write requests refused with ERROR 2 because uploads are off (no -upload-allow) or the path is not allowed (-upload-allow); a network that a policy rule refuses uploads is counted in policy_refusals.",
 		server:    func(s *gateway.ServerStats) int64 { return s.WriteRequests },
 	},
 	{
@@ -208,6 +208,30 @@ var counters = []counter{
 		help:      "Read requests refused with ERROR 0 \"server busy\" because no port of the edge's port range (tftpgw -port-range) was free for the session's socket, or none could be bound (other programs held them).",
 		server:    func(s *gateway.ServerStats) int64 { return s.PortsExhausted },
 	},
+	uploads("uploads_ok", gateway.OutcomeOK),
+	uploads("uploads_error", gateway.OutcomeError),
+	uploads("uploads_aborted", gateway.OutcomeAborted),
+	uploads("uploads_timeout", gateway.OutcomeTimeout),
+	{
+		field:     "bytes_received",
+		edge:      "tftpgw_bytes_received_total",
+		collector: "tftpgw_collector_edge_bytes_received_total",
+		help:      "Payload bytes of uploads received in order, each block once.",
+		server:    func(s *gateway.ServerStats) int64 { return s.BytesReceived },
+	},
+}
+
+// uploads is the row of the uploads with outcome o.
+func uploads(field protoreflect.Name, o gateway.Outcome) counter {
+	return counter{
+		field:     field,
+		edge:      "tftpgw_uploads_total",
+		collector: "tftpgw_collector_edge_uploads_total",
+		label:     "outcome",
+		value:     o.String(),
+		help:      "Finished uploads (write requests), by outcome; also counted in the sessions.",
+		server:    func(s *gateway.ServerStats) int64 { return s.Uploads[o] },
+	}
 }
 
 // sessions is the row of the sessions with outcome o.

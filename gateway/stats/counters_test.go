@@ -131,6 +131,11 @@ func everyCounter(t *testing.T) (gateway.ServerStats, int64) {
 			for o := gateway.OutcomeOK; o <= gateway.OutcomeTimeout; o++ {
 				s.Sessions[o] = next()
 			}
+		case name == "Uploads": // no upload is a probe
+			s.Uploads = map[gateway.Outcome]int64{}
+			for _, o := range []gateway.Outcome{gateway.OutcomeOK, gateway.OutcomeError, gateway.OutcomeAborted, gateway.OutcomeTimeout} {
+				s.Uploads[o] = next()
+			}
 		case name == "ErrorsSent":
 			// 12 is no TFTP code: the metrics show it as "other".
 			s.ErrorsSent = map[gateway.ErrorCode]int64{1: next(), 5: next(), 12: next()}
@@ -167,7 +172,7 @@ func TestServerStatsReachCounters(t *testing.T) {
 		case reflect.Map:
 			m := reflect.MakeMap(v.Type())
 			m.SetMapIndex(reflect.New(v.Type().Key()).Elem().Convert(v.Type().Key()), reflect.ValueOf(int64(1)))
-			if f.Name == "Sessions" { // the zero Outcome is no session's
+			if f.Name == "Sessions" || f.Name == "Uploads" { // the zero Outcome is no session's
 				m = reflect.ValueOf(map[gateway.Outcome]int64{gateway.OutcomeOK: 1})
 			}
 			v.Set(m)

@@ -16,7 +16,7 @@ import (
 	"github.com/tftpgw/tftpgw/internal/wire"
 )
 
-// Defaults applied by [Get] and [Probe].
+// Defaults applied by [Get], [Put] and [Probe].
 const (
 	DefaultRetries           = 5
 	DefaultRecvBuffer        = 4 << 20
@@ -44,14 +44,17 @@ type Options struct {
 	// RetransmitTimeout overrides it.
 	Timeout int
 	// TSize sends "tsize 0" and reports the server's answer in
-	// Result.TSize.
+	// Result.TSize. [Put] sends the size it is given instead, and no tsize
+	// when that size is unknown (-1).
 	TSize bool
 	// Mode is "octet" (the default when empty) or "netascii",
-	// case-insensitive. Netascii data is returned untranslated.
+	// case-insensitive. [Get] returns netascii data untranslated; [Put]
+	// translates it on the way out (LF to CR LF, CR to CR NUL).
 	Mode string
 	// Retries is how many times the client retransmits its last packet (the
-	// RRQ or the last ACK) when the server goes quiet before giving up with
-	// ErrTimeout. 0 means DefaultRetries; a negative value means none.
+	// RRQ or the last ACK; for [Put] the WRQ or the window of DATA) when the
+	// server goes quiet before giving up with ErrTimeout. 0 means
+	// DefaultRetries; a negative value means none.
 	Retries int
 	// RecvBuffer is the socket receive buffer (SO_RCVBUF) in bytes; 0 means
 	// DefaultRecvBuffer. A small buffer loses the tail of large windows.
@@ -78,45 +81,68 @@ type Options struct {
 }
 
 // Result describes a finished (or failed) transfer. On error the fields
-// describe what happened until the failure.
+// describe what happened until the failure. Where a field's meaning
+// differs between a read ([Get]) and a write ([Put]), its doc says both.
 type Result struct {
-	Size        int64             // bytes received (written to w)
-	TSize       int64             // tsize from the OACK, -1 if absent
-	Negotiated  map[string]string // OACK options (lower-case names), nil if no OACK
-	TimeToFirst time.Duration     // RRQ sent -> first DATA received
+	// Size is the DATA payload in bytes: received and written to w (Get),
+	// or sent, each block counted once (Put; after netascii translation).
+	Size       int64
+	TSize      int64             // tsize from the OACK, -1 if absent
+	Negotiated map[string]string // OACK options (lower-case names), nil if no OACK
+	// BlockSize and WindowSize are the values in use: negotiated, or 512
+	// and 1 without an OACK (0 if the server never answered).
+	BlockSize  int
+	WindowSize int
+	// TimeToFirst is, for Get, RRQ sent -> first DATA received; for Put,
+	// WRQ sent -> the server's first answer (OACK or ACK 0).
+	TimeToFirst time.Duration
 	// TimeToFirstWire is TimeToFirst as the kernel saw it: RRQ sent ->
 	// first DATA queued on the client's socket (its receive timestamp),
 	// less the client's own time between an OACK's arrival and its ACK 0.
 	// It is the wait on the network and the server alone, without the
 	// client's scheduling delays (a load generator running thousands of
 	// transfers has many). 0 where the kernel gives no timestamps (Linux
-	// only) or the transfer got no DATA.
+	// only) or the transfer got no DATA. Always 0 for Put.
 	TimeToFirstWire time.Duration
-	Duration        time.Duration  // RRQ sent -> return
-	Packets         int64          // DATA packets received
-	Duplicates      int64          // DATA packets received again or out of order
-	ServerAddr      netip.AddrPort // the server's TID (source of the first reply)
+	Duration        time.Duration // request sent -> return
+	// Packets is the number of DATA packets received (Get) or sent,
+	// retransmissions included (Put).
+	Packets int64
+	// Duplicates is the number of DATA packets received again or out of
+	// order (Get), or of ACKs that acknowledged nothing new: repeated,
+	// stale or beyond what was sent (Put).
+	Duplicates int64
+	// Retransmits is the number of packets the client sent again: on its
+	// timer (the request, an ACK, or for Put the DATA of a window) and,
+	// for Put, the DATA resent after an ACK inside the window (a gap).
+	Retransmits int64
+	ServerAddr  netip.AddrPort // the server's TID (source of the first reply)
 }
 
 // longAgo is a deadline in the past, used to interrupt a blocked read.
 var longAgo = time.Unix(1, 0)
 
-// transfer is the state shared by Get and Probe.
+// transfer is the state shared by Get, Put and Probe.
 type transfer struct {
 	conn    *net.UDPConn
 	server  netip.AddrPort // where the RRQ goes
 	peer    netip.AddrPort // the server's TID once locked
 	locked  bool
-	rrq     []byte
+	rrq     []byte // the request: RRQ or WRQ
 	ack     [4]byte
-	last    []byte // last packet sent: rrq or ack
+	last    []byte // last packet sent: rrq, ack or DATA
 	buf     []byte
 	tidErr  []byte // lazily built ERROR 5
 	rto     time.Duration
 	retries int // retransmissions allowed
 	tries   int // retransmissions since the last progress
-	dead    time.Time
-	sent    time.Time // first RRQ
+	// resend, if set, replaces the retransmission of last on timeout
+	// (Put resends a window); it returns the packets it sent.
+	resend      func() (int, error)
+	retransmits int64       // packets sent again
+	op          wire.Opcode // OpRRQ or OpWRQ
+	dead        time.Time
+	sent        time.Time // first RRQ
 
 	// Kernel receive timestamps, until the first DATA (TimeToFirstWire).
 	stamps bool
@@ -130,8 +156,9 @@ type transfer struct {
 }
 
 // newTransfer validates the options, resolves server, opens the socket and
-// builds the RRQ.
-func newTransfer(ctx context.Context, server, file string, o Options) (*transfer, error) {
+// builds the request op (RRQ or WRQ); tsize is the tsize value a request
+// with o.TSize carries, none if negative.
+func newTransfer(ctx context.Context, server, file string, o Options, op wire.Opcode, tsize int64) (*transfer, error) {
 	mode := strings.ToLower(o.Mode)
 	if mode == "" {
 		mode = "octet"
@@ -142,8 +169,8 @@ func newTransfer(ctx context.Context, server, file string, o Options) (*transfer
 	if strings.IndexByte(file, 0) >= 0 {
 		return nil, errors.New("tftpclient: file name contains NUL")
 	}
-	t := new(transfer)
-	opts, err := t.request(o)
+	t := &transfer{op: op}
+	opts, err := t.request(o, tsize)
 	if err != nil {
 		return nil, err
 	}
@@ -185,7 +212,7 @@ func newTransfer(ctx context.Context, server, file string, o Options) (*transfer
 	}
 	_ = conn.SetReadBuffer(rcv) // best effort: the kernel may cap it
 	t.conn = conn
-	if stampSpace > 0 && setStamps(conn, true) {
+	if op == wire.OpRRQ && stampSpace > 0 && setStamps(conn, true) {
 		t.stamps, t.oob = true, make([]byte, stampSpace)
 	}
 
@@ -195,13 +222,15 @@ func newTransfer(ctx context.Context, server, file string, o Options) (*transfer
 	}
 	// One spare byte detects DATA larger than the negotiated block size.
 	t.buf = make([]byte, wire.HeaderSize+bufBlk+1)
-	t.rrq = wire.AppendRequest(nil, wire.OpRRQ, file, mode, opts)
+	t.rrq = wire.AppendRequest(nil, op, file, mode, opts)
 	return t, nil
 }
 
-// request validates the options of o and returns those the RRQ carries,
-// in order, noting in t what was requested for [transfer.negotiate].
-func (t *transfer) request(o Options) ([]wire.Option, error) {
+// request validates the options of o and returns those the request
+// carries, in order, noting in t what was requested for
+// [transfer.negotiate]. A tsize option carries tsize, and is left out when
+// tsize is negative.
+func (t *transfer) request(o Options, tsize int64) ([]wire.Option, error) {
 	var opts []wire.Option
 	if o.BlockSize != 0 {
 		if o.BlockSize < MinBlockSize || o.BlockSize > MaxBlockSize {
@@ -215,8 +244,8 @@ func (t *transfer) request(o Options) ([]wire.Option, error) {
 		}
 		opts = append(opts, wire.Option{Name: "timeout", Value: strconv.Itoa(o.Timeout)})
 	}
-	if o.TSize {
-		opts = append(opts, wire.Option{Name: "tsize", Value: "0"})
+	if o.TSize && tsize >= 0 {
+		opts = append(opts, wire.Option{Name: "tsize", Value: strconv.FormatInt(tsize, 10)})
 	}
 	if o.WindowSize != 0 {
 		if o.WindowSize < 1 || o.WindowSize > MaxWindowSize {
@@ -352,6 +381,15 @@ func (t *transfer) next(ctx context.Context) ([]byte, error) {
 					return nil, fmt.Errorf("%w: no answer after %d retransmissions (timeout %v)", ErrTimeout, t.tries, t.rto)
 				}
 				t.tries++
+				if t.resend != nil {
+					n, err := t.resend()
+					t.retransmits += int64(n)
+					if err != nil {
+						return nil, err
+					}
+					continue
+				}
+				t.retransmits++
 				if err := t.send(t.last); err != nil {
 					return nil, err
 				}
@@ -391,8 +429,9 @@ func (t *transfer) next(ctx context.Context) ([]byte, error) {
 }
 
 // answers reports whether p, the first packet from the server's side, can
-// answer a request: an OACK, an ERROR, or a DATA 1 that is not longer than
-// 512 bytes when a blksize was asked for (see next).
+// answer a request: an OACK, an ERROR, for an RRQ a DATA 1 that is not
+// longer than 512 bytes when a blksize was asked for (see next), for a WRQ
+// an ACK 0.
 func (t *transfer) answers(p []byte) bool {
 	op, err := wire.PacketOpcode(p)
 	switch {
@@ -402,7 +441,10 @@ func (t *transfer) answers(p []byte) bool {
 		return true
 	case op == wire.OpERROR:
 		return len(p) >= wire.HeaderSize
-	case op == wire.OpDATA:
+	case op == wire.OpACK:
+		block, err := wire.ParseAck(p)
+		return t.op == wire.OpWRQ && err == nil && block == 0
+	case op == wire.OpDATA && t.op == wire.OpRRQ:
 		block, data, err := wire.ParseData(p)
 		return err == nil && block == 1 && (len(data) <= wire.DefaultBlockSize || t.reqBlk == 0)
 	}
@@ -517,24 +559,30 @@ func (t *transfer) startCancel(ctx context.Context) (stop func() bool) {
 // the server is sent ERROR 0 and the write error is returned.
 func Get(ctx context.Context, server, file string, w io.Writer, o Options) (res Result, err error) {
 	res.TSize = -1
-	t, err := newTransfer(ctx, server, file, o)
+	t, err := newTransfer(ctx, server, file, o, wire.OpRRQ, 0)
 	if err != nil {
 		return res, err
 	}
 	defer t.conn.Close()
 	defer t.startCancel(ctx)()
 	t.sent = time.Now()
+	var (
+		blksize = 512
+		window  = 1
+	)
 	defer func() {
 		res.Duration = time.Since(t.sent)
 		res.ServerAddr = t.peer
+		res.Retransmits = t.retransmits
+		if t.locked {
+			res.BlockSize, res.WindowSize = blksize, window
+		}
 	}()
 	if err := t.send(t.rrq); err != nil {
 		return res, err
 	}
 
 	var (
-		blksize  = 512
-		window   = 1
 		expected = uint16(1) // next in-order block
 		sinceAck = 0         // in-order blocks since the last ACK sent
 		gapAcked = false     // a gap ACK was sent since the last in-order block
@@ -652,7 +700,7 @@ func Get(ctx context.Context, server, file string, w io.Writer, o Options) (res 
 // without tsize, is sent ERROR 8 as well and ErrNoTSize is returned.
 func Probe(ctx context.Context, server, file string, o Options) (tsize int64, err error) {
 	o.TSize = true
-	t, err := newTransfer(ctx, server, file, o)
+	t, err := newTransfer(ctx, server, file, o, wire.OpRRQ, 0)
 	if err != nil {
 		return -1, err
 	}

@@ -627,7 +627,7 @@ func FuzzNegotiate(f *testing.F) {
 		}
 		var tr transfer
 		if _, err := tr.request(Options{BlockSize: 1468, WindowSize: 16, Timeout: 5, TSize: true,
-			ExtraOptions: [][2]string{{"X-Vendor", "on"}}}); err != nil {
+			ExtraOptions: [][2]string{{"X-Vendor", "on"}}}, 0); err != nil {
 			t.Fatal(err)
 		}
 		m, err := tr.negotiate(p)

@@ -85,3 +85,48 @@ func (nr *Reader) Read(p []byte) (int, error) {
 	}
 	return n, nil
 }
+
+// Decoder converts netascii back to the local line format, as a receiver
+// does (RFC 1350, RFC 764): CR LF becomes LF, CR NUL becomes CR. A CR
+// followed by any other byte is kept with that byte (lenient: such input
+// is not netascii). A CR at the end of one block is held until the next
+// shows what follows it. The zero value is ready to use.
+type Decoder struct {
+	cr bool // a CR was the last byte seen, not yet written
+}
+
+// Append appends src, decoded, to dst and returns it. It appends at most
+// len(src)+1 bytes.
+func (d *Decoder) Append(dst, src []byte) []byte {
+	for _, c := range src {
+		if d.cr {
+			d.cr = false
+			switch c {
+			case '\n':
+				dst = append(dst, '\n')
+				continue
+			case 0:
+				dst = append(dst, '\r')
+				continue
+			default:
+				dst = append(dst, '\r')
+			}
+		}
+		if c == '\r' {
+			d.cr = true
+			continue
+		}
+		dst = append(dst, c)
+	}
+	return dst
+}
+
+// Flush appends what is held at the end of the input (a final lone CR) to
+// dst and returns it.
+func (d *Decoder) Flush(dst []byte) []byte {
+	if d.cr {
+		d.cr = false
+		dst = append(dst, '\r')
+	}
+	return dst
+}

@@ -261,3 +261,37 @@ func BenchmarkReader(b *testing.B) {
 		}
 	}
 }
+
+// TestDecoderInvertsReader checks the receiving side of RFC 1350's
+// netascii: whatever the split into blocks, decoding what Reader produced
+// gives back the original bytes.
+func TestDecoderInvertsReader(t *testing.T) {
+	inputs := []string{"", "a", "\n", "\r", "\r\n", "\n\r", "line1\nline2\r\n\r\rend\r", strings.Repeat("ab\r\ncd\r\x00\n", 300)}
+	for _, in := range inputs {
+		enc, err := io.ReadAll(NewReader(strings.NewReader(in)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, split := range []int{1, 2, 3, 512} {
+			var d Decoder
+			var out []byte
+			for i := 0; i < len(enc); i += split {
+				out = d.Append(out, enc[i:min(i+split, len(enc))])
+			}
+			out = d.Flush(out)
+			if string(out) != in {
+				t.Errorf("split %d: decode(encode(%q)) = %q", split, in, out)
+			}
+		}
+	}
+}
+
+// TestDecoderLenient: input that is not netascii (a CR before another
+// byte) is kept, never dropped.
+func TestDecoderLenient(t *testing.T) {
+	var d Decoder
+	out := d.Flush(d.Append(nil, []byte("a\rb\r")))
+	if string(out) != "a\rb\r" {
+		t.Errorf("got %q", out)
+	}
+}

@@ -83,9 +83,11 @@ func (testHost) FitWindow(want, _ int) int { return want }
 func (testHost) GetWindow(n int) *[]byte   { b := make([]byte, n); return &b }
 func (testHost) PutWindow(*[]byte)         {}
 func (testHost) Busy()                     {}
-func (testHost) Answered()                 {}
+func (testHost) Answered(int)              {}
+func (testHost) Unanswered(int) bool       { return true }
 func (testHost) StrayPacket(bool)          {}
 func (testHost) Stopping() bool            { return false }
+func (testHost) Draining() bool            { return false }
 func (testHost) ErrorFor(error) Error      { return Error{Code: 0, Message: "internal error"} }
 
 // testConfig is the server's defaults.

@@ -1,9 +1,11 @@
-// Package session is tftpgw's transfer engine: one read transfer from its
-// OACK to its final ACK (RFC 1350, 2347, 2348, 2349, 7440), over a
-// connection of package udp, reading a Content. The server (package
-// gateway) admits the request, opens the connection and calls the handler;
-// a Session then negotiates the options, sends the content in windows,
-// retransmits and ends with an Outcome and its Stats. What it needs from
+// Package session is tftpgw's transfer engine: one transfer (RFC 1350,
+// 2347, 2348, 2349, 7440) over a connection of package udp, a read from
+// its OACK to its final ACK, reading a Content, or an upload from its
+// first ACK to its last, writing a Sink. The server (package gateway)
+// admits the request, opens the connection and calls the handler; a
+// Session then negotiates the options, sends the content in windows (or
+// receives the upload's), retransmits and ends with an Outcome and its
+// Stats. What it needs from
 // the server (window memory, counting, the shutdown state, the TFTP error
 // for a content's error) comes through Host.
 //
@@ -12,9 +14,9 @@
 // session), window.go the window ring and the sends of its blocks,
 // content.go the reading of the content into it with the integrity
 // checks, watchdog.go the content-read watchdog, negotiate.go the
-// options, rto.go the retransmission timer. A receiving side (WRQ) goes
-// beside the sending one, as a state machine of its own over the same
-// Conn, Host, window memory, negotiation and timer.
+// options, rto.go the retransmission timer, receive.go the receiving side
+// (uploads: WRQ), a state machine of its own over the same Conn, Host,
+// window memory, negotiation and timer.
 package session
 
 import (
@@ -68,14 +70,26 @@ type Host interface {
 	PutWindow(b *[]byte)
 	// Busy counts a session refused for lack of window memory.
 	Busy()
-	// Answered records that the client first acknowledged something.
-	Answered()
+	// Answered records that the client first acknowledged something (or,
+	// for an upload, sent its first block); unanswered is what the session
+	// held against the budget of unanswered uploads (see Unanswered), now
+	// released, or 0.
+	Answered(unanswered int)
+	// Unanswered holds n bytes against the server's budget of window
+	// memory for uploads whose client has not answered yet, and reports
+	// whether they fit. Answered releases them (or the session's end, with
+	// Answered(n), if the client never answered).
+	Unanswered(n int) bool
 	// StrayPacket counts a packet from another transfer ID than the
 	// client's; answered says whether it got ERROR 5.
 	StrayPacket(answered bool)
 	// Stopping reports whether the server is ending its sessions (a
 	// forced shutdown).
 	Stopping() bool
+	// Draining reports whether the server has stopped taking requests (a
+	// shutdown, graceful or not): a session with nothing left to do but
+	// wait ends now.
+	Draining() bool
 	// ErrorFor is the ERROR the client gets for err, an error of the
 	// content (or the handler); its text is not sent unless it chooses.
 	ErrorFor(err error) Error
@@ -151,12 +165,13 @@ type Stats struct {
 	Cause             error         // the internal cause of a failure, for logs
 
 	BytesSent, BytesAcked, PacketsSent, Retransmits, DuplicateAcks int64
+	BytesReceived                                                  int64         // an upload's payload bytes received in order
 	TimeToFirstData                                                time.Duration // 0: no DATA sent
 }
 
 const (
-	recvBufSize    = udp.MaxPacket // ACKs and ERRORs; longer ones are cut
-	scratchBufSize = 128           // outgoing ERRORs
+	recvBufSize    = udp.MaxPacket + 1 // ACKs, ERRORs and 512-byte DATA; longer ones are cut, and one byte more shows it
+	scratchBufSize = 128               // outgoing ERRORs
 	smallBufSize   = recvBufSize + scratchBufSize
 )
 
@@ -195,8 +210,9 @@ var (
 	errStalledReply = &Error{Code: 0, Message: "timeout"}
 )
 
-// Session is one read transfer. The server sets the exported fields, then
-// calls Run (or Refuse); all fields are then owned by that goroutine.
+// Session is one transfer: a read (Run) or an upload (Receive). The
+// server sets the exported fields, then calls Run, Receive or Refuse; all
+// fields are then owned by that goroutine.
 type Session struct {
 	ID      string          // names the session in logs
 	Conn    udp.Conn        // the client's transfer ID
@@ -241,6 +257,10 @@ type Session struct {
 	// one duplicated or reordered packet would make every later window go
 	// out twice.
 	recover uint64
+
+	done       bool    // an upload was stored and its final ACK sent
+	rbufWin    *[]byte // an upload's receive buffer, from window memory; nil: rbuf is the small one
+	unanswered int     // bytes an upload holds against the unanswered budget (see Host.Unanswered)
 
 	lastSend time.Time // when DATA last went out (see clientTimer)
 	lastAck  time.Time // when the client's last ACK came (see clientTimer)
@@ -369,6 +389,14 @@ func (s *Session) release() {
 	if s.buf != nil {
 		s.Host.PutWindow(s.buf)
 		s.buf, s.win = nil, nil
+	}
+	if s.unanswered > 0 {
+		s.Host.Answered(s.unanswered)
+		s.unanswered = 0
+	}
+	if s.rbufWin != nil {
+		s.Host.PutWindow(s.rbufWin)
+		s.rbufWin = nil
 	}
 	if s.small != nil {
 		smallBufs.Put(s.small)
@@ -686,7 +714,7 @@ func (s *Session) superseded() bool {
 	}
 	s.st.Outcome = OutcomeAborted
 	s.st.Cause = ErrSuperseded
-	if s.last != 0 && s.sentTo == s.last {
+	if s.done || s.last != 0 && s.sentTo == s.last {
 		s.st.Outcome = OutcomeOK
 		s.st.Cause = nil
 	}
@@ -697,7 +725,7 @@ func (s *Session) superseded() bool {
 func (s *Session) progressed() {
 	if !s.answered {
 		s.answered = true
-		s.Host.Answered()
+		s.Host.Answered(0)
 	}
 }
 

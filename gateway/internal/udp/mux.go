@@ -38,16 +38,23 @@ type MuxConn struct {
 // with a message of up to a request's length. Longer ones are cut.
 const MaxPacket = wire.MaxRequestSize + wire.HeaderSize
 
-// muxPacket is one datagram from the client: ACKs and ERRORs, so longer
-// ones are cut like the session socket's receive buffer cuts them.
+// muxPacket is one datagram from the client: ACKs, ERRORs and an
+// upload's 512-byte DATA; longer ones are cut like the session socket's
+// receive buffer cuts them, to one byte more than MaxPacket, which shows
+// a DATA longer than its blksize.
 type muxPacket struct {
 	n int
-	b [MaxPacket]byte
+	b [MaxPacket + 1]byte
 }
 
 // muxQueue is how many datagrams may wait for a session; more are dropped,
-// as a full socket buffer would drop them.
+// as a full socket buffer would drop them. An upload's window must fit
+// (see MuxWindow).
 const muxQueue = 8
+
+// MuxWindow is the largest window an upload in single-port mode may be
+// granted: its DATA wait in the session's queue.
+const MuxWindow = muxQueue
 
 // Register adds a single-port session for client, whose request was sent
 // to from, or returns nil if one runs already. owner is the caller's

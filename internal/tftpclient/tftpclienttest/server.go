@@ -1,6 +1,6 @@
-// Package tftpclienttest provides a small, scriptable, read-only TFTP server
-// on 127.0.0.1 for testing TFTP clients (package tftpclient and the
-// tftpbench command).
+// Package tftpclienttest provides a small, scriptable TFTP server on
+// 127.0.0.1 for testing TFTP clients (package tftpclient and the tftpbench
+// command). It serves reads, and writes when [Config.Writable] is set.
 //
 // It is deliberately independent of the gateway, sharing only the packet
 // codec (internal/wire, whose tests hold the RFCs' bytes): it negotiates
@@ -23,10 +23,16 @@ import (
 )
 
 // Config scripts the server. The zero value serves nothing (every RRQ gets
-// ERROR 1).
+// ERROR 1, every WRQ ERROR 2).
 type Config struct {
 	// Files maps a file name (as sent in the RRQ) to its content.
 	Files map[string][]byte
+	// Writable makes the server accept WRQs (RFC 7440 receiver: it
+	// acknowledges the last block of each window, the final block, and the
+	// last in-order block once per gap). What a completed upload received
+	// is in [Server.Upload]. The options are negotiated as for reads, tsize
+	// echoed. Files is not changed.
+	Writable bool
 	// NoOptions makes the server ignore all options: RFC 1350 lock-step
 	// transfers with 512-byte blocks, no OACK.
 	NoOptions bool
@@ -46,8 +52,15 @@ type Config struct {
 	OACK func(requested [][2]string) [][2]string
 	// DropData, if set, is called before each DATA transmission with the
 	// absolute block index (1-based, not rolled over) and how many times
-	// that index was sent before; returning true drops the packet.
+	// that index was sent before; returning true drops the packet. In a
+	// write, it is called for each DATA received instead (index as the
+	// server reckons it, attempt: how many times it arrived before), and
+	// true ignores the packet as if it had been lost.
 	DropData func(index, attempt int) bool
+	// DropACK, if set, is called before each ACK a write session sends,
+	// with the absolute index of the block acknowledged (0 for the ACK of
+	// the WRQ) and how many times that ACK was sent before; true drops it.
+	DropACK func(index, attempt int) bool
 	// AfterData, if set, is called after each DATA transmission (dropped or
 	// not) with the block index and the client's address.
 	AfterData func(index int, client netip.AddrPort)
@@ -74,7 +87,9 @@ type Server struct {
 	closed   bool
 	sessions map[*net.UDPConn]struct{}
 	rrqs     int
+	wrqs     int
 	options  [][][2]string
+	uploads  map[string][]byte
 	acks     []uint16
 	errs     []ClientError
 	done     int
@@ -126,7 +141,23 @@ func (s *Server) RRQs() int {
 	return s.rrqs
 }
 
-// Options returns the options of each RRQ received as wire.ParseRequest
+// WRQs is the number of WRQs received on the listening port.
+func (s *Server) WRQs() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.wrqs
+}
+
+// Upload returns what the last completed write of name received, and
+// whether there was one.
+func (s *Server) Upload(name string) ([]byte, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b, ok := s.uploads[name]
+	return b, ok
+}
+
+// Options returns the options of each RRQ or WRQ received as wire.ParseRequest
 // reads them: in order, names lower-cased, a repeated name dropped.
 func (s *Server) Options() [][][2]string {
 	s.mu.Lock()
@@ -148,7 +179,8 @@ func (s *Server) ClientErrors() []ClientError {
 	return append([]ClientError(nil), s.errs...)
 }
 
-// Completed is the number of transfers whose final block was acknowledged.
+// Completed is the number of transfers whose final block was acknowledged
+// (sent by the server or, for a write, by the client).
 func (s *Server) Completed() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -164,7 +196,7 @@ func (s *Server) serve() {
 			return // closed
 		}
 		req, err := wire.ParseRequest(buf[:n])
-		if err != nil || req.Op != wire.OpRRQ {
+		if err != nil {
 			continue
 		}
 		file := req.Filename
@@ -173,7 +205,11 @@ func (s *Server) serve() {
 			opts = append(opts, [2]string{o.Name, o.Value})
 		}
 		s.mu.Lock()
-		s.rrqs++
+		if req.Op == wire.OpRRQ {
+			s.rrqs++
+		} else {
+			s.wrqs++
+		}
 		s.options = append(s.options, opts)
 		closed := s.closed
 		s.mu.Unlock()
@@ -202,7 +238,12 @@ func (s *Server) serve() {
 				s.mu.Unlock()
 				_ = sc.Close()
 			}()
-			(&session{s: s, conn: sc, client: netip.AddrPortFrom(client.Addr().Unmap(), client.Port())}).run(file, opts)
+			ss := &session{s: s, conn: sc, client: netip.AddrPortFrom(client.Addr().Unmap(), client.Port())}
+			if req.Op == wire.OpWRQ {
+				ss.runWrite(file, opts)
+			} else {
+				ss.run(file, opts)
+			}
 		}()
 	}
 }
@@ -212,6 +253,15 @@ type session struct {
 	conn   *net.UDPConn
 	client netip.AddrPort
 	buf    [2048]byte
+
+	// A write session's receive buffer, the packet its timer resends (the
+	// OACK or the last ACK), that ACK's block index (-1 for the OACK), and
+	// how many times each ACK was sent (for DropACK).
+	rbuf     []byte
+	ackBuf   [4]byte
+	reply    []byte
+	replyIdx int
+	ackTries map[int]int
 }
 
 func (ss *session) send(p []byte) bool {
@@ -270,8 +320,53 @@ func (ss *session) run(file string, opts [][2]string) {
 		ss.sendError(wire.CodeFileNotFound, "File not found")
 		return
 	}
-	blksize, window := 512, 1
-	var oack [][2]string
+	oack, blksize, window := ss.negotiate(opts, strconv.Itoa(len(data)))
+	if len(oack) > 0 {
+		wopts := make([]wire.Option, len(oack))
+		for i, kv := range oack {
+			wopts[i] = wire.Option{Name: kv[0], Value: kv[1]}
+		}
+		p := wire.AppendOACK(nil, wopts)
+		if cfg.StopAfterOACK {
+			ss.send(p)
+			for {
+				if _, _, err := ss.recvACK(); err != nil {
+					return
+				}
+			}
+		}
+		acked := false
+		for try := 0; try <= cfg.Retries && !acked; try++ {
+			if !ss.send(p) {
+				return
+			}
+			for {
+				b, ok, err := ss.recvACK()
+				if err != nil {
+					return
+				}
+				if !ok {
+					break
+				}
+				if b == 0 {
+					acked = true
+					break
+				}
+			}
+		}
+		if !acked {
+			return
+		}
+	}
+	ss.sendData(data, blksize, window)
+}
+
+// negotiate returns the OACK's options for the request's opts (lower-case
+// names, without repeats) and the block and window sizes in use; tsize is
+// the value a tsize option is answered with.
+func (ss *session) negotiate(opts [][2]string, tsize string) (oack [][2]string, blksize, window int) {
+	cfg := &ss.s.cfg
+	blksize, window = 512, 1
 	if cfg.OACK != nil {
 		oack = cfg.OACK(opts)
 		for _, kv := range oack {
@@ -315,49 +410,176 @@ func (ss *session) run(file string, opts [][2]string) {
 					oack = append(oack, kv)
 				}
 			case "tsize":
-				oack = append(oack, [2]string{"tsize", strconv.Itoa(len(data))})
+				oack = append(oack, [2]string{"tsize", tsize})
 			}
 		}
 	}
+	return oack, blksize, window
+}
 
+// runWrite receives an upload as an RFC 7440 receiver and stores it in
+// the server's uploads once the final block has arrived.
+func (ss *session) runWrite(file string, opts [][2]string) {
+	cfg := &ss.s.cfg
+	if !cfg.Writable {
+		ss.sendError(wire.CodeAccessViolation, "Access violation")
+		return
+	}
+	tsize := ""
+	for _, kv := range opts {
+		if kv[0] == "tsize" {
+			tsize = kv[1]
+		}
+	}
+	oack, blksize, window := ss.negotiate(opts, tsize)
+	ss.rbuf = make([]byte, wire.HeaderSize+blksize+1) // one spare byte spots oversized DATA
+	ss.ackTries = map[int]int{}
 	if len(oack) > 0 {
 		wopts := make([]wire.Option, len(oack))
 		for i, kv := range oack {
 			wopts[i] = wire.Option{Name: kv[0], Value: kv[1]}
 		}
-		p := wire.AppendOACK(nil, wopts)
-		if cfg.StopAfterOACK {
-			ss.send(p)
-			for {
-				if _, _, err := ss.recvACK(); err != nil {
-					return
-				}
-			}
+		ss.reply, ss.replyIdx = wire.AppendOACK(nil, wopts), -1
+		ss.sendReply()
+	} else {
+		ss.ack(0)
+	}
+
+	var (
+		got      []byte
+		expected = 1 // index of the next in-order block
+		sinceAck = 0
+		gapAcked = false
+		tries    = 0
+		arrivals = map[int]int{}
+	)
+	for {
+		p, ok, err := ss.recv(time.Now().Add(cfg.Retransmit))
+		if err != nil {
+			return
 		}
-		acked := false
-		for try := 0; try <= cfg.Retries && !acked; try++ {
-			if !ss.send(p) {
+		if !ok {
+			tries++
+			if tries > cfg.Retries {
 				return
 			}
-			for {
-				b, ok, err := ss.recvACK()
-				if err != nil {
-					return
-				}
-				if !ok {
-					break
-				}
-				if b == 0 {
-					acked = true
-					break
-				}
+			ss.sendReply()
+			continue
+		}
+		block, data, err := wire.ParseData(p)
+		if err != nil {
+			continue
+		}
+		idx := expected + int(int16(block-uint16(expected)))
+		if cfg.DropData != nil {
+			a := arrivals[idx]
+			arrivals[idx] = a + 1
+			if cfg.DropData(idx, a) {
+				continue
 			}
 		}
-		if !acked {
+		if len(data) > blksize {
+			ss.sendError(wire.CodeIllegalOperation, "block too large")
+			return
+		}
+		if idx != expected {
+			if !gapAcked {
+				gapAcked, sinceAck = true, 0
+				ss.ack(expected - 1)
+			}
+			continue
+		}
+		gapAcked, tries = false, 0
+		got = append(got, data...)
+		expected++
+		sinceAck++
+		if len(data) < blksize {
+			// Stored before the final ACK: a client that has it may look.
+			ss.s.mu.Lock()
+			if ss.s.uploads == nil {
+				ss.s.uploads = map[string][]byte{}
+			}
+			ss.s.uploads[file] = got
+			ss.s.done++
+			ss.s.mu.Unlock()
+			ss.ack(idx)
+			ss.dally(block)
+			return
+		}
+		if sinceAck >= window {
+			sinceAck = 0
+			ss.ack(idx)
+		}
+	}
+}
+
+// dally answers retransmissions of the final block (whose ACK was lost)
+// until the client has been quiet for a retransmission timeout, Retries
+// times at most.
+func (ss *session) dally(final uint16) {
+	deadline := time.Now().Add(ss.s.cfg.Retransmit)
+	for answered := 0; answered < ss.s.cfg.Retries; {
+		p, ok, err := ss.recv(deadline)
+		if err != nil || !ok {
+			return
+		}
+		if block, _, err := wire.ParseData(p); err == nil && block == final {
+			ss.sendReply()
+			answered++
+			deadline = time.Now().Add(ss.s.cfg.Retransmit)
+		}
+	}
+}
+
+// ack makes the ACK of block index idx the write session's reply and
+// sends it.
+func (ss *session) ack(idx int) {
+	ss.reply, ss.replyIdx = wire.AppendAck(ss.ackBuf[:0], uint16(idx)), idx
+	ss.sendReply()
+}
+
+// sendReply sends the write session's reply (again), unless it is an ACK
+// that DropACK drops.
+func (ss *session) sendReply() {
+	if ss.replyIdx >= 0 && ss.s.cfg.DropACK != nil {
+		a := ss.ackTries[ss.replyIdx]
+		ss.ackTries[ss.replyIdx] = a + 1
+		if ss.s.cfg.DropACK(ss.replyIdx, a) {
 			return
 		}
 	}
-	ss.sendData(data, blksize, window)
+	ss.send(ss.reply)
+}
+
+// recv waits until deadline for a packet from the client. ok is false on
+// timeout; err (errStop) ends the session, on a client ERROR too, which
+// is recorded.
+func (ss *session) recv(deadline time.Time) (p []byte, ok bool, err error) {
+	for {
+		if err := ss.conn.SetReadDeadline(deadline); err != nil {
+			return nil, false, errStop
+		}
+		n, from, err := ss.conn.ReadFromUDPAddrPort(ss.rbuf)
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				return nil, false, nil
+			}
+			return nil, false, errStop
+		}
+		from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
+		if from != ss.client {
+			continue
+		}
+		p := ss.rbuf[:n]
+		if code, msg, err := wire.ParseError(p); err == nil {
+			ss.s.mu.Lock()
+			ss.s.errs = append(ss.s.errs, ClientError{Code: code, Message: msg})
+			ss.s.mu.Unlock()
+			return nil, false, errStop
+		}
+		return p, true, nil
+	}
 }
 
 // sendData sends the file in windows and returns when the final block is

@@ -25,6 +25,484 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// WriteRequest is one message of a Write stream from the edge: start
+// first, then data, then end.
+type WriteRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// What this message carries.
+	//
+	// Types that are valid to be assigned to Msg:
+	//
+	//	*WriteRequest_Start
+	//	*WriteRequest_Data
+	//	*WriteRequest_End
+	Msg           isWriteRequest_Msg `protobuf_oneof:"msg"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WriteRequest) Reset() {
+	*x = WriteRequest{}
+	mi := &file_tftpgw_v1_content_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WriteRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WriteRequest) ProtoMessage() {}
+
+func (x *WriteRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tftpgw_v1_content_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WriteRequest.ProtoReflect.Descriptor instead.
+func (*WriteRequest) Descriptor() ([]byte, []int) {
+	return file_tftpgw_v1_content_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *WriteRequest) GetMsg() isWriteRequest_Msg {
+	if x != nil {
+		return x.Msg
+	}
+	return nil
+}
+
+func (x *WriteRequest) GetStart() *WriteStart {
+	if x != nil {
+		if x, ok := x.Msg.(*WriteRequest_Start); ok {
+			return x.Start
+		}
+	}
+	return nil
+}
+
+func (x *WriteRequest) GetData() []byte {
+	if x != nil {
+		if x, ok := x.Msg.(*WriteRequest_Data); ok {
+			return x.Data
+		}
+	}
+	return nil
+}
+
+func (x *WriteRequest) GetEnd() *WriteEnd {
+	if x != nil {
+		if x, ok := x.Msg.(*WriteRequest_End); ok {
+			return x.End
+		}
+	}
+	return nil
+}
+
+type isWriteRequest_Msg interface {
+	isWriteRequest_Msg()
+}
+
+type WriteRequest_Start struct {
+	// The upload's request, the first message, sent exactly once.
+	Start *WriteStart `protobuf:"bytes,1,opt,name=start,proto3,oneof"`
+}
+
+type WriteRequest_Data struct {
+	// The next bytes of the file, in order, after accepted.
+	Data []byte `protobuf:"bytes,2,opt,name=data,proto3,oneof"`
+}
+
+type WriteRequest_End struct {
+	// The upload is complete: the last message.
+	End *WriteEnd `protobuf:"bytes,3,opt,name=end,proto3,oneof"`
+}
+
+func (*WriteRequest_Start) isWriteRequest_Msg() {}
+
+func (*WriteRequest_Data) isWriteRequest_Msg() {}
+
+func (*WriteRequest_End) isWriteRequest_Msg() {}
+
+// WriteStart describes one TFTP write request (WRQ). Its fields mean what
+// ReadRequest's of the same names mean.
+type WriteStart struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Identifies the TFTP session in the edge's logs and stats.
+	SessionId string `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// The filename as the client sent it, as text (invalid UTF-8 replaced by
+	// U+FFFD); raw_path_bytes has the exact bytes.
+	RawPath string `protobuf:"bytes,2,opt,name=raw_path,json=rawPath,proto3" json:"raw_path,omitempty"`
+	// The normalised path, as text (see ReadRequest.path), after the edge's
+	// upload policy placed it (tftpgw -upload-path, for example under a
+	// directory per client); path_bytes has the exact bytes. A path that
+	// would escape upwards never reaches the backend.
+	Path string `protobuf:"bytes,3,opt,name=path,proto3" json:"path,omitempty"`
+	// The transfer mode, "octet" or "netascii", lower-cased. The edge
+	// converts a netascii upload: the backend receives the file's bytes with
+	// the local line ends (LF).
+	Mode string `protobuf:"bytes,4,opt,name=mode,proto3" json:"mode,omitempty"`
+	// The options of the request in the order sent, names lower-cased.
+	Options []*Option `protobuf:"bytes,5,rep,name=options,proto3" json:"options,omitempty"`
+	// The TFTP client's address and port.
+	Client *Address `protobuf:"bytes,6,opt,name=client,proto3" json:"client,omitempty"`
+	// The address the request was sent to and the port it arrived on.
+	LocalAddress *Address `protobuf:"bytes,7,opt,name=local_address,json=localAddress,proto3" json:"local_address,omitempty"`
+	// Identifies the edge that received the request.
+	EdgeId string `protobuf:"bytes,8,opt,name=edge_id,json=edgeId,proto3" json:"edge_id,omitempty"`
+	// The filename exactly as the client sent it, byte for byte.
+	RawPathBytes []byte `protobuf:"bytes,9,opt,name=raw_path_bytes,json=rawPathBytes,proto3" json:"raw_path_bytes,omitempty"`
+	// The normalised path byte for byte.
+	PathBytes []byte `protobuf:"bytes,10,opt,name=path_bytes,json=pathBytes,proto3" json:"path_bytes,omitempty"`
+	// The file's size as the client declared it (the tsize option, RFC 2349),
+	// when it did. The edge has already refused a size over its own limit; a
+	// backend with a lower one refuses with RESOURCE_EXHAUSTED. The bytes
+	// that arrive may still differ from it (a client may declare wrongly, and
+	// netascii changes the length): what counts is WriteEnd.size.
+	Size          *int64 `protobuf:"varint,11,opt,name=size,proto3,oneof" json:"size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WriteStart) Reset() {
+	*x = WriteStart{}
+	mi := &file_tftpgw_v1_content_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WriteStart) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WriteStart) ProtoMessage() {}
+
+func (x *WriteStart) ProtoReflect() protoreflect.Message {
+	mi := &file_tftpgw_v1_content_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WriteStart.ProtoReflect.Descriptor instead.
+func (*WriteStart) Descriptor() ([]byte, []int) {
+	return file_tftpgw_v1_content_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *WriteStart) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *WriteStart) GetRawPath() string {
+	if x != nil {
+		return x.RawPath
+	}
+	return ""
+}
+
+func (x *WriteStart) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *WriteStart) GetMode() string {
+	if x != nil {
+		return x.Mode
+	}
+	return ""
+}
+
+func (x *WriteStart) GetOptions() []*Option {
+	if x != nil {
+		return x.Options
+	}
+	return nil
+}
+
+func (x *WriteStart) GetClient() *Address {
+	if x != nil {
+		return x.Client
+	}
+	return nil
+}
+
+func (x *WriteStart) GetLocalAddress() *Address {
+	if x != nil {
+		return x.LocalAddress
+	}
+	return nil
+}
+
+func (x *WriteStart) GetEdgeId() string {
+	if x != nil {
+		return x.EdgeId
+	}
+	return ""
+}
+
+func (x *WriteStart) GetRawPathBytes() []byte {
+	if x != nil {
+		return x.RawPathBytes
+	}
+	return nil
+}
+
+func (x *WriteStart) GetPathBytes() []byte {
+	if x != nil {
+		return x.PathBytes
+	}
+	return nil
+}
+
+func (x *WriteStart) GetSize() int64 {
+	if x != nil && x.Size != nil {
+		return *x.Size
+	}
+	return 0
+}
+
+// WriteEnd closes the data of a Write stream.
+type WriteEnd struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The number of data bytes the edge sent in this call.
+	Size int64 `protobuf:"varint,1,opt,name=size,proto3" json:"size,omitempty"`
+	// The SHA-256 digest of those bytes (32 bytes).
+	Sha256        []byte `protobuf:"bytes,2,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WriteEnd) Reset() {
+	*x = WriteEnd{}
+	mi := &file_tftpgw_v1_content_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WriteEnd) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WriteEnd) ProtoMessage() {}
+
+func (x *WriteEnd) ProtoReflect() protoreflect.Message {
+	mi := &file_tftpgw_v1_content_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WriteEnd.ProtoReflect.Descriptor instead.
+func (*WriteEnd) Descriptor() ([]byte, []int) {
+	return file_tftpgw_v1_content_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *WriteEnd) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *WriteEnd) GetSha256() []byte {
+	if x != nil {
+		return x.Sha256
+	}
+	return nil
+}
+
+// WriteResponse is one message of a Write stream from the backend:
+// accepted, then stored.
+type WriteResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// What this message carries.
+	//
+	// Types that are valid to be assigned to Msg:
+	//
+	//	*WriteResponse_Accepted
+	//	*WriteResponse_Stored
+	Msg           isWriteResponse_Msg `protobuf_oneof:"msg"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WriteResponse) Reset() {
+	*x = WriteResponse{}
+	mi := &file_tftpgw_v1_content_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WriteResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WriteResponse) ProtoMessage() {}
+
+func (x *WriteResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tftpgw_v1_content_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WriteResponse.ProtoReflect.Descriptor instead.
+func (*WriteResponse) Descriptor() ([]byte, []int) {
+	return file_tftpgw_v1_content_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *WriteResponse) GetMsg() isWriteResponse_Msg {
+	if x != nil {
+		return x.Msg
+	}
+	return nil
+}
+
+func (x *WriteResponse) GetAccepted() *WriteAccepted {
+	if x != nil {
+		if x, ok := x.Msg.(*WriteResponse_Accepted); ok {
+			return x.Accepted
+		}
+	}
+	return nil
+}
+
+func (x *WriteResponse) GetStored() *WriteStored {
+	if x != nil {
+		if x, ok := x.Msg.(*WriteResponse_Stored); ok {
+			return x.Stored
+		}
+	}
+	return nil
+}
+
+type isWriteResponse_Msg interface {
+	isWriteResponse_Msg()
+}
+
+type WriteResponse_Accepted struct {
+	// The backend takes the upload: the edge acknowledges the request.
+	Accepted *WriteAccepted `protobuf:"bytes,1,opt,name=accepted,proto3,oneof"`
+}
+
+type WriteResponse_Stored struct {
+	// The backend has stored every byte, after WriteEnd.
+	Stored *WriteStored `protobuf:"bytes,2,opt,name=stored,proto3,oneof"`
+}
+
+func (*WriteResponse_Accepted) isWriteResponse_Msg() {}
+
+func (*WriteResponse_Stored) isWriteResponse_Msg() {}
+
+// WriteAccepted tells the edge to let the client send its data.
+type WriteAccepted struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WriteAccepted) Reset() {
+	*x = WriteAccepted{}
+	mi := &file_tftpgw_v1_content_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WriteAccepted) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WriteAccepted) ProtoMessage() {}
+
+func (x *WriteAccepted) ProtoReflect() protoreflect.Message {
+	mi := &file_tftpgw_v1_content_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WriteAccepted.ProtoReflect.Descriptor instead.
+func (*WriteAccepted) Descriptor() ([]byte, []int) {
+	return file_tftpgw_v1_content_proto_rawDescGZIP(), []int{4}
+}
+
+// WriteStored tells the edge that the upload is stored.
+type WriteStored struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The number of bytes stored.
+	Size          int64 `protobuf:"varint,1,opt,name=size,proto3" json:"size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WriteStored) Reset() {
+	*x = WriteStored{}
+	mi := &file_tftpgw_v1_content_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WriteStored) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WriteStored) ProtoMessage() {}
+
+func (x *WriteStored) ProtoReflect() protoreflect.Message {
+	mi := &file_tftpgw_v1_content_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WriteStored.ProtoReflect.Descriptor instead.
+func (*WriteStored) Descriptor() ([]byte, []int) {
+	return file_tftpgw_v1_content_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *WriteStored) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
 // ReadRequest describes one TFTP read request.
 type ReadRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -81,7 +559,7 @@ type ReadRequest struct {
 
 func (x *ReadRequest) Reset() {
 	*x = ReadRequest{}
-	mi := &file_tftpgw_v1_content_proto_msgTypes[0]
+	mi := &file_tftpgw_v1_content_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -93,7 +571,7 @@ func (x *ReadRequest) String() string {
 func (*ReadRequest) ProtoMessage() {}
 
 func (x *ReadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tftpgw_v1_content_proto_msgTypes[0]
+	mi := &file_tftpgw_v1_content_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -106,7 +584,7 @@ func (x *ReadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadRequest.ProtoReflect.Descriptor instead.
 func (*ReadRequest) Descriptor() ([]byte, []int) {
-	return file_tftpgw_v1_content_proto_rawDescGZIP(), []int{0}
+	return file_tftpgw_v1_content_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ReadRequest) GetSessionId() string {
@@ -215,7 +693,7 @@ type Option struct {
 
 func (x *Option) Reset() {
 	*x = Option{}
-	mi := &file_tftpgw_v1_content_proto_msgTypes[1]
+	mi := &file_tftpgw_v1_content_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -227,7 +705,7 @@ func (x *Option) String() string {
 func (*Option) ProtoMessage() {}
 
 func (x *Option) ProtoReflect() protoreflect.Message {
-	mi := &file_tftpgw_v1_content_proto_msgTypes[1]
+	mi := &file_tftpgw_v1_content_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -240,7 +718,7 @@ func (x *Option) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Option.ProtoReflect.Descriptor instead.
 func (*Option) Descriptor() ([]byte, []int) {
-	return file_tftpgw_v1_content_proto_rawDescGZIP(), []int{1}
+	return file_tftpgw_v1_content_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Option) GetName() string {
@@ -286,7 +764,7 @@ type Address struct {
 
 func (x *Address) Reset() {
 	*x = Address{}
-	mi := &file_tftpgw_v1_content_proto_msgTypes[2]
+	mi := &file_tftpgw_v1_content_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -298,7 +776,7 @@ func (x *Address) String() string {
 func (*Address) ProtoMessage() {}
 
 func (x *Address) ProtoReflect() protoreflect.Message {
-	mi := &file_tftpgw_v1_content_proto_msgTypes[2]
+	mi := &file_tftpgw_v1_content_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -311,7 +789,7 @@ func (x *Address) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Address.ProtoReflect.Descriptor instead.
 func (*Address) Descriptor() ([]byte, []int) {
-	return file_tftpgw_v1_content_proto_rawDescGZIP(), []int{2}
+	return file_tftpgw_v1_content_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Address) GetIp() string {
@@ -344,7 +822,7 @@ type ReadResponse struct {
 
 func (x *ReadResponse) Reset() {
 	*x = ReadResponse{}
-	mi := &file_tftpgw_v1_content_proto_msgTypes[3]
+	mi := &file_tftpgw_v1_content_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -356,7 +834,7 @@ func (x *ReadResponse) String() string {
 func (*ReadResponse) ProtoMessage() {}
 
 func (x *ReadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tftpgw_v1_content_proto_msgTypes[3]
+	mi := &file_tftpgw_v1_content_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -369,7 +847,7 @@ func (x *ReadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadResponse.ProtoReflect.Descriptor instead.
 func (*ReadResponse) Descriptor() ([]byte, []int) {
-	return file_tftpgw_v1_content_proto_rawDescGZIP(), []int{3}
+	return file_tftpgw_v1_content_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ReadResponse) GetMsg() isReadResponse_Msg {
@@ -450,7 +928,7 @@ type Header struct {
 
 func (x *Header) Reset() {
 	*x = Header{}
-	mi := &file_tftpgw_v1_content_proto_msgTypes[4]
+	mi := &file_tftpgw_v1_content_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -462,7 +940,7 @@ func (x *Header) String() string {
 func (*Header) ProtoMessage() {}
 
 func (x *Header) ProtoReflect() protoreflect.Message {
-	mi := &file_tftpgw_v1_content_proto_msgTypes[4]
+	mi := &file_tftpgw_v1_content_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -475,7 +953,7 @@ func (x *Header) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Header.ProtoReflect.Descriptor instead.
 func (*Header) Descriptor() ([]byte, []int) {
-	return file_tftpgw_v1_content_proto_rawDescGZIP(), []int{4}
+	return file_tftpgw_v1_content_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Header) GetSize() int64 {
@@ -529,7 +1007,7 @@ type TFTPError struct {
 
 func (x *TFTPError) Reset() {
 	*x = TFTPError{}
-	mi := &file_tftpgw_v1_content_proto_msgTypes[5]
+	mi := &file_tftpgw_v1_content_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -541,7 +1019,7 @@ func (x *TFTPError) String() string {
 func (*TFTPError) ProtoMessage() {}
 
 func (x *TFTPError) ProtoReflect() protoreflect.Message {
-	mi := &file_tftpgw_v1_content_proto_msgTypes[5]
+	mi := &file_tftpgw_v1_content_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -554,7 +1032,7 @@ func (x *TFTPError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TFTPError.ProtoReflect.Descriptor instead.
 func (*TFTPError) Descriptor() ([]byte, []int) {
-	return file_tftpgw_v1_content_proto_rawDescGZIP(), []int{5}
+	return file_tftpgw_v1_content_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *TFTPError) GetCode() uint32 {
@@ -575,7 +1053,39 @@ var File_tftpgw_v1_content_proto protoreflect.FileDescriptor
 
 const file_tftpgw_v1_content_proto_rawDesc = "" +
 	"\n" +
-	"\x17tftpgw/v1/content.proto\x12\ttftpgw.v1\x1a\x1egoogle/protobuf/duration.proto\"\x92\x03\n" +
+	"\x17tftpgw/v1/content.proto\x12\ttftpgw.v1\x1a\x1egoogle/protobuf/duration.proto\"\x83\x01\n" +
+	"\fWriteRequest\x12-\n" +
+	"\x05start\x18\x01 \x01(\v2\x15.tftpgw.v1.WriteStartH\x00R\x05start\x12\x14\n" +
+	"\x04data\x18\x02 \x01(\fH\x00R\x04data\x12'\n" +
+	"\x03end\x18\x03 \x01(\v2\x13.tftpgw.v1.WriteEndH\x00R\x03endB\x05\n" +
+	"\x03msg\"\x80\x03\n" +
+	"\n" +
+	"WriteStart\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x19\n" +
+	"\braw_path\x18\x02 \x01(\tR\arawPath\x12\x12\n" +
+	"\x04path\x18\x03 \x01(\tR\x04path\x12\x12\n" +
+	"\x04mode\x18\x04 \x01(\tR\x04mode\x12+\n" +
+	"\aoptions\x18\x05 \x03(\v2\x11.tftpgw.v1.OptionR\aoptions\x12*\n" +
+	"\x06client\x18\x06 \x01(\v2\x12.tftpgw.v1.AddressR\x06client\x127\n" +
+	"\rlocal_address\x18\a \x01(\v2\x12.tftpgw.v1.AddressR\flocalAddress\x12\x17\n" +
+	"\aedge_id\x18\b \x01(\tR\x06edgeId\x12$\n" +
+	"\x0eraw_path_bytes\x18\t \x01(\fR\frawPathBytes\x12\x1d\n" +
+	"\n" +
+	"path_bytes\x18\n" +
+	" \x01(\fR\tpathBytes\x12\x17\n" +
+	"\x04size\x18\v \x01(\x03H\x00R\x04size\x88\x01\x01B\a\n" +
+	"\x05_size\"6\n" +
+	"\bWriteEnd\x12\x12\n" +
+	"\x04size\x18\x01 \x01(\x03R\x04size\x12\x16\n" +
+	"\x06sha256\x18\x02 \x01(\fR\x06sha256\"\x80\x01\n" +
+	"\rWriteResponse\x126\n" +
+	"\baccepted\x18\x01 \x01(\v2\x18.tftpgw.v1.WriteAcceptedH\x00R\baccepted\x120\n" +
+	"\x06stored\x18\x02 \x01(\v2\x16.tftpgw.v1.WriteStoredH\x00R\x06storedB\x05\n" +
+	"\x03msg\"\x0f\n" +
+	"\rWriteAccepted\"!\n" +
+	"\vWriteStored\x12\x12\n" +
+	"\x04size\x18\x01 \x01(\x03R\x04size\"\x92\x03\n" +
 	"\vReadRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x19\n" +
@@ -616,9 +1126,10 @@ const file_tftpgw_v1_content_proto_rawDesc = "" +
 	"\a_offset\"9\n" +
 	"\tTFTPError\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\rR\x04code\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage2K\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage2\x8b\x01\n" +
 	"\x0eContentService\x129\n" +
-	"\x04Read\x12\x16.tftpgw.v1.ReadRequest\x1a\x17.tftpgw.v1.ReadResponse0\x01B3Z1github.com/tftpgw/tftpgw/proto/tftpgw/v1;tftpgwv1b\x06proto3"
+	"\x04Read\x12\x16.tftpgw.v1.ReadRequest\x1a\x17.tftpgw.v1.ReadResponse0\x01\x12>\n" +
+	"\x05Write\x12\x17.tftpgw.v1.WriteRequest\x1a\x18.tftpgw.v1.WriteResponse(\x010\x01B3Z1github.com/tftpgw/tftpgw/proto/tftpgw/v1;tftpgwv1b\x06proto3"
 
 var (
 	file_tftpgw_v1_content_proto_rawDescOnce sync.Once
@@ -632,29 +1143,44 @@ func file_tftpgw_v1_content_proto_rawDescGZIP() []byte {
 	return file_tftpgw_v1_content_proto_rawDescData
 }
 
-var file_tftpgw_v1_content_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_tftpgw_v1_content_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_tftpgw_v1_content_proto_goTypes = []any{
-	(*ReadRequest)(nil),         // 0: tftpgw.v1.ReadRequest
-	(*Option)(nil),              // 1: tftpgw.v1.Option
-	(*Address)(nil),             // 2: tftpgw.v1.Address
-	(*ReadResponse)(nil),        // 3: tftpgw.v1.ReadResponse
-	(*Header)(nil),              // 4: tftpgw.v1.Header
-	(*TFTPError)(nil),           // 5: tftpgw.v1.TFTPError
-	(*durationpb.Duration)(nil), // 6: google.protobuf.Duration
+	(*WriteRequest)(nil),        // 0: tftpgw.v1.WriteRequest
+	(*WriteStart)(nil),          // 1: tftpgw.v1.WriteStart
+	(*WriteEnd)(nil),            // 2: tftpgw.v1.WriteEnd
+	(*WriteResponse)(nil),       // 3: tftpgw.v1.WriteResponse
+	(*WriteAccepted)(nil),       // 4: tftpgw.v1.WriteAccepted
+	(*WriteStored)(nil),         // 5: tftpgw.v1.WriteStored
+	(*ReadRequest)(nil),         // 6: tftpgw.v1.ReadRequest
+	(*Option)(nil),              // 7: tftpgw.v1.Option
+	(*Address)(nil),             // 8: tftpgw.v1.Address
+	(*ReadResponse)(nil),        // 9: tftpgw.v1.ReadResponse
+	(*Header)(nil),              // 10: tftpgw.v1.Header
+	(*TFTPError)(nil),           // 11: tftpgw.v1.TFTPError
+	(*durationpb.Duration)(nil), // 12: google.protobuf.Duration
 }
 var file_tftpgw_v1_content_proto_depIdxs = []int32{
-	1, // 0: tftpgw.v1.ReadRequest.options:type_name -> tftpgw.v1.Option
-	2, // 1: tftpgw.v1.ReadRequest.client:type_name -> tftpgw.v1.Address
-	2, // 2: tftpgw.v1.ReadRequest.local_address:type_name -> tftpgw.v1.Address
-	4, // 3: tftpgw.v1.ReadResponse.header:type_name -> tftpgw.v1.Header
-	6, // 4: tftpgw.v1.Header.max_age:type_name -> google.protobuf.Duration
-	0, // 5: tftpgw.v1.ContentService.Read:input_type -> tftpgw.v1.ReadRequest
-	3, // 6: tftpgw.v1.ContentService.Read:output_type -> tftpgw.v1.ReadResponse
-	6, // [6:7] is the sub-list for method output_type
-	5, // [5:6] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	1,  // 0: tftpgw.v1.WriteRequest.start:type_name -> tftpgw.v1.WriteStart
+	2,  // 1: tftpgw.v1.WriteRequest.end:type_name -> tftpgw.v1.WriteEnd
+	7,  // 2: tftpgw.v1.WriteStart.options:type_name -> tftpgw.v1.Option
+	8,  // 3: tftpgw.v1.WriteStart.client:type_name -> tftpgw.v1.Address
+	8,  // 4: tftpgw.v1.WriteStart.local_address:type_name -> tftpgw.v1.Address
+	4,  // 5: tftpgw.v1.WriteResponse.accepted:type_name -> tftpgw.v1.WriteAccepted
+	5,  // 6: tftpgw.v1.WriteResponse.stored:type_name -> tftpgw.v1.WriteStored
+	7,  // 7: tftpgw.v1.ReadRequest.options:type_name -> tftpgw.v1.Option
+	8,  // 8: tftpgw.v1.ReadRequest.client:type_name -> tftpgw.v1.Address
+	8,  // 9: tftpgw.v1.ReadRequest.local_address:type_name -> tftpgw.v1.Address
+	10, // 10: tftpgw.v1.ReadResponse.header:type_name -> tftpgw.v1.Header
+	12, // 11: tftpgw.v1.Header.max_age:type_name -> google.protobuf.Duration
+	6,  // 12: tftpgw.v1.ContentService.Read:input_type -> tftpgw.v1.ReadRequest
+	0,  // 13: tftpgw.v1.ContentService.Write:input_type -> tftpgw.v1.WriteRequest
+	9,  // 14: tftpgw.v1.ContentService.Read:output_type -> tftpgw.v1.ReadResponse
+	3,  // 15: tftpgw.v1.ContentService.Write:output_type -> tftpgw.v1.WriteResponse
+	14, // [14:16] is the sub-list for method output_type
+	12, // [12:14] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_tftpgw_v1_content_proto_init() }
@@ -662,18 +1188,28 @@ func file_tftpgw_v1_content_proto_init() {
 	if File_tftpgw_v1_content_proto != nil {
 		return
 	}
+	file_tftpgw_v1_content_proto_msgTypes[0].OneofWrappers = []any{
+		(*WriteRequest_Start)(nil),
+		(*WriteRequest_Data)(nil),
+		(*WriteRequest_End)(nil),
+	}
+	file_tftpgw_v1_content_proto_msgTypes[1].OneofWrappers = []any{}
 	file_tftpgw_v1_content_proto_msgTypes[3].OneofWrappers = []any{
+		(*WriteResponse_Accepted)(nil),
+		(*WriteResponse_Stored)(nil),
+	}
+	file_tftpgw_v1_content_proto_msgTypes[9].OneofWrappers = []any{
 		(*ReadResponse_Header)(nil),
 		(*ReadResponse_Data)(nil),
 	}
-	file_tftpgw_v1_content_proto_msgTypes[4].OneofWrappers = []any{}
+	file_tftpgw_v1_content_proto_msgTypes[10].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tftpgw_v1_content_proto_rawDesc), len(file_tftpgw_v1_content_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

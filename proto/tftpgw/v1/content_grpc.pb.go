@@ -22,14 +22,16 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	ContentService_Read_FullMethodName = "/tftpgw.v1.ContentService/Read"
+	ContentService_Read_FullMethodName  = "/tftpgw.v1.ContentService/Read"
+	ContentService_Write_FullMethodName = "/tftpgw.v1.ContentService/Write"
 )
 
 // ContentServiceClient is the client API for ContentService service.
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// ContentService serves the bytes of the files that TFTP clients read.
+// ContentService serves the bytes of the files that TFTP clients read, and
+// stores the files they upload when the edge allows uploads.
 //
 // The edge turns each TFTP read request (RRQ) into one server-streaming Read
 // call. The same logic can run in-process in the edge as a gateway.Handler;
@@ -96,6 +98,47 @@ type ContentServiceClient interface {
 	// and resumed calls may arrive at another backend replica, so backends
 	// must not rely on per-session state.
 	Read(ctx context.Context, in *ReadRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ReadResponse], error)
+	// Write stores one file that a TFTP client uploads (a write request,
+	// WRQ). An edge calls it only when its operator enabled uploads for the
+	// path and the client (tftpgw -upload-allow); other write requests are
+	// refused at the edge with TFTP error 2 and never reach a backend.
+	//
+	// Message order. The edge sends a WriteRequest with start, exactly once,
+	// before anything else. The backend answers with a WriteResponse with
+	// accepted, exactly once, or fails the call: only then does the client
+	// get its first acknowledgement (the OACK or ACK 0), so a refusal reaches
+	// the client as a TFTP ERROR before it sends any data (RFC 1350 has no
+	// other way to refuse an upload). Data follows in WriteRequests with
+	// data, in order, each up to 4 MiB (the edge sends 32 KiB or less). When
+	// the client's last block has arrived, the edge sends a WriteRequest with
+	// end (the size and SHA-256 of every byte it sent) and closes its side.
+	// The backend then stores the file, answers with a WriteResponse with
+	// stored, and ends the call with OK. The edge acknowledges the client's
+	// last block only after stored has arrived: a client that sees its upload
+	// succeed knows the bytes are stored.
+	//
+	// Refusing. A backend refuses an upload by failing the call before
+	// accepted, with the gRPC status codes and TFTPError details of Read:
+	// ALREADY_EXISTS becomes TFTP error 6 "file already exists",
+	// RESOURCE_EXHAUSTED TFTP error 3 "disk full or allocation exceeded",
+	// NOT_FOUND error 1, PERMISSION_DENIED and UNAUTHENTICATED error 2, any
+	// other code error 0. It may fail the call later too (the disk filled,
+	// the file grew past a limit): the client then gets the ERROR at once,
+	// and the edge cancels its side.
+	//
+	// Discarding. A backend stores nothing under the file's name until end
+	// has arrived and it has every byte; it must discard what it received
+	// when the call is cancelled (the client went away, sent an ERROR or
+	// stopped answering, the edge is shutting down) or ends without end. It
+	// may check WriteEnd's size and sha256 against what it received, and
+	// fail the call (DATA_LOSS) if they differ.
+	//
+	// Deadlines. accepted must arrive within the edge's header budget (2 s by
+	// default); stored within the time the client waits for its last
+	// acknowledgement ((retries + 1) x timeout, 6 s with the edge's
+	// defaults). Otherwise the edge cancels the call and the client gets TFTP
+	// error 0. A Write is never retried or resumed.
+	Write(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[WriteRequest, WriteResponse], error)
 }
 
 type contentServiceClient struct {
@@ -125,11 +168,25 @@ func (c *contentServiceClient) Read(ctx context.Context, in *ReadRequest, opts .
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type ContentService_ReadClient = grpc.ServerStreamingClient[ReadResponse]
 
+func (c *contentServiceClient) Write(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[WriteRequest, WriteResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &ContentService_ServiceDesc.Streams[1], ContentService_Write_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WriteRequest, WriteResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ContentService_WriteClient = grpc.BidiStreamingClient[WriteRequest, WriteResponse]
+
 // ContentServiceServer is the server API for ContentService service.
 // All implementations must embed UnimplementedContentServiceServer
 // for forward compatibility.
 //
-// ContentService serves the bytes of the files that TFTP clients read.
+// ContentService serves the bytes of the files that TFTP clients read, and
+// stores the files they upload when the edge allows uploads.
 //
 // The edge turns each TFTP read request (RRQ) into one server-streaming Read
 // call. The same logic can run in-process in the edge as a gateway.Handler;
@@ -196,6 +253,47 @@ type ContentServiceServer interface {
 	// and resumed calls may arrive at another backend replica, so backends
 	// must not rely on per-session state.
 	Read(*ReadRequest, grpc.ServerStreamingServer[ReadResponse]) error
+	// Write stores one file that a TFTP client uploads (a write request,
+	// WRQ). An edge calls it only when its operator enabled uploads for the
+	// path and the client (tftpgw -upload-allow); other write requests are
+	// refused at the edge with TFTP error 2 and never reach a backend.
+	//
+	// Message order. The edge sends a WriteRequest with start, exactly once,
+	// before anything else. The backend answers with a WriteResponse with
+	// accepted, exactly once, or fails the call: only then does the client
+	// get its first acknowledgement (the OACK or ACK 0), so a refusal reaches
+	// the client as a TFTP ERROR before it sends any data (RFC 1350 has no
+	// other way to refuse an upload). Data follows in WriteRequests with
+	// data, in order, each up to 4 MiB (the edge sends 32 KiB or less). When
+	// the client's last block has arrived, the edge sends a WriteRequest with
+	// end (the size and SHA-256 of every byte it sent) and closes its side.
+	// The backend then stores the file, answers with a WriteResponse with
+	// stored, and ends the call with OK. The edge acknowledges the client's
+	// last block only after stored has arrived: a client that sees its upload
+	// succeed knows the bytes are stored.
+	//
+	// Refusing. A backend refuses an upload by failing the call before
+	// accepted, with the gRPC status codes and TFTPError details of Read:
+	// ALREADY_EXISTS becomes TFTP error 6 "file already exists",
+	// RESOURCE_EXHAUSTED TFTP error 3 "disk full or allocation exceeded",
+	// NOT_FOUND error 1, PERMISSION_DENIED and UNAUTHENTICATED error 2, any
+	// other code error 0. It may fail the call later too (the disk filled,
+	// the file grew past a limit): the client then gets the ERROR at once,
+	// and the edge cancels its side.
+	//
+	// Discarding. A backend stores nothing under the file's name until end
+	// has arrived and it has every byte; it must discard what it received
+	// when the call is cancelled (the client went away, sent an ERROR or
+	// stopped answering, the edge is shutting down) or ends without end. It
+	// may check WriteEnd's size and sha256 against what it received, and
+	// fail the call (DATA_LOSS) if they differ.
+	//
+	// Deadlines. accepted must arrive within the edge's header budget (2 s by
+	// default); stored within the time the client waits for its last
+	// acknowledgement ((retries + 1) x timeout, 6 s with the edge's
+	// defaults). Otherwise the edge cancels the call and the client gets TFTP
+	// error 0. A Write is never retried or resumed.
+	Write(grpc.BidiStreamingServer[WriteRequest, WriteResponse]) error
 	mustEmbedUnimplementedContentServiceServer()
 }
 
@@ -208,6 +306,9 @@ type UnimplementedContentServiceServer struct{}
 
 func (UnimplementedContentServiceServer) Read(*ReadRequest, grpc.ServerStreamingServer[ReadResponse]) error {
 	return status.Error(codes.Unimplemented, "method Read not implemented")
+}
+func (UnimplementedContentServiceServer) Write(grpc.BidiStreamingServer[WriteRequest, WriteResponse]) error {
+	return status.Error(codes.Unimplemented, "method Write not implemented")
 }
 func (UnimplementedContentServiceServer) mustEmbedUnimplementedContentServiceServer() {}
 func (UnimplementedContentServiceServer) testEmbeddedByValue()                        {}
@@ -241,6 +342,13 @@ func _ContentService_Read_Handler(srv interface{}, stream grpc.ServerStream) err
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type ContentService_ReadServer = grpc.ServerStreamingServer[ReadResponse]
 
+func _ContentService_Write_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(ContentServiceServer).Write(&grpc.GenericServerStream[WriteRequest, WriteResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ContentService_WriteServer = grpc.BidiStreamingServer[WriteRequest, WriteResponse]
+
 // ContentService_ServiceDesc is the grpc.ServiceDesc for ContentService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -253,6 +361,12 @@ var ContentService_ServiceDesc = grpc.ServiceDesc{
 			StreamName:    "Read",
 			Handler:       _ContentService_Read_Handler,
 			ServerStreams: true,
+		},
+		{
+			StreamName:    "Write",
+			Handler:       _ContentService_Write_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
 		},
 	},
 	Metadata: "tftpgw/v1/content.proto",

@@ -92,6 +92,59 @@ func (Outcome) EnumDescriptor() ([]byte, []int) {
 	return file_tftpgw_v1_stats_proto_rawDescGZIP(), []int{0}
 }
 
+// Direction says which way a session's file went.
+type Direction int32
+
+const (
+	// Not set: an edge from before uploads, whose sessions are all reads.
+	Direction_DIRECTION_UNSPECIFIED Direction = 0
+	// A read request (RRQ): the edge sent the file.
+	Direction_DIRECTION_READ Direction = 1
+	// A write request (WRQ): the client uploaded the file.
+	Direction_DIRECTION_WRITE Direction = 2
+)
+
+// Enum value maps for Direction.
+var (
+	Direction_name = map[int32]string{
+		0: "DIRECTION_UNSPECIFIED",
+		1: "DIRECTION_READ",
+		2: "DIRECTION_WRITE",
+	}
+	Direction_value = map[string]int32{
+		"DIRECTION_UNSPECIFIED": 0,
+		"DIRECTION_READ":        1,
+		"DIRECTION_WRITE":       2,
+	}
+)
+
+func (x Direction) Enum() *Direction {
+	p := new(Direction)
+	*p = x
+	return p
+}
+
+func (x Direction) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Direction) Descriptor() protoreflect.EnumDescriptor {
+	return file_tftpgw_v1_stats_proto_enumTypes[1].Descriptor()
+}
+
+func (Direction) Type() protoreflect.EnumType {
+	return &file_tftpgw_v1_stats_proto_enumTypes[1]
+}
+
+func (x Direction) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Direction.Descriptor instead.
+func (Direction) EnumDescriptor() ([]byte, []int) {
+	return file_tftpgw_v1_stats_proto_rawDescGZIP(), []int{1}
+}
+
 // StatsEvent is one message of a Publish stream.
 type StatsEvent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -313,7 +366,8 @@ type SessionStats struct {
 	// gap, or at the client's own timer (the client acknowledged less than
 	// the window sent).
 	Retransmits uint64 `protobuf:"varint,19,opt,name=retransmits,proto3" json:"retransmits,omitempty"`
-	// ACKs that acknowledged nothing new.
+	// ACKs that acknowledged nothing new; for an upload, DATA blocks received
+	// again.
 	DuplicateAcks uint64 `protobuf:"varint,20,opt,name=duplicate_acks,json=duplicateAcks,proto3" json:"duplicate_acks,omitempty"`
 	// When the edge received the read request.
 	StartTime *timestamppb.Timestamp `protobuf:"bytes,21,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
@@ -328,6 +382,11 @@ type SessionStats struct {
 	// The path the handler or backend served when the edge's rewrite rules
 	// changed path; empty when they did not (or there are none).
 	RewrittenPath string `protobuf:"bytes,25,opt,name=rewritten_path,json=rewrittenPath,proto3" json:"rewritten_path,omitempty"`
+	// Whether the client read a file (RRQ) or uploaded one (WRQ).
+	Direction Direction `protobuf:"varint,26,opt,name=direction,proto3,enum=tftpgw.v1.Direction" json:"direction,omitempty"`
+	// Payload bytes of the DATA packets an upload received in order (each
+	// block counted once), before netascii conversion. Zero for a read.
+	BytesReceived uint64 `protobuf:"varint,27,opt,name=bytes_received,json=bytesReceived,proto3" json:"bytes_received,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -535,6 +594,20 @@ func (x *SessionStats) GetRewrittenPath() string {
 		return x.RewrittenPath
 	}
 	return ""
+}
+
+func (x *SessionStats) GetDirection() Direction {
+	if x != nil {
+		return x.Direction
+	}
+	return Direction_DIRECTION_UNSPECIFIED
+}
+
+func (x *SessionStats) GetBytesReceived() uint64 {
+	if x != nil {
+		return x.BytesReceived
+	}
+	return 0
 }
 
 // Backend describes the gRPC content backend calls of one session. It is
@@ -779,7 +852,9 @@ type Counters struct {
 	// sent. The edge answers a DATA or ACK from the client's own address and
 	// another port; it drops the rest.
 	UnknownTidPackets uint64 `protobuf:"varint,12,opt,name=unknown_tid_packets,json=unknownTidPackets,proto3" json:"unknown_tid_packets,omitempty"`
-	// Write requests, refused with ERROR 2.
+	// Write requests refused with ERROR 2 because uploads are off (no
+	// -upload-allow) or the path is not allowed (-upload-allow); a network
+	// that a policy rule refuses uploads is counted in policy_refusals.
 	WriteRequestsRefused uint64 `protobuf:"varint,13,opt,name=write_requests_refused,json=writeRequestsRefused,proto3" json:"write_requests_refused,omitempty"`
 	// Read requests ignored as repeats of one whose session runs: same
 	// client address, port and file, arrived before the client acknowledged
@@ -819,8 +894,23 @@ type Counters struct {
 	// in busy_refusals and errors_sent. The range bounds the sessions running
 	// at once to its size.
 	PortsExhausted uint64 `protobuf:"varint,22,opt,name=ports_exhausted,json=portsExhausted,proto3" json:"ports_exhausted,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Finished uploads (write requests), by outcome; also counted in the
+	// sessions: OUTCOME_OK, stored and the final block acknowledged.
+	UploadsOk uint64 `protobuf:"varint,23,opt,name=uploads_ok,json=uploadsOk,proto3" json:"uploads_ok,omitempty"`
+	// Finished uploads (write requests), by outcome; also counted in the
+	// sessions: OUTCOME_ERROR, ended by the edge with an ERROR (refused, too
+	// large, the backend failed).
+	UploadsError uint64 `protobuf:"varint,24,opt,name=uploads_error,json=uploadsError,proto3" json:"uploads_error,omitempty"`
+	// Finished uploads (write requests), by outcome; also counted in the
+	// sessions: OUTCOME_ABORTED, the client sent an ERROR.
+	UploadsAborted uint64 `protobuf:"varint,25,opt,name=uploads_aborted,json=uploadsAborted,proto3" json:"uploads_aborted,omitempty"`
+	// Finished uploads (write requests), by outcome; also counted in the
+	// sessions: OUTCOME_TIMEOUT, the client stopped sending.
+	UploadsTimeout uint64 `protobuf:"varint,26,opt,name=uploads_timeout,json=uploadsTimeout,proto3" json:"uploads_timeout,omitempty"`
+	// Payload bytes of uploads received in order, each block once.
+	BytesReceived uint64 `protobuf:"varint,27,opt,name=bytes_received,json=bytesReceived,proto3" json:"bytes_received,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Counters) Reset() {
@@ -1007,6 +1097,41 @@ func (x *Counters) GetPortsExhausted() uint64 {
 	return 0
 }
 
+func (x *Counters) GetUploadsOk() uint64 {
+	if x != nil {
+		return x.UploadsOk
+	}
+	return 0
+}
+
+func (x *Counters) GetUploadsError() uint64 {
+	if x != nil {
+		return x.UploadsError
+	}
+	return 0
+}
+
+func (x *Counters) GetUploadsAborted() uint64 {
+	if x != nil {
+		return x.UploadsAborted
+	}
+	return 0
+}
+
+func (x *Counters) GetUploadsTimeout() uint64 {
+	if x != nil {
+		return x.UploadsTimeout
+	}
+	return 0
+}
+
+func (x *Counters) GetBytesReceived() uint64 {
+	if x != nil {
+		return x.BytesReceived
+	}
+	return 0
+}
+
 var File_tftpgw_v1_stats_proto protoreflect.FileDescriptor
 
 const file_tftpgw_v1_stats_proto_rawDesc = "" +
@@ -1020,7 +1145,7 @@ const file_tftpgw_v1_stats_proto_rawDesc = "" +
 	"\binstance\x18\x04 \x01(\tR\binstanceB\a\n" +
 	"\x05event\":\n" +
 	"\x0fPublishResponse\x12'\n" +
-	"\x0fevents_received\x18\x01 \x01(\x04R\x0eeventsReceived\"\xbf\b\n" +
+	"\x0fevents_received\x18\x01 \x01(\x04R\x0eeventsReceived\"\x9a\t\n" +
 	"\fSessionStats\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x17\n" +
@@ -1054,7 +1179,9 @@ const file_tftpgw_v1_stats_proto_rawDesc = "" +
 	"\bduration\x18\x16 \x01(\v2\x19.google.protobuf.DurationR\bduration\x12F\n" +
 	"\x12time_to_first_data\x18\x17 \x01(\v2\x19.google.protobuf.DurationR\x0ftimeToFirstData\x12,\n" +
 	"\abackend\x18\x18 \x01(\v2\x12.tftpgw.v1.BackendR\abackend\x12%\n" +
-	"\x0erewritten_path\x18\x19 \x01(\tR\rrewrittenPath\"\x91\x01\n" +
+	"\x0erewritten_path\x18\x19 \x01(\tR\rrewrittenPath\x122\n" +
+	"\tdirection\x18\x1a \x01(\x0e2\x14.tftpgw.v1.DirectionR\tdirection\x12%\n" +
+	"\x0ebytes_received\x18\x1b \x01(\x04R\rbytesReceived\"\x91\x01\n" +
 	"\aBackend\x12\x16\n" +
 	"\x06target\x18\x01 \x01(\tR\x06target\x12@\n" +
 	"\x0eheader_latency\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\rheaderLatency\x12\x18\n" +
@@ -1067,7 +1194,8 @@ const file_tftpgw_v1_stats_proto_rawDesc = "" +
 	"\x0factive_sessions\x18\x04 \x01(\x04R\x0eactiveSessions\x12)\n" +
 	"\x05delta\x18\x05 \x01(\v2\x13.tftpgw.v1.CountersR\x05delta\x12)\n" +
 	"\x05total\x18\x06 \x01(\v2\x13.tftpgw.v1.CountersR\x05total\x12\x14\n" +
-	"\x05final\x18\a \x01(\bR\x05final\"\xdc\b\n" +
+	"\x05final\x18\a \x01(\bR\x05final\"\x99\n" +
+	"\n" +
 	"\bCounters\x12\x1f\n" +
 	"\vsessions_ok\x18\x01 \x01(\x04R\n" +
 	"sessionsOk\x12%\n" +
@@ -1094,7 +1222,13 @@ const file_tftpgw_v1_stats_proto_rawDesc = "" +
 	"\x12integrity_failures\x18\x13 \x01(\x04R\x11integrityFailures\x12'\n" +
 	"\x0fpolicy_refusals\x18\x14 \x01(\x04R\x0epolicyRefusals\x12!\n" +
 	"\fpolicy_drops\x18\x15 \x01(\x04R\vpolicyDrops\x12'\n" +
-	"\x0fports_exhausted\x18\x16 \x01(\x04R\x0eportsExhausted\x1a=\n" +
+	"\x0fports_exhausted\x18\x16 \x01(\x04R\x0eportsExhausted\x12\x1d\n" +
+	"\n" +
+	"uploads_ok\x18\x17 \x01(\x04R\tuploadsOk\x12#\n" +
+	"\ruploads_error\x18\x18 \x01(\x04R\fuploadsError\x12'\n" +
+	"\x0fuploads_aborted\x18\x19 \x01(\x04R\x0euploadsAborted\x12'\n" +
+	"\x0fuploads_timeout\x18\x1a \x01(\x04R\x0euploadsTimeout\x12%\n" +
+	"\x0ebytes_received\x18\x1b \x01(\x04R\rbytesReceived\x1a=\n" +
 	"\x0fErrorsSentEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\rR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\x1a@\n" +
@@ -1108,7 +1242,11 @@ const file_tftpgw_v1_stats_proto_rawDesc = "" +
 	"\rOUTCOME_ERROR\x10\x02\x12\x11\n" +
 	"\rOUTCOME_PROBE\x10\x03\x12\x13\n" +
 	"\x0fOUTCOME_ABORTED\x10\x04\x12\x13\n" +
-	"\x0fOUTCOME_TIMEOUT\x10\x052K\n" +
+	"\x0fOUTCOME_TIMEOUT\x10\x05*O\n" +
+	"\tDirection\x12\x19\n" +
+	"\x15DIRECTION_UNSPECIFIED\x10\x00\x12\x12\n" +
+	"\x0eDIRECTION_READ\x10\x01\x12\x13\n" +
+	"\x0fDIRECTION_WRITE\x10\x022K\n" +
 	"\tStatsSink\x12>\n" +
 	"\aPublish\x12\x15.tftpgw.v1.StatsEvent\x1a\x1a.tftpgw.v1.PublishResponse(\x01B3Z1github.com/tftpgw/tftpgw/proto/tftpgw/v1;tftpgwv1b\x06proto3"
 
@@ -1124,52 +1262,54 @@ func file_tftpgw_v1_stats_proto_rawDescGZIP() []byte {
 	return file_tftpgw_v1_stats_proto_rawDescData
 }
 
-var file_tftpgw_v1_stats_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_tftpgw_v1_stats_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
 var file_tftpgw_v1_stats_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_tftpgw_v1_stats_proto_goTypes = []any{
 	(Outcome)(0),                  // 0: tftpgw.v1.Outcome
-	(*StatsEvent)(nil),            // 1: tftpgw.v1.StatsEvent
-	(*PublishResponse)(nil),       // 2: tftpgw.v1.PublishResponse
-	(*SessionStats)(nil),          // 3: tftpgw.v1.SessionStats
-	(*Backend)(nil),               // 4: tftpgw.v1.Backend
-	(*ServerStats)(nil),           // 5: tftpgw.v1.ServerStats
-	(*Counters)(nil),              // 6: tftpgw.v1.Counters
-	nil,                           // 7: tftpgw.v1.Counters.ErrorsSentEntry
-	nil,                           // 8: tftpgw.v1.Counters.BackendErrorsEntry
-	(*Address)(nil),               // 9: tftpgw.v1.Address
-	(*Option)(nil),                // 10: tftpgw.v1.Option
-	(*TFTPError)(nil),             // 11: tftpgw.v1.TFTPError
-	(*timestamppb.Timestamp)(nil), // 12: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 13: google.protobuf.Duration
+	(Direction)(0),                // 1: tftpgw.v1.Direction
+	(*StatsEvent)(nil),            // 2: tftpgw.v1.StatsEvent
+	(*PublishResponse)(nil),       // 3: tftpgw.v1.PublishResponse
+	(*SessionStats)(nil),          // 4: tftpgw.v1.SessionStats
+	(*Backend)(nil),               // 5: tftpgw.v1.Backend
+	(*ServerStats)(nil),           // 6: tftpgw.v1.ServerStats
+	(*Counters)(nil),              // 7: tftpgw.v1.Counters
+	nil,                           // 8: tftpgw.v1.Counters.ErrorsSentEntry
+	nil,                           // 9: tftpgw.v1.Counters.BackendErrorsEntry
+	(*Address)(nil),               // 10: tftpgw.v1.Address
+	(*Option)(nil),                // 11: tftpgw.v1.Option
+	(*TFTPError)(nil),             // 12: tftpgw.v1.TFTPError
+	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 14: google.protobuf.Duration
 }
 var file_tftpgw_v1_stats_proto_depIdxs = []int32{
-	3,  // 0: tftpgw.v1.StatsEvent.session:type_name -> tftpgw.v1.SessionStats
-	5,  // 1: tftpgw.v1.StatsEvent.server:type_name -> tftpgw.v1.ServerStats
-	9,  // 2: tftpgw.v1.SessionStats.client_address:type_name -> tftpgw.v1.Address
-	9,  // 3: tftpgw.v1.SessionStats.local_address:type_name -> tftpgw.v1.Address
-	10, // 4: tftpgw.v1.SessionStats.requested_options:type_name -> tftpgw.v1.Option
-	10, // 5: tftpgw.v1.SessionStats.negotiated_options:type_name -> tftpgw.v1.Option
+	4,  // 0: tftpgw.v1.StatsEvent.session:type_name -> tftpgw.v1.SessionStats
+	6,  // 1: tftpgw.v1.StatsEvent.server:type_name -> tftpgw.v1.ServerStats
+	10, // 2: tftpgw.v1.SessionStats.client_address:type_name -> tftpgw.v1.Address
+	10, // 3: tftpgw.v1.SessionStats.local_address:type_name -> tftpgw.v1.Address
+	11, // 4: tftpgw.v1.SessionStats.requested_options:type_name -> tftpgw.v1.Option
+	11, // 5: tftpgw.v1.SessionStats.negotiated_options:type_name -> tftpgw.v1.Option
 	0,  // 6: tftpgw.v1.SessionStats.outcome:type_name -> tftpgw.v1.Outcome
-	11, // 7: tftpgw.v1.SessionStats.error_sent:type_name -> tftpgw.v1.TFTPError
-	11, // 8: tftpgw.v1.SessionStats.error_received:type_name -> tftpgw.v1.TFTPError
-	12, // 9: tftpgw.v1.SessionStats.start_time:type_name -> google.protobuf.Timestamp
-	13, // 10: tftpgw.v1.SessionStats.duration:type_name -> google.protobuf.Duration
-	13, // 11: tftpgw.v1.SessionStats.time_to_first_data:type_name -> google.protobuf.Duration
-	4,  // 12: tftpgw.v1.SessionStats.backend:type_name -> tftpgw.v1.Backend
-	13, // 13: tftpgw.v1.Backend.header_latency:type_name -> google.protobuf.Duration
-	12, // 14: tftpgw.v1.ServerStats.time:type_name -> google.protobuf.Timestamp
-	13, // 15: tftpgw.v1.ServerStats.interval:type_name -> google.protobuf.Duration
-	6,  // 16: tftpgw.v1.ServerStats.delta:type_name -> tftpgw.v1.Counters
-	6,  // 17: tftpgw.v1.ServerStats.total:type_name -> tftpgw.v1.Counters
-	7,  // 18: tftpgw.v1.Counters.errors_sent:type_name -> tftpgw.v1.Counters.ErrorsSentEntry
-	8,  // 19: tftpgw.v1.Counters.backend_errors:type_name -> tftpgw.v1.Counters.BackendErrorsEntry
-	1,  // 20: tftpgw.v1.StatsSink.Publish:input_type -> tftpgw.v1.StatsEvent
-	2,  // 21: tftpgw.v1.StatsSink.Publish:output_type -> tftpgw.v1.PublishResponse
-	21, // [21:22] is the sub-list for method output_type
-	20, // [20:21] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	12, // 7: tftpgw.v1.SessionStats.error_sent:type_name -> tftpgw.v1.TFTPError
+	12, // 8: tftpgw.v1.SessionStats.error_received:type_name -> tftpgw.v1.TFTPError
+	13, // 9: tftpgw.v1.SessionStats.start_time:type_name -> google.protobuf.Timestamp
+	14, // 10: tftpgw.v1.SessionStats.duration:type_name -> google.protobuf.Duration
+	14, // 11: tftpgw.v1.SessionStats.time_to_first_data:type_name -> google.protobuf.Duration
+	5,  // 12: tftpgw.v1.SessionStats.backend:type_name -> tftpgw.v1.Backend
+	1,  // 13: tftpgw.v1.SessionStats.direction:type_name -> tftpgw.v1.Direction
+	14, // 14: tftpgw.v1.Backend.header_latency:type_name -> google.protobuf.Duration
+	13, // 15: tftpgw.v1.ServerStats.time:type_name -> google.protobuf.Timestamp
+	14, // 16: tftpgw.v1.ServerStats.interval:type_name -> google.protobuf.Duration
+	7,  // 17: tftpgw.v1.ServerStats.delta:type_name -> tftpgw.v1.Counters
+	7,  // 18: tftpgw.v1.ServerStats.total:type_name -> tftpgw.v1.Counters
+	8,  // 19: tftpgw.v1.Counters.errors_sent:type_name -> tftpgw.v1.Counters.ErrorsSentEntry
+	9,  // 20: tftpgw.v1.Counters.backend_errors:type_name -> tftpgw.v1.Counters.BackendErrorsEntry
+	2,  // 21: tftpgw.v1.StatsSink.Publish:input_type -> tftpgw.v1.StatsEvent
+	3,  // 22: tftpgw.v1.StatsSink.Publish:output_type -> tftpgw.v1.PublishResponse
+	22, // [22:23] is the sub-list for method output_type
+	21, // [21:22] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_tftpgw_v1_stats_proto_init() }
@@ -1187,7 +1327,7 @@ func file_tftpgw_v1_stats_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tftpgw_v1_stats_proto_rawDesc), len(file_tftpgw_v1_stats_proto_rawDesc)),
-			NumEnums:      1,
+			NumEnums:      2,
 			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   1,

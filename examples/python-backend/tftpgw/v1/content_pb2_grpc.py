@@ -6,7 +6,8 @@ from tftpgw.v1 import content_pb2 as tftpgw_dot_v1_dot_content__pb2
 
 
 class ContentServiceStub(object):
-    """ContentService serves the bytes of the files that TFTP clients read.
+    """ContentService serves the bytes of the files that TFTP clients read, and
+    stores the files they upload when the edge allows uploads.
 
     The edge turns each TFTP read request (RRQ) into one server-streaming Read
     call. The same logic can run in-process in the edge as a gateway.Handler;
@@ -40,10 +41,16 @@ class ContentServiceStub(object):
                 request_serializer=tftpgw_dot_v1_dot_content__pb2.ReadRequest.SerializeToString,
                 response_deserializer=tftpgw_dot_v1_dot_content__pb2.ReadResponse.FromString,
                 )
+        self.Write = channel.stream_stream(
+                '/tftpgw.v1.ContentService/Write',
+                request_serializer=tftpgw_dot_v1_dot_content__pb2.WriteRequest.SerializeToString,
+                response_deserializer=tftpgw_dot_v1_dot_content__pb2.WriteResponse.FromString,
+                )
 
 
 class ContentServiceServicer(object):
-    """ContentService serves the bytes of the files that TFTP clients read.
+    """ContentService serves the bytes of the files that TFTP clients read, and
+    stores the files they upload when the edge allows uploads.
 
     The edge turns each TFTP read request (RRQ) into one server-streaming Read
     call. The same logic can run in-process in the edge as a gateway.Handler;
@@ -86,10 +93,10 @@ class ContentServiceServicer(object):
         the client gives up; if it does not, the edge cancels the call and the
         client gets TFTP error 0. Later chunks have no deadline of their own:
         the edge sends each TFTP block as soon as its bytes have arrived,
-        whatever the window size, and gives up only when no byte arrives for as
-        long as it would wait for a silent client ((retries + 1) x timeout, 6 s
-        with the edge's defaults), or when the edge's idle timeout (10 s by
-        default) passes without a message.
+        whatever the window size, and gives up only when the bytes of one
+        block take longer to arrive than it would wait for a silent client
+        ((retries + 1) x timeout, 6 s with the edge's defaults), or when the
+        edge's idle timeout (10 s by default) passes without a message.
 
         Integrity: the edge never lets a client complete a file whose bytes it
         knows to be wrong. A stream that ends before or after the header's size,
@@ -116,6 +123,52 @@ class ContentServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Write(self, request_iterator, context):
+        """Write stores one file that a TFTP client uploads (a write request,
+        WRQ). An edge calls it only when its operator enabled uploads for the
+        path and the client (tftpgw -upload-allow); other write requests are
+        refused at the edge with TFTP error 2 and never reach a backend.
+
+        Message order. The edge sends a WriteRequest with start, exactly once,
+        before anything else. The backend answers with a WriteResponse with
+        accepted, exactly once, or fails the call: only then does the client
+        get its first acknowledgement (the OACK or ACK 0), so a refusal reaches
+        the client as a TFTP ERROR before it sends any data (RFC 1350 has no
+        other way to refuse an upload). Data follows in WriteRequests with
+        data, in order, each up to 4 MiB (the edge sends 32 KiB or less). When
+        the client's last block has arrived, the edge sends a WriteRequest with
+        end (the size and SHA-256 of every byte it sent) and closes its side.
+        The backend then stores the file, answers with a WriteResponse with
+        stored, and ends the call with OK. The edge acknowledges the client's
+        last block only after stored has arrived: a client that sees its upload
+        succeed knows the bytes are stored.
+
+        Refusing. A backend refuses an upload by failing the call before
+        accepted, with the gRPC status codes and TFTPError details of Read:
+        ALREADY_EXISTS becomes TFTP error 6 "file already exists",
+        RESOURCE_EXHAUSTED TFTP error 3 "disk full or allocation exceeded",
+        NOT_FOUND error 1, PERMISSION_DENIED and UNAUTHENTICATED error 2, any
+        other code error 0. It may fail the call later too (the disk filled,
+        the file grew past a limit): the client then gets the ERROR at once,
+        and the edge cancels its side.
+
+        Discarding. A backend stores nothing under the file's name until end
+        has arrived and it has every byte; it must discard what it received
+        when the call is cancelled (the client went away, sent an ERROR or
+        stopped answering, the edge is shutting down) or ends without end. It
+        may check WriteEnd's size and sha256 against what it received, and
+        fail the call (DATA_LOSS) if they differ.
+
+        Deadlines. accepted must arrive within the edge's header budget (2 s by
+        default); stored within the time the client waits for its last
+        acknowledgement ((retries + 1) x timeout, 6 s with the edge's
+        defaults). Otherwise the edge cancels the call and the client gets TFTP
+        error 0. A Write is never retried or resumed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ContentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -123,6 +176,11 @@ def add_ContentServiceServicer_to_server(servicer, server):
                     servicer.Read,
                     request_deserializer=tftpgw_dot_v1_dot_content__pb2.ReadRequest.FromString,
                     response_serializer=tftpgw_dot_v1_dot_content__pb2.ReadResponse.SerializeToString,
+            ),
+            'Write': grpc.stream_stream_rpc_method_handler(
+                    servicer.Write,
+                    request_deserializer=tftpgw_dot_v1_dot_content__pb2.WriteRequest.FromString,
+                    response_serializer=tftpgw_dot_v1_dot_content__pb2.WriteResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -132,7 +190,8 @@ def add_ContentServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class ContentService(object):
-    """ContentService serves the bytes of the files that TFTP clients read.
+    """ContentService serves the bytes of the files that TFTP clients read, and
+    stores the files they upload when the edge allows uploads.
 
     The edge turns each TFTP read request (RRQ) into one server-streaming Read
     call. The same logic can run in-process in the edge as a gateway.Handler;
@@ -169,5 +228,22 @@ class ContentService(object):
         return grpc.experimental.unary_stream(request, target, '/tftpgw.v1.ContentService/Read',
             tftpgw_dot_v1_dot_content__pb2.ReadRequest.SerializeToString,
             tftpgw_dot_v1_dot_content__pb2.ReadResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def Write(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(request_iterator, target, '/tftpgw.v1.ContentService/Write',
+            tftpgw_dot_v1_dot_content__pb2.WriteRequest.SerializeToString,
+            tftpgw_dot_v1_dot_content__pb2.WriteResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
