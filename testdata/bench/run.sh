@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end benchmark of tftpgw against tftpd-hpa, atftpd and (in A and D)
-# dnsmasq on loopback.
+# dnsmasq on loopback; then fleet.sh (small requests, UEFI windowed, boot
+# storm, against all three).
 # Writes BENCHMARKS.md at the repository root (see testdata/bench/header.md
 # for the method). Usage: testdata/bench/run.sh   (as root for F and the
 # package installs; everything else runs as any user).
@@ -11,6 +12,7 @@
 #   BENCH_PORT    first port used on 127.0.0.1 (default 26900)
 #   BENCH_QUICK=1 smoke run with small sizes; writes /tmp/tftpgw-bench-quick.md
 #   BENCH_KEEP=1  keep the scratch directory
+#   BENCH_SKIP_FLEET=1  leave out fleet.sh (small requests, UEFI windowed, boot storm)
 set -euo pipefail
 
 # ---- targets (the performance issue's, word for word; edit here) -------------
@@ -243,6 +245,14 @@ for s in A BC_B BC_C D E F; do
 	F) scen_F ;;
 	esac || note "scenario $s stopped early (exit $?)"
 done
+
+# The fleet's scenarios (small requests, UEFI windowed, boot storm) are
+# fleet.sh's; its Markdown goes into the report below.
+FLEET_MD="$WORK/fleet.md"
+if [ "${BENCH_SKIP_FLEET:-0}" != 1 ]; then
+	BENCH_OUT="$FLEET_MD" BENCH_BIN="$BIN" BENCH_PORT=$((PORT + 100)) BENCH_QUICK="$QUICK" "$HERE/fleet.sh" ||
+		note "fleet.sh failed (exit $?): no fleet section"
+fi
 END_TS=$(date +%s)
 
 # ---- report ---------------------------------------------------------------------
@@ -405,6 +415,11 @@ zero() { [ "$1" = 0 ] && echo met || echo "not met"; }
 		echo "| $label | $(rounds F $s) | $(sumc F $s 4) | $(sumc F $s 5) | $(fmt "$m" 2) | $(allr F $s 8 '%s%.2f') | $(fmt "$(med F $s 7)") | $(fmt "$(med F $s 12)" 2) | $t |"
 	done
 	[ "$(awk -F'\t' '$1 == "F"' "$RES" | wc -l)" = 0 ] && echo "| (not run: see notes) | | | | | | | | |"
+
+	if [ -s "$FLEET_MD" ]; then
+		echo
+		cat "$FLEET_MD"
+	fi
 
 	echo
 	echo "### Notes from this run"
