@@ -46,7 +46,7 @@ SCENARIOS=${BENCH_FLEET:-S W X}
 SRC=127.1.0.0/16  # machine i sends from 127.1.x.y: a fleet, not one client
 SMALL_SRC=127.1.0.0/20 # 4094 addresses, a few requests each, as a PXELINUX search makes
 if [ "$QUICK" = 1 ]; then
-	S_N=${BENCH_SMALL_N:-500} S_ROUNDS=${BENCH_SMALL_ROUNDS:-1} W_N=10 W_MIB=1 X_N=10 X_ROUNDS=1 KERNEL_KIB=256 INITRD_KIB=512 CAP=60
+	S_N=${BENCH_SMALL_N:-200} S_ROUNDS=${BENCH_SMALL_ROUNDS:-1} W_N=10 W_MIB=1 X_N=10 X_ROUNDS=1 KERNEL_KIB=256 INITRD_KIB=512 CAP=60
 else
 	S_N=${BENCH_SMALL_N:-20000} S_ROUNDS=${BENCH_SMALL_ROUNDS:-3} W_N=200 W_MIB=8 X_N=100 X_ROUNDS=${BENCH_STORM_ROUNDS:-2} KERNEL_KIB=8192 INITRD_KIB=16384 CAP=300
 fi
@@ -104,12 +104,12 @@ start_server() {
 # (transfers) otherwise.
 measure() {
 	local scen=$1 kind=$2 server=$3 round=$4; shift 4
-	local json="$WORK/$scen-$kind-$server-$round.json" c0 c1 s0 s1 rc=0
-	c0=$(cpu_ns "${SRV_PIDS[@]}") s0=$(sys_ns "${SRV_PIDS[@]}")
+	local json="$WORK/$scen-$kind-$server-$round.json" c0 c1 s0 s1 b0 b1 t0 t1 rc=0
+	c0=$(cpu_ns "${SRV_PIDS[@]}") s0=$(sys_ns "${SRV_PIDS[@]}") b0=$(busy_ns) t0=$(date +%s%N)
 	log "$scen $kind $server round $round: tftpbench $*"
 	timeout -s INT -k 15 "$CAP" "$TB" -server "$SRV_ADDR" -json -progress=false "$@" >"$json" 2>"$json.err" || rc=$?
-	sleep 1 # let tftpd-hpa reap its per-transfer children
-	c1=$(cpu_ns "${SRV_PIDS[@]}") s1=$(sys_ns "${SRV_PIDS[@]}")
+	[ "$server" = tftpd-hpa ] && sleep 1 # let it reap its per-transfer children
+	c1=$(cpu_ns "${SRV_PIDS[@]}") s1=$(sys_ns "${SRV_PIDS[@]}") b1=$(busy_ns) t1=$(date +%s%N)
 	if ! jq -e .elapsed_seconds "$json" >/dev/null 2>&1; then
 		note "$scen $kind $server round $round: tftpbench gave no summary (exit $rc): $(tail -c 300 "$json.err" | tr '\n' ' ')"
 		return 0
@@ -117,9 +117,19 @@ measure() {
 	[ "$rc" = 124 ] || [ "$rc" = 130 ] && note "$scen $kind $server round $round: stopped by the ${CAP}s cap."
 	local errs; errs=$(jq -r '.errors | to_entries | sort_by(-.value) | .[:3] | map("\(.value)x \(.key)") | join("; ")' "$json")
 	[ -n "$errs" ] && note "$scen $kind $server round $round errors: ${errs:0:400}"
-	jq -r --arg s "$scen" --arg k "$kind" --arg v "$server" --arg r "$round" --arg c "$((c1 - c0))" --arg y "$((s1 - s0))" '
-		[$s, $k, $v, $r, (.booted // .ok), .failed, .elapsed_seconds, (($c | tonumber) / 1e9), (($y | tonumber) / 1e9), .bytes, .cpu_seconds]
+	# The last column: cores kept busy by everything else on the machine
+	# (machine CPU from /proc/stat less the server and tftpbench, per
+	# second of wall time); above about 0.2 the machine was shared and the
+	# run is noted.
+	jq -r --arg s "$scen" --arg k "$kind" --arg v "$server" --arg r "$round" --arg c "$((c1 - c0))" --arg y "$((s1 - s0))" --arg b "$((b1 - b0))" --arg w "$((t1 - t0))" '
+		(($c | tonumber) / 1e9) as $cpu |
+		[$s, $k, $v, $r, (.booted // .ok), .failed, .elapsed_seconds, $cpu, (($y | tonumber) / 1e9), .bytes, .cpu_seconds,
+		 ((((($b | tonumber) / 1e9) - $cpu - .cpu_seconds) / (($w | tonumber) / 1e9)) | if . < 0 then 0 else . end)]
 		| map(tostring) | join("\t")' "$json" >>"$RES"
+	local other; other=$(tail -1 "$RES" | cut -f12)
+	if awk -v o="$other" 'BEGIN {exit !(o > 0.2)}'; then
+		note "$scen $kind $server round $round: $(printf '%.2f' "$other") cores were busy with other work during the run: the machine was shared."
+	fi
 }
 
 # ---- S: small requests ----------------------------------------------------------
@@ -240,7 +250,7 @@ cell() { # KIND SERVER EXPR DIGITS [EXPR2 DIGITS2]: "m (range)" [/ second]
 	echo
 	echo "#### Raw fleet results"
 	echo
-	echo "One line per run: scenario, kind, server, round, ok (requests with the expected answer; for X machines booted), failed, elapsed s, server CPU-s, of which kernel, bytes received, tftpbench CPU-s."
+	echo "One line per run: scenario, kind, server, round, ok (requests with the expected answer; for X machines booted), failed, elapsed s, server CPU-s, of which kernel, bytes received, tftpbench CPU-s, cores busy with other work."
 	echo
 	echo '```'
 	cat "$RES"
