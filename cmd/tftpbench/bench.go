@@ -200,15 +200,19 @@ func transfer(ctx context.Context, cfg *config, i int, file string, h hash.Hash,
 	return r
 }
 
-// expectError turns the outcome of a request that should have been
-// answered with ERROR -expect-error into nil when it was, and into an
-// error saying what came instead when it was not. Without -expect-error
-// it returns err.
+// expectError is wantError with -expect-error's code; without
+// -expect-error it returns err.
 func expectError(cfg *config, err error, size int64) error {
 	if !cfg.wantError {
 		return err
 	}
-	code := cfg.errorCode
+	return wantError(cfg.errorCode, err, size)
+}
+
+// wantError turns the outcome of a request that should have been answered
+// with ERROR code into nil when it was, and into an error saying what came
+// instead when it was not (size: the bytes received, if the file came).
+func wantError(code int, err error, size int64) error {
 	var te *tftpclient.Error
 	switch {
 	case errors.As(err, &te) && int(te.Code) == code:

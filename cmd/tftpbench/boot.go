@@ -2,10 +2,8 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -139,15 +137,7 @@ func playStep(ctx context.Context, server string, s step, name string, o tftpcli
 		return err
 	case opMiss:
 		res, err := tftpclient.Get(ctx, server, name, io.Discard, o)
-		var te *tftpclient.Error
-		switch {
-		case errors.As(err, &te) && te.Code == 1:
-			return nil
-		case err == nil:
-			return fmt.Errorf("expected ERROR 1, got the file (%d bytes)", res.Size)
-		default:
-			return err
-		}
+		return wantError(1, err, res.Size)
 	default: // opGet
 		res, err := tftpclient.Get(ctx, server, name, countingWriter{io.Discard, received}, o)
 		switch {
@@ -243,17 +233,7 @@ func writeBootText(w io.Writer, s bootSummary) {
 	fmt.Fprintf(w, "server      %s\n", s.Server)
 	fmt.Fprintf(w, "script      %s\n", s.Script)
 	fmt.Fprintf(w, "machines    %d booted, %d failed, concurrency %d\n", s.Booted, s.Failed, s.Concurrency)
-	keys := make([]string, 0, len(s.Errors))
-	for k := range s.Errors {
-		keys = append(keys, k)
-	}
-	sort.Slice(keys, func(i, j int) bool {
-		if s.Errors[keys[i]] != s.Errors[keys[j]] {
-			return s.Errors[keys[i]] > s.Errors[keys[j]]
-		}
-		return keys[i] < keys[j]
-	})
-	for _, k := range keys {
+	for _, k := range byCount(s.Errors) {
 		fmt.Fprintf(w, "  %6d x %s\n", s.Errors[k], k)
 	}
 	fmt.Fprintf(w, "elapsed     %v until every machine finished (%d requests)\n", secs(s.Elapsed), s.Requests)

@@ -142,17 +142,7 @@ func writeText(w io.Writer, s summary) {
 	case s.ExpectError != nil:
 		fmt.Fprintf(w, "            OK = answered with ERROR %d\n", *s.ExpectError)
 	}
-	keys := make([]string, 0, len(s.Errors))
-	for k := range s.Errors {
-		keys = append(keys, k)
-	}
-	sort.Slice(keys, func(i, j int) bool {
-		if s.Errors[keys[i]] != s.Errors[keys[j]] {
-			return s.Errors[keys[i]] > s.Errors[keys[j]]
-		}
-		return keys[i] < keys[j]
-	})
-	for _, k := range keys {
+	for _, k := range byCount(s.Errors) {
 		fmt.Fprintf(w, "  %6d x %s\n", s.Errors[k], k)
 	}
 	if s.Put {
@@ -172,4 +162,19 @@ func writeText(w io.Writer, s summary) {
 		fmt.Fprintf(w, "  on the wire p50 %v  p90 %v  p99 %v  max %v (kernel timestamps; tftpbench's own delays left out)\n", secs(p.P50), secs(p.P90), secs(p.P99), secs(p.Max))
 	}
 	fmt.Fprintf(w, "client cpu  %.3fs (user %.3fs, system %.3fs)\n", s.CPU, s.CPUUser, s.CPUSystem)
+}
+
+// byCount returns the keys of m, the largest count first, then by name.
+func byCount(m map[string]int) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if m[keys[i]] != m[keys[j]] {
+			return m[keys[i]] > m[keys[j]]
+		}
+		return keys[i] < keys[j]
+	})
+	return keys
 }
