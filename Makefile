@@ -32,7 +32,7 @@ fuzz_targets = \
 	[ -z "$$pkgs" ] || $(GO) test -run='^$$' -list='^Fuzz' $$pkgs | \
 		awk '/^Fuzz/ { t[n++] = $$1; next } /^ok/ { for (i = 0; i < n; i++) print $$2 ":" t[i]; n = 0 }'
 
-.PHONY: all build run test test-clients unit fuzz fuzz-short fuzz-list bench bench-go soak lint proto proto-check tools clean
+.PHONY: all build run test test-clients unit fuzz fuzz-short fuzz-list bench bench-go bench-fleet soak lint proto proto-check tools clean
 
 all: build
 
@@ -88,10 +88,16 @@ fuzz:
 		$(GO) test -run='^$$' -fuzz="^$$name$$" -fuzztime=$(FUZZTIME) $$pkg; \
 	done
 
-## bench: tftpgw (embedded and through tftp-backend) against tftpd-hpa and
-## atftpd, side by side, driven by tftpbench; writes BENCHMARKS.md (root).
+## bench: tftpgw (embedded and through tftp-backend) against tftpd-hpa,
+## atftpd and dnsmasq, side by side, driven by tftpbench (run.sh, which runs
+## fleet.sh too); writes BENCHMARKS.md (root).
 bench: bench-go
 	./testdata/bench/run.sh
+
+## bench-fleet: only the fleet's scenarios (small requests, UEFI windowed,
+## boot storm; BENCH_LONG=1 adds 1,000 machines); writes /tmp/tftpgw-bench-fleet.md.
+bench-fleet:
+	./testdata/bench/fleet.sh
 
 ## bench-go: Go micro-benchmarks of the packet path (-benchmem).
 bench-go:

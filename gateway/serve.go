@@ -30,6 +30,7 @@ type serverState struct {
 	closed    bool
 	draining  atomic.Bool // closed, readable without the lock
 	sessions  sync.WaitGroup
+	workers   *workers       // the goroutines sessions run on
 	loops     sync.WaitGroup // stats loop
 	statsStop chan struct{}
 	idPrefix  string
@@ -139,6 +140,7 @@ func (s *Server) init() *config {
 		st.ctx, st.cancel = context.WithCancel(context.Background())
 		st.listeners = make(map[*udp.Listener]struct{})
 		st.active = make(map[sessionKey]*activeSession)
+		st.workers = newWorkers()
 		st.clients.init()
 		st.windows.Limit, st.windows.PerClient = st.conf.maxWindowMemory, st.conf.maxWindowMemoryPerClient
 		if r := st.conf.portRange; !r.IsZero() {
@@ -338,11 +340,12 @@ func (s *Server) handlePacket(c *config, l *udp.Listener, b []byte, src netip.Ad
 	st.mu.Unlock()
 	st.activeN.Add(1)
 
-	go s.startSession(ctx, c, admitted{
+	a := admitted{
 		key: key, act: act, req: req, src: src,
 		local: netip.AddrPortFrom(dst, l.Port()), mux: mux, at: at,
 		limits: limits, port: port, l: l, reqLen: len(b), write: write,
-	})
+	}
+	st.workers.run(func() { s.startSession(ctx, c, a) })
 }
 
 // busyLogEvery is how often, at most, refusals are logged.
@@ -476,6 +479,9 @@ func (s *Server) closeListeners() *serverState {
 	defer st.mu.Unlock()
 	st.closed = true
 	st.draining.Store(true)
+	if st.workers != nil {
+		st.workers.stop()
+	}
 	for l := range st.listeners {
 		if !l.Single() {
 			l.Close()

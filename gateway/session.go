@@ -98,12 +98,53 @@ func (s *Server) startSession(ctx context.Context, c *config, a admitted) {
 	}
 	defer func() { s.finishSession(c, a, sess, &stats) }()
 
+	// The path and, for a read, the content are decided before the
+	// session's socket exists: a refusal (most of a PXELINUX client's
+	// config search) then needs only a socket that sends its ERROR.
 	var (
-		conn udp.Conn = a.mux
-		err  error
+		refuse  *session.Error
+		cause   error
+		content Content
 	)
+	p, err := CleanPath(a.req.Filename)
+	switch {
+	case err != nil:
+		// The log line's path is the normalised one, empty here: the
+		// cause names what was asked for, quoted (%q escapes controls,
+		// bidi overrides and bytes that are not UTF-8).
+		refuse = &session.Error{Code: uint16(ErrFileNotFound), Message: "file not found"}
+		if errors.Is(err, errPathEscapes) || errors.Is(err, errPathNUL) {
+			refuse = &session.Error{Code: uint16(ErrAccessViolation), Message: "access violation"}
+		}
+		cause = fmt.Errorf("%w: %q", err, a.req.Filename)
+	case a.write:
+		req.Path, stats.Path = p, p
+		stats.Write = true
+	default:
+		req.Path, stats.Path = p, p
+		content, err = s.serve(ctx, c, req)
+		if req.Path != p {
+			stats.RewrittenPath = req.Path
+		}
+		if content != nil {
+			defer s.closeContent(c, id, content, &stats)
+		}
+		switch {
+		case err != nil:
+			var be interface{ BackendStats() BackendStats }
+			if errors.As(err, &be) {
+				b := be.BackendStats()
+				stats.Backend = &b
+			}
+			refuse, cause = errorOf(ErrorFor(err)), err
+		case content == nil:
+			refuse, cause = errorOf(ErrorFor(nil)), errors.New("gateway: handler returned no content and no error")
+		}
+	}
+
+	var conn udp.Conn = a.mux
 	if a.mux == nil {
-		conn, sess.Client, err = s.listenSession(&a)
+		conn, sess.Client, err = s.listenSession(&a, refuse != nil)
 	}
 	if errors.Is(err, errNoFreePort) {
 		// Refused as admission refuses a full range: from the listening
@@ -123,65 +164,38 @@ func (s *Server) startSession(ctx context.Context, c *config, a admitted) {
 		return
 	}
 	sess.Conn = conn
+	if refuse != nil {
+		sess.Refuse(refuse, cause)
+		return
+	}
 	stop := context.AfterFunc(ctx, func() { conn.SetReadDeadline(time.Unix(1, 0)) })
 	defer stop()
-
-	p, err := CleanPath(a.req.Filename)
-	if err != nil {
-		// The log line's path is the normalised one, empty here: the
-		// cause names what was asked for, quoted (%q escapes controls,
-		// bidi overrides and bytes that are not UTF-8).
-		e := &session.Error{Code: uint16(ErrFileNotFound), Message: "file not found"}
-		if errors.Is(err, errPathEscapes) || errors.Is(err, errPathNUL) {
-			e = &session.Error{Code: uint16(ErrAccessViolation), Message: "access violation"}
-		}
-		sess.Refuse(e, fmt.Errorf("%w: %q", err, a.req.Filename))
-		return
-	}
-	req.Path, stats.Path = p, p
 	if a.write {
-		stats.Write = true
 		s.receiveUpload(ctx, c, req, sess, &stats)
-		return
-	}
-
-	content, err := s.serve(ctx, c, req)
-	if req.Path != p {
-		stats.RewrittenPath = req.Path
-	}
-	if content != nil {
-		defer s.closeContent(c, id, content, &stats)
-	}
-	switch {
-	case err != nil:
-		var be interface{ BackendStats() BackendStats }
-		if errors.As(err, &be) {
-			b := be.BackendStats()
-			stats.Backend = &b
-		}
-		sess.Refuse(errorOf(ErrorFor(err)), err)
-		return
-	case content == nil:
-		sess.Refuse(errorOf(ErrorFor(nil)), errors.New("gateway: handler returned no content and no error"))
 		return
 	}
 	sess.Run(content)
 }
 
-// listenSession opens the session's own socket: on a port the kernel
+// listenSession opens the session's own socket (one that only sends, for
+// a session refused before it started: replyOnly): on a port the kernel
 // picks, or, with a port range, on a.port, reserved at admission. When
 // another socket holds that port (another program's), the port goes back
 // to the pool and the next free one is tried, at most as many times as
 // the range has ports; a.port follows, so that the session puts back the
 // port it holds. It returns errNoFreePort, a.port then 0, when no port
 // could be bound.
-func (s *Server) listenSession(a *admitted) (udp.Conn, netip.AddrPort, error) {
+func (s *Server) listenSession(a *admitted, replyOnly bool) (udp.Conn, netip.AddrPort, error) {
+	listen := udp.ListenSessionPort
+	if replyOnly {
+		listen = udp.ListenReply
+	}
 	if a.port == 0 {
-		return udp.ListenSession(a.local.Addr(), a.src)
+		return listen(a.local.Addr(), a.src, 0)
 	}
 	st := &s.state
 	for range st.ports.Size() { // Size never changes: no lock needed
-		conn, client, err := udp.ListenSessionPort(a.local.Addr(), a.src, a.port)
+		conn, client, err := listen(a.local.Addr(), a.src, a.port)
 		if err == nil || !udp.AddrInUse(err) {
 			return conn, client, err
 		}

@@ -38,6 +38,9 @@ type counters struct {
 // stdout, or JSON with cfg.json) and returns errFailed if any transfer
 // failed or did not verify.
 func run(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
+	if cfg.steps != nil {
+		return runBoot(ctx, cfg, stdout, stderr)
+	}
 	want := cfg.sha256
 	var wantSize int64 = -1
 	if cfg.verifyFile != "" {
@@ -97,7 +100,7 @@ func run(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 				if cfg.n > 0 && i >= int64(cfg.n) {
 					return
 				}
-				r := transfer(ctx, cfg, cfg.files[int(i%int64(len(cfg.files)))], h, want, wantSize, &cnt.bytes)
+				r := transfer(ctx, cfg, int(i), cfg.files[int(i%int64(len(cfg.files)))], h, want, wantSize, &cnt.bytes)
 				if r.err == nil && !r.mismatch {
 					cnt.ok.Add(1)
 				} else {
@@ -155,13 +158,22 @@ func (c countingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// transfer performs one download and verifies it when want is set, or
-// with -put one upload; the bytes are counted into received (or sent) as
-// they go, for the progress line.
-func transfer(ctx context.Context, cfg *config, file string, h hash.Hash, want []byte, wantSize int64, received *atomic.Int64) record {
+// transfer performs the i-th download and verifies it when want is set,
+// or with -put one upload, or with -probe a size probe; the bytes are
+// counted into received (or sent) as they go, for the progress line. With
+// -expect-error, only that ERROR from the server counts as success.
+func transfer(ctx context.Context, cfg *config, i int, file string, h hash.Hash, want []byte, wantSize int64, received *atomic.Int64) record {
+	opts := cfg.opts
+	opts.LocalAddr = cfg.srcAddr(i)
+	if cfg.probe {
+		start := time.Now()
+		_, err := tftpclient.Probe(ctx, cfg.server, file, opts)
+		d := time.Since(start)
+		return record{file: file, duration: d, ttfb: d, err: expectError(cfg, err, 0)}
+	}
 	if cfg.put {
 		src := countingReader{bytes.NewReader(cfg.content), received}
-		res, err := tftpclient.Put(ctx, cfg.server, file, src, int64(len(cfg.content)), cfg.opts)
+		res, err := tftpclient.Put(ctx, cfg.server, file, src, int64(len(cfg.content)), opts)
 		return record{
 			file: file, duration: res.Duration, ttfb: res.TimeToFirst,
 			bytes: res.Size, packets: res.Packets, dups: res.Retransmits, err: err,
@@ -172,15 +184,44 @@ func transfer(ctx context.Context, cfg *config, file string, h hash.Hash, want [
 		h.Reset()
 		w = h
 	}
-	res, err := tftpclient.Get(ctx, cfg.server, file, countingWriter{w, received}, cfg.opts)
+	res, err := tftpclient.Get(ctx, cfg.server, file, countingWriter{w, received}, opts)
 	r := record{
 		file: file, duration: res.Duration, ttfb: res.TimeToFirst, ttfbWire: res.TimeToFirstWire,
 		bytes: res.Size, packets: res.Packets, dups: res.Duplicates, err: err,
+	}
+	if cfg.wantError {
+		r.err = expectError(cfg, err, res.Size)
+		r.ttfb = res.Duration // the time to the ERROR, the only answer
+		return r
 	}
 	if err == nil && h != nil {
 		r.mismatch = !bytes.Equal(h.Sum(nil), want) || (wantSize >= 0 && res.Size != wantSize)
 	}
 	return r
+}
+
+// expectError is wantError with -expect-error's code; without
+// -expect-error it returns err.
+func expectError(cfg *config, err error, size int64) error {
+	if !cfg.wantError {
+		return err
+	}
+	return wantError(cfg.errorCode, err, size)
+}
+
+// wantError turns the outcome of a request that should have been answered
+// with ERROR code into nil when it was, and into an error saying what came
+// instead when it was not (size: the bytes received, if the file came).
+func wantError(code int, err error, size int64) error {
+	var te *tftpclient.Error
+	switch {
+	case errors.As(err, &te) && int(te.Code) == code:
+		return nil
+	case err == nil:
+		return fmt.Errorf("expected ERROR %d, got the file (%d bytes)", code, size)
+	default:
+		return err
+	}
 }
 
 // errMessage is the key under which a failure is counted.

@@ -29,7 +29,13 @@ type summary struct {
 	Mode        string   `json:"mode"`
 	// Put marks an upload run (-put): bytes and packets were sent, and
 	// duplicates counts the DATA packets sent again.
-	Put         bool           `json:"put,omitempty"`
+	Put bool `json:"put,omitempty"`
+	// Probe marks a size-probe run (-probe): each transfer was an RRQ with
+	// tsize answered by ERROR 8 after the OACK.
+	Probe bool `json:"probe,omitempty"`
+	// ExpectError is -expect-error: the ERROR code that counted as
+	// success; absent when transfers had to succeed.
+	ExpectError *int           `json:"expect_error,omitempty"`
 	Transfers   int            `json:"transfers"`
 	OK          int            `json:"ok"`
 	Failed      int            `json:"failed"`
@@ -78,9 +84,13 @@ func percentilesOf(d []time.Duration) percentiles {
 func summarize(cfg *config, records []record, elapsed, user, sys time.Duration) summary {
 	s := summary{
 		Server: cfg.server, Files: cfg.files, Concurrency: cfg.concurrency,
-		BlockSize: cfg.opts.BlockSize, WindowSize: cfg.opts.WindowSize, Mode: cfg.opts.Mode, Put: cfg.put,
+		BlockSize: cfg.opts.BlockSize, WindowSize: cfg.opts.WindowSize, Mode: cfg.opts.Mode, Put: cfg.put, Probe: cfg.probe,
 		Transfers: len(records), Errors: map[string]int{},
 		Elapsed: elapsed.Seconds(), CPUUser: user.Seconds(), CPUSystem: sys.Seconds(), CPU: (user + sys).Seconds(),
+	}
+	if cfg.wantError {
+		code := cfg.errorCode
+		s.ExpectError = &code
 	}
 	var lat, ttfb, wire []time.Duration
 	for _, r := range records {
@@ -114,7 +124,7 @@ func summarize(cfg *config, records []record, elapsed, user, sys time.Duration) 
 	return s
 }
 
-func writeJSON(w io.Writer, s summary) error {
+func writeJSON(w io.Writer, s any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(s)
@@ -124,17 +134,15 @@ func writeText(w io.Writer, s summary) {
 	secs := func(f float64) time.Duration { return time.Duration(f * float64(time.Second)).Round(time.Microsecond) }
 	fmt.Fprintf(w, "server      %s\n", s.Server)
 	fmt.Fprintf(w, "transfers   %d ok, %d failed (%d verification mismatches), concurrency %d\n", s.OK, s.Failed, s.Mismatches, s.Concurrency)
-	keys := make([]string, 0, len(s.Errors))
-	for k := range s.Errors {
-		keys = append(keys, k)
+	switch {
+	case s.Probe && s.ExpectError != nil:
+		fmt.Fprintf(w, "            size probes; OK = answered with ERROR %d\n", *s.ExpectError)
+	case s.Probe:
+		fmt.Fprintln(w, "            size probes; OK = OACK with tsize (then ERROR 8)")
+	case s.ExpectError != nil:
+		fmt.Fprintf(w, "            OK = answered with ERROR %d\n", *s.ExpectError)
 	}
-	sort.Slice(keys, func(i, j int) bool {
-		if s.Errors[keys[i]] != s.Errors[keys[j]] {
-			return s.Errors[keys[i]] > s.Errors[keys[j]]
-		}
-		return keys[i] < keys[j]
-	})
-	for _, k := range keys {
+	for _, k := range byCount(s.Errors) {
 		fmt.Fprintf(w, "  %6d x %s\n", s.Errors[k], k)
 	}
 	if s.Put {
@@ -154,4 +162,19 @@ func writeText(w io.Writer, s summary) {
 		fmt.Fprintf(w, "  on the wire p50 %v  p90 %v  p99 %v  max %v (kernel timestamps; tftpbench's own delays left out)\n", secs(p.P50), secs(p.P90), secs(p.P99), secs(p.Max))
 	}
 	fmt.Fprintf(w, "client cpu  %.3fs (user %.3fs, system %.3fs)\n", s.CPU, s.CPUUser, s.CPUSystem)
+}
+
+// byCount returns the keys of m, the largest count first, then by name.
+func byCount(m map[string]int) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if m[keys[i]] != m[keys[j]] {
+			return m[keys[i]] > m[keys[j]]
+		}
+		return keys[i] < keys[j]
+	})
+	return keys
 }

@@ -87,18 +87,10 @@ func ListenSession(local netip.Addr, client netip.AddrPort) (Conn, netip.AddrPor
 // port range, see PortPool); 0 lets the kernel pick. When another socket
 // holds that port on the address, the error satisfies AddrInUse.
 func ListenSessionPort(local netip.Addr, client netip.AddrPort, port uint16) (Conn, netip.AddrPort, error) {
+	local, client, v4 := sessionAddrs(local, client)
 	network := "udp6"
-	if client.Addr().Is4In6() || client.Addr().Is4() {
+	if v4 {
 		network = "udp4"
-		client = netip.AddrPortFrom(client.Addr().Unmap(), client.Port())
-		if local.Is4In6() {
-			local = local.Unmap()
-		}
-		if !local.Is4() {
-			local = netip.IPv4Unspecified()
-		}
-	} else if !local.Is6() || local.Is4In6() {
-		local = netip.IPv6Unspecified()
 	}
 	c, err := net.ListenUDP(network, net.UDPAddrFromAddrPort(netip.AddrPortFrom(local, port)))
 	if err != nil {
@@ -108,6 +100,26 @@ func ListenSessionPort(local netip.Addr, client netip.AddrPort, port uint16) (Co
 		return nil, client, fmt.Errorf("session socket on %s: %w", local, err)
 	}
 	return newSessionConn(c, client), client, nil
+}
+
+// sessionAddrs returns the local address a session's socket binds and the
+// client's address in that socket's family: IPv4 (v4) for an IPv4 client,
+// also one that reached a dual-stack socket as an IPv4-mapped address.
+func sessionAddrs(local netip.Addr, client netip.AddrPort) (netip.Addr, netip.AddrPort, bool) {
+	if client.Addr().Is4In6() || client.Addr().Is4() {
+		client = netip.AddrPortFrom(client.Addr().Unmap(), client.Port())
+		if local.Is4In6() {
+			local = local.Unmap()
+		}
+		if !local.Is4() {
+			local = netip.IPv4Unspecified()
+		}
+		return local, client, true
+	}
+	if !local.Is6() || local.Is4In6() {
+		local = netip.IPv6Unspecified()
+	}
+	return local, client, false
 }
 
 // plainConn is a session's own socket through net's calls, where the fast
