@@ -108,8 +108,12 @@ func TestReceiveAllocsPerPacket(t *testing.T) {
 				runReceive(t, s, sink, blocks, tc.blksize)
 			})
 		}
+		// A session's own allocations may differ by one or two between
+		// runs (a GC empties the pool of small buffers); a per-packet
+		// allocation would add thousands. (Regression: a CI run under
+		// -race counted 24 against 23.)
 		few, many := allocs(10), allocs(20000)
-		if many > few {
+		if many > few+2 {
 			t.Errorf("blksize %d window %d: %v allocations for 20000 blocks, %v for 10: the packet path allocates", tc.blksize, tc.window, many, few)
 		}
 	}
