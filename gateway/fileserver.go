@@ -109,7 +109,19 @@ func (h fileServer) StatContent(_ context.Context, req *Request) (int64, Content
 	if !h.statOK {
 		return 0, ContentInfo{}, errStatUntrusted
 	}
-	fi, err := h.root.Stat(req.Path)
+	// Where readableByAnyone walks the path (see it), the file's own
+	// Lstat is its last step: take the file's facts from it rather than
+	// resolve the path twice; a symbolic link is then opened instead.
+	var fi os.FileInfo
+	var err error
+	if fileinfo.OverridesReadPermission() {
+		fi, err = h.root.Lstat(req.Path)
+		if err == nil && fi.Mode()&os.ModeSymlink != 0 {
+			return 0, ContentInfo{}, errStatUntrusted
+		}
+	} else {
+		fi, err = h.root.Stat(req.Path)
+	}
 	if err != nil {
 		return 0, ContentInfo{}, err
 	}
@@ -151,6 +163,9 @@ func (h fileServer) readableByAnyone(name string, fi os.FileInfo, f *os.File) er
 	for i := range len(name) + 1 {
 		if i < len(name) && name[i] != '/' {
 			continue
+		}
+		if i == len(name) && f == nil {
+			break // StatContent's fi is the file's Lstat, not a link
 		}
 		st, err := h.root.Lstat(name[:i])
 		if err != nil {
