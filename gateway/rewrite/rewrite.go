@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/tftpgw/tftpgw/gateway"
+	"github.com/tftpgw/tftpgw/gateway/internal/placeholder"
 )
 
 // Rewriter is a compiled list of rules, made by [New]. It is immutable and
@@ -235,20 +236,10 @@ func expand(r *rule, path string, m []int, req *gateway.Request) (string, error)
 			if !a.IsValid() {
 				return "", errNoAddr
 			}
-			a = a.Unmap().WithZone("")
 			if p.kind == pieceClientIP {
-				b = a.AppendTo(b)
-				continue
-			}
-			const hexDigits = "0123456789ABCDEF"
-			if a.Is4() {
-				for _, x := range a.As4() {
-					b = append(b, hexDigits[x>>4], hexDigits[x&0xf])
-				}
+				b = placeholder.AppendClientIP(b, a)
 			} else {
-				for _, x := range a.As16() {
-					b = append(b, hexDigits[x>>4], hexDigits[x&0xf])
-				}
+				b = placeholder.AppendClientIPHex(b, a)
 			}
 		}
 	}

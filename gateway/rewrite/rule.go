@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/tftpgw/tftpgw/gateway"
+	"github.com/tftpgw/tftpgw/gateway/internal/placeholder"
 )
 
 // Rule is one rewrite rule; see the package documentation for how the
@@ -77,6 +78,8 @@ var placeholders = map[string]pieceKind{
 	"client_ip":     pieceClientIP,
 	"client_ip_hex": pieceClientIPHex,
 }
+
+func isPlaceholder(name string) bool { _, ok := placeholders[name]; return ok }
 
 // New compiles rules into a Rewriter. It reports every rule it refuses,
 // each as "rewrite: rule N: problem" with N the rule's index in rules
@@ -171,31 +174,18 @@ func parseReplace(s string, re *regexp.Regexp) ([]piece, error) {
 			flush()
 			pieces = append(pieces, piece{kind: pieceGroup, groups: groups})
 			i += 1 + n
-		case '{':
-			if i+1 < len(s) && s[i+1] == '{' {
-				lit.WriteByte('{')
-				i += 2
-				continue
+		case '{', '}':
+			l, name, n, err := placeholder.Scan(s, i, isPlaceholder, "{client_ip}, {client_ip_hex}")
+			if err != nil {
+				return nil, err
 			}
-			end := strings.IndexByte(s[i:], '}')
-			if end < 0 {
-				return nil, fmt.Errorf("the { at byte %d is not closed (write {{ for a literal brace)", i)
+			if l != 0 {
+				lit.WriteByte(l)
+			} else {
+				flush()
+				pieces = append(pieces, piece{kind: placeholders[name]})
 			}
-			name := s[i+1 : i+end]
-			kind, ok := placeholders[name]
-			if !ok {
-				return nil, fmt.Errorf("unknown placeholder {%s} (known: {client_ip}, {client_ip_hex}; write {{ for a literal brace)", name)
-			}
-			flush()
-			pieces = append(pieces, piece{kind: kind})
-			i += end + 1
-		case '}':
-			if i+1 < len(s) && s[i+1] == '}' {
-				lit.WriteByte('}')
-				i += 2
-				continue
-			}
-			return nil, fmt.Errorf("the } at byte %d closes nothing (write }} for a literal brace)", i)
+			i += n
 		default:
 			lit.WriteByte(c)
 			i++

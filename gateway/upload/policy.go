@@ -12,6 +12,7 @@ import (
 	"github.com/bmatcuk/doublestar/v4"
 
 	"github.com/tftpgw/tftpgw/gateway"
+	"github.com/tftpgw/tftpgw/gateway/internal/placeholder"
 )
 
 // Policy says which uploads a write handler receives, how large they may
@@ -221,6 +222,8 @@ var placeholders = map[string]pieceKind{
 	"client_ip_hex": pieceClientIPHex,
 }
 
+func isPlaceholder(name string) bool { _, ok := placeholders[name]; return ok }
+
 var errNoAddr = errors.New("the request has no valid client address for a placeholder")
 
 // parseTemplate parses a Policy.Path, "" meaning "{path}", and checks that
@@ -241,31 +244,18 @@ func parseTemplate(s string) (template, error) {
 	}
 	for i := 0; i < len(s); {
 		switch c := s[i]; c {
-		case '{':
-			if i+1 < len(s) && s[i+1] == '{' {
-				lit.WriteByte('{')
-				i += 2
-				continue
+		case '{', '}':
+			l, name, n, err := placeholder.Scan(s, i, isPlaceholder, "{path}, {client_ip}, {client_ip_hex}")
+			if err != nil {
+				return nil, err
 			}
-			end := strings.IndexByte(s[i:], '}')
-			if end < 0 {
-				return nil, fmt.Errorf("the { at byte %d is not closed (write {{ for a literal brace)", i)
+			if l != 0 {
+				lit.WriteByte(l)
+			} else {
+				flush()
+				t = append(t, piece{kind: placeholders[name]})
 			}
-			name := s[i+1 : i+end]
-			kind, ok := placeholders[name]
-			if !ok {
-				return nil, fmt.Errorf("unknown placeholder {%s} (known: {path}, {client_ip}, {client_ip_hex}; write {{ for a literal brace)", name)
-			}
-			flush()
-			t = append(t, piece{kind: kind})
-			i += end + 1
-		case '}':
-			if i+1 < len(s) && s[i+1] == '}' {
-				lit.WriteByte('}')
-				i += 2
-				continue
-			}
-			return nil, fmt.Errorf("the } at byte %d closes nothing (write }} for a literal brace)", i)
+			i += n
 		default:
 			lit.WriteByte(c)
 			i++
@@ -300,20 +290,10 @@ func (t template) expand(name string, a netip.Addr) (string, error) {
 			if !a.IsValid() {
 				return "", errNoAddr
 			}
-			a := a.Unmap().WithZone("")
 			if p.kind == pieceClientIP {
-				b = a.AppendTo(b)
-				continue
-			}
-			const hexDigits = "0123456789ABCDEF"
-			if a.Is4() {
-				for _, x := range a.As4() {
-					b = append(b, hexDigits[x>>4], hexDigits[x&0xf])
-				}
+				b = placeholder.AppendClientIP(b, a)
 			} else {
-				for _, x := range a.As16() {
-					b = append(b, hexDigits[x>>4], hexDigits[x&0xf])
-				}
+				b = placeholder.AppendClientIPHex(b, a)
 			}
 		}
 	}
