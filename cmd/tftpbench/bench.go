@@ -9,7 +9,6 @@ import (
 	"hash"
 	"io"
 	"os"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -57,70 +56,18 @@ func run(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 		want = h.Sum(nil)
 	}
 
-	// -d stops new transfers; in-flight transfers keep ctx so that they
-	// finish (they are bounded by their own timeouts and retries).
-	stopStarting := ctx
-	if cfg.duration > 0 {
-		var cancel context.CancelFunc
-		stopStarting, cancel = context.WithTimeout(ctx, cfg.duration)
-		defer cancel()
-	}
-
-	var (
-		next     atomic.Int64 // transfers started
-		cnt      counters
-		wg       sync.WaitGroup
-		perWork  = make([][]record, cfg.concurrency)
-		userCPU0 time.Duration
-		sysCPU0  time.Duration
-	)
-	userCPU0, sysCPU0 = cpuTime()
-	start := time.Now()
-
-	progressDone := make(chan struct{})
-	var progressWG sync.WaitGroup
-	if cfg.progress {
-		progressWG.Add(1)
-		go func() {
-			defer progressWG.Done()
-			showProgress(stderr, &cnt, start, progressDone)
-		}()
-	}
-
-	for w := range cfg.concurrency {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var h hash.Hash
-			if want != nil {
-				h = sha256.New()
-			}
-			for stopStarting.Err() == nil {
-				i := next.Add(1) - 1
-				if cfg.n > 0 && i >= int64(cfg.n) {
-					return
-				}
-				r := transfer(ctx, cfg, int(i), cfg.files[int(i%int64(len(cfg.files)))], h, want, wantSize, &cnt.bytes)
-				if r.err == nil && !r.mismatch {
-					cnt.ok.Add(1)
-				} else {
-					cnt.failed.Add(1)
-				}
-				perWork[w] = append(perWork[w], r)
-			}
-		}()
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	close(progressDone)
-	progressWG.Wait()
-	userCPU1, sysCPU1 := cpuTime()
-
-	var records []record
-	for _, rs := range perWork {
-		records = append(records, rs...)
-	}
-	s := summarize(cfg, records, elapsed, userCPU1-userCPU0, sysCPU1-sysCPU0)
+	var cnt counters
+	res := runLoad(ctx, cfg, &cnt, stderr, func() func(int) (record, bool) {
+		var h hash.Hash
+		if want != nil {
+			h = sha256.New()
+		}
+		return func(i int) (record, bool) {
+			r := transfer(ctx, cfg, i, cfg.files[i%len(cfg.files)], h, want, wantSize, &cnt.bytes)
+			return r, r.err == nil && !r.mismatch
+		}
+	})
+	s := summarize(cfg, res.results, res.elapsed, res.userCPU, res.sysCPU)
 	if cfg.json {
 		if err := writeJSON(stdout, s); err != nil {
 			return err

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -30,59 +29,14 @@ type machineResult struct {
 // runBoot plays cfg.steps once per machine, cfg.n machines (or until -d),
 // cfg.concurrency at a time, and prints the summary.
 func runBoot(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
-	stopStarting := ctx
-	if cfg.duration > 0 {
-		var cancel context.CancelFunc
-		stopStarting, cancel = context.WithTimeout(ctx, cfg.duration)
-		defer cancel()
-	}
-	var (
-		next    atomic.Int64
-		cnt     counters
-		wg      sync.WaitGroup
-		perWork = make([][]machineResult, cfg.concurrency)
-	)
-	user0, sys0 := cpuTime()
-	start := time.Now()
-	progressDone := make(chan struct{})
-	var progressWG sync.WaitGroup
-	if cfg.progress {
-		progressWG.Add(1)
-		go func() {
-			defer progressWG.Done()
-			showProgress(stderr, &cnt, start, progressDone)
-		}()
-	}
-	for w := range cfg.concurrency {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for stopStarting.Err() == nil {
-				i := next.Add(1) - 1
-				if cfg.n > 0 && i >= int64(cfg.n) {
-					return
-				}
-				m := bootMachine(ctx, cfg, int(i), &cnt.bytes)
-				if m.failed == "" {
-					cnt.ok.Add(1)
-				} else {
-					cnt.failed.Add(1)
-				}
-				perWork[w] = append(perWork[w], m)
-			}
-		}()
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	close(progressDone)
-	progressWG.Wait()
-	user1, sys1 := cpuTime()
-
-	var machines []machineResult
-	for _, ms := range perWork {
-		machines = append(machines, ms...)
-	}
-	s := summarizeBoot(cfg, machines, elapsed, cnt.bytes.Load(), user1-user0, sys1-sys0)
+	var cnt counters
+	res := runLoad(ctx, cfg, &cnt, stderr, func() func(int) (machineResult, bool) {
+		return func(i int) (machineResult, bool) {
+			m := bootMachine(ctx, cfg, i, &cnt.bytes)
+			return m, m.failed == ""
+		}
+	})
+	s := summarizeBoot(cfg, res.results, res.elapsed, cnt.bytes.Load(), res.userCPU, res.sysCPU)
 	if cfg.json {
 		if err := writeJSON(stdout, s); err != nil {
 			return err
