@@ -131,11 +131,7 @@ func (s *Server) startSession(ctx context.Context, c *config, a admitted) {
 		}
 		switch {
 		case err != nil:
-			var be interface{ BackendStats() BackendStats }
-			if errors.As(err, &be) {
-				b := be.BackendStats()
-				stats.Backend = &b
-			}
+			stats.Backend = backendStatsOf(err)
 			refuse, cause = errorOf(ErrorFor(err)), err
 		case content == nil:
 			refuse, cause = errorOf(ErrorFor(nil)), errors.New("gateway: handler returned no content and no error")
@@ -228,11 +224,7 @@ func (s *Server) receiveUpload(ctx context.Context, c *config, req *Request, ses
 	}
 	switch {
 	case err != nil:
-		var be interface{ BackendStats() BackendStats }
-		if errors.As(err, &be) {
-			b := be.BackendStats()
-			stats.Backend = &b
-		}
+		stats.Backend = backendStatsOf(err)
 		if errors.Is(err, ErrUploadRefused) {
 			s.state.writeRequests.Add(1)
 		}
@@ -248,6 +240,17 @@ func (s *Server) receiveUpload(ctx context.Context, c *config, req *Request, ses
 		}
 	}()
 	sess.Receive(up)
+}
+
+// backendStatsOf returns the backend stats a handler's error carries (a
+// method BackendStats, as package remote's errors have), or nil.
+func backendStatsOf(err error) *BackendStats {
+	var be interface{ BackendStats() BackendStats }
+	if !errors.As(err, &be) {
+		return nil
+	}
+	b := be.BackendStats()
+	return &b
 }
 
 // receive calls the write handler; a panic there is logged and returned
