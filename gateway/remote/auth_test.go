@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"errors"
 	"net"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -148,4 +150,42 @@ func TestBearerToken(t *testing.T) {
 			t.Errorf("recovery not logged:\n%s", lb)
 		}
 	})
+}
+
+// alertConn is a connection whose backend has sent a TLS alert and closed:
+// the write fails with a reset, and the alert waits to be read.
+type alertConn struct {
+	net.Conn
+	reads int
+}
+
+func (c *alertConn) Write(p []byte) (int, error) {
+	return 0, &net.OpError{Op: "write", Net: "tcp", Err: syscall.EPIPE}
+}
+
+func (c *alertConn) Read(p []byte) (int, error) {
+	c.reads++
+	return 0, &net.OpError{Op: "remote error", Err: errors.New("tls: certificate required")}
+}
+
+func (c *alertConn) SetReadDeadline(time.Time) error { return nil }
+
+// TestRefusedCertificateSeenOnWrite: a TLS 1.3 backend refusing the client
+// certificate may make grpc's first write fail before its reader sees the
+// alert (a CI run logged only "broken pipe"); the refusal is still reported.
+func TestRefusedCertificateSeenOnWrite(t *testing.T) {
+	log, lb := testLogger(t)
+	w := &watcher{log: log, target: "backend:7070", state: map[string]string{}}
+	raw := &alertConn{}
+	c := &watchConn{Conn: raw, w: w, key: keyTLS + "10.0.0.1:7070"}
+	if _, err := c.Write([]byte("PRI * HTTP/2.0")); !errors.Is(err, syscall.EPIPE) {
+		t.Fatalf("write: %v", err)
+	}
+	// grpc closes the connection now, without reading it.
+	if errs := lb.lines("level=ERROR", "refused this gateway's TLS client certificate", "certificate required", "10.0.0.1:7070"); len(errs) != 1 {
+		t.Errorf("want one error line, got:\n%s", lb)
+	}
+	if _, err := c.Write([]byte("again")); err == nil || raw.reads != 1 {
+		t.Errorf("second write: %v after %d reads; want the error and only the first failure to look", err, raw.reads)
+	}
 }

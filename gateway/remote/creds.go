@@ -7,6 +7,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc/credentials"
 )
@@ -95,6 +96,13 @@ func (c *watchCreds) Clone() credentials.TransportCredentials {
 
 // watchConn reports the outcome of the first read of a TLS connection: the
 // backend's HTTP/2 settings, or its TLS alert refusing the gateway.
+//
+// The alert can also show as a failed write: the backend closes right after
+// sending it, so the client preface that grpc writes may meet a reset, and
+// grpc may close the connection before its reader has seen the alert. A write
+// that fails before the first read therefore reads what the backend sent,
+// which is already in the kernel's buffer (TCP delivers the alert before the
+// reset), so that the operator learns the reason rather than "broken pipe".
 type watchConn struct {
 	net.Conn
 	w    *watcher
@@ -102,18 +110,38 @@ type watchConn struct {
 	once sync.Once
 }
 
+// alertWait bounds the read that looks for an alert after a failed write.
+const alertWait = 200 * time.Millisecond
+
 func (c *watchConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
-	c.once.Do(func() {
-		var op *net.OpError
-		switch {
-		case n > 0:
-			c.w.good(c.key, "backend TLS connection accepted")
-		case errors.As(err, &op) && op.Op == "remote error":
-			c.w.bad(c.key, slog.LevelError, "backend refused this gateway's TLS client certificate", op.Error())
-		}
-	})
+	c.once.Do(func() { c.report(n, err) })
 	return n, err
+}
+
+func (c *watchConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	if err != nil {
+		c.once.Do(func() {
+			// The connection is lost either way; what is read here is
+			// only looked at, never handed to grpc.
+			_ = c.Conn.SetReadDeadline(time.Now().Add(alertWait))
+			var b [64]byte
+			rn, rerr := c.Conn.Read(b[:])
+			c.report(rn, rerr)
+		})
+	}
+	return n, err
+}
+
+func (c *watchConn) report(n int, err error) {
+	var op *net.OpError
+	switch {
+	case n > 0:
+		c.w.good(c.key, "backend TLS connection accepted")
+	case errors.As(err, &op) && op.Op == "remote error":
+		c.w.bad(c.key, slog.LevelError, "backend refused this gateway's TLS client certificate", op.Error())
+	}
 }
 
 func tlsReason(err error) string {
