@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/tftpgw/tftpgw/gateway"
 	tftpgwv1 "github.com/tftpgw/tftpgw/proto/tftpgw/v1"
@@ -133,6 +134,9 @@ func (s *Service) Read(in *tftpgwv1.ReadRequest, stream grpc.ServerStreamingServ
 	if info.MaxAge > 0 {
 		h.MaxAge = durationpb.New(info.MaxAge)
 	}
+	if !info.ModTime.IsZero() {
+		h.Modified = timestamppb.New(info.ModTime)
+	}
 	if err := stream.Send(&tftpgwv1.ReadResponse{Msg: &tftpgwv1.ReadResponse_Header{Header: h}}); err != nil {
 		return err
 	}
@@ -229,6 +233,9 @@ func requestFrom(in *tftpgwv1.ReadRequest) (*gateway.Request, error) {
 		Mode:       in.GetMode(),
 		RemoteAddr: addrPort(in.GetClient()),
 		LocalAddr:  addrPort(in.GetLocalAddress()),
+	}
+	if in.GetProtocol() == tftpgwv1.Protocol_PROTOCOL_HTTP {
+		req.Protocol = gateway.ProtocolHTTP
 	}
 	if opts := in.GetOptions(); len(opts) > 0 {
 		req.Options = make([]gateway.Option, len(opts))

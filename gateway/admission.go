@@ -17,6 +17,10 @@ type Arrival struct {
 	RawPath string         // the filename as the client sent it
 	Mode    string         // the transfer mode, lower-cased
 	At      time.Time      // when the request reached the socket
+	// Protocol is TFTP, or HTTP for a request to [Server.ServeHTTP]:
+	// refusing it answers with the HTTP status of the Error (see
+	// ServeHTTP), dropping it closes the connection without an answer.
+	Protocol Protocol
 }
 
 // AdmitAction is what an admission hook does with a request.

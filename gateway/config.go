@@ -30,6 +30,7 @@ type config struct {
 	sessionStats  func(SessionStats)
 	serverStats   func(ServerStats)
 	statsInterval time.Duration
+	httpTimeout   time.Duration
 
 	maxWindowMemory          int64 // <= 0: none
 	maxWindowMemoryPerClient int64 // <= 0: none
@@ -121,6 +122,7 @@ func (s *Server) resolve() *config {
 		sessionStats:  s.SessionStatsFunc,
 		serverStats:   s.ServerStatsFunc,
 		statsInterval: s.StatsInterval,
+		httpTimeout:   s.HTTPTimeout,
 
 		limits: requestLimits{
 			maxSessions:          orDefault(s.MaxSessions, DefaultMaxSessions),
@@ -172,6 +174,9 @@ func (s *Server) resolve() *config {
 	}
 	if c.statsInterval <= 0 {
 		c.statsInterval = DefaultStatsInterval
+	}
+	if c.httpTimeout <= 0 {
+		c.httpTimeout = DefaultHTTPTimeout
 	}
 	c.session = session.Config{
 		Refuse:        refusedOptions(s.RefuseOptions),

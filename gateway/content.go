@@ -34,6 +34,7 @@ func NewContent(r io.Reader, size int64) Content {
 type readerContent struct {
 	r    io.Reader
 	size int64
+	base int64 // the offset in r of the first byte, if r is an io.Seeker
 }
 
 func (c *readerContent) Read(p []byte) (int, error) { return c.r.Read(p) }
@@ -66,7 +67,7 @@ func ReadSeekerContent(rs io.ReadSeeker) (Content, error) {
 	if _, err := rs.Seek(cur, io.SeekStart); err != nil {
 		return nil, fmt.Errorf("gateway: seek: %w", err)
 	}
-	return NewContent(rs, end-cur), nil
+	return &readerContent{r: rs, size: end - cur, base: cur}, nil
 }
 
 // ErrNotRegular is returned by [FileContent] for a directory or any other
@@ -92,7 +93,7 @@ func FileContent(f *os.File) (Content, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gateway: seek: %w", err)
 	}
-	return &fileContent{f: f, size: fi.Size() - off, version: fileETag(fi), partial: off != 0}, nil
+	return &fileContent{f: f, size: fi.Size() - off, version: fileETag(fi), modTime: fi.ModTime(), base: off}, nil
 }
 
 // ContentInfo describes a content's version for caching and resuming.
@@ -110,6 +111,9 @@ type ContentInfo struct {
 	// they differ, before the session sends the final block. The server
 	// does not hash contents of in-process handlers itself.
 	SHA256 [32]byte
+	// ModTime, if not zero, is when the content last changed: an HTTP
+	// response's Last-Modified (see [Server.ServeHTTP]).
+	ModTime time.Time
 }
 
 // InfoContent is implemented by a Content that knows its version. The

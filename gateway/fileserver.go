@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/tftpgw/tftpgw/gateway/internal/fileinfo"
 	"github.com/tftpgw/tftpgw/gateway/internal/session"
@@ -90,7 +92,7 @@ func (h fileServer) ServeTFTP(_ context.Context, req *Request) (Content, error) 
 		f.Close()
 		return nil, err
 	}
-	return &fileContent{f: f, size: fi.Size(), version: fileETag(fi)}, nil
+	return &fileContent{f: f, size: fi.Size(), version: fileETag(fi), modTime: fi.ModTime()}, nil
 }
 
 // StatContent reports the size and ETag that ServeTFTP's content for req
@@ -211,25 +213,33 @@ var errAccess = &Error{Code: ErrAccessViolation, Message: "access violation"}
 // fileContent is FileServer's content, and FileContent's.
 type fileContent struct {
 	f       *os.File
-	size    int64  // the bytes to send: from the offset to the end
-	version string // the file's ETag when opened (see fileETag)
-	partial bool   // not from the file's start (FileContent of a file read or seeked): no ETag
+	size    int64     // the bytes to send: from the offset to the end
+	version string    // the file's ETag when opened (see fileETag)
+	modTime time.Time // the file's modification time when opened
+	base    int64     // the offset of the content's first byte: not 0 for FileContent of a file read or seeked, which has no ETag
 }
 
 func (c *fileContent) Read(p []byte) (int, error) { return c.f.Read(p) }
 func (c *fileContent) Close() error               { return c.f.Close() }
 func (c *fileContent) Size() int64                { return c.size }
 
-// Seek lets a caller resume at an offset (the gRPC backend SDK does).
-func (c *fileContent) Seek(off int64, whence int) (int64, error) { return c.f.Seek(off, whence) }
+// Seek lets a caller resume at an offset (the gRPC backend SDK does, and
+// an HTTP range request). Offsets are the content's, from its first byte.
+func (c *fileContent) Seek(off int64, whence int) (int64, error) {
+	if whence == io.SeekStart {
+		off += c.base
+	}
+	n, err := c.f.Seek(off, whence)
+	return n - c.base, err
+}
 
 // Info returns the file's ETag, none for a content that does not start at
 // the file's start (its bytes are not the version's).
 func (c *fileContent) Info() ContentInfo {
-	if c.partial {
+	if c.base != 0 {
 		return ContentInfo{}
 	}
-	return ContentInfo{ETag: c.version}
+	return ContentInfo{ETag: c.version, ModTime: c.modTime}
 }
 
 // File returns the file (the session sends large blocks from its pages).

@@ -74,6 +74,13 @@ type Request struct {
 	// LocalAddr is the address the request was sent to and the port it
 	// arrived on. Replies are sent from this address.
 	LocalAddr netip.AddrPort
+
+	// Protocol is the protocol the request came by: TFTP, or HTTP when
+	// the server answers it in [Server.ServeHTTP] (Mode is then "octet",
+	// Options are empty and RawPath is the URL's path). A handler may
+	// answer differently; a content that differs by protocol must not be
+	// cached by path (its ContentInfo.MaxAge must be zero).
+	Protocol Protocol
 }
 
 // Option returns the value of the named option (case-insensitive) and

@@ -64,6 +64,11 @@ type serverState struct {
 	uploads       [numOutcomes]atomic.Int64 // also in outcomes
 	bytesReceived atomic.Int64
 	unanswered    atomic.Int64 // window memory held by uploads whose client has not answered (see sessionHost.Unanswered)
+
+	// HTTP requests (http.go).
+	httpActive, httpBytesSent atomic.Int64
+	httpMu                    sync.Mutex
+	httpStatus                map[int]int64 // finished requests by status; guarded by httpMu
 }
 
 // sessionKey identifies a running session, to ignore duplicate RRQs.

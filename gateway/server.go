@@ -164,5 +164,13 @@ type Server struct {
 	// inverted ends.
 	PortRange PortRange
 
+	// HTTPTimeout bounds how long an HTTP client (see [Server.ServeHTTP])
+	// may take to accept each part of a response body, at most 32 KiB: a
+	// client that stops reading is cut off after it, so that it cannot
+	// hold a backend stream or cached content. 30 s if zero. The net/http
+	// Server's own timeouts bound the rest (reading the request, idle
+	// connections).
+	HTTPTimeout time.Duration
+
 	state serverState // guarded by its own mutex; see serve.go
 }

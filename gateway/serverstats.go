@@ -41,6 +41,15 @@ func (s *Server) Stats() ServerStats {
 			r.Uploads[Outcome(o)] = n
 		}
 	}
+	r.HTTPActive, r.HTTPBytesSent = st.httpActive.Load(), st.httpBytesSent.Load()
+	st.httpMu.Lock()
+	if len(st.httpStatus) > 0 {
+		r.HTTPRequests = make(map[int]int64, len(st.httpStatus))
+		for k, v := range st.httpStatus {
+			r.HTTPRequests[k] = v
+		}
+	}
+	st.httpMu.Unlock()
 	for i := range st.errCounts {
 		if n := st.errCounts[i].Load(); n > 0 {
 			r.ErrorsSent[ErrorCode(i)] = n

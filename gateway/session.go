@@ -369,10 +369,14 @@ func logSession(l *slog.Logger, st *SessionStats) {
 	if st.RewrittenPath != "" {
 		attrs = append(attrs, slog.String("rewritten", st.RewrittenPath))
 	}
-	attrs = append(attrs,
-		slog.String("mode", st.Mode),
-		slog.String("outcome", st.Outcome.String()),
-	)
+	attrs = append(attrs, slog.String("outcome", st.Outcome.String()))
+	if st.Protocol == ProtocolHTTP {
+		attrs = logAttrsHTTP(attrs, st)
+		attrs = append(attrs, slog.Duration("duration", st.Duration))
+		logEnd(l, st, attrs)
+		return
+	}
+	attrs = append(attrs, slog.String("mode", st.Mode))
 	if st.Write {
 		attrs = append(attrs, slog.Bool("upload", true), slog.Int64("bytes", st.BytesReceived))
 	} else {
@@ -384,6 +388,12 @@ func logSession(l *slog.Logger, st *SessionStats) {
 		slog.Int64("retransmits", st.Retransmits),
 		slog.Duration("duration", st.Duration),
 	)
+	logEnd(l, st, attrs)
+}
+
+// logEnd adds the errors and the cause to a session's attributes and
+// writes its line.
+func logEnd(l *slog.Logger, st *SessionStats, attrs []slog.Attr) {
 	if e := st.ErrorSent; e != nil {
 		attrs = append(attrs, slog.Int("error_code", int(e.Code)), slog.String("error", e.Message))
 	}

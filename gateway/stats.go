@@ -51,6 +51,13 @@ type SessionStats struct {
 	// leave it false.
 	Write bool
 
+	// Protocol is the protocol of the request. An HTTP request (see
+	// [Server.ServeHTTP]) has its status in HTTPStatus and the body bytes
+	// written in BytesSent and BytesAcked; its BlockSize, WindowSize,
+	// options and packet counts are zero.
+	Protocol   Protocol
+	HTTPStatus int
+
 	RawPath string
 	Path    string // normalised, as requested
 	// RewrittenPath is the path the handler served, when a middleware
@@ -135,6 +142,15 @@ type ServerStats struct {
 	Uploads map[Outcome]int64
 	// BytesReceived are the payload bytes uploads received in order.
 	BytesReceived int64
+
+	// HTTP requests (see [Server.ServeHTTP]) are counted here and in
+	// BusyRefusals, PolicyRefusals, PolicyDrops and IntegrityFailures,
+	// never in the TFTP counters above: HTTPActive are those running,
+	// HTTPRequests the finished ones by status, HTTPBytesSent the body
+	// bytes written.
+	HTTPActive    int64
+	HTTPRequests  map[int]int64
+	HTTPBytesSent int64
 
 	// Final is set on the last report, made when the server stops.
 	Final bool

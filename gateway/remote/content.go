@@ -59,6 +59,7 @@ type content struct {
 	etag   string
 	maxAge time.Duration
 	digest []byte    // SHA-256 of the whole content; nil if none
+	mtime  time.Time // when the content last changed; zero if unknown
 	hash   hash.Hash // of the bytes received so far, when digest is set
 
 	// The current call.
@@ -115,6 +116,10 @@ func readRequest(r *gateway.Request, edgeID string) *tftpgwv1.ReadRequest {
 		PathBytes:    []byte(r.Path),
 	}
 	req.Options = options(r.Options)
+	req.Protocol = tftpgwv1.Protocol_PROTOCOL_TFTP
+	if r.Protocol == gateway.ProtocolHTTP {
+		req.Protocol = tftpgwv1.Protocol_PROTOCOL_HTTP
+	}
 	return req
 }
 
@@ -174,6 +179,9 @@ func (c *content) start() error {
 	c.etag = hdr.GetEtag()
 	if d := hdr.GetMaxAge(); d != nil && d.IsValid() && d.AsDuration() > 0 {
 		c.maxAge = d.AsDuration()
+	}
+	if m := hdr.GetModified(); m != nil && m.IsValid() {
+		c.mtime = m.AsTime()
 	}
 	if d := hdr.GetSha256(); len(d) > 0 {
 		c.digest = d
@@ -389,19 +397,81 @@ func (c *content) broke(err error) {
 			c.fail(wrap(tftpError(oerr), fmt.Errorf("resume at byte %d: %w", c.received, oerr)))
 			return
 		}
-		size := headerSize(hdr)
-		if hdr.GetEtag() != c.etag || size != c.size {
-			c.fail(wrap(errChanged, fmt.Errorf("resume at byte %d: backend sent etag %q size %d, want etag %q size %d",
-				c.received, hdr.GetEtag(), size, c.etag, c.size)))
-			return
-		}
-		if d := hdr.GetSha256(); len(d) > 0 && c.digest != nil && !bytes.Equal(d, c.digest) {
-			c.fail(wrap(errChanged, fmt.Errorf("resume at byte %d: backend sent sha256 %x, want %x", c.received, d, c.digest)))
-			return
+		if err := c.sameVersion(hdr, c.received); err != nil {
+			c.fail(err)
 		}
 		return
 	}
 }
+
+// sameVersion checks that the header of a call at offset describes the
+// version of the first header.
+func (c *content) sameVersion(hdr *tftpgwv1.Header, offset int64) error {
+	size := headerSize(hdr)
+	if hdr.GetEtag() != c.etag || size != c.size {
+		return wrap(errChanged, fmt.Errorf("resume at byte %d: backend sent etag %q size %d, want etag %q size %d",
+			offset, hdr.GetEtag(), size, c.etag, c.size))
+	}
+	if d := hdr.GetSha256(); len(d) > 0 && c.digest != nil && !bytes.Equal(d, c.digest) {
+		return wrap(errChanged, fmt.Errorf("resume at byte %d: backend sent sha256 %x, want %x", offset, d, c.digest))
+	}
+	return nil
+}
+
+// Seek implements io.Seeker, for a range of the content (an HTTP range
+// request, see gateway.Server.ServeHTTP): the content is read on from
+// offset on a new call, which asks the backend for that offset with the
+// first header's etag, as a resume does, and must be confirmed the same
+// way (the offset echoed, the same etag and size), so that a range is
+// never spliced from another version. Bytes already received are not
+// asked for again. A content without an etag cannot seek. A range that
+// does not reach the end of the content is not checked against its
+// SHA-256 digest: after a seek, the digest is not checked at all.
+func (c *content) Seek(offset int64, whence int) (int64, error) {
+	pos := c.received - int64(len(c.buf))
+	switch whence {
+	case io.SeekStart:
+	case io.SeekCurrent:
+		offset += pos
+	case io.SeekEnd:
+		if c.size < 0 {
+			return 0, errors.New("remote: seek from the end of a content of unknown size")
+		}
+		offset += c.size
+	default:
+		return 0, errors.New("remote: seek: invalid whence")
+	}
+	switch {
+	case offset == pos:
+		return pos, nil
+	case offset < 0 || c.size >= 0 && offset > c.size:
+		return 0, fmt.Errorf("remote: seek to %d, outside the content's %d bytes", offset, c.size)
+	case c.err != nil && c.err != io.EOF:
+		return 0, c.err
+	case c.etag == "":
+		return 0, errors.New("remote: the content has no etag: it cannot be read from an offset")
+	case offset > pos && offset <= c.received:
+		c.buf = c.buf[offset-pos:]
+		return offset, nil
+	}
+	c.endCall(errSeek)
+	c.buf, c.err, c.hash = nil, nil, nil
+	hdr, err := c.open(offset, c.h.cfg.HeaderTimeout)
+	if err == nil {
+		err = c.sameVersion(hdr, offset)
+	} else {
+		err = wrap(tftpError(err), fmt.Errorf("reading from byte %d: %w", offset, err))
+	}
+	if err != nil {
+		c.fail(err)
+		return 0, err
+	}
+	c.received = offset
+	return offset, nil
+}
+
+// errSeek ends a call whose content was sought elsewhere.
+var errSeek = errors.New("content read from another offset")
 
 // Close cancels the call. It implements io.Closer.
 func (c *content) Close() error {
@@ -414,7 +484,7 @@ func (c *content) Size() int64 { return c.size }
 
 // Info returns the etag, max age and digest from the header.
 func (c *content) Info() gateway.ContentInfo {
-	info := gateway.ContentInfo{ETag: c.etag, MaxAge: c.maxAge}
+	info := gateway.ContentInfo{ETag: c.etag, MaxAge: c.maxAge, ModTime: c.mtime}
 	copy(info.SHA256[:], c.digest)
 	return info
 }

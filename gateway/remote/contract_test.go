@@ -260,7 +260,7 @@ func TestRequestBytesReachTheBackend(t *testing.T) {
 			Options: []gateway.Option{{Name: "x-\xe9", Value: "\xc0\xaf"}},
 		}, "edge")
 		want := &tftpgwv1.ReadRequest{
-			RawPath: "caf\uFFFD.cfg\uFFFD", Path: "caf\uFFFD.cfg", EdgeId: "edge",
+			RawPath: "caf\uFFFD.cfg\uFFFD", Path: "caf\uFFFD.cfg", EdgeId: "edge", Protocol: tftpgwv1.Protocol_PROTOCOL_TFTP,
 			RawPathBytes: []byte("caf\xe9.cfg\xff"), PathBytes: []byte("caf\xe9.cfg"),
 			Options: []*tftpgwv1.Option{{Name: "x-\uFFFD", Value: "\uFFFD\uFFFD", NameBytes: []byte("x-\xe9"), ValueBytes: []byte("\xc0\xaf")}},
 		}

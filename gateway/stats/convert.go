@@ -43,6 +43,12 @@ func SessionProto(edgeID string, s gateway.SessionStats) *tftpgwv1.SessionStats 
 		Direction:         tftpgwv1.Direction_DIRECTION_READ,
 		Duration:          durationpb.New(s.Duration),
 	}
+	if s.Protocol == gateway.ProtocolHTTP {
+		p.Protocol = tftpgwv1.Protocol_PROTOCOL_HTTP
+		p.HttpStatus = uint32(max(s.HTTPStatus, 0))
+	} else {
+		p.Protocol = tftpgwv1.Protocol_PROTOCOL_TFTP
+	}
 	if s.Write {
 		p.Direction = tftpgwv1.Direction_DIRECTION_WRITE
 		p.BytesReceived = count(s.BytesReceived)
@@ -121,12 +127,13 @@ func (r *ServerReports) Next(s gateway.ServerStats, x Extra, final bool) (report
 		interval = s.Time.Sub(r.prevTime)
 	}
 	p := &tftpgwv1.ServerStats{
-		EdgeId:         text(r.EdgeID),
-		Interval:       durationpb.New(interval),
-		ActiveSessions: count(s.ActiveSessions),
-		Delta:          subCounters(total, r.prev),
-		Total:          total,
-		Final:          final,
+		EdgeId:             text(r.EdgeID),
+		Interval:           durationpb.New(interval),
+		ActiveSessions:     count(s.ActiveSessions),
+		ActiveHttpRequests: count(s.HTTPActive),
+		Delta:              subCounters(total, r.prev),
+		Total:              total,
+		Final:              final,
 	}
 	if !s.Time.IsZero() {
 		p.Time = timestamppb.New(s.Time)

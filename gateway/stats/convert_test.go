@@ -65,6 +65,7 @@ func TestSessionProto(t *testing.T) {
 		Duration:          durationpb.New(time.Second),
 		TimeToFirstData:   durationpb.New(time.Millisecond),
 		Direction:         tftpgwv1.Direction_DIRECTION_READ,
+		Protocol:          tftpgwv1.Protocol_PROTOCOL_TFTP,
 	}
 	got := stats.SessionProto("edge1", s)
 	if !proto.Equal(got, want) {

@@ -219,6 +219,31 @@ var counters = []counter{
 		help:      "Payload bytes of uploads received in order, each block once.",
 		server:    func(s *gateway.ServerStats) int64 { return s.BytesReceived },
 	},
+	{
+		field:     "http_requests",
+		edge:      "tftpgw_http_requests_total",
+		collector: "tftpgw_collector_edge_http_requests_total",
+		label:     "status",
+		help:      "Finished HTTP requests (tftpgw -http), by status code; not in the TFTP session counters.",
+		fill: func(c *tftpgwv1.Counters, s *gateway.ServerStats, _ *Extra) {
+			for code, n := range s.HTTPRequests {
+				if n > 0 && code >= 0 {
+					if c.HttpRequests == nil {
+						c.HttpRequests = make(map[uint32]uint64, len(s.HTTPRequests))
+					}
+					c.HttpRequests[uint32(code)] = uint64(n)
+				}
+			}
+		},
+		keys: []string{"200", "206", "304", "400", "403", "404", "405", "412", "416", "500", "503"},
+	},
+	{
+		field:     "http_bytes_sent",
+		edge:      "tftpgw_http_bytes_sent_total",
+		collector: "tftpgw_collector_edge_http_bytes_sent_total",
+		help:      "Body bytes of HTTP responses written.",
+		server:    func(s *gateway.ServerStats) int64 { return s.HTTPBytesSent },
+	},
 }
 
 // uploads is the row of the uploads with outcome o.

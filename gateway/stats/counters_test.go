@@ -136,6 +136,9 @@ func everyCounter(t *testing.T) (gateway.ServerStats, int64) {
 			for _, o := range []gateway.Outcome{gateway.OutcomeOK, gateway.OutcomeError, gateway.OutcomeAborted, gateway.OutcomeTimeout} {
 				s.Uploads[o] = next()
 			}
+		case name == "HTTPRequests":
+			// 299 is no status the metrics list: shown as "other".
+			s.HTTPRequests = map[int]int64{200: next(), 404: next(), 299: next()}
 		case name == "ErrorsSent":
 			// 12 is no TFTP code: the metrics show it as "other".
 			s.ErrorsSent = map[gateway.ErrorCode]int64{1: next(), 5: next(), 12: next()}
@@ -147,7 +150,7 @@ func everyCounter(t *testing.T) (gateway.ServerStats, int64) {
 }
 
 // notCounter are the fields of gateway.ServerStats that are no counters.
-var notCounter = map[string]bool{"Time": true, "Interval": true, "ActiveSessions": true, "Final": true}
+var notCounter = map[string]bool{"Time": true, "Interval": true, "ActiveSessions": true, "HTTPActive": true, "Final": true}
 
 // TestServerStatsReachCounters: each counter of gateway.ServerStats and
 // Extra, set alone, reaches the Counters of a report.

@@ -74,6 +74,7 @@ type Metrics struct {
 
 	counters   *CounterMetrics
 	descActive *prometheus.Desc
+	descHTTP   *prometheus.Desc
 }
 
 // NewMetrics returns the metrics of an edge, registered in a new private
@@ -105,6 +106,7 @@ func NewMetrics() *Metrics {
 			grpcprom.WithHistogramBuckets(latencyBuckets))),
 		counters:   edgeCounterMetrics(),
 		descActive: prometheus.NewDesc("tftpgw_active_sessions", "TFTP sessions running now.", nil, nil),
+		descHTTP:   prometheus.NewDesc("tftpgw_active_http_requests", "HTTP requests running now (tftpgw -http).", nil, nil),
 	}
 	m.last.Time = time.Now()
 	m.reg.MustRegister(
@@ -261,6 +263,7 @@ type serverCollector Metrics
 func (c *serverCollector) Describe(ch chan<- *prometheus.Desc) {
 	c.counters.Describe(ch)
 	ch <- c.descActive
+	ch <- c.descHTTP
 }
 
 func (c *serverCollector) Collect(ch chan<- prometheus.Metric) {
@@ -273,10 +276,13 @@ func (c *serverCollector) Collect(ch chan<- prometheus.Metric) {
 	s.DuplicateAcks = max(s.DuplicateAcks, c.duplicateAcks.Load())
 	c.counters.Collect(ch, countersProto(s, (*Metrics)(c).extra()))
 	ch <- prometheus.MustNewConstMetric(c.descActive, prometheus.GaugeValue, float64(s.ActiveSessions))
+	ch <- prometheus.MustNewConstMetric(c.descHTTP, prometheus.GaugeValue, float64(s.HTTPActive))
 }
 
 func cloneServerStats(s gateway.ServerStats) gateway.ServerStats {
 	s.Sessions = maps.Clone(s.Sessions)
 	s.ErrorsSent = maps.Clone(s.ErrorsSent)
+	s.Uploads = maps.Clone(s.Uploads)
+	s.HTTPRequests = maps.Clone(s.HTTPRequests)
 	return s
 }

@@ -13,6 +13,7 @@ import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -24,6 +25,59 @@ const (
 	// Verify that runtime/protoimpl is sufficiently up-to-date.
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
+
+// Protocol is the protocol a client asked by.
+type Protocol int32
+
+const (
+	// Not set: an edge from before HTTP, whose requests are all TFTP.
+	Protocol_PROTOCOL_UNSPECIFIED Protocol = 0
+	// TFTP (RFC 1350).
+	Protocol_PROTOCOL_TFTP Protocol = 1
+	// HTTP/1.1 GET or HEAD.
+	Protocol_PROTOCOL_HTTP Protocol = 2
+)
+
+// Enum value maps for Protocol.
+var (
+	Protocol_name = map[int32]string{
+		0: "PROTOCOL_UNSPECIFIED",
+		1: "PROTOCOL_TFTP",
+		2: "PROTOCOL_HTTP",
+	}
+	Protocol_value = map[string]int32{
+		"PROTOCOL_UNSPECIFIED": 0,
+		"PROTOCOL_TFTP":        1,
+		"PROTOCOL_HTTP":        2,
+	}
+)
+
+func (x Protocol) Enum() *Protocol {
+	p := new(Protocol)
+	*p = x
+	return p
+}
+
+func (x Protocol) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Protocol) Descriptor() protoreflect.EnumDescriptor {
+	return file_tftpgw_v1_content_proto_enumTypes[0].Descriptor()
+}
+
+func (Protocol) Type() protoreflect.EnumType {
+	return &file_tftpgw_v1_content_proto_enumTypes[0]
+}
+
+func (x Protocol) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Protocol.Descriptor instead.
+func (Protocol) EnumDescriptor() ([]byte, []int) {
+	return file_tftpgw_v1_content_proto_rawDescGZIP(), []int{0}
+}
 
 // WriteRequest is one message of a Write stream from the edge: start
 // first, then data, then end.
@@ -552,7 +606,13 @@ type ReadRequest struct {
 	// The normalised path (see path) byte for byte. Always set by edges that
 	// know this field; equal to path's bytes when the filename is valid
 	// UTF-8.
-	PathBytes     []byte `protobuf:"bytes,12,opt,name=path_bytes,json=pathBytes,proto3" json:"path_bytes,omitempty"`
+	PathBytes []byte `protobuf:"bytes,12,opt,name=path_bytes,json=pathBytes,proto3" json:"path_bytes,omitempty"`
+	// The protocol the client asked by: TFTP, or HTTP when the edge serves
+	// the same content over HTTP (tftpgw -http). A backend may answer
+	// differently; a content that differs by protocol must have no max_age,
+	// since the edge caches by path. For HTTP, mode is "octet", options are
+	// empty and raw_path is the URL's path.
+	Protocol      Protocol `protobuf:"varint,13,opt,name=protocol,proto3,enum=tftpgw.v1.Protocol" json:"protocol,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -669,6 +729,13 @@ func (x *ReadRequest) GetPathBytes() []byte {
 		return x.PathBytes
 	}
 	return nil
+}
+
+func (x *ReadRequest) GetProtocol() Protocol {
+	if x != nil {
+		return x.Protocol
+	}
+	return Protocol_PROTOCOL_UNSPECIFIED
 }
 
 // Option is one TFTP option of a request.
@@ -921,7 +988,11 @@ type Header struct {
 	// that no client completes a wrong file; the mismatch is logged and
 	// counted. A resumed call's header must carry the same digest (or none).
 	// A value of another length is a protocol error (TFTP error 0).
-	Sha256        []byte `protobuf:"bytes,5,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	Sha256 []byte `protobuf:"bytes,5,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	// When the content last changed, if the backend knows: the edge sends it
+	// as an HTTP response's Last-Modified (tftpgw -http) and answers
+	// If-Modified-Since with it.
+	Modified      *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=modified,proto3" json:"modified,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -991,6 +1062,13 @@ func (x *Header) GetSha256() []byte {
 	return nil
 }
 
+func (x *Header) GetModified() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Modified
+	}
+	return nil
+}
+
 // TFTPError, attached to the details of a failed call's status, chooses the
 // TFTP ERROR packet the client receives. The edge sends exactly this code
 // and message instead of the one derived from the status code.
@@ -1053,7 +1131,7 @@ var File_tftpgw_v1_content_proto protoreflect.FileDescriptor
 
 const file_tftpgw_v1_content_proto_rawDesc = "" +
 	"\n" +
-	"\x17tftpgw/v1/content.proto\x12\ttftpgw.v1\x1a\x1egoogle/protobuf/duration.proto\"\x83\x01\n" +
+	"\x17tftpgw/v1/content.proto\x12\ttftpgw.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x83\x01\n" +
 	"\fWriteRequest\x12-\n" +
 	"\x05start\x18\x01 \x01(\v2\x15.tftpgw.v1.WriteStartH\x00R\x05start\x12\x14\n" +
 	"\x04data\x18\x02 \x01(\fH\x00R\x04data\x12'\n" +
@@ -1085,7 +1163,7 @@ const file_tftpgw_v1_content_proto_rawDesc = "" +
 	"\x03msg\"\x0f\n" +
 	"\rWriteAccepted\"!\n" +
 	"\vWriteStored\x12\x12\n" +
-	"\x04size\x18\x01 \x01(\x03R\x04size\"\x92\x03\n" +
+	"\x04size\x18\x01 \x01(\x03R\x04size\"\xc3\x03\n" +
 	"\vReadRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x19\n" +
@@ -1101,7 +1179,8 @@ const file_tftpgw_v1_content_proto_rawDesc = "" +
 	" \x01(\tR\aifMatch\x12$\n" +
 	"\x0eraw_path_bytes\x18\v \x01(\fR\frawPathBytes\x12\x1d\n" +
 	"\n" +
-	"path_bytes\x18\f \x01(\fR\tpathBytes\"r\n" +
+	"path_bytes\x18\f \x01(\fR\tpathBytes\x12/\n" +
+	"\bprotocol\x18\r \x01(\x0e2\x13.tftpgw.v1.ProtocolR\bprotocol\"r\n" +
 	"\x06Option\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value\x12\x1d\n" +
@@ -1115,18 +1194,23 @@ const file_tftpgw_v1_content_proto_rawDesc = "" +
 	"\fReadResponse\x12+\n" +
 	"\x06header\x18\x01 \x01(\v2\x11.tftpgw.v1.HeaderH\x00R\x06header\x12\x14\n" +
 	"\x04data\x18\x02 \x01(\fH\x00R\x04dataB\x05\n" +
-	"\x03msg\"\xb2\x01\n" +
+	"\x03msg\"\xea\x01\n" +
 	"\x06Header\x12\x17\n" +
 	"\x04size\x18\x01 \x01(\x03H\x00R\x04size\x88\x01\x01\x12\x12\n" +
 	"\x04etag\x18\x02 \x01(\tR\x04etag\x122\n" +
 	"\amax_age\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x06maxAge\x12\x1b\n" +
 	"\x06offset\x18\x04 \x01(\x04H\x01R\x06offset\x88\x01\x01\x12\x16\n" +
-	"\x06sha256\x18\x05 \x01(\fR\x06sha256B\a\n" +
+	"\x06sha256\x18\x05 \x01(\fR\x06sha256\x126\n" +
+	"\bmodified\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\bmodifiedB\a\n" +
 	"\x05_sizeB\t\n" +
 	"\a_offset\"9\n" +
 	"\tTFTPError\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\rR\x04code\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage2\x8b\x01\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage*J\n" +
+	"\bProtocol\x12\x18\n" +
+	"\x14PROTOCOL_UNSPECIFIED\x10\x00\x12\x11\n" +
+	"\rPROTOCOL_TFTP\x10\x01\x12\x11\n" +
+	"\rPROTOCOL_HTTP\x10\x022\x8b\x01\n" +
 	"\x0eContentService\x129\n" +
 	"\x04Read\x12\x16.tftpgw.v1.ReadRequest\x1a\x17.tftpgw.v1.ReadResponse0\x01\x12>\n" +
 	"\x05Write\x12\x17.tftpgw.v1.WriteRequest\x1a\x18.tftpgw.v1.WriteResponse(\x010\x01B3Z1github.com/tftpgw/tftpgw/proto/tftpgw/v1;tftpgwv1b\x06proto3"
@@ -1143,44 +1227,49 @@ func file_tftpgw_v1_content_proto_rawDescGZIP() []byte {
 	return file_tftpgw_v1_content_proto_rawDescData
 }
 
+var file_tftpgw_v1_content_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
 var file_tftpgw_v1_content_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_tftpgw_v1_content_proto_goTypes = []any{
-	(*WriteRequest)(nil),        // 0: tftpgw.v1.WriteRequest
-	(*WriteStart)(nil),          // 1: tftpgw.v1.WriteStart
-	(*WriteEnd)(nil),            // 2: tftpgw.v1.WriteEnd
-	(*WriteResponse)(nil),       // 3: tftpgw.v1.WriteResponse
-	(*WriteAccepted)(nil),       // 4: tftpgw.v1.WriteAccepted
-	(*WriteStored)(nil),         // 5: tftpgw.v1.WriteStored
-	(*ReadRequest)(nil),         // 6: tftpgw.v1.ReadRequest
-	(*Option)(nil),              // 7: tftpgw.v1.Option
-	(*Address)(nil),             // 8: tftpgw.v1.Address
-	(*ReadResponse)(nil),        // 9: tftpgw.v1.ReadResponse
-	(*Header)(nil),              // 10: tftpgw.v1.Header
-	(*TFTPError)(nil),           // 11: tftpgw.v1.TFTPError
-	(*durationpb.Duration)(nil), // 12: google.protobuf.Duration
+	(Protocol)(0),                 // 0: tftpgw.v1.Protocol
+	(*WriteRequest)(nil),          // 1: tftpgw.v1.WriteRequest
+	(*WriteStart)(nil),            // 2: tftpgw.v1.WriteStart
+	(*WriteEnd)(nil),              // 3: tftpgw.v1.WriteEnd
+	(*WriteResponse)(nil),         // 4: tftpgw.v1.WriteResponse
+	(*WriteAccepted)(nil),         // 5: tftpgw.v1.WriteAccepted
+	(*WriteStored)(nil),           // 6: tftpgw.v1.WriteStored
+	(*ReadRequest)(nil),           // 7: tftpgw.v1.ReadRequest
+	(*Option)(nil),                // 8: tftpgw.v1.Option
+	(*Address)(nil),               // 9: tftpgw.v1.Address
+	(*ReadResponse)(nil),          // 10: tftpgw.v1.ReadResponse
+	(*Header)(nil),                // 11: tftpgw.v1.Header
+	(*TFTPError)(nil),             // 12: tftpgw.v1.TFTPError
+	(*durationpb.Duration)(nil),   // 13: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
 }
 var file_tftpgw_v1_content_proto_depIdxs = []int32{
-	1,  // 0: tftpgw.v1.WriteRequest.start:type_name -> tftpgw.v1.WriteStart
-	2,  // 1: tftpgw.v1.WriteRequest.end:type_name -> tftpgw.v1.WriteEnd
-	7,  // 2: tftpgw.v1.WriteStart.options:type_name -> tftpgw.v1.Option
-	8,  // 3: tftpgw.v1.WriteStart.client:type_name -> tftpgw.v1.Address
-	8,  // 4: tftpgw.v1.WriteStart.local_address:type_name -> tftpgw.v1.Address
-	4,  // 5: tftpgw.v1.WriteResponse.accepted:type_name -> tftpgw.v1.WriteAccepted
-	5,  // 6: tftpgw.v1.WriteResponse.stored:type_name -> tftpgw.v1.WriteStored
-	7,  // 7: tftpgw.v1.ReadRequest.options:type_name -> tftpgw.v1.Option
-	8,  // 8: tftpgw.v1.ReadRequest.client:type_name -> tftpgw.v1.Address
-	8,  // 9: tftpgw.v1.ReadRequest.local_address:type_name -> tftpgw.v1.Address
-	10, // 10: tftpgw.v1.ReadResponse.header:type_name -> tftpgw.v1.Header
-	12, // 11: tftpgw.v1.Header.max_age:type_name -> google.protobuf.Duration
-	6,  // 12: tftpgw.v1.ContentService.Read:input_type -> tftpgw.v1.ReadRequest
-	0,  // 13: tftpgw.v1.ContentService.Write:input_type -> tftpgw.v1.WriteRequest
-	9,  // 14: tftpgw.v1.ContentService.Read:output_type -> tftpgw.v1.ReadResponse
-	3,  // 15: tftpgw.v1.ContentService.Write:output_type -> tftpgw.v1.WriteResponse
-	14, // [14:16] is the sub-list for method output_type
-	12, // [12:14] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	2,  // 0: tftpgw.v1.WriteRequest.start:type_name -> tftpgw.v1.WriteStart
+	3,  // 1: tftpgw.v1.WriteRequest.end:type_name -> tftpgw.v1.WriteEnd
+	8,  // 2: tftpgw.v1.WriteStart.options:type_name -> tftpgw.v1.Option
+	9,  // 3: tftpgw.v1.WriteStart.client:type_name -> tftpgw.v1.Address
+	9,  // 4: tftpgw.v1.WriteStart.local_address:type_name -> tftpgw.v1.Address
+	5,  // 5: tftpgw.v1.WriteResponse.accepted:type_name -> tftpgw.v1.WriteAccepted
+	6,  // 6: tftpgw.v1.WriteResponse.stored:type_name -> tftpgw.v1.WriteStored
+	8,  // 7: tftpgw.v1.ReadRequest.options:type_name -> tftpgw.v1.Option
+	9,  // 8: tftpgw.v1.ReadRequest.client:type_name -> tftpgw.v1.Address
+	9,  // 9: tftpgw.v1.ReadRequest.local_address:type_name -> tftpgw.v1.Address
+	0,  // 10: tftpgw.v1.ReadRequest.protocol:type_name -> tftpgw.v1.Protocol
+	11, // 11: tftpgw.v1.ReadResponse.header:type_name -> tftpgw.v1.Header
+	13, // 12: tftpgw.v1.Header.max_age:type_name -> google.protobuf.Duration
+	14, // 13: tftpgw.v1.Header.modified:type_name -> google.protobuf.Timestamp
+	7,  // 14: tftpgw.v1.ContentService.Read:input_type -> tftpgw.v1.ReadRequest
+	1,  // 15: tftpgw.v1.ContentService.Write:input_type -> tftpgw.v1.WriteRequest
+	10, // 16: tftpgw.v1.ContentService.Read:output_type -> tftpgw.v1.ReadResponse
+	4,  // 17: tftpgw.v1.ContentService.Write:output_type -> tftpgw.v1.WriteResponse
+	16, // [16:18] is the sub-list for method output_type
+	14, // [14:16] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_tftpgw_v1_content_proto_init() }
@@ -1208,13 +1297,14 @@ func file_tftpgw_v1_content_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tftpgw_v1_content_proto_rawDesc), len(file_tftpgw_v1_content_proto_rawDesc)),
-			NumEnums:      0,
+			NumEnums:      1,
 			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_tftpgw_v1_content_proto_goTypes,
 		DependencyIndexes: file_tftpgw_v1_content_proto_depIdxs,
+		EnumInfos:         file_tftpgw_v1_content_proto_enumTypes,
 		MessageInfos:      file_tftpgw_v1_content_proto_msgTypes,
 	}.Build()
 	File_tftpgw_v1_content_proto = out.File

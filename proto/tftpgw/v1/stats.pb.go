@@ -387,6 +387,13 @@ type SessionStats struct {
 	// Payload bytes of the DATA packets an upload received in order (each
 	// block counted once), before netascii conversion. Zero for a read.
 	BytesReceived uint64 `protobuf:"varint,27,opt,name=bytes_received,json=bytesReceived,proto3" json:"bytes_received,omitempty"`
+	// The protocol of the request. For HTTP (tftpgw -http), http_status is
+	// the response's status, bytes_sent and bytes_acked the body bytes
+	// written, and the TFTP fields (block and window size, options, packets)
+	// are zero.
+	Protocol Protocol `protobuf:"varint,28,opt,name=protocol,proto3,enum=tftpgw.v1.Protocol" json:"protocol,omitempty"`
+	// The HTTP response's status; zero for TFTP.
+	HttpStatus    uint32 `protobuf:"varint,29,opt,name=http_status,json=httpStatus,proto3" json:"http_status,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -610,6 +617,20 @@ func (x *SessionStats) GetBytesReceived() uint64 {
 	return 0
 }
 
+func (x *SessionStats) GetProtocol() Protocol {
+	if x != nil {
+		return x.Protocol
+	}
+	return Protocol_PROTOCOL_UNSPECIFIED
+}
+
+func (x *SessionStats) GetHttpStatus() uint32 {
+	if x != nil {
+		return x.HttpStatus
+	}
+	return 0
+}
+
 // Backend describes the gRPC content backend calls of one session. It is
 // set for every session whose request reached the backend handler, also
 // when the call failed before its header (then header_latency is absent
@@ -720,9 +741,11 @@ type ServerStats struct {
 	// start again from zero when the edge restarts.
 	Total *Counters `protobuf:"bytes,6,opt,name=total,proto3" json:"total,omitempty"`
 	// Set on the last report of an edge process, sent when it stops.
-	Final         bool `protobuf:"varint,7,opt,name=final,proto3" json:"final,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Final bool `protobuf:"varint,7,opt,name=final,proto3" json:"final,omitempty"`
+	// HTTP requests running now (tftpgw -http); not in active_sessions.
+	ActiveHttpRequests uint64 `protobuf:"varint,8,opt,name=active_http_requests,json=activeHttpRequests,proto3" json:"active_http_requests,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *ServerStats) Reset() {
@@ -802,6 +825,13 @@ func (x *ServerStats) GetFinal() bool {
 		return x.Final
 	}
 	return false
+}
+
+func (x *ServerStats) GetActiveHttpRequests() uint64 {
+	if x != nil {
+		return x.ActiveHttpRequests
+	}
+	return 0
 }
 
 // Counters are the monotonic counters of an edge, used both for one
@@ -909,6 +939,11 @@ type Counters struct {
 	UploadsTimeout uint64 `protobuf:"varint,26,opt,name=uploads_timeout,json=uploadsTimeout,proto3" json:"uploads_timeout,omitempty"`
 	// Payload bytes of uploads received in order, each block once.
 	BytesReceived uint64 `protobuf:"varint,27,opt,name=bytes_received,json=bytesReceived,proto3" json:"bytes_received,omitempty"`
+	// Finished HTTP requests (tftpgw -http), by status code; not in the
+	// TFTP session counters.
+	HttpRequests map[uint32]uint64 `protobuf:"bytes,28,rep,name=http_requests,json=httpRequests,proto3" json:"http_requests,omitempty" protobuf_key:"varint,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	// Body bytes of HTTP responses written.
+	HttpBytesSent uint64 `protobuf:"varint,29,opt,name=http_bytes_sent,json=httpBytesSent,proto3" json:"http_bytes_sent,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1132,6 +1167,20 @@ func (x *Counters) GetBytesReceived() uint64 {
 	return 0
 }
 
+func (x *Counters) GetHttpRequests() map[uint32]uint64 {
+	if x != nil {
+		return x.HttpRequests
+	}
+	return nil
+}
+
+func (x *Counters) GetHttpBytesSent() uint64 {
+	if x != nil {
+		return x.HttpBytesSent
+	}
+	return 0
+}
+
 var File_tftpgw_v1_stats_proto protoreflect.FileDescriptor
 
 const file_tftpgw_v1_stats_proto_rawDesc = "" +
@@ -1145,7 +1194,7 @@ const file_tftpgw_v1_stats_proto_rawDesc = "" +
 	"\binstance\x18\x04 \x01(\tR\binstanceB\a\n" +
 	"\x05event\":\n" +
 	"\x0fPublishResponse\x12'\n" +
-	"\x0fevents_received\x18\x01 \x01(\x04R\x0eeventsReceived\"\x9a\t\n" +
+	"\x0fevents_received\x18\x01 \x01(\x04R\x0eeventsReceived\"\xec\t\n" +
 	"\fSessionStats\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x17\n" +
@@ -1181,12 +1230,15 @@ const file_tftpgw_v1_stats_proto_rawDesc = "" +
 	"\abackend\x18\x18 \x01(\v2\x12.tftpgw.v1.BackendR\abackend\x12%\n" +
 	"\x0erewritten_path\x18\x19 \x01(\tR\rrewrittenPath\x122\n" +
 	"\tdirection\x18\x1a \x01(\x0e2\x14.tftpgw.v1.DirectionR\tdirection\x12%\n" +
-	"\x0ebytes_received\x18\x1b \x01(\x04R\rbytesReceived\"\x91\x01\n" +
+	"\x0ebytes_received\x18\x1b \x01(\x04R\rbytesReceived\x12/\n" +
+	"\bprotocol\x18\x1c \x01(\x0e2\x13.tftpgw.v1.ProtocolR\bprotocol\x12\x1f\n" +
+	"\vhttp_status\x18\x1d \x01(\rR\n" +
+	"httpStatus\"\x91\x01\n" +
 	"\aBackend\x12\x16\n" +
 	"\x06target\x18\x01 \x01(\tR\x06target\x12@\n" +
 	"\x0eheader_latency\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\rheaderLatency\x12\x18\n" +
 	"\aresumes\x18\x03 \x01(\rR\aresumes\x12\x12\n" +
-	"\x04peer\x18\x04 \x01(\tR\x04peer\"\xa2\x02\n" +
+	"\x04peer\x18\x04 \x01(\tR\x04peer\"\xd4\x02\n" +
 	"\vServerStats\x12\x17\n" +
 	"\aedge_id\x18\x01 \x01(\tR\x06edgeId\x12.\n" +
 	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x125\n" +
@@ -1194,8 +1246,8 @@ const file_tftpgw_v1_stats_proto_rawDesc = "" +
 	"\x0factive_sessions\x18\x04 \x01(\x04R\x0eactiveSessions\x12)\n" +
 	"\x05delta\x18\x05 \x01(\v2\x13.tftpgw.v1.CountersR\x05delta\x12)\n" +
 	"\x05total\x18\x06 \x01(\v2\x13.tftpgw.v1.CountersR\x05total\x12\x14\n" +
-	"\x05final\x18\a \x01(\bR\x05final\"\x99\n" +
-	"\n" +
+	"\x05final\x18\a \x01(\bR\x05final\x120\n" +
+	"\x14active_http_requests\x18\b \x01(\x04R\x12activeHttpRequests\"\xce\v\n" +
 	"\bCounters\x12\x1f\n" +
 	"\vsessions_ok\x18\x01 \x01(\x04R\n" +
 	"sessionsOk\x12%\n" +
@@ -1228,12 +1280,17 @@ const file_tftpgw_v1_stats_proto_rawDesc = "" +
 	"\ruploads_error\x18\x18 \x01(\x04R\fuploadsError\x12'\n" +
 	"\x0fuploads_aborted\x18\x19 \x01(\x04R\x0euploadsAborted\x12'\n" +
 	"\x0fuploads_timeout\x18\x1a \x01(\x04R\x0euploadsTimeout\x12%\n" +
-	"\x0ebytes_received\x18\x1b \x01(\x04R\rbytesReceived\x1a=\n" +
+	"\x0ebytes_received\x18\x1b \x01(\x04R\rbytesReceived\x12J\n" +
+	"\rhttp_requests\x18\x1c \x03(\v2%.tftpgw.v1.Counters.HttpRequestsEntryR\fhttpRequests\x12&\n" +
+	"\x0fhttp_bytes_sent\x18\x1d \x01(\x04R\rhttpBytesSent\x1a=\n" +
 	"\x0fErrorsSentEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\rR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\x1a@\n" +
 	"\x12BackendErrorsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\x1a?\n" +
+	"\x11HttpRequestsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\rR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01*\x82\x01\n" +
 	"\aOutcome\x12\x17\n" +
 	"\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x0e\n" +
@@ -1263,7 +1320,7 @@ func file_tftpgw_v1_stats_proto_rawDescGZIP() []byte {
 }
 
 var file_tftpgw_v1_stats_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_tftpgw_v1_stats_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_tftpgw_v1_stats_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_tftpgw_v1_stats_proto_goTypes = []any{
 	(Outcome)(0),                  // 0: tftpgw.v1.Outcome
 	(Direction)(0),                // 1: tftpgw.v1.Direction
@@ -1275,41 +1332,45 @@ var file_tftpgw_v1_stats_proto_goTypes = []any{
 	(*Counters)(nil),              // 7: tftpgw.v1.Counters
 	nil,                           // 8: tftpgw.v1.Counters.ErrorsSentEntry
 	nil,                           // 9: tftpgw.v1.Counters.BackendErrorsEntry
-	(*Address)(nil),               // 10: tftpgw.v1.Address
-	(*Option)(nil),                // 11: tftpgw.v1.Option
-	(*TFTPError)(nil),             // 12: tftpgw.v1.TFTPError
-	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 14: google.protobuf.Duration
+	nil,                           // 10: tftpgw.v1.Counters.HttpRequestsEntry
+	(*Address)(nil),               // 11: tftpgw.v1.Address
+	(*Option)(nil),                // 12: tftpgw.v1.Option
+	(*TFTPError)(nil),             // 13: tftpgw.v1.TFTPError
+	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 15: google.protobuf.Duration
+	(Protocol)(0),                 // 16: tftpgw.v1.Protocol
 }
 var file_tftpgw_v1_stats_proto_depIdxs = []int32{
 	4,  // 0: tftpgw.v1.StatsEvent.session:type_name -> tftpgw.v1.SessionStats
 	6,  // 1: tftpgw.v1.StatsEvent.server:type_name -> tftpgw.v1.ServerStats
-	10, // 2: tftpgw.v1.SessionStats.client_address:type_name -> tftpgw.v1.Address
-	10, // 3: tftpgw.v1.SessionStats.local_address:type_name -> tftpgw.v1.Address
-	11, // 4: tftpgw.v1.SessionStats.requested_options:type_name -> tftpgw.v1.Option
-	11, // 5: tftpgw.v1.SessionStats.negotiated_options:type_name -> tftpgw.v1.Option
+	11, // 2: tftpgw.v1.SessionStats.client_address:type_name -> tftpgw.v1.Address
+	11, // 3: tftpgw.v1.SessionStats.local_address:type_name -> tftpgw.v1.Address
+	12, // 4: tftpgw.v1.SessionStats.requested_options:type_name -> tftpgw.v1.Option
+	12, // 5: tftpgw.v1.SessionStats.negotiated_options:type_name -> tftpgw.v1.Option
 	0,  // 6: tftpgw.v1.SessionStats.outcome:type_name -> tftpgw.v1.Outcome
-	12, // 7: tftpgw.v1.SessionStats.error_sent:type_name -> tftpgw.v1.TFTPError
-	12, // 8: tftpgw.v1.SessionStats.error_received:type_name -> tftpgw.v1.TFTPError
-	13, // 9: tftpgw.v1.SessionStats.start_time:type_name -> google.protobuf.Timestamp
-	14, // 10: tftpgw.v1.SessionStats.duration:type_name -> google.protobuf.Duration
-	14, // 11: tftpgw.v1.SessionStats.time_to_first_data:type_name -> google.protobuf.Duration
+	13, // 7: tftpgw.v1.SessionStats.error_sent:type_name -> tftpgw.v1.TFTPError
+	13, // 8: tftpgw.v1.SessionStats.error_received:type_name -> tftpgw.v1.TFTPError
+	14, // 9: tftpgw.v1.SessionStats.start_time:type_name -> google.protobuf.Timestamp
+	15, // 10: tftpgw.v1.SessionStats.duration:type_name -> google.protobuf.Duration
+	15, // 11: tftpgw.v1.SessionStats.time_to_first_data:type_name -> google.protobuf.Duration
 	5,  // 12: tftpgw.v1.SessionStats.backend:type_name -> tftpgw.v1.Backend
 	1,  // 13: tftpgw.v1.SessionStats.direction:type_name -> tftpgw.v1.Direction
-	14, // 14: tftpgw.v1.Backend.header_latency:type_name -> google.protobuf.Duration
-	13, // 15: tftpgw.v1.ServerStats.time:type_name -> google.protobuf.Timestamp
-	14, // 16: tftpgw.v1.ServerStats.interval:type_name -> google.protobuf.Duration
-	7,  // 17: tftpgw.v1.ServerStats.delta:type_name -> tftpgw.v1.Counters
-	7,  // 18: tftpgw.v1.ServerStats.total:type_name -> tftpgw.v1.Counters
-	8,  // 19: tftpgw.v1.Counters.errors_sent:type_name -> tftpgw.v1.Counters.ErrorsSentEntry
-	9,  // 20: tftpgw.v1.Counters.backend_errors:type_name -> tftpgw.v1.Counters.BackendErrorsEntry
-	2,  // 21: tftpgw.v1.StatsSink.Publish:input_type -> tftpgw.v1.StatsEvent
-	3,  // 22: tftpgw.v1.StatsSink.Publish:output_type -> tftpgw.v1.PublishResponse
-	22, // [22:23] is the sub-list for method output_type
-	21, // [21:22] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	16, // 14: tftpgw.v1.SessionStats.protocol:type_name -> tftpgw.v1.Protocol
+	15, // 15: tftpgw.v1.Backend.header_latency:type_name -> google.protobuf.Duration
+	14, // 16: tftpgw.v1.ServerStats.time:type_name -> google.protobuf.Timestamp
+	15, // 17: tftpgw.v1.ServerStats.interval:type_name -> google.protobuf.Duration
+	7,  // 18: tftpgw.v1.ServerStats.delta:type_name -> tftpgw.v1.Counters
+	7,  // 19: tftpgw.v1.ServerStats.total:type_name -> tftpgw.v1.Counters
+	8,  // 20: tftpgw.v1.Counters.errors_sent:type_name -> tftpgw.v1.Counters.ErrorsSentEntry
+	9,  // 21: tftpgw.v1.Counters.backend_errors:type_name -> tftpgw.v1.Counters.BackendErrorsEntry
+	10, // 22: tftpgw.v1.Counters.http_requests:type_name -> tftpgw.v1.Counters.HttpRequestsEntry
+	2,  // 23: tftpgw.v1.StatsSink.Publish:input_type -> tftpgw.v1.StatsEvent
+	3,  // 24: tftpgw.v1.StatsSink.Publish:output_type -> tftpgw.v1.PublishResponse
+	24, // [24:25] is the sub-list for method output_type
+	23, // [23:24] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_tftpgw_v1_stats_proto_init() }
@@ -1328,7 +1389,7 @@ func file_tftpgw_v1_stats_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tftpgw_v1_stats_proto_rawDesc), len(file_tftpgw_v1_stats_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   8,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
