@@ -41,6 +41,15 @@ type fileConfig struct {
 	Cache   *cacheSection   `yaml:"cache"`
 	Log     *logSection     `yaml:"log"`
 	Upload  *uploadSection  `yaml:"upload"`
+	HTTP    *httpSection    `yaml:"http"`
+}
+
+type httpSection struct {
+	Listen         *string   `yaml:"listen"`
+	Cert           *string   `yaml:"cert"`
+	Key            *string   `yaml:"key"`
+	Timeout        *duration `yaml:"timeout"`
+	MaxConnections *int      `yaml:"max_connections"`
 }
 
 type uploadSection struct {
@@ -182,6 +191,11 @@ var flagKeys = map[string]string{
 	"upload-max-size":              "upload.max_size",
 	"upload-overwrite":             "upload.overwrite",
 	"upload-path":                  "upload.path",
+	"http":                         "http.listen",
+	"http-cert":                    "http.cert",
+	"http-key":                     "http.key",
+	"http-timeout":                 "http.timeout",
+	"http-max-conns":               "http.max_connections",
 }
 
 // configFile is a configuration file read: its options and where each key
@@ -369,6 +383,13 @@ func (f *configFile) apply(fc *fileConfig, o *options, set map[string]bool) erro
 		}
 		put(a, "upload-overwrite", u.Overwrite, &o.Upload.Overwrite)
 		put(a, "upload-path", u.Path, &o.Upload.Path)
+	}
+	if h := fc.HTTP; h != nil {
+		put(a, "http", h.Listen, &o.HTTP.Listen)
+		put(a, "http-cert", h.Cert, &o.HTTP.Cert)
+		put(a, "http-key", h.Key, &o.HTTP.Key)
+		putDuration(a, "http-timeout", h.Timeout, &o.HTTP.Timeout)
+		put(a, "http-max-conns", h.MaxConnections, &o.HTTP.MaxConns)
 	}
 
 	var errs []error

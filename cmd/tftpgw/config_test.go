@@ -73,6 +73,7 @@ func TestEveryFlagHasAKey(t *testing.T) {
 		"stats-sink-cert": "s.pem", "stats-sink-key": "s-key.pem", "stats-sink-server-name": "collector",
 		"stats-sink-token-file": "stats.token", "metrics": "127.0.0.1:9369", "cache-size": "64MiB",
 		"cache-max-age": "5s", "log-format": "json", "log-level": "debug",
+		"http": "127.0.0.1:8080", "http-cert": "http.pem", "http-key": "http-key.pem", "http-timeout": "15s", "http-max-conns": "500",
 		"upload-allow": "configs/**,*.core", "upload-max-size": "16MiB", "upload-overwrite": "true", "upload-path": "{client_ip}/{path}",
 	} {
 		if values[name] != want {

@@ -194,6 +194,8 @@ func (o *options) flagSet(stderr io.Writer) *flag.FlagSet {
 		"where an upload is stored, a `template` over {path} (the path asked for), {client_ip} and {client_ip_hex}\n"+
 			"(tftp-hpa's \\i and \\x): \"uploads/{client_ip}/{path}\" keeps each client's files apart")
 
+	o.HTTP.flags(fs)
+
 	o.Cache.Size = bytesize.Size(cache.DefaultMaxBytes)
 	fs.Var(&o.Cache.Size, "cache-size",
 		"memory for the edge cache of hot content, in `bytes` (suffixes KiB, MiB, GiB); 0 turns it off.\n"+
@@ -309,6 +311,8 @@ func (o *options) validate() error {
 	// -edge-id names the edge to stats sinks too: not listed.
 	needs("backend", "backend-header-timeout", "backend-idle-timeout", "backend-resumes", "backend-resume-timeout",
 		"backend-tls", "backend-ca", "backend-cert", "backend-key", "backend-server-name", "backend-token-file")
+	needs("http", "http-cert", "http-key", "http-timeout", "http-max-conns")
+	check(o.HTTP.validate())
 	needs("stats-sink", "stats-sink-tls", "stats-sink-ca", "stats-sink-cert", "stats-sink-key",
 		"stats-sink-server-name", "stats-sink-token-file")
 	if _, err := newLogger(io.Discard, o.Log.Format, o.Log.Level, nil); err != nil {

@@ -226,6 +226,7 @@ func run(ctx context.Context, opts *options, svcUser *serviceUser, logger *slog.
 	}
 	srv.Admit = lv.Admit
 	srv.Logger = logger
+	srv.HTTPTimeout = opts.HTTP.Timeout
 	stopStatsCtx, err := e.setupStats(ctx, srv)
 	if err != nil {
 		return err
@@ -254,6 +255,19 @@ func run(ctx context.Context, opts *options, svcUser *serviceUser, logger *slog.
 		}
 		pcs = append(pcs, pc)
 	}
+	hs, err := listenHTTP(&opts.HTTP, srv, logger)
+	if err != nil {
+		closeAll()
+		stopStats()
+		return err
+	}
+	if hs != nil {
+		prev := closeAll
+		closeAll = func() {
+			prev()
+			hs.ln.Close()
+		}
+	}
 	// Every socket is bound (-metrics in setupStats): root is not needed
 	// any more.
 	if err := dropPrivileges(logger, svcUser, e.root, opts.Backend.TokenFile, opts.Stats.Sink.TokenFile); err != nil {
@@ -274,6 +288,20 @@ func run(ctx context.Context, opts *options, svcUser *serviceUser, logger *slog.
 		bound[i] = pc.LocalAddr().String()
 		go func() { errc <- srv.Serve(pc) }()
 	}
+	httpErr := make(chan error, 1)
+	if hs != nil {
+		go func() { httpErr <- hs.serve() }()
+		logger.Info("serving HTTP", "url", hs.url(), "max_conns", opts.HTTP.MaxConns, "timeout", opts.HTTP.Timeout)
+	}
+	// stopHTTP ends the HTTP service, waiting for its requests until ctx
+	// ends; the server's Shutdown also waits for them (they are sessions).
+	stopHTTP := func(ctx context.Context) {
+		if hs != nil {
+			hs.shutdown(ctx)
+			<-httpErr
+			hs = nil
+		}
+	}
 	e.setReady(true)
 	logger.Info("tftpgw serving", "listen", strings.Join(bound, ","))
 
@@ -281,8 +309,18 @@ func run(ctx context.Context, opts *options, svcUser *serviceUser, logger *slog.
 wait:
 	for {
 		select {
+		case err := <-httpErr:
+			httpErr <- err // for stopHTTP
+			stopHTTP(context.Background())
+			srv.Close()
+			for ; served < len(pcs); served++ {
+				<-errc
+			}
+			stopStats()
+			return err
 		case err := <-errc:
 			served++
+			stopHTTP(context.Background())
 			srv.Close() // and the other listeners
 
 			for ; served < len(pcs); served++ {
@@ -300,9 +338,15 @@ wait:
 	logger.Info("draining sessions", "timeout", opts.Serving.DrainTimeout)
 	dctx, cancel := context.WithTimeout(context.Background(), opts.Serving.DrainTimeout)
 	defer cancel()
+	httpDone := make(chan struct{})
+	go func() {
+		defer close(httpDone)
+		stopHTTP(dctx)
+	}()
 	if err := srv.Shutdown(dctx); err != nil {
 		logger.Warn("drain timed out; remaining sessions were ended", "err", err)
 	}
+	<-httpDone
 	for ; served < len(pcs); served++ {
 		<-errc
 	}

@@ -29,6 +29,7 @@ type options struct {
 	Cache   cacheOptions
 	Log     logOptions
 	Upload  uploadOptions
+	HTTP    httpOptions
 
 	// User is -user: once its sockets are bound, tftpgw runs as this user
 	// (a name or a uid).

@@ -207,6 +207,9 @@ func checkOptions(o *options) error {
 			r.Close()
 		}
 	}
+	if _, err := o.HTTP.certificate(); err != nil {
+		errs = append(errs, err)
+	}
 	for _, c := range []struct {
 		name string
 		c    clientOptions
