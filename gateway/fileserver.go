@@ -136,7 +136,7 @@ func (h fileServer) StatContent(_ context.Context, req *Request) (int64, Content
 	if err := h.readableByAnyone(req.Path, fi, nil); err != nil {
 		return 0, ContentInfo{}, err
 	}
-	return fi.Size(), ContentInfo{ETag: fileETag(fi)}, nil
+	return fi.Size(), ContentInfo{ETag: fileETag(fi), ModTime: fi.ModTime()}, nil
 }
 
 // readableByAnyone refuses, with an access violation, a file that only the

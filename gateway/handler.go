@@ -77,7 +77,8 @@ type Request struct {
 
 	// Protocol is the protocol the request came by: TFTP, or HTTP when
 	// the server answers it in [Server.ServeHTTP] (Mode is then "octet",
-	// Options are empty and RawPath is the URL's path). A handler may
+	// Options are empty and RawPath is the request target as sent: the
+	// URL's path and query, escaped). A handler may
 	// answer differently; a content that differs by protocol must not be
 	// cached by path (its ContentInfo.MaxAge must be zero).
 	Protocol Protocol

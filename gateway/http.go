@@ -97,7 +97,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		local, _ = netip.ParseAddrPort(a.String())
 		local = netip.AddrPortFrom(local.Addr().Unmap(), local.Port())
 	}
-	raw := r.URL.Path
+	raw := r.RequestURI // as sent: the path and the query, escaped
+	if raw == "" {
+		raw = r.URL.RequestURI()
+	}
 	arrival := Arrival{Client: client, Local: local, RawPath: raw, Mode: "octet", At: at, Protocol: ProtocolHTTP}
 	refused := false
 	limits, ok := s.admit(c, arrival, func(e *Error) {
@@ -156,7 +159,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 
-	p, err := CleanPath(raw)
+	p, err := CleanPath(r.URL.Path)
 	if err != nil {
 		e := &Error{Code: ErrFileNotFound, Message: "file not found"}
 		if errors.Is(err, errPathEscapes) || errors.Is(err, errPathNUL) {

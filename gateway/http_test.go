@@ -261,7 +261,7 @@ func TestHTTPRequestSaysHTTP(t *testing.T) {
 	if resp.StatusCode != 200 || string(body) != "#!ipxe\n" {
 		t.Fatalf("%s %q", resp.Status, body)
 	}
-	if got.Protocol != gateway.ProtocolHTTP || got.Path != "boot.ipxe" || got.RawPath != "/boot.ipxe" || got.Mode != "octet" ||
+	if got.Protocol != gateway.ProtocolHTTP || got.Path != "boot.ipxe" || got.RawPath != "/boot.ipxe?x=1" || got.Mode != "octet" ||
 		got.RemoteAddr.Addr() != netip.MustParseAddr("127.0.0.1") || got.LocalAddr.Port() == 0 || got.SessionID == "" {
 		t.Fatalf("request: %+v", got)
 	}

@@ -369,14 +369,17 @@ func logSession(l *slog.Logger, st *SessionStats) {
 	if st.RewrittenPath != "" {
 		attrs = append(attrs, slog.String("rewritten", st.RewrittenPath))
 	}
-	attrs = append(attrs, slog.String("outcome", st.Outcome.String()))
 	if st.Protocol == ProtocolHTTP {
+		attrs = append(attrs, slog.String("outcome", st.Outcome.String()))
 		attrs = logAttrsHTTP(attrs, st)
 		attrs = append(attrs, slog.Duration("duration", st.Duration))
 		logEnd(l, st, attrs)
 		return
 	}
-	attrs = append(attrs, slog.String("mode", st.Mode))
+	attrs = append(attrs,
+		slog.String("mode", st.Mode),
+		slog.String("outcome", st.Outcome.String()),
+	)
 	if st.Write {
 		attrs = append(attrs, slog.Bool("upload", true), slog.Int64("bytes", st.BytesReceived))
 	} else {

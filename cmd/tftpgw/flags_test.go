@@ -103,6 +103,7 @@ func TestParseFlags(t *testing.T) {
 		Cache:  cacheOptions{Size: 512 << 20},
 		Log:    logOptions{Format: "text", Level: "info"},
 		Upload: uploadOptions{MaxSize: defaultUploadMaxSize, Path: "{path}"},
+		HTTP:   httpOptions{Timeout: 30 * time.Second, MaxConns: 1024},
 		EdgeID: hostname(),
 	}
 	for _, tc := range []struct {
@@ -242,6 +243,11 @@ func TestParseFlagsRefuses(t *testing.T) {
 		{[]string{"-max-window-memory-per-client", "-2"}, "-max-window-memory-per-client -2"},
 		{[]string{"-drain-timeout", "-1s"}, "-drain-timeout -1s"},
 		{[]string{"-cache-max-age", "-1s"}, "-cache-max-age -1s"},
+		{[]string{"-http-cert", "c.pem", "-http-key", "k.pem"}, "-http-cert needs -http"},
+		{[]string{"-http", ":8080", "-http-cert", "c.pem"}, "-http-cert and -http-key go together"},
+		{[]string{"-http", ":8080", "-http-timeout", "0"}, "-http-timeout 0s: must be positive"},
+		{[]string{"-http", ":8080", "-http-max-conns", "0"}, "-http-max-conns 0"},
+		{[]string{"-http", "8080"}, `-http "8080"`},
 		{[]string{"-cache-size", "-1"}, `invalid value "-1" for flag -cache-size`},
 		{[]string{"-stats-interval", "0"}, "-stats-interval 0s"},
 		{[]string{"-backend", "x:1", "-backend-header-timeout", "0"}, "-backend-header-timeout 0s"},

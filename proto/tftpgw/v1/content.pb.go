@@ -611,7 +611,9 @@ type ReadRequest struct {
 	// the same content over HTTP (tftpgw -http). A backend may answer
 	// differently; a content that differs by protocol must have no max_age,
 	// since the edge caches by path. For HTTP, mode is "octet", options are
-	// empty and raw_path is the URL's path.
+	// empty and raw_path is the request target as sent (the URL's path and
+	// query, escaped), so a backend can read a query such as
+	// "boot.ipxe?mac=..."; path is the decoded, normalised URL path.
 	Protocol      Protocol `protobuf:"varint,13,opt,name=protocol,proto3,enum=tftpgw.v1.Protocol" json:"protocol,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
