@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log"
 	"log/slog"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -150,5 +151,25 @@ func ExampleServer_admit() {
 			return gateway.Admission{}
 		},
 	}
+	log.Fatal(srv.ListenAndServe())
+}
+
+// Serve the same files over TFTP and HTTP from one Server: iPXE fetches
+// its script over TFTP and the kernel over HTTP, and a handler can tell
+// them apart by Request.Protocol.
+func ExampleServer_ServeHTTP() {
+	files := gateway.FileServer(mustRoot("/srv/tftp"))
+	srv := &gateway.Server{
+		Addr: ":69",
+		Handler: gateway.HandlerFunc(func(ctx context.Context, req *gateway.Request) (gateway.Content, error) {
+			if req.Path == "boot.ipxe" {
+				script := fmt.Sprintf("#!ipxe\nkernel http://%s:8080/vmlinuz\nboot\n", req.LocalAddr.Addr())
+				return gateway.BytesContent([]byte(script)), nil
+			}
+			return files.ServeTFTP(ctx, req)
+		}),
+	}
+	hs := &http.Server{Addr: ":8080", Handler: srv, ReadHeaderTimeout: 10 * time.Second}
+	go func() { log.Fatal(hs.ListenAndServe()) }()
 	log.Fatal(srv.ListenAndServe())
 }

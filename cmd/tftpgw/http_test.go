@@ -393,3 +393,39 @@ func TestHTTPSlowReadersAndIdleFloodDoNotHurtTFTP(t *testing.T) {
 		t.Errorf("%d slow readers cut off, want 8:\n%s", n, g.logText())
 	}
 }
+
+// TestHTTPPolicy: the configuration's policy applies to HTTP requests: a
+// refusal is its status (ERROR 2: 403), a drop closes the connection
+// without an answer, and the others are served.
+func TestHTTPPolicy(t *testing.T) {
+	root := t.TempDir()
+	writeRandom(t, filepath.Join(root, "f"), 5000)
+	cfg := writeConfig(t, `root: `+root+`
+http: {listen: "127.0.0.1:0"}
+policy:
+  - {clients: [127.0.0.2], allow: false, error: {code: 2, message: "not from this rack"}}
+  - {clients: [127.0.0.3/32], allow: false, action: drop}
+`)
+	g := startGateway(t, "-config", cfg)
+	url := httpURL(t, g) + "/f"
+	bin := needClient(t, "curl")
+	for _, tt := range []struct {
+		from, code string
+		exit       int // curl's exit status
+	}{
+		{"127.0.0.1", "200", 0},
+		{"127.0.0.2", "403", 0},
+		{"127.0.0.3", "000", 52}, // "Empty reply from server"
+	} {
+		out, err := exec.Command(bin, "-s", "--interface", tt.from, "-o", "/dev/null", "-w", "%{http_code}", url).Output()
+		exit := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			exit = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if string(out) != tt.code || exit != tt.exit {
+			t.Errorf("from %s: status %s, curl exit %d; want %s, %d", tt.from, out, exit, tt.code, tt.exit)
+		}
+	}
+}
