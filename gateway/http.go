@@ -13,6 +13,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -224,17 +225,21 @@ func serveBody(w *httpWriter, r *http.Request, name string, b *httpBody) (Outcom
 		}
 		buf := make([]byte, httpChunk)
 		_, err := io.CopyBuffer(onlyWriter{w}, onlyReader{b}, buf)
-		return bodyOutcome(w, b, err)
+		return bodyOutcome(w, b.finish(), err)
 	}
 	if b.seeker == nil && strings.Contains(r.Header.Get("Range"), ",") {
 		r.Header.Del("Range") // several ranges of a content that cannot seek back: all of it
 	}
 	http.ServeContent(w, r, name, info.ModTime, b)
+	// ServeContent sends several ranges from a goroutine of its own,
+	// which it does not wait for: finish waits for its read, if any, and
+	// ends its reading.
+	berr := b.finish()
 	if w.status >= 400 {
 		return OutcomeError, nil, false
 	}
-	if w.err != nil || b.err != nil {
-		return bodyOutcome(w, b, nil)
+	if w.err != nil || berr != nil {
+		return bodyOutcome(w, berr, nil)
 	}
 	if w.status == http.StatusOK && r.Method != http.MethodHead && w.bytes != b.size {
 		return OutcomeError, fmt.Errorf("gateway: sent %d bytes of %d", w.bytes, b.size), true
@@ -242,11 +247,12 @@ func serveBody(w *httpWriter, r *http.Request, name string, b *httpBody) (Outcom
 	return OutcomeOK, nil, false
 }
 
-// bodyOutcome classifies a body that ended with err.
-func bodyOutcome(w *httpWriter, b *httpBody, err error) (Outcome, error, bool) {
+// bodyOutcome classifies a body whose content failed with berr (nil if it
+// did not) and whose copy ended with err.
+func bodyOutcome(w *httpWriter, berr, err error) (Outcome, error, bool) {
 	switch {
-	case b.err != nil:
-		return OutcomeError, b.err, true
+	case berr != nil:
+		return OutcomeError, berr, true
 	case w.err != nil:
 		return OutcomeAborted, fmt.Errorf("gateway: writing to the client: %w", w.err), true
 	case err != nil:
@@ -373,6 +379,8 @@ func (w *httpWriter) Write(p []byte) (int, error) {
 // ends there, so that a content that fails at its end (a wrong digest, a
 // file that grew) fails the response before its last bytes are sent.
 type httpBody struct {
+	mu     sync.Mutex // Read and Seek may run on ServeContent's goroutine
+	done   bool       // finish was called: no more reads
 	c      Content
 	seeker io.Seeker // c's, if it can seek; nil otherwise
 	base   int64     // the offset of c's first byte for seeker
@@ -396,6 +404,8 @@ func newHTTPBody(c Content) *httpBody {
 }
 
 func (b *httpBody) Seek(off int64, whence int) (int64, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	switch whence {
 	case io.SeekCurrent:
 		off += b.pos
@@ -410,6 +420,11 @@ func (b *httpBody) Seek(off int64, whence int) (int64, error) {
 }
 
 func (b *httpBody) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.done {
+		return 0, errBodyDone
+	}
 	if b.err != nil {
 		return 0, b.err
 	}
@@ -442,6 +457,18 @@ func (b *httpBody) Read(p []byte) (int, error) {
 	}
 	return n, err
 }
+
+// finish ends the reading of the body, once a read under way has
+// returned, and returns the content's failure, if any.
+func (b *httpBody) finish() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.done = true
+	return b.err
+}
+
+// errBodyDone is what a read after finish gets.
+var errBodyDone = errors.New("gateway: response ended")
 
 // errChangedHTTP fails a content that is not the size it said.
 var errChangedHTTP = errors.New("gateway: file changed while being sent")

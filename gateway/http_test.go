@@ -442,3 +442,34 @@ func TestHTTPClientThatStopsReadingIsCutOff(t *testing.T) {
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// TestHTTPClientGoneDuringSeveralRanges: a client that goes away while
+// several ranges are sent (net/http sends them from a goroutine of its
+// own, which it does not wait for) ends the request cleanly: no read of
+// the content after its close (run with -race).
+func TestHTTPClientGoneDuringSeveralRanges(t *testing.T) {
+	big := make([]byte, 32<<20)
+	sink := &statsSink{}
+	h := gateway.HandlerFunc(func(ctx context.Context, req *gateway.Request) (gateway.Content, error) {
+		return gateway.NewContent(bytes.NewReader(big), int64(len(big))), nil
+	})
+	base := httpEdge(t, &gateway.Server{Handler: h, SessionStatsFunc: sink.add})
+	for range 5 {
+		c, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+		must(t, err)
+		fmt.Fprintf(c, "GET /big HTTP/1.1\r\nHost: x\r\nRange: bytes=0-9999999,20000000-29999999\r\n\r\n")
+		buf := make([]byte, 4096)
+		if _, err := io.ReadFull(c, buf); err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+	}
+	for deadline := time.Now().Add(10 * time.Second); len(sink.all()) < 5 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	for _, s := range sink.all() {
+		if s.Outcome != gateway.OutcomeAborted || s.HTTPStatus != 206 {
+			t.Errorf("outcome %v status %d", s.Outcome, s.HTTPStatus)
+		}
+	}
+}
