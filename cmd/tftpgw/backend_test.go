@@ -31,11 +31,12 @@ import (
 
 // sdkBackend is a content service serving dir.
 type sdkBackend struct {
-	addr  string
-	srv   *grpc.Server
-	once  sync.Once
-	mu    sync.Mutex
-	calls int
+	addr   string
+	srv    *grpc.Server
+	once   sync.Once
+	mu     sync.Mutex
+	calls  int
+	protos map[gateway.Protocol]int // the calls by the protocol they came by
 }
 
 func (b *sdkBackend) stop() { b.once.Do(b.srv.Stop) }
@@ -44,6 +45,13 @@ func (b *sdkBackend) count() int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.calls
+}
+
+// byProtocol returns the calls made for the protocol p.
+func (b *sdkBackend) byProtocol(p gateway.Protocol) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.protos[p]
 }
 
 // startSDKBackend serves dir on ln (a fresh loopback port if nil). Reads
@@ -62,10 +70,11 @@ func startSDKBackend(t *testing.T, ln net.Listener, dir string, delay time.Durat
 	}
 	t.Cleanup(func() { root.Close() })
 	fs := gateway.FileServer(root)
-	b := &sdkBackend{addr: ln.Addr().String()}
+	b := &sdkBackend{addr: ln.Addr().String(), protos: map[gateway.Protocol]int{}}
 	h := gateway.HandlerFunc(func(ctx context.Context, req *gateway.Request) (gateway.Content, error) {
 		b.mu.Lock()
 		b.calls++
+		b.protos[req.Protocol]++
 		b.mu.Unlock()
 		c, err := fs.ServeTFTP(ctx, req)
 		if err != nil || delay == 0 {

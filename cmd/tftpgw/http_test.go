@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -179,15 +178,9 @@ func TestHTTPS(t *testing.T) {
 func TestHTTPFromBackend(t *testing.T) {
 	dir := t.TempDir()
 	want := writeRandom(t, filepath.Join(dir, "vmlinuz"), 1_500_000)
-	var mu sync.Mutex
-	protos := map[gateway.Protocol]int{}
-	b := startHandlerBackend(t, dir, 0, func(req *gateway.Request) {
-		mu.Lock()
-		protos[req.Protocol]++
-		mu.Unlock()
-	})
+	b := startSDKBackend(t, nil, dir, 0, backend.Config{})
 	// No edge cache: every request reaches the backend.
-	g := startGateway(t, "-backend", b, "-http", "127.0.0.1:0", "-cache-size", "0")
+	g := startGateway(t, "-backend", b.addr, "-http", "127.0.0.1:0", "-cache-size", "0")
 	url := httpURL(t, g) + "/vmlinuz"
 	got := filepath.Join(t.TempDir(), "vmlinuz")
 	curlHTTP(t, "-o", got, url)
@@ -196,46 +189,9 @@ func TestHTTPFromBackend(t *testing.T) {
 	if out, err := curlGet(t, g.port, "vmlinuz", got); err != nil {
 		t.Fatalf("TFTP: %v %s", err, out)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if protos[gateway.ProtocolHTTP] < 6 || protos[gateway.ProtocolTFTP] != 1 {
-		t.Errorf("the backend saw %v", protos)
+	if h, tf := b.byProtocol(gateway.ProtocolHTTP), b.byProtocol(gateway.ProtocolTFTP); h < 6 || tf != 1 {
+		t.Errorf("the backend saw %d HTTP and %d TFTP requests", h, tf)
 	}
-}
-
-// startHandlerBackend runs an SDK backend serving dir, slowed by delay
-// per read, calling seen with every request; it returns its address.
-func startHandlerBackend(t *testing.T, dir string, delay time.Duration, seen func(*gateway.Request)) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	root, err := os.OpenRoot(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { root.Close() })
-	fs := gateway.FileServer(root)
-	h := gateway.HandlerFunc(func(ctx context.Context, req *gateway.Request) (gateway.Content, error) {
-		seen(req)
-		c, err := fs.ServeTFTP(ctx, req)
-		if err != nil || delay == 0 {
-			return c, err
-		}
-		return &slowContent{InfoContent: c.(gateway.InfoContent), delay: delay}, nil
-	})
-	srv := backend.NewServer(h, backend.Config{Logger: slog.New(slog.DiscardHandler)})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = srv.Serve(ln)
-	}()
-	t.Cleanup(func() {
-		srv.Stop()
-		<-done
-	})
-	return ln.Addr().String()
 }
 
 // TestHTTPAndTFTPShareOneBackendRead: a file fetched over TFTP and HTTP at
@@ -243,15 +199,9 @@ func startHandlerBackend(t *testing.T, dir string, delay time.Duration, seen fun
 func TestHTTPAndTFTPShareOneBackendRead(t *testing.T) {
 	dir := t.TempDir()
 	writeRandom(t, filepath.Join(dir, "initrd.img"), 4_000_000)
-	var mu sync.Mutex
-	calls := 0
 	// Slow reads keep the first fetch running while the others start.
-	b := startHandlerBackend(t, dir, 2*time.Millisecond, func(*gateway.Request) {
-		mu.Lock()
-		calls++
-		mu.Unlock()
-	})
-	g := startGateway(t, "-backend", b, "-http", "127.0.0.1:0", "-cache-max-age", "1m")
+	b := startSDKBackend(t, nil, dir, 2*time.Millisecond, backend.Config{})
+	g := startGateway(t, "-backend", b.addr, "-http", "127.0.0.1:0", "-cache-max-age", "1m")
 	url := httpURL(t, g) + "/initrd.img"
 	out := t.TempDir()
 	var wg sync.WaitGroup
@@ -280,9 +230,7 @@ func TestHTTPAndTFTPShareOneBackendRead(t *testing.T) {
 	for _, f := range []string{"tftp0", "tftp1", "http0", "http1"} {
 		sameFile(t, filepath.Join(out, f), filepath.Join(dir, "initrd.img"))
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if calls != 1 {
+	if calls := b.count(); calls != 1 {
 		t.Errorf("the backend was called %d times for 2 TFTP and 2 HTTP fetches at once, want 1", calls)
 	}
 }

@@ -22,6 +22,15 @@ var testData = pattern(10_000)
 // startSDKBackend runs the backend SDK serving testData for every path.
 func startSDKBackend(t *testing.T, cfg sdk.Config) string {
 	t.Helper()
+	return startSDKBackendWith(t, gateway.HandlerFunc(func(ctx context.Context, req *gateway.Request) (gateway.Content, error) {
+		return gateway.BytesContent(testData), nil
+	}), cfg)
+}
+
+// startSDKBackendWith runs the backend SDK serving h on a loopback port
+// and returns its address.
+func startSDKBackendWith(t *testing.T, h gateway.Handler, cfg sdk.Config) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -29,9 +38,7 @@ func startSDKBackend(t *testing.T, cfg sdk.Config) string {
 	if cfg.Logger == nil {
 		cfg.Logger, _ = testLogger(t)
 	}
-	srv := sdk.NewServer(gateway.HandlerFunc(func(ctx context.Context, req *gateway.Request) (gateway.Content, error) {
-		return gateway.BytesContent(testData), nil
-	}), cfg)
+	srv := sdk.NewServer(h, cfg)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"net"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -75,7 +75,7 @@ func TestSeekReadsFromTheOffset(t *testing.T) {
 	etag = "v2"
 	mu.Unlock()
 	// The end is within the bytes received (one chunk): no call for it.
-	if want := []int64{0, 5000, 100}; !equalInts(got, want) {
+	if want := []int64{0, 5000, 100}; !slices.Equal(got, want) {
 		t.Errorf("calls at offsets %v, want %v", got, want)
 	}
 	if _, err := s.Seek(42, io.SeekStart); err == nil {
@@ -85,41 +85,14 @@ func TestSeekReadsFromTheOffset(t *testing.T) {
 	}
 }
 
-func equalInts(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
 // startSDKBackendHandler runs the backend SDK with h, telling seen the
 // offset of every Read call.
 func startSDKBackendHandler(t *testing.T, h gateway.Handler, seen func(int64)) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	log, _ := testLogger(t)
 	intercept := func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		return handler(srv, &offsetStream{ServerStream: ss, seen: seen})
 	}
-	srv := sdk.NewServer(h, sdk.Config{Logger: log, ServerOptions: []grpc.ServerOption{grpc.StreamInterceptor(intercept)}})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = srv.Serve(ln)
-	}()
-	t.Cleanup(func() {
-		srv.Stop()
-		<-done
-	})
-	return ln.Addr().String()
+	return startSDKBackendWith(t, h, sdk.Config{ServerOptions: []grpc.ServerOption{grpc.StreamInterceptor(intercept)}})
 }
 
 type offsetStream struct {
