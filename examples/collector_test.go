@@ -136,9 +136,9 @@ func TestPythonCollectorAcknowledgesBatchesAndDropsCopies(t *testing.T) {
 
 	publish(event("i1", 1, "a"), event("i1", 2, "b"))
 	publish(event("i1", 1, "a"), event("i1", 2, "b"), report("i1", 3)) // the first ack was lost
-	publish(event("i1", 6, "f"))                                        // 4 and 5 dropped by the edge
-	publish(event("i1", 5, "e"), event("i2", 1, "restarted"))           // a late copy; a new edge process
-	publish(event("", 0, "unnumbered"), event("", 0, "unnumbered"))     // an edge that does not number
+	publish(event("i1", 6, "f"))                                       // 4 and 5 dropped by the edge
+	publish(event("i1", 5, "e"), event("i2", 1, "restarted"))          // a late copy; a new edge process
+	publish(event("", 0, "unnumbered"), event("", 0, "unnumbered"))    // an edge that does not number
 
 	c.waitLog(t, regexp.MustCompile(`session read OK client=127\.0\.0\.9:2000 path="restarted"`))
 	c.waitLog(t, regexp.MustCompile(`stats events missing from edge="edge-a" instance=i1: 2 before sequence 6`))
