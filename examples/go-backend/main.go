@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/tftpgw/tftpgw/backend"
 	"github.com/tftpgw/tftpgw/gateway"
@@ -58,7 +59,11 @@ func main() {
 	srv := backend.NewServer(h, backend.Config{})
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	go func() { <-ctx.Done(); srv.GracefulStop() }()
+	go func() { // on SIGTERM, running calls get 10 s
+		<-ctx.Done()
+		time.AfterFunc(10*time.Second, srv.Stop)
+		srv.GracefulStop()
+	}()
 	slog.Info("go-backend serving", "addr", ln.Addr().String(), "root", *dir)
 	check("serve", srv.Serve(ln))
 }
