@@ -7,6 +7,7 @@ package examples_test
 // often an edge sends it.
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"fmt"
@@ -48,7 +49,8 @@ func TestPythonCollectorPrintsSessionsAndServerStats(t *testing.T) {
 	file := []byte(strings.Repeat("0123456789", 500)) // 4 blocks of 1468 bytes
 	mustWrite(t, filepath.Join(root, "pxelinux.0"), file)
 	c := start(t, pythonCollector, "", "127.0.0.1:0")
-	g := startTFTPGW(t, "-root", root, "-stats-sink", c.addr, "-stats-interval", "1s", "-edge-id", "edge-test")
+	g := startTFTPGW(t, "-root", root, "-stats-sink", c.addr, "-stats-interval", "1s", "-edge-id", "edge-test",
+		"-upload-allow", "uploads/*")
 
 	get := func(ip, path string) error {
 		ctx, cancel := context.WithTimeout(t.Context(), transferTimeout)
@@ -63,6 +65,13 @@ func TestPythonCollectorPrintsSessionsAndServerStats(t *testing.T) {
 	if err := get("127.0.0.3", "missing.cfg"); err == nil {
 		t.Fatal("missing.cfg was served")
 	}
+	upload := []byte(strings.Repeat("hostname switch1\n", 200))
+	ctx, cancel := context.WithTimeout(t.Context(), transferTimeout)
+	defer cancel()
+	if _, err := tftpclient.Put(ctx, g.addr, "uploads/switch1.cfg", bytes.NewReader(upload), int64(len(upload)),
+		tftpclient.Options{TSize: true, LocalAddr: netip.MustParseAddr("127.0.0.4")}); err != nil {
+		t.Fatalf("upload: %v", err)
+	}
 
 	c.waitLog(t, regexp.MustCompile(fmt.Sprintf(
 		`(?m)^\S+Z session read OK client=127\.0\.0\.2:\d+ path="pxelinux\.0" bytes=%d ms=\d+\.\d `+
@@ -71,9 +80,12 @@ func TestPythonCollectorPrintsSessionsAndServerStats(t *testing.T) {
 	c.waitLog(t, regexp.MustCompile(
 		`(?m)^\S+Z session read ERROR client=127\.0\.0\.3:\d+ path="missing\.cfg" bytes=0 ms=\d+\.\d `+
 			`edge="edge-test" id="[^"]+" tsize=-1 .* error_sent=1:"file not found"$`))
-	// A report covering both sessions (one interval, or two).
+	c.waitLog(t, regexp.MustCompile(fmt.Sprintf(
+		`(?m)^\S+Z session write OK client=127\.0\.0\.4:\d+ path="uploads/switch1\.cfg" bytes=%d ms=\d+\.\d `+
+			`edge="edge-test" id="[^"]+" tsize=%d blksize=512 windowsize=1 retransmits=\d+$`, len(upload), len(upload))))
+	// A report covering the three sessions (one interval, or more).
 	c.waitLog(t, regexp.MustCompile(
-		`(?m)^\S+Z server edge="edge-test" final=false .* total_sessions=2 total_bytes_sent=\d+$`))
+		`(?m)^\S+Z server edge="edge-test" final=false .* total_sessions=3 total_bytes_sent=\d+$`))
 
 	// The edge's last report, sent as it stops, says it dropped nothing.
 	g.cmd.Process.Signal(syscall.SIGTERM)
@@ -82,9 +94,9 @@ func TestPythonCollectorPrintsSessionsAndServerStats(t *testing.T) {
 	case <-time.After(stopTimeout):
 		t.Fatal("tftpgw did not stop")
 	}
-	c.waitLog(t, regexp.MustCompile(`(?m)^\S+Z server edge="edge-test" final=true .* dropped=0 total_sessions=2 `))
-	if n := strings.Count(c.logs.String(), ` session read `); n != 2 {
-		t.Errorf("%d session lines, want 2:\n%s", n, c.logs)
+	c.waitLog(t, regexp.MustCompile(`(?m)^\S+Z server edge="edge-test" final=true .* dropped=0 total_sessions=3 `))
+	if n := strings.Count(c.logs.String(), ` session `); n != 3 {
+		t.Errorf("%d session lines, want 3:\n%s", n, c.logs)
 	}
 }
 
