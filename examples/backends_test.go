@@ -64,8 +64,8 @@ const (
 	maxChunk        = 256 << 10        // the largest data chunk the proto advises
 )
 
-// tftpBackend is the Go reference backend, built by TestMain (as is
-// tftpgwBin, the edge).
+// tftpBackend is the Go reference backend, built by TestMain (as are
+// tftpgwBin, the edge, and goExample, examples/go-backend).
 var tftpBackend string
 
 func TestMain(m *testing.M) {
@@ -76,7 +76,8 @@ func TestMain(m *testing.M) {
 	}
 	tftpBackend = filepath.Join(dir, "tftp-backend")
 	tftpgwBin = filepath.Join(dir, "tftpgw")
-	for bin, pkg := range map[string]string{tftpBackend: "../cmd/tftp-backend", tftpgwBin: "../cmd/tftpgw"} {
+	goExample = filepath.Join(dir, "go-backend")
+	for bin, pkg := range map[string]string{tftpBackend: "../cmd/tftp-backend", tftpgwBin: "../cmd/tftpgw", goExample: "./go-backend"} {
 		if out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput(); err != nil {
 			fmt.Fprintf(os.Stderr, "go build %s: %v\n%s", pkg, err, out)
 			os.RemoveAll(dir)

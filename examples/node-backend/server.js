@@ -27,6 +27,10 @@
 //     (1 s); a larger one in the background, its headers carrying the
 //     digest once it is known.
 //   * A cancelled call (the TFTP session ended) stops reading at once.
+//   * boot.ipxe is not a file: it is an iPXE script made for each client,
+//     naming its address (BOOT_SCRIPT, bootScript), with an etag that is
+//     the digest of its bytes and max_age 0, so that the edge cache never
+//     serves one client's script to another.
 //   * With --upload-dir, Write stores uploads there: every refusal before
 //     accepted (PERMISSION_DENIED 2 "uploads not enabled" without it,
 //     2 "access violation" for a path out of the directory,
@@ -79,6 +83,15 @@ const DIGEST_WAIT_MS = 1000;
 // The digest cache's bounds: entries, and bytes of paths and etags.
 const DIGEST_CACHE_ENTRIES = 4096;
 const DIGEST_CACHE_BYTES = 4 * 1024 * 1024;
+
+// A read of this path gets an iPXE script made for the client that asks
+// (bootScript), not a file of the root. Replace the template with your own:
+// {ip} is the client's address, as the edge saw it.
+const BOOT_SCRIPT_PATH = 'boot.ipxe';
+const BOOT_SCRIPT = `#!ipxe
+echo Booting {ip} through tftpgw (node-backend)
+chain --autofree tftp://\${next-server}/hosts/{ip}.ipxe || shell
+`;
 
 // --- flags and the proto --------------------------------------------------
 
@@ -341,6 +354,20 @@ function requestPath(req) {
   return req.path_bytes && req.path_bytes.length > 0 ? str(req.path_bytes) : str(Buffer.from(req.path, 'utf8'));
 }
 
+// bootScript returns the iPXE script of the client of req, as a Buffer,
+// with its etag and SHA-256. It differs per client, so its header has
+// max_age 0: the edge cache asks again on every request and reuses its
+// cached bytes only when the etag is the same, which, being the digest of
+// the bytes, means the same script. One client's script is never served to
+// another.
+function bootScript(req) {
+  const ip = req.client && req.client.ip ? req.client.ip.split('%')[0] : ''; // without an IPv6 zone
+  if (ip === '') throw notFound('boot.ipxe: the request has no client address'); // an edge always sends it
+  const body = Buffer.from(BOOT_SCRIPT.replaceAll('{ip}', ip), 'utf8');
+  const digest = crypto.createHash('sha256').update(body).digest();
+  return { body, etag: `ipxe-${digest.subarray(0, 16).toString('hex')}`, digest };
+}
+
 // checkRequest refuses what the edge never sends (it normalises the path).
 function checkRequest(req, rel) {
   if (rel.startsWith('/') || rel.startsWith('\\')) {
@@ -518,6 +545,31 @@ async function read(call) {
   const rel = requestPath(req);
   try {
     checkRequest(req, rel);
+    if (rel === BOOT_SCRIPT_PATH) {
+      const script = bootScript(req);
+      ({ digest } = script);
+      if (req.if_match !== '' && req.if_match !== script.etag) {
+        throw new CallError(grpc.status.FAILED_PRECONDITION,
+          `etag mismatch: want ${quote(req.if_match)}, have ${quote(script.etag)}`, 0, 'file changed');
+      }
+      const header = {
+        size: script.body.length, etag: script.etag, offset: req.offset, sha256: digest,
+        max_age: { seconds: 0, nanos: 0 }, // 0: never reused for another client
+      };
+      if (!(await write(call, { header }))) {
+        outcome = 'CANCELLED';
+        return;
+      }
+      if (req.offset < script.body.length) { // a few hundred bytes: one chunk
+        if (!(await write(call, { data: script.body.subarray(req.offset) }))) {
+          outcome = 'CANCELLED';
+          return;
+        }
+        sent = script.body.length - req.offset;
+      }
+      call.end();
+      return;
+    }
     const opened = await openFile(rel);
     fh = opened.fh;
     const { st } = opened;

@@ -25,6 +25,10 @@ the way the Go reference backend (cmd/tftp-backend -root) does:
     larger one in the background, its headers carrying the digest once it
     is known.
   * A cancelled call (the TFTP session ended) stops reading at once.
+  * boot.ipxe is not a file: it is an iPXE script made for each client,
+    naming its address (BOOT_SCRIPT, boot_script), with an ETag that is
+    the digest of its bytes and max_age 0, so that the edge cache never
+    serves one client's script to another.
   * With --upload-dir, Write stores uploads there: every refusal before
     accepted (PERMISSION_DENIED 2 "uploads not enabled" without it,
     2 "access violation" for a path out of the directory,
@@ -89,6 +93,15 @@ DIGEST_WAIT = 1.0
 # The digest cache's bounds: entries, and bytes of paths and etags.
 DIGEST_CACHE_ENTRIES = 4096
 DIGEST_CACHE_BYTES = 4 * 1024 * 1024
+
+# A read of this path gets an iPXE script made for the client that asks
+# (boot_script), not a file of the root. Replace the template with your own:
+# {ip} is the client's address, as the edge saw it.
+BOOT_SCRIPT_PATH = b"boot.ipxe"
+BOOT_SCRIPT = """#!ipxe
+echo Booting {ip} through tftpgw (python-backend)
+chain --autofree tftp://${{next-server}}/hosts/{ip}.ipxe || shell
+"""
 
 log = logging.getLogger("tftp-backend")
 
@@ -246,6 +259,23 @@ class Root:
             os.close(fd)
             raise
         return fd, st
+
+
+def boot_script(request):
+    """The iPXE script of the client of request, as bytes, with its ETag
+    and SHA-256.
+
+    It differs per client, so its header has max_age 0: the edge cache asks
+    again on every request and reuses its cached bytes only when the ETag
+    is the same, which, being the digest of the bytes, means the same
+    script. One client's script is never served to another.
+    """
+    ip = request.client.ip.split("%", 1)[0]  # without an IPv6 zone
+    if not ip:  # an edge always sends it
+        raise not_found("boot.ipxe: the request has no client address")
+    body = BOOT_SCRIPT.format(ip=ip).encode()
+    digest = hashlib.sha256(body).digest()
+    return body, "ipxe-" + digest[:16].hex(), digest
 
 
 def etag_of(st):
@@ -590,6 +620,20 @@ class ContentService(content_pb2_grpc.ContentServiceServicer):
         path = request_path(request)
         try:
             check_request(request)
+            if path == BOOT_SCRIPT_PATH:
+                body, etag, digest = boot_script(request)
+                if request.if_match and request.if_match != etag:
+                    raise CallError(
+                        grpc.StatusCode.FAILED_PRECONDITION,
+                        f"etag mismatch: want {quote(request.if_match)}, have {quote(etag)}",
+                        0, "file changed")
+                header = content_pb2.Header(size=len(body), etag=etag, offset=request.offset, sha256=digest)
+                header.max_age.SetInParent()  # 0: never reused for another client
+                await send(context, content_pb2.ReadResponse(header=header))
+                if request.offset < len(body):  # a few hundred bytes: one chunk
+                    await send(context, content_pb2.ReadResponse(data=body[request.offset:]))
+                    sent = len(body) - request.offset
+                return
             fd, st = self.root.open(path)
             etag = etag_of(st)
             if request.if_match and request.if_match != etag:
