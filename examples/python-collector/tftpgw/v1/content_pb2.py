@@ -12,9 +12,10 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17tftpgw/v1/content.proto\x12\ttftpgw.v1\x1a\x1egoogle/protobuf/duration.proto\"q\n\x0cWriteRequest\x12&\n\x05start\x18\x01 \x01(\x0b\x32\x15.tftpgw.v1.WriteStartH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x12\"\n\x03\x65nd\x18\x03 \x01(\x0b\x32\x13.tftpgw.v1.WriteEndH\x00\x42\x05\n\x03msg\"\x9a\x02\n\nWriteStart\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x10\n\x08raw_path\x18\x02 \x01(\t\x12\x0c\n\x04path\x18\x03 \x01(\t\x12\x0c\n\x04mode\x18\x04 \x01(\t\x12\"\n\x07options\x18\x05 \x03(\x0b\x32\x11.tftpgw.v1.Option\x12\"\n\x06\x63lient\x18\x06 \x01(\x0b\x32\x12.tftpgw.v1.Address\x12)\n\rlocal_address\x18\x07 \x01(\x0b\x32\x12.tftpgw.v1.Address\x12\x0f\n\x07\x65\x64ge_id\x18\x08 \x01(\t\x12\x16\n\x0eraw_path_bytes\x18\t \x01(\x0c\x12\x12\n\npath_bytes\x18\n \x01(\x0c\x12\x11\n\x04size\x18\x0b \x01(\x03H\x00\x88\x01\x01\x42\x07\n\x05_size\"(\n\x08WriteEnd\x12\x0c\n\x04size\x18\x01 \x01(\x03\x12\x0e\n\x06sha256\x18\x02 \x01(\x0c\"n\n\rWriteResponse\x12,\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x0b\x32\x18.tftpgw.v1.WriteAcceptedH\x00\x12(\n\x06stored\x18\x02 \x01(\x0b\x32\x16.tftpgw.v1.WriteStoredH\x00\x42\x05\n\x03msg\"\x0f\n\rWriteAccepted\"\x1b\n\x0bWriteStored\x12\x0c\n\x04size\x18\x01 \x01(\x03\"\xa1\x02\n\x0bReadRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x10\n\x08raw_path\x18\x02 \x01(\t\x12\x0c\n\x04path\x18\x03 \x01(\t\x12\x0c\n\x04mode\x18\x04 \x01(\t\x12\"\n\x07options\x18\x05 \x03(\x0b\x32\x11.tftpgw.v1.Option\x12\"\n\x06\x63lient\x18\x06 \x01(\x0b\x32\x12.tftpgw.v1.Address\x12)\n\rlocal_address\x18\x07 \x01(\x0b\x32\x12.tftpgw.v1.Address\x12\x0f\n\x07\x65\x64ge_id\x18\x08 \x01(\t\x12\x0e\n\x06offset\x18\t \x01(\x04\x12\x10\n\x08if_match\x18\n \x01(\t\x12\x16\n\x0eraw_path_bytes\x18\x0b \x01(\x0c\x12\x12\n\npath_bytes\x18\x0c \x01(\x0c\"N\n\x06Option\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\x12\x12\n\nname_bytes\x18\x03 \x01(\x0c\x12\x13\n\x0bvalue_bytes\x18\x04 \x01(\x0c\"#\n\x07\x41\x64\x64ress\x12\n\n\x02ip\x18\x01 \x01(\t\x12\x0c\n\x04port\x18\x02 \x01(\r\"J\n\x0cReadResponse\x12#\n\x06header\x18\x01 \x01(\x0b\x32\x11.tftpgw.v1.HeaderH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x42\x05\n\x03msg\"\x8e\x01\n\x06Header\x12\x11\n\x04size\x18\x01 \x01(\x03H\x00\x88\x01\x01\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\x12*\n\x07max_age\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x13\n\x06offset\x18\x04 \x01(\x04H\x01\x88\x01\x01\x12\x0e\n\x06sha256\x18\x05 \x01(\x0c\x42\x07\n\x05_sizeB\t\n\x07_offset\"*\n\tTFTPError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\r\x12\x0f\n\x07message\x18\x02 \x01(\t2\x8b\x01\n\x0e\x43ontentService\x12\x39\n\x04Read\x12\x16.tftpgw.v1.ReadRequest\x1a\x17.tftpgw.v1.ReadResponse0\x01\x12>\n\x05Write\x12\x17.tftpgw.v1.WriteRequest\x1a\x18.tftpgw.v1.WriteResponse(\x01\x30\x01\x42\x33Z1github.com/tftpgw/tftpgw/proto/tftpgw/v1;tftpgwv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17tftpgw/v1/content.proto\x12\ttftpgw.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"q\n\x0cWriteRequest\x12&\n\x05start\x18\x01 \x01(\x0b\x32\x15.tftpgw.v1.WriteStartH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x12\"\n\x03\x65nd\x18\x03 \x01(\x0b\x32\x13.tftpgw.v1.WriteEndH\x00\x42\x05\n\x03msg\"\x9a\x02\n\nWriteStart\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x10\n\x08raw_path\x18\x02 \x01(\t\x12\x0c\n\x04path\x18\x03 \x01(\t\x12\x0c\n\x04mode\x18\x04 \x01(\t\x12\"\n\x07options\x18\x05 \x03(\x0b\x32\x11.tftpgw.v1.Option\x12\"\n\x06\x63lient\x18\x06 \x01(\x0b\x32\x12.tftpgw.v1.Address\x12)\n\rlocal_address\x18\x07 \x01(\x0b\x32\x12.tftpgw.v1.Address\x12\x0f\n\x07\x65\x64ge_id\x18\x08 \x01(\t\x12\x16\n\x0eraw_path_bytes\x18\t \x01(\x0c\x12\x12\n\npath_bytes\x18\n \x01(\x0c\x12\x11\n\x04size\x18\x0b \x01(\x03H\x00\x88\x01\x01\x42\x07\n\x05_size\"(\n\x08WriteEnd\x12\x0c\n\x04size\x18\x01 \x01(\x03\x12\x0e\n\x06sha256\x18\x02 \x01(\x0c\"n\n\rWriteResponse\x12,\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x0b\x32\x18.tftpgw.v1.WriteAcceptedH\x00\x12(\n\x06stored\x18\x02 \x01(\x0b\x32\x16.tftpgw.v1.WriteStoredH\x00\x42\x05\n\x03msg\"\x0f\n\rWriteAccepted\"\x1b\n\x0bWriteStored\x12\x0c\n\x04size\x18\x01 \x01(\x03\"\xc8\x02\n\x0bReadRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x10\n\x08raw_path\x18\x02 \x01(\t\x12\x0c\n\x04path\x18\x03 \x01(\t\x12\x0c\n\x04mode\x18\x04 \x01(\t\x12\"\n\x07options\x18\x05 \x03(\x0b\x32\x11.tftpgw.v1.Option\x12\"\n\x06\x63lient\x18\x06 \x01(\x0b\x32\x12.tftpgw.v1.Address\x12)\n\rlocal_address\x18\x07 \x01(\x0b\x32\x12.tftpgw.v1.Address\x12\x0f\n\x07\x65\x64ge_id\x18\x08 \x01(\t\x12\x0e\n\x06offset\x18\t \x01(\x04\x12\x10\n\x08if_match\x18\n \x01(\t\x12\x16\n\x0eraw_path_bytes\x18\x0b \x01(\x0c\x12\x12\n\npath_bytes\x18\x0c \x01(\x0c\x12%\n\x08protocol\x18\r \x01(\x0e\x32\x13.tftpgw.v1.Protocol\"N\n\x06Option\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\x12\x12\n\nname_bytes\x18\x03 \x01(\x0c\x12\x13\n\x0bvalue_bytes\x18\x04 \x01(\x0c\"#\n\x07\x41\x64\x64ress\x12\n\n\x02ip\x18\x01 \x01(\t\x12\x0c\n\x04port\x18\x02 \x01(\r\"J\n\x0cReadResponse\x12#\n\x06header\x18\x01 \x01(\x0b\x32\x11.tftpgw.v1.HeaderH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x42\x05\n\x03msg\"\xbc\x01\n\x06Header\x12\x11\n\x04size\x18\x01 \x01(\x03H\x00\x88\x01\x01\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\x12*\n\x07max_age\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x13\n\x06offset\x18\x04 \x01(\x04H\x01\x88\x01\x01\x12\x0e\n\x06sha256\x18\x05 \x01(\x0c\x12,\n\x08modified\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x07\n\x05_sizeB\t\n\x07_offset\"*\n\tTFTPError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\r\x12\x0f\n\x07message\x18\x02 \x01(\t*J\n\x08Protocol\x12\x18\n\x14PROTOCOL_UNSPECIFIED\x10\x00\x12\x11\n\rPROTOCOL_TFTP\x10\x01\x12\x11\n\rPROTOCOL_HTTP\x10\x02\x32\x8b\x01\n\x0e\x43ontentService\x12\x39\n\x04Read\x12\x16.tftpgw.v1.ReadRequest\x1a\x17.tftpgw.v1.ReadResponse0\x01\x12>\n\x05Write\x12\x17.tftpgw.v1.WriteRequest\x1a\x18.tftpgw.v1.WriteResponse(\x01\x30\x01\x42\x33Z1github.com/tftpgw/tftpgw/proto/tftpgw/v1;tftpgwv1b\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tftpgw.v1.content_pb2', globals())
@@ -22,30 +23,32 @@ if _descriptor._USE_C_DESCRIPTORS == False:
 
   DESCRIPTOR._options = None
   DESCRIPTOR._serialized_options = b'Z1github.com/tftpgw/tftpgw/proto/tftpgw/v1;tftpgwv1'
-  _WRITEREQUEST._serialized_start=70
-  _WRITEREQUEST._serialized_end=183
-  _WRITESTART._serialized_start=186
-  _WRITESTART._serialized_end=468
-  _WRITEEND._serialized_start=470
-  _WRITEEND._serialized_end=510
-  _WRITERESPONSE._serialized_start=512
-  _WRITERESPONSE._serialized_end=622
-  _WRITEACCEPTED._serialized_start=624
-  _WRITEACCEPTED._serialized_end=639
-  _WRITESTORED._serialized_start=641
-  _WRITESTORED._serialized_end=668
-  _READREQUEST._serialized_start=671
-  _READREQUEST._serialized_end=960
-  _OPTION._serialized_start=962
-  _OPTION._serialized_end=1040
-  _ADDRESS._serialized_start=1042
-  _ADDRESS._serialized_end=1077
-  _READRESPONSE._serialized_start=1079
-  _READRESPONSE._serialized_end=1153
-  _HEADER._serialized_start=1156
-  _HEADER._serialized_end=1298
-  _TFTPERROR._serialized_start=1300
-  _TFTPERROR._serialized_end=1342
-  _CONTENTSERVICE._serialized_start=1345
-  _CONTENTSERVICE._serialized_end=1484
+  _PROTOCOL._serialized_start=1462
+  _PROTOCOL._serialized_end=1536
+  _WRITEREQUEST._serialized_start=103
+  _WRITEREQUEST._serialized_end=216
+  _WRITESTART._serialized_start=219
+  _WRITESTART._serialized_end=501
+  _WRITEEND._serialized_start=503
+  _WRITEEND._serialized_end=543
+  _WRITERESPONSE._serialized_start=545
+  _WRITERESPONSE._serialized_end=655
+  _WRITEACCEPTED._serialized_start=657
+  _WRITEACCEPTED._serialized_end=672
+  _WRITESTORED._serialized_start=674
+  _WRITESTORED._serialized_end=701
+  _READREQUEST._serialized_start=704
+  _READREQUEST._serialized_end=1032
+  _OPTION._serialized_start=1034
+  _OPTION._serialized_end=1112
+  _ADDRESS._serialized_start=1114
+  _ADDRESS._serialized_end=1149
+  _READRESPONSE._serialized_start=1151
+  _READRESPONSE._serialized_end=1225
+  _HEADER._serialized_start=1228
+  _HEADER._serialized_end=1416
+  _TFTPERROR._serialized_start=1418
+  _TFTPERROR._serialized_end=1460
+  _CONTENTSERVICE._serialized_start=1539
+  _CONTENTSERVICE._serialized_end=1678
 # @@protoc_insertion_point(module_scope)
