@@ -177,6 +177,17 @@ func TestEmptyContent(t *testing.T) {
 	}
 }
 
+// TestNegativeMaxAgeIsAZeroMaxAge: a content whose MaxAge is negative (no
+// freshness, not even an edge's default) is sent with a max_age present
+// and zero.
+func TestNegativeMaxAgeIsAZeroMaxAge(t *testing.T) {
+	conn := dial(t, static(newMem(alphabet, gateway.ContentInfo{ETag: "v1", MaxAge: -1})), Config{})
+	r := read(t.Context(), t, conn, &tftpgwv1.ReadRequest{Path: "a"})
+	if r.err != nil || r.header.MaxAge == nil || r.header.GetMaxAge().AsDuration() != 0 {
+		t.Fatalf("header %v, %v", r.header, r.err)
+	}
+}
+
 func TestSizeAbsentWhenUnknown(t *testing.T) {
 	conn := dial(t, static(gateway.NewContent(strings.NewReader("hello"), -1)), Config{})
 	r := read(t.Context(), t, conn, &tftpgwv1.ReadRequest{Path: "a"})

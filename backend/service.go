@@ -131,8 +131,11 @@ func (s *Service) Read(in *tftpgwv1.ReadRequest, stream grpc.ServerStreamingServ
 	if info.SHA256 != [32]byte{} {
 		h.Sha256 = info.SHA256[:]
 	}
-	if info.MaxAge > 0 {
+	switch {
+	case info.MaxAge > 0:
 		h.MaxAge = durationpb.New(info.MaxAge)
+	case info.MaxAge < 0: // explicitly never fresh: a present, zero max_age
+		h.MaxAge = durationpb.New(0)
 	}
 	if !info.ModTime.IsZero() {
 		h.Modified = timestamppb.New(info.ModTime)

@@ -68,7 +68,10 @@ func TestBootScriptNamesTheClient(t *testing.T) {
 			t.Parallel()
 			need(t, sb.b)
 			p := start(t, sb.b, root, "127.0.0.1:0")
-			g := startTFTPGW(t, "-backend", p.addr)
+			// -cache-max-age gives content without a max_age a
+			// freshness of its own: the scripts' explicit zero max_age
+			// must still make the edge ask for every request.
+			g := startTFTPGW(t, "-backend", p.addr, "-cache-max-age", "1m")
 			if !strings.Contains(g.logs.String(), `"edge cache on"`) {
 				t.Fatalf("tftpgw runs without its edge cache; the test needs it on:\n%s", g.logs)
 			}

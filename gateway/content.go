@@ -102,7 +102,12 @@ type ContentInfo struct {
 	// Two contents with the same non-empty ETag have the same bytes.
 	ETag string
 	// MaxAge is how long the content may be cached; zero means it must
-	// not be cached.
+	// not be cached. Negative says the same, and also that an edge must
+	// not give it a freshness of its own (package cache's DefaultMaxAge,
+	// tftpgw -cache-max-age): the source said so explicitly, for content
+	// that differs per client or per request. A gRPC backend says it with
+	// a max_age of 0 (present, zero); the backend SDK sends a negative
+	// MaxAge that way.
 	MaxAge time.Duration
 	// SHA256, if not all zero, is the SHA-256 digest of the whole content.
 	// The backend SDK sends it in its header, and an edge reading the

@@ -206,7 +206,8 @@ func (o *options) flagSet(stderr io.Writer) *flag.FlagSet {
 	fs.DurationVar(&o.Cache.MaxAge, "cache-max-age", 0,
 		"serve cached content that has an etag but no max age (the files of -root, of tftp-backend -root) from memory for this long\n"+
 			"without asking the source again; 0 asks on every request and reuses the cached bytes while the etag is unchanged.\n"+
-			"Only safe when every path serves the same bytes to every client: not with per-client templates behind -backend")
+			"Never applied to content whose header has a max_age present and zero (per-client content, such as tftp-backend's templates);\n"+
+			"unsafe behind a backend that makes per-client content without saying so")
 	return fs
 }
 

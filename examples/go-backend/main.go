@@ -27,8 +27,9 @@ const script = "#!ipxe\necho Booting %[1]s through tftpgw (go-backend)\n" +
 	"chain --autofree tftp://${next-server}/hosts/%[1]s.ipxe || shell\n"
 
 // generated is content made for one request. Its ETag is the digest of its
-// bytes and its max age 0: the edge cache asks again on every request and
-// never serves one client's script to another.
+// bytes and its MaxAge negative (sent as a max_age of 0): the edge cache
+// asks again on every request, whatever its -cache-max-age, and never
+// serves one client's script to another.
 type generated struct {
 	gateway.Content
 	info gateway.ContentInfo
@@ -52,7 +53,7 @@ func main() {
 		}
 		b := []byte(fmt.Sprintf(script, r.RemoteAddr.Addr().Unmap().WithZone("")))
 		sum := sha256.Sum256(b)
-		return generated{gateway.BytesContent(b), gateway.ContentInfo{ETag: fmt.Sprintf("ipxe-%x", sum[:16]), SHA256: sum}}, nil
+		return generated{gateway.BytesContent(b), gateway.ContentInfo{ETag: fmt.Sprintf("ipxe-%x", sum[:16]), MaxAge: -1, SHA256: sum}}, nil
 	})
 	ln, err := net.Listen("tcp", *listen)
 	check("listen", err)

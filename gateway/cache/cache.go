@@ -57,10 +57,13 @@ type Handler struct {
 	MaxEntryBytes int64
 
 	// DefaultMaxAge, if positive, is the freshness given to contents that
-	// have an ETag but no MaxAge: such an entry is then served without
-	// calling Next until it is that old. Leave it zero unless every path
-	// of Next serves the same bytes to every client (per-client templates
-	// behind Next would be served to the wrong clients).
+	// have an ETag but no MaxAge (zero, not negative: a negative MaxAge is
+	// the source saying explicitly that the content must be asked for
+	// every time, see gateway.ContentInfo): such an entry is then served
+	// without calling Next until it is that old. Leave it zero unless every
+	// path of Next that does not say so serves the same bytes to every
+	// client (per-client templates behind Next would be served to the
+	// wrong clients).
 	DefaultMaxAge time.Duration
 
 	// Logger receives failed fetches (warn) and fetches and evictions
@@ -237,10 +240,7 @@ func (h *Handler) revalidateByStat(ctx context.Context, req *gateway.Request, st
 	if err != nil || info.ETag == "" {
 		return nil
 	}
-	maxAge := info.MaxAge
-	if maxAge <= 0 {
-		maxAge = h.DefaultMaxAge
-	}
+	maxAge := h.maxAge(info)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed || h.entries[req.Path] != e || e.info.ETag != info.ETag || e.size != size || e.state.Load() == stateFailed {
@@ -301,10 +301,7 @@ func (h *Handler) open(ctx context.Context, req *gateway.Request, lead chan stru
 		h.mu.Unlock()
 		return c, nil // fctx ends with the session, like ctx
 	}
-	maxAge := info.MaxAge
-	if maxAge <= 0 {
-		maxAge = h.DefaultMaxAge
-	}
+	maxAge := h.maxAge(info)
 
 	h.mu.Lock()
 	if h.closed {
@@ -400,6 +397,15 @@ func (h *Handler) seenBeforeLocked(key, etag string) bool {
 	}
 	h.seen[strings.Clone(key)] = etag
 	return false
+}
+
+// maxAge is the freshness of a content with info: its MaxAge, or
+// DefaultMaxAge for one that has none (not one that refuses any).
+func (h *Handler) maxAge(info gateway.ContentInfo) time.Duration {
+	if info.MaxAge == 0 {
+		return h.DefaultMaxAge
+	}
+	return max(info.MaxAge, 0)
 }
 
 func expiry(now time.Time, maxAge time.Duration) time.Time {

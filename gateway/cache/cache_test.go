@@ -360,6 +360,15 @@ func TestDefaultMaxAge(t *testing.T) {
 	if n := f.calls.Load(); n != 1 {
 		t.Errorf("Next called %d times, want 1", n)
 	}
+	// A negative MaxAge is the source refusing any freshness: every
+	// request calls Next (the cached bytes are still shared by ETag).
+	f.set("per-client", file{data: data, etag: "v1", maxAge: -1})
+	for range 3 {
+		mustGet(t, h, "per-client", data)
+	}
+	if n := f.calls.Load(); n != 4 {
+		t.Errorf("Next called %d times, want 4", n)
+	}
 }
 
 func TestLRUEvictionByBytes(t *testing.T) {

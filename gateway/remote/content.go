@@ -177,8 +177,14 @@ func (c *content) start() error {
 	c.h.watch.good(keyAuth, "backend accepts this gateway's credentials again")
 	c.size = headerSize(hdr)
 	c.etag = hdr.GetEtag()
-	if d := hdr.GetMaxAge(); d != nil && d.IsValid() && d.AsDuration() > 0 {
-		c.maxAge = d.AsDuration()
+	if d := hdr.GetMaxAge(); d != nil && d.IsValid() {
+		// A max_age present and zero is the backend saying that the
+		// content must be asked for every time: no default freshness
+		// (see gateway.ContentInfo.MaxAge).
+		c.maxAge = max(d.AsDuration(), -1)
+		if c.maxAge == 0 {
+			c.maxAge = -1
+		}
 	}
 	if m := hdr.GetModified(); m != nil && m.IsValid() {
 		c.mtime = m.AsTime()

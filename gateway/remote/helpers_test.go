@@ -143,8 +143,8 @@ func (fl *file) serve(req *tftpgwv1.ReadRequest, s grpc.ServerStreamingServer[tf
 		n := int64(len(fl.data))
 		hdr.Size = &n
 	}
-	if fl.maxAge > 0 {
-		hdr.MaxAge = durationpb.New(fl.maxAge)
+	if fl.maxAge != 0 { // negative: present and zero
+		hdr.MaxAge = durationpb.New(max(fl.maxAge, 0))
 	}
 	if err := s.Send(&tftpgwv1.ReadResponse{Msg: &tftpgwv1.ReadResponse_Header{Header: hdr}}); err != nil {
 		return err

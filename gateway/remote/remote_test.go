@@ -35,6 +35,9 @@ func TestReadDeliversHeaderAndReblockedData(t *testing.T) {
 		{"empty file", file{data: nil, etag: "v1"}, 512, 0},
 		{"size absent means -1", file{data: pattern(3000), noSize: true}, 512, -1},
 		{"max age", file{data: pattern(10), etag: "e", maxAge: time.Minute}, 512, 10},
+		// A max_age present and zero (the fake sends one for a negative
+		// maxAge) is negative: never fresh, not even by an edge default.
+		{"max age present and zero", file{data: pattern(10), etag: "e", maxAge: -1}, 512, 10},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

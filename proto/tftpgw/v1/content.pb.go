@@ -974,7 +974,11 @@ type Header struct {
 	// back as if_match when it resumes the transfer.
 	Etag string `protobuf:"bytes,2,opt,name=etag,proto3" json:"etag,omitempty"`
 	// How long the content may be cached by the edge. Zero or absent means it
-	// must not be cached.
+	// must not be cached. The two differ in one way: an edge given a default
+	// freshness for content with an etag and no max_age (tftpgw
+	// -cache-max-age) applies it when max_age is absent, never when it is
+	// present and zero. Send a zero max_age for content that differs per
+	// client or per request (a generated script, a template).
 	MaxAge *durationpb.Duration `protobuf:"bytes,3,opt,name=max_age,json=maxAge,proto3" json:"max_age,omitempty"`
 	// The offset of the first data byte this stream sends: the request's
 	// offset. Required in the answer to a request with a non-zero offset

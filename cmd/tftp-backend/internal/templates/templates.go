@@ -252,6 +252,10 @@ func newContent(b []byte) *content {
 	return &content{Reader: bytes.NewReader(b), size: int64(len(b)), etag: hex.EncodeToString(sum[:16])}
 }
 
-func (c *content) Size() int64               { return c.size }
-func (c *content) Close() error              { return nil }
-func (c *content) Info() gateway.ContentInfo { return gateway.ContentInfo{ETag: c.etag} }
+func (c *content) Size() int64  { return c.size }
+func (c *content) Close() error { return nil }
+
+// Info says that a rendering is never fresh (MaxAge negative, sent as a
+// max_age of 0): it is made per client, so an edge asks for every request
+// whatever its own default freshness (tftpgw -cache-max-age).
+func (c *content) Info() gateway.ContentInfo { return gateway.ContentInfo{ETag: c.etag, MaxAge: -1} }
