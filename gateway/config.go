@@ -30,6 +30,7 @@ type config struct {
 	sessionStats  func(SessionStats)
 	serverStats   func(ServerStats)
 	statsInterval time.Duration
+	tracer        SessionTracer // nil: none
 
 	maxWindowMemory          int64 // <= 0: none
 	maxWindowMemoryPerClient int64 // <= 0: none
@@ -121,6 +122,7 @@ func (s *Server) resolve() *config {
 		sessionStats:  s.SessionStatsFunc,
 		serverStats:   s.ServerStatsFunc,
 		statsInterval: s.StatsInterval,
+		tracer:        s.Tracer,
 
 		limits: requestLimits{
 			maxSessions:          orDefault(s.MaxSessions, DefaultMaxSessions),

@@ -51,7 +51,7 @@ type SessionStats struct {
 	// leave it false.
 	Write bool
 
-	RawPath string
+	RawPath string // as Request.RawPath: as sent, less a suffix the Tracer removed
 	Path    string // normalised, as requested
 	// RewrittenPath is the path the handler served, when a middleware
 	// (rewrite rules) changed Request.Path; empty otherwise.
