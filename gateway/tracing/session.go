@@ -1,0 +1,175 @@
+package tracing
+
+import (
+	"context"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/tftpgw/tftpgw/gateway"
+)
+
+// ScopeName is the instrumentation scope of the session spans.
+const ScopeName = "github.com/tftpgw/tftpgw/gateway/tracing"
+
+// SessionOptions are a Sessions tracer's.
+type SessionOptions struct {
+	// FilenameTraceparent accepts a W3C traceparent appended to the
+	// filename, as Tinkerbell's smee does ("ipxe.efi-00-<trace id>-<span
+	// id>-01", see SplitTraceparent): the suffix is removed before the
+	// path is used, and the session's span is a child of that trace. A
+	// malformed suffix is left in the filename. Off by default: a file
+	// whose name ends with such a suffix is then served as named.
+	FilenameTraceparent bool
+}
+
+// Sessions is a [gateway.SessionTracer] that makes every session a span,
+// "TFTP read" or "TFTP write" (kind server), from the arrival of its
+// request to its end, with the attributes README.md and
+// docs/operations.md list (client.address, tftp.path, tftp.outcome,
+// tftp.bytes_acked, ...). The context the handler gets carries the span.
+//
+// A session ended by the server with an ERROR the client cannot help
+// (ERROR 0: a backend failure, busy, shutting down) or by a silent client
+// has the span status Error; other refusals (file not found, access
+// violation, upload too large) are answers, not failures, and leave it
+// unset, as an HTTP server's 4xx does.
+type Sessions struct {
+	tracer trace.Tracer
+	opts   SessionOptions
+}
+
+var _ gateway.SessionTracer = (*Sessions)(nil)
+
+// NewSessions returns a tracer of sessions making spans with tp.
+func NewSessions(tp trace.TracerProvider, o SessionOptions) *Sessions {
+	return &Sessions{tracer: tp.Tracer(ScopeName), opts: o}
+}
+
+// StartSession starts the session's span (see [gateway.SessionTracer]).
+func (s *Sessions) StartSession(ctx context.Context, st *gateway.SessionStats) context.Context {
+	raw := st.RawPath
+	if s.opts.FilenameTraceparent {
+		if name, parent, ok := SplitTraceparent(raw); ok {
+			st.RawPath = name
+			ctx = trace.ContextWithRemoteSpanContext(ctx, parent)
+		}
+	}
+	op, name := "read", "TFTP read"
+	if st.Write {
+		op, name = "write", "TFTP write"
+	}
+	attrs := make([]attribute.KeyValue, 0, 12)
+	attrs = append(attrs,
+		attribute.String("client.address", st.RemoteAddr.Addr().String()),
+		attribute.Int("client.port", int(st.RemoteAddr.Port())),
+		attribute.String("server.address", st.LocalAddr.Addr().String()),
+		attribute.Int("server.port", int(st.LocalAddr.Port())),
+		attribute.String("network.transport", "udp"),
+		attribute.String("tftp.session.id", st.SessionID),
+		attribute.String("tftp.operation", op),
+		attribute.String("tftp.filename", raw),
+		attribute.String("tftp.mode", st.Mode),
+	)
+	if len(st.RequestedOptions) > 0 {
+		opts := make([]string, len(st.RequestedOptions))
+		for i, o := range st.RequestedOptions {
+			opts[i] = o.Name + "=" + o.Value
+		}
+		attrs = append(attrs, attribute.StringSlice("tftp.options.requested", opts))
+	}
+	start := st.Start
+	if start.IsZero() {
+		start = time.Now()
+	}
+	ctx, _ = s.tracer.Start(ctx, name,
+		trace.WithSpanKind(trace.SpanKindServer),
+		trace.WithTimestamp(start),
+		trace.WithAttributes(attrs...))
+	return ctx
+}
+
+// EndSession sets the session's outcome on its span and ends it.
+func (s *Sessions) EndSession(ctx context.Context, st *gateway.SessionStats) {
+	span := trace.SpanFromContext(ctx)
+	if !span.IsRecording() {
+		return
+	}
+	span.SetAttributes(sessionEndAttrs(st)...)
+	if failed(st) {
+		msg := st.Outcome.String()
+		if e := st.ErrorSent; e != nil {
+			msg = e.Message
+		}
+		span.SetStatus(codes.Error, msg)
+	}
+	span.End(trace.WithTimestamp(st.Start.Add(st.Duration)))
+}
+
+// failed reports whether a session failed for reasons of the server's, or
+// of a client gone silent (see Sessions).
+func failed(st *gateway.SessionStats) bool {
+	if st.Outcome == gateway.OutcomeTimeout {
+		return true
+	}
+	e := st.ErrorSent
+	return st.Outcome == gateway.OutcomeError && e != nil && e.Code == gateway.ErrNotDefined
+}
+
+// sessionEndAttrs are the attributes of a finished session.
+func sessionEndAttrs(st *gateway.SessionStats) []attribute.KeyValue {
+	attrs := make([]attribute.KeyValue, 0, 24)
+	attrs = append(attrs,
+		attribute.String("tftp.path", st.Path),
+		attribute.String("tftp.outcome", st.Outcome.String()),
+		attribute.Int("tftp.blksize", st.BlockSize),
+		attribute.Int("tftp.windowsize", st.WindowSize),
+		attribute.Int64("tftp.retransmits", st.Retransmits),
+		attribute.Int64("tftp.duplicate_acks", st.DuplicateAcks),
+		attribute.Int64("tftp.packets_sent", st.PacketsSent),
+		attribute.Float64("tftp.duration", st.Duration.Seconds()),
+	)
+	if st.RewrittenPath != "" {
+		attrs = append(attrs, attribute.String("tftp.path.rewritten", st.RewrittenPath))
+	}
+	if st.Write {
+		attrs = append(attrs, attribute.Int64("tftp.bytes_received", st.BytesReceived))
+	} else {
+		attrs = append(attrs,
+			attribute.Int64("tftp.bytes_sent", st.BytesSent),
+			attribute.Int64("tftp.bytes_acked", st.BytesAcked))
+	}
+	if st.TransferSize >= 0 {
+		attrs = append(attrs, attribute.Int64("tftp.tsize", st.TransferSize))
+	}
+	if st.TimeToFirstData > 0 {
+		attrs = append(attrs, attribute.Float64("tftp.time_to_first_data", st.TimeToFirstData.Seconds()))
+	}
+	if len(st.NegotiatedOptions) > 0 {
+		opts := make([]string, len(st.NegotiatedOptions))
+		for i, o := range st.NegotiatedOptions {
+			opts[i] = o.Name + "=" + o.Value
+		}
+		attrs = append(attrs, attribute.StringSlice("tftp.options.negotiated", opts))
+	}
+	if e := st.ErrorSent; e != nil {
+		attrs = append(attrs, attribute.Int("tftp.error.code", int(e.Code)), attribute.String("tftp.error.message", e.Message))
+	}
+	if e := st.ErrorReceived; e != nil {
+		attrs = append(attrs, attribute.Int("tftp.client_error.code", int(e.Code)), attribute.String("tftp.client_error.message", e.Message))
+	}
+	if b := st.Backend; b != nil {
+		attrs = append(attrs,
+			attribute.String("tftp.backend.target", b.Target),
+			attribute.Int("tftp.backend.resumes", b.Resumes))
+		if b.Peer != "" {
+			attrs = append(attrs, attribute.String("tftp.backend.peer", b.Peer))
+		}
+		if b.HeaderLatency > 0 {
+			attrs = append(attrs, attribute.Float64("tftp.backend.header_latency", b.HeaderLatency.Seconds()))
+		}
+	}
+	return attrs
+}
