@@ -41,6 +41,11 @@ type fileConfig struct {
 	Cache   *cacheSection   `yaml:"cache"`
 	Log     *logSection     `yaml:"log"`
 	Upload  *uploadSection  `yaml:"upload"`
+	Tracing *tracingSection `yaml:"tracing"`
+}
+
+type tracingSection struct {
+	FilenameTraceparent *bool `yaml:"filename_traceparent"`
 }
 
 type uploadSection struct {
@@ -182,6 +187,7 @@ var flagKeys = map[string]string{
 	"upload-max-size":              "upload.max_size",
 	"upload-overwrite":             "upload.overwrite",
 	"upload-path":                  "upload.path",
+	"trace-filename-traceparent":   "tracing.filename_traceparent",
 }
 
 // configFile is a configuration file read: its options and where each key
@@ -263,6 +269,7 @@ var yamlTypeName = strings.NewReplacer(
 	"main.cacheSection", "cache",
 	"main.logSection", "log",
 	"main.uploadSection", "upload",
+	"main.tracingSection", "tracing",
 	"main.errorEntry", "error",
 	"main.rewriteEntry", "a rewrite rule",
 	"main.policyEntry", "a policy rule",
@@ -369,6 +376,9 @@ func (f *configFile) apply(fc *fileConfig, o *options, set map[string]bool) erro
 		}
 		put(a, "upload-overwrite", u.Overwrite, &o.Upload.Overwrite)
 		put(a, "upload-path", u.Path, &o.Upload.Path)
+	}
+	if t := fc.Tracing; t != nil {
+		put(a, "trace-filename-traceparent", t.FilenameTraceparent, &o.Tracing.FilenameTraceparent)
 	}
 
 	var errs []error

@@ -74,6 +74,7 @@ func TestEveryFlagHasAKey(t *testing.T) {
 		"stats-sink-token-file": "stats.token", "metrics": "127.0.0.1:9369", "cache-size": "64MiB",
 		"cache-max-age": "5s", "log-format": "json", "log-level": "debug",
 		"upload-allow": "configs/**,*.core", "upload-max-size": "16MiB", "upload-overwrite": "true", "upload-path": "{client_ip}/{path}",
+		"trace-filename-traceparent": "true",
 	} {
 		if values[name] != want {
 			t.Errorf("-%s = %q from the file, want %q", name, values[name], want)
