@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tftpgw/tftpgw/gateway"
 	"github.com/tftpgw/tftpgw/gateway/tracing"
@@ -54,7 +55,11 @@ func (e *edge) sessionTracer() gateway.SessionTracer {
 	if !e.tracing.Enabled() && !e.opts.Tracing.FilenameTraceparent {
 		return nil
 	}
-	return tracing.NewSessions(e.tracing.TracerProvider(), tracing.SessionOptions{
+	var tp trace.TracerProvider // nil: no span, the filenames' traceparents removed
+	if e.tracing.Enabled() {
+		tp = e.tracing.TracerProvider()
+	}
+	return tracing.NewSessions(tp, tracing.SessionOptions{
 		FilenameTraceparent: e.opts.Tracing.FilenameTraceparent,
 	})
 }

@@ -43,9 +43,15 @@ type Sessions struct {
 
 var _ gateway.SessionTracer = (*Sessions)(nil)
 
-// NewSessions returns a tracer of sessions making spans with tp.
+// NewSessions returns a tracer of sessions making spans with tp. With a
+// nil tp it makes no span and only removes the traceparents of filenames
+// (with o.FilenameTraceparent), at the cost of a look at the filename.
 func NewSessions(tp trace.TracerProvider, o SessionOptions) *Sessions {
-	return &Sessions{tracer: tp.Tracer(ScopeName), opts: o}
+	s := &Sessions{opts: o}
+	if tp != nil {
+		s.tracer = tp.Tracer(ScopeName)
+	}
+	return s
 }
 
 // StartSession starts the session's span (see [gateway.SessionTracer]).
@@ -54,14 +60,38 @@ func (s *Sessions) StartSession(ctx context.Context, st *gateway.SessionStats) c
 	if s.opts.FilenameTraceparent {
 		if name, parent, ok := SplitTraceparent(raw); ok {
 			st.RawPath = name
+			if s.tracer == nil {
+				return ctx
+			}
 			ctx = trace.ContextWithRemoteSpanContext(ctx, parent)
 		}
 	}
-	op, name := "read", "TFTP read"
-	if st.Write {
-		op, name = "write", "TFTP write"
+	if s.tracer == nil {
+		return ctx
 	}
-	attrs := make([]attribute.KeyValue, 0, 12)
+	name := "TFTP read"
+	if st.Write {
+		name = "TFTP write"
+	}
+	start := st.Start
+	if start.IsZero() {
+		start = time.Now()
+	}
+	ctx, span := s.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(start))
+	if span.IsRecording() { // else the attributes are not built for nothing
+		span.SetAttributes(sessionStartAttrs(st, raw)...)
+	}
+	return ctx
+}
+
+// sessionStartAttrs are the attributes of a session known at its start;
+// raw is the filename as the client sent it.
+func sessionStartAttrs(st *gateway.SessionStats, raw string) []attribute.KeyValue {
+	op := "read"
+	if st.Write {
+		op = "write"
+	}
+	attrs := make([]attribute.KeyValue, 0, 10)
 	attrs = append(attrs,
 		attribute.String("client.address", st.RemoteAddr.Addr().String()),
 		attribute.Int("client.port", int(st.RemoteAddr.Port())),
@@ -74,25 +104,25 @@ func (s *Sessions) StartSession(ctx context.Context, st *gateway.SessionStats) c
 		attribute.String("tftp.mode", st.Mode),
 	)
 	if len(st.RequestedOptions) > 0 {
-		opts := make([]string, len(st.RequestedOptions))
-		for i, o := range st.RequestedOptions {
-			opts[i] = o.Name + "=" + o.Value
-		}
-		attrs = append(attrs, attribute.StringSlice("tftp.options.requested", opts))
+		attrs = append(attrs, attribute.StringSlice("tftp.options.requested", optionStrings(st.RequestedOptions)))
 	}
-	start := st.Start
-	if start.IsZero() {
-		start = time.Now()
+	return attrs
+}
+
+// optionStrings are options as "name=value".
+func optionStrings(opts []gateway.Option) []string {
+	out := make([]string, len(opts))
+	for i, o := range opts {
+		out[i] = o.Name + "=" + o.Value
 	}
-	ctx, _ = s.tracer.Start(ctx, name,
-		trace.WithSpanKind(trace.SpanKindServer),
-		trace.WithTimestamp(start),
-		trace.WithAttributes(attrs...))
-	return ctx
+	return out
 }
 
 // EndSession sets the session's outcome on its span and ends it.
 func (s *Sessions) EndSession(ctx context.Context, st *gateway.SessionStats) {
+	if s.tracer == nil {
+		return
+	}
 	span := trace.SpanFromContext(ctx)
 	if !span.IsRecording() {
 		return
@@ -148,11 +178,7 @@ func sessionEndAttrs(st *gateway.SessionStats) []attribute.KeyValue {
 		attrs = append(attrs, attribute.Float64("tftp.time_to_first_data", st.TimeToFirstData.Seconds()))
 	}
 	if len(st.NegotiatedOptions) > 0 {
-		opts := make([]string, len(st.NegotiatedOptions))
-		for i, o := range st.NegotiatedOptions {
-			opts[i] = o.Name + "=" + o.Value
-		}
-		attrs = append(attrs, attribute.StringSlice("tftp.options.negotiated", opts))
+		attrs = append(attrs, attribute.StringSlice("tftp.options.negotiated", optionStrings(st.NegotiatedOptions)))
 	}
 	if e := st.ErrorSent; e != nil {
 		attrs = append(attrs, attribute.Int("tftp.error.code", int(e.Code)), attribute.String("tftp.error.message", e.Message))

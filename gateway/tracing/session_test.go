@@ -363,3 +363,25 @@ func TestUnsampledSessions(t *testing.T) {
 		t.Errorf("an unsampled session's line has a trace_id:\n%s", logs)
 	}
 }
+
+// TestFilenameTraceparentWithoutSpans: with no tracer provider (tracing
+// off), the suffix is still removed, and no span is in the handler's
+// context.
+func TestFilenameTraceparentWithoutSpans(t *testing.T) {
+	h := &handlerCtx{h: gatewaytest.Files{"ipxe.efi": []byte("ipxe")}}
+	srv := gatewaytest.NewServer(t, h, func(s *gateway.Server) {
+		s.Tracer = tracing.NewSessions(nil, tracing.SessionOptions{FilenameTraceparent: true})
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var buf bytes.Buffer
+	if _, err := tftpclient.Get(ctx, srv.Addr().String(), "ipxe.efi-00-"+tid+"-"+sid+"-01", &buf, tftpclient.Options{}); err != nil || buf.String() != "ipxe" {
+		t.Fatalf("got %q, %v", buf.String(), err)
+	}
+	if st := srv.NextStats(t); st.Path != "ipxe.efi" {
+		t.Errorf("path %q", st.Path)
+	}
+	if sc := h.last(t); sc.IsValid() {
+		t.Errorf("a span context %v with tracing off", sc)
+	}
+}
