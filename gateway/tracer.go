@@ -35,33 +35,47 @@ type SessionTracer interface {
 }
 
 // traceStart calls the tracer's StartSession, if the server has a tracer,
-// and returns the session's context; req.RawPath follows st.RawPath. A
-// panic there leaves the session untraced.
-func traceStart(ctx context.Context, c *config, req *Request, st *SessionStats) (sctx context.Context) {
+// and returns the session's context; st.RawPath and req.RawPath follow the
+// RawPath it leaves. The tracer gets a copy of st: st stays on the
+// session's stack when there is no tracer (a session costs no allocation
+// more than without the seam). A panic there leaves the session untraced.
+func traceStart(ctx context.Context, c *config, req *Request, st *SessionStats) context.Context {
 	if c.tracer == nil {
 		return ctx
 	}
-	raw := st.RawPath
+	cp := new(SessionStats)
+	*cp = *st
+	sctx, ok := startTracer(ctx, c, cp)
+	if !ok {
+		return ctx
+	}
+	st.RawPath, req.RawPath = cp.RawPath, cp.RawPath
+	return sctx
+}
+
+// startTracer calls StartSession; ok is false if it panicked (logged).
+func startTracer(ctx context.Context, c *config, st *SessionStats) (sctx context.Context, ok bool) {
 	defer func() {
 		if v := recover(); v != nil {
 			c.logger.Error("SessionTracer panic on start", "session", st.SessionID, "panic", fmt.Sprint(v))
-			st.RawPath, sctx = raw, ctx
+			sctx, ok = ctx, false
 		}
-		req.RawPath = st.RawPath
 	}()
-	return c.tracer.StartSession(ctx, st)
+	return c.tracer.StartSession(ctx, st), true
 }
 
-// traceEnd calls the tracer's EndSession, if the server has a tracer; a
-// panic there is logged.
+// traceEnd calls the tracer's EndSession with a copy of st, if the server
+// has a tracer; a panic there is logged.
 func traceEnd(ctx context.Context, c *config, st *SessionStats) {
 	if c.tracer == nil {
 		return
 	}
+	cp := new(SessionStats)
+	*cp = *st
 	defer func() {
 		if v := recover(); v != nil {
-			c.logger.Error("SessionTracer panic on end", "session", st.SessionID, "panic", fmt.Sprint(v))
+			c.logger.Error("SessionTracer panic on end", "session", cp.SessionID, "panic", fmt.Sprint(v))
 		}
 	}()
-	c.tracer.EndSession(ctx, st)
+	c.tracer.EndSession(ctx, cp)
 }
