@@ -89,19 +89,19 @@ func wantAttrs(t *testing.T, s tracetest.SpanStub, want map[string]any) {
 		switch w := w.(type) {
 		case nil:
 			if ok {
-				t.Errorf("%s = %v, want none", k, v.Emit())
+				t.Errorf("%s = %v, want none", k, v.String())
 			}
 		case string:
 			if !ok || v.Type() != attribute.STRING || v.AsString() != w {
-				t.Errorf("%s = %v, want %q", k, v.Emit(), w)
+				t.Errorf("%s = %v, want %q", k, v.String(), w)
 			}
 		case int:
 			if !ok || v.Type() != attribute.INT64 || v.AsInt64() != int64(w) {
-				t.Errorf("%s = %v, want %d", k, v.Emit(), w)
+				t.Errorf("%s = %v, want %d", k, v.String(), w)
 			}
 		case []string:
 			if !ok || strings.Join(v.AsStringSlice(), " ") != strings.Join(w, " ") {
-				t.Errorf("%s = %v, want %v", k, v.Emit(), w)
+				t.Errorf("%s = %v, want %v", k, v.String(), w)
 			}
 		default:
 			t.Fatalf("bad expectation %T", w)
