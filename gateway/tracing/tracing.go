@@ -81,8 +81,10 @@ const (
 
 // FromEnv sets up tracing from OTEL_TRACES_EXPORTER and the variables of
 // the exporters it names. It returns tracing off, and no error, when the
-// variable is unset or "none": unlike the SDK's autoexport package, whose
-// default is otlp, an unset variable never turns tracing on. It returns
+// variable is unset or "none", or OTEL_SDK_DISABLED is "true": unlike the
+// SDK's autoexport package, whose default is otlp, an unset variable never
+// turns tracing on. The propagator is always W3C trace context and
+// baggage (OTEL_PROPAGATORS is not read). It returns
 // an error for an exporter it does not know or a protocol it does not
 // speak.
 //
@@ -94,6 +96,9 @@ func FromEnv(ctx context.Context, c Config) (*Tracing, error) {
 	getenv := c.Getenv
 	if getenv == nil {
 		getenv = os.Getenv
+	}
+	if strings.EqualFold(strings.TrimSpace(getenv("OTEL_SDK_DISABLED")), "true") {
+		return &Tracing{}, nil
 	}
 	names, err := exporterNames(getenv("OTEL_TRACES_EXPORTER"))
 	if err != nil || len(names) == 0 {

@@ -34,6 +34,10 @@ func TestFromEnvOffUnlessAnExporterIsNamed(t *testing.T) {
 			t.Error(err)
 		}
 	}
+	tr, err := tracing.FromEnv(context.Background(), tracing.Config{Getenv: env(map[string]string{"OTEL_TRACES_EXPORTER": "console", "OTEL_SDK_DISABLED": "true"})})
+	if err != nil || tr.Enabled() {
+		t.Errorf("OTEL_SDK_DISABLED=true: enabled %v, %v", tr.Enabled(), err)
+	}
 	var nilTracing *tracing.Tracing
 	if nilTracing.Enabled() || nilTracing.DialOptions() != nil || nilTracing.Shutdown(context.Background()) != nil {
 		t.Error("a nil *Tracing is not off")
