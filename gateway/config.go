@@ -31,6 +31,7 @@ type config struct {
 	serverStats   func(ServerStats)
 	statsInterval time.Duration
 	httpTimeout   time.Duration
+	tracer        SessionTracer // nil: none
 
 	maxWindowMemory          int64 // <= 0: none
 	maxWindowMemoryPerClient int64 // <= 0: none
@@ -123,6 +124,7 @@ func (s *Server) resolve() *config {
 		serverStats:   s.ServerStatsFunc,
 		statsInterval: s.StatsInterval,
 		httpTimeout:   s.HTTPTimeout,
+		tracer:        s.Tracer,
 
 		limits: requestLimits{
 			maxSessions:          orDefault(s.MaxSessions, DefaultMaxSessions),

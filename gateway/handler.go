@@ -45,7 +45,9 @@ type Request struct {
 	// SessionID identifies the session in logs and stats.
 	SessionID string
 
-	// RawPath is the filename exactly as the client sent it.
+	// RawPath is the filename exactly as the client sent it, less a
+	// suffix the server's Tracer removed (a trace context appended to it;
+	// see SessionTracer).
 	RawPath string
 
 	// Path is the normalised, relative, slash-separated path: backslashes

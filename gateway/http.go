@@ -144,13 +144,18 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		SessionID: id, RemoteAddr: client, LocalAddr: local, RawPath: raw, Mode: "octet",
 		Protocol: ProtocolHTTP, TransferSize: -1, Start: at,
 	}
+	ctx = traceStart(ctx, c, req, &stats) // tracer.go
 	hw := &httpWriter{ResponseWriter: w, rc: http.NewResponseController(w), timeout: c.httpTimeout}
 	abort := false
 	defer func() {
 		stats.HTTPStatus = hw.status
+		if stats.HTTPStatus == 0 {
+			stats.HTTPStatus = http.StatusOK // net/http's, for a handler that wrote nothing
+		}
 		stats.BytesSent, stats.BytesAcked = hw.bytes, hw.bytes
 		stats.Duration = time.Since(at)
-		logSession(c.logger, &stats)
+		logSession(ctx, c.logger, &stats)
+		traceEnd(ctx, c, &stats)
 		st.httpDone(&stats, client.Addr(), perClient)
 		if c.sessionStats != nil {
 			reportSessionStats(c, &stats)

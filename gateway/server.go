@@ -90,6 +90,11 @@ type Server struct {
 	// StatsInterval is the period of ServerStatsFunc; 60 s if zero.
 	StatsInterval time.Duration
 
+	// Tracer, if set, follows every session from its start to its end
+	// (see SessionTracer); package tracing traces them with OpenTelemetry.
+	// Nil costs nothing.
+	Tracer SessionTracer
+
 	// MaxSessions caps the sessions running at once; 4096 if zero, no
 	// limit if negative. A request over any limit gets ERROR 0 "server
 	// busy" and is counted in ServerStats.BusyRefusals.

@@ -66,6 +66,7 @@ func (s *Server) startSession(ctx context.Context, c *config, a admitted) {
 		SessionID:        id,
 		RemoteAddr:       a.src,
 		LocalAddr:        a.local,
+		Write:            a.write,
 		RawPath:          a.req.Filename,
 		Mode:             a.req.Mode,
 		RequestedOptions: opts,
@@ -74,6 +75,7 @@ func (s *Server) startSession(ctx context.Context, c *config, a admitted) {
 		TransferSize:     -1,
 		Start:            a.at,
 	}
+	ctx = traceStart(ctx, c, req, &stats) // tracer.go
 	host := &sessionHost{st: st, c: c, client: winmem.ClientPrefix(a.src.Addr()), act: a.act}
 	cfg := c.sessionConfig(a.limits, &host.cfg)
 	sess := &session.Session{
@@ -106,7 +108,7 @@ func (s *Server) startSession(ctx context.Context, c *config, a admitted) {
 		cause   error
 		content Content
 	)
-	p, err := CleanPath(a.req.Filename)
+	p, err := CleanPath(req.RawPath)
 	switch {
 	case err != nil:
 		// The log line's path is the normalised one, empty here: the
@@ -116,7 +118,7 @@ func (s *Server) startSession(ctx context.Context, c *config, a admitted) {
 		if errors.Is(err, errPathEscapes) || errors.Is(err, errPathNUL) {
 			refuse = &session.Error{Code: uint16(ErrAccessViolation), Message: "access violation"}
 		}
-		cause = fmt.Errorf("%w: %q", err, a.req.Filename)
+		cause = fmt.Errorf("%w: %q", err, req.RawPath)
 	case a.write:
 		req.Path, stats.Path = p, p
 		stats.Write = true
@@ -337,7 +339,8 @@ func (s *Server) finishSession(c *config, a admitted, sess *session.Session, st 
 		st.BytesReceived = es.BytesReceived
 	}
 	st.Duration = time.Since(st.Start)
-	logSession(c.logger, st)
+	logSession(sess.Ctx, c.logger, st)
+	traceEnd(sess.Ctx, c, st)
 	s.state.sessionDone(a.key, a.act, a.port, st)
 	if c.sessionStats != nil {
 		reportSessionStats(c, st)
@@ -355,9 +358,11 @@ func reportSessionStats(c *config, st *SessionStats) {
 	c.sessionStats(*st)
 }
 
-// logSession writes a session's one line.
-func logSession(l *slog.Logger, st *SessionStats) {
-	if !l.Enabled(context.Background(), slog.LevelInfo) {
+// logSession writes a session's one line, with the session's context
+// (a slog.Handler may add what it carries: package tracing adds the
+// trace's ids).
+func logSession(ctx context.Context, l *slog.Logger, st *SessionStats) {
+	if !l.Enabled(ctx, slog.LevelInfo) {
 		return // the line is not built for nothing
 	}
 	attrs := []slog.Attr{
@@ -373,7 +378,7 @@ func logSession(l *slog.Logger, st *SessionStats) {
 		attrs = append(attrs, slog.String("outcome", st.Outcome.String()))
 		attrs = logAttrsHTTP(attrs, st)
 		attrs = append(attrs, slog.Duration("duration", st.Duration))
-		logEnd(l, st, attrs)
+		logEnd(ctx, l, st, attrs)
 		return
 	}
 	attrs = append(attrs,
@@ -391,12 +396,12 @@ func logSession(l *slog.Logger, st *SessionStats) {
 		slog.Int64("retransmits", st.Retransmits),
 		slog.Duration("duration", st.Duration),
 	)
-	logEnd(l, st, attrs)
+	logEnd(ctx, l, st, attrs)
 }
 
 // logEnd adds the errors and the cause to a session's attributes and
 // writes its line.
-func logEnd(l *slog.Logger, st *SessionStats, attrs []slog.Attr) {
+func logEnd(ctx context.Context, l *slog.Logger, st *SessionStats, attrs []slog.Attr) {
 	if e := st.ErrorSent; e != nil {
 		attrs = append(attrs, slog.Int("error_code", int(e.Code)), slog.String("error", e.Message))
 	}
@@ -406,7 +411,7 @@ func logEnd(l *slog.Logger, st *SessionStats, attrs []slog.Attr) {
 	if st.cause != nil {
 		attrs = append(attrs, slog.String("cause", st.cause.Error()))
 	}
-	l.LogAttrs(context.Background(), slog.LevelInfo, "session end", attrs...)
+	l.LogAttrs(ctx, slog.LevelInfo, "session end", attrs...)
 }
 
 // sessionHost is what a session's engine asks of the server (see

@@ -58,7 +58,7 @@ type SessionStats struct {
 	Protocol   Protocol
 	HTTPStatus int
 
-	RawPath string
+	RawPath string // as Request.RawPath: as sent, less a suffix the Tracer removed
 	Path    string // normalised, as requested
 	// RewrittenPath is the path the handler served, when a middleware
 	// (rewrite rules) changed Request.Path; empty otherwise.

@@ -42,6 +42,7 @@ type fileConfig struct {
 	Log     *logSection     `yaml:"log"`
 	Upload  *uploadSection  `yaml:"upload"`
 	HTTP    *httpSection    `yaml:"http"`
+	Tracing *tracingSection `yaml:"tracing"`
 }
 
 type httpSection struct {
@@ -50,6 +51,10 @@ type httpSection struct {
 	Key            *string   `yaml:"key"`
 	Timeout        *duration `yaml:"timeout"`
 	MaxConnections *int      `yaml:"max_connections"`
+}
+
+type tracingSection struct {
+	FilenameTraceparent *bool `yaml:"filename_traceparent"`
 }
 
 type uploadSection struct {
@@ -196,6 +201,7 @@ var flagKeys = map[string]string{
 	"http-key":                     "http.key",
 	"http-timeout":                 "http.timeout",
 	"http-max-conns":               "http.max_connections",
+	"trace-filename-traceparent":   "tracing.filename_traceparent",
 }
 
 // configFile is a configuration file read: its options and where each key
@@ -277,6 +283,7 @@ var yamlTypeName = strings.NewReplacer(
 	"main.cacheSection", "cache",
 	"main.logSection", "log",
 	"main.uploadSection", "upload",
+	"main.tracingSection", "tracing",
 	"main.errorEntry", "error",
 	"main.rewriteEntry", "a rewrite rule",
 	"main.policyEntry", "a policy rule",
@@ -390,6 +397,9 @@ func (f *configFile) apply(fc *fileConfig, o *options, set map[string]bool) erro
 		put(a, "http-key", h.Key, &o.HTTP.Key)
 		putDuration(a, "http-timeout", h.Timeout, &o.HTTP.Timeout)
 		put(a, "http-max-conns", h.MaxConnections, &o.HTTP.MaxConns)
+	}
+	if t := fc.Tracing; t != nil {
+		put(a, "trace-filename-traceparent", t.FilenameTraceparent, &o.Tracing.FilenameTraceparent)
 	}
 
 	var errs []error

@@ -75,6 +75,7 @@ func TestEveryFlagHasAKey(t *testing.T) {
 		"cache-max-age": "5s", "log-format": "json", "log-level": "debug",
 		"http": "127.0.0.1:8080", "http-cert": "http.pem", "http-key": "http-key.pem", "http-timeout": "15s", "http-max-conns": "500",
 		"upload-allow": "configs/**,*.core", "upload-max-size": "16MiB", "upload-overwrite": "true", "upload-path": "{client_ip}/{path}",
+		"trace-filename-traceparent": "true",
 	} {
 		if values[name] != want {
 			t.Errorf("-%s = %q from the file, want %q", name, values[name], want)

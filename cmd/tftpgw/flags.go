@@ -195,6 +195,10 @@ func (o *options) flagSet(stderr io.Writer) *flag.FlagSet {
 			"(tftp-hpa's \\i and \\x): \"uploads/{client_ip}/{path}\" keeps each client's files apart")
 
 	o.HTTP.flags(fs)
+	fs.BoolVar(&o.Tracing.FilenameTraceparent, "trace-filename-traceparent", false,
+		"accept a W3C traceparent appended to the filename, as Tinkerbell's smee does (\"ipxe.efi-00-TRACEID-SPANID-01\"):\n"+
+			"the suffix is removed before the path is used, and the session's span continues that trace.\n"+
+			"Tracing itself is set by the OTEL_* environment variables (off unless OTEL_TRACES_EXPORTER is set; see docs/operations.md)")
 
 	o.Cache.Size = bytesize.Size(cache.DefaultMaxBytes)
 	fs.Var(&o.Cache.Size, "cache-size",

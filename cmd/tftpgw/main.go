@@ -29,6 +29,7 @@ import (
 	"github.com/tftpgw/tftpgw/gateway/cache"
 	"github.com/tftpgw/tftpgw/gateway/remote"
 	"github.com/tftpgw/tftpgw/gateway/stats"
+	"github.com/tftpgw/tftpgw/gateway/tracing"
 	"github.com/tftpgw/tftpgw/gateway/upload"
 	"github.com/tftpgw/tftpgw/internal/jsonlog"
 )
@@ -135,6 +136,7 @@ type edge struct {
 	cache     *cache.Handler    // the edge cache; nil with -cache-size 0
 	http      *stats.HTTPServer // -metrics while it serves; nil otherwise
 	publisher *stats.Publisher  // -stats-sink's publisher; nil without
+	tracing   *tracing.Tracing  // OpenTelemetry, from OTEL_*; nil or off without (tracing.go)
 
 	// uploads is set when tftpgw started with -upload-allow: the server
 	// then takes write requests (a reload changes what it allows).
@@ -196,6 +198,7 @@ func (e *edge) close() {
 	if e.backend != nil {
 		e.backend.Close()
 	}
+	e.closeTracing() // the last spans, once every session has ended
 }
 
 // run serves the options until ctx is done, then drains the sessions. It
@@ -205,6 +208,10 @@ func (e *edge) close() {
 func run(ctx context.Context, opts *options, svcUser *serviceUser, logger *slog.Logger, r *reloader) error {
 	e := newEdge(opts, logger)
 	defer e.close()
+	if err := e.setupTracing(ctx); err != nil { // before the backend's connection, which it instruments
+		return err
+	}
+	logger = e.logger // with the trace ids, when tracing is on
 	h, err := e.handler()
 	if err != nil {
 		return err
@@ -227,6 +234,7 @@ func run(ctx context.Context, opts *options, svcUser *serviceUser, logger *slog.
 	srv.Admit = lv.Admit
 	srv.Logger = logger
 	srv.HTTPTimeout = opts.HTTP.Timeout
+	srv.Tracer = e.sessionTracer()
 	stopStatsCtx, err := e.setupStats(ctx, srv)
 	if err != nil {
 		return err
@@ -255,7 +263,7 @@ func run(ctx context.Context, opts *options, svcUser *serviceUser, logger *slog.
 		}
 		pcs = append(pcs, pc)
 	}
-	hs, err := listenHTTP(&opts.HTTP, srv, logger)
+	hs, err := listenHTTP(&opts.HTTP, e.tracing.HTTPHandler(srv), logger)
 	if err != nil {
 		closeAll()
 		stopStats()

@@ -30,6 +30,7 @@ type options struct {
 	Log     logOptions
 	Upload  uploadOptions
 	HTTP    httpOptions
+	Tracing tracingOptions
 
 	// User is -user: once its sockets are bound, tftpgw runs as this user
 	// (a name or a uid).
@@ -124,6 +125,15 @@ type uploadOptions struct {
 	MaxSize   bytesize.Size // -upload-max-size: largest upload; 0: no limit
 	Overwrite bool          // -upload-overwrite: with -root, an upload may replace an existing file
 	Path      string        // -upload-path: where an upload is stored: a template over {path}, {client_ip}, {client_ip_hex}
+}
+
+// tracingOptions are the tracing flags; the OTEL_* environment variables
+// set the rest (package tracing).
+type tracingOptions struct {
+	// FilenameTraceparent is -trace-filename-traceparent: a W3C
+	// traceparent appended to a filename is removed, and the session's
+	// span continues that trace.
+	FilenameTraceparent bool
 }
 
 // logOptions are the log's.

@@ -16,6 +16,7 @@ import (
 	"github.com/tftpgw/tftpgw/gateway"
 	"github.com/tftpgw/tftpgw/gateway/policy"
 	"github.com/tftpgw/tftpgw/gateway/rewrite"
+	"github.com/tftpgw/tftpgw/gateway/tracing"
 )
 
 // live is the part of the configuration a reload changes while tftpgw
@@ -225,6 +226,11 @@ func checkOptions(o *options) error {
 				errs = append(errs, fmt.Errorf("-%s-token-file: %w", c.name, err))
 			}
 		}
+	}
+	if t, err := tracing.FromEnv(context.Background(), tracing.Config{}); err != nil {
+		errs = append(errs, err)
+	} else {
+		t.Shutdown(context.Background()) // nothing was traced
 	}
 	return o.nameKeys(errors.Join(errs...))
 }

@@ -18,8 +18,11 @@ import (
 // connections to the content backends: go-grpc-middleware's grpc_client_*
 // metrics, tftpgw_backend_header_latency_seconds and
 // tftpgw_backend_errors_total, which also feed the backend errors of the
-// stats sink's ServerStats.
-func (e *edge) backendDialOptions() []grpc.DialOption { return e.metrics.GRPCDialOptions() }
+// stats sink's ServerStats; and, when tracing is on, otelgrpc's spans,
+// which carry the session's trace to the backend (tracing.go).
+func (e *edge) backendDialOptions() []grpc.DialOption {
+	return append(e.metrics.GRPCDialOptions(), e.tracing.DialOptions()...)
+}
 
 // setReady sets what /readyz answers: call it with true once the TFTP
 // listener is up, and with false when draining starts.
