@@ -7,6 +7,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -63,13 +64,11 @@ func parseUnit(t *testing.T, path string, optional bool) []unitLine {
 // optionalDirective is a commented-out directive the unit offers.
 var optionalDirective = regexp.MustCompile(`^#[A-Z][A-Za-z]+=`)
 
-// verifyCopy writes the units, with /usr/local/bin/ replaced by the
+// writeUnits writes the units, with /usr/local/bin/ replaced by the
 // directory of the freshly built binaries and the optional directives
-// uncommented (edit, if not nil, changes a unit's text first), and runs
-// systemd-analyze verify on them. It returns what verify printed and its
-// exit code: systemd-analyze exits 0 on an unknown directive or a value it
-// cannot parse ("ignoring"), so anything printed counts as a failure.
-func verifyCopy(t *testing.T, analyze string, edit func(name, text string) string) (string, int) {
+// uncommented (edit, if not nil, changes a unit's text first), and
+// returns their paths.
+func writeUnits(t *testing.T, edit func(name, text string) string) []string {
 	t.Helper()
 	dir := t.TempDir()
 	bin := built(t)
@@ -97,11 +96,45 @@ func verifyCopy(t *testing.T, analyze string, edit func(name, text string) strin
 		}
 		paths = append(paths, p)
 	}
-	// --man=no: no man page lookups. SYSTEMD_LOG_COLOR: plain text. No
-	// running systemd is needed: verify loads the units in a manager of
-	// its own (in test mode).
+	return paths
+}
+
+// systemdEnv makes systemd-analyze print plain text and no pager.
+var systemdEnv = []string{"SYSTEMD_LOG_COLOR=0", "SYSTEMD_PAGER=cat", "SYSTEMD_COLORS=0"}
+
+// verifyCopy runs systemd-analyze verify on copies of the units (see
+// writeUnits) and returns what it printed and its exit code.
+// systemd-analyze exits 0 on an unknown directive or a value it cannot
+// parse ("ignoring"), so anything printed counts as a failure. --man=no:
+// no man page lookups. No running systemd is needed: verify loads the
+// units in a manager of its own, in test mode.
+func verifyCopy(t *testing.T, analyze string, edit func(name, text string) string) (string, int) {
+	t.Helper()
+	paths := writeUnits(t, edit)
 	args := append([]string{"verify", "--man=no"}, paths...)
-	return run(t, dir, []string{"SYSTEMD_LOG_COLOR=0", "SYSTEMD_PAGER=cat"}, analyze, args...)
+	return run(t, filepath.Dir(paths[0]), systemdEnv, analyze, args...)
+}
+
+// maxExposure is the highest exposure level (systemd-analyze security,
+// 0 to 100 for 0.0 to 10.0) a unit may have: 2.0, where "OK" ends at 4.0.
+// The units are at 1.2 to 1.5.
+const maxExposure = 20
+
+// The units' sandboxes, as systemd-analyze security rates them offline.
+func TestSystemdUnitsExposureIsLow(t *testing.T) {
+	analyze := requireTool(t, "systemd-analyze")
+	for _, p := range writeUnits(t, nil) {
+		t.Run(filepath.Base(p), func(t *testing.T) {
+			out, code := run(t, filepath.Dir(p), systemdEnv, analyze, "security", "--offline=yes", "--no-pager",
+				"--threshold="+strconv.Itoa(maxExposure), p)
+			level := regexp.MustCompile(`Overall exposure level for \S+: (\S+)`).FindStringSubmatch(out)
+			if code != 0 || level == nil {
+				t.Errorf("systemd-analyze security: exit %d, want an exposure of at most %.1f:\n%s", code, float64(maxExposure)/10, out)
+				return
+			}
+			t.Logf("exposure %s", level[1])
+		})
+	}
 }
 
 func TestSystemdUnitsPassVerify(t *testing.T) {
