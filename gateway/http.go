@@ -81,6 +81,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	at := time.Now()
 	st := &s.state
 	c := s.init()
+	if r.ContentLength != 0 && r.ProtoMajor == 1 {
+		// A GET or HEAD has no body; net/http would read one the client
+		// announced, without a deadline, before the response header, and
+		// a client that never sends it would hold the session (its limit,
+		// the content) for as long as it likes. Closing the connection
+		// after the response spares that read.
+		w.Header().Set("Connection", "close")
+	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)

@@ -1,0 +1,128 @@
+package gateway_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tftpgw/tftpgw/gateway"
+)
+
+// waitHTTPIdle waits (at most 10 s) until srv runs no HTTP request, and
+// fails the test if one still runs then.
+func waitHTTPIdle(t *testing.T, srv *gateway.Server) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); srv.Stats().HTTPActive != 0 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := srv.Stats().HTTPActive; n != 0 {
+		t.Fatalf("%d HTTP requests still running", n)
+	}
+}
+
+// TestHTTPRequestWithUnsentBodyDoesNotPinTheSession: a GET that announces
+// a body and never sends it must not hold its session (a per-client
+// limit, the content: a backend stream, cached bytes) once the response
+// is under way. net/http reads such a body before it sends the response
+// header, without a deadline, unless the connection is to be closed.
+func TestHTTPRequestWithUnsentBodyDoesNotPinTheSession(t *testing.T) {
+	h := gateway.HandlerFunc(func(ctx context.Context, req *gateway.Request) (gateway.Content, error) {
+		return gateway.NewContent(bytes.NewReader(kernel), int64(len(kernel))), nil
+	})
+	srv := &gateway.Server{Handler: h, MaxSessionsPerClient: 1, HTTPTimeout: 300 * time.Millisecond}
+	base := httpEdge(t, srv)
+	for _, tc := range []struct{ name, method, header string }{
+		{"content-length", "GET", "Content-Length: 10\r\n"},
+		{"chunked", "GET", "Transfer-Encoding: chunked\r\n"},
+		{"HEAD", "HEAD", "Content-Length: 10\r\n"},
+		{"POST", "POST", "Content-Length: 10\r\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+			must(t, err)
+			defer c.Close()
+			fmt.Fprintf(c, "%s /vmlinuz HTTP/1.1\r\nHost: x\r\n%s\r\n", tc.method, tc.header)
+			// The body never comes; the response must.
+			must(t, c.SetReadDeadline(time.Now().Add(10*time.Second)))
+			req, _ := http.NewRequest(tc.method, "/", nil)
+			resp, err := http.ReadResponse(bufio.NewReader(c), req)
+			if err != nil {
+				t.Fatalf("no response while the announced body is not sent: %v", err)
+			}
+			n, err := io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if tc.method == "GET" && (err != nil || n != int64(len(kernel))) {
+				t.Fatalf("%s: %d bytes, %v", resp.Status, n, err)
+			}
+			waitHTTPIdle(t, srv)
+			// The client's one session is free again.
+			if resp, _ := get(t, base+"/vmlinuz"); resp.StatusCode != 200 {
+				t.Fatalf("the next request of the client: %s", resp.Status)
+			}
+		})
+	}
+}
+
+// exchange sends one raw request on br/c and reads its response.
+func exchange(t *testing.T, c net.Conn, br *bufio.Reader, method, target string, hdr ...string) (*http.Response, []byte) {
+	t.Helper()
+	fmt.Fprintf(c, "%s %s HTTP/1.1\r\nHost: x\r\n%s\r\n", method, target, strings.Join(hdr, ""))
+	req, _ := http.NewRequest(method, target, nil)
+	resp, err := http.ReadResponse(br, req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, target, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: body: %v", method, target, err)
+	}
+	return resp, b
+}
+
+// TestHTTPKeepAliveAnswersAfterAPause: a keep-alive client that pauses for
+// longer than HTTPTimeout between two requests (but less than the idle
+// timeout) gets its answers: a 304, a HEAD, an error, a busy refusal are
+// written without a Write of the body, and must not meet the write
+// deadline of the previous response.
+func TestHTTPKeepAliveAnswersAfterAPause(t *testing.T) {
+	timeout := 200 * time.Millisecond
+	srv := &gateway.Server{
+		Handler:     gateway.FileServer(fileRoot(t, map[string][]byte{"vmlinuz": kernel})),
+		HTTPTimeout: timeout,
+	}
+	base := httpEdge(t, srv)
+	c, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	must(t, err)
+	defer c.Close()
+	must(t, c.SetDeadline(time.Now().Add(20*time.Second)))
+	br := bufio.NewReader(c)
+	resp, body := exchange(t, c, br, "GET", "/vmlinuz")
+	if resp.StatusCode != 200 || !bytes.Equal(body, kernel) {
+		t.Fatalf("GET: %s %d bytes", resp.Status, len(body))
+	}
+	etag := resp.Header.Get("Etag")
+	for _, tc := range []struct {
+		method, target, hdr string
+		status              int
+	}{
+		{"GET", "/vmlinuz", "If-None-Match: " + etag + "\r\n", 304},
+		{"HEAD", "/vmlinuz", "", 200},
+		{"GET", "/missing", "", 404},
+		{"GET", "/vmlinuz", "Range: bytes=0-9\r\n", 206},
+		{"DELETE", "/vmlinuz", "", 405},
+	} {
+		time.Sleep(3 * timeout)
+		resp, _ := exchange(t, c, br, tc.method, tc.target, tc.hdr)
+		if resp.StatusCode != tc.status {
+			t.Fatalf("%s %s %s: %s, want %d", tc.method, tc.target, tc.hdr, resp.Status, tc.status)
+		}
+	}
+}
