@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/textproto"
 	"path"
 	"strconv"
 	"strings"
@@ -58,7 +59,8 @@ const httpChunk = 32 << 10
 // [ContentInfo] (and Last-Modified from its ModTime), and follows RFC
 // 9110 for conditional requests (If-None-Match, If-Modified-Since, 304)
 // and byte ranges (Range, If-Range; 206 and 416, several ranges as
-// multipart/byteranges). A range of a content that can seek (FileServer's,
+// multipart/byteranges; more than 16 ranges, or ranges out of order or
+// overlapping, get the whole content, as RFC 9110 14.2 lets a server do). A range of a content that can seek (FileServer's,
 // cached content, and a gRPC backend's, which resumes at an offset) is
 // read from its offset, without reading what is skipped; another content
 // is read through from its start, and a request for several ranges of it
@@ -240,8 +242,11 @@ func serveBody(w *httpWriter, r *http.Request, name string, b *httpBody) (Outcom
 		_, err := io.CopyBuffer(onlyWriter{w}, onlyReader{b}, buf)
 		return bodyOutcome(w, b.finish(), err)
 	}
-	if b.seeker == nil && strings.Contains(r.Header.Get("Range"), ",") {
-		r.Header.Del("Range") // several ranges of a content that cannot seek back: all of it
+	if rng := r.Header.Get("Range"); b.seeker == nil && strings.Contains(rng, ",") || unreasonableRanges(rng, b.size) {
+		// Several ranges of a content that cannot seek back, or ranges
+		// that would seek it once each (a new backend call each for a
+		// gRPC backend's content): all of it, as RFC 9110 14.2 allows.
+		r.Header.Del("Range")
 	}
 	http.ServeContent(w, r, name, info.ModTime, b)
 	// ServeContent sends several ranges from a goroutine of its own,
@@ -258,6 +263,66 @@ func serveBody(w *httpWriter, r *http.Request, name string, b *httpBody) (Outcom
 		return OutcomeError, fmt.Errorf("gateway: sent %d bytes of %d", w.bytes, b.size), true
 	}
 	return OutcomeOK, nil, false
+}
+
+// maxRanges is the most ranges one request gets as ranges (see
+// unreasonableRanges).
+const maxRanges = 16
+
+// unreasonableRanges reports whether the Range header h asks a content of
+// size bytes for more than maxRanges ranges, or for ranges that are not
+// in ascending order or that overlap: RFC 9110 14.2 names these signs of
+// a broken client or of a denial-of-service attack, and lets a server
+// ignore them. A header that does not parse is left to http.ServeContent.
+func unreasonableRanges(h string, size int64) bool {
+	spec, ok := strings.CutPrefix(h, "bytes=")
+	if !ok || !strings.Contains(spec, ",") {
+		return false
+	}
+	n, prevEnd := 0, int64(-1)
+	for ra := range strings.SplitSeq(spec, ",") {
+		ra = textproto.TrimString(ra)
+		if ra == "" {
+			continue
+		}
+		if n++; n > maxRanges {
+			return true
+		}
+		first, last, ok := strings.Cut(ra, "-")
+		if !ok {
+			return false
+		}
+		first, last = textproto.TrimString(first), textproto.TrimString(last)
+		var start, end int64
+		if first == "" {
+			i, err := strconv.ParseInt(last, 10, 64)
+			if err != nil || i < 0 {
+				return false
+			}
+			start, end = max(size-i, 0), size-1
+		} else {
+			i, err := strconv.ParseInt(first, 10, 64)
+			if err != nil || i < 0 {
+				return false
+			}
+			start, end = i, size-1
+			if last != "" {
+				j, err := strconv.ParseInt(last, 10, 64)
+				if err != nil || j < i {
+					return false
+				}
+				end = min(j, size-1)
+			}
+		}
+		if start >= size {
+			continue // not satisfiable: ServeContent leaves it out
+		}
+		if start <= prevEnd {
+			return true
+		}
+		prevEnd = end
+	}
+	return false
 }
 
 // bodyOutcome classifies a body whose content failed with berr (nil if it

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -124,5 +125,73 @@ func TestHTTPKeepAliveAnswersAfterAPause(t *testing.T) {
 		if resp.StatusCode != tc.status {
 			t.Fatalf("%s %s %s: %s, want %d", tc.method, tc.target, tc.hdr, resp.Status, tc.status)
 		}
+	}
+}
+
+// seekCounter is a content that counts its seeks.
+type seekCounter struct {
+	*bytes.Reader
+	seeks *atomic.Int32
+}
+
+func (s seekCounter) Seek(off int64, whence int) (int64, error) {
+	s.seeks.Add(1)
+	return s.Reader.Seek(off, whence)
+}
+func (s seekCounter) Size() int64  { return s.Reader.Size() }
+func (s seekCounter) Close() error { return nil }
+
+// TestHTTPManyRangesAreServedWhole: a Range of very many ranges, or of
+// ranges out of order or overlapping (RFC 9110 14.2: signs of a broken
+// client or of a denial-of-service attack), is served as the whole
+// content (200), not as one seek of the content per range: a seek of a
+// gRPC backend's content is a new backend call. A few ascending ranges
+// are served as ranges.
+func TestHTTPManyRangesAreServedWhole(t *testing.T) {
+	var seeks atomic.Int32
+	h := gateway.HandlerFunc(func(ctx context.Context, req *gateway.Request) (gateway.Content, error) {
+		return seekCounter{Reader: bytes.NewReader(kernel), seeks: &seeks}, nil
+	})
+	base := httpEdge(t, &gateway.Server{Handler: h})
+	many := func(n int, spec func(i int) string) string {
+		var b strings.Builder
+		b.WriteString("bytes=")
+		for i := range n {
+			if i > 0 {
+				b.WriteString(",")
+			}
+			b.WriteString(spec(i))
+		}
+		return b.String()
+	}
+	for _, tc := range []struct {
+		name, rng string
+		whole     bool
+	}{
+		{"backwards and forwards", many(1000, func(i int) string {
+			if i%2 == 0 {
+				return "200000-200000"
+			}
+			return "0-0"
+		}), true},
+		{"very many ascending", many(1000, func(i int) string { return fmt.Sprintf("%d-%d", i*200, i*200) }), true},
+		{"descending", "bytes=2000-2099,0-99", true},
+		{"overlapping", "bytes=0-999,500-1499", true},
+		{"suffix overlapping", "bytes=299000-299099,-1500", true},
+		{"a few ascending", "bytes=0-99,1000-1099,-100", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			seeks.Store(0)
+			resp, body := get(t, base+"/k", "Range", tc.rng)
+			switch {
+			case tc.whole && (resp.StatusCode != 200 || !bytes.Equal(body, kernel)):
+				t.Fatalf("%s, %d bytes; want the whole content", resp.Status, len(body))
+			case !tc.whole && resp.StatusCode != 206:
+				t.Fatalf("%s; want 206", resp.Status)
+			}
+			if n := seeks.Load(); n > 5 {
+				t.Fatalf("%d seeks of the content for one request", n)
+			}
+		})
 	}
 }
