@@ -497,9 +497,18 @@ func (b *httpBody) Seek(off int64, whence int) (int64, error) {
 	return off, nil
 }
 
-func (b *httpBody) Read(p []byte) (int, error) {
+func (b *httpBody) Read(p []byte) (n int, err error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	// A panic of the content ends the request, not the server (see
+	// Handler): several ranges are read on ServeContent's goroutine, where
+	// nothing else would recover it.
+	defer func() {
+		if v := recover(); v != nil {
+			b.err = fmt.Errorf("gateway: content panic: %v", v)
+			n, err = 0, b.err
+		}
+	}()
 	if b.done {
 		return 0, errBodyDone
 	}
@@ -520,7 +529,7 @@ func (b *httpBody) Read(p []byte) (int, error) {
 			p = p[:left]
 		}
 	}
-	n, err := b.c.Read(p)
+	n, err = b.c.Read(p)
 	b.pos += int64(n)
 	b.at += int64(n)
 	switch {

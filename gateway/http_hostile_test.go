@@ -195,3 +195,56 @@ func TestHTTPManyRangesAreServedWhole(t *testing.T) {
 		})
 	}
 }
+
+// panicReader gives n bytes of kernel, then panics.
+type panicReader struct {
+	*bytes.Reader
+	n int64
+}
+
+func (p panicReader) Read(b []byte) (int, error) {
+	if off := p.Reader.Size() - int64(p.Reader.Len()); off >= p.n {
+		panic("content bug")
+	}
+	return p.Reader.Read(b)
+}
+func (p panicReader) Size() int64  { return p.Reader.Size() }
+func (p panicReader) Close() error { return nil }
+
+// TestHTTPContentPanicDoesNotStopTheServer: a panic in a content's Read
+// ends that request (as it ends a TFTP session: see Handler), including
+// when several ranges are sent from net/http's own goroutine, where a
+// panic nobody recovers would end the process.
+func TestHTTPContentPanicDoesNotStopTheServer(t *testing.T) {
+	sink := &statsSink{}
+	h := gateway.HandlerFunc(func(ctx context.Context, req *gateway.Request) (gateway.Content, error) {
+		return panicReader{Reader: bytes.NewReader(kernel), n: 100_000}, nil
+	})
+	srv := &gateway.Server{Handler: h, SessionStatsFunc: sink.add, MaxSessionsPerClient: 1}
+	base := httpEdge(t, srv)
+	for _, rng := range []string{"", "bytes=150000-150099", "bytes=0-9,150000-150099", "bytes=0-9,-100"} {
+		resp, err := http.DefaultClient.Do(func() *http.Request {
+			req, _ := http.NewRequest("GET", base+"/k", nil)
+			if rng != "" {
+				req.Header.Set("Range", rng)
+			}
+			return req
+		}())
+		if err == nil {
+			_, err = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if err == nil {
+				t.Errorf("Range %q: %s without an error", rng, resp.Status)
+			}
+		}
+	}
+	waitHTTPIdle(t, srv)
+	for _, s := range sink.all() {
+		if s.Outcome != gateway.OutcomeError {
+			t.Errorf("%+v: outcome %v", s.HTTPStatus, s.Outcome)
+		}
+	}
+	if n := len(sink.all()); n < 4 {
+		t.Errorf("%d session stats", n)
+	}
+}
