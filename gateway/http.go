@@ -71,8 +71,10 @@ const httpChunk = 32 << 10
 // illegal operation and option errors 400, busy, shutting down and
 // backend timeouts 503 with Retry-After, anything else 500. A content
 // that fails while being sent (a backend gone, a changed file, a failed
-// integrity check) aborts the connection, so that the client sees a
-// truncated transfer and never a complete-looking wrong file. A client
+// integrity check) aborts the connection (with a TCP reset for an HTTP/1.0
+// response of unknown size, which only the connection's end delimits), so
+// that the client sees a truncated transfer and never a complete-looking
+// wrong file. A client
 // that takes longer than HTTPTimeout to accept part of the body is cut
 // off, so that it cannot hold a backend stream or cached content.
 //
@@ -171,6 +173,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			reportSessionStats(c, &stats)
 		}
 		if abort {
+			if !r.ProtoAtLeast(1, 1) && stats.TransferSize < 0 && resetConnection(hw.rc) {
+				return
+			}
 			panic(http.ErrAbortHandler)
 		}
 	}()
@@ -205,6 +210,25 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if errors.Is(stats.cause, ErrIntegrity) {
 		st.integrityFailures.Add(1)
 	}
+}
+
+// resetConnection ends the connection of an HTTP/1 response with a TCP
+// reset. An HTTP/1.0 response of unknown length ends where its
+// connection does, so that closing it would make a truncated body look
+// whole; a reset makes the client see the failure.
+func resetConnection(rc *http.ResponseController) bool {
+	conn, _, err := rc.Hijack()
+	if err != nil {
+		return false
+	}
+	if nc, ok := conn.(interface{ NetConn() net.Conn }); ok { // TLS
+		conn = nc.NetConn()
+	}
+	if tc, ok := conn.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+	conn.Close()
+	return true
 }
 
 // serveBody sends the content b of the file at name, and says how it

@@ -248,3 +248,49 @@ func TestHTTPContentPanicDoesNotStopTheServer(t *testing.T) {
 		t.Errorf("%d session stats", n)
 	}
 }
+
+// TestHTTP10ClientSeesAFailedContentOfUnknownSize: a response to an
+// HTTP/1.0 client, of a content of unknown size, ends where the
+// connection does (no chunked encoding in HTTP/1.0): a content that
+// fails must reset the connection, not close it as if the file were
+// whole.
+func TestHTTP10ClientSeesAFailedContentOfUnknownSize(t *testing.T) {
+	sink := &statsSink{}
+	h := gateway.HandlerFunc(func(ctx context.Context, req *gateway.Request) (gateway.Content, error) {
+		if req.Path == "good" {
+			return gateway.NewContent(bytes.NewReader(kernel), -1), nil
+		}
+		return gateway.NewContent(&failingReader{n: 100_000}, -1), nil
+	})
+	srv := &gateway.Server{Handler: h, SessionStatsFunc: sink.add}
+	base := httpEdge(t, srv)
+	for _, tc := range []struct {
+		path string
+		ok   bool
+	}{{"fails", false}, {"good", true}} {
+		c, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+		must(t, err)
+		defer c.Close()
+		must(t, c.SetDeadline(time.Now().Add(10*time.Second)))
+		fmt.Fprintf(c, "GET /%s HTTP/1.0\r\n\r\n", tc.path)
+		req, _ := http.NewRequest("GET", "/"+tc.path, nil)
+		resp, err := http.ReadResponse(bufio.NewReader(c), req)
+		if err != nil {
+			if tc.ok {
+				t.Fatalf("%s: %v", tc.path, err)
+			}
+			continue // failed before the header: fine too
+		}
+		b, err := io.ReadAll(resp.Body)
+		switch {
+		case tc.ok && (err != nil || !bytes.Equal(b, kernel)):
+			t.Errorf("%s: %d bytes, %v", tc.path, len(b), err)
+		case !tc.ok && err == nil:
+			t.Errorf("%s: %s, %d bytes and a clean end: looks whole", tc.path, resp.Status, len(b))
+		}
+	}
+	waitHTTPIdle(t, srv)
+	if s := sink.all(); len(s) != 2 || s[0].Outcome != gateway.OutcomeError {
+		t.Errorf("stats: %+v", s)
+	}
+}
