@@ -266,6 +266,9 @@ func serveBody(w *httpWriter, r *http.Request, name string, b *httpBody) (Outcom
 		_, err := io.CopyBuffer(onlyWriter{w}, onlyReader{b}, buf)
 		return bodyOutcome(w, b.finish(), err)
 	}
+	if rng, ok := withoutEmptySuffixes(r.Header.Get("Range"), b.size); ok {
+		r.Header.Set("Range", rng)
+	}
 	if rng := r.Header.Get("Range"); b.seeker == nil && strings.Contains(rng, ",") || unreasonableRanges(rng, b.size) {
 		// Several ranges of a content that cannot seek back, or ranges
 		// that would seek it once each (a new backend call each for a
@@ -287,6 +290,42 @@ func serveBody(w *httpWriter, r *http.Request, name string, b *httpBody) (Outcom
 		return OutcomeError, fmt.Errorf("gateway: sent %d bytes of %d", w.bytes, b.size), true
 	}
 	return OutcomeOK, nil, false
+}
+
+// withoutEmptySuffixes returns the Range header h without its suffix
+// ranges that select no byte of a content of size bytes ("-0", or any
+// suffix of an empty content), and whether it dropped one. They are
+// unsatisfiable (RFC 9110 14.1.1), but http.ServeContent answers them
+// with a 206 whose Content-Range ends before it starts. A header left
+// with no range asks for the byte after the end: a 416 (a 200 for an
+// empty content, which ServeContent answers so for any range).
+func withoutEmptySuffixes(h string, size int64) (string, bool) {
+	spec, ok := strings.CutPrefix(h, "bytes=")
+	if !ok || !strings.Contains(spec, "-") {
+		return h, false
+	}
+	var kept []string
+	dropped := false
+	for ra := range strings.SplitSeq(spec, ",") {
+		ra = textproto.TrimString(ra)
+		if suffix, ok := strings.CutPrefix(ra, "-"); ok {
+			n, err := strconv.ParseInt(textproto.TrimString(suffix), 10, 64)
+			if err == nil && (n == 0 || size == 0) {
+				dropped = true
+				continue
+			}
+		}
+		if ra != "" {
+			kept = append(kept, ra)
+		}
+	}
+	switch {
+	case !dropped:
+		return h, false
+	case len(kept) == 0:
+		return "bytes=" + strconv.FormatInt(size, 10) + "-", true
+	}
+	return "bytes=" + strings.Join(kept, ","), true
 }
 
 // maxRanges is the most ranges one request gets as ranges (see

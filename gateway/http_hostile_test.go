@@ -294,3 +294,30 @@ func TestHTTP10ClientSeesAFailedContentOfUnknownSize(t *testing.T) {
 		t.Errorf("stats: %+v", s)
 	}
 }
+
+// TestHTTPEmptySuffixRangeIsUnsatisfiable: "bytes=-0" selects no byte:
+// 416 with "bytes */size" (RFC 9110 14.1.1, 15.5.17), not a 206 with a
+// Content-Range whose last byte comes before its first (what
+// http.ServeContent sends for it, and for a suffix range of an empty
+// file, which gets the empty file, 200, as its other ranges do).
+func TestHTTPEmptySuffixRangeIsUnsatisfiable(t *testing.T) {
+	base := httpEdge(t, &gateway.Server{Handler: gateway.FileServer(fileRoot(t, map[string][]byte{"k": kernel, "empty": nil}))})
+	n := len(kernel)
+	for _, tc := range []struct {
+		path, rng, contentRange string
+		status                  int
+		body                    []byte
+	}{
+		{"k", "bytes=-0", fmt.Sprintf("bytes */%d", n), 416, nil},
+		{"k", "bytes= -0 , 10-19", fmt.Sprintf("bytes 10-19/%d", n), 206, kernel[10:20]},
+		{"k", "bytes=-00", fmt.Sprintf("bytes */%d", n), 416, nil},
+		{"empty", "bytes=-5", "", 200, []byte{}}, // as any range of an empty file
+		{"k", "bytes=-5", fmt.Sprintf("bytes %d-%d/%d", n-5, n-1, n), 206, kernel[n-5:]},
+	} {
+		resp, body := get(t, base+"/"+tc.path, "Range", tc.rng)
+		if resp.StatusCode != tc.status || resp.Header.Get("Content-Range") != tc.contentRange || tc.body != nil && !bytes.Equal(body, tc.body) {
+			t.Errorf("%s %q: %s, Content-Range %q, %d bytes; want %d, %q",
+				tc.path, tc.rng, resp.Status, resp.Header.Get("Content-Range"), len(body), tc.status, tc.contentRange)
+		}
+	}
+}
