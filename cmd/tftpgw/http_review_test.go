@@ -67,7 +67,7 @@ func TestHTTPSIGTERMWithStuckClientsEndsAtDrainTimeout(t *testing.T) {
 	t.Logf("exit %v after SIGTERM", time.Since(start))
 }
 
-// TestHTTPNoLeaksAfterLoad: a burst of HTTP requests through a backend
+// TestHTTPNoLeaksAfterLoad: a burst of 80 HTTP requests through a backend
 // (whole files, ranges, HEAD, 404, clients that vanish mid-body) leaves the
 // process with the descriptors and goroutines it had, and no request
 // running.
@@ -84,11 +84,11 @@ func TestHTTPNoLeaksAfterLoad(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	before := sampleProc(t, pid, maddr)
 	var wg sync.WaitGroup
-	for w := range 8 {
+	for w := range 4 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := range 25 {
+			for i := range 20 {
 				switch (w + i) % 5 {
 				case 0:
 					exec.Command("curl", "-s", "-o", "/dev/null", base+"/k").Run()
