@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/textproto"
 	"path"
 	"strconv"
 	"strings"
@@ -58,7 +59,8 @@ const httpChunk = 32 << 10
 // [ContentInfo] (and Last-Modified from its ModTime), and follows RFC
 // 9110 for conditional requests (If-None-Match, If-Modified-Since, 304)
 // and byte ranges (Range, If-Range; 206 and 416, several ranges as
-// multipart/byteranges). A range of a content that can seek (FileServer's,
+// multipart/byteranges; more than 16 ranges, or ranges out of order or
+// overlapping, get the whole content, as RFC 9110 14.2 lets a server do). A range of a content that can seek (FileServer's,
 // cached content, and a gRPC backend's, which resumes at an offset) is
 // read from its offset, without reading what is skipped; another content
 // is read through from its start, and a request for several ranges of it
@@ -69,8 +71,10 @@ const httpChunk = 32 << 10
 // illegal operation and option errors 400, busy, shutting down and
 // backend timeouts 503 with Retry-After, anything else 500. A content
 // that fails while being sent (a backend gone, a changed file, a failed
-// integrity check) aborts the connection, so that the client sees a
-// truncated transfer and never a complete-looking wrong file. A client
+// integrity check) aborts the connection (with a TCP reset for an HTTP/1.0
+// response of unknown size, which only the connection's end delimits), so
+// that the client sees a truncated transfer and never a complete-looking
+// wrong file. A client
 // that takes longer than HTTPTimeout to accept part of the body is cut
 // off, so that it cannot hold a backend stream or cached content.
 //
@@ -81,6 +85,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	at := time.Now()
 	st := &s.state
 	c := s.init()
+	if r.ContentLength != 0 && r.ProtoMajor == 1 {
+		// A GET or HEAD has no body; net/http would read one the client
+		// announced, without a deadline, before the response header, and
+		// a client that never sends it would hold the session (its limit,
+		// the content) for as long as it likes. Closing the connection
+		// after the response spares that read.
+		w.Header().Set("Connection", "close")
+	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
@@ -161,6 +173,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			reportSessionStats(c, &stats)
 		}
 		if abort {
+			if !r.ProtoAtLeast(1, 1) && stats.TransferSize < 0 && resetConnection(hw.rc) {
+				return
+			}
 			panic(http.ErrAbortHandler)
 		}
 	}()
@@ -195,6 +210,25 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if errors.Is(stats.cause, ErrIntegrity) {
 		st.integrityFailures.Add(1)
 	}
+}
+
+// resetConnection ends the connection of an HTTP/1 response with a TCP
+// reset. An HTTP/1.0 response of unknown length ends where its
+// connection does, so that closing it would make a truncated body look
+// whole; a reset makes the client see the failure.
+func resetConnection(rc *http.ResponseController) bool {
+	conn, _, err := rc.Hijack()
+	if err != nil {
+		return false
+	}
+	if nc, ok := conn.(interface{ NetConn() net.Conn }); ok { // TLS
+		conn = nc.NetConn()
+	}
+	if tc, ok := conn.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+	conn.Close()
+	return true
 }
 
 // serveBody sends the content b of the file at name, and says how it
@@ -232,8 +266,14 @@ func serveBody(w *httpWriter, r *http.Request, name string, b *httpBody) (Outcom
 		_, err := io.CopyBuffer(onlyWriter{w}, onlyReader{b}, buf)
 		return bodyOutcome(w, b.finish(), err)
 	}
-	if b.seeker == nil && strings.Contains(r.Header.Get("Range"), ",") {
-		r.Header.Del("Range") // several ranges of a content that cannot seek back: all of it
+	if rng, ok := withoutEmptySuffixes(r.Header.Get("Range"), b.size); ok {
+		r.Header.Set("Range", rng)
+	}
+	if rng := r.Header.Get("Range"); b.seeker == nil && strings.Contains(rng, ",") || unreasonableRanges(rng, b.size) {
+		// Several ranges of a content that cannot seek back, or ranges
+		// that would seek it once each (a new backend call each for a
+		// gRPC backend's content): all of it, as RFC 9110 14.2 allows.
+		r.Header.Del("Range")
 	}
 	http.ServeContent(w, r, name, info.ModTime, b)
 	// ServeContent sends several ranges from a goroutine of its own,
@@ -250,6 +290,102 @@ func serveBody(w *httpWriter, r *http.Request, name string, b *httpBody) (Outcom
 		return OutcomeError, fmt.Errorf("gateway: sent %d bytes of %d", w.bytes, b.size), true
 	}
 	return OutcomeOK, nil, false
+}
+
+// withoutEmptySuffixes returns the Range header h without its suffix
+// ranges that select no byte of a content of size bytes ("-0", or any
+// suffix of an empty content), and whether it dropped one. They are
+// unsatisfiable (RFC 9110 14.1.1), but http.ServeContent answers them
+// with a 206 whose Content-Range ends before it starts. A header left
+// with no range asks for the byte after the end: a 416 (a 200 for an
+// empty content, which ServeContent answers so for any range).
+func withoutEmptySuffixes(h string, size int64) (string, bool) {
+	spec, ok := strings.CutPrefix(h, "bytes=")
+	if !ok || !strings.Contains(spec, "-") {
+		return h, false
+	}
+	var kept []string
+	dropped := false
+	for ra := range strings.SplitSeq(spec, ",") {
+		ra = textproto.TrimString(ra)
+		if suffix, ok := strings.CutPrefix(ra, "-"); ok {
+			n, err := strconv.ParseInt(textproto.TrimString(suffix), 10, 64)
+			if err == nil && (n == 0 || size == 0) {
+				dropped = true
+				continue
+			}
+		}
+		if ra != "" {
+			kept = append(kept, ra)
+		}
+	}
+	switch {
+	case !dropped:
+		return h, false
+	case len(kept) == 0:
+		return "bytes=" + strconv.FormatInt(size, 10) + "-", true
+	}
+	return "bytes=" + strings.Join(kept, ","), true
+}
+
+// maxRanges is the most ranges one request gets as ranges (see
+// unreasonableRanges).
+const maxRanges = 16
+
+// unreasonableRanges reports whether the Range header h asks a content of
+// size bytes for more than maxRanges ranges, or for ranges that are not
+// in ascending order or that overlap: RFC 9110 14.2 names these signs of
+// a broken client or of a denial-of-service attack, and lets a server
+// ignore them. A header that does not parse is left to http.ServeContent.
+func unreasonableRanges(h string, size int64) bool {
+	spec, ok := strings.CutPrefix(h, "bytes=")
+	if !ok || !strings.Contains(spec, ",") {
+		return false
+	}
+	n, prevEnd := 0, int64(-1)
+	for ra := range strings.SplitSeq(spec, ",") {
+		ra = textproto.TrimString(ra)
+		if ra == "" {
+			continue
+		}
+		if n++; n > maxRanges {
+			return true
+		}
+		first, last, ok := strings.Cut(ra, "-")
+		if !ok {
+			return false
+		}
+		first, last = textproto.TrimString(first), textproto.TrimString(last)
+		var start, end int64
+		if first == "" {
+			i, err := strconv.ParseInt(last, 10, 64)
+			if err != nil || i < 0 {
+				return false
+			}
+			start, end = max(size-i, 0), size-1
+		} else {
+			i, err := strconv.ParseInt(first, 10, 64)
+			if err != nil || i < 0 {
+				return false
+			}
+			start, end = i, size-1
+			if last != "" {
+				j, err := strconv.ParseInt(last, 10, 64)
+				if err != nil || j < i {
+					return false
+				}
+				end = min(j, size-1)
+			}
+		}
+		if start >= size {
+			continue // not satisfiable: ServeContent leaves it out
+		}
+		if start <= prevEnd {
+			return true
+		}
+		prevEnd = end
+	}
+	return false
 }
 
 // bodyOutcome classifies a body whose content failed with berr (nil if it
@@ -424,9 +560,18 @@ func (b *httpBody) Seek(off int64, whence int) (int64, error) {
 	return off, nil
 }
 
-func (b *httpBody) Read(p []byte) (int, error) {
+func (b *httpBody) Read(p []byte) (n int, err error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	// A panic of the content ends the request, not the server (see
+	// Handler): several ranges are read on ServeContent's goroutine, where
+	// nothing else would recover it.
+	defer func() {
+		if v := recover(); v != nil {
+			b.err = fmt.Errorf("gateway: content panic: %v", v)
+			n, err = 0, b.err
+		}
+	}()
 	if b.done {
 		return 0, errBodyDone
 	}
@@ -447,7 +592,7 @@ func (b *httpBody) Read(p []byte) (int, error) {
 			p = p[:left]
 		}
 	}
-	n, err := b.c.Read(p)
+	n, err = b.c.Read(p)
 	b.pos += int64(n)
 	b.at += int64(n)
 	switch {
