@@ -301,41 +301,45 @@ func run(ctx context.Context, opts *options, svcUser *serviceUser, logger *slog.
 		go func() { httpErr <- hs.serve() }()
 		logger.Info("serving HTTP", "url", hs.url(), "max_conns", opts.HTTP.MaxConns, "timeout", opts.HTTP.Timeout)
 	}
+	served := 0 // Serve calls returned
 	// stopHTTP ends the HTTP service, waiting for its requests until ctx
 	// ends; the server's Shutdown also waits for them (they are sessions).
-	stopHTTP := func(ctx context.Context) {
+	// returned is set when its serve already returned.
+	stopHTTP := func(ctx context.Context, returned bool) {
 		if hs != nil {
 			hs.shutdown(ctx)
-			<-httpErr
+			if !returned {
+				<-httpErr
+			}
 			hs = nil
 		}
+	}
+	// fail ends everything at once when a listener failed, waiting for
+	// nothing: the HTTP connections are closed (a cancelled context), which
+	// ends their requests, then the sessions.
+	fail := func(err error, httpReturned bool) error {
+		e.setReady(false)
+		now, cancel := context.WithCancel(context.Background())
+		cancel()
+		stopHTTP(now, httpReturned)
+		srv.Close() // and the other listeners
+		for ; served < len(pcs); served++ {
+			<-errc
+		}
+		stopStats()
+		return err
 	}
 	e.setReady(true)
 	logger.Info("tftpgw serving", "listen", strings.Join(bound, ","))
 
-	served := 0 // Serve calls returned
 wait:
 	for {
 		select {
 		case err := <-httpErr:
-			httpErr <- err // for stopHTTP
-			stopHTTP(context.Background())
-			srv.Close()
-			for ; served < len(pcs); served++ {
-				<-errc
-			}
-			stopStats()
-			return err
+			return fail(err, true)
 		case err := <-errc:
 			served++
-			stopHTTP(context.Background())
-			srv.Close() // and the other listeners
-
-			for ; served < len(pcs); served++ {
-				<-errc
-			}
-			stopStats()
-			return err
+			return fail(err, false)
 		case <-r.signals:
 			e.reload(r, lv)
 		case <-ctx.Done():
@@ -349,7 +353,7 @@ wait:
 	httpDone := make(chan struct{})
 	go func() {
 		defer close(httpDone)
-		stopHTTP(dctx)
+		stopHTTP(dctx, false)
 	}()
 	if err := srv.Shutdown(dctx); err != nil {
 		logger.Warn("drain timed out; remaining sessions were ended", "err", err)
