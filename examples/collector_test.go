@@ -183,31 +183,38 @@ func TestPythonCollectorStubsAreFresh(t *testing.T) {
 		{"content_pb2", tftpgwv1.File_tftpgw_v1_content_proto},
 	} {
 		t.Run(tt.module, func(t *testing.T) {
-			out, err := exec.Command(python, "-c", `import base64, sys
-sys.path.insert(0, "python-collector")
-from tftpgw.v1 import `+tt.module+` as m
-print(base64.b64encode(m.DESCRIPTOR.serialized_pb).decode())`).Output()
-			if err != nil {
-				t.Fatalf("load the Python stubs: %v\n%s", err, errOutput(err))
-			}
-			raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(out)))
-			if err != nil {
-				t.Fatal(err)
-			}
-			got := &descriptorpb.FileDescriptorProto{}
-			if err := proto.Unmarshal(raw, got); err != nil {
-				t.Fatal(err)
-			}
-			want := protodesc.ToFileDescriptorProto(tt.want)
-			for _, fd := range []*descriptorpb.FileDescriptorProto{got, want} {
-				fd.SourceCodeInfo = nil
-				clearJSONNames(fd.GetMessageType())
-			}
-			if !proto.Equal(got, want) {
-				t.Errorf("python-collector/tftpgw/v1/%s.py is stale: run make -C examples/python-collector generate\nPython stubs:\n%s\nGo code:\n%s",
-					tt.module, prototext.Format(got), prototext.Format(want))
-			}
+			checkStubs(t, "python-collector", tt.module, tt.want)
 		})
+	}
+}
+
+// checkStubs fails t if the Python module tftpgw.v1.<module> of dir, a
+// protoc output, does not describe the proto want as the Go code does.
+func checkStubs(t *testing.T, dir, module string, want protoreflect.FileDescriptor) {
+	t.Helper()
+	out, err := exec.Command(python, "-c", `import base64, sys
+sys.path.insert(0, "`+dir+`")
+from tftpgw.v1 import `+module+` as m
+print(base64.b64encode(m.DESCRIPTOR.serialized_pb).decode())`).Output()
+	if err != nil {
+		t.Fatalf("load the Python stubs: %v\n%s", err, errOutput(err))
+	}
+	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(out)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := &descriptorpb.FileDescriptorProto{}
+	if err := proto.Unmarshal(raw, got); err != nil {
+		t.Fatal(err)
+	}
+	wantFD := protodesc.ToFileDescriptorProto(want)
+	for _, fd := range []*descriptorpb.FileDescriptorProto{got, wantFD} {
+		fd.SourceCodeInfo = nil
+		clearJSONNames(fd.GetMessageType())
+	}
+	if !proto.Equal(got, wantFD) {
+		t.Errorf("%s/tftpgw/v1/%s.py is stale: run make -C examples/%s generate\nPython stubs:\n%s\nGo code:\n%s",
+			dir, module, dir, prototext.Format(got), prototext.Format(wantFD))
 	}
 }
 
