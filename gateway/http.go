@@ -182,11 +182,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	p, err := CleanPath(r.URL.Path)
 	if err != nil {
-		e := &Error{Code: ErrFileNotFound, Message: "file not found"}
-		if errors.Is(err, errPathEscapes) || errors.Is(err, errPathNUL) {
-			e = &Error{Code: ErrAccessViolation, Message: "access violation"}
-		}
-		stats.cause = fmt.Errorf("%w: %q", err, raw)
+		e, cause := refusePath(err, raw)
+		stats.cause = cause
 		stats.Outcome, stats.ErrorSent = OutcomeError, e
 		writeError(hw, e)
 		return

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 )
 
@@ -65,4 +66,16 @@ func cleanOnce(raw string) (string, error) {
 		return "", errPathEmpty
 	}
 	return strings.Join(elems, "/"), nil
+}
+
+// refusePath is the error a client gets for a path CleanPath refused with
+// err (an escape or a NUL byte is an access violation, the rest not
+// found), and the cause to log, naming raw as it was asked for, quoted
+// (%q escapes controls, bidi overrides and bytes that are not UTF-8).
+func refusePath(err error, raw string) (*Error, error) {
+	cause := fmt.Errorf("%w: %q", err, raw)
+	if errors.Is(err, errPathEscapes) || errors.Is(err, errPathNUL) {
+		return &Error{Code: ErrAccessViolation, Message: "access violation"}, cause
+	}
+	return &Error{Code: ErrFileNotFound, Message: "file not found"}, cause
 }

@@ -112,13 +112,10 @@ func (s *Server) startSession(ctx context.Context, c *config, a admitted) {
 	switch {
 	case err != nil:
 		// The log line's path is the normalised one, empty here: the
-		// cause names what was asked for, quoted (%q escapes controls,
-		// bidi overrides and bytes that are not UTF-8).
-		refuse = &session.Error{Code: uint16(ErrFileNotFound), Message: "file not found"}
-		if errors.Is(err, errPathEscapes) || errors.Is(err, errPathNUL) {
-			refuse = &session.Error{Code: uint16(ErrAccessViolation), Message: "access violation"}
-		}
-		cause = fmt.Errorf("%w: %q", err, req.RawPath)
+		// cause names what was asked for.
+		var e *Error
+		e, cause = refusePath(err, req.RawPath)
+		refuse = errorOf(e)
 	case a.write:
 		req.Path, stats.Path = p, p
 		stats.Write = true
