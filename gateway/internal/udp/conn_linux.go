@@ -6,11 +6,63 @@ import (
 	"net/netip"
 	"os"
 	"strings"
+	"sync/atomic"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
+
+// listenSocket opens a non-blocking UDP socket bound to bind (see
+// openSocket) and registers it with the runtime's poller through
+// os.NewFile: net.ListenUDP would also set SO_BROADCAST, ask the kernel
+// for the address it bound, and build a net.UDPConn's addresses and
+// strings, about a third of what it costs to open a small transfer's
+// session (BENCHMARKS.md, "Small requests").
+func listenSocket(bind netip.AddrPort, v4 bool) (socket, error) {
+	fd, err := openSocket(bind, v4)
+	if err != nil {
+		return nil, err
+	}
+	return os.NewFile(uintptr(fd), "udp"), nil
+}
+
+// openSocket opens a non-blocking UDP socket bound to bind, IPv6 only
+// unless v4 (as net does for "udp6"), with raw system calls: none of them
+// can block on a UDP socket, and a raw call spares the scheduler's
+// bookkeeping and the wakeups of its monitor thread that the first
+// system call after an idle spell costs.
+func openSocket(bind netip.AddrPort, v4 bool) (int, error) {
+	domain := unix.AF_INET6
+	if v4 {
+		domain = unix.AF_INET
+	}
+	fd, _, e := unix.RawSyscall(unix.SYS_SOCKET, uintptr(domain), unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
+	if e != 0 {
+		return -1, &net.OpError{Op: "listen", Net: "udp", Addr: net.UDPAddrFromAddrPort(bind), Err: os.NewSyscallError("socket", e)}
+	}
+	var sa4 unix.RawSockaddrInet4
+	var sa6 unix.RawSockaddrInet6
+	var sa unsafe.Pointer
+	var saLen uintptr
+	if v4 {
+		sa4 = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: bind.Addr().As4()}
+		putPort(&sa4.Port, bind.Port())
+		sa, saLen = unsafe.Pointer(&sa4), unix.SizeofSockaddrInet4
+	} else {
+		one := int32(1)
+		unix.RawSyscall6(unix.SYS_SETSOCKOPT, fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, uintptr(unsafe.Pointer(&one)), 4, 0)
+		sa6 = unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: bind.Addr().As16(), Scope_id: zoneIndex(bind.Addr().Zone())}
+		putPort(&sa6.Port, bind.Port())
+		sa, saLen = unsafe.Pointer(&sa6), unix.SizeofSockaddrInet6
+	}
+	if _, _, e := unix.RawSyscall(unix.SYS_BIND, fd, uintptr(sa), saLen); e != 0 {
+		unix.RawSyscall(unix.SYS_CLOSE, fd, 0, 0)
+		return -1, &net.OpError{Op: "listen", Net: "udp", Addr: net.UDPAddrFromAddrPort(bind), Err: os.NewSyscallError("bind", e)}
+	}
+	return int(fd), nil
+}
 
 // fastConn is a session's own socket, read and written through its
 // descriptor, for the packets of the transfer: the client's address is
@@ -34,10 +86,12 @@ import (
 // edge, and the poller, reporting the socket's state, finds it readable
 // too. A send that fails raises nothing, so the step then reads at once.
 type fastConn struct {
-	*net.UDPConn // deadlines, Close, and packets to strangers
-	rc           syscall.RawConn
-	client       netip.AddrPort
-	scope        uint32 // the client's IPv6 zone as an interface index
+	sock   socket // deadlines and Close
+	rc     syscall.RawConn
+	client netip.AddrPort
+	scope  uint32 // the client's IPv6 zone as an interface index
+	closed atomic.Bool
+	local  atomic.Pointer[net.UDPAddr] // LocalAddr's, once asked
 
 	// The read in progress.
 	rbuf     []byte
@@ -66,14 +120,14 @@ type fastConn struct {
 }
 
 // newSessionConn wraps c, a session's socket for client, in a fastConn;
-// in a plainConn when its descriptor cannot be had or the fast path is
-// not used.
-func newSessionConn(c *net.UDPConn, client netip.AddrPort) Conn {
+// a *net.UDPConn in a plainConn when its descriptor cannot be had or the
+// fast path is not used.
+func newSessionConn(c socket, client netip.AddrPort) Conn {
 	rc, err := c.SyscallConn()
-	if err != nil || !fastPath {
-		return plainConn{c}
+	if uc, ok := c.(*net.UDPConn); ok && (err != nil || !fastPath) {
+		return plainConn{uc}
 	}
-	f := &fastConn{UDPConn: c, rc: rc, client: client}
+	f := &fastConn{sock: c, rc: rc, client: client}
 	if a := client.Addr(); a.Is4() {
 		f.sa4 = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: a.As4()}
 		putPort(&f.sa4.Port, client.Port())
@@ -90,10 +144,44 @@ func newSessionConn(c *net.UDPConn, client netip.AddrPort) Conn {
 }
 
 // EnableGSO implements Conn.
-func (f *fastConn) EnableGSO(size int) int { return enableGSO(f.UDPConn, size) }
+func (f *fastConn) EnableGSO(size int) int { return enableGSO(f.sock, size) }
 
 // DisableGSO implements Conn.
-func (f *fastConn) DisableGSO() { disableGSO(f.UDPConn) }
+func (f *fastConn) DisableGSO() { disableGSO(f.sock) }
+
+// SetReadDeadline sets the deadline of reads, as net.UDPConn's does.
+func (f *fastConn) SetReadDeadline(t time.Time) error { return f.sock.SetReadDeadline(t) }
+
+// Close closes the socket; reads and writes then fail with net.ErrClosed.
+func (f *fastConn) Close() error {
+	f.closed.Store(true)
+	return f.sock.Close()
+}
+
+// LocalAddr returns the address the socket is bound to.
+func (f *fastConn) LocalAddr() net.Addr {
+	if a := f.local.Load(); a != nil {
+		return a
+	}
+	var sa unix.Sockaddr
+	var err error
+	f.rc.Control(func(fd uintptr) { sa, err = unix.Getsockname(int(fd)) })
+	a := &net.UDPAddr{}
+	switch sa := sa.(type) {
+	case *unix.SockaddrInet4:
+		a = net.UDPAddrFromAddrPort(netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(sa.Port)))
+	case *unix.SockaddrInet6:
+		ip := netip.AddrFrom16(sa.Addr)
+		if sa.ZoneId != 0 {
+			ip = ip.WithZone(zoneName(sa.ZoneId))
+		}
+		a = net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(sa.Port)))
+	}
+	if err == nil {
+		f.local.Store(a)
+	}
+	return a
+}
 
 // ReadFromUDPAddrPort reads the next datagram like net.UDPConn's, within
 // the read deadline, after sending the datagram held by SendBeforeRead.
@@ -111,20 +199,29 @@ func (f *fastConn) ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error) {
 			}
 		}
 		if err != nil {
-			return 0, netip.AddrPort{}, netOpName(err, "read")
+			return 0, netip.AddrPort{}, f.opError(err, "read")
 		}
 		return f.rn, f.rfrom, f.rerr
 	}
 }
 
-// netOpName renames the operation of err, from net's RawConn ("raw-read",
-// "raw-write"), to op, as net.UDPConn's own calls name it.
-func netOpName(err error, op string) error {
+// opError makes err, from the RawConn's Read or Write, read as
+// net.UDPConn's own calls' errors do: a *net.OpError naming op, with
+// net.ErrClosed once the socket is closed. net's RawConn names its
+// operation "raw-read" or "raw-write"; an *os.File's gives poll's bare
+// errors (its deadline error is os.ErrDeadlineExceeded either way).
+func (f *fastConn) opError(err error, op string) error {
 	var oe *net.OpError // (escapes: only on the error path)
-	if errors.As(err, &oe) && strings.HasPrefix(oe.Op, "raw-") {
-		oe.Op = op
+	if errors.As(err, &oe) {
+		if strings.HasPrefix(oe.Op, "raw-") {
+			oe.Op = op
+		}
+		return err
 	}
-	return err
+	if f.closed.Load() && !errors.Is(err, os.ErrDeadlineExceeded) {
+		err = net.ErrClosed
+	}
+	return &net.OpError{Op: op, Net: "udp", Source: f.LocalAddr(), Err: err}
 }
 
 // SendBeforeRead holds b, a datagram for the client, for the next read or
@@ -235,14 +332,37 @@ func (f *fastConn) WriteToUDPAddrPort(b []byte, addr netip.AddrPort) (int, error
 		f.flush() // in order
 	}
 	if addr != f.client {
-		return f.UDPConn.WriteToUDPAddrPort(b, addr)
+		return f.writeToStranger(b, addr)
 	}
 	f.wbuf, f.werr = b, nil
 	if err := f.rc.Write(f.writeFn); err != nil {
-		return 0, netOpName(err, "write")
+		return 0, f.opError(err, "write")
 	}
 	if f.werr != nil {
 		return 0, f.werr
+	}
+	return len(b), nil
+}
+
+// writeToStranger sends b to addr, not the client (an unknown transfer
+// ID's ERROR): rare, so a sockaddr of its own is made for it.
+func (f *fastConn) writeToStranger(b []byte, addr netip.AddrPort) (int, error) {
+	var sa unix.Sockaddr
+	if a := addr.Addr().Unmap(); a.Is4() && f.sa == unsafe.Pointer(&f.sa4) {
+		sa = &unix.SockaddrInet4{Addr: a.As4(), Port: int(addr.Port())}
+	} else {
+		sa = &unix.SockaddrInet6{Addr: addr.Addr().As16(), Port: int(addr.Port()), ZoneId: zoneIndex(addr.Addr().Zone())}
+	}
+	var serr error
+	err := f.rc.Write(func(fd uintptr) bool {
+		serr = unix.Sendto(int(fd), b, unix.MSG_DONTWAIT, sa)
+		return serr != unix.EAGAIN
+	})
+	if err != nil {
+		return 0, f.opError(err, "write")
+	}
+	if serr != nil {
+		return 0, &net.OpError{Op: "write", Net: "udp", Source: f.LocalAddr(), Addr: net.UDPAddrFromAddrPort(addr), Err: os.NewSyscallError("sendto", serr)}
 	}
 	return len(b), nil
 }

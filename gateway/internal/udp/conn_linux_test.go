@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"net"
+	"net/netip"
 	"os"
 	"strings"
 	"syscall"
@@ -23,8 +24,13 @@ func fastPair(t testing.TB, network, ip string) (*fastConn, *net.UDPConn) {
 		t.Cleanup(func() { c.Close() })
 		return c
 	}
-	sc, cc := listen(), listen()
-	f, ok := newSessionConn(sc, cc.LocalAddr().(*net.UDPAddr).AddrPort()).(*fastConn)
+	cc := listen()
+	c, _, err := ListenSessionPort(netip.MustParseAddr(ip), cc.LocalAddr().(*net.UDPAddr).AddrPort(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	f, ok := c.(*fastConn)
 	if !ok {
 		t.Fatal("session socket not wrapped")
 	}

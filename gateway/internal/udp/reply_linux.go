@@ -5,20 +5,26 @@ import (
 	"net/netip"
 	"os"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
 
 // replyConn is a session socket that only sends: the ERROR that refuses a
 // request whose content (or path) was refused before anything else
-// happened. It is a plain blocking descriptor, never registered with the
-// runtime's poller, so it costs a socket, a bind, a send and a close:
-// none of the poller's registration and removal, of net's option calls
-// and address lookups, or of the garbage of a net.UDPConn (a refusal is
-// most of what a PXELINUX client's config search gets).
+// happened. It is never registered with the runtime's poller, and its
+// system calls are raw (none can block: the socket is non-blocking, and
+// its one datagram finds its send buffer empty), so it costs a socket, a
+// bind, a send and a close: none of the poller's registration and
+// removal, of net's option calls and address lookups, of the garbage of a
+// net.UDPConn, or of the scheduler's bookkeeping (a refusal is most of
+// what a PXELINUX client's config search gets).
 type replyConn struct {
-	fd int
-	sa unix.Sockaddr
+	fd    int
+	sa    unsafe.Pointer // the client's sockaddr: &sa4 or &sa6
+	saLen uintptr
+	sa4   unix.RawSockaddrInet4
+	sa6   unix.RawSockaddrInet6
 }
 
 // ListenReply opens a send-only session socket on local (port, or one the
@@ -29,36 +35,41 @@ func ListenReply(local netip.Addr, client netip.AddrPort, port uint16) (Conn, ne
 		return ListenSessionPort(local, client, port)
 	}
 	local, client, v4 := sessionAddrs(local, client)
-	domain := unix.AF_INET6
-	var bind, to unix.Sockaddr
-	if v4 {
-		domain = unix.AF_INET
-		bind = &unix.SockaddrInet4{Addr: local.As4(), Port: int(port)}
-		to = &unix.SockaddrInet4{Addr: client.Addr().As4(), Port: int(client.Port())}
-	} else {
-		bind = &unix.SockaddrInet6{Addr: local.As16(), Port: int(port), ZoneId: zoneIndex(local.Zone())}
-		to = &unix.SockaddrInet6{Addr: client.Addr().As16(), Port: int(client.Port()), ZoneId: zoneIndex(client.Addr().Zone())}
-	}
-	fd, err := unix.Socket(domain, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
+	fd, err := openSocket(netip.AddrPortFrom(local, port), v4)
 	if err != nil {
-		return nil, client, os.NewSyscallError("socket", err)
+		return nil, client, err
 	}
-	if !v4 {
-		// As net does for "udp6": the socket is IPv6 only.
-		unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 1)
+	c := &replyConn{fd: fd}
+	if v4 {
+		c.sa4 = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: client.Addr().As4()}
+		putPort(&c.sa4.Port, client.Port())
+		c.sa, c.saLen = unsafe.Pointer(&c.sa4), unix.SizeofSockaddrInet4
+	} else {
+		c.sa6 = unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: client.Addr().As16(), Scope_id: zoneIndex(client.Addr().Zone())}
+		putPort(&c.sa6.Port, client.Port())
+		c.sa, c.saLen = unsafe.Pointer(&c.sa6), unix.SizeofSockaddrInet6
 	}
-	if err := unix.Bind(fd, bind); err != nil {
-		unix.Close(fd)
-		return nil, client, &net.OpError{Op: "listen", Net: "udp", Addr: net.UDPAddrFromAddrPort(netip.AddrPortFrom(local, port)), Err: os.NewSyscallError("bind", err)}
-	}
-	return &replyConn{fd: fd, sa: to}, client, nil
+	return c, client, nil
 }
 
 func (c *replyConn) WriteToUDPAddrPort(b []byte, _ netip.AddrPort) (int, error) {
-	if err := unix.Sendto(c.fd, b, 0, c.sa); err != nil {
-		return 0, os.NewSyscallError("sendto", err)
+	if c.fd < 0 {
+		return 0, net.ErrClosed
 	}
-	return len(b), nil
+	var p unsafe.Pointer
+	if len(b) > 0 {
+		p = unsafe.Pointer(&b[0])
+	}
+	for {
+		_, _, e := unix.RawSyscall6(unix.SYS_SENDTO, uintptr(c.fd), uintptr(p), uintptr(len(b)), unix.MSG_DONTWAIT, uintptr(c.sa), c.saLen)
+		switch e {
+		case 0:
+			return len(b), nil
+		case unix.EINTR:
+			continue
+		}
+		return 0, os.NewSyscallError("sendto", e)
+	}
 }
 
 func (c *replyConn) ReadFromUDPAddrPort([]byte) (int, netip.AddrPort, error) {
@@ -71,11 +82,13 @@ func (c *replyConn) Close() error {
 	if c.fd < 0 {
 		return nil
 	}
-	err := unix.Close(c.fd)
+	_, _, e := unix.RawSyscall(unix.SYS_CLOSE, uintptr(c.fd), 0, 0)
 	c.fd = -1
-	return err
+	if e != 0 {
+		return os.NewSyscallError("close", e)
+	}
+	return nil
 }
-
 // The capabilities of Conn, absent.
 func (c *replyConn) SendBeforeRead([]byte) bool { return false }
 func (c *replyConn) TakeSendErr() error         { return nil }

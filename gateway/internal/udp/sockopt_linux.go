@@ -22,7 +22,7 @@ const (
 //
 // Every send on c longer than size is cut, so size must exceed the OACK
 // and ERROR packets the session sends: small blocks get no segmentation.
-func enableGSO(c *net.UDPConn, size int) int {
+func enableGSO(c socket, size int) int {
 	segs := min(gsoMaxBytes/size, gsoMaxSegs)
 	if segs < 2 || size < wire.HeaderSize+wire.DefaultBlockSize {
 		return 0
@@ -44,7 +44,7 @@ func enableGSO(c *net.UDPConn, size int) int {
 // set sends no datagram larger than the path MTU at all, segmented or
 // not (the kernel does not fragment them): after a segmented send is
 // refused, the datagrams must go one by one without it.
-func disableGSO(c *net.UDPConn) {
+func disableGSO(c socket) {
 	if rc, err := c.SyscallConn(); err == nil {
 		rc.Control(func(fd uintptr) {
 			unix.SetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_SEGMENT, 0)

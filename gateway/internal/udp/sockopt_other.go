@@ -5,9 +5,9 @@ package udp
 import "net"
 
 // enableGSO: UDP segmentation offload is used on Linux only.
-func enableGSO(*net.UDPConn, int) int { return 0 }
+func enableGSO(socket, int) int { return 0 }
 
-func disableGSO(*net.UDPConn) {}
+func disableGSO(socket) {}
 
 const listenerRecvBuffer = 8 << 20
 

@@ -18,6 +18,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"syscall"
 	"time"
 )
 
@@ -88,11 +89,17 @@ func ListenSession(local netip.Addr, client netip.AddrPort) (Conn, netip.AddrPor
 // holds that port on the address, the error satisfies AddrInUse.
 func ListenSessionPort(local netip.Addr, client netip.AddrPort, port uint16) (Conn, netip.AddrPort, error) {
 	local, client, v4 := sessionAddrs(local, client)
-	network := "udp6"
-	if v4 {
-		network = "udp4"
+	var c socket
+	var err error
+	if fastPath {
+		c, err = listenSocket(netip.AddrPortFrom(local, port), v4)
+	} else {
+		network := "udp6"
+		if v4 {
+			network = "udp4"
+		}
+		c, err = net.ListenUDP(network, net.UDPAddrFromAddrPort(netip.AddrPortFrom(local, port)))
 	}
-	c, err := net.ListenUDP(network, net.UDPAddrFromAddrPort(netip.AddrPortFrom(local, port)))
 	if err != nil {
 		if port != 0 {
 			return nil, client, fmt.Errorf("session socket on %s: %w", netip.AddrPortFrom(local, port), err)
@@ -100,6 +107,15 @@ func ListenSessionPort(local netip.Addr, client netip.AddrPort, port uint16) (Co
 		return nil, client, fmt.Errorf("session socket on %s: %w", local, err)
 	}
 	return newSessionConn(c, client), client, nil
+}
+
+// socket is what a session's connection needs of the socket it wraps:
+// *os.File (a socket opened by listenSocket) and *net.UDPConn both are
+// one.
+type socket interface {
+	SetReadDeadline(t time.Time) error
+	Close() error
+	SyscallConn() (syscall.RawConn, error)
 }
 
 // sessionAddrs returns the local address a session's socket binds and the
