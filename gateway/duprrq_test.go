@@ -104,3 +104,33 @@ func TestNewRequestFromReusedPort(t *testing.T) {
 		})
 	}
 }
+
+// TestSupersededSessionStopsWaiting: a session superseded by a new
+// request from its client's port stops waiting for that client at once,
+// not at its next retransmission timeout (here 30 seconds): the new
+// request's listener wakes the old session's read. In single-port mode
+// too, whose connection is the listener's.
+func TestSupersededSessionStopsWaiting(t *testing.T) {
+	content := gatewaytest.Pattern(1300) // 3 blocks
+	for _, single := range []bool{false, true} {
+		t.Run(map[bool]string{false: "TID_per_session", true: "single_port"}[single], func(t *testing.T) {
+			ts := gatewaytest.NewServer(t, gatewaytest.Files{"f": content}, func(s *gateway.Server) {
+				s.SinglePort = single
+				s.Timeout, s.MinTimeout = 30*time.Second, time.Hour
+			})
+			c := gatewaytest.NewClient(t, ts.Addr())
+			c.RRQ("f", "octet")
+			c.Expect(gatewaytest.Data(1, content[:512]))
+			c.Ack(1)
+			c.Expect(gatewaytest.Data(2, content[512:1024])) // the old session now waits for ACK 2
+			c.SetTID(netip.AddrPort{})
+			start := time.Now()
+			c.RRQ("f", "octet")
+			c.Expect(gatewaytest.Data(1, content[:512]))
+			first := ts.NextStats(t)
+			if took := time.Since(start); first.Outcome != gateway.OutcomeAborted || took > 10*time.Second {
+				t.Errorf("old session: %v after %v, want aborted at once (its timeout is 30s)", first.Outcome, took.Round(time.Millisecond))
+			}
+		})
+	}
+}

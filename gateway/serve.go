@@ -84,6 +84,39 @@ type activeSession struct {
 	progressed progressMark
 	cancel     context.CancelCauseFunc
 	perClient  bool // counted in its client's entry (see serverState.admit)
+
+	// conn is the session's connection while it may wait for its client
+	// (see attach): wake moves its read deadline to the past, so that a
+	// session ended from outside stops waiting at once.
+	mu   sync.Mutex
+	conn udp.Conn
+}
+
+// end cancels the session with cause and wakes a read of its that waits
+// for the client. The session checks its context after it sets a read
+// deadline and before it reads: either it sees the cancellation, or its
+// read sees the deadline wake set.
+func (a *activeSession) end(cause error) {
+	a.cancel(cause)
+	a.wake()
+}
+
+// wake moves the read deadline of the session's connection, if attached,
+// to the past.
+func (a *activeSession) wake() {
+	a.mu.Lock()
+	c := a.conn
+	a.mu.Unlock()
+	if c != nil {
+		c.SetReadDeadline(time.Unix(1, 0))
+	}
+}
+
+// attach makes wake move c's read deadline; nil detaches it.
+func (a *activeSession) attach(c udp.Conn) {
+	a.mu.Lock()
+	a.conn = c
+	a.mu.Unlock()
 }
 
 // progressMark records when a session's client first acknowledged
@@ -123,7 +156,7 @@ func supersede(old *activeSession, at time.Time) bool {
 	if old == nil || old.progressed.before(at) {
 		return false
 	}
-	old.cancel(session.ErrSuperseded)
+	old.end(session.ErrSuperseded)
 	return true
 }
 
@@ -503,11 +536,23 @@ func (st *serverState) closeAllListeners() {
 	}
 }
 
+// cancelSessions cancels the context of every session and wakes the
+// reads of those that wait for their client.
 func (st *serverState) cancelSessions() {
 	st.mu.Lock()
 	cancel := st.cancel
 	st.mu.Unlock()
-	if cancel != nil {
-		cancel()
+	if cancel == nil {
+		return
+	}
+	cancel()
+	st.mu.Lock()
+	acts := make([]*activeSession, 0, len(st.active))
+	for _, a := range st.active {
+		acts = append(acts, a)
+	}
+	st.mu.Unlock()
+	for _, a := range acts {
+		a.wake()
 	}
 }

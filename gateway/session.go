@@ -82,7 +82,7 @@ func (s *Server) startSession(ctx context.Context, c *config, a admitted) {
 		ID:      id,
 		Client:  a.src,
 		Ctx:     ctx,
-		Cancel:  a.act.cancel,
+		Cancel:  a.act.end,
 		Host:    host,
 		Config:  cfg,
 		Mode:    a.req.Mode,
@@ -163,8 +163,10 @@ func (s *Server) startSession(ctx context.Context, c *config, a admitted) {
 		sess.Refuse(refuse, cause)
 		return
 	}
-	stop := context.AfterFunc(ctx, func() { conn.SetReadDeadline(time.Unix(1, 0)) })
-	defer stop()
+	// A session ended from outside (a shutdown, a new request from the
+	// client's port) stops waiting for its client at once.
+	a.act.attach(conn)
+	defer a.act.attach(nil)
 	if a.write {
 		s.receiveUpload(ctx, c, req, sess, &stats)
 		return
