@@ -89,6 +89,7 @@ func (c *replyConn) Close() error {
 	}
 	return nil
 }
+
 // The capabilities of Conn, absent.
 func (c *replyConn) SendBeforeRead([]byte) bool { return false }
 func (c *replyConn) TakeSendErr() error         { return nil }
