@@ -50,11 +50,22 @@ func (s *Server) startSession(ctx context.Context, c *config, a admitted) {
 	st := &s.state
 	defer a.act.cancel(nil)
 	id := st.idPrefix + "-" + strconv.FormatUint(st.nextID.Add(1), 10)
-	opts := make([]Option, len(a.req.Options))
-	for i, o := range a.req.Options {
-		opts[i] = Option(o)
+	// What the session's parts point to, in one allocation.
+	m := &struct {
+		req  Request
+		host sessionHost
+		sess session.Session
+		opts [4]Option
+	}{}
+	opts := m.opts[:0]
+	if len(a.req.Options) > len(m.opts) {
+		opts = make([]Option, 0, len(a.req.Options))
 	}
-	req := &Request{
+	for _, o := range a.req.Options {
+		opts = append(opts, Option(o))
+	}
+	req := &m.req
+	*req = Request{
 		SessionID:  id,
 		RawPath:    a.req.Filename,
 		Mode:       a.req.Mode,
@@ -76,9 +87,11 @@ func (s *Server) startSession(ctx context.Context, c *config, a admitted) {
 		Start:            a.at,
 	}
 	ctx = traceStart(ctx, c, req, &stats) // tracer.go
-	host := &sessionHost{st: st, c: c, client: winmem.ClientPrefix(a.src.Addr()), act: a.act}
+	host := &m.host
+	*host = sessionHost{st: st, c: c, client: winmem.ClientPrefix(a.src.Addr()), act: a.act}
 	cfg := c.sessionConfig(a.limits, &host.cfg)
-	sess := &session.Session{
+	sess := &m.sess
+	*sess = session.Session{
 		ID:      id,
 		Client:  a.src,
 		Ctx:     ctx,
@@ -324,8 +337,11 @@ func (s *Server) finishSession(c *config, a admitted, sess *session.Session, st 
 			st.BlockSize, st.WindowSize = es.BlockSize, es.WindowSize
 		}
 		st.TransferSize = es.TransferSize
-		for _, o := range es.NegotiatedOptions {
-			st.NegotiatedOptions = append(st.NegotiatedOptions, Option(o))
+		if len(es.NegotiatedOptions) > 0 {
+			st.NegotiatedOptions = make([]Option, len(es.NegotiatedOptions))
+			for i, o := range es.NegotiatedOptions {
+				st.NegotiatedOptions[i] = Option(o)
+			}
 		}
 		if e := es.ErrorSent; e != nil {
 			st.ErrorSent = &Error{Code: ErrorCode(e.Code), Message: e.Message}
