@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tftpgw/tftpgw/gateway/internal/beneath"
 	"github.com/tftpgw/tftpgw/gateway/internal/fileinfo"
 	"github.com/tftpgw/tftpgw/gateway/internal/session"
 )
@@ -46,7 +47,7 @@ import (
 // block, whatever the block size (see Content); one replaced by a rename
 // is served whole from the file that was opened.
 func FileServer(root *os.Root) Handler {
-	h := fileServer{root: root}
+	h := fileServer{root: root, dir: beneath.OpenDir(root)}
 	if real, err := filepath.EvalSymlinks(root.Name()); err == nil {
 		h.realRoot, _ = filepath.Abs(real)
 	}
@@ -56,6 +57,9 @@ func FileServer(root *os.Root) Handler {
 
 type fileServer struct {
 	root *os.Root
+	// dir opens a path in one system call where the kernel can keep it
+	// below the root (Linux); root decides what it leaves open.
+	dir *beneath.Dir
 	// statOK: the root is on a local filesystem, of device dev, where a
 	// stat shows a file's current version (see StatContent).
 	statOK bool
@@ -71,7 +75,10 @@ var errStatUntrusted = errors.New("gateway: a stat may not show this file's curr
 
 func (h fileServer) ServeTFTP(_ context.Context, req *Request) (Content, error) {
 	// O_NONBLOCK keeps a FIFO from blocking the open; it is refused below.
-	f, err := h.root.OpenFile(req.Path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	f, err := h.dir.Open(req.Path, os.O_RDONLY|syscall.O_NONBLOCK)
+	if err == beneath.ErrUnsure {
+		f, err = h.root.OpenFile(req.Path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	}
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, err

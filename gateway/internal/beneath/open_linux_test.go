@@ -1,0 +1,104 @@
+package beneath
+
+import (
+	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+)
+
+// TestOpen: Open decides a file below the directory, or its absence, in
+// one openat2, and leaves everything that could leave the directory, or
+// that it is unsure of, to os.Root (ErrUnsure).
+func TestOpen(t *testing.T) {
+	outside := t.TempDir()
+	os.WriteFile(filepath.Join(outside, "secret"), []byte("secret"), 0o644)
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "pxelinux.cfg"), 0o755)
+	os.WriteFile(filepath.Join(dir, "pxelinux.cfg", "default"), []byte("default"), 0o644)
+	os.WriteFile(filepath.Join(dir, "file"), []byte("file"), 0o644)
+	for name, target := range map[string]string{
+		"inside":   "pxelinux.cfg/default",         // relative, below the directory
+		"absolute": filepath.Join(dir, "file"),     // absolute: refused even though it points inside
+		"escape":   "../" + filepath.Base(outside), // leaves the directory
+		"dangling": "pxelinux.cfg/nothing",         // below, to nothing
+		"magic":    "/proc/self/root/etc/passwd",   // through /proc's magic links
+		"loop":     "loop",
+	} {
+		if err := os.Symlink(target, filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	d := OpenDir(root)
+	if d == nil {
+		t.Fatal("OpenDir: nil")
+	}
+	defer d.Close()
+	if _, err := d.Open("file", os.O_RDONLY); errors.Is(err, ErrUnsure) {
+		t.Skip("openat2 is not available here (kernel before 5.6, or a sandbox): os.Root decides every open")
+	}
+
+	for _, tc := range []struct {
+		name, path string
+		want       string // the file's bytes; "" for an error
+		missing    bool   // an *os.PathError wrapping ENOENT
+	}{
+		{"file at the top", "file", "file", false},
+		{"file in a directory", "pxelinux.cfg/default", "default", false},
+		{"missing at the top", "nothing", "", true},
+		{"missing in a directory", "pxelinux.cfg/01-52-54-00-00-00-01", "", true},
+		{"missing directory", "nodir/file", "", true},
+		{"link below the directory", "inside", "default", false},
+		{"dangling link below the directory", "dangling", "", true},
+		{"absolute link", "absolute", "", false},
+		{"link leaving the directory", "escape/secret", "", false},
+		{"magic link", "magic", "", false},
+		{"link loop", "loop", "", false},
+		{"file as a directory", "file/x", "", false},
+		{"dot-dot", "../" + filepath.Base(outside) + "/secret", "", false},
+		{"absolute path", filepath.Join(outside, "secret"), "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, err := d.Open(tc.path, os.O_RDONLY)
+			switch {
+			case tc.want != "":
+				if err != nil {
+					t.Fatalf("Open(%q): %v", tc.path, err)
+				}
+				defer f.Close()
+				b, _ := io.ReadAll(f)
+				if string(b) != tc.want {
+					t.Fatalf("Open(%q) read %q, want %q", tc.path, b, tc.want)
+				}
+			case tc.missing:
+				var pe *os.PathError
+				if f != nil || !errors.As(err, &pe) || !errors.Is(err, fs.ErrNotExist) || !errors.Is(err, syscall.ENOENT) || pe.Path != tc.path {
+					t.Fatalf("Open(%q): %v (%T), want an *os.PathError for ENOENT", tc.path, err, err)
+				}
+			default:
+				if f != nil || !errors.Is(err, ErrUnsure) {
+					t.Fatalf("Open(%q): %v, %v; want ErrUnsure (os.Root decides)", tc.path, f, err)
+				}
+			}
+		})
+	}
+}
+
+// TestNilDir: without a directory every Open is ErrUnsure.
+func TestNilDir(t *testing.T) {
+	var d *Dir
+	if _, err := d.Open("file", os.O_RDONLY); !errors.Is(err, ErrUnsure) {
+		t.Fatalf("nil Dir: %v, want ErrUnsure", err)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
