@@ -2,10 +2,20 @@ package beneath
 
 import (
 	"os"
+	"sync/atomic"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
+
+// resolveCached is RESOLVE_CACHED (Linux 5.12, include/uapi/linux/openat2.h),
+// which golang.org/x/sys/unix does not name.
+const resolveCached = 0x20
+
+// noCached is set once the kernel refused RESOLVE_CACHED (before Linux
+// 5.12): Open then makes only the normal openat2.
+var noCached atomic.Bool
 
 // Dir is a directory to open files below, open for as long as the Dir is
 // used.
@@ -47,6 +57,11 @@ func (d *Dir) Open(name string, flag int) (*os.File, error) {
 		Flags:   uint64(flag | unix.O_CLOEXEC),
 		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_MAGICLINKS,
 	}
+	if !noCached.Load() {
+		if f, err, ok := d.openCached(name, how); ok {
+			return f, err
+		}
+	}
 	for {
 		fd, err := unix.Openat2(d.fd, name, &how)
 		switch err {
@@ -59,6 +74,37 @@ func (d *Dir) Open(name string, flag int) (*os.File, error) {
 			return nil, &os.PathError{Op: "openat", Path: name, Err: syscall.ENOENT}
 		}
 		return nil, ErrUnsure
+	}
+}
+
+// openCached is Open for a path the kernel can resolve from its caches
+// alone (RESOLVE_CACHED: no disk read and no remote revalidation can be
+// needed), made as a raw system call: it cannot wait, so it spares the
+// scheduler's bookkeeping and the wakeups of its monitor thread that a
+// system call made after an idle spell costs. ok is false when the
+// caches could not decide (then Open makes the normal call).
+func (d *Dir) openCached(name string, how unix.OpenHow) (f *os.File, err error, ok bool) {
+	p, err := unix.BytePtrFromString(name)
+	if err != nil {
+		return nil, ErrUnsure, true // a NUL in name: os.Root refuses it
+	}
+	how.Resolve |= resolveCached
+	for {
+		fd, _, e := unix.RawSyscall6(unix.SYS_OPENAT2, uintptr(d.fd), uintptr(unsafe.Pointer(p)), uintptr(unsafe.Pointer(&how)), unsafe.Sizeof(how), 0, 0)
+		switch e {
+		case 0:
+			return os.NewFile(fd, d.name+"/"+name), nil, true
+		case unix.EINTR:
+			continue
+		case unix.ENOENT:
+			return nil, &os.PathError{Op: "openat", Path: name, Err: syscall.ENOENT}, true
+		case unix.EAGAIN:
+			return nil, nil, false
+		case unix.EINVAL:
+			noCached.Store(true) // RESOLVE_CACHED unknown: no use trying again
+			return nil, nil, false
+		}
+		return nil, ErrUnsure, true
 	}
 }
 

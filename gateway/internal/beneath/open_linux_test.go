@@ -46,6 +46,17 @@ func TestOpen(t *testing.T) {
 		t.Skip("openat2 is not available here (kernel before 5.6, or a sandbox): os.Root decides every open")
 	}
 
+	// Both ways: from the kernel's caches alone (the paths were just
+	// made, so they are there), and the normal openat2 that Open falls
+	// back to (when the caches cannot decide, or before Linux 5.12).
+	defer noCached.Store(noCached.Load())
+	for _, cached := range []bool{true, false} {
+		noCached.Store(!cached)
+		t.Run(map[bool]string{true: "cached", false: "uncached"}[cached], func(t *testing.T) { testOpen(t, d, outside) })
+	}
+}
+
+func testOpen(t *testing.T, d *Dir, outside string) {
 	for _, tc := range []struct {
 		name, path string
 		want       string // the file's bytes; "" for an error
