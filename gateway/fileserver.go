@@ -125,12 +125,15 @@ func (h fileServer) StatContent(_ context.Context, req *Request) (int64, Content
 	var fi os.FileInfo
 	var err error
 	if fileinfo.OverridesReadPermission() {
-		fi, err = h.root.Lstat(req.Path)
+		fi, err = h.lstat(req.Path)
 		if err == nil && fi.Mode()&os.ModeSymlink != 0 {
 			return 0, ContentInfo{}, errStatUntrusted
 		}
 	} else {
-		fi, err = h.root.Stat(req.Path)
+		fi, err = h.dir.Stat(req.Path, false)
+		if err == beneath.ErrUnsure {
+			fi, err = h.root.Stat(req.Path)
+		}
 	}
 	if err != nil {
 		return 0, ContentInfo{}, err
@@ -177,7 +180,7 @@ func (h fileServer) readableByAnyone(name string, fi os.FileInfo, f *os.File) er
 		if i == len(name) && f == nil {
 			break // StatContent's fi is the file's Lstat, not a link
 		}
-		st, err := h.root.Lstat(name[:i])
+		st, err := h.lstat(name[:i])
 		if err != nil {
 			return fmt.Errorf("%w: %w", errAccess, err)
 		}
@@ -191,6 +194,16 @@ func (h fileServer) readableByAnyone(name string, fi os.FileInfo, f *os.File) er
 		}
 	}
 	return nil
+}
+
+// lstat is the root's Lstat, taken without os.Root's walk where the
+// kernel can decide it (see beneath.Dir.Stat).
+func (h fileServer) lstat(name string) (os.FileInfo, error) {
+	fi, err := h.dir.Stat(name, true)
+	if err == beneath.ErrUnsure {
+		return h.root.Lstat(name)
+	}
+	return fi, err
 }
 
 // searchableDirs checks the directories between the root and real, the

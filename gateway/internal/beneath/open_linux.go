@@ -2,8 +2,10 @@ package beneath
 
 import (
 	"os"
+	"path"
 	"sync/atomic"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -114,4 +116,96 @@ func (d *Dir) Close() error {
 		return nil
 	}
 	return d.f.Close()
+}
+
+// Stat returns the facts of name below the directory, of a final
+// symbolic link itself when nofollow (as os.Root's Lstat), else of what
+// it points to (as its Stat), with Sys a *syscall.Stat_t. It takes three
+// raw system calls that cannot wait (an openat2 with O_PATH from the
+// kernel's caches alone, fstat, close): a revalidation by stat, every
+// request of a file the edge cache holds, then goes through neither the
+// scheduler nor os.Root's walk. Any error but a file the kernel found
+// missing (an *os.PathError wrapping ENOENT) is ErrUnsure, as for Open,
+// and so is a path the caches cannot resolve.
+func (d *Dir) Stat(name string, nofollow bool) (os.FileInfo, error) {
+	if d == nil || noCached.Load() {
+		return nil, ErrUnsure
+	}
+	p, err := unix.BytePtrFromString(name)
+	if err != nil {
+		return nil, ErrUnsure
+	}
+	how := unix.OpenHow{
+		Flags:   unix.O_PATH | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_MAGICLINKS | resolveCached,
+	}
+	if nofollow {
+		how.Flags |= unix.O_NOFOLLOW
+	}
+	var fd uintptr
+	for {
+		var e syscall.Errno
+		fd, _, e = unix.RawSyscall6(unix.SYS_OPENAT2, uintptr(d.fd), uintptr(unsafe.Pointer(p)), uintptr(unsafe.Pointer(&how)), unsafe.Sizeof(how), 0, 0)
+		switch e {
+		case 0:
+		case unix.EINTR:
+			continue
+		case unix.ENOENT:
+			return nil, &os.PathError{Op: "statat", Path: name, Err: syscall.ENOENT}
+		case unix.EINVAL:
+			noCached.Store(true)
+			return nil, ErrUnsure
+		default:
+			return nil, ErrUnsure
+		}
+		break
+	}
+	fi := &fileStat{name: path.Base(name)}
+	_, _, e := unix.RawSyscall(unix.SYS_FSTAT, fd, uintptr(unsafe.Pointer(&fi.sys)), 0)
+	unix.RawSyscall(unix.SYS_CLOSE, fd, 0, 0)
+	if e != 0 {
+		return nil, ErrUnsure
+	}
+	return fi, nil
+}
+
+// fileStat is Stat's os.FileInfo, as package os makes it from a stat.
+type fileStat struct {
+	name string
+	sys  syscall.Stat_t
+}
+
+func (fs *fileStat) Name() string       { return fs.name }
+func (fs *fileStat) Size() int64        { return fs.sys.Size }
+func (fs *fileStat) ModTime() time.Time { return time.Unix(fs.sys.Mtim.Unix()) }
+func (fs *fileStat) IsDir() bool        { return fs.Mode().IsDir() }
+func (fs *fileStat) Sys() any           { return &fs.sys }
+
+// Mode converts the stat's mode as package os does.
+func (fs *fileStat) Mode() os.FileMode {
+	m := os.FileMode(fs.sys.Mode & 0o777)
+	switch fs.sys.Mode & syscall.S_IFMT {
+	case syscall.S_IFBLK:
+		m |= os.ModeDevice
+	case syscall.S_IFCHR:
+		m |= os.ModeDevice | os.ModeCharDevice
+	case syscall.S_IFDIR:
+		m |= os.ModeDir
+	case syscall.S_IFIFO:
+		m |= os.ModeNamedPipe
+	case syscall.S_IFLNK:
+		m |= os.ModeSymlink
+	case syscall.S_IFSOCK:
+		m |= os.ModeSocket
+	}
+	if fs.sys.Mode&syscall.S_ISGID != 0 {
+		m |= os.ModeSetgid
+	}
+	if fs.sys.Mode&syscall.S_ISUID != 0 {
+		m |= os.ModeSetuid
+	}
+	if fs.sys.Mode&syscall.S_ISVTX != 0 {
+		m |= os.ModeSticky
+	}
+	return m
 }

@@ -2,6 +2,7 @@ package beneath
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -111,5 +112,67 @@ func TestNilDir(t *testing.T) {
 	}
 	if err := d.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestStat: Stat tells what os.Root's Lstat and Stat tell (name, size,
+// mode, time, inode) for files, directories and links below the
+// directory, ENOENT for what is missing, and leaves what leaves the
+// directory to os.Root (ErrUnsure).
+func TestStat(t *testing.T) {
+	outside := t.TempDir()
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "pxelinux.cfg"), 0o750)
+	os.WriteFile(filepath.Join(dir, "pxelinux.cfg", "default"), []byte("default"), 0o640)
+	os.Symlink("pxelinux.cfg/default", filepath.Join(dir, "inside"))
+	os.Symlink(outside, filepath.Join(dir, "escape"))
+	os.Chmod(filepath.Join(dir, "pxelinux.cfg"), 0o2750|os.ModeSetgid)
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	d := OpenDir(root)
+	defer d.Close()
+	if _, err := d.Stat("pxelinux.cfg", true); errors.Is(err, ErrUnsure) {
+		t.Skip("openat2 with RESOLVE_CACHED is not available here: os.Root decides every stat")
+	}
+	same := func(t *testing.T, got, want os.FileInfo) {
+		t.Helper()
+		g, w := got.Sys().(*syscall.Stat_t), want.Sys().(*syscall.Stat_t)
+		if got.Name() != want.Name() || got.Size() != want.Size() || got.Mode() != want.Mode() || !got.ModTime().Equal(want.ModTime()) ||
+			got.IsDir() != want.IsDir() || g.Ino != w.Ino || g.Dev != w.Dev || g.Ctim != w.Ctim {
+			t.Fatalf("Stat: %s %d %v %v dir=%v ino %d; os.Root: %s %d %v %v dir=%v ino %d",
+				got.Name(), got.Size(), got.Mode(), got.ModTime(), got.IsDir(), g.Ino, want.Name(), want.Size(), want.Mode(), want.ModTime(), want.IsDir(), w.Ino)
+		}
+	}
+	for _, name := range []string{"pxelinux.cfg", "pxelinux.cfg/default", "inside"} {
+		for _, nofollow := range []bool{true, false} {
+			t.Run(fmt.Sprintf("%s nofollow=%v", name, nofollow), func(t *testing.T) {
+				got, err := d.Stat(name, nofollow)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want, err := root.Stat(name)
+				if nofollow {
+					want, err = root.Lstat(name)
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				same(t, got, want)
+			})
+		}
+	}
+	for _, name := range []string{"nothing", "pxelinux.cfg/nothing", "nodir/nothing"} {
+		root.Lstat(name) // the kernel caches the name's absence (a lookup not yet made cannot be decided from the caches: ErrUnsure)
+		if _, err := d.Stat(name, true); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("Stat(%q): %v, want ENOENT", name, err)
+		}
+	}
+	for _, name := range []string{"escape", "escape/x", "../" + filepath.Base(outside), "pxelinux.cfg/default/x"} {
+		if fi, err := d.Stat(name, false); !errors.Is(err, ErrUnsure) {
+			t.Errorf("Stat(%q): %v, %v; want ErrUnsure (os.Root decides)", name, fi, err)
+		}
 	}
 }

@@ -15,3 +15,6 @@ func (*Dir) Open(string, int) (*os.File, error) { return nil, ErrUnsure }
 
 // Close does nothing.
 func (*Dir) Close() error { return nil }
+
+// Stat is ErrUnsure: os.Root decides.
+func (*Dir) Stat(string, bool) (os.FileInfo, error) { return nil, ErrUnsure }
