@@ -472,7 +472,8 @@ func (s *Session) transfer() {
 				continue
 			}
 			prevAck := s.lastAck
-			s.lastAck = time.Now()
+			ackAt := time.Now()
+			s.lastAck = ackAt
 			abs, ok := s.resolve(blk)
 			if !ok {
 				s.st.DuplicateAcks++
@@ -485,8 +486,7 @@ func (s *Session) transfer() {
 				s.st.BytesAcked += int64(s.slotLen[s.slotIndex(a)] - wire.HeaderSize)
 			}
 			s.progressed()
-			now := time.Now()
-			s.rto.acked(now, abs)
+			s.rto.acked(ackAt, abs)
 			windowDone := abs == s.sentTo // else a gap
 			s.acked = abs
 			if s.zc != nil {
@@ -518,7 +518,7 @@ func (s *Session) transfer() {
 			if !windowDone && abs >= s.recover {
 				s.recover = s.sentTo
 			}
-			now = time.Now() // after the fill, which may have waited for the content
+			now := time.Now() // after the fill, which may have waited for the content
 			s.lastSend = now
 			if windowDone {
 				s.rto.sent(now, s.read)
