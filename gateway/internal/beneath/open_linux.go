@@ -3,6 +3,7 @@ package beneath
 import (
 	"os"
 	"path"
+	"path/filepath"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -52,7 +53,7 @@ func OpenDir(root *os.Root) *Dir {
 // the file, an *os.PathError wrapping ENOENT when the kernel found no
 // such file below the directory, or ErrUnsure.
 func (d *Dir) Open(name string, flag int) (*os.File, error) {
-	if d == nil {
+	if d == nil || !plain(name) {
 		return nil, ErrUnsure
 	}
 	how := unix.OpenHow{
@@ -110,6 +111,13 @@ func (d *Dir) openCached(name string, how unix.OpenHow) (f *os.File, err error, 
 	}
 }
 
+// plain reports whether name is a clean path below the directory, the
+// only kind Open and Stat decide: os.Root has its own answers for an empty
+// name, an absolute one, "..", and unclean forms ("a//b", "dir/").
+func plain(name string) bool {
+	return filepath.IsLocal(name) && path.Clean(name) == name
+}
+
 // Close closes the directory.
 func (d *Dir) Close() error {
 	if d == nil {
@@ -128,7 +136,7 @@ func (d *Dir) Close() error {
 // missing (an *os.PathError wrapping ENOENT) is ErrUnsure, as for Open,
 // and so is a path the caches cannot resolve.
 func (d *Dir) Stat(name string, nofollow bool) (os.FileInfo, error) {
-	if d == nil || noCached.Load() {
+	if d == nil || noCached.Load() || !plain(name) {
 		return nil, ErrUnsure
 	}
 	p, err := unix.BytePtrFromString(name)
