@@ -367,7 +367,11 @@ func (s *Server) handlePacket(c *config, l *udp.Listener, b []byte, src netip.Ad
 	if st.ports != nil {
 		port, _ = st.ports.Take() // one is free (above)
 	}
-	ctx, cancel := context.WithCancelCause(st.ctx)
+	// Not a child of st.ctx: a child registers with its parent, under the
+	// parent's lock, at every session's start and end. cancelSessions
+	// ends each active session itself; st.closed, set before it runs and
+	// checked above under st.mu, keeps sessions from starting after it.
+	ctx, cancel := context.WithCancelCause(context.Background())
 	act := &activeSession{cancel: cancel, perClient: perClient}
 	var mux *udp.MuxConn
 	if c.singlePort {
@@ -536,8 +540,9 @@ func (st *serverState) closeAllListeners() {
 	}
 }
 
-// cancelSessions cancels the context of every session and wakes the
-// reads of those that wait for their client.
+// cancelSessions cancels the server's context and that of every session
+// (sessions' contexts are not its children: see handlePacket), and wakes
+// the reads of those that wait for their client.
 func (st *serverState) cancelSessions() {
 	st.mu.Lock()
 	cancel := st.cancel
@@ -553,6 +558,6 @@ func (st *serverState) cancelSessions() {
 	}
 	st.mu.Unlock()
 	for _, a := range acts {
-		a.wake()
+		a.end(context.Canceled)
 	}
 }
