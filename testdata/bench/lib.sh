@@ -254,7 +254,7 @@ start_dnsmasq() {
 	local name="dnsmasq-$DNSMASQ_RUN"
 	start "$name" "$DNSMASQ" --no-daemon --conf-file=/dev/null --pid-file= --port=0 \
 		--no-resolv --no-hosts --enable-tftp --tftp-root="$ROOT" --listen-address=127.0.0.1 \
-		--bind-interfaces --user=root --log-facility=/dev/null "$@"
+		--bind-interfaces --user=root --log-facility=/dev/null --quiet-tftp "$@"
 	local pid=$LASTPID
 	for _ in $(seq 1 100); do
 		kill -0 "$pid" 2>/dev/null || break
