@@ -46,6 +46,10 @@ import (
 // ends it with ERROR 0 "file changed while being sent" before the final
 // block, whatever the block size (see Content); one replaced by a rename
 // is served whole from the file that was opened.
+//
+// On Linux the handler keeps a descriptor of root's directory of its own,
+// to open a path through no symbolic link in one openat2 (os.Root takes
+// one system call per directory): closing root does not stop it.
 func FileServer(root *os.Root) Handler {
 	h := fileServer{root: root, dir: beneath.OpenDir(root)}
 	if real, err := filepath.EvalSymlinks(root.Name()); err == nil {

@@ -19,8 +19,10 @@ type SessionTracer interface {
 	// normalised and a handler called, with the session's context and its
 	// stats so far: SessionID, RemoteAddr, LocalAddr, Write, RawPath, Mode,
 	// RequestedOptions and Start are set. It returns the context the
-	// session runs with, derived from ctx: the handler gets it (and passes
-	// it on, to a backend call for one), and the session's log line is
+	// session runs with, derived from ctx with the context package's
+	// functions (context.WithValue, as OpenTelemetry's do), so that it is
+	// cancelled when ctx is, at once: the handler gets it (and passes it
+	// on, to a backend call for one), and the session's log line is
 	// written with it, so that a slog.Handler can add what it carries.
 	//
 	// It may shorten st.RawPath to remove a suffix that is not part of the

@@ -57,7 +57,7 @@ func main() {
 		os.Exit(2)
 	}
 	installGRPCLog(logger) // before anything of gRPC runs
-	tuneGC(os.Getenv, opts.Limits.MaxWindowMemory, int64(opts.Cache.Size), logger)
+	tuneGC(os.Getenv, os.ReadFile, opts.Limits.MaxWindowMemory, int64(opts.Cache.Size), logger)
 	svcUser, err := lookupServiceUser(opts.User)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "tftpgw:", err)

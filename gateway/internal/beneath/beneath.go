@@ -5,10 +5,18 @@
 // "pxelinux.cfg/01-52-54-00-00-00-01", most of what a PXELINUX client's
 // config search asks for, and usually missing.
 //
-// Open answers only what the kernel decided for certain: the file, or
-// that it does not exist. Anything else (a path leaving the directory, a
-// symbolic link loop, an older kernel or a sandbox refusing openat2) is
-// ErrUnsure, and the caller asks os.Root, whose answer is the reference.
+// Open and Stat answer only what the kernel decided for certain, for a
+// clean path through no symbolic link: the file, or that it does not
+// exist. Anything else (a symbolic link, whose rules differ between
+// os.Root and the kernel; a path leaving the directory; an older kernel or
+// a sandbox refusing openat2) is ErrUnsure, and the caller asks os.Root,
+// whose answer is the reference.
+//
+// Only calls that cannot wait are raw system calls (a lookup the kernel's
+// caches answer, with O_PATH, for which no filesystem open, security hook
+// or fanotify permission event runs; a close of an O_PATH descriptor):
+// a raw call that waited would hold its P, and with it the scheduler and
+// every stop-the-world.
 package beneath
 
 import "errors"

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"runtime"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -16,8 +17,15 @@ import (
 // which golang.org/x/sys/unix does not name.
 const resolveCached = 0x20
 
+// resolve is how every openat2 here resolves: below the directory, and
+// through no symbolic link at all (which implies no /proc magic link
+// either). A path with a link is left to os.Root, whose rules for links
+// (at most 8 in a row, none absolute) are not the kernel's (40, and
+// absolute ones refused only below a RESOLVE_BENEATH).
+const resolve = unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS
+
 // noCached is set once the kernel refused RESOLVE_CACHED (before Linux
-// 5.12): Open then makes only the normal openat2.
+// 5.12): Open then makes only the normal openat2, and Stat is ErrUnsure.
 var noCached atomic.Bool
 
 // Dir is a directory to open files below, open for as long as the Dir is
@@ -30,6 +38,7 @@ type Dir struct {
 
 // OpenDir opens the directory of root (root.Open(".")), to open files
 // below it; nil when it cannot be opened (then every Open is ErrUnsure).
+// The Dir holds a descriptor of its own: closing root does not close it.
 func OpenDir(root *os.Root) *Dir {
 	f, err := root.Open(".")
 	if err != nil {
@@ -46,69 +55,80 @@ func OpenDir(root *os.Root) *Dir {
 	return d
 }
 
-// Open opens name, a slash-separated path relative to the directory, with
-// flag (os.O_RDONLY and the like; O_CLOEXEC is added), in one openat2
-// that refuses to resolve any component outside the directory (absolute
-// symbolic links included) or through /proc's magic links. It returns
-// the file, an *os.PathError wrapping ENOENT when the kernel found no
-// such file below the directory, or ErrUnsure.
+// Open opens name, a clean slash-separated path relative to the directory
+// through no symbolic link, with flag (os.O_RDONLY and the like;
+// O_CLOEXEC is added), in one openat2 that refuses to resolve anything
+// outside the directory. It returns the file, an *os.PathError wrapping
+// ENOENT when the kernel found no such file below the directory, or
+// ErrUnsure.
+//
+// A name the kernel's caches know to be missing is answered by a raw
+// system call that cannot wait (an O_PATH lookup: no filesystem open
+// method, security hook or fanotify permission event runs for it), which
+// spares the scheduler's bookkeeping and the wakeups of its monitor
+// thread that a system call made after an idle spell costs: most of a
+// PXELINUX client's config search. Every open that can wait (any real
+// open: a fanotify permission check, FUSE, NFS) goes through the
+// scheduler, so that it holds no P.
 func (d *Dir) Open(name string, flag int) (*os.File, error) {
 	if d == nil || !plain(name) {
 		return nil, ErrUnsure
 	}
-	how := unix.OpenHow{
-		Flags:   uint64(flag | unix.O_CLOEXEC),
-		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_MAGICLINKS,
-	}
 	if !noCached.Load() {
-		if f, err, ok := d.openCached(name, how); ok {
-			return f, err
+		switch e := d.probe(name); e {
+		case unix.ENOENT:
+			return nil, notExist(name)
+		case 0, unix.EAGAIN, unix.EINVAL: // found, or the caches cannot tell: open it
+		default:
+			return nil, ErrUnsure
 		}
 	}
+	how := unix.OpenHow{Flags: uint64(flag | unix.O_CLOEXEC), Resolve: resolve}
 	for {
 		fd, err := unix.Openat2(d.fd, name, &how)
+		runtime.KeepAlive(d)
 		switch err {
 		case nil:
 			return os.NewFile(uintptr(fd), d.name+"/"+name), nil
 		case unix.EINTR:
 			continue
 		case unix.ENOENT:
-			// As os.Root reports it.
-			return nil, &os.PathError{Op: "openat", Path: name, Err: syscall.ENOENT}
+			return nil, notExist(name)
 		}
 		return nil, ErrUnsure
 	}
 }
 
-// openCached is Open for a path the kernel can resolve from its caches
-// alone (RESOLVE_CACHED: no disk read and no remote revalidation can be
-// needed), made as a raw system call: it cannot wait, so it spares the
-// scheduler's bookkeeping and the wakeups of its monitor thread that a
-// system call made after an idle spell costs. ok is false when the
-// caches could not decide (then Open makes the normal call).
-func (d *Dir) openCached(name string, how unix.OpenHow) (f *os.File, err error, ok bool) {
+// probe looks name up from the kernel's caches alone (RESOLVE_CACHED: no
+// disk read and no remote revalidation) with an O_PATH openat2, a raw
+// system call that cannot wait, and closes what it found: 0 when the
+// name exists, ENOENT when the caches know it does not, EAGAIN when they
+// cannot tell, EINVAL (also remembered in noCached) before Linux 5.12,
+// another errno for a name os.Root must decide.
+func (d *Dir) probe(name string) syscall.Errno {
 	p, err := unix.BytePtrFromString(name)
 	if err != nil {
-		return nil, ErrUnsure, true // a NUL in name: os.Root refuses it
+		return unix.EINVAL // a NUL in name (plain lets none through)
 	}
-	how.Resolve |= resolveCached
+	how := unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC, Resolve: resolve | resolveCached}
 	for {
 		fd, _, e := unix.RawSyscall6(unix.SYS_OPENAT2, uintptr(d.fd), uintptr(unsafe.Pointer(p)), uintptr(unsafe.Pointer(&how)), unsafe.Sizeof(how), 0, 0)
+		runtime.KeepAlive(d)
 		switch e {
 		case 0:
-			return os.NewFile(fd, d.name+"/"+name), nil, true
+			unix.RawSyscall(unix.SYS_CLOSE, fd, 0, 0) // an O_PATH descriptor: nothing to flush
 		case unix.EINTR:
 			continue
-		case unix.ENOENT:
-			return nil, &os.PathError{Op: "openat", Path: name, Err: syscall.ENOENT}, true
-		case unix.EAGAIN:
-			return nil, nil, false
 		case unix.EINVAL:
 			noCached.Store(true) // RESOLVE_CACHED unknown: no use trying again
-			return nil, nil, false
 		}
-		return nil, ErrUnsure, true
+		return e
 	}
+}
+
+// notExist is the error os.Root gives for a missing name.
+func notExist(name string) error {
+	return &os.PathError{Op: "openat", Path: name, Err: syscall.ENOENT}
 }
 
 // plain reports whether name is a clean path below the directory, the
@@ -126,15 +146,17 @@ func (d *Dir) Close() error {
 	return d.f.Close()
 }
 
-// Stat returns the facts of name below the directory, of a final
-// symbolic link itself when nofollow (as os.Root's Lstat), else of what
-// it points to (as its Stat), with Sys a *syscall.Stat_t. It takes three
-// raw system calls that cannot wait (an openat2 with O_PATH from the
-// kernel's caches alone, fstat, close): a revalidation by stat, every
-// request of a file the edge cache holds, then goes through neither the
-// scheduler nor os.Root's walk. Any error but a file the kernel found
-// missing (an *os.PathError wrapping ENOENT) is ErrUnsure, as for Open,
-// and so is a path the caches cannot resolve.
+// Stat returns the facts of name below the directory, reached through no
+// symbolic link, with Sys a *syscall.Stat_t: of a final symbolic link
+// itself when nofollow (as os.Root's Lstat; without nofollow a final link
+// is left to os.Root, as every other link is). An O_PATH openat2 from the
+// kernel's caches alone finds the file (a raw system call, which cannot
+// wait: see Open), fstat reads its facts through the scheduler (on FUSE
+// or NFS it can ask a server), and close drops the O_PATH descriptor:
+// the edge cache's revalidation of a file it holds takes no walk of
+// os.Root's. Any error but a file the kernel found missing (an
+// *os.PathError wrapping ENOENT) is ErrUnsure, as for Open, and so is a
+// path the caches cannot resolve.
 func (d *Dir) Stat(name string, nofollow bool) (os.FileInfo, error) {
 	if d == nil || noCached.Load() || !plain(name) {
 		return nil, ErrUnsure
@@ -143,10 +165,7 @@ func (d *Dir) Stat(name string, nofollow bool) (os.FileInfo, error) {
 	if err != nil {
 		return nil, ErrUnsure
 	}
-	how := unix.OpenHow{
-		Flags:   unix.O_PATH | unix.O_CLOEXEC,
-		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_MAGICLINKS | resolveCached,
-	}
+	how := unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC, Resolve: resolve | resolveCached}
 	if nofollow {
 		how.Flags |= unix.O_NOFOLLOW
 	}
@@ -154,6 +173,7 @@ func (d *Dir) Stat(name string, nofollow bool) (os.FileInfo, error) {
 	for {
 		var e syscall.Errno
 		fd, _, e = unix.RawSyscall6(unix.SYS_OPENAT2, uintptr(d.fd), uintptr(unsafe.Pointer(p)), uintptr(unsafe.Pointer(&how)), unsafe.Sizeof(how), 0, 0)
+		runtime.KeepAlive(d)
 		switch e {
 		case 0:
 		case unix.EINTR:
@@ -169,7 +189,7 @@ func (d *Dir) Stat(name string, nofollow bool) (os.FileInfo, error) {
 		break
 	}
 	fi := &fileStat{name: path.Base(name)}
-	_, _, e := unix.RawSyscall(unix.SYS_FSTAT, fd, uintptr(unsafe.Pointer(&fi.sys)), 0)
+	_, _, e := unix.Syscall(unix.SYS_FSTAT, fd, uintptr(unsafe.Pointer(&fi.sys)), 0)
 	unix.RawSyscall(unix.SYS_CLOSE, fd, 0, 0)
 	if e != 0 {
 		return nil, ErrUnsure

@@ -68,8 +68,10 @@ func testOpen(t *testing.T, d *Dir, outside string) {
 		{"missing at the top", "nothing", "", true},
 		{"missing in a directory", "pxelinux.cfg/01-52-54-00-00-00-01", "", true},
 		{"missing directory", "nodir/file", "", true},
-		{"link below the directory", "inside", "default", false},
-		{"dangling link below the directory", "dangling", "", true},
+		// Every symbolic link is left to os.Root, whose rules for them
+		// are not the kernel's (at most 8 in a row).
+		{"link below the directory", "inside", "", false},
+		{"dangling link below the directory", "dangling", "", false},
 		{"absolute link", "absolute", "", false},
 		{"link leaving the directory", "escape/secret", "", false},
 		{"magic link", "magic", "", false},
@@ -156,6 +158,13 @@ func TestStat(t *testing.T) {
 	for _, name := range []string{"pxelinux.cfg", "pxelinux.cfg/default", "inside"} {
 		for _, nofollow := range []bool{true, false} {
 			t.Run(fmt.Sprintf("%s nofollow=%v", name, nofollow), func(t *testing.T) {
+				if name == "inside" && !nofollow {
+					// Following a link is os.Root's to do.
+					if _, err := d.Stat(name, nofollow); !errors.Is(err, ErrUnsure) {
+						t.Fatalf("Stat through a link: %v, want ErrUnsure", err)
+					}
+					return
+				}
 				got, err := d.Stat(name, nofollow)
 				if err != nil {
 					t.Fatal(err)

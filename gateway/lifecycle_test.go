@@ -1,6 +1,6 @@
 package gateway_test
 
-// Review tests (review19): sessions ended from outside (Close, Shutdown
+// Sessions ended from outside (Close, Shutdown
 // with an expired context, supersede) stop waiting for their client at
 // once, in the default and single-port modes, with new requests arriving
 // while the server closes.
@@ -19,7 +19,7 @@ import (
 	"github.com/tftpgw/tftpgw/gateway/gatewaytest"
 )
 
-func TestReviewCloseEndsWaitingSessionsPromptly(t *testing.T) {
+func TestCloseEndsWaitingSessionsPromptly(t *testing.T) {
 	content := gatewaytest.Pattern(1500)
 	for _, mode := range []string{"default", "single-port", "shutdown-ctx", "single-port-shutdown-ctx"} {
 		t.Run(mode, func(t *testing.T) {
@@ -88,11 +88,11 @@ func TestReviewCloseEndsWaitingSessionsPromptly(t *testing.T) {
 	}
 }
 
-// TestReviewSupersedeManyTimes: a client that repeats its request from the
+// TestSupersedeManyTimesFromOnePort: a client that repeats its request from the
 // same port many times (each a new session superseding the last, as a
 // client rebooting mid-transfer does) leaves one session, and each
 // superseded one ends at once rather than at its timeout.
-func TestReviewSupersedeManyTimes(t *testing.T) {
+func TestSupersedeManyTimesFromOnePort(t *testing.T) {
 	content := gatewaytest.Pattern(1500)
 	for _, single := range []bool{false, true} {
 		t.Run(fmt.Sprint("single=", single), func(t *testing.T) {

@@ -1,6 +1,6 @@
 package udp
 
-// Review tests (review19): the raw session sockets behave, to their
+// The raw session sockets behave, to their
 // callers, as the net.UDPConn ones they replace.
 
 import (
@@ -25,10 +25,10 @@ func fdCount(t *testing.T) int {
 	return len(ents)
 }
 
-// TestReviewRawSocketErrors: AddrInUse for a port held by another
+// TestSessionSocketErrors: AddrInUse for a port held by another
 // socket, no descriptor left behind by a failed bind, CLOEXEC, deadline and
 // close errors as net's.
-func TestReviewRawSocketErrors(t *testing.T) {
+func TestSessionSocketErrors(t *testing.T) {
 	for _, ip := range []string{"127.0.0.1", "::1"} {
 		t.Run(ip, func(t *testing.T) {
 			local := netip.MustParseAddr(ip)
@@ -113,9 +113,9 @@ func TestReviewRawSocketErrors(t *testing.T) {
 	}
 }
 
-// TestReviewStranger: the ERROR to an unknown TID goes out from the
+// TestSessionSocketAnswersStrangers: the ERROR to an unknown TID goes out from the
 // session's socket, to an IPv4, an IPv4-mapped or an IPv6 stranger.
-func TestReviewStranger(t *testing.T) {
+func TestSessionSocketAnswersStrangers(t *testing.T) {
 	for _, tc := range []struct{ local, stranger, strangerAs string }{
 		{"127.0.0.1", "127.0.0.1", "127.0.0.1"},
 		{"127.0.0.1", "::ffff:127.0.0.1", "127.0.0.1"},

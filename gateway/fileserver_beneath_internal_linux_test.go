@@ -1,6 +1,6 @@
 package gateway
 
-// Review tests (review19): FileServer through beneath answers as it did
+// FileServer through beneath answers as it did
 // through os.Root alone.
 
 import (
@@ -11,11 +11,11 @@ import (
 	"testing"
 )
 
-// TestReviewETagSameAsOSRoot: the ETag of StatContent (beneath's stat)
+// TestFileServerETagSameAsOSRoot: the ETag of StatContent (beneath's stat)
 // and of ServeTFTP's content (the open file's stat) equal the one made
 // from os.Root's Stat and Lstat, for a file at the top, in a directory,
 // and a file reached through a relative link (as root: untrusted, opened).
-func TestReviewETagSameAsOSRoot(t *testing.T) {
+func TestFileServerETagSameAsOSRoot(t *testing.T) {
 	dir := t.TempDir()
 	os.MkdirAll(filepath.Join(dir, "d"), 0o755)
 	os.WriteFile(filepath.Join(dir, "f"), []byte("top"), 0o644)
@@ -53,10 +53,11 @@ func TestReviewETagSameAsOSRoot(t *testing.T) {
 	}
 }
 
-// TestReviewLongSymlinkChainServed: os.Root refuses a path through more
-// than 8 symbolic links (ELOOP: an access violation); FileServer, through
-// beneath's openat2 (the kernel allows 40), now serves it.
-func TestReviewLongSymlinkChainServed(t *testing.T) {
+// TestFileServerLongSymlinkChainAsOSRoot: os.Root refuses a path through
+// more than 8 symbolic links (ELOOP: an access violation); the kernel
+// allows 40. FileServer answers as os.Root does: beneath leaves every link
+// to it.
+func TestFileServerLongSymlinkChainAsOSRoot(t *testing.T) {
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "f"), []byte("file"), 0o644)
 	prev := "f"
