@@ -11,6 +11,23 @@ import (
 	"testing"
 )
 
+// testDir opens dir as an os.Root and a Dir of it, both closed when the
+// test ends.
+func testDir(t *testing.T, dir string) (*os.Root, *Dir) {
+	t.Helper()
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { root.Close() })
+	d := OpenDir(root)
+	if d == nil {
+		t.Fatal("OpenDir: nil")
+	}
+	t.Cleanup(func() { d.Close() })
+	return root, d
+}
+
 // TestOpen: Open decides a file below the directory, or its absence, in
 // one openat2, and leaves everything that could leave the directory, or
 // that it is unsure of, to os.Root (ErrUnsure).
@@ -33,16 +50,7 @@ func TestOpen(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	root, err := os.OpenRoot(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer root.Close()
-	d := OpenDir(root)
-	if d == nil {
-		t.Fatal("OpenDir: nil")
-	}
-	defer d.Close()
+	_, d := testDir(t, dir)
 	if _, err := d.Open("file", os.O_RDONLY); errors.Is(err, ErrUnsure) {
 		t.Skip("openat2 is not available here (kernel before 5.6, or a sandbox): os.Root decides every open")
 	}
@@ -136,13 +144,7 @@ func TestStat(t *testing.T) {
 	os.Symlink("pxelinux.cfg/default", filepath.Join(dir, "inside"))
 	os.Symlink(outside, filepath.Join(dir, "escape"))
 	os.Chmod(filepath.Join(dir, "pxelinux.cfg"), 0o2750|os.ModeSetgid)
-	root, err := os.OpenRoot(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer root.Close()
-	d := OpenDir(root)
-	defer d.Close()
+	root, d := testDir(t, dir)
 	if _, err := d.Stat("pxelinux.cfg", true); errors.Is(err, ErrUnsure) {
 		t.Skip("openat2 with RESOLVE_CACHED is not available here: os.Root decides every stat")
 	}

@@ -38,13 +38,7 @@ func TestOpenLeavesSymlinkChainsToOSRoot(t *testing.T) {
 		}
 		prev = name
 	}
-	root, err := os.OpenRoot(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer root.Close()
-	d := OpenDir(root)
-	defer d.Close()
+	root, d := testDir(t, dir)
 	_, rootErr := root.Open(prev)
 	f, err := d.Open(prev, os.O_RDONLY)
 	if f != nil {
@@ -69,12 +63,7 @@ func TestOpenLeavesSymlinkChainsToOSRoot(t *testing.T) {
 func TestDirOutlivesClosedRoot(t *testing.T) {
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "file"), []byte("file"), 0o644)
-	root, err := os.OpenRoot(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := OpenDir(root)
-	defer d.Close()
+	root, d := testDir(t, dir)
 	root.Close()
 	_, rootErr := root.Open("file")
 	f, err := d.Open("file", os.O_RDONLY)
@@ -108,13 +97,7 @@ func TestOpenThatWaitsHoldsNoP(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "file")
 	os.WriteFile(file, []byte("file"), 0o644)
-	root, err := os.OpenRoot(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer root.Close()
-	d := OpenDir(root)
-	defer d.Close()
+	root, d := testDir(t, dir)
 	if f, err := d.Open("file", os.O_RDONLY); err != nil {
 		t.Skip("beneath cannot open here:", err)
 	} else {
