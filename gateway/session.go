@@ -64,6 +64,7 @@ func (s *Server) startSession(ctx context.Context, c *config, a admitted) {
 	for _, o := range a.req.Options {
 		opts = append(opts, Option(o))
 	}
+	opts = opts[:len(opts):len(opts)] // a handler's append never writes into m
 	req := &m.req
 	*req = Request{
 		SessionID:  id,
