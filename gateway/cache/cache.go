@@ -82,6 +82,8 @@ type Handler struct {
 
 	bytesServed  atomic.Int64
 	bytesFetched atomic.Int64
+
+	readHook func(*reader) // tests only: called by reader.Read between its loads of state and avail
 }
 
 var _ gateway.Handler = (*Handler)(nil)
@@ -629,13 +631,23 @@ func (r *reader) Read(p []byte) (int, error) {
 	}
 	e := r.e
 	for {
+		// The state before avail: a fetch publishes its last bytes before
+		// it settles, so a state seen as done or failed comes with every
+		// byte the fetch published. The other order could see the avail of
+		// a moment before the last bytes and the state of a moment after,
+		// and end a reader that had caught up with the fetch with io.EOF
+		// short of the size: a truncated file served as a complete one.
+		st := e.state.Load()
+		if hook := r.h.readHook; hook != nil {
+			hook(r)
+		}
 		if n := e.avail.Load(); r.off < n {
 			m := copy(p, e.buf[r.off:n])
 			r.off += int64(m)
 			r.served += int64(m)
 			return m, nil
 		}
-		switch e.state.Load() {
+		switch st {
 		case stateDone:
 			return 0, io.EOF
 		case stateFailed:

@@ -101,7 +101,7 @@ func TestConcurrentSessionsShareOneRead(t *testing.T) {
 					defer c.Close()
 					got, err := readAll(c)
 					if err == nil && !bytes.Equal(got, data) {
-						err = errors.New("wrong bytes")
+						err = errors.New("wrong bytes: " + describeDiff(got, data))
 					}
 					if err != nil {
 						errs <- err
@@ -136,6 +136,50 @@ func TestConcurrentSessionsShareOneRead(t *testing.T) {
 			}
 			waitFor(t, "contents closed", func() bool { return f.closed.Load() == f.opened.Load() })
 		})
+	}
+}
+
+// A reader that has caught up with the fetch reads on to the end when the
+// fetch publishes its last bytes and settles while the reader looks: Read
+// once looked at avail before the state, and a fetch that ended between
+// the two looks made it return io.EOF short of the size, a truncated file
+// without an error (seen once as "wrong bytes" in
+// TestConcurrentSessionsShareOneRead under load).
+func TestReadCaughtUpWhenFetchEnds(t *testing.T) {
+	f := newFake()
+	data := pattern(256<<10, 9)
+	f.set("k", file{data: data, etag: "v1", maxAge: time.Minute})
+	f.gate = make(chan struct{})
+	h := newCache(t, f, 0)
+
+	c, err := h.ServeTFTP(t.Context(), req("k"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	e := c.(*reader).e
+	f.gate <- struct{}{} // the first chunk of 64 KiB
+	waitFor(t, "the first chunk", func() bool { return e.avail.Load() == 64<<10 })
+	hooked := false
+	h.readHook = func(r *reader) {
+		if hooked || r.off < 64<<10 {
+			return
+		}
+		// The reader has caught up and is between its two looks: the
+		// fetch gets the rest, publishes it and settles.
+		hooked = true
+		close(f.gate)
+		waitFor(t, "the fetch to end", func() bool { return e.state.Load() == stateDone })
+	}
+	got, err := readAll(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !hooked {
+		t.Fatal("the hook did not run")
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatal(describeDiff(got, data))
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"sync"
@@ -159,6 +160,20 @@ func readAll(c gateway.Content) ([]byte, error) {
 			return out.Bytes(), err
 		}
 	}
+}
+
+// describeDiff tells how got differs from want: the lengths and the
+// first differing offset, and whether got is a prefix of want.
+func describeDiff(got, want []byte) string {
+	i := 0
+	for i < len(got) && i < len(want) && got[i] == want[i] {
+		i++
+	}
+	s := fmt.Sprintf("got %d bytes, want %d; first difference at offset %d", len(got), len(want), i)
+	if i == len(got) && len(got) < len(want) {
+		s += " (got is a truncated prefix)"
+	}
+	return s
 }
 
 func mustGet(t *testing.T, h gateway.Handler, path string, want []byte) {
