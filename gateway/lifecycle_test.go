@@ -57,7 +57,7 @@ func TestCloseEndsWaitingSessionsPromptly(t *testing.T) {
 					default:
 					}
 					c := gatewaytest.NewClient(t, ts.Addr())
-					c.RRQ(fmt.Sprintf("f"), "octet")
+					c.RRQ("f", "octet")
 					time.Sleep(time.Millisecond)
 				}
 			}()
