@@ -42,22 +42,13 @@ func openSocket(bind netip.AddrPort, v4 bool) (int, error) {
 	if e != 0 {
 		return -1, &net.OpError{Op: "listen", Net: "udp", Addr: net.UDPAddrFromAddrPort(bind), Err: os.NewSyscallError("socket", e)}
 	}
-	var sa4 unix.RawSockaddrInet4
-	var sa6 unix.RawSockaddrInet6
-	var sa unsafe.Pointer
-	var saLen uintptr
-	if v4 {
-		sa4 = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: bind.Addr().As4()}
-		putPort(&sa4.Port, bind.Port())
-		sa, saLen = unsafe.Pointer(&sa4), unix.SizeofSockaddrInet4
-	} else {
+	if !v4 {
 		one := int32(1)
 		unix.RawSyscall6(unix.SYS_SETSOCKOPT, fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, uintptr(unsafe.Pointer(&one)), 4, 0)
-		sa6 = unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: bind.Addr().As16(), Scope_id: zoneIndex(bind.Addr().Zone())}
-		putPort(&sa6.Port, bind.Port())
-		sa, saLen = unsafe.Pointer(&sa6), unix.SizeofSockaddrInet6
 	}
-	if _, _, e := unix.RawSyscall(unix.SYS_BIND, fd, uintptr(sa), saLen); e != 0 {
+	var sa sockaddr
+	sa.set(bind, v4)
+	if _, _, e := unix.RawSyscall(unix.SYS_BIND, fd, uintptr(sa.p), sa.len); e != 0 {
 		unix.RawSyscall(unix.SYS_CLOSE, fd, 0, 0)
 		return -1, &net.OpError{Op: "listen", Net: "udp", Addr: net.UDPAddrFromAddrPort(bind), Err: os.NewSyscallError("bind", e)}
 	}
@@ -111,12 +102,9 @@ type fastConn struct {
 	pendingErr error
 
 	// The send in progress.
-	wbuf  []byte
-	werr  error
-	sa    unsafe.Pointer // the client's sockaddr: &sa4 or &sa6
-	saLen uintptr
-	sa4   unix.RawSockaddrInet4
-	sa6   unix.RawSockaddrInet6
+	wbuf []byte
+	werr error
+	sa   sockaddr // the client's
 }
 
 // newSessionConn wraps c, a session's socket for client, in a fastConn;
@@ -128,16 +116,8 @@ func newSessionConn(c socket, client netip.AddrPort) Conn {
 		return plainConn{uc}
 	}
 	f := &fastConn{sock: c, rc: rc, client: client}
-	if a := client.Addr(); a.Is4() {
-		f.sa4 = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: a.As4()}
-		putPort(&f.sa4.Port, client.Port())
-		f.sa, f.saLen = unsafe.Pointer(&f.sa4), unix.SizeofSockaddrInet4
-	} else {
-		f.scope = zoneIndex(a.Zone())
-		f.sa6 = unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: a.As16(), Scope_id: f.scope}
-		putPort(&f.sa6.Port, client.Port())
-		f.sa, f.saLen = unsafe.Pointer(&f.sa6), unix.SizeofSockaddrInet6
-	}
+	f.sa.set(client, client.Addr().Is4())
+	f.scope = f.sa.sa6.Scope_id
 	f.readFn, f.writeFn = f.readStep, f.sendto
 	f.queuedFn = func(fd uintptr) { f.queued = f.recvfrom(fd) && f.rerr == nil }
 	return f
@@ -344,11 +324,35 @@ func (f *fastConn) WriteToUDPAddrPort(b []byte, addr netip.AddrPort) (int, error
 	return len(b), nil
 }
 
+// sockaddr is an address in the kernel's form, for raw system calls.
+type sockaddr struct {
+	p   unsafe.Pointer // &sa4 or &sa6
+	len uintptr
+	sa4 unix.RawSockaddrInet4
+	sa6 unix.RawSockaddrInet6
+}
+
+// set makes s ap: an IPv4 sockaddr when v4 (ap's address is then IPv4),
+// else an IPv6 one (an IPv4 address IPv4-mapped, as a dual-stack socket
+// takes it), its zone as an interface index.
+func (s *sockaddr) set(ap netip.AddrPort, v4 bool) {
+	a := ap.Addr()
+	if v4 {
+		s.sa4 = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: a.As4()}
+		putPort(&s.sa4.Port, ap.Port())
+		s.p, s.len = unsafe.Pointer(&s.sa4), unix.SizeofSockaddrInet4
+		return
+	}
+	s.sa6 = unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: a.As16(), Scope_id: zoneIndex(a.Zone())}
+	putPort(&s.sa6.Port, ap.Port())
+	s.p, s.len = unsafe.Pointer(&s.sa6), unix.SizeofSockaddrInet6
+}
+
 // writeToStranger sends b to addr, not the client (an unknown transfer
 // ID's ERROR): rare, so a sockaddr of its own is made for it.
 func (f *fastConn) writeToStranger(b []byte, addr netip.AddrPort) (int, error) {
 	var sa unix.Sockaddr
-	if a := addr.Addr().Unmap(); a.Is4() && f.sa == unsafe.Pointer(&f.sa4) {
+	if a := addr.Addr().Unmap(); a.Is4() && f.sa.p == unsafe.Pointer(&f.sa.sa4) {
 		sa = &unix.SockaddrInet4{Addr: a.As4(), Port: int(addr.Port())}
 	} else {
 		sa = &unix.SockaddrInet6{Addr: addr.Addr().As16(), Port: int(addr.Port()), ZoneId: zoneIndex(addr.Addr().Zone())}
@@ -372,7 +376,7 @@ func (f *fastConn) sendto(fd uintptr) bool {
 	if len(f.wbuf) > 0 {
 		p = unsafe.Pointer(&f.wbuf[0])
 	}
-	_, _, e := unix.RawSyscall6(unix.SYS_SENDTO, fd, uintptr(p), uintptr(len(f.wbuf)), unix.MSG_DONTWAIT, uintptr(f.sa), f.saLen)
+	_, _, e := unix.RawSyscall6(unix.SYS_SENDTO, fd, uintptr(p), uintptr(len(f.wbuf)), unix.MSG_DONTWAIT, uintptr(f.sa.p), f.sa.len)
 	switch e {
 	case 0:
 	case unix.EAGAIN:

@@ -92,8 +92,8 @@ func (f *fastConn) FileSender(file *os.File, size int64, blksize int, final func
 		return nil
 	}
 	s := &fileSender{sock: f, mm: mm, raw: true, size: size, final: final, changed: changed}
-	s.msg.Name = (*byte)(f.sa) // the client's address, which f keeps
-	s.msg.Namelen = uint32(f.saLen)
+	s.msg.Name = (*byte)(f.sa.p) // the client's address, which f keeps
+	s.msg.Namelen = uint32(f.sa.len)
 	s.iov[0].Base = &s.hdr[0]
 	s.iov[0].SetLen(wire.HeaderSize)
 	s.msg.Iov = &s.iov[0]

@@ -33,13 +33,10 @@ type muxSender struct {
 	sent     bool // the datagram went out or failed; false: EAGAIN
 	err      error
 
-	sa    unsafe.Pointer // the client's sockaddr: &sa4 or &sa6
-	saLen uintptr
-	sa4   unix.RawSockaddrInet4
-	sa6   unix.RawSockaddrInet6
-	msg   unix.Msghdr
-	iov   unix.Iovec
-	addr  *net.UDPAddr // the client, for errors
+	sa   sockaddr // the client's
+	msg  unix.Msghdr
+	iov  unix.Iovec
+	addr *net.UDPAddr // the client, for errors
 }
 
 // init makes s send to client from l's socket, with the control message
@@ -59,21 +56,17 @@ func (s *muxSender) prepare() {
 	a := s.client.Addr()
 	switch {
 	case s.l.domain == unix.AF_INET && a.Is4():
-		s.sa4 = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: a.As4()}
-		putPort(&s.sa4.Port, s.client.Port())
-		s.sa, s.saLen = unsafe.Pointer(&s.sa4), unix.SizeofSockaddrInet4
+		s.sa.set(s.client, true)
 	case s.l.domain == unix.AF_INET6:
 		// An IPv4 client of a dual-stack socket is v4-mapped, as net
 		// maps it.
-		s.sa6 = unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: a.As16(), Scope_id: zoneIndex(a.Zone())}
-		putPort(&s.sa6.Port, s.client.Port())
-		s.sa, s.saLen = unsafe.Pointer(&s.sa6), unix.SizeofSockaddrInet6
+		s.sa.set(s.client, false)
 	default:
 		return
 	}
 	if len(s.oob) > 0 {
-		s.msg.Name = (*byte)(s.sa)
-		s.msg.Namelen = uint32(s.saLen)
+		s.msg.Name = (*byte)(s.sa.p)
+		s.msg.Namelen = uint32(s.sa.len)
 		s.msg.Iov = &s.iov
 		s.msg.Iovlen = 1
 		s.msg.Control = &s.oob[0]
@@ -117,7 +110,7 @@ func (s *muxSender) send(fd uintptr) {
 		// blocking (see rawReader.recvmsg); a full buffer gives EAGAIN,
 		// and net's path waits.
 		if s.oob == nil {
-			_, _, e = unix.RawSyscall6(unix.SYS_SENDTO, fd, uintptr(p), uintptr(len(s.buf)), unix.MSG_DONTWAIT, uintptr(s.sa), s.saLen)
+			_, _, e = unix.RawSyscall6(unix.SYS_SENDTO, fd, uintptr(p), uintptr(len(s.buf)), unix.MSG_DONTWAIT, uintptr(s.sa.p), s.sa.len)
 		} else {
 			s.iov.Base = (*byte)(p)
 			s.iov.SetLen(len(s.buf))

@@ -20,11 +20,8 @@ import (
 // net.UDPConn, or of the scheduler's bookkeeping (a refusal is most of
 // what a PXELINUX client's config search gets).
 type replyConn struct {
-	fd    int
-	sa    unsafe.Pointer // the client's sockaddr: &sa4 or &sa6
-	saLen uintptr
-	sa4   unix.RawSockaddrInet4
-	sa6   unix.RawSockaddrInet6
+	fd int
+	sa sockaddr // the client's
 }
 
 // ListenReply opens a send-only session socket on local (port, or one the
@@ -40,15 +37,7 @@ func ListenReply(local netip.Addr, client netip.AddrPort, port uint16) (Conn, ne
 		return nil, client, err
 	}
 	c := &replyConn{fd: fd}
-	if v4 {
-		c.sa4 = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: client.Addr().As4()}
-		putPort(&c.sa4.Port, client.Port())
-		c.sa, c.saLen = unsafe.Pointer(&c.sa4), unix.SizeofSockaddrInet4
-	} else {
-		c.sa6 = unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: client.Addr().As16(), Scope_id: zoneIndex(client.Addr().Zone())}
-		putPort(&c.sa6.Port, client.Port())
-		c.sa, c.saLen = unsafe.Pointer(&c.sa6), unix.SizeofSockaddrInet6
-	}
+	c.sa.set(client, v4)
 	return c, client, nil
 }
 
@@ -61,7 +50,7 @@ func (c *replyConn) WriteToUDPAddrPort(b []byte, _ netip.AddrPort) (int, error) 
 		p = unsafe.Pointer(&b[0])
 	}
 	for {
-		_, _, e := unix.RawSyscall6(unix.SYS_SENDTO, uintptr(c.fd), uintptr(p), uintptr(len(b)), unix.MSG_DONTWAIT, uintptr(c.sa), c.saLen)
+		_, _, e := unix.RawSyscall6(unix.SYS_SENDTO, uintptr(c.fd), uintptr(p), uintptr(len(b)), unix.MSG_DONTWAIT, uintptr(c.sa.p), c.sa.len)
 		switch e {
 		case 0:
 			return len(b), nil
