@@ -110,19 +110,28 @@ func (d *Dir) probe(name string) syscall.Errno {
 	if err != nil {
 		return unix.EINVAL // a NUL in name (plain lets none through)
 	}
-	how := unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC, Resolve: resolve | resolveCached}
+	fd, e := d.lookup(p, 0)
+	if e == 0 {
+		unix.RawSyscall(unix.SYS_CLOSE, fd, 0, 0) // an O_PATH descriptor: nothing to flush
+	}
+	return e
+}
+
+// lookup is the raw O_PATH openat2 of p (with extra flags) from the
+// kernel's caches alone that probe and Stat make; EINVAL, RESOLVE_CACHED
+// unknown, is remembered in noCached.
+func (d *Dir) lookup(p *byte, flags uint64) (uintptr, syscall.Errno) {
+	how := unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC | flags, Resolve: resolve | resolveCached}
 	for {
 		fd, _, e := unix.RawSyscall6(unix.SYS_OPENAT2, uintptr(d.fd), uintptr(unsafe.Pointer(p)), uintptr(unsafe.Pointer(&how)), unsafe.Sizeof(how), 0, 0)
 		runtime.KeepAlive(d)
-		switch e {
-		case 0:
-			unix.RawSyscall(unix.SYS_CLOSE, fd, 0, 0) // an O_PATH descriptor: nothing to flush
-		case unix.EINTR:
+		if e == unix.EINTR {
 			continue
-		case unix.EINVAL:
-			noCached.Store(true) // RESOLVE_CACHED unknown: no use trying again
 		}
-		return e
+		if e == unix.EINVAL {
+			noCached.Store(true) // no use trying again
+		}
+		return fd, e
 	}
 }
 
@@ -165,31 +174,20 @@ func (d *Dir) Stat(name string, nofollow bool) (os.FileInfo, error) {
 	if err != nil {
 		return nil, ErrUnsure
 	}
-	how := unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC, Resolve: resolve | resolveCached}
+	var flags uint64
 	if nofollow {
-		how.Flags |= unix.O_NOFOLLOW
+		flags = unix.O_NOFOLLOW
 	}
-	var fd uintptr
-	for {
-		var e syscall.Errno
-		fd, _, e = unix.RawSyscall6(unix.SYS_OPENAT2, uintptr(d.fd), uintptr(unsafe.Pointer(p)), uintptr(unsafe.Pointer(&how)), unsafe.Sizeof(how), 0, 0)
-		runtime.KeepAlive(d)
-		switch e {
-		case 0:
-		case unix.EINTR:
-			continue
-		case unix.ENOENT:
-			return nil, &os.PathError{Op: "statat", Path: name, Err: syscall.ENOENT}
-		case unix.EINVAL:
-			noCached.Store(true)
-			return nil, ErrUnsure
-		default:
-			return nil, ErrUnsure
-		}
-		break
+	fd, e := d.lookup(p, flags)
+	switch e {
+	case 0:
+	case unix.ENOENT:
+		return nil, &os.PathError{Op: "statat", Path: name, Err: syscall.ENOENT}
+	default:
+		return nil, ErrUnsure
 	}
 	fi := &fileStat{name: path.Base(name)}
-	_, _, e := unix.Syscall(unix.SYS_FSTAT, fd, uintptr(unsafe.Pointer(&fi.sys)), 0)
+	_, _, e = unix.Syscall(unix.SYS_FSTAT, fd, uintptr(unsafe.Pointer(&fi.sys)), 0)
 	unix.RawSyscall(unix.SYS_CLOSE, fd, 0, 0)
 	if e != 0 {
 		return nil, ErrUnsure
