@@ -115,7 +115,7 @@ func TestListenerRawReadZone(t *testing.T) {
 		t.Skip(err)
 	}
 	var (
-		r     rawReader
+		rsa   unix.RawSockaddrAny
 		zones zoneCache
 	)
 	for _, tt := range []struct {
@@ -128,10 +128,10 @@ func TestListenerRawReadZone(t *testing.T) {
 		{"::ffff:10.0.0.1", 0, "10.0.0.1:69"},
 		{"2001:db8::1", 0, "[2001:db8::1]:69"},
 	} {
-		sa := (*unix.RawSockaddrInet6)(unsafe.Pointer(&r.sa))
+		sa := (*unix.RawSockaddrInet6)(unsafe.Pointer(&rsa))
 		*sa = unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: netip.MustParseAddr(tt.addr).As16(), Scope_id: tt.scope}
 		putPort(&sa.Port, 69)
-		if got := r.from(&zones).String(); got != tt.want {
+		if got := fromSockaddr(&rsa, &zones).String(); got != tt.want {
 			t.Errorf("%s scope %d: %s, want %s", tt.addr, tt.scope, got, tt.want)
 		}
 	}
@@ -222,5 +222,105 @@ func TestListenerReadAllocs(t *testing.T) {
 		if allocs-sendAllocs > 0 {
 			t.Errorf("%s: listener read allocates %v per datagram", network, allocs-sendAllocs)
 		}
+	}
+}
+
+// TestListenerReadsABatch: datagrams that wait in the listening socket's
+// queue are taken several to a recvmmsg, and each read of the batch
+// returns its own datagram as a read of its own would: bytes (cut to the
+// buffer, or empty), source, destination address and arrival time, in
+// the order they came. More datagrams than a batch holds take several.
+func TestListenerReadsABatch(t *testing.T) {
+	pc, err := net.ListenPacket("udp4", "0.0.0.0:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	l := NewListener(pc, false)
+	if l.raw.rc == nil {
+		t.Fatal("the raw read is not set up")
+	}
+	const n = batchLen*2 + 5
+	type sent struct {
+		msg []byte
+		src netip.AddrPort
+		dst netip.Addr
+	}
+	var want []sent
+	clients := make([]*net.UDPConn, 3)
+	for i := range clients {
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, byte(1+i))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		clients[i] = c
+	}
+	before := time.Now()
+	for i := range n {
+		c := clients[i%len(clients)]
+		msg := bytes.Repeat([]byte{byte(i)}, i%40) // 0 to 39 bytes: some cut to the 32-byte buffer
+		dst := netip.AddrFrom4([4]byte{127, 0, 0, byte(10 + i%7)})
+		if _, err := c.WriteToUDPAddrPort(msg, netip.AddrPortFrom(dst, l.port)); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, sent{msg, c.LocalAddr().(*net.UDPAddr).AddrPort(), dst})
+	}
+	buf := make([]byte, 32)
+	for i, w := range want {
+		pc.SetReadDeadline(time.Now().Add(5 * time.Second))
+		d, err := l.Read(buf)
+		if err != nil {
+			t.Fatalf("datagram %d: %v", i, err)
+		}
+		if i == 0 && l.raw.count < 2 {
+			t.Errorf("the first read took %d datagram(s) of the %d waiting, want a batch", l.raw.count, n)
+		}
+		if wb := w.msg[:min(len(w.msg), len(buf))]; !bytes.Equal(buf[:d.N], wb) {
+			t.Errorf("datagram %d: read %x, want %x", i, buf[:d.N], wb)
+		}
+		if d.Src != w.src || d.Dst != w.dst {
+			t.Errorf("datagram %d: from %v to %v, want from %v to %v", i, d.Src, d.Dst, w.src, w.dst)
+		}
+		if d.At.Before(before.Add(-time.Second)) || d.At.After(time.Now()) {
+			t.Errorf("datagram %d: arrival %v, not between the first send (%v) and now", i, d.At, before)
+		}
+	}
+	pc.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	if _, err := l.Read(buf); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("read after the last datagram: %v, want a timeout", err)
+	}
+}
+
+// TestListenerBatchOutlivesClose: datagrams read in a batch before the
+// socket was closed are still returned, then the read says net.ErrClosed.
+func TestListenerBatchOutlivesClose(t *testing.T) {
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := NewListener(pc, false)
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for i := range 3 {
+		c.WriteTo(wire.AppendAck(nil, uint16(i)), pc.LocalAddr())
+	}
+	time.Sleep(20 * time.Millisecond) // all three queued
+	buf := make([]byte, 64)
+	d, err := l.Read(buf)
+	if err != nil || l.raw.count != 3 {
+		t.Fatalf("first read: %v, batch of %d, want 3", err, l.raw.count)
+	}
+	pc.Close()
+	for i := 1; i < 3; i++ {
+		if d, err = l.Read(buf); err != nil || !bytes.Equal(buf[:d.N], wire.AppendAck(nil, uint16(i))) {
+			t.Fatalf("read %d after close: %x, %v", i, buf[:d.N], err)
+		}
+	}
+	if _, err := l.Read(buf); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("read on a closed socket: %v, want net.ErrClosed", err)
 	}
 }
