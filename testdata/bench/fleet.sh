@@ -19,6 +19,8 @@
 #   BENCH_SMALL_N        requests per small-request run (default 20000), 8 at a time (BENCH_SMALL_C)
 #   BENCH_SMALL_ROUNDS   rounds of S (default 3); W and X run BENCH_STORM_ROUNDS (default 2)
 #   BENCH_LONG=1         X also with 1,000 machines
+#   BENCH_SERVERS        the servers to run (default "tftpgw tftpgw-grpc dnsmasq atftpd tftpd-hpa";
+#                        S runs no tftpgw-grpc)
 #   BENCH_QUICK=1        smoke run with small sizes
 #   BENCH_PORT           first port used on 127.0.0.1 (default 27900)
 #   BENCH_BIN            directory holding tftpgw, tftp-backend and tftpbench (default: build them)
@@ -43,6 +45,7 @@ START_TS=$(date +%s)
 : >"$NOTES"
 
 SCENARIOS=${BENCH_FLEET:-S W X}
+SERVERS=${BENCH_SERVERS:-tftpgw tftpgw-grpc dnsmasq atftpd tftpd-hpa}
 SRC=127.1.0.0/16  # machine i sends from 127.1.x.y: a fleet, not one client
 SMALL_SRC=127.1.0.0/20 # 4094 addresses, a few requests each, as a PXELINUX search makes
 if [ "$QUICK" = 1 ]; then
@@ -136,7 +139,8 @@ measure() {
 scen_S() {
 	local r s
 	for r in $(seq 1 "$S_ROUNDS"); do
-		for s in tftpgw dnsmasq atftpd tftpd-hpa; do
+		for s in $SERVERS; do
+			[ "$s" = tftpgw-grpc ] && continue
 			start_server "$s" || { note "S: $s did not start"; continue; }
 			measure S miss "$s" "$r" -file pxelinux.cfg/01-52-54-00-00-00-01 -expect-error 1 -c "$S_C" -n "$S_N" -src "$SMALL_SRC"
 			measure S probe "$s" "$r" -file pxelinux.0 -probe -blksize 1468 -c "$S_C" -n "$S_N" -src "$SMALL_SRC"
@@ -151,7 +155,7 @@ scen_S() {
 scen_W() {
 	local r s
 	for r in $(seq 1 "$X_ROUNDS"); do
-		for s in tftpgw tftpgw-grpc dnsmasq atftpd tftpd-hpa; do
+		for s in $SERVERS; do
 			start_server "$s" || { note "W: $s did not start"; continue; }
 			measure W window "$s" "$r" -file w.bin -blksize 1468 -windowsize 4 -c "$W_N" -n "$W_N" -src "$SRC" -verify-file "$ROOT/w.bin"
 			stop "${SRV_PIDS[@]}"
@@ -164,7 +168,7 @@ scen_X() {
 	local r s m
 	for m in "${STORM_SIZES[@]}"; do
 		for r in $(seq 1 "$X_ROUNDS"); do
-			for s in tftpgw tftpgw-grpc dnsmasq atftpd tftpd-hpa; do
+			for s in $SERVERS; do
 				start_server "$s" || { note "X: $s did not start"; continue; }
 				measure X "storm$m" "$s" "$r" -boot "$SCRIPT" -c "$m" -n "$m" -src "$SRC"
 				stop "${SRV_PIDS[@]}"
