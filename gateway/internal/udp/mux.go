@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -13,23 +14,38 @@ import (
 // MuxConn is a session's connection in single-port mode: it sends from
 // the listening socket and receives what the listener hands it for its
 // client's address and port. Neither direction allocates per packet.
+//
+// The listener hands a datagram over by copying its bytes into the
+// session's queue, under the queue's mutex, and wakes the session's read
+// only when one waits: one channel, which a datagram, a moved deadline,
+// Close and the deadline's timer all poke. A channel of packets and a
+// select over it, a wake channel and a timer channel cost a copy of a
+// whole packet's room twice and the locks of three channels per ACK (the
+// select and its timer were about a tenth of the server's time in
+// single-port lock-step, BENCHMARKS.md).
 type MuxConn struct {
 	l      *Listener
 	owner  any // the caller's handle of the session (see Register)
 	client netip.AddrPort
 	oob    []byte // makes replies leave from the request's address
 
-	in       chan muxPacket
-	wake     chan struct{} // a new deadline, or Close, while a read waits
-	waiting  atomic.Bool   // a read is (about to be) blocked
-	deadline atomic.Int64  // monoNanos of the read deadline; 0: none
+	mu      sync.Mutex
+	queue   [muxQueue]muxPacket // a ring: n datagrams from head on
+	head, n int
+	waiting bool          // a read waits on notify (set under mu)
+	notify  chan struct{} // (cap 1) wakes a waiting read: see poke
+
+	deadline atomic.Int64 // monoNanos of the read deadline; 0: none
 	closed   atomic.Bool
 	// timer stays armed across reads for the deadline armedAt (read loop
 	// only), and is reset only when the deadline moves: a session moves it
 	// seldom (see session.armed), and a reset per block was a runtime
-	// timer operation per packet.
+	// timer operation per packet. It pokes the read when it fires, and
+	// fired tells the read that it did (the deadline it was armed for may
+	// then have moved, and the timer needs arming again).
 	timer   *time.Timer
 	armedAt int64
+	fired   atomic.Bool
 
 	send muxSender // sends to client through the listening socket's descriptor
 }
@@ -56,6 +72,17 @@ const muxQueue = 8
 // granted: its DATA wait in the session's queue.
 const MuxWindow = muxQueue
 
+// newMuxConn returns a MuxConn that has no listener yet.
+func newMuxConn() *MuxConn {
+	m := &MuxConn{notify: make(chan struct{}, 1)}
+	m.timer = time.AfterFunc(time.Hour, func() {
+		m.fired.Store(true)
+		m.poke()
+	})
+	m.timer.Stop()
+	return m
+}
+
 // Register adds a single-port session for client, whose request was sent
 // to from, or returns nil if one runs already. owner is the caller's
 // handle of the session, which Deliver's result gives back.
@@ -65,16 +92,8 @@ func (l *Listener) Register(client netip.AddrPort, from netip.Addr, owner any) *
 	if _, ok := l.mux[client]; ok {
 		return nil
 	}
-	m := &MuxConn{
-		l:      l,
-		owner:  owner,
-		client: client,
-		oob:    l.sourceOOB(from),
-		in:     make(chan muxPacket, muxQueue),
-		wake:   make(chan struct{}, 1),
-		timer:  time.NewTimer(time.Hour),
-	}
-	m.timer.Stop()
+	m := newMuxConn()
+	m.l, m.owner, m.client, m.oob = l, owner, client, l.sourceOOB(from)
 	m.send.init(l, client, m.oob)
 	l.mux[client] = m
 	return m
@@ -90,13 +109,35 @@ func (l *Listener) Deliver(src netip.AddrPort, b []byte, isRequest bool) *MuxCon
 	if m == nil || isRequest {
 		return m
 	}
-	var p muxPacket
-	p.n = copy(p.b[:], b)
-	select {
-	case m.in <- p:
-	default: // the session is behind: drop, as a full socket buffer would
-	}
+	m.deliver(b)
 	return m
+}
+
+// deliver queues a copy of b for the session's reads, or drops it when
+// the queue is full (the session is behind), as a full socket buffer
+// would.
+func (m *MuxConn) deliver(b []byte) {
+	m.mu.Lock()
+	if m.n < muxQueue {
+		p := &m.queue[(m.head+m.n)%muxQueue]
+		p.n = copy(p.b[:], b)
+		m.n++
+	}
+	wake := m.waiting
+	m.waiting = false
+	m.mu.Unlock()
+	if wake {
+		m.poke()
+	}
+}
+
+// poke wakes the read that waits, if any (a token left for a read that
+// no longer waits costs that read one more look at the queue).
+func (m *MuxConn) poke() {
+	select {
+	case m.notify <- struct{}{}:
+	default:
+	}
 }
 
 // Unregister stops delivering to m, whose client started a new session.
@@ -111,54 +152,61 @@ func (l *Listener) Unregister(m *MuxConn) {
 // Owner returns the handle given to Register.
 func (m *MuxConn) Owner() any { return m.owner }
 
+// pop copies the first datagram queued into b, under m.mu.
+func (m *MuxConn) pop(b []byte) int {
+	p := &m.queue[m.head]
+	n := copy(b, p.b[:p.n])
+	m.head = (m.head + 1) % muxQueue
+	m.n--
+	return n
+}
+
 // ReadQueued returns a datagram the listener has handed over, without
 // waiting.
 func (m *MuxConn) ReadQueued(b []byte) (int, netip.AddrPort, bool) {
-	select {
-	case p := <-m.in:
-		return copy(b, p.b[:p.n]), m.client, true
-	default:
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.n == 0 {
 		return 0, netip.AddrPort{}, false
 	}
+	return m.pop(b), m.client, true
 }
 
 // ReadFromUDPAddrPort returns the next datagram from the client, within the
 // read deadline.
 func (m *MuxConn) ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error) {
 	for {
+		// closed and the deadline are read under mu, and waiting is set
+		// before mu is let go: Close and SetReadDeadline change them
+		// before they take mu to look at waiting, so either this read
+		// sees the change or they see it waiting and poke it.
+		m.mu.Lock()
 		if m.closed.Load() {
+			m.mu.Unlock()
 			return 0, netip.AddrPort{}, net.ErrClosed
 		}
-		select { // a waiting datagram wins over an expired deadline check
-		case p := <-m.in:
-			return copy(b, p.b[:p.n]), m.client, nil
-		default:
+		if m.n > 0 { // a waiting datagram wins over an expired deadline
+			n := m.pop(b)
+			m.mu.Unlock()
+			return n, m.client, nil
 		}
-		// waiting is set before the deadline is read: a SetReadDeadline
-		// after that read finds it set and wakes this one.
-		m.waiting.Store(true)
-		var wait <-chan time.Time
+		if m.fired.Swap(false) {
+			m.armedAt = 0 // the deadline it fired for may have moved: arm again
+		}
 		if dl := m.deadline.Load(); dl != 0 {
 			d := time.Duration(dl - monoNanos(time.Now()))
 			if d <= 0 {
-				m.waiting.Store(false)
+				m.mu.Unlock()
 				return 0, netip.AddrPort{}, os.ErrDeadlineExceeded
 			}
 			if dl != m.armedAt {
-				m.timer.Reset(d) // also drops a fire for an earlier deadline
+				m.timer.Reset(d)
 				m.armedAt = dl
 			}
-			wait = m.timer.C
 		}
-		select {
-		case p := <-m.in:
-			m.waiting.Store(false)
-			return copy(b, p.b[:p.n]), m.client, nil
-		case <-m.wake:
-		case <-wait:
-			m.armedAt = 0 // fired: the loop compares the deadline with the time
-		}
-		m.waiting.Store(false)
+		m.waiting = true
+		m.mu.Unlock()
+		<-m.notify
 	}
 }
 
@@ -190,13 +238,20 @@ func (m *MuxConn) SetReadDeadline(t time.Time) error {
 		}
 	}
 	m.deadline.Store(v)
-	if m.waiting.Load() { // another goroutine (a shutdown) moves a blocked read's deadline
-		select {
-		case m.wake <- struct{}{}:
-		default:
-		}
-	}
+	m.wake() // another goroutine (a shutdown) moves a blocked read's deadline
 	return nil
+}
+
+// wake pokes a waiting read to look again at the deadline and the
+// closed flag.
+func (m *MuxConn) wake() {
+	m.mu.Lock()
+	w := m.waiting
+	m.waiting = false
+	m.mu.Unlock()
+	if w {
+		m.poke()
+	}
 }
 
 // Close removes the session from the listener; later datagrams from its
@@ -207,10 +262,7 @@ func (m *MuxConn) Close() error {
 	}
 	m.l.Unregister(m)
 	m.timer.Stop()
-	select {
-	case m.wake <- struct{}{}:
-	default:
-	}
+	m.wake()
 	return nil
 }
 

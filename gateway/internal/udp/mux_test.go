@@ -2,7 +2,11 @@ package udp
 
 import (
 	"errors"
+	"fmt"
+	"net"
+	"net/netip"
 	"os"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -14,11 +18,7 @@ import (
 // monotonic reading (the time.Unix(1, 0) that wakes a read at shutdown)
 // is past, and that a new deadline wakes a waiting read.
 func TestMuxConnDeadline(t *testing.T) {
-	newMux := func() *MuxConn {
-		m := &MuxConn{in: make(chan muxPacket, 1), wake: make(chan struct{}, 1), timer: time.NewTimer(time.Hour)}
-		m.timer.Stop()
-		return m
-	}
+	newMux := newMuxConn
 	buf := make([]byte, MaxPacket)
 	t.Run("deadline_honoured", func(t *testing.T) {
 		m := newMux()
@@ -46,7 +46,7 @@ func TestMuxConnDeadline(t *testing.T) {
 		m := newMux()
 		m.SetReadDeadline(time.Now().Add(time.Hour))
 		go func() {
-			for !m.waiting.Load() {
+			for !m.isWaiting() {
 				time.Sleep(time.Millisecond)
 			}
 			m.SetReadDeadline(time.Unix(1, 0))
@@ -66,7 +66,7 @@ func TestMuxConnDeadline(t *testing.T) {
 	deliverAfter := func(m *MuxConn, d time.Duration) {
 		go func() {
 			time.Sleep(d)
-			m.in <- muxPacket{n: 1}
+			m.deliver([]byte{1})
 		}()
 	}
 	t.Run("deadline_kept_across_reads", func(t *testing.T) {
@@ -119,5 +119,119 @@ func TestMuxConnDeadline(t *testing.T) {
 	})
 	if got := monoNanos(time.Now().Add(time.Second)) - monoNanos(time.Now()); got < int64(990*time.Millisecond) || got > int64(time.Second) {
 		t.Errorf("monoNanos: a second apart reads %v", time.Duration(got))
+	}
+}
+
+func (m *MuxConn) isWaiting() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.waiting
+}
+
+// TestMuxConnQueue: datagrams handed over wait in order, each with its
+// own bytes (cut to MaxPacket+1, which shows a DATA longer than its
+// blksize), up to muxQueue; more are dropped, as a full socket buffer
+// drops them; a read takes them before it looks at an expired deadline,
+// and ReadQueued takes them without waiting.
+func TestMuxConnQueue(t *testing.T) {
+	m := newMuxConn()
+	long := make([]byte, MaxPacket+50)
+	for i := range muxQueue + 3 {
+		if i == 2 {
+			m.deliver(long)
+			continue
+		}
+		m.deliver([]byte{0, 4, 0, byte(i)})
+	}
+	m.SetReadDeadline(time.Unix(1, 0)) // past
+	buf := make([]byte, MaxPacket+10)
+	for i := range muxQueue {
+		var n int
+		var ok bool
+		if i%2 == 0 {
+			var err error
+			n, _, err = m.ReadFromUDPAddrPort(buf)
+			ok = err == nil
+		} else {
+			n, _, ok = m.ReadQueued(buf)
+		}
+		switch {
+		case !ok:
+			t.Fatalf("datagram %d: not read", i)
+		case i == 2 && n != MaxPacket+1:
+			t.Errorf("datagram 2: %d bytes, want %d (cut)", n, MaxPacket+1)
+		case i != 2 && (n != 4 || buf[3] != byte(i)):
+			t.Errorf("datagram %d: % x", i, buf[:n])
+		}
+	}
+	if _, _, ok := m.ReadQueued(buf); ok {
+		t.Error("a datagram past the queue's room was kept")
+	}
+	if _, _, err := m.ReadFromUDPAddrPort(buf); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("read of an empty queue: %v, want a timeout", err)
+	}
+}
+
+// TestMuxConnDeliverWakesRead: a datagram handed over while a read waits
+// ends the wait, for many datagrams in a row (a lost wakeup would leave a
+// read waiting for its deadline, an hour here).
+func TestMuxConnDeliverWakesRead(t *testing.T) {
+	m := newMuxConn()
+	m.SetReadDeadline(time.Now().Add(time.Hour))
+	const n = 20000
+	done := make(chan error, 1)
+	go func() {
+		buf := make([]byte, MaxPacket)
+		for i := range n {
+			k, _, err := m.ReadFromUDPAddrPort(buf)
+			if err != nil || k != 2 || int(buf[0])<<8|int(buf[1]) != i&0xffff {
+				done <- fmt.Errorf("read %d: % x, %v", i, buf[:k], err)
+				return
+			}
+		}
+		done <- nil
+	}()
+	for i := range n {
+		for {
+			m.mu.Lock()
+			room := m.n < muxQueue
+			m.mu.Unlock()
+			if room {
+				break
+			}
+			runtime.Gosched()
+		}
+		m.deliver([]byte{byte(i >> 8), byte(i)})
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("a read was not woken")
+	}
+}
+
+// TestMuxConnCloseWakesRead: Close ends a waiting read with net.ErrClosed.
+func TestMuxConnCloseWakesRead(t *testing.T) {
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	l := NewListener(pc, true)
+	m := l.Register(netip.MustParseAddrPort("127.0.0.1:9"), netip.Addr{}, nil)
+	go func() {
+		for !m.isWaiting() {
+			time.Sleep(time.Millisecond)
+		}
+		m.Close()
+	}()
+	if _, _, err := m.ReadFromUDPAddrPort(make([]byte, MaxPacket)); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("read: %v, want net.ErrClosed", err)
+	}
+	if l.Deliver(netip.MustParseAddrPort("127.0.0.1:9"), []byte{0, 4, 0, 1}, false) != nil {
+		t.Error("a closed session still gets datagrams")
 	}
 }
