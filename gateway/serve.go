@@ -260,6 +260,11 @@ func (s *Server) Serve(pc net.PacketConn) error {
 			return fmt.Errorf("gateway: read: %w", err)
 		}
 		backoff = 0
+		if !c.singlePort && st.draining.Load() {
+			// Closed: what the listener read before (a batch, see
+			// udp.Listener.Read) is not served; the next read ends.
+			continue
+		}
 		s.handlePacket(c, l, buf[:d.N], d.Src, d.Dst, d.At)
 	}
 }

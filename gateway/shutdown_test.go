@@ -3,6 +3,10 @@ package gateway_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -74,4 +78,56 @@ func TestShutdown(t *testing.T) {
 			t.Errorf("ListenAndServe after Shutdown = %v", err)
 		}
 	})
+}
+
+// TestCloseServesNothingReadBefore is a regression test (found in review):
+// the listener reads requests several at a time (recvmmsg), and those
+// still in hand when the server is closed must not run its hooks after
+// Close: here ten requests wait before Serve starts, the first one's
+// Admit holds the read loop while the server closes, and Admit must not
+// see the other nine.
+func TestCloseServesNothingReadBefore(t *testing.T) {
+	pc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for i := range 10 {
+		rrq := append([]byte{0, 1}, fmt.Sprintf("f%d\x00octet\x00", i)...)
+		if _, err := c.WriteTo(rrq, pc.LocalAddr()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var calls atomic.Int32
+	release := make(chan struct{})
+	s := &gateway.Server{
+		Handler: gatewaytest.Files{},
+		Logger:  slog.New(slog.DiscardHandler),
+		Admit: func(gateway.Arrival) gateway.Admission {
+			if calls.Add(1) == 1 {
+				<-release
+			}
+			return gateway.Admission{}
+		},
+	}
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(pc) }()
+	for calls.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	time.Sleep(50 * time.Millisecond) // Close marks the server closed, then waits for nothing of Admit's
+	close(release)
+	if err := <-served; !errors.Is(err, gateway.ErrServerClosed) {
+		t.Errorf("Serve = %v, want ErrServerClosed", err)
+	}
+	<-closed
+	if n := calls.Load(); n != 1 {
+		t.Errorf("Admit called %d times, want 1: requests read before Close were served after it", n)
+	}
 }

@@ -91,7 +91,9 @@ func (l *Listener) Single() bool { return l.single }
 // Port is the port the listener is bound to.
 func (l *Listener) Port() uint16 { return l.port }
 
-// Read returns the next datagram, in b.
+// Read returns the next datagram, in b. Datagrams are read from the
+// socket several at a time where the platform allows (Linux: recvmmsg),
+// so some may still be returned after the socket is closed.
 func (l *Listener) Read(b []byte) (Datagram, error) {
 	if l.uc == nil {
 		n, src, err := l.pc.ReadFrom(b)

@@ -58,13 +58,18 @@ func (r *rawReader) init(l *Listener) {
 
 // read reads a datagram into b and its control messages into oob; zones
 // names the interface of a link-local source. ok is false when the caller
-// must read with net's path. A datagram longer than b is cut to it.
+// must read with net's path. A datagram longer than b is cut to it, or to
+// the room of the read that took the batch, if that was shorter (the
+// read loop always reads into the same buffer).
 func (r *rawReader) read(b, oob []byte, zones *zoneCache) (n, oobn int, src netip.AddrPort, ok bool, err error) {
 	if r.rc == nil || len(b) == 0 || len(oob) == 0 {
 		return 0, 0, netip.AddrPort{}, false, nil
 	}
 	if r.next == r.count {
 		if err := r.fill(len(b), len(oob)); err != nil {
+			if r.rc == nil { // recvmmsg refused: net's path from now on
+				return 0, 0, netip.AddrPort{}, false, nil
+			}
 			return 0, 0, netip.AddrPort{}, true, err
 		}
 	}
@@ -84,6 +89,7 @@ func (r *rawReader) fill(bufSize, oobSize int) error {
 		r.vlen = min(batchLen, max(1, batchBytes/r.bufSize))
 		r.bufs = make([]byte, r.vlen*r.bufSize)
 		r.oobs = make([]byte, r.vlen*r.oobSize)
+		r.iovs, r.msgs = [batchLen]unix.Iovec{}, [batchLen]unix.Mmsghdr{} // nothing left pointing at the old room
 		for i := range r.vlen {
 			r.iovs[i].Base = &r.bufs[i*r.bufSize]
 			r.iovs[i].SetLen(r.bufSize)
@@ -128,6 +134,12 @@ func (r *rawReader) recvmmsg(fd uintptr) bool {
 			continue
 		case unix.EAGAIN:
 			return false
+		case unix.ENOSYS, unix.EPERM:
+			// No recvmmsg here (a seccomp filter, an old or emulated
+			// kernel): the listener reads with net's recvmsg instead.
+			r.rc = nil
+			r.err = os.NewSyscallError("recvmmsg", e)
+			return true
 		default:
 			r.err = &net.OpError{Op: "read", Net: "udp", Source: r.local, Err: os.NewSyscallError("recvmmsg", e)}
 			return true

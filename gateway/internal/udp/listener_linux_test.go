@@ -14,7 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// TestListenerRawRead: the listener reads with a raw recvmsg on every
+// TestListenerRawRead: the listener reads with a raw recvmmsg on every
 // kind of listening socket and learns what net's read told it: the
 // source (unmapped on a dual-stack socket), the address the datagram was
 // sent to (IP_PKTINFO, IPV6_PKTINFO), the kernel's arrival time; a

@@ -13,7 +13,8 @@ import (
 
 // MuxConn is a session's connection in single-port mode: it sends from
 // the listening socket and receives what the listener hands it for its
-// client's address and port. Neither direction allocates per packet.
+// client's address and port. Neither direction allocates per packet. It
+// has one reader, the session's goroutine: a poke wakes one read.
 //
 // The listener hands a datagram over by copying its bytes into the
 // session's queue, under the queue's mutex, and wakes the session's read
@@ -181,8 +182,10 @@ func (m *MuxConn) ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error) {
 		// before they take mu to look at waiting, so either this read
 		// sees the change or they see it waiting and poke it.
 		m.mu.Lock()
+		m.waiting = false // (the timer's poke leaves it set)
 		if m.closed.Load() {
 			m.mu.Unlock()
+			m.timer.Stop() // a Reset below may have raced with Close's Stop
 			return 0, netip.AddrPort{}, net.ErrClosed
 		}
 		if m.n > 0 { // a waiting datagram wins over an expired deadline

@@ -191,6 +191,7 @@ func TestMuxConnDeliverWakesRead(t *testing.T) {
 		}
 		done <- nil
 	}()
+	limit := time.Now().Add(20 * time.Second)
 	for i := range n {
 		for {
 			m.mu.Lock()
@@ -198,6 +199,9 @@ func TestMuxConnDeliverWakesRead(t *testing.T) {
 			m.mu.Unlock()
 			if room {
 				break
+			}
+			if time.Now().After(limit) {
+				t.Fatalf("datagram %d: the read stopped taking datagrams (not woken)", i)
 			}
 			runtime.Gosched()
 		}
@@ -222,6 +226,7 @@ func TestMuxConnCloseWakesRead(t *testing.T) {
 	defer pc.Close()
 	l := NewListener(pc, true)
 	m := l.Register(netip.MustParseAddrPort("127.0.0.1:9"), netip.Addr{}, nil)
+	m.SetReadDeadline(time.Now().Add(10 * time.Second)) // a lost wakeup fails, not hangs
 	go func() {
 		for !m.isWaiting() {
 			time.Sleep(time.Millisecond)
