@@ -345,11 +345,14 @@ func TestNoLeaksAfterLoad(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// -timeout 100ms -retries 1, a fixed timer: the sessions of vanished
-	// clients end within about 200 ms. (With the adaptive timer's 20 ms
-	// floor, a client stalled for 60 ms, as under -race on a busy machine,
-	// would be given up too.)
-	g := startGateway(t, "-root", root, "-metrics", "127.0.0.1:0", "-timeout", "100ms", "-min-timeout", "100ms", "-retries", "1")
+	// -timeout 200ms -retries 4, a fixed timer: the sessions of vanished
+	// clients end within about a second, and a client that stalls for less
+	// keeps its session. (With the adaptive timer's 20 ms floor, a client
+	// stalled for 60 ms, as under -race on a busy machine, would be given
+	// up. With -timeout 100ms -retries 1, a slow machine's CI run saw the
+	// whole test process stall past 200 ms, a dozen sessions given up at
+	// the same instant, and their clients failed.)
+	g := startGateway(t, "-root", root, "-metrics", "127.0.0.1:0", "-timeout", "200ms", "-min-timeout", "200ms", "-retries", "4")
 	maddr := metricsAddr(t, g)
 	pid := g.cmd.Process.Pid
 	server := "127.0.0.1:" + strconv.Itoa(g.port)
@@ -453,8 +456,8 @@ func loadJob(ctx context.Context, i int, server string, src netip.Addr, contents
 		// (200 ms x 10) pass without an answer; what the test checks is
 		// what the load leaves behind, not its speed.
 		opts.LocalAddr, opts.RetransmitTimeout, opts.Retries = src, 500*time.Millisecond, 10
-		var buf bytes.Buffer
-		if _, err := tftpclient.Get(ctx, server, name, &buf, opts); err != nil {
+		buf := bytes.NewBuffer(make([]byte, 0, len(contents[name]))) // no growth (and GC) mid-transfer
+		if _, err := tftpclient.Get(ctx, server, name, buf, opts); err != nil {
 			return "ok", err
 		}
 		if !bytes.Equal(buf.Bytes(), contents[name]) {
