@@ -15,8 +15,8 @@ import (
 // calls into memory the listener owns, up to batchLen a call: net's
 // ReadMsgUDPAddrPort makes a blocking system call, through the scheduler,
 // one per datagram, and in single-port mode the listener reads every ACK
-// of every session, as a boot storm's burst of requests, with more
-// waiting almost every time (BENCHMARKS.md, "Single-port mode"). The read
+// of every session, with more waiting almost every time (BENCHMARKS.md,
+// "Lock-step, single-port mode and the 1,000-machine storm"). The read
 // loop is its only user.
 //
 // A datagram is taken from the batch in hand before the socket is read

@@ -23,7 +23,8 @@ import (
 // select over it, a wake channel and a timer channel cost a copy of a
 // whole packet's room twice and the locks of three channels per ACK (the
 // select and its timer were about a tenth of the server's time in
-// single-port lock-step, BENCHMARKS.md).
+// single-port lock-step: BENCHMARKS.md, "Lock-step, single-port mode and
+// the 1,000-machine storm").
 type MuxConn struct {
 	l      *Listener
 	owner  any // the caller's handle of the session (see Register)
