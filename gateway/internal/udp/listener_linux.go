@@ -125,10 +125,10 @@ func (r *rawReader) recvmmsg(fd uintptr) bool {
 		// hold its thread without the runtime knowing, and stall every
 		// stop-the-world, a GC's first, until a datagram came. With it,
 		// the call takes what is queued, up to vlen, and never waits.
-		n, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.msgs[0])), uintptr(r.vlen), unix.MSG_DONTWAIT, 0, 0)
+		n, e := sysRecvmmsg(fd, unsafe.Pointer(&r.msgs[0]), r.vlen)
 		switch e {
 		case 0:
-			r.count = int(n)
+			r.count = n
 			return true
 		case unix.EINTR:
 			continue
@@ -145,6 +145,13 @@ func (r *rawReader) recvmmsg(fd uintptr) bool {
 			return true
 		}
 	}
+}
+
+// sysRecvmmsg is the raw call, non-blocking (a variable: tests make the
+// kernel refuse it).
+var sysRecvmmsg = func(fd uintptr, msgs unsafe.Pointer, vlen int) (int, unix.Errno) {
+	n, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(msgs), uintptr(vlen), unix.MSG_DONTWAIT, 0, 0)
+	return int(n), e
 }
 
 // fromSockaddr is the source sa of a datagram, unmapped.

@@ -324,3 +324,46 @@ func TestListenerBatchOutlivesClose(t *testing.T) {
 		t.Errorf("read on a closed socket: %v, want net.ErrClosed", err)
 	}
 }
+
+// TestListenerWithoutRecvmmsg: where the kernel refuses recvmmsg (a
+// seccomp filter, an emulated kernel: ENOSYS or EPERM), the listener
+// reads with net's recvmsg from then on, and learns the same of each
+// datagram, rather than failing the server.
+func TestListenerWithoutRecvmmsg(t *testing.T) {
+	for _, e := range []unix.Errno{unix.ENOSYS, unix.EPERM} {
+		t.Run(e.Error(), func(t *testing.T) {
+			calls := 0
+			defer func(f func(uintptr, unsafe.Pointer, int) (int, unix.Errno)) { sysRecvmmsg = f }(sysRecvmmsg)
+			sysRecvmmsg = func(uintptr, unsafe.Pointer, int) (int, unix.Errno) { calls++; return 0, e }
+			pc, err := net.ListenPacket("udp4", "0.0.0.0:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer pc.Close()
+			l := NewListener(pc, false)
+			c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			to := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.9"), l.port)
+			buf := make([]byte, 64)
+			for i := range 2 {
+				if _, err := c.WriteToUDPAddrPort(wire.AppendAck(nil, uint16(i)), to); err != nil {
+					t.Fatal(err)
+				}
+				pc.SetReadDeadline(time.Now().Add(5 * time.Second))
+				d, err := l.Read(buf)
+				if err != nil {
+					t.Fatalf("read %d: %v", i, err)
+				}
+				if !bytes.Equal(buf[:d.N], wire.AppendAck(nil, uint16(i))) || d.Src != c.LocalAddr().(*net.UDPAddr).AddrPort() || d.Dst != to.Addr() {
+					t.Errorf("read %d: % x from %v to %v", i, buf[:d.N], d.Src, d.Dst)
+				}
+			}
+			if calls != 1 {
+				t.Errorf("recvmmsg tried %d times, want once", calls)
+			}
+		})
+	}
+}
