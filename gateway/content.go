@@ -128,3 +128,17 @@ type InfoContent interface {
 	Content
 	Info() ContentInfo
 }
+
+// AtHandContent is implemented by a Content that can give its next bytes
+// without waiting when it has them at hand (in memory, as the edge
+// cache's readers do). ReadAtHand fills all of p and reports true, or
+// reads nothing and reports false; then the server calls Read. It must
+// not block. It is called from the server's read loop rather than the
+// session's goroutine, though never at the same time as Read or Close:
+// in single-port mode the server answers a lock-step client's ACKs there
+// and sends the next blocks of many sessions in one system call, without
+// waking their goroutines.
+type AtHandContent interface {
+	Content
+	ReadAtHand(p []byte) bool
+}

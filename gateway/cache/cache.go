@@ -619,8 +619,9 @@ type reader struct {
 }
 
 var (
-	_ gateway.InfoContent = (*reader)(nil)
-	_ io.Seeker           = (*reader)(nil)
+	_ gateway.InfoContent   = (*reader)(nil)
+	_ gateway.AtHandContent = (*reader)(nil)
+	_ io.Seeker             = (*reader)(nil)
 )
 
 // Read copies the next bytes of the entry, waiting for the fetch when it
@@ -670,6 +671,19 @@ func (r *reader) Read(p []byte) (int, error) {
 			return 0, errClosed
 		}
 	}
+}
+
+// ReadAtHand fills p with the entry's next bytes if the fetch has them
+// already, without waiting (see gateway.AtHandContent).
+func (r *reader) ReadAtHand(p []byte) bool {
+	e := r.e
+	if e.avail.Load()-r.off < int64(len(p)) {
+		return false
+	}
+	n := copy(p, e.buf[r.off:])
+	r.off += int64(n)
+	r.served += int64(n)
+	return true
 }
 
 // Seek implements io.Seeker.

@@ -813,3 +813,48 @@ func TestMiddleware(t *testing.T) {
 	}
 	c.Close()
 }
+
+// TestReadAtHand: a reader gives the bytes the fetch has already got
+// without waiting (gateway.AtHandContent), all of a block or nothing, and
+// leaves a block the fetch has not finished to Read, which waits for it.
+func TestReadAtHand(t *testing.T) {
+	f := newFake()
+	data := pattern(200<<10, 5)
+	f.set("k", file{data: data, etag: "v1", maxAge: time.Minute})
+	f.gate = make(chan struct{})
+	h := newCache(t, f, 0)
+	c, err := h.ServeTFTP(t.Context(), req("k"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ah, ok := c.(gateway.AtHandContent)
+	if !ok {
+		t.Fatalf("content %T is not an AtHandContent", c)
+	}
+	buf := make([]byte, 1468)
+	if ah.ReadAtHand(buf) {
+		t.Fatal("a block at hand before the fetch got any byte")
+	}
+	f.gate <- struct{}{} // one chunk of 64 KiB: 44 blocks and part of the 45th
+	var got []byte
+	deadline := time.Now().Add(5 * time.Second)
+	for len(got) < 44*1468 && time.Now().Before(deadline) {
+		if ah.ReadAtHand(buf) {
+			got = append(got, buf...)
+		} else {
+			time.Sleep(time.Millisecond) // the fetch publishes its chunk
+		}
+	}
+	if !bytes.Equal(got, data[:44*1468]) {
+		t.Fatalf("%d bytes read at hand, want the first 44 blocks", len(got))
+	}
+	if ah.ReadAtHand(buf) {
+		t.Fatal("block 45, not fetched whole, read at hand")
+	}
+	close(f.gate)
+	rest, err := readAll(c)
+	if err != nil || !bytes.Equal(rest, data[44*1468:]) {
+		t.Fatalf("rest: %d bytes, %v", len(rest), err)
+	}
+}

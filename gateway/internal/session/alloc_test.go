@@ -60,6 +60,7 @@ func (c *ackingConn) DisableGSO()       {}
 func (c *ackingConn) FileSender(*os.File, int64, int, func() error, error) udp.FileSender {
 	return nil
 }
+func (c *ackingConn) Offload(udp.Responder) bool { return false }
 
 var testClient = netip.MustParseAddrPort("127.0.0.1:1234")
 
@@ -281,5 +282,51 @@ func TestAnswerQueuedAtLastTimeoutIsTaken(t *testing.T) {
 	s.transfer()
 	if want := int64(3 * s.Config.Retries); s.st.Outcome != OutcomeOK || s.acked != 3 || s.st.Retransmits != want {
 		t.Errorf("outcome %v, acked %d, %d retransmits; want OK, 3, %d", s.st.Outcome, s.acked, s.st.Retransmits, want)
+	}
+}
+
+// handBytes is content whose bytes are all at hand.
+type handBytes struct {
+	b   []byte
+	off int
+}
+
+func (h *handBytes) ReadAtHand(p []byte) bool {
+	if h.off+len(p) > len(h.b) {
+		return false
+	}
+	h.off += copy(p, h.b[h.off:])
+	return true
+}
+
+// TestRespondAllocsPerPacket: the transport's answer to a lock-step ACK
+// (Respond) allocates nothing, and moves the transfer as the session's
+// loop would: one block acknowledged, the next read and sent.
+func TestRespondAllocsPerPacket(t *testing.T) {
+	const blocks, bs = 1000, 1468
+	s := newTestSession(blocks, bs, 1, &ackingConn{window: 1, blksize: bs})
+	s.st.TransferSize = blocks*bs + 1
+	s.atHand = &handBytes{b: make([]byte, blocks*bs+1), off: bs}
+	s.answered = true
+	s.read, s.sentTo, s.got = 1, 1, bs // block 1 sent by the session
+	s.slotLen[s.slotIndex(1)] = wire.HeaderSize + bs
+	if !s.offloadable() {
+		t.Fatal("not offloadable")
+	}
+	ack := make([]byte, 0, 4)
+	n := testing.AllocsPerRun(500, func() {
+		pkt, _, ok := s.Respond(wire.AppendAck(ack, uint16(s.sentTo)))
+		if !ok || len(pkt) != wire.HeaderSize+bs {
+			t.Fatalf("declined at block %d", s.sentTo)
+		}
+	})
+	if n != 0 {
+		t.Errorf("%v allocations per ACK, want 0", n)
+	}
+	if s.acked != 501 || s.sentTo != 502 || s.read != 502 || s.st.BytesAcked != 501*bs || s.st.PacketsSent != 501 || !s.offloadable() {
+		t.Errorf("acked %d sent %d read %d bytes acked %d packets %d", s.acked, s.sentTo, s.read, s.st.BytesAcked, s.st.PacketsSent)
+	}
+	if _, _, ok := s.Respond(wire.AppendAck(ack, uint16(s.sentTo-1))); ok {
+		t.Error("a duplicate ACK answered")
 	}
 }

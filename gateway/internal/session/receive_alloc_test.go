@@ -65,6 +65,7 @@ func (c *sendingConn) DisableGSO()       {}
 func (c *sendingConn) FileSender(*os.File, int64, int, func() error, error) udp.FileSender {
 	return nil
 }
+func (c *sendingConn) Offload(udp.Responder) bool { return false }
 
 // discardSink counts what it is given.
 type discardSink struct{ n int64 }

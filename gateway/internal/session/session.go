@@ -273,6 +273,17 @@ type Session struct {
 
 	giveUpAt time.Time // the session times out if nothing comes by then
 
+	// The transfer's read deadline and retransmissions of the packet
+	// outstanding (see recv): fields, not the transfer loop's locals, so
+	// that Respond moves them too.
+	deadline time.Time
+	retries  int
+
+	// atHand is the content, when it can give blocks without waiting and
+	// the transfer is in lock-step: the transport may then answer the
+	// client's ACKs itself (see Respond).
+	atHand atHandReader
+
 	// armed is the read deadline last set on Conn. Deadlines are moved
 	// lazily (see recv): one that is earlier than needed stays, and is
 	// pushed back when it expires, so that a session does not reset a
@@ -340,6 +351,9 @@ func (s *Session) Run(content Content) {
 	if !s.sizeWindow() {
 		s.busy()
 		return
+	}
+	if ah, ok := content.(atHandReader); ok && s.raw == nil && s.zc == nil && size >= 0 && s.p.windowsize == 1 {
+		s.atHand = ah
 	}
 	s.st.NegotiatedOptions = s.p.oack
 	s.st.WindowSize = s.p.windowsize
@@ -456,10 +470,10 @@ func (s *Session) transfer() {
 	s.lastSend = now
 	s.rto.sent(now, s.read)
 	s.giveUpAt = now.Add(s.readLimit())
-	retries := 0
-	deadline := now.Add(s.rto.current())
+	s.retries = 0
+	s.deadline = now.Add(s.rto.current())
 	for {
-		n, ok := s.recv(&deadline, &retries, s.timeoutResend)
+		n, ok := s.recv(&s.deadline, &s.retries, s.timeoutResend)
 		if !ok {
 			return
 		}
@@ -477,8 +491,8 @@ func (s *Session) transfer() {
 			abs, ok := s.resolve(blk)
 			if !ok {
 				s.st.DuplicateAcks++
-				if s.clientTimer(blk, prevAck, &retries) {
-					deadline = s.lastSend.Add(s.rto.current())
+				if s.clientTimer(blk, prevAck, &s.retries) {
+					s.deadline = s.lastSend.Add(s.rto.current())
 				}
 				continue
 			}
@@ -496,7 +510,7 @@ func (s *Session) transfer() {
 				s.st.Outcome = OutcomeOK
 				return
 			}
-			retries = 0
+			s.retries = 0
 			switch {
 			case windowDone: // a fresh window, timed below
 			case abs < s.recover:
@@ -524,7 +538,7 @@ func (s *Session) transfer() {
 				s.rto.sent(now, s.read)
 			}
 			s.giveUpAt = now.Add(s.readLimit())
-			deadline = now.Add(s.rto.current())
+			s.deadline = now.Add(s.rto.current())
 		case wire.OpERROR:
 			s.clientError(b)
 			return
@@ -603,6 +617,9 @@ func (s *Session) recv(deadline *time.Time, retries *int, resend func()) (int, b
 				s.st.Outcome = OutcomeError
 			}
 			return 0, false
+		}
+		if s.offloadable() {
+			s.Conn.Offload(s)
 		}
 		n, from, err := s.Conn.ReadFromUDPAddrPort(s.rbuf)
 		if err := s.Conn.TakeSendErr(); err != nil {

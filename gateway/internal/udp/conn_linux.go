@@ -204,6 +204,9 @@ func (f *fastConn) opError(err error, op string) error {
 	return &net.OpError{Op: op, Net: "udp", Source: f.LocalAddr(), Err: err}
 }
 
+// Offload reports false: a session's own socket is read by the session.
+func (f *fastConn) Offload(Responder) bool { return false }
+
 // SendBeforeRead holds b, a datagram for the client, for the next read or
 // write to send first (see the type's comment).
 func (f *fastConn) SendBeforeRead(b []byte) bool {

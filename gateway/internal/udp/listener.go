@@ -24,6 +24,7 @@ type Listener struct {
 	rc      syscall.RawConn
 	domain  int        // uc's address family (AF_INET, AF_INET6); 0 if unknown
 	raw     rawReader  // read loop only
+	replies replyBatch // read loop only: single-port sessions' replies (see Offload)
 	zones   zoneCache  // read loop only
 	pktinfo bool       // destination addresses arrive as control messages
 	local   netip.Addr // the bound address (unmapped)
@@ -95,6 +96,11 @@ func (l *Listener) Port() uint16 { return l.port }
 // socket several at a time where the platform allows (Linux: recvmmsg),
 // so some may still be returned after the socket is closed.
 func (l *Listener) Read(b []byte) (Datagram, error) {
+	if !l.raw.holds() {
+		// This read may wait: the replies made while serving the
+		// datagrams read before go now.
+		l.flushReplies()
+	}
 	if l.uc == nil {
 		n, src, err := l.pc.ReadFrom(b)
 		if err != nil {

@@ -81,6 +81,10 @@ func (r *rawReader) read(b, oob []byte, zones *zoneCache) (n, oobn int, src neti
 	return n, oobn, fromSockaddr(&r.sas[i], zones), true, nil
 }
 
+// holds reports whether datagrams of the last batch are still to be
+// returned: the next read then does not wait.
+func (r *rawReader) holds() bool { return r.next < r.count }
+
 // fill reads the next batch, waiting for the first datagram in the
 // runtime's poller.
 func (r *rawReader) fill(bufSize, oobSize int) error {

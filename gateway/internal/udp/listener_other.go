@@ -17,4 +17,6 @@ func (*rawReader) read(_, _ []byte, _ *zoneCache) (n, oobn int, src netip.AddrPo
 	return 0, 0, netip.AddrPort{}, false, nil
 }
 
+func (*rawReader) holds() bool { return false }
+
 func socketDomain(syscall.RawConn) int { return 0 }

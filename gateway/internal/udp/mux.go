@@ -37,6 +37,13 @@ type MuxConn struct {
 	waiting bool          // a read waits on notify (set under mu)
 	notify  chan struct{} // (cap 1) wakes a waiting read: see poke
 
+	// resp answers the client's datagrams while the session's read waits
+	// (see Offload), on the listener's goroutine, under mu; respDL is
+	// the read deadline it last set (or found), which it moves only if
+	// nobody else moved it meanwhile.
+	resp   Responder
+	respDL int64
+
 	deadline atomic.Int64 // monoNanos of the read deadline; 0: none
 	closed   atomic.Bool
 	// timer stays armed across reads for the deadline armedAt (read loop
@@ -120,7 +127,25 @@ func (l *Listener) Deliver(src netip.AddrPort, b []byte, isRequest bool) *MuxCon
 // would.
 func (m *MuxConn) deliver(b []byte) {
 	m.mu.Lock()
-	if m.n < muxQueue {
+	if r := m.resp; r != nil {
+		reply, dl, ok := r.Respond(b)
+		if ok {
+			m.l.queueReply(m, reply)
+			if v := monoNanos(dl); m.deadline.CompareAndSwap(m.respDL, v) {
+				m.respDL = v
+				m.mu.Unlock()
+				return
+			}
+			// The deadline moved under the responder (a shutdown moves it
+			// to the past): the session takes over, and its read, woken
+			// below, sees why.
+		}
+		m.resp = nil
+		if ok {
+			b = nil // answered: nothing for the read
+		}
+	}
+	if b != nil && m.n < muxQueue {
 		p := &m.queue[(m.head+m.n)%muxQueue]
 		p.n = copy(p.b[:], b)
 		m.n++
@@ -131,6 +156,24 @@ func (m *MuxConn) deliver(b []byte) {
 	if wake {
 		m.poke()
 	}
+}
+
+// Offload lets r answer the client's datagrams on the listener's
+// goroutine while the session's read waits; the read takes the session
+// back when it returns (see Conn.Offload). It reports false when a
+// datagram waits already, m is closed, or the listener cannot batch its
+// replies (not Linux, or no raw access to its socket).
+func (m *MuxConn) Offload(r Responder) bool {
+	if !m.send.batchable() {
+		return false
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.n > 0 || m.closed.Load() {
+		return false
+	}
+	m.resp, m.respDL = r, m.deadline.Load()
+	return true
 }
 
 // poke wakes the read that waits, if any (a token left for a read that
@@ -185,12 +228,14 @@ func (m *MuxConn) ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error) {
 		m.mu.Lock()
 		m.waiting = false // (the timer's poke leaves it set)
 		if m.closed.Load() {
+			m.resp = nil
 			m.mu.Unlock()
 			m.timer.Stop() // a Reset below may have raced with Close's Stop
 			return 0, netip.AddrPort{}, net.ErrClosed
 		}
 		if m.n > 0 { // a waiting datagram wins over an expired deadline
 			n := m.pop(b)
+			m.resp = nil
 			m.mu.Unlock()
 			return n, m.client, nil
 		}
@@ -200,6 +245,7 @@ func (m *MuxConn) ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error) {
 		if dl := m.deadline.Load(); dl != 0 {
 			d := time.Duration(dl - monoNanos(time.Now()))
 			if d <= 0 {
+				m.resp = nil
 				m.mu.Unlock()
 				return 0, netip.AddrPort{}, os.ErrDeadlineExceeded
 			}

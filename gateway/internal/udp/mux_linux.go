@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"unsafe"
 
@@ -132,4 +133,153 @@ func (s *muxSender) send(fd uintptr) {
 		}
 		s.sent, s.err = true, &net.OpError{Op: "write", Net: "udp", Source: s.l.pc.LocalAddr(), Addr: s.addr, Err: os.NewSyscallError(call, e)}
 	}
+}
+
+// batchable reports whether the session's replies can go out in the
+// listener's batches (see replyBatch): the client's address is prepared
+// (by the session's first send) and the socket can be reached raw.
+func (s *muxSender) batchable() bool {
+	if s.l == nil || s.l.replies.off.Load() {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.prepared && s.rc != nil
+}
+
+// replyBatch holds the replies that responders (see MuxConn.Offload) made
+// while the read loop served a batch of datagrams, and sends them in one
+// sendmmsg before the loop reads again, or when it is full: in
+// single-port lock-step a system call carries the next blocks of many
+// sessions, not one each. A reply is copied in, so no session's memory is
+// read after its responder has returned. Read loop only.
+type replyBatch struct {
+	msgs  [batchLen]unix.Mmsghdr
+	iovs  [batchLen]unix.Iovec
+	conns [batchLen]*MuxConn // whose reply each message is: net's path needs its client
+	arena []byte             // the replies' bytes
+	used  int                // bytes of arena in use
+	n     int                // messages queued
+	next  int                // the first message sendmmsg has not taken (flush)
+	stop  int                // why sendmmsg stopped short (stopNone, stopAgain, stopRefused)
+	off   atomic.Bool        // no sendmmsg on this kernel: Offload reports false
+	fn    func(fd uintptr)   // b.sendmmsg, bound once
+}
+
+// replyArena is the room of a batch's replies: 32 blocks of 8 KiB, or
+// fewer larger ones (a reply larger than it goes out alone).
+const replyArena = 256 << 10
+
+// queueReply sends reply, m's, with the read loop's next batch.
+func (l *Listener) queueReply(m *MuxConn, reply []byte) {
+	b := &l.replies
+	if len(reply) > replyArena {
+		m.WriteToUDPAddrPort(reply, m.client) // a send error is the session's timer's to repair
+		return
+	}
+	if b.n == batchLen || b.used+len(reply) > len(b.arena) && b.arena != nil {
+		l.flushReplies()
+	}
+	if b.arena == nil {
+		b.arena = make([]byte, replyArena)
+		b.fn = b.sendmmsg
+	}
+	p := b.arena[b.used : b.used+len(reply)]
+	copy(p, reply)
+	b.used += len(reply)
+	i := b.n
+	b.n++
+	b.conns[i] = m
+	b.iovs[i].Base = &p[0]
+	b.iovs[i].SetLen(len(p))
+	s := &m.send
+	h := &b.msgs[i].Hdr
+	h.Name, h.Namelen = (*byte)(s.sa.p), uint32(s.sa.len)
+	h.Iov, h.Iovlen = &b.iovs[i], 1
+	h.Control = nil
+	h.SetControllen(0)
+	if len(s.oob) > 0 {
+		h.Control = &s.oob[0]
+		h.SetControllen(len(s.oob))
+	}
+}
+
+// flushReplies sends the replies queued, in order: by sendmmsg while the
+// socket takes them; a reply it refuses, and the rest once the socket's
+// buffer is full, go through net's path, which waits for room as a
+// session's own send would (and drops what the kernel refuses there too:
+// the session's timer sends it again).
+func (l *Listener) flushReplies() {
+	b := &l.replies
+	if b.n == 0 {
+		return
+	}
+	b.next = 0
+	for b.next < b.n {
+		b.stop = stopNone
+		if err := l.rc.Control(b.fn); err != nil {
+			b.stop = stopAgain // the socket is closing: net's path says so
+		}
+		switch b.stop {
+		case stopRefused:
+			l.sendSlow(b.next)
+			b.next++
+		case stopAgain:
+			for i := b.next; i < b.n; i++ {
+				l.sendSlow(i)
+			}
+			b.next = b.n
+		}
+	}
+	clear(b.conns[:b.n])
+	b.n, b.used, b.next = 0, 0, 0
+}
+
+// sendSlow sends the batch's message i through net's path.
+func (l *Listener) sendSlow(i int) {
+	b := &l.replies
+	m := b.conns[i]
+	off := uintptr(unsafe.Pointer(b.iovs[i].Base)) - uintptr(unsafe.Pointer(&b.arena[0]))
+	l.writeTo(b.arena[off:off+uintptr(b.iovs[i].Len)], m.send.oob, m.client)
+}
+
+// Why a batch's sendmmsg stopped short.
+const (
+	stopNone    = iota
+	stopAgain   // the socket's buffer is full, or no sendmmsg: net's path for the rest
+	stopRefused // the message at next was refused
+)
+
+func (b *replyBatch) sendmmsg(fd uintptr) {
+	for b.next < b.n {
+		n, e := sysSendmmsg(fd, unsafe.Pointer(&b.msgs[b.next]), b.n-b.next)
+		switch e {
+		case 0:
+			b.next += n
+		case unix.EINTR:
+		case unix.EAGAIN:
+			b.stop = stopAgain
+			return
+		case unix.ENOSYS:
+			// No sendmmsg here (an old or emulated kernel): net's path
+			// from now on.
+			b.off.Store(true)
+			b.stop = stopAgain
+			return
+		default:
+			// sendmmsg reports an error only when its first message did
+			// not go out: that one tries net's path (a seccomp filter
+			// refusing sendmmsg, a firewall refusing the client), then
+			// the rest go on.
+			b.stop = stopRefused
+			return
+		}
+	}
+}
+
+// sysSendmmsg is the raw call, non-blocking (a variable: tests make the
+// kernel refuse it).
+var sysSendmmsg = func(fd uintptr, msgs unsafe.Pointer, vlen int) (int, unix.Errno) {
+	n, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(msgs), uintptr(vlen), unix.MSG_DONTWAIT, 0, 0)
+	return int(n), e
 }

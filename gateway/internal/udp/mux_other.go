@@ -11,3 +11,13 @@ type muxSender struct{}
 func (*muxSender) init(*Listener, netip.AddrPort, []byte) {}
 
 func (*muxSender) to([]byte) (bool, error) { return false, nil }
+
+func (*muxSender) batchable() bool { return false }
+
+// replyBatch: replies are batched on Linux only (Offload reports false
+// elsewhere).
+type replyBatch struct{}
+
+func (l *Listener) queueReply(*MuxConn, []byte) {}
+
+func (l *Listener) flushReplies() {}

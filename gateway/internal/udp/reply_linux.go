@@ -90,3 +90,4 @@ func (c *replyConn) DisableGSO()       {}
 func (c *replyConn) FileSender(*os.File, int64, int, func() error, error) FileSender {
 	return nil
 }
+func (c *replyConn) Offload(Responder) bool { return false }

@@ -60,6 +60,25 @@ type Conn interface {
 	// the send; a block the file no longer has is an error wrapping
 	// changed.
 	FileSender(f *os.File, size int64, blksize int, final func() error, changed error) FileSender
+
+	// Offload lets r answer the client's datagrams on the transport's own
+	// goroutine, without waking the session's read, until r declines one
+	// (the read then returns it) or the read returns for another reason
+	// (its deadline, Close). Meanwhile the session's state is r's: the
+	// session calls Offload just before a read, and gets its state back
+	// when the read returns. It reports false when the transport cannot
+	// (then nothing changes).
+	Offload(r Responder) bool
+}
+
+// Responder answers a session's datagrams for it, on the transport's
+// goroutine (see Conn.Offload).
+type Responder interface {
+	// Respond answers pkt, a datagram from the client: it returns the
+	// reply to send (the transport copies it before Respond is called
+	// again) and the session's read deadline from now on, or ok false,
+	// having changed nothing, when the session must take pkt itself.
+	Respond(pkt []byte) (reply []byte, deadline time.Time, ok bool)
 }
 
 // FileSender sends the DATA packets of a file straight from its pages.
@@ -148,6 +167,7 @@ func (plainConn) ReadQueued([]byte) (int, netip.AddrPort, bool)                 
 func (c plainConn) EnableGSO(size int) int                                        { return enableGSO(c.UDPConn, size) }
 func (c plainConn) DisableGSO()                                                   { disableGSO(c.UDPConn) }
 func (plainConn) FileSender(*os.File, int64, int, func() error, error) FileSender { return nil }
+func (plainConn) Offload(Responder) bool                                          { return false }
 
 // ClosedConn stands in for a session socket that could not be opened:
 // reads and writes fail with net.ErrClosed.
@@ -167,3 +187,4 @@ func (ClosedConn) DisableGSO()                                            {}
 func (ClosedConn) FileSender(*os.File, int64, int, func() error, error) FileSender {
 	return nil
 }
+func (ClosedConn) Offload(Responder) bool { return false }

@@ -1,0 +1,330 @@
+package udp
+
+import (
+	"bytes"
+	"errors"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/tftpgw/tftpgw/internal/wire"
+)
+
+// blockResponder answers "ACK n" with "DATA n+1" (its payload the block
+// number, repeated) and a read deadline of now + dl; it declines
+// anything else.
+type blockResponder struct {
+	dl    time.Duration
+	calls atomic.Int64
+	out   []byte
+}
+
+func (r *blockResponder) Respond(pkt []byte) ([]byte, time.Time, bool) {
+	r.calls.Add(1)
+	blk, err := wire.ParseAck(pkt)
+	if err != nil {
+		return nil, time.Time{}, false
+	}
+	r.out = wire.AppendDataHeader(r.out[:0], blk+1)
+	r.out = append(r.out, bytes.Repeat([]byte{byte(blk + 1)}, 100)...)
+	return r.out, time.Now().Add(r.dl), true
+}
+
+func dataFor(blk uint16) []byte {
+	return append(wire.AppendDataHeader(nil, blk), bytes.Repeat([]byte{byte(blk)}, 100)...)
+}
+
+// offloadRig is a single-port listener with its read loop running (as
+// gateway.Server.Serve runs it: every datagram to Deliver), one client
+// socket, and the client's MuxConn, whose sender is prepared.
+type offloadRig struct {
+	l    *Listener
+	pc   net.PacketConn
+	cc   *net.UDPConn
+	m    *MuxConn
+	dst  netip.AddrPort // where the client sends
+	done sync.WaitGroup
+}
+
+func newOffloadRig(t *testing.T, network, laddr, dst string) *offloadRig {
+	t.Helper()
+	pc, err := net.ListenPacket(network, laddr)
+	if err != nil {
+		t.Skipf("cannot listen on %s %s: %v", network, laddr, err)
+	}
+	r := &offloadRig{pc: pc, l: NewListener(pc, true)}
+	r.dst = netip.AddrPortFrom(netip.MustParseAddr(dst), r.l.port)
+	caddr := "127.0.0.1:0"
+	if r.dst.Addr().Is6() {
+		caddr = "[::1]:0"
+	}
+	r.cc, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort(caddr)))
+	if err != nil {
+		pc.Close()
+		t.Skip(err)
+	}
+	client := unmapPort(r.cc.LocalAddr().(*net.UDPAddr).AddrPort())
+	r.m = r.l.Register(client, r.dst.Addr(), nil)
+	r.done.Add(1)
+	go func() {
+		defer r.done.Done()
+		buf := make([]byte, 2048)
+		for {
+			d, err := r.l.Read(buf)
+			if err != nil {
+				return
+			}
+			r.l.Deliver(d.Src, buf[:d.N], false)
+		}
+	}()
+	t.Cleanup(func() {
+		r.m.Close()
+		pc.Close()
+		r.done.Wait()
+		r.cc.Close()
+	})
+	// The first send prepares the client's address for batched replies.
+	r.m.WriteToUDPAddrPort([]byte("hello"), client)
+	r.expect(t, []byte("hello"))
+	return r
+}
+
+func (r *offloadRig) send(t *testing.T, b []byte) {
+	t.Helper()
+	if _, err := r.cc.WriteToUDPAddrPort(b, r.dst); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// expect reads the next datagram at the client: want, from the address
+// the client sends to.
+func (r *offloadRig) expect(t *testing.T, want []byte) {
+	t.Helper()
+	r.cc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 2048)
+	n, from, err := r.cc.ReadFromUDPAddrPort(buf)
+	if err != nil {
+		t.Fatalf("client read: %v (want % x)", err, want)
+	}
+	if !bytes.Equal(buf[:n], want) || unmapPort(from) != r.dst {
+		t.Fatalf("client got % x from %v, want % x from %v", buf[:n], from, want, r.dst)
+	}
+}
+
+// setSendmmsg replaces the raw sendmmsg until the test's end, after the
+// read loops of the rigs made after it have stopped.
+func setSendmmsg(t *testing.T, f func(uintptr, unsafe.Pointer, int) (int, unix.Errno)) {
+	old := sysSendmmsg
+	sysSendmmsg = f
+	t.Cleanup(func() { sysSendmmsg = old })
+}
+
+type readResult struct {
+	b   []byte
+	err error
+	at  time.Time
+}
+
+// read runs the session's read in a goroutine.
+func (r *offloadRig) read() <-chan readResult {
+	ch := make(chan readResult, 1)
+	go func() {
+		buf := make([]byte, MaxPacket+1)
+		n, _, err := r.m.ReadFromUDPAddrPort(buf)
+		ch <- readResult{buf[:n], err, time.Now()}
+	}()
+	return ch
+}
+
+// TestMuxConnOffload: an offloaded single-port session's datagrams are
+// answered on the listener's read loop, from the address the request was
+// sent to, and several replies leave in one sendmmsg; the session's read
+// sleeps through them and returns the first datagram the responder
+// declines, after which the responder is not asked again.
+func TestMuxConnOffload(t *testing.T) {
+	for _, tt := range []struct{ name, network, laddr, dst string }{
+		{"v4_bound", "udp4", "127.0.0.1:0", "127.0.0.1"},
+		{"v4_wildcard", "udp4", "0.0.0.0:0", "127.0.0.5"},
+		{"v6_bound", "udp6", "[::1]:0", "::1"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var calls atomic.Int64
+			setSendmmsg(t, func(fd uintptr, msgs unsafe.Pointer, vlen int) (int, unix.Errno) {
+				calls.Add(1)
+				n, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(msgs), uintptr(vlen), unix.MSG_DONTWAIT, 0, 0)
+				return int(n), e
+			})
+			r := newOffloadRig(t, tt.network, tt.laddr, tt.dst)
+			resp := &blockResponder{dl: time.Hour}
+			r.m.SetReadDeadline(time.Now().Add(time.Hour))
+			if !r.m.Offload(resp) {
+				t.Fatal("Offload refused")
+			}
+			got := r.read()
+			for b := range uint16(20) {
+				r.send(t, wire.AppendAck(nil, b))
+			}
+			for b := range uint16(20) {
+				r.expect(t, dataFor(b+1))
+			}
+			if n := calls.Load(); n < 1 || n > 20 {
+				t.Errorf("%d sendmmsg calls for 20 replies", n)
+			}
+			select {
+			case res := <-got:
+				t.Fatalf("the session's read returned % x, %v while offloaded", res.b, res.err)
+			case <-time.After(50 * time.Millisecond):
+			}
+			errPkt := wire.AppendError(nil, 0, "stop")
+			r.send(t, errPkt)
+			if res := <-got; res.err != nil || !bytes.Equal(res.b, errPkt) {
+				t.Fatalf("read: % x, %v; want the declined ERROR", res.b, res.err)
+			}
+			// The session has its state back: the next ACK is queued for
+			// its read, not answered.
+			before := resp.calls.Load()
+			r.send(t, wire.AppendAck(nil, 7))
+			if res := <-r.read(); res.err != nil || !bytes.Equal(res.b, wire.AppendAck(nil, 7)) {
+				t.Fatalf("read: % x, %v; want ACK 7", res.b, res.err)
+			}
+			if resp.calls.Load() != before {
+				t.Error("the responder was asked after it declined")
+			}
+		})
+	}
+}
+
+// TestMuxConnOffloadDeadline: the responder moves the read deadline with
+// every answer, so an offloaded read outlives the deadline it was set
+// with while the client keeps answering, and times out one responder's
+// deadline after the client falls silent. A deadline moved by someone
+// else (a shutdown moves it to the past) ends the read at once, and the
+// datagrams after it are the session's.
+func TestMuxConnOffloadDeadline(t *testing.T) {
+	r := newOffloadRig(t, "udp4", "127.0.0.1:0", "127.0.0.1")
+	resp := &blockResponder{dl: 150 * time.Millisecond}
+	start := time.Now()
+	r.m.SetReadDeadline(start.Add(50 * time.Millisecond))
+	if !r.m.Offload(resp) {
+		t.Fatal("Offload refused")
+	}
+	got := r.read()
+	var last time.Time
+	for b := range uint16(8) {
+		last = time.Now()
+		r.send(t, wire.AppendAck(nil, b))
+		r.expect(t, dataFor(b+1))
+		time.Sleep(25 * time.Millisecond)
+	}
+	res := <-got
+	if !errors.Is(res.err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read: % x, %v; want a timeout", res.b, res.err)
+	}
+	if res.at.Before(last.Add(150*time.Millisecond)) || res.at.Sub(start) < 200*time.Millisecond {
+		t.Errorf("timed out %v after the start, %v after the last ACK; want the responder's deadline (150ms after the last ACK)",
+			res.at.Sub(start), res.at.Sub(last))
+	}
+
+	t.Run("moved_by_a_shutdown", func(t *testing.T) {
+		r.m.SetReadDeadline(time.Now().Add(time.Hour))
+		if !r.m.Offload(resp) {
+			t.Fatal("Offload refused")
+		}
+		got := r.read()
+		for !r.m.isWaiting() {
+			time.Sleep(time.Millisecond)
+		}
+		r.m.SetReadDeadline(time.Unix(1, 0))
+		select {
+		case res := <-got:
+			if !errors.Is(res.err, os.ErrDeadlineExceeded) {
+				t.Fatalf("read: % x, %v; want a timeout", res.b, res.err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("the read did not end")
+		}
+		before := resp.calls.Load()
+		r.send(t, wire.AppendAck(nil, 3))
+		r.m.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if res := <-r.read(); res.err != nil || !bytes.Equal(res.b, wire.AppendAck(nil, 3)) {
+			t.Fatalf("read: % x, %v; want ACK 3", res.b, res.err)
+		}
+		if resp.calls.Load() != before {
+			t.Error("the responder was asked after the read ended")
+		}
+	})
+}
+
+// TestMuxConnOffloadRefused: Offload reports false, and changes nothing,
+// while a datagram waits for the read, on a closed MuxConn, and before
+// the session's first send has prepared the client's address.
+func TestMuxConnOffloadRefused(t *testing.T) {
+	r := newOffloadRig(t, "udp4", "127.0.0.1:0", "127.0.0.1")
+	r.m.deliver([]byte("queued"))
+	if r.m.Offload(&blockResponder{}) {
+		t.Error("Offload with a datagram waiting")
+	}
+	if res := <-r.read(); string(res.b) != "queued" {
+		t.Errorf("read % x, %v", res.b, res.err)
+	}
+	fresh := r.l.Register(netip.MustParseAddrPort("127.0.0.1:9"), netip.Addr{}, nil)
+	if fresh.Offload(&blockResponder{}) {
+		t.Error("Offload before the first send")
+	}
+	fresh.Close()
+	r.m.Close()
+	if r.m.Offload(&blockResponder{}) {
+		t.Error("Offload after Close")
+	}
+}
+
+// TestReplyBatchRefusals: a reply sendmmsg refuses (a seccomp filter
+// refusing the call: EPERM) goes through net's path, and the replies after
+// it still go in a batch; where the kernel has no sendmmsg (ENOSYS) the
+// batch goes through net's path and later sessions are not offloaded.
+func TestReplyBatchRefusals(t *testing.T) {
+	for _, e := range []unix.Errno{unix.EPERM, unix.ENOSYS} {
+		t.Run(e.Error(), func(t *testing.T) {
+			var calls atomic.Int64
+			setSendmmsg(t, func(fd uintptr, msgs unsafe.Pointer, vlen int) (int, unix.Errno) {
+				if calls.Add(1) == 1 || e == unix.ENOSYS {
+					return 0, e
+				}
+				n, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(msgs), uintptr(vlen), unix.MSG_DONTWAIT, 0, 0)
+				return int(n), e
+			})
+			r := newOffloadRig(t, "udp4", "0.0.0.0:0", "127.0.0.5")
+			r.m.SetReadDeadline(time.Now().Add(time.Hour))
+			if !r.m.Offload(&blockResponder{dl: time.Hour}) {
+				t.Fatal("Offload refused")
+			}
+			got := r.read()
+			for b := range uint16(6) {
+				r.send(t, wire.AppendAck(nil, b))
+			}
+			for b := range uint16(6) {
+				r.expect(t, dataFor(b+1))
+			}
+			if e == unix.ENOSYS {
+				if calls.Load() != 1 {
+					t.Errorf("sendmmsg tried %d times, want once", calls.Load())
+				}
+				r.m.SetReadDeadline(time.Unix(1, 0))
+				<-got
+				if r.m.Offload(&blockResponder{}) {
+					t.Error("offloaded without sendmmsg")
+				}
+				return
+			}
+			r.m.SetReadDeadline(time.Unix(1, 0))
+			<-got
+		})
+	}
+}
