@@ -47,6 +47,11 @@ func (c *handContent) Close() error { return nil }
 
 var _ gateway.AtHandContent = (*handContent)(nil)
 
+// panicAtHand panics in ReadAtHand.
+type panicAtHand struct{ handContent }
+
+func (*panicAtHand) ReadAtHand([]byte) bool { panic("boom") }
+
 // handServer serves content as a handContent with hand bytes at hand, in
 // single-port mode; atHand counts the blocks read at hand, reads the
 // reads.
@@ -76,7 +81,7 @@ func TestSinglePortOffload(t *testing.T) {
 		for n := 1; n <= 11; n++ {
 			c.Expect(block(n))
 			if n == 2 {
-				time.Sleep(20 * time.Millisecond) // the session offloads before ACK 2 comes
+				time.Sleep(100 * time.Millisecond) // the session offloads before ACK 2 comes
 			}
 			c.Ack(uint16(n))
 		}
@@ -126,7 +131,7 @@ func TestSinglePortOffload(t *testing.T) {
 		c.Ack(4) // a duplicate: lock-step never answers it (RFC 1123 4.2.3.1)
 		c.ExpectNothing(150 * time.Millisecond)
 		c.Expect(block(5)) // the session's timer, moved by the read loop's last answer
-		if d := time.Since(sent); d < 250*time.Millisecond || d > 2*time.Second {
+		if d := time.Since(sent); d < 150*time.Millisecond || d > 2*time.Second {
 			t.Errorf("DATA 5 resent %v after it was sent, want the 300 ms timeout", d)
 		}
 		for n := 5; n <= 11; n++ {
@@ -157,7 +162,7 @@ func TestSinglePortOffload(t *testing.T) {
 	})
 
 	t.Run("silent_client_times_out", func(t *testing.T) {
-		ts, _, _ := handServer(t, content, len(content), func(s *gateway.Server) { s.Timeout, s.Retries = 100*time.Millisecond, 2 })
+		ts, _, _ := handServer(t, content, len(content), func(s *gateway.Server) { s.Timeout, s.Retries = 300*time.Millisecond, 2 })
 		c := gatewaytest.NewClient(t, ts.Addr())
 		c.RRQ("f", "octet")
 		for n := 1; n <= 3; n++ {
@@ -167,7 +172,7 @@ func TestSinglePortOffload(t *testing.T) {
 		c.Expect(block(4))
 		c.Expect(block(4))
 		c.Expect(block(4))
-		c.ExpectNothing(200 * time.Millisecond)
+		c.ExpectNothing(500 * time.Millisecond)
 		if st := ts.NextStats(t); st.Outcome != gateway.OutcomeTimeout || st.Retransmits != 2 {
 			t.Errorf("stats: outcome %v retransmits %d", st.Outcome, st.Retransmits)
 		}
@@ -193,6 +198,31 @@ func TestSinglePortOffload(t *testing.T) {
 		if st := ts.NextStats(t); st.Outcome != gateway.OutcomeError {
 			t.Errorf("outcome %v", st.Outcome)
 		}
+	})
+
+	t.Run("panic_in_ReadAtHand_ends_the_session_not_the_server", func(t *testing.T) {
+		h := gateway.HandlerFunc(func(_ context.Context, r *gateway.Request) (gateway.Content, error) {
+			if r.Path == "boom" {
+				return &panicAtHand{handContent{b: content, hand: len(content), atHand: new(atomic.Int64), rds: new(atomic.Int64)}}, nil
+			}
+			return gateway.BytesContent(content), nil
+		})
+		ts := gatewaytest.NewServer(t, h, gatewaytest.FixedTimer, func(s *gateway.Server) { s.SinglePort = true })
+		c := gatewaytest.NewClient(t, ts.Addr())
+		c.RRQ("boom", "octet")
+		c.Expect(block(1))
+		c.Ack(1)
+		c.Expect(block(2))
+		time.Sleep(100 * time.Millisecond) // offloaded
+		c.Ack(2)
+		c.Expect(gatewaytest.ErrorPacket(0, "internal error"))
+		if st := ts.NextStats(t); st.Outcome != gateway.OutcomeError {
+			t.Errorf("outcome %v", st.Outcome)
+		}
+		c2 := gatewaytest.NewClient(t, ts.Addr())
+		c2.RRQ("ok", "octet")
+		c2.Expect(block(1))
+		ts.Config.Close()
 	})
 
 	t.Run("concurrent_clients_byte_identical", func(t *testing.T) {

@@ -323,8 +323,19 @@ func TestRespondAllocsPerPacket(t *testing.T) {
 	if n != 0 {
 		t.Errorf("%v allocations per ACK, want 0", n)
 	}
-	if s.acked != 501 || s.sentTo != 502 || s.read != 502 || s.st.BytesAcked != 501*bs || s.st.PacketsSent != 501 || !s.offloadable() {
-		t.Errorf("acked %d sent %d read %d bytes acked %d packets %d", s.acked, s.sentTo, s.read, s.st.BytesAcked, s.st.PacketsSent)
+	if s.acked != 501 || s.sentTo != 502 || s.read != 502 || s.got != 502*bs || s.st.BytesAcked != 501*bs ||
+		s.st.PacketsSent != 501 || s.st.BytesSent != 501*bs || s.retries != 0 || !s.offloadable() {
+		t.Errorf("acked %d sent %d read %d got %d bytes acked %d packets %d bytes sent %d retries %d",
+			s.acked, s.sentTo, s.read, s.got, s.st.BytesAcked, s.st.PacketsSent, s.st.BytesSent, s.retries)
+	}
+	// The timers as the transfer loop sets them after a send.
+	if s.lastAck != s.lastSend || s.deadline != s.lastSend.Add(s.rto.current()) || s.armed != s.deadline ||
+		s.giveUpAt != s.lastSend.Add(s.readLimit()) || !s.rto.sampling || s.rto.block != s.read {
+		t.Errorf("timers: last ACK %v last send %v deadline %v armed %v give up %v; sampling %v block %d",
+			s.lastAck, s.lastSend, s.deadline, s.armed, s.giveUpAt, s.rto.sampling, s.rto.block)
+	}
+	if s.rto.srtt == 0 {
+		t.Error("no round-trip sample taken")
 	}
 	if _, _, ok := s.Respond(wire.AppendAck(ack, uint16(s.sentTo-1))); ok {
 		t.Error("a duplicate ACK answered")

@@ -6,6 +6,7 @@
 package session
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/tftpgw/tftpgw/internal/wire"
@@ -24,7 +25,7 @@ type atHandReader interface {
 // one read and the one awaited, and the content's end is not seen yet
 // (the end, with its checks, is the session's own).
 func (s *Session) offloadable() bool {
-	return s.atHand != nil && s.answered && s.sendErr == nil && s.last == 0 &&
+	return s.atHand != nil && s.answered && s.sendErr == nil && s.panicked == nil && s.last == 0 &&
 		s.read == s.sentTo && s.acked+1 == s.sentTo
 }
 
@@ -35,9 +36,19 @@ func (s *Session) offloadable() bool {
 // read deadline it sets. Anything else (a duplicate ACK, an ERROR, a
 // block not at hand, the content's last bytes) is left to the session:
 // nothing is changed, and its read returns the packet.
-func (s *Session) Respond(pkt []byte) ([]byte, time.Time, bool) {
+//
+// It runs on the transport's goroutine, which has nothing to catch a
+// panic: a panic of the content's ReadAtHand is recovered here and left
+// for the session, which ends with ERROR 0 as for a panic of Read.
+func (s *Session) Respond(pkt []byte) (reply []byte, deadline time.Time, ok bool) {
+	defer func() {
+		if v := recover(); v != nil {
+			s.panicked = fmt.Errorf("gateway: panic: %v", v)
+			reply, deadline, ok = nil, time.Time{}, false
+		}
+	}()
 	blk, err := wire.ParseAck(pkt)
-	if err != nil || blk != uint16(s.sentTo) || s.acked+1 != s.sentTo {
+	if err != nil || blk != uint16(s.sentTo) || s.acked+1 != s.sentTo || s.Ctx.Err() != nil {
 		return nil, time.Time{}, false
 	}
 	bs := s.p.blksize

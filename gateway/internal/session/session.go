@@ -283,6 +283,9 @@ type Session struct {
 	// the transfer is in lock-step: the transport may then answer the
 	// client's ACKs itself (see Respond).
 	atHand atHandReader
+	// panicked is a panic of the content that Respond recovered: the
+	// session ends with it once it has its state back.
+	panicked error
 
 	// armed is the read deadline last set on Conn. Deadlines are moved
 	// lazily (see recv): one that is earlier than needed stays, and is
@@ -624,6 +627,11 @@ func (s *Session) recv(deadline *time.Time, retries *int, resend func()) (int, b
 		n, from, err := s.Conn.ReadFromUDPAddrPort(s.rbuf)
 		if err := s.Conn.TakeSendErr(); err != nil {
 			s.Config.Logger.Debug("send failed", "session", s.ID, "err", err)
+		}
+		if s.panicked != nil {
+			s.Config.Logger.Error("session panic", "session", s.ID, "panic", s.panicked)
+			s.fail(s.panicked)
+			return 0, false
 		}
 		if err != nil {
 			if !errors.Is(err, os.ErrDeadlineExceeded) {

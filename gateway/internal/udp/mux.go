@@ -46,8 +46,8 @@ type MuxConn struct {
 
 	deadline atomic.Int64 // monoNanos of the read deadline; 0: none
 	closed   atomic.Bool
-	// timer stays armed across reads for the deadline armedAt (read loop
-	// only), and is reset only when the deadline moves: a session moves it
+	// timer stays armed across reads for the deadline armedAt (under mu),
+	// and is reset only when the deadline moves: a session moves it
 	// seldom (see session.armed), and a reset per block was a runtime
 	// timer operation per packet. It pokes the read when it fires, and
 	// fired tells the read that it did (the deadline it was armed for may
@@ -57,6 +57,11 @@ type MuxConn struct {
 	fired   atomic.Bool
 
 	send muxSender // sends to client through the listening socket's descriptor
+
+	// gone is set once m is unregistered: replies of its responder still
+	// in the listener's batch are not sent (a new session of the client's
+	// port may have sent its first block already).
+	gone atomic.Bool
 }
 
 // MaxPacket is the longest datagram a session reads: an ACK or an ERROR
@@ -119,6 +124,9 @@ func (l *Listener) Deliver(src netip.AddrPort, b []byte, isRequest bool) *MuxCon
 		return m
 	}
 	m.deliver(b)
+	if l.replies.full() {
+		l.flushReplies() // here, not under the session's mutex: a flush may wait for room
+	}
 	return m
 }
 
@@ -133,6 +141,13 @@ func (m *MuxConn) deliver(b []byte) {
 			m.l.queueReply(m, reply)
 			if v := monoNanos(dl); m.deadline.CompareAndSwap(m.respDL, v) {
 				m.respDL = v
+				if m.armedAt != 0 && v < m.armedAt {
+					// Earlier than the timer is armed for (a backed-off
+					// timeout collapsing on a new round-trip sample): the
+					// read must wake then, as the session's own read would.
+					m.timer.Reset(time.Duration(v - monoNanos(time.Now())))
+					m.armedAt = v
+				}
 				m.mu.Unlock()
 				return
 			}
@@ -187,6 +202,7 @@ func (m *MuxConn) poke() {
 
 // Unregister stops delivering to m, whose client started a new session.
 func (l *Listener) Unregister(m *MuxConn) {
+	m.gone.Store(true)
 	l.muxMu.Lock()
 	if l.mux[m.client] == m {
 		delete(l.mux, m.client)

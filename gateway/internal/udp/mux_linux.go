@@ -10,6 +10,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tftpgw/tftpgw/internal/wire"
 )
 
 // muxSender sends a single-port session's packets to its client with a
@@ -170,19 +172,21 @@ type replyBatch struct {
 // fewer larger ones (a reply larger than it goes out alone).
 const replyArena = 256 << 10
 
-// queueReply sends reply, m's, with the read loop's next batch.
+// queueReply sends reply, m's, with the read loop's next batch. It runs
+// under m's mutex and never waits: Deliver flushes a batch that is full
+// (see full) once the mutex is let go, so there is always room, but
+// should there be none the reply goes at once, or is dropped if the
+// socket's buffer is full (a lost datagram: the session's timer sends it
+// again).
 func (l *Listener) queueReply(m *MuxConn, reply []byte) {
 	b := &l.replies
-	if len(reply) > replyArena {
-		m.WriteToUDPAddrPort(reply, m.client) // a send error is the session's timer's to repair
-		return
-	}
-	if b.n == batchLen || b.used+len(reply) > len(b.arena) && b.arena != nil {
-		l.flushReplies()
-	}
 	if b.arena == nil {
 		b.arena = make([]byte, replyArena)
 		b.fn = b.sendmmsg
+	}
+	if b.n == batchLen || b.used+len(reply) > len(b.arena) {
+		m.send.to(reply)
+		return
 	}
 	p := b.arena[b.used : b.used+len(reply)]
 	copy(p, reply)
@@ -204,6 +208,12 @@ func (l *Listener) queueReply(m *MuxConn, reply []byte) {
 	}
 }
 
+// full reports whether the batch may have no room for one more reply (the
+// largest: a block of 65464 bytes).
+func (b *replyBatch) full() bool {
+	return b.n == batchLen || b.used+wire.HeaderSize+wire.MaxBlockSize > len(b.arena)
+}
+
 // flushReplies sends the replies queued, in order: by sendmmsg while the
 // socket takes them; a reply it refuses, and the rest once the socket's
 // buffer is full, go through net's path, which waits for room as a
@@ -214,7 +224,14 @@ func (l *Listener) flushReplies() {
 	if b.n == 0 {
 		return
 	}
+	b.drop()
 	b.next = 0
+	if b.off.Load() {
+		b.next = b.n
+		for i := range b.n {
+			l.sendSlow(i)
+		}
+	}
 	for b.next < b.n {
 		b.stop = stopNone
 		if err := l.rc.Control(b.fn); err != nil {
@@ -233,6 +250,24 @@ func (l *Listener) flushReplies() {
 	}
 	clear(b.conns[:b.n])
 	b.n, b.used, b.next = 0, 0, 0
+}
+
+// drop takes out the replies of sessions that are gone (see
+// MuxConn.gone), keeping the others in order.
+func (b *replyBatch) drop() {
+	k := 0
+	for i := range b.n {
+		if b.conns[i].gone.Load() {
+			continue
+		}
+		if k != i {
+			b.conns[k], b.msgs[k], b.iovs[k] = b.conns[i], b.msgs[i], b.iovs[i]
+			b.msgs[k].Hdr.Iov = &b.iovs[k]
+		}
+		k++
+	}
+	clear(b.conns[k:b.n])
+	b.n = k
 }
 
 // sendSlow sends the batch's message i through net's path.

@@ -209,28 +209,52 @@ func TestMuxConnOffload(t *testing.T) {
 // datagrams after it are the session's.
 func TestMuxConnOffloadDeadline(t *testing.T) {
 	r := newOffloadRig(t, "udp4", "127.0.0.1:0", "127.0.0.1")
-	resp := &blockResponder{dl: 150 * time.Millisecond}
+	resp := &blockResponder{dl: 600 * time.Millisecond}
 	start := time.Now()
-	r.m.SetReadDeadline(start.Add(50 * time.Millisecond))
+	r.m.SetReadDeadline(start.Add(300 * time.Millisecond))
 	if !r.m.Offload(resp) {
 		t.Fatal("Offload refused")
 	}
 	got := r.read()
 	var last time.Time
-	for b := range uint16(8) {
+	for b := range uint16(10) {
 		last = time.Now()
 		r.send(t, wire.AppendAck(nil, b))
 		r.expect(t, dataFor(b+1))
-		time.Sleep(25 * time.Millisecond)
+		time.Sleep(40 * time.Millisecond)
 	}
 	res := <-got
 	if !errors.Is(res.err, os.ErrDeadlineExceeded) {
 		t.Fatalf("read: % x, %v; want a timeout", res.b, res.err)
 	}
-	if res.at.Before(last.Add(150*time.Millisecond)) || res.at.Sub(start) < 200*time.Millisecond {
-		t.Errorf("timed out %v after the start, %v after the last ACK; want the responder's deadline (150ms after the last ACK)",
+	if res.at.Before(last.Add(600*time.Millisecond)) || res.at.Sub(start) < 400*time.Millisecond {
+		t.Errorf("timed out %v after the start, %v after the last ACK; want the responder's deadline (600ms after the last ACK)",
 			res.at.Sub(start), res.at.Sub(last))
 	}
+
+	t.Run("moved_earlier", func(t *testing.T) {
+		// A backed-off timer collapsing on a new sample: the responder's
+		// deadline comes before the one the read's timer is armed for.
+		resp := &blockResponder{dl: 100 * time.Millisecond}
+		r.m.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if !r.m.Offload(resp) {
+			t.Fatal("Offload refused")
+		}
+		got := r.read()
+		for !r.m.isWaiting() {
+			time.Sleep(time.Millisecond)
+		}
+		sent := time.Now()
+		r.send(t, wire.AppendAck(nil, 1))
+		r.expect(t, dataFor(2))
+		res := <-got
+		if !errors.Is(res.err, os.ErrDeadlineExceeded) {
+			t.Fatalf("read: % x, %v; want a timeout", res.b, res.err)
+		}
+		if d := res.at.Sub(sent); d > 2*time.Second {
+			t.Errorf("timed out %v after the ACK, want the responder's 100ms, not the 5s the timer was armed for", d)
+		}
+	})
 
 	t.Run("moved_by_a_shutdown", func(t *testing.T) {
 		r.m.SetReadDeadline(time.Now().Add(time.Hour))
@@ -326,5 +350,72 @@ func TestReplyBatchRefusals(t *testing.T) {
 			r.m.SetReadDeadline(time.Unix(1, 0))
 			<-got
 		})
+	}
+}
+
+// TestReplyBatchOneSendmmsg: the replies that several sessions'
+// responders made while the read loop served a batch leave in one
+// sendmmsg, in order, each to its client from the address its request
+// was sent to; a reply of a session unregistered meanwhile (superseded by
+// a new request from its port) is not sent.
+func TestReplyBatchOneSendmmsg(t *testing.T) {
+	var calls, msgs atomic.Int64
+	setSendmmsg(t, func(fd uintptr, p unsafe.Pointer, vlen int) (int, unix.Errno) {
+		calls.Add(1)
+		msgs.Add(int64(vlen))
+		n, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(p), uintptr(vlen), unix.MSG_DONTWAIT, 0, 0)
+		return int(n), e
+	})
+	pc, err := net.ListenPacket("udp4", "0.0.0.0:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	l := NewListener(pc, true) // no read loop: the test is the read loop
+	type client struct {
+		cc *net.UDPConn
+		m  *MuxConn
+	}
+	var cs []client
+	for i := range 3 {
+		cc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cc.Close()
+		m := l.Register(cc.LocalAddr().(*net.UDPAddr).AddrPort(), netip.AddrFrom4([4]byte{127, 0, 0, byte(5 + i)}), nil)
+		defer m.Close()
+		m.WriteToUDPAddrPort([]byte("hello"), m.client) // prepares the client's address
+		m.SetReadDeadline(time.Now().Add(time.Hour))
+		if !m.Offload(&blockResponder{dl: time.Hour}) {
+			t.Fatal("Offload refused")
+		}
+		cs = append(cs, client{cc, m})
+	}
+	for i, c := range cs {
+		c.m.deliver(wire.AppendAck(nil, uint16(10*i)))
+	}
+	l.Unregister(cs[1].m)
+	l.flushReplies()
+	if calls.Load() != 1 || msgs.Load() != 2 {
+		t.Errorf("%d sendmmsg calls for %d messages, want 1 for 2", calls.Load(), msgs.Load())
+	}
+	buf := make([]byte, 2048)
+	for i, c := range cs {
+		c.cc.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if n, _, err := c.cc.ReadFromUDPAddrPort(buf); err != nil || string(buf[:n]) != "hello" {
+			t.Fatalf("client %d: % x, %v", i, buf[:n], err)
+		}
+		if i == 1 {
+			c.cc.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+			if n, _, err := c.cc.ReadFromUDPAddrPort(buf); err == nil {
+				t.Errorf("client 1, unregistered, got % x", buf[:n])
+			}
+			continue
+		}
+		n, from, err := c.cc.ReadFromUDPAddrPort(buf)
+		if err != nil || !bytes.Equal(buf[:n], dataFor(uint16(10*i+1))) || from.Addr() != netip.AddrFrom4([4]byte{127, 0, 0, byte(5 + i)}) {
+			t.Errorf("client %d: % x from %v, %v", i, buf[:n], from, err)
+		}
 	}
 }
