@@ -151,7 +151,10 @@ func (s *Server) startSession(ctx context.Context, c *config, a admitted) {
 		}
 	}
 
+	// err is the socket's from here on: the path's or the handler's error
+	// is in refuse and cause.
 	var conn udp.Conn = a.mux
+	err = nil
 	if a.mux == nil {
 		conn, sess.Client, err = s.listenSession(&a, refuse != nil)
 	}

@@ -239,3 +239,48 @@ func TestSinglePortSocketClosedUnderSessions(t *testing.T) {
 		t.Fatal("the session did not end")
 	}
 }
+
+// TestSinglePortRefusals is a regression test: in single-port mode a read
+// refused before its transfer (a missing file, a path leaving the root, a
+// handler's error) got no ERROR at all. The path's or the handler's error
+// was taken for the session socket's, which single-port mode never opens:
+// "cannot open session socket" was logged, the client was left to time
+// out, and a PXELINUX config search took minutes.
+func TestSinglePortRefusals(t *testing.T) {
+	tests := []struct {
+		name, path string
+		want       []byte
+		outcome    gateway.Outcome
+	}{
+		{"missing_file_ERROR_1", "pxelinux.cfg/01-52-54-00-00-00-01", gatewaytest.ErrorPacket(1, "file not found"), gateway.OutcomeError},
+		{"path_leaving_the_root_ERROR_2", "../etc/passwd", gatewaytest.ErrorPacket(2, "access violation"), gateway.OutcomeError},
+		{"handler_error_ERROR_0", "broken", gatewaytest.ErrorPacket(0, "internal error"), gateway.OutcomeError},
+	}
+	h := gateway.HandlerFunc(func(_ context.Context, r *gateway.Request) (gateway.Content, error) {
+		if r.Path == "broken" {
+			return nil, errors.New("backend down")
+		}
+		return gatewaytest.Files{"f": []byte("x")}.ServeTFTP(context.Background(), r)
+	})
+	ts := gatewaytest.NewServer(t, h, gatewaytest.FixedTimer, func(s *gateway.Server) { s.SinglePort = true })
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := gatewaytest.NewClient(t, ts.Addr())
+			c.RRQ(tt.path, "octet")
+			c.Expect(tt.want)
+			if c.TID() != ts.Addr() {
+				t.Errorf("ERROR from %v, want the listening %v", c.TID(), ts.Addr())
+			}
+			st := ts.NextStats(t)
+			if st.Outcome != tt.outcome || st.ErrorSent == nil || st.ErrorSent.Code != gateway.ErrorCode(tt.want[3]) {
+				t.Errorf("outcome %v, ERROR sent %v", st.Outcome, st.ErrorSent)
+			}
+		})
+	}
+	// The server still serves.
+	c := gatewaytest.NewClient(t, ts.Addr())
+	c.RRQ("f", "octet")
+	c.Expect(gatewaytest.Data(1, []byte("x")))
+	c.Ack(1)
+	ts.NextStats(t)
+}
