@@ -73,6 +73,17 @@ func handServer(t *testing.T, content []byte, hand int, cfg ...func(*gateway.Ser
 func TestSinglePortOffload(t *testing.T) {
 	content := gatewaytest.Pattern(10*512 + 100) // 11 blocks, the last of 100 bytes
 	block := func(n int) []byte { return gatewaytest.Data(uint16(n), content[(n-1)*512:min(n*512, len(content))]) }
+	// upTo asks for file lock-step and acknowledges blocks up to n-1:
+	// block n is the one just received, unacknowledged.
+	upTo := func(c *gatewaytest.Client, file string, n int) {
+		t.Helper()
+		c.RRQ(file, "octet")
+		for k := 1; k < n; k++ {
+			c.Expect(block(k))
+			c.Ack(uint16(k))
+		}
+		c.Expect(block(n))
+	}
 
 	t.Run("lock_step_blocks_answered_by_the_read_loop", func(t *testing.T) {
 		ts, atHand, _ := handServer(t, content, len(content))
@@ -121,12 +132,7 @@ func TestSinglePortOffload(t *testing.T) {
 	t.Run("duplicate_ACK_then_timeout_resend", func(t *testing.T) {
 		ts, _, _ := handServer(t, content, len(content), func(s *gateway.Server) { s.Timeout = 300 * time.Millisecond })
 		c := gatewaytest.NewClient(t, ts.Addr())
-		c.RRQ("f", "octet")
-		for n := 1; n <= 4; n++ {
-			c.Expect(block(n))
-			c.Ack(uint16(n))
-		}
-		c.Expect(block(5))
+		upTo(c, "f", 5)
 		sent := time.Now()
 		c.Ack(4) // a duplicate: lock-step never answers it (RFC 1123 4.2.3.1)
 		c.ExpectNothing(150 * time.Millisecond)
@@ -148,12 +154,7 @@ func TestSinglePortOffload(t *testing.T) {
 	t.Run("client_ERROR_mid_transfer", func(t *testing.T) {
 		ts, _, _ := handServer(t, content, len(content))
 		c := gatewaytest.NewClient(t, ts.Addr())
-		c.RRQ("f", "octet")
-		for n := 1; n <= 5; n++ {
-			c.Expect(block(n))
-			c.Ack(uint16(n))
-		}
-		c.Expect(block(6))
+		upTo(c, "f", 6)
 		c.SendError(3, "disk full")
 		c.ExpectNothing(100 * time.Millisecond)
 		if st := ts.NextStats(t); st.Outcome != gateway.OutcomeAborted || st.ErrorReceived == nil || st.ErrorReceived.Message != "disk full" {
@@ -164,12 +165,7 @@ func TestSinglePortOffload(t *testing.T) {
 	t.Run("silent_client_times_out", func(t *testing.T) {
 		ts, _, _ := handServer(t, content, len(content), func(s *gateway.Server) { s.Timeout, s.Retries = 300*time.Millisecond, 2 })
 		c := gatewaytest.NewClient(t, ts.Addr())
-		c.RRQ("f", "octet")
-		for n := 1; n <= 3; n++ {
-			c.Expect(block(n))
-			c.Ack(uint16(n))
-		}
-		c.Expect(block(4))
+		upTo(c, "f", 4)
 		c.Expect(block(4))
 		c.Expect(block(4))
 		c.ExpectNothing(500 * time.Millisecond)
@@ -181,12 +177,7 @@ func TestSinglePortOffload(t *testing.T) {
 	t.Run("forced_shutdown_sends_ERROR_0", func(t *testing.T) {
 		ts, _, _ := handServer(t, content, len(content), func(s *gateway.Server) { s.Timeout = 10 * time.Second })
 		c := gatewaytest.NewClient(t, ts.Addr())
-		c.RRQ("f", "octet")
-		for n := 1; n <= 3; n++ {
-			c.Expect(block(n))
-			c.Ack(uint16(n))
-		}
-		c.Expect(block(4))
+		upTo(c, "f", 4)
 		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 		defer cancel()
 		done := make(chan error, 1)
@@ -209,10 +200,7 @@ func TestSinglePortOffload(t *testing.T) {
 		})
 		ts := gatewaytest.NewServer(t, h, gatewaytest.FixedTimer, func(s *gateway.Server) { s.SinglePort = true })
 		c := gatewaytest.NewClient(t, ts.Addr())
-		c.RRQ("boom", "octet")
-		c.Expect(block(1))
-		c.Ack(1)
-		c.Expect(block(2))
+		upTo(c, "boom", 2)
 		time.Sleep(100 * time.Millisecond) // offloaded
 		c.Ack(2)
 		c.Expect(gatewaytest.ErrorPacket(0, "internal error"))

@@ -118,12 +118,50 @@ func (r *offloadRig) expect(t *testing.T, want []byte) {
 	}
 }
 
+// sysSendmmsgReal is the package's raw sendmmsg, for the replacements
+// below to call.
+var sysSendmmsgReal = sysSendmmsg
+
 // setSendmmsg replaces the raw sendmmsg until the test's end, after the
 // read loops of the rigs made after it have stopped.
 func setSendmmsg(t *testing.T, f func(uintptr, unsafe.Pointer, int) (int, unix.Errno)) {
 	old := sysSendmmsg
 	sysSendmmsg = f
 	t.Cleanup(func() { sysSendmmsg = old })
+}
+
+// offloadAndAck offloads the session to resp, starts its read, sends the
+// ACKs of blocks 0 to n-1 at once and expects the n answers; it returns
+// the read's result, to come.
+func (r *offloadRig) offloadAndAck(t *testing.T, resp *blockResponder, n uint16) <-chan readResult {
+	t.Helper()
+	r.m.SetReadDeadline(time.Now().Add(time.Hour))
+	if !r.m.Offload(resp) {
+		t.Fatal("Offload refused")
+	}
+	got := r.read()
+	for b := range n {
+		r.send(t, wire.AppendAck(nil, b))
+	}
+	for b := range n {
+		r.expect(t, dataFor(b+1))
+	}
+	return got
+}
+
+// expectHandedBack checks that the session has its state back: the ACK
+// of blk the client sends now is queued for the session's read, and resp
+// is not asked.
+func (r *offloadRig) expectHandedBack(t *testing.T, resp *blockResponder, blk uint16) {
+	t.Helper()
+	before := resp.calls.Load()
+	r.send(t, wire.AppendAck(nil, blk))
+	if res := <-r.read(); res.err != nil || !bytes.Equal(res.b, wire.AppendAck(nil, blk)) {
+		t.Fatalf("read: % x, %v; want ACK %d", res.b, res.err, blk)
+	}
+	if resp.calls.Load() != before {
+		t.Error("the responder was asked after the session took its state back")
+	}
 }
 
 type readResult struct {
@@ -158,22 +196,11 @@ func TestMuxConnOffload(t *testing.T) {
 			var calls atomic.Int64
 			setSendmmsg(t, func(fd uintptr, msgs unsafe.Pointer, vlen int) (int, unix.Errno) {
 				calls.Add(1)
-				n, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(msgs), uintptr(vlen), unix.MSG_DONTWAIT, 0, 0)
-				return int(n), e
+				return sysSendmmsgReal(fd, msgs, vlen)
 			})
 			r := newOffloadRig(t, tt.network, tt.laddr, tt.dst)
 			resp := &blockResponder{dl: time.Hour}
-			r.m.SetReadDeadline(time.Now().Add(time.Hour))
-			if !r.m.Offload(resp) {
-				t.Fatal("Offload refused")
-			}
-			got := r.read()
-			for b := range uint16(20) {
-				r.send(t, wire.AppendAck(nil, b))
-			}
-			for b := range uint16(20) {
-				r.expect(t, dataFor(b+1))
-			}
+			got := r.offloadAndAck(t, resp, 20)
 			if n := calls.Load(); n < 1 || n > 20 {
 				t.Errorf("%d sendmmsg calls for 20 replies", n)
 			}
@@ -187,16 +214,7 @@ func TestMuxConnOffload(t *testing.T) {
 			if res := <-got; res.err != nil || !bytes.Equal(res.b, errPkt) {
 				t.Fatalf("read: % x, %v; want the declined ERROR", res.b, res.err)
 			}
-			// The session has its state back: the next ACK is queued for
-			// its read, not answered.
-			before := resp.calls.Load()
-			r.send(t, wire.AppendAck(nil, 7))
-			if res := <-r.read(); res.err != nil || !bytes.Equal(res.b, wire.AppendAck(nil, 7)) {
-				t.Fatalf("read: % x, %v; want ACK 7", res.b, res.err)
-			}
-			if resp.calls.Load() != before {
-				t.Error("the responder was asked after it declined")
-			}
+			r.expectHandedBack(t, resp, 7)
 		})
 	}
 }
@@ -274,15 +292,8 @@ func TestMuxConnOffloadDeadline(t *testing.T) {
 		case <-time.After(5 * time.Second):
 			t.Fatal("the read did not end")
 		}
-		before := resp.calls.Load()
-		r.send(t, wire.AppendAck(nil, 3))
 		r.m.SetReadDeadline(time.Now().Add(5 * time.Second))
-		if res := <-r.read(); res.err != nil || !bytes.Equal(res.b, wire.AppendAck(nil, 3)) {
-			t.Fatalf("read: % x, %v; want ACK 3", res.b, res.err)
-		}
-		if resp.calls.Load() != before {
-			t.Error("the responder was asked after the read ended")
-		}
+		r.expectHandedBack(t, resp, 3)
 	})
 }
 
@@ -321,21 +332,10 @@ func TestReplyBatchRefusals(t *testing.T) {
 				if calls.Add(1) == 1 || e == unix.ENOSYS {
 					return 0, e
 				}
-				n, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(msgs), uintptr(vlen), unix.MSG_DONTWAIT, 0, 0)
-				return int(n), e
+				return sysSendmmsgReal(fd, msgs, vlen)
 			})
 			r := newOffloadRig(t, "udp4", "0.0.0.0:0", "127.0.0.5")
-			r.m.SetReadDeadline(time.Now().Add(time.Hour))
-			if !r.m.Offload(&blockResponder{dl: time.Hour}) {
-				t.Fatal("Offload refused")
-			}
-			got := r.read()
-			for b := range uint16(6) {
-				r.send(t, wire.AppendAck(nil, b))
-			}
-			for b := range uint16(6) {
-				r.expect(t, dataFor(b+1))
-			}
+			got := r.offloadAndAck(t, &blockResponder{dl: time.Hour}, 6)
 			if e == unix.ENOSYS {
 				if calls.Load() != 1 {
 					t.Errorf("sendmmsg tried %d times, want once", calls.Load())
@@ -363,8 +363,7 @@ func TestReplyBatchOneSendmmsg(t *testing.T) {
 	setSendmmsg(t, func(fd uintptr, p unsafe.Pointer, vlen int) (int, unix.Errno) {
 		calls.Add(1)
 		msgs.Add(int64(vlen))
-		n, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(p), uintptr(vlen), unix.MSG_DONTWAIT, 0, 0)
-		return int(n), e
+		return sysSendmmsgReal(fd, p, vlen)
 	})
 	pc, err := net.ListenPacket("udp4", "0.0.0.0:0")
 	if err != nil {
