@@ -169,7 +169,8 @@ type replyBatch struct {
 }
 
 // replyArena is the room of a batch's replies: 32 blocks of 8 KiB, or
-// fewer larger ones (a reply larger than it goes out alone).
+// fewer larger ones (at least three of the largest, 65468 bytes: see
+// full).
 const replyArena = 256 << 10
 
 // queueReply sends reply, m's, with the read loop's next batch. It runs
