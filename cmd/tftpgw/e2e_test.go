@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -137,6 +138,47 @@ func TestRealClientsSinglePort(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRealClientsSinglePortCorpus: in single-port mode, where the
+// listener's read loop answers the lock-step ACKs of cached content
+// itself, tftp-hpa's client (lock-step at 512 bytes) gets every file of the
+// corpus byte for byte, the largest past block 65535 (rollover), and a
+// missing file is answered with ERROR 1 at once (a regression test: it
+// went unanswered in single-port mode, and the client timed out).
+func TestRealClientsSinglePortCorpus(t *testing.T) {
+	root := t.TempDir()
+	sizes := testFiles(t, root)
+	g := startGateway(t, "-root", root, "-single-port")
+	port := strconv.Itoa(g.port)
+	bin := needClient(t, "tftp")
+	for name := range sizes {
+		t.Run(name, func(t *testing.T) {
+			local := filepath.Join(t.TempDir(), "out")
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			out, err := exec.CommandContext(ctx, bin, "127.0.0.1", port, "-m", "binary", "-c", "get", name, local).CombinedOutput()
+			want, _ := os.ReadFile(filepath.Join(root, name))
+			got, _ := os.ReadFile(local)
+			if !bytes.Equal(got, want) {
+				t.Fatalf("got %d bytes, want %d (err %v)\n%s", len(got), len(want), err, out)
+			}
+		})
+	}
+	t.Run("missing_file", func(t *testing.T) {
+		curl := needClient(t, "curl")
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		start := time.Now()
+		out, err := exec.CommandContext(ctx, curl, "-sS", "-o", filepath.Join(t.TempDir(), "out"), "tftp://127.0.0.1:"+port+"/missing").CombinedOutput()
+		// curl's exit code 68 is CURLE_TFTP_NOTFOUND: ERROR 1 came.
+		if ee, ok := errors.AsType[*exec.ExitError](err); !ok || ee.ExitCode() != 68 {
+			t.Errorf("curl: %v, %s; want exit code 68 (TFTP file not found)", err, out)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Errorf("the answer took %v: the request went unanswered and curl timed out", d)
+		}
+	})
 }
 
 // TestRealClients downloads every test file with curl, tftp-hpa, atftp
