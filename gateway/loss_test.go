@@ -60,6 +60,10 @@ type lossCase struct {
 	drop, dup, reo float64
 	delay, jitter  time.Duration
 	seed           int64
+	// offload serves the file in single-port mode from a content whose
+	// blocks are at hand, so that the listener's read loop answers the
+	// lock-step ACKs (TestSinglePortOffload).
+	offload bool
 }
 
 func TestLossyTransfers(t *testing.T) {
@@ -83,6 +87,10 @@ func TestLossyTransfers(t *testing.T) {
 		lossCase{name: "loss_5%_duplicate_5%_reorder_5%_delay_1ms_window_8", window: 8, size: 512 << 10, drop: 0.05, dup: 0.05, reo: 0.05, delay: time.Millisecond, seed: 99},
 		lossCase{name: "loss_5%_delay_1ms_jitter_2ms_window_1", window: 1, size: 256 << 10, drop: 0.05, delay: time.Millisecond, jitter: 2 * time.Millisecond, seed: 98},
 		lossCase{name: "loss_1%_window_32_1MiB", window: 32, size: 1 << 20, drop: 0.01, seed: 5},
+		lossCase{name: "single_port_offloaded_loss_5%_window_1", window: 1, size: 256<<10 + 333, drop: 0.05, seed: 11, offload: true},
+		lossCase{name: "single_port_offloaded_loss_20%_window_1", window: 1, size: 256<<10 + 333, drop: 0.20, seed: 12, offload: true},
+		lossCase{name: "single_port_offloaded_duplicate_10%_reorder_10%_window_1", window: 1, size: 256<<10 + 333, dup: 0.10, reo: 0.10, seed: 13, offload: true},
+		lossCase{name: "single_port_offloaded_loss_5%_delay_1ms_jitter_2ms_window_1", window: 1, size: 256 << 10, drop: 0.05, delay: time.Millisecond, jitter: 2 * time.Millisecond, seed: 14, offload: true},
 	)
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -95,9 +103,23 @@ func TestLossyTransfers(t *testing.T) {
 func runLossCase(t *testing.T, tc lossCase) {
 	const blksize = 1468
 	content := gatewaytest.Pattern(tc.size)
-	ts := gatewaytest.NewServer(t, gatewaytest.Files{"f": content}, func(s *gateway.Server) {
-		s.Timeout, s.Retries = lossTimeout, 20
+	var h gateway.Handler = gatewaytest.Files{"f": content}
+	var atHand atomic.Int64
+	if tc.offload {
+		h = gateway.HandlerFunc(func(context.Context, *gateway.Request) (gateway.Content, error) {
+			return &handContent{b: content, hand: len(content), atHand: &atHand, rds: new(atomic.Int64)}, nil
+		})
+	}
+	ts := gatewaytest.NewServer(t, h, func(s *gateway.Server) {
+		s.Timeout, s.Retries, s.SinglePort = lossTimeout, 20, tc.offload
 	})
+	if tc.offload {
+		defer func() {
+			if atHand.Load() == 0 {
+				t.Error("no block was answered by the read loop")
+			}
+		}()
+	}
 	p := gatewaytest.NewProxy(t, ts.Addr(), gatewaytest.ProxyConfig{
 		DropRate: tc.drop, DuplicateRate: tc.dup, ReorderRate: tc.reo,
 		Delay: tc.delay, Jitter: tc.jitter, Seed: tc.seed,
