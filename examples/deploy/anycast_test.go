@@ -13,15 +13,18 @@ import (
 	"time"
 )
 
-// freeUDPPort returns a UDP port of 127.0.0.1 that was free a moment ago.
+// freeUDPPort returns a UDP port of 127.0.0.1 that was free a moment ago
+// and that no other call of this test binary has returned (see newPort).
 func freeUDPPort(t *testing.T) int {
 	t.Helper()
-	c, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port
+	return newPort(t, func() int {
+		c, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.LocalAddr().(*net.UDPAddr).Port
+	})
 }
 
 // startEdge runs tftpgw on 127.0.0.1 serving examples/tftproot, and waits

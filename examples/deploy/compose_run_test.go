@@ -13,15 +13,42 @@ import (
 	"github.com/compose-spec/compose-go/v2/types"
 )
 
-// freeTCPPort returns a TCP port of 127.0.0.1 that was free a moment ago.
+// freeTCPPort returns a TCP port of 127.0.0.1 that was free a moment ago
+// and that no other call of this test binary has returned.
 func freeTCPPort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	return newPort(t, func() int {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		return l.Addr().(*net.TCPAddr).Port
+	})
+}
+
+// handedOut are the ports freeTCPPort and freeUDPPort have returned: the
+// kernel may give a port just closed again, and two listeners of one test
+// then collide (a regression: a collector's -listen and -metrics got the
+// same port, and it failed to start).
+var handedOut = struct {
+	sync.Mutex
+	ports map[int]bool
+}{ports: map[int]bool{}}
+
+// newPort returns a port from pick that was not returned before.
+func newPort(t *testing.T, pick func() int) int {
+	t.Helper()
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	for range 100 {
+		if p := pick(); !handedOut.ports[p] {
+			handedOut.ports[p] = true
+			return p
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatal("no new free port in 100 tries")
+	return 0
 }
 
 // lockedBuffer collects a process's output while it runs.
