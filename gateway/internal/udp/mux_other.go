@@ -18,6 +18,8 @@ func (*muxSender) batchable() bool { return false }
 // elsewhere).
 type replyBatch struct{}
 
+func (*replyBatch) full() bool { return false }
+
 func (l *Listener) queueReply(*MuxConn, []byte) {}
 
 func (l *Listener) flushReplies() {}
