@@ -497,6 +497,7 @@ func (h *Handler) makeRoomLocked(cost int64) bool {
 func (h *Handler) fetch(e *entry, c gateway.Content, ctx context.Context, cancel context.CancelCauseFunc) {
 	defer h.fetches.Done()
 	e.buf = make([]byte, e.size) // readers look at it once bytes are published
+	adviseHugePages(e.buf)       // a hint: a refusal changes nothing
 	err := h.fill(e, c)
 	cause := context.Cause(ctx) // set if the cache cancelled the fetch
 	c.Close()
