@@ -16,8 +16,15 @@ func TestCollector(t *testing.T) {
 	f.set("k", file{data: data, etag: "v1", maxAge: time.Minute})
 	h := newCache(t, f, 1<<20)
 	mustGet(t, h, "k", data)
+	// Settled before the second request, which would otherwise join the
+	// fetch rather than hit the entry.
+	waitFor(t, "the fetch to end", func() bool {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		e := h.entries["k"]
+		return e != nil && e.state.Load() == stateDone
+	})
 	mustGet(t, h, "k", data)
-	waitFor(t, "the fetch to end", func() bool { return h.Stats().BytesFetched == int64(len(data)) })
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(h.Collector())
