@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -27,7 +28,7 @@ func vmFlags(t *testing.T, addr uintptr) []string {
 	for sc.Scan() {
 		line := sc.Text()
 		var lo, hi uintptr
-		if n, _ := fmt.Sscanf(line, "%x-%x ", &lo, &hi); n == 2 && strings.Contains(line[:strings.IndexByte(line, ' ')], "-") {
+		if n, _ := fmt.Sscanf(line, "%x-%x ", &lo, &hi); n == 2 { // a mapping's first line
 			in = lo <= addr && addr < hi
 			continue
 		}
@@ -81,9 +82,11 @@ func TestFetchAdvisesHugePages(t *testing.T) {
 	if size == 0 {
 		t.Skip("this kernel has no transparent huge pages")
 	}
-	if err := adviseHugePages(make([]byte, 2*size)); err != nil {
+	probe := make([]byte, 2*size)
+	if err := adviseHugePages(probe); err != nil {
 		t.Skipf("the kernel refuses the advice: %v", err)
 	}
+	defer runtime.KeepAlive(probe) // its advised memory is not the entry's
 	f := newFake()
 	data := pattern(3*size, 9)
 	f.set("initrd", file{data: data, etag: "v1", maxAge: time.Minute})
