@@ -207,10 +207,10 @@ start_gw() { # extra tftpgw flags...
 	wait_port udp "$p" "$pid" "$NSNAME" || { note "tftpgw did not start: $(tail -3 "$WORK/tftpgw-$p.log" | tr '\n' ' ')"; return 1; }
 	SRV_PIDS=("$pid") SRV_ADDR="127.0.0.1:$p"
 }
-start_grpc() { # extra tftpgw flags...
+start_grpc() { # extra tftpgw flags... (tftp-backend's extra flags in the array GRPC_BE_ARGS)
 	nextport; local bp=$NP
 	nextport; local p=$NP
-	start "backend-$bp" "$BE" -listen "127.0.0.1:$bp" -root "$ROOT"
+	start "backend-$bp" "$BE" -listen "127.0.0.1:$bp" -root "$ROOT" ${GRPC_BE_ARGS[@]+"${GRPC_BE_ARGS[@]}"}
 	local bpid=$LASTPID
 	wait_port tcp "$bp" "$bpid" || { note "tftp-backend did not start: $(tail -3 "$WORK/backend-$bp.log" | tr '\n' ' ')"; return 1; }
 	start "tftpgw-$p" "$GW" -listen "127.0.0.1:$p" -backend "127.0.0.1:$bp" \
