@@ -19,7 +19,11 @@ import (
 // virtual machine with costly faults was most of what filling an entry
 // cost (BENCHMARKS.md, "Filling the edge cache"). Only the part of buf
 // made of whole huge pages is advised. The advice is a hint: the error
-// of a kernel that refuses it is for tests.
+// of a kernel that refuses it is for tests. Where the host's THP defrag
+// setting is "madvise" (the kernel's default), a fault in the advised
+// part may first compact memory, so on a host with fragmented memory the
+// fetch can wait there; the kernel falls back to 4 KiB pages when no huge
+// page can be made.
 func adviseHugePages(buf []byte) error {
 	size := hugePageSize()
 	if size <= 0 || len(buf) < 2*size {
