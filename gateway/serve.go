@@ -392,7 +392,7 @@ func (s *Server) handlePacket(c *config, l *udp.Listener, b []byte, src netip.Ad
 		local: netip.AddrPortFrom(dst, l.Port()), mux: mux, at: at,
 		limits: limits, port: port, l: l, reqLen: len(b), write: write,
 	}
-	st.workers.run(func() { s.startSession(ctx, c, a) })
+	st.workers.run(func() { s.runSession(ctx, c, &a) })
 }
 
 // busyLogEvery is how often, at most, refusals are logged.
