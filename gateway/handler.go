@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"net/netip"
+	"time"
 )
 
 // A Handler answers a TFTP read request with the content to send.
@@ -77,6 +78,17 @@ type Request struct {
 	// arrived on. Replies are sent from this address.
 	LocalAddr netip.AddrPort
 
+	// At is when the request reached the server: for TFTP the kernel's
+	// receive time of the datagram (so a request that waited in the
+	// socket's queue during a boot storm shows it), else the time it was
+	// read; for HTTP when ServeHTTP was called. It carries the monotonic
+	// clock's reading, so that it compares with [time.Now] without being
+	// misled by a step of the wall clock. Zero when unknown (a Request
+	// made by other code). Package cache serves a request from its entry
+	// without a revalidation of its own when one of the same path began
+	// after At (see [StatHandler]).
+	At time.Time
+
 	// Protocol is the protocol the request came by: TFTP, or HTTP when
 	// the server answers it in [Server.ServeHTTP] (Mode is then "octet",
 	// Options are empty and RawPath is the request target as sent: the
@@ -137,6 +149,12 @@ func Chain(h Handler, m ...Middleware) Handler {
 // cache (package cache) revalidates a cached copy with it. An error means
 // only that the content must be opened to know: the caller then calls
 // ServeTFTP. [FileServer]'s handler is one.
+//
+// Its content is the path's, whoever asks: the same version for every
+// request of a path at a given moment (a content that differs per client
+// says so with a negative [ContentInfo.MaxAge]). The edge cache relies on
+// it to serve the requests that arrived before a stat or an open of the
+// path began from what that found (see [Request.At]).
 type StatHandler interface {
 	Handler
 	StatContent(ctx context.Context, req *Request) (size int64, info ContentInfo, err error)

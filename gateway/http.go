@@ -151,7 +151,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer stop()
 
 	id := st.idPrefix + "-" + strconv.FormatUint(st.nextID.Add(1), 10)
-	req := &Request{SessionID: id, RawPath: raw, Mode: "octet", RemoteAddr: client, LocalAddr: local, Protocol: ProtocolHTTP}
+	req := &Request{SessionID: id, RawPath: raw, Mode: "octet", RemoteAddr: client, LocalAddr: local, Protocol: ProtocolHTTP, At: at}
 	stats := SessionStats{
 		SessionID: id, RemoteAddr: client, LocalAddr: local, RawPath: raw, Mode: "octet",
 		Protocol: ProtocolHTTP, TransferSize: -1, Start: at,

@@ -262,7 +262,8 @@ func TestHTTPRequestSaysHTTP(t *testing.T) {
 		t.Fatalf("%s %q", resp.Status, body)
 	}
 	if got.Protocol != gateway.ProtocolHTTP || got.Path != "boot.ipxe" || got.RawPath != "/boot.ipxe?x=1" || got.Mode != "octet" ||
-		got.RemoteAddr.Addr() != netip.MustParseAddr("127.0.0.1") || got.LocalAddr.Port() == 0 || got.SessionID == "" {
+		got.RemoteAddr.Addr() != netip.MustParseAddr("127.0.0.1") || got.LocalAddr.Port() == 0 || got.SessionID == "" ||
+		got.At.IsZero() || got.At.After(time.Now()) {
 		t.Fatalf("request: %+v", got)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"net/netip"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -115,6 +116,34 @@ func TestReplyFromRequestAddress(t *testing.T) {
 			c.Ack(1)
 			ts.NextStats(t)
 		})
+	}
+}
+
+// TestRequestAtIsArrival: the handler sees when the request reached the
+// server (Request.At), with a monotonic clock reading: after the client
+// sent it, before the handler was called.
+func TestRequestAtIsArrival(t *testing.T) {
+	type seen struct{ at, called time.Time }
+	ch := make(chan seen, 1)
+	h := gateway.HandlerFunc(func(_ context.Context, r *gateway.Request) (gateway.Content, error) {
+		ch <- seen{r.At, time.Now()}
+		return gateway.BytesContent([]byte("x")), nil
+	})
+	ts := gatewaytest.NewServer(t, h, gatewaytest.FixedTimer)
+	c := gatewaytest.NewClient(t, ts.Addr())
+	sent := time.Now()
+	c.RRQ("f", "octet")
+	c.Expect(gatewaytest.Data(1, []byte("x")))
+	c.Ack(1)
+	ts.NextStats(t)
+	got := <-ch
+	// The kernel's receive time and time.Now come from clocks read apart:
+	// a millisecond of slack before the send.
+	if got.at.Before(sent.Add(-time.Millisecond)) || got.at.After(got.called) {
+		t.Errorf("Request.At %v: not between the send (%v) and the handler's call (%v)", got.at, sent, got.called)
+	}
+	if !strings.Contains(got.at.String(), " m=") {
+		t.Errorf("Request.At %v has no monotonic clock reading", got.at)
 	}
 }
 

@@ -89,6 +89,7 @@ func (s *Server) startSession(ctx context.Context, c *config, a *admitted) (sess
 	req.Options = opts
 	req.RemoteAddr = a.src
 	req.LocalAddr = a.local
+	req.At = a.at
 	stats = &m.stats
 	stats.SessionID = id
 	stats.RemoteAddr = a.src

@@ -127,12 +127,16 @@ type entry struct {
 	buf  []byte // written by the fetch below avail, never after
 
 	// Guarded by Handler.mu.
-	expires  time.Time     // zero: revalidate on every request
-	elem     *list.Element // nil once out of the cache
-	readers  int
-	fetching bool
-	charged  bool // cost is counted in Handler.bytes
-	cancel   context.CancelCauseFunc
+	expires time.Time // zero: revalidate on every request
+	// confirmed is when the latest call of Next or stat that found this
+	// version began: a request that arrived before it (Request.At) is
+	// served this version without a revalidation of its own.
+	confirmed time.Time
+	elem      *list.Element // nil once out of the cache
+	readers   int
+	fetching  bool
+	charged   bool // cost is counted in Handler.bytes
+	cancel    context.CancelCauseFunc
 
 	avail atomic.Int64 // bytes of buf filled
 	state atomic.Int32 // stateFetching, stateDone or stateFailed
@@ -182,6 +186,7 @@ func (h *Handler) ServeTFTP(ctx context.Context, req *gateway.Request) (gateway.
 	}
 	key := req.Path
 	waited, statted := false, false
+	st, canStat := h.Next.(gateway.StatHandler)
 	for {
 		h.mu.Lock()
 		if h.closed {
@@ -189,12 +194,12 @@ func (h *Handler) ServeTFTP(ctx context.Context, req *gateway.Request) (gateway.
 			return h.Next.ServeTFTP(ctx, req)
 		}
 		e := h.entries[key]
-		if e != nil && e.fresh(time.Now()) {
+		if e != nil && (e.fresh(time.Now()) || canStat && e.confirmedSince(req.At)) {
 			r := h.attachLocked(e, ctx, false)
 			h.mu.Unlock()
 			return r, nil
 		}
-		if st, ok := h.Next.(gateway.StatHandler); ok && e != nil && !statted {
+		if canStat && e != nil && !statted {
 			// A cached version that must be revalidated, from a Next that
 			// can tell its content's version without opening it.
 			h.mu.Unlock()
@@ -238,6 +243,7 @@ func (h *Handler) ServeTFTP(ctx context.Context, req *gateway.Request) (gateway.
 // req's content, as open does when Next's content has e's ETag; nil when
 // it is not, or st cannot tell (Next is then called).
 func (h *Handler) revalidateByStat(ctx context.Context, req *gateway.Request, st gateway.StatHandler, e *entry) *reader {
+	began := time.Now()
 	size, info, err := st.StatContent(ctx, req)
 	if err != nil || info.ETag == "" {
 		return nil
@@ -249,6 +255,7 @@ func (h *Handler) revalidateByStat(ctx context.Context, req *gateway.Request, st
 		return nil
 	}
 	e.expires = expiry(time.Now(), maxAge)
+	e.confirm(began)
 	return h.attachLocked(e, ctx, true)
 }
 
@@ -283,6 +290,7 @@ func (h *Handler) open(ctx context.Context, req *gateway.Request, lead chan stru
 	// turns out to be cacheable.
 	fctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
 	stop := context.AfterFunc(ctx, func() { cancel(context.Cause(ctx)) })
+	began := time.Now()
 	c, err := h.Next.ServeTFTP(fctx, req)
 	if err != nil || c == nil {
 		resolve()
@@ -316,6 +324,7 @@ func (h *Handler) open(ctx context.Context, req *gateway.Request, lead chan stru
 	if e := h.entries[key]; e != nil && e.info.ETag == info.ETag && e.size == size && e.state.Load() != stateFailed {
 		// The cached version: serve it and drop the new content unread.
 		e.expires = expiry(now, maxAge)
+		e.confirm(began)
 		r := h.attachLocked(e, ctx, true)
 		resolveLocked()
 		h.mu.Unlock()
@@ -337,12 +346,13 @@ func (h *Handler) open(ctx context.Context, req *gateway.Request, lead chan stru
 	}
 	key = strings.Clone(key) // kept: not a view of the request's packet
 	e := &entry{
-		key:     key,
-		info:    info,
-		size:    size,
-		cost:    size + int64(len(key)) + entryOverhead,
-		expires: expiry(now, maxAge),
-		wake:    make(chan struct{}),
+		key:       key,
+		info:      info,
+		size:      size,
+		cost:      size + int64(len(key)) + entryOverhead,
+		expires:   expiry(now, maxAge),
+		confirmed: began,
+		wake:      make(chan struct{}),
 	}
 	if old := h.entries[key]; old != nil {
 		h.removeLocked(old) // a new version replaces it
@@ -421,6 +431,28 @@ func expiry(now time.Time, maxAge time.Duration) time.Time {
 // with Handler.mu held.
 func (e *entry) fresh(now time.Time) bool {
 	return e.elem != nil && !e.expires.IsZero() && now.Before(e.expires) && e.state.Load() != stateFailed
+}
+
+// confirmedSince reports whether a revalidation of e (a call of Next or a
+// stat that found its version) began after at, a request's arrival: the
+// request may then be served e as if it had made that revalidation
+// itself, since it sees the version of a moment after it arrived, as it
+// would from its own. In a burst (a rack booting) the requests that
+// queued while one of them was answered then cost one revalidation, not
+// one each. An unknown arrival (zero) never is, nor is content that its
+// source said differs per client or per request (a negative MaxAge).
+// Only for a Next that is a gateway.StatHandler, whose content is the
+// path's, whoever asks. Call it with Handler.mu held.
+func (e *entry) confirmedSince(at time.Time) bool {
+	return !at.IsZero() && e.elem != nil && e.info.MaxAge >= 0 && at.Before(e.confirmed) && e.state.Load() != stateFailed
+}
+
+// confirm records a revalidation of e that began at began. Call it with
+// Handler.mu held.
+func (e *entry) confirm(began time.Time) {
+	if began.After(e.confirmed) {
+		e.confirmed = began
+	}
 }
 
 // attachLocked returns a new reader of e for a session and counts it as

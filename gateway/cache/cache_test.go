@@ -794,6 +794,100 @@ func TestRevalidationByStat(t *testing.T) {
 	}
 }
 
+// TestRevalidationSharedByEarlierArrivals: a request that arrived
+// (Request.At) before a revalidation of the cached version began (the
+// fetch's call of Next, or a stat) is served that version without one of
+// its own; one that arrived after it, or whose arrival is unknown, is
+// revalidated. Content without a max age, which is otherwise revalidated
+// by every request. Only from a Next that is a StatHandler (whose content
+// is the path's, whoever asks), and never for content that said it
+// differs per request (a negative MaxAge).
+func TestRevalidationSharedByEarlierArrivals(t *testing.T) {
+	v1, v2 := pattern(10_000, 50), pattern(10_000, 51)
+	tests := []struct {
+		name      string
+		newer     bool // the file gets a new version after the first request
+		noStat    bool // Next is not a StatHandler
+		maxAge    time.Duration
+		at        func(first, second time.Time) time.Time
+		want      []byte
+		wantStats int64 // StatContent calls for the second request
+		wantCalls int64 // Next.ServeTFTP calls over both
+	}{
+		{"arrived_before_the_fetch_began", false, false, 0, func(first, _ time.Time) time.Time { return first.Add(-time.Millisecond) }, v1, 0, 1},
+		{"arrived_after_the_fetch_began", false, false, 0, func(_, second time.Time) time.Time { return second }, v1, 1, 1},
+		{"arrival_unknown", false, false, 0, func(time.Time, time.Time) time.Time { return time.Time{} }, v1, 1, 1},
+		{"new_version_after_the_fetch_arrival_after_it", true, false, 0, func(_, second time.Time) time.Time { return second }, v2, 1, 2},
+		// It arrived before the version it is served was confirmed: as if
+		// it had been answered before the file changed.
+		{"new_version_after_the_fetch_arrival_before_it", true, false, 0, func(first, _ time.Time) time.Time { return first.Add(-time.Millisecond) }, v1, 0, 1},
+		{"next_without_stat_called_again", false, true, 0, func(first, _ time.Time) time.Time { return first.Add(-time.Millisecond) }, v1, 0, 2},
+		{"content_per_request_revalidated", false, false, -1, func(first, _ time.Time) time.Time { return first.Add(-time.Millisecond) }, v1, 1, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := &statFake{fake: newFake()}
+			f.set("k", file{data: v1, etag: "v1", maxAge: tt.maxAge})
+			var next gateway.Handler = f
+			if tt.noStat {
+				next = f.fake
+			}
+			h := newCache(t, next, 0)
+			first := time.Now()
+			mustGetAt(t, h, "k", first, v1)
+			if tt.newer {
+				f.set("k", file{data: v2, etag: "v2", maxAge: tt.maxAge})
+			}
+			second := time.Now()
+			mustGetAt(t, h, "k", tt.at(first, second), tt.want)
+			if n := f.stats.Load(); n != tt.wantStats {
+				t.Errorf("StatContent called %d times, want %d", n, tt.wantStats)
+			}
+			if n := f.calls.Load(); n != tt.wantCalls {
+				t.Errorf("Next called %d times, want %d", n, tt.wantCalls)
+			}
+		})
+	}
+}
+
+// TestStatRevalidationSharedByEarlierArrivals: a stat that confirmed the
+// cached version serves the requests that arrived before it began.
+func TestStatRevalidationSharedByEarlierArrivals(t *testing.T) {
+	data := pattern(10_000, 52)
+	f := &statFake{fake: newFake()}
+	f.set("k", file{data: data, etag: "v1"})
+	h := newCache(t, f, 0)
+	mustGetAt(t, h, "k", time.Now(), data) // the fetch
+	arrived := time.Now()
+	mustGetAt(t, h, "k", time.Now(), data) // a stat, begun after arrived
+	for range 3 {
+		mustGetAt(t, h, "k", arrived, data)
+	}
+	if n := f.stats.Load(); n != 1 {
+		t.Errorf("StatContent called %d times, want 1", n)
+	}
+	mustGetAt(t, h, "k", time.Now(), data)
+	if n := f.stats.Load(); n != 2 {
+		t.Errorf("after a later arrival: StatContent called %d times, want 2", n)
+	}
+}
+
+// mustGetAt is mustGet for a request that arrived at at.
+func mustGetAt(t *testing.T, h gateway.Handler, path string, at time.Time, want []byte) {
+	t.Helper()
+	r := req(path)
+	r.At = at
+	c, err := h.ServeTFTP(t.Context(), r)
+	if err != nil {
+		t.Fatalf("get %s: %v", path, err)
+	}
+	defer c.Close()
+	got, err := readAll(c)
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("get %s: %d bytes (%v), want %d identical bytes", path, len(got), err, len(want))
+	}
+}
+
 // TestMiddleware: the cache as a gateway.Middleware serves what it wraps
 // and shares one read of it.
 func TestMiddleware(t *testing.T) {

@@ -37,7 +37,14 @@
 //     cache asks that first when an entry exists, and calls Next only
 //     when the versions differ or the stat cannot tell), and an open and
 //     a stat on NFS and other network filesystems, where only an open is
-//     sure to see a change made by another host. It is also safe for
+//     sure to see a change made by another host. With such a Next (a
+//     [gateway.StatHandler]), a request that arrived ([gateway.Request.At])
+//     before a revalidation of its path began (a stat, or the call of Next
+//     that fetched or confirmed the entry) is served what that found,
+//     without one of its own: it sees a version of a moment after it
+//     arrived, as its own would have shown, and in a burst a rack's
+//     requests queued behind one another cost one stat, not one each.
+//     Content whose MaxAge is negative is never shared that way. It is also safe for
 //     content rendered per client (the ETag of a rendered template is a hash
 //     of its output), which is simply replaced more often. Through
 //     gateway/remote, every such request still makes a backend call, which

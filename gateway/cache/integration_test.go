@@ -262,3 +262,29 @@ func TestFileServerRewriteByStat(t *testing.T) {
 		t.Errorf("stats %+v: want two fetches and two revalidations", st)
 	}
 }
+
+// Through the server, whose requests carry their arrival (Request.At): a
+// fleet's requests for one file share the cache's revalidations, and a
+// file rewritten on disk is still served to every request that arrives
+// after the change.
+func TestServerRewriteSeenByLaterArrivals(t *testing.T) {
+	const n = 20
+	v1, v2 := pattern(100_000, 37), pattern(100_000, 38) // same size
+	root, dir := rootWith(t, "grub.cfg", v1)
+	h := newCache(t, gateway.FileServer(root), 0)
+	addr := gatewaytest.NewServer(t, h, noClientLimits).Addr()
+	fleet(t, addr, "grub.cfg", n, v1)
+	st := h.Stats()
+	if st.Misses != 1 || st.Hits+st.Joins != n-1 {
+		t.Fatalf("stats %+v: want one fetch and %d served from it", st, n-1)
+	}
+	t.Logf("%d requests: %d revalidated by a stat of their own", n, st.Revalidations)
+	time.Sleep(50 * time.Millisecond) // a new file time (see TestFileServerRewriteByStat)
+	if err := os.WriteFile(filepath.Join(dir, "grub.cfg"), v2, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fleet(t, addr, "grub.cfg", n, v2)
+	if st := h.Stats(); st.Misses != 2 {
+		t.Errorf("stats %+v: want a second fetch, of the new version", st)
+	}
+}

@@ -129,11 +129,14 @@ func (l *Listener) Read(b []byte) (Datagram, error) {
 	}
 	// The kernel's timestamp counts the time the request waited in the
 	// socket's queue (a boot storm's backlog); a clock step makes it
-	// unusable, and then the read time serves.
+	// unusable, and then the read time serves. Either way At carries the
+	// monotonic clock's reading (the kernel's time as an age before now),
+	// so that comparing it with other times of this process (time.Now)
+	// is not misled by a later step of the wall clock.
 	now := time.Now()
 	d.At = now
 	if !c.at.IsZero() && !c.at.After(now) && now.Sub(c.at) < time.Minute {
-		d.At = c.at
+		d.At = now.Add(-now.Sub(c.at))
 	}
 	return d, nil
 }

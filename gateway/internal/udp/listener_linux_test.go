@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 	"testing"
 	"time"
 	"unsafe"
@@ -71,6 +72,11 @@ func TestListenerRawRead(t *testing.T) {
 				}
 				if d.At.Before(before.Add(-time.Second)) || d.At.After(time.Now()) {
 					t.Errorf("arrival %v, not between the send (%v) and now", d.At, before)
+				}
+				if !strings.Contains(d.At.String(), " m=") {
+					// Compared with time.Now by the cache (Request.At):
+					// the monotonic reading keeps a clock step out.
+					t.Errorf("arrival %v has no monotonic clock reading", d.At)
 				}
 			}
 			pc.Close()
