@@ -46,8 +46,8 @@ var errNoFreePort = errors.New("gateway: every free port of the port range is he
 // runSession runs on the session's goroutine: startSession runs the
 // session, then finishSession reports it. The report (the log line, the
 // stats callback) runs once startSession has returned, on a stack
-// without its frame. Kept shallow so, a session's goroutine needs a 4 KiB
-// stack where it needed 8 (without an info log line, which slog's
+// without its frame. Kept that shallow, a session's goroutine needs a
+// 4 KiB stack where it needed 8 (without an info log line, which slog's
 // handlers make deeper): at a burst of 10,000 sessions that is 40 MiB
 // less memory to fault in, and one stack copy less per session.
 func (s *Server) runSession(ctx context.Context, c *config, a *admitted) {
