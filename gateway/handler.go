@@ -94,7 +94,8 @@ type Request struct {
 	// Options are empty and RawPath is the request target as sent: the
 	// URL's path and query, escaped). A handler may
 	// answer differently; a content that differs by protocol must not be
-	// cached by path (its ContentInfo.MaxAge must be zero).
+	// cached by path: its ContentInfo.MaxAge must be negative (content
+	// that differs per request).
 	Protocol Protocol
 }
 
