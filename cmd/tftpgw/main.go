@@ -133,7 +133,7 @@ type edge struct {
 	metrics *stats.Metrics
 
 	backend   *remote.Handler   // -backend's handler; nil without
-	root      *os.Root          // -root, checked again as -user; nil without
+	root      *servedRoot       // -root's content, checked again as -user; nil without
 	cache     *cache.Handler    // the edge cache; nil with -cache-size 0
 	http      *stats.HTTPServer // -metrics while it serves; nil otherwise
 	publisher *stats.Publisher  // -stats-sink's publisher; nil without
@@ -158,12 +158,13 @@ func (e *edge) handler() (gateway.Handler, error) {
 		}
 		h = e.backend
 	} else {
-		root, err := os.OpenRoot(e.opts.Serving.Root)
+		root, err := openServedRoot(e.opts.Serving.Root, e.logger)
 		if err != nil {
 			return nil, fmt.Errorf("-root: %w", err)
 		}
 		e.root = root
-		h = gateway.FileServer(root)
+		h = root
+		e.logger.Info("content from directory", "root", e.opts.Serving.Root)
 	}
 	return e.wrapCache(h), nil
 }
@@ -279,7 +280,11 @@ func run(ctx context.Context, opts *options, svcUser *serviceUser, logger *slog.
 	}
 	// Every socket is bound (-metrics in setupStats): root is not needed
 	// any more.
-	if err := dropPrivileges(logger, svcUser, e.root, opts.Backend.TokenFile, opts.Stats.Sink.TokenFile); err != nil {
+	var root *os.Root
+	if e.root != nil {
+		root = e.root.Root()
+	}
+	if err := dropPrivileges(logger, svcUser, root, opts.Backend.TokenFile, opts.Stats.Sink.TokenFile); err != nil {
 		closeAll()
 		stopStats()
 		return err

@@ -10,6 +10,7 @@ import (
 	"os"
 	"slices"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -116,8 +117,15 @@ func (r *reloader) register(reg prometheus.Registerer) {
 // Settings that change only at a restart are named in the log when they
 // differ from the running ones.
 func (e *edge) reload(r *reloader, l *live) {
+	if e.root != nil {
+		e.root.check(time.Now(), true) // a directory swapped in at -root's path is served now
+	}
 	if e.opts.ConfigFile == "" {
-		e.logger.Warn("SIGHUP: nothing to reload without -config")
+		if e.root == nil {
+			e.logger.Warn("SIGHUP: nothing to reload without -config")
+		} else {
+			e.logger.Info("SIGHUP: -root looked at; nothing else to reload without -config", "root", e.opts.Serving.Root)
+		}
 		return
 	}
 	refuse := func(err error) {
