@@ -10,9 +10,11 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -251,7 +253,7 @@ func TestBackendDownThenUp(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	g := startGateway(t, "-backend", addr, "-backend-header-timeout", "500ms")
+	g := startGateway(t, "-backend", addr, "-backend-header-timeout", "500ms", "-metrics", "127.0.0.1:0")
 	local := filepath.Join(t.TempDir(), "out")
 	start := time.Now()
 	out, err := hpaGet(t, g.port, "small.txt", local)
@@ -260,6 +262,17 @@ func TestBackendDownThenUp(t *testing.T) {
 	}
 	if d := time.Since(start); d > 3*time.Second {
 		t.Errorf("ERROR after %s", d)
+	}
+	// The alert on backend errors (docs/operations.md) must see a backend
+	// that is down: the call that missed its header budget is counted.
+	resp, err := http.Get("http://" + metricsAddr(t, g) + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !regexp.MustCompile(`(?m)^tftpgw_backend_errors_total\{code="DeadlineExceeded"\} [1-9]`).Match(body) {
+		t.Errorf("no tftpgw_backend_errors_total{code=\"DeadlineExceeded\"} with the backend down:\n%s", body)
 	}
 	if ln, err = net.Listen("tcp", addr); err != nil {
 		t.Skipf("port taken meanwhile: %v", err)

@@ -215,7 +215,7 @@ func (c *content) open(offset int64, budget time.Duration) (*tftpgwv1.Header, er
 	pause := 25 * time.Millisecond
 	for {
 		actx, acancel := context.WithCancelCause(c.ctx)
-		timer := time.AfterFunc(time.Until(deadline), func() { acancel(errHeaderBudget) })
+		timer := time.AfterFunc(time.Until(deadline), func() { acancel(errHeaderBudgetCause) })
 		stream, err := c.h.client.Read(actx, req, grpc.WaitForReady(true))
 		var msg *tftpgwv1.ReadResponse
 		if err == nil {
@@ -233,7 +233,7 @@ func (c *content) open(offset int64, budget time.Duration) (*tftpgwv1.Header, er
 				return nil, err
 			}
 			c.stream, c.actx, c.acancel = stream, actx, acancel
-			c.idle = time.AfterFunc(time.Hour, func() { acancel(errIdle) })
+			c.idle = time.AfterFunc(time.Hour, func() { acancel(errIdleCause) })
 			c.idle.Stop()
 			var addr string
 			if p, ok := peer.FromContext(stream.Context()); ok && p.Addr != nil {

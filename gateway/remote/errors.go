@@ -30,7 +30,14 @@ var (
 var (
 	errHeaderBudget = errors.New("remote: no header within the header budget")
 	errIdle         = errors.New("remote: stream idle for too long")
-	errClosed       = errors.New("remote: content closed")
+
+	// The causes a call is cancelled with when its backend misses the
+	// header or idle budget: they wrap context.DeadlineExceeded too, so
+	// that the metrics' interceptors (package stats) count the call as the
+	// backend's DeadlineExceeded, not as one the caller cancelled.
+	errHeaderBudgetCause = fmt.Errorf("%w: %w", errHeaderBudget, context.DeadlineExceeded)
+	errIdleCause         = fmt.Errorf("%w: %w", errIdle, context.DeadlineExceeded)
+	errClosed            = errors.New("remote: content closed")
 
 	// The budgets of an upload wrap context.DeadlineExceeded, so that
 	// errors.Is tells a timeout.

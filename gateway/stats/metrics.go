@@ -220,12 +220,20 @@ func (m *Metrics) GRPCDialOptions() []grpc.DialOption {
 }
 
 // callEnded counts a failed call, unless the caller cancelled it (the
-// TFTP session ended first, which is not the backend's fault).
+// TFTP session ended first, which is not the backend's fault). A call
+// cancelled with a cause that wraps context.DeadlineExceeded missed a
+// budget the caller gave the backend (the remote handler's header and
+// idle budgets, a deadline): the backend's failure, counted as
+// DeadlineExceeded. Without that, a backend that is down (every call
+// waiting for a connection until its budget) would count nothing.
 func (m *Metrics) callEnded(ctx context.Context, err error) {
-	if err == nil || errors.Is(err, io.EOF) || ctx.Err() != nil {
-		return
+	switch {
+	case err == nil || errors.Is(err, io.EOF):
+	case ctx.Err() == nil:
+		m.backendFailed(status.Code(err))
+	case errors.Is(context.Cause(ctx), context.DeadlineExceeded):
+		m.backendFailed(codes.DeadlineExceeded)
 	}
-	m.backendFailed(status.Code(err))
 }
 
 // observedStream times a streaming call's first message and counts its

@@ -2,6 +2,7 @@ package stats_test
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/http/httptest"
 	"sync/atomic"
@@ -118,7 +119,19 @@ func TestMetricsEndpoints(t *testing.T) {
 	if _, err := rs.Recv(); status.Code(err) != codes.Canceled {
 		t.Fatalf("cancelled Recv = %v", err)
 	}
-	if got := m.BackendErrors(); len(got) != 1 || got["Unavailable"] != 1 {
+	// A call the caller cancelled because the backend missed a budget
+	// (the remote handler's header budget, with a backend that is down):
+	// the backend's DeadlineExceeded.
+	bctx, bcancel := context.WithCancelCause(context.Background())
+	rs, err = client.Read(bctx, &tftpgwv1.ReadRequest{Path: "hang"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bcancel(fmt.Errorf("no header within the budget: %w", context.DeadlineExceeded))
+	if _, err := rs.Recv(); status.Code(err) != codes.Canceled {
+		t.Fatalf("Recv cancelled for a budget = %v", err)
+	}
+	if got := m.BackendErrors(); len(got) != 2 || got["Unavailable"] != 1 || got["DeadlineExceeded"] != 1 {
 		t.Fatalf("BackendErrors = %v", got)
 	}
 
@@ -153,9 +166,10 @@ func TestMetricsEndpoints(t *testing.T) {
 		`tftpgw_time_to_first_data_seconds_bucket{le="0.005"}`:          2,
 		`tftpgw_backend_header_latency_seconds_count`:                   1,
 		`tftpgw_backend_errors_total{code="Unavailable"}`:               1,
-		`grpc_client_started_total{grpc_method="Read",grpc_service="tftpgw.v1.ContentService",grpc_type="server_stream"}`:                         2,
+		`tftpgw_backend_errors_total{code="DeadlineExceeded"}`:          1,
+		`grpc_client_started_total{grpc_method="Read",grpc_service="tftpgw.v1.ContentService",grpc_type="server_stream"}`:                         3,
 		`grpc_client_handled_total{grpc_code="Unavailable",grpc_method="Read",grpc_service="tftpgw.v1.ContentService",grpc_type="server_stream"}`: 1,
-		`grpc_client_handled_total{grpc_code="Canceled",grpc_method="Read",grpc_service="tftpgw.v1.ContentService",grpc_type="server_stream"}`:    1,
+		`grpc_client_handled_total{grpc_code="Canceled",grpc_method="Read",grpc_service="tftpgw.v1.ContentService",grpc_type="server_stream"}`:    2,
 	}
 	for k, v := range want {
 		if g, ok := got[k]; !ok || g != v {
