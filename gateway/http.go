@@ -134,10 +134,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
 		return
 	}
-	accepted, perClient := st.admit(c, c.limitsFor(limits), client.Addr(), at)
+	accepted, perClient, why := st.admit(c, c.limitsFor(limits), client.Addr(), at)
 	if !accepted {
 		st.mu.Unlock()
-		st.refusedBusy(c, client, at)
+		st.refusedBusy(c, client, at, why)
 		writeError(w, errBusy)
 		return
 	}

@@ -73,16 +73,39 @@ func (t *clientTable) remove(e *clientEntry) {
 	delete(t.m, e.addr)
 }
 
+// busyReason names the limit a request refused with "server busy" was
+// over, for the log.
+type busyReason uint8
+
+const (
+	busyMaxSessions busyReason = iota
+	busyClientSessions
+	busyClientRate
+	busyWindowMemory
+	busyPortRange
+)
+
+func (r busyReason) String() string {
+	return [...]string{
+		busyMaxSessions:    "max_sessions",
+		busyClientSessions: "max_sessions_per_client",
+		busyClientRate:     "client_rate",
+		busyWindowMemory:   "window_memory",
+		busyPortRange:      "port_range",
+	}[r]
+}
+
 // admit decides whether a new session for src may start under the limits
 // l and, if so, counts it: in the client's entry too when perClient is
-// true, which release must be told. The caller holds st.mu.
-func (st *serverState) admit(c *config, l requestLimits, src netip.Addr, now time.Time) (ok, perClient bool) {
+// true, which release must be told. A refusal says which limit refused it.
+// The caller holds st.mu.
+func (st *serverState) admit(c *config, l requestLimits, src netip.Addr, now time.Time) (ok, perClient bool, why busyReason) {
 	if l.maxSessions > 0 && st.running >= l.maxSessions {
-		return false, false
+		return false, false, busyMaxSessions
 	}
 	if l.maxSessionsPerClient <= 0 && l.clientRate <= 0 {
 		st.running++
-		return true, false
+		return true, false, 0
 	}
 	t := &st.clients
 	e := t.m[src]
@@ -112,16 +135,20 @@ func (st *serverState) admit(c *config, l requestLimits, src netip.Addr, now tim
 			e.limiter.SetBurstAt(now, burst(l.clientRate))
 		}
 	}
-	ok = (l.maxSessionsPerClient <= 0 || e.sessions < l.maxSessionsPerClient) &&
-		(l.clientRate <= 0 || e.limiter.AllowN(now, 1))
-	if ok {
+	switch {
+	case l.maxSessionsPerClient > 0 && e.sessions >= l.maxSessionsPerClient:
+		why = busyClientSessions
+	case l.clientRate > 0 && !e.limiter.AllowN(now, 1):
+		why = busyClientRate
+	default:
+		ok = true
 		e.sessions++
 		st.running++
 	}
 	if e.sessions == 0 {
 		t.pushIdle(e) // the most recently seen
 	}
-	return ok, ok
+	return ok, ok, why
 }
 
 // burst is the burst of a client's rate limiter: twice its rate.

@@ -185,7 +185,7 @@ func TestClientFloodThroughListener(t *testing.T) {
 // admitOK is serverState.admit under the server's limits, reporting only
 // whether the session may start.
 func admitOK(st *serverState, c *config, src netip.Addr, now time.Time) bool {
-	ok, _ := st.admit(c, c.limits, src, now)
+	ok, _, _ := st.admit(c, c.limits, src, now)
 	return ok
 }
 
@@ -202,18 +202,18 @@ func TestReleaseUndoesWhatAdmitCounted(t *testing.T) {
 	perClient := requestLimits{maxSessionsPerClient: 1}
 	none := requestLimits{}
 
-	ok1, counted1 := st.admit(c, perClient, src, now)
-	ok2, counted2 := st.admit(c, none, src, now)
-	ok3, _ := st.admit(c, perClient, src, now) // over 1: refused
-	if !ok1 || !counted1 || !ok2 || counted2 || ok3 {
-		t.Fatalf("admit: %v %v, %v %v, %v; want true true, true false, false", ok1, counted1, ok2, counted2, ok3)
+	ok1, counted1, _ := st.admit(c, perClient, src, now)
+	ok2, counted2, _ := st.admit(c, none, src, now)
+	ok3, _, why := st.admit(c, perClient, src, now) // over 1: refused
+	if !ok1 || !counted1 || !ok2 || counted2 || ok3 || why != busyClientSessions {
+		t.Fatalf("admit: %v %v, %v %v, %v %v; want true true, true false, false max_sessions_per_client", ok1, counted1, ok2, counted2, ok3, why)
 	}
 	st.release(src, counted1, now)
 	st.release(src, counted2, now)
 	if e := st.clients.m[src]; st.running != 0 || e == nil || e.sessions != 0 || st.clients.oldestIdle() != e {
 		t.Fatalf("after release: running %d, entry %+v", st.running, e)
 	}
-	if ok, _ := st.admit(c, perClient, src, now); !ok {
+	if ok, _, _ := st.admit(c, perClient, src, now); !ok {
 		t.Error("a client with no session left refused")
 	}
 }

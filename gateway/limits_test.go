@@ -36,9 +36,10 @@ func TestLimits(t *testing.T) {
 			c2.RRQ("pxelinux.0", "octet")
 			c2.Expect(busy)
 		}
-		if n := strings.Count(logged.String(), "refusing read requests"); n != 1 {
+		if n := strings.Count(logged.String(), "refusing requests"); n != 1 {
 			t.Errorf("%d refusal log lines for 3 refusals, want 1:\n%s", n, logged.String())
 		}
+		wantBusyReason(t, &logged, "max_sessions")
 		c1.SendError(0, "bye")
 		ts.NextStats(t)
 		c3 := gatewaytest.NewClientOn(t, "udp4", "127.0.0.2:0", ts.Addr()) // a slot is free again
@@ -51,7 +52,11 @@ func TestLimits(t *testing.T) {
 		}
 	})
 	t.Run("MaxSessionsPerClient", func(t *testing.T) {
-		ts := gatewaytest.NewServer(t, gatewaytest.Files{"pxelinux.0": content}, gatewaytest.FixedTimer, func(s *gateway.Server) { s.MaxSessionsPerClient = 2 })
+		var logged syncbuf.Buffer
+		ts := gatewaytest.NewServer(t, gatewaytest.Files{"pxelinux.0": content}, gatewaytest.FixedTimer, func(s *gateway.Server) {
+			s.MaxSessionsPerClient = 2
+			s.Logger = slog.New(slog.NewTextHandler(&logged, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		})
 		var held []*gatewaytest.Client
 		for range 2 {
 			c := gatewaytest.NewClient(t, ts.Addr())
@@ -62,6 +67,7 @@ func TestLimits(t *testing.T) {
 		same := gatewaytest.NewClient(t, ts.Addr()) // same address, third port
 		same.RRQ("pxelinux.0", "octet")
 		same.Expect(busy)
+		wantBusyReason(t, &logged, "max_sessions_per_client")
 		other := gatewaytest.NewClientOn(t, "udp4", "127.0.0.3:0", ts.Addr())
 		other.RRQ("pxelinux.0", "octet")
 		other.Expect(gatewaytest.Data(1, content[:512]))
@@ -75,12 +81,17 @@ func TestLimits(t *testing.T) {
 	})
 	t.Run("ClientRequestRate", func(t *testing.T) {
 		// 1 per second with bursts of 2: the third request at once is refused.
-		ts := gatewaytest.NewServer(t, gatewaytest.Files{"pxelinux.0": []byte("x")}, gatewaytest.FixedTimer, func(s *gateway.Server) { s.ClientRequestRate = 1 })
+		var logged syncbuf.Buffer
+		ts := gatewaytest.NewServer(t, gatewaytest.Files{"pxelinux.0": []byte("x")}, gatewaytest.FixedTimer, func(s *gateway.Server) {
+			s.ClientRequestRate = 1
+			s.Logger = slog.New(slog.NewTextHandler(&logged, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		})
 		for i := range 3 {
 			c := gatewaytest.NewClient(t, ts.Addr())
 			c.RRQ("pxelinux.0", "octet")
 			if i == 2 {
 				c.Expect(busy)
+				wantBusyReason(t, &logged, "client_rate")
 				break
 			}
 			c.Expect(gatewaytest.Data(1, []byte("x")))
@@ -95,7 +106,11 @@ func TestLimits(t *testing.T) {
 	})
 	t.Run("MaxWindowMemory", func(t *testing.T) {
 		big := gatewaytest.Pattern(64 * 1468)
-		ts := gatewaytest.NewServer(t, gatewaytest.Files{"pxelinux.0": big}, gatewaytest.FixedTimer, func(s *gateway.Server) { s.MaxWindowMemory = 8 * 1472 })
+		var logged syncbuf.Buffer
+		ts := gatewaytest.NewServer(t, gatewaytest.Files{"pxelinux.0": big}, gatewaytest.FixedTimer, func(s *gateway.Server) {
+			s.MaxWindowMemory = 8 * 1472
+			s.Logger = slog.New(slog.NewTextHandler(&logged, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		})
 		c := gatewaytest.NewClient(t, ts.Addr())
 		c.RRQ("pxelinux.0", "octet", "blksize", "1468", "windowsize", "16")
 		c.Expect(busy)
@@ -108,12 +123,29 @@ func TestLimits(t *testing.T) {
 		if n := ts.Config.Stats().BusyRefusals; n != 1 {
 			t.Errorf("BusyRefusals %d, want 1", n)
 		}
+		wantBusyReason(t, &logged, "window_memory")
 		// A small file needs a small window buffer, so it still fits.
 		c2 := gatewaytest.NewClient(t, ts.Addr())
 		c2.SendTo(ts.Addr(), gatewaytest.ReadRequest("g", "octet"))
 		c2.Expect(gatewaytest.ErrorPacket(1, "file not found"))
 		ts.NextStats(t)
 	})
+}
+
+// wantBusyReason checks that the "server busy" warning names the limit
+// that refused (found in operator review: it named none) and counts the
+// refusal under it.
+func wantBusyReason(t *testing.T, logged *syncbuf.Buffer, reason string) {
+	t.Helper()
+	for range 100 { // the session's log line may follow the ERROR
+		if strings.Contains(logged.String(), "reason="+reason+" ") {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if l := logged.String(); !strings.Contains(l, "reason="+reason+" ") || !strings.Contains(l, "by_reason."+reason+"=1 ") {
+		t.Errorf("no refusal logged with reason %s:\n%s", reason, l)
+	}
 }
 
 // TestBurstOfBootsAtDefaults: the default limits serve 1,000 simultaneous

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
@@ -44,6 +45,9 @@ type serverState struct {
 	busy      atomic.Int64
 	busyLog   atomic.Int64 // unix nanoseconds of the last "refusing" log line
 	busyNoted atomic.Int64 // busy at that line
+	// busyWhy counts the refusals by the limit that refused them, and
+	// busyWhyNoted is each at the last "refusing" line.
+	busyWhy, busyWhyNoted [busyPortRange + 1]atomic.Int64
 
 	// ports are the free ports of the port range, one taken at admission
 	// and put back when the session's socket is closed; nil without a
@@ -355,16 +359,16 @@ func (s *Server) handlePacket(c *config, l *udp.Listener, b []byte, src netip.Ad
 	// what they admit (a rate limiter's token) and would have to be
 	// undone.
 	full := st.ports != nil && st.ports.Free() == 0
-	accepted, perClient := false, false
+	accepted, perClient, why := false, false, busyPortRange
 	if !full {
-		accepted, perClient = st.admit(c, c.limitsFor(limits), src.Addr(), now)
+		accepted, perClient, why = st.admit(c, c.limitsFor(limits), src.Addr(), now)
 	}
 	if !accepted {
 		st.mu.Unlock()
 		if full {
 			st.portsExhausted.Add(1)
 		}
-		st.refusedBusy(c, src, now)
+		st.refusedBusy(c, src, now, why)
 		s.replyError(l, src, dst, errBusy.Code, errBusy.Message, len(b))
 		return
 	}
@@ -398,19 +402,29 @@ func (s *Server) handlePacket(c *config, l *udp.Listener, b []byte, src netip.Ad
 // busyLogEvery is how often, at most, refusals are logged.
 const busyLogEvery = 10 * time.Second
 
-// refusedBusy counts a request refused with "server busy" and logs that
+// refusedBusy counts a request refused with "server busy" (over the limit
+// why) and logs that
 // requests are being refused: one line at most every busyLogEvery, with
 // the count since the last one, so that a boot storm shows in the log
 // without flooding it.
-func (st *serverState) refusedBusy(c *config, client netip.AddrPort, now time.Time) {
+func (st *serverState) refusedBusy(c *config, client netip.AddrPort, now time.Time, why busyReason) {
 	st.busy.Add(1)
+	st.busyWhy[why].Add(1)
 	last := st.busyLog.Load()
 	if now.UnixNano()-last < int64(busyLogEvery) || !st.busyLog.CompareAndSwap(last, now.UnixNano()) {
 		return
 	}
 	total := st.busy.Load()
-	c.logger.Warn("refusing read requests with \"server busy\": over a session, client or window-memory limit, or no free port in the port range",
-		"client", client, "refused", total-st.busyNoted.Swap(total), "refused_total", total, "active_sessions", st.activeN.Load())
+	// The limit of this refusal, and how many each limit refused since
+	// the last line: the limits to look at (docs/operations.md).
+	var since [len(st.busyWhy)]slog.Attr
+	for r := range st.busyWhy {
+		n := st.busyWhy[r].Load()
+		since[r] = slog.Int64(busyReason(r).String(), n-st.busyWhyNoted[r].Swap(n))
+	}
+	c.logger.Warn("refusing requests with \"server busy\"",
+		"client", client, "reason", why.String(), "refused", total-st.busyNoted.Swap(total),
+		slog.GroupAttrs("by_reason", since[:]...), "refused_total", total, "active_sessions", st.activeN.Load())
 }
 
 // sessionDone counts a finished session and forgets it; port, the port of

@@ -175,7 +175,7 @@ func (s *Server) startSession(ctx context.Context, c *config, a *admitted) (sess
 		// Refused as admission refuses a full range: from the listening
 		// port, counted with the other refusals (and as a session).
 		st.portsExhausted.Add(1)
-		st.refusedBusy(c, a.src, time.Now())
+		st.refusedBusy(c, a.src, time.Now(), busyPortRange)
 		msg := a.l.ReplyError(a.src, a.local.Addr(), uint16(errBusy.Code), errBusy.Message, a.reqLen)
 		sess.Conn = udp.ClosedConn{}
 		stats.Outcome, stats.cause = OutcomeError, fmt.Errorf("%w (%v)", err, c.portRange)
@@ -472,7 +472,7 @@ func (h *sessionHost) GetWindow(n int) *[]byte { return h.st.windows.Get(h.clien
 func (h *sessionHost) PutWindow(b *[]byte) { h.st.windows.Put(h.client, b, time.Now()) }
 
 func (h *sessionHost) Busy() {
-	h.st.refusedBusy(h.c, netip.AddrPortFrom(h.client.Addr(), 0), time.Now())
+	h.st.refusedBusy(h.c, netip.AddrPortFrom(h.client.Addr(), 0), time.Now(), busyWindowMemory)
 }
 
 func (h *sessionHost) Answered(unanswered int) {
