@@ -7,6 +7,8 @@ import (
 	"io"
 	"os"
 	"time"
+
+	"github.com/tftpgw/tftpgw/gateway/internal/fileinfo"
 )
 
 // Content is what a [Handler] returns: the bytes of one file.
@@ -87,7 +89,7 @@ func FileContent(f *os.File) (Content, error) {
 		return nil, fmt.Errorf("gateway: stat: %w", err)
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%w: %s", ErrNotRegular, fi.Mode().Type())
+		return nil, fmt.Errorf("%w: %s", ErrNotRegular, fileinfo.Kind(fi.Mode()))
 	}
 	off, err := f.Seek(0, io.SeekCurrent)
 	if err != nil {

@@ -98,7 +98,7 @@ func (h fileServer) ServeTFTP(_ context.Context, req *Request) (Content, error) 
 	}
 	if !fi.Mode().IsRegular() {
 		f.Close()
-		return nil, fmt.Errorf("%w: %q is %s", ErrNotRegular, req.Path, fi.Mode().Type())
+		return nil, fmt.Errorf("%w: %q is %s", ErrNotRegular, req.Path, fileinfo.Kind(fi.Mode()))
 	}
 	if err := h.readableByAnyone(req.Path, fi, f); err != nil {
 		f.Close()
@@ -146,7 +146,7 @@ func (h fileServer) StatContent(_ context.Context, req *Request) (int64, Content
 		return 0, ContentInfo{}, errStatUntrusted // another filesystem mounted below the root
 	}
 	if !fi.Mode().IsRegular() {
-		return 0, ContentInfo{}, fmt.Errorf("%w: %q is %s", ErrNotRegular, req.Path, fi.Mode().Type())
+		return 0, ContentInfo{}, fmt.Errorf("%w: %q is %s", ErrNotRegular, req.Path, fileinfo.Kind(fi.Mode()))
 	}
 	if err := h.readableByAnyone(req.Path, fi, nil); err != nil {
 		return 0, ContentInfo{}, err

@@ -37,19 +37,22 @@ func TestFileServer(t *testing.T) {
 	h := gateway.FileServer(root)
 
 	tests := []struct {
-		path     string
-		want     string
-		wantCode gateway.ErrorCode
+		path      string
+		want      string
+		wantCode  gateway.ErrorCode
+		wantCause string // in the error, for the log's cause
 	}{
-		{"boot/kernel", "kernel", 0},
-		{"inside-link", "kernel", 0},
-		{"missing", "", gateway.ErrFileNotFound},
-		{"boot", "", gateway.ErrAccessViolation},
-		{"fifo", "", gateway.ErrAccessViolation},
-		{"abs-link", "", gateway.ErrAccessViolation},
-		{"rel-link", "", gateway.ErrAccessViolation},
-		{"../" + filepath.Base(outside) + "/secret", "", gateway.ErrAccessViolation},
-		{filepath.Join(outside, "secret"), "", gateway.ErrAccessViolation},
+		{"boot/kernel", "kernel", 0, ""},
+		{"inside-link", "kernel", 0, ""},
+		{"missing", "", gateway.ErrFileNotFound, ""},
+		// The kind in words: the mode string "d---------" read as mode 000
+		// (found in operator review).
+		{"boot", "", gateway.ErrAccessViolation, `"boot" is a directory`},
+		{"fifo", "", gateway.ErrAccessViolation, `"fifo" is a named pipe`},
+		{"abs-link", "", gateway.ErrAccessViolation, ""},
+		{"rel-link", "", gateway.ErrAccessViolation, ""},
+		{"../" + filepath.Base(outside) + "/secret", "", gateway.ErrAccessViolation, ""},
+		{filepath.Join(outside, "secret"), "", gateway.ErrAccessViolation, ""},
 	}
 	// The edge cache revalidates its entries with StatContent, which must
 	// report what ServeTFTP's content would, and fail where it refuses.
@@ -91,6 +94,9 @@ func TestFileServer(t *testing.T) {
 			if err == nil {
 				c.Close()
 				t.Fatalf("served %q, want refusal", tt.path)
+			}
+			if !strings.Contains(err.Error(), tt.wantCause) || (runtime.GOOS == "linux" && !strings.Contains(serr.Error(), tt.wantCause)) {
+				t.Errorf("errors %q and %q, want them to say %q", err, serr, tt.wantCause)
 			}
 			e := gateway.ErrorFor(err)
 			if e.Code != tt.wantCode && !(tt.wantCode == gateway.ErrAccessViolation && e.Code == gateway.ErrFileNotFound) {

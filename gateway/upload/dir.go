@@ -15,6 +15,7 @@ import (
 	"syscall"
 
 	"github.com/tftpgw/tftpgw/gateway"
+	"github.com/tftpgw/tftpgw/gateway/internal/fileinfo"
 )
 
 // Dir is a [gateway.WriteHandler] that stores each upload as a file under
@@ -109,7 +110,7 @@ func (u *dirUpload) start(base string, perm fs.FileMode) error {
 	case err == nil && !u.overwrite:
 		return fmt.Errorf("upload: %q: %w", u.name, fs.ErrExist)
 	case err == nil && !fi.Mode().IsRegular():
-		return fmt.Errorf("%w: upload: %q is %v, not replaced", gateway.ErrNotRegular, u.name, fi.Mode().Type())
+		return fmt.Errorf("%w: upload: %q is %s, not replaced", gateway.ErrNotRegular, u.name, fileinfo.Kind(fi.Mode()))
 	case err == nil:
 	case errors.Is(err, fs.ErrNotExist) && u.dir != "":
 		if _, err := u.root.Lstat(u.dir); errors.Is(err, fs.ErrNotExist) {

@@ -97,6 +97,15 @@ func (g *Logger) logger() *slog.Logger {
 
 var levels = [...]slog.Level{SeverityInfo: slog.LevelDebug, SeverityWarning: slog.LevelWarn, SeverityError: slog.LevelError}
 
+// expected tells the messages gRPC logs as errors for what tftpgw's
+// binaries take as normal: a server without the grpc.health.v1 service,
+// which counts as healthy (docs/fleet.md). They are logged at info level:
+// an ERROR at every start for a documented setup sends operators looking
+// for a fault.
+func expected(msg string) bool {
+	return strings.Contains(msg, "health check is unimplemented at server side")
+}
+
 // log formats the message only if it will be written.
 func (g *Logger) log(sev Severity, format func() string) {
 	if sev < g.opts.Severity {
@@ -107,6 +116,11 @@ func (g *Logger) log(sev Severity, format func() string) {
 		return
 	}
 	msg := strings.TrimRight(format(), "\n")
+	if sev == SeverityError && expected(msg) {
+		if level = slog.LevelInfo; !l.Enabled(ctx, level) {
+			return
+		}
+	}
 	attrs := []slog.Attr{slog.String("system", "grpc")}
 	if rest, ok := strings.CutPrefix(msg, "["); ok {
 		if comp, m, ok := strings.Cut(rest, "] "); ok && comp != "" && !strings.ContainsAny(comp, " []") {

@@ -131,3 +131,34 @@ func TestOptionsFromEnv(t *testing.T) {
 		}
 	}
 }
+
+// TestExpectedErrorsAtInfo: gRPC's error for a server without the health
+// service, which tftpgw documents as healthy, is logged at info level
+// (found in operator review: an ERROR at every start), and not at all
+// above info; other errors stay errors.
+func TestExpectedErrorsAtInfo(t *testing.T) {
+	const health = "Subchannel health check is unimplemented at server side, thus health check is disabled for SubConn 0x1"
+	for _, tt := range []struct {
+		name  string
+		level slog.Level
+		msg   string
+		want  []string
+	}{
+		{"health, info", slog.LevelInfo, health, []string{"INFO"}},
+		{"health, warn", slog.LevelWarn, health, nil},
+		{"other error, warn", slog.LevelWarn, "connection refused", []string{"ERROR"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			g := New(slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: tt.level})), Options{Severity: SeverityError})
+			g.Errorf("%s", tt.msg)
+			var got []string
+			for _, m := range jsonLines(t, &buf) {
+				got = append(got, m["level"].(string))
+			}
+			if strings.Join(got, ",") != strings.Join(tt.want, ",") {
+				t.Errorf("levels %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
