@@ -519,3 +519,23 @@ func randomFile(t *testing.T, dir, name string, n int) []byte {
 	}
 	return b
 }
+
+// TestFailedStartSaysSo: a start that fails (the port is taken) logs
+// "tftpgw did not start" with the cause and exits 1; "tftpgw stopped" is
+// for a server that served (found in operator review: a failed start said
+// "stopped").
+func TestFailedStartSaysSo(t *testing.T) {
+	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	out, err := exec.Command(binPath, "-listen", c.LocalAddr().String(), "-root", t.TempDir()).CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Fatalf("exit: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), `msg="tftpgw did not start"`) || !strings.Contains(string(out), "address already in use") || strings.Contains(string(out), "tftpgw stopped") {
+		t.Errorf("log of a failed start:\n%s", out)
+	}
+}

@@ -68,7 +68,11 @@ func main() {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	if err := run(ctx, opts, svcUser, logger, &reloader{signals: hup, level: level}); err != nil {
-		logger.Error("tftpgw stopped", "err", err)
+		msg := "tftpgw did not start"
+		if errors.Is(err, errWhileServing) {
+			msg = "tftpgw stopped"
+		}
+		logger.Error(msg, "err", err)
 		os.Exit(1)
 	}
 }
@@ -202,6 +206,10 @@ func (e *edge) close() {
 	}
 	e.closeTracing() // the last spans, once every session has ended
 }
+
+// errWhileServing wraps the error of a run that stopped after it began
+// serving; any other error of run's stopped it from starting.
+var errWhileServing = errors.New("while serving")
 
 // run serves the options until ctx is done, then drains the sessions. It
 // takes options that validate accepted. If svcUser is not nil, tftpgw
@@ -342,10 +350,10 @@ wait:
 	for {
 		select {
 		case err := <-httpErr:
-			return fail(err, true)
+			return fmt.Errorf("%w: %w", errWhileServing, fail(err, true))
 		case err := <-errc:
 			served++
-			return fail(err, false)
+			return fmt.Errorf("%w: %w", errWhileServing, fail(err, false))
 		case <-r.signals:
 			e.reload(r, lv)
 		case <-ctx.Done():
