@@ -116,9 +116,10 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Stderr, nil); err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "tftp-backend:", err)
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0) // -h: the flag package printed the usage
 		}
+		fmt.Fprintln(os.Stderr, "tftp-backend:", err)
 		os.Exit(2)
 	}
 }

@@ -47,9 +47,10 @@ import (
 func main() {
 	c, err := parseFlags(os.Args[1:], os.Stderr)
 	if err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "tftp-collector:", err)
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0) // -h: the flag package printed the usage
 		}
+		fmt.Fprintln(os.Stderr, "tftp-collector:", err)
 		os.Exit(2)
 	}
 	logger := newLogger(os.Stderr, c.logFormat, c.logLevel)
