@@ -9,9 +9,10 @@
 //
 // Point the edges at it with tftpgw -stats-sink HOST:7069 and the
 // -stats-sink-* credential flags. It listens on 127.0.0.1:7069 by default;
-// on another address, use TLS, mutual TLS (-client-ca) or a token
-// (-token-file, which it refuses to accept in plaintext except on a
-// loopback address), else anyone who can reach it can write events.
+// on another address, use TLS (-tls-cert, -tls-key) with mutual TLS
+// (-client-ca) or a token (-token-file, which it refuses to accept in
+// plaintext except on a loopback address), else anyone who can reach it
+// can write events, which it warns of at start.
 //
 // It drops the copies of events an edge sent again and counts the gaps in
 // each edge's sequence. At most -max-edges edges get series of their own
@@ -144,11 +145,10 @@ func run(ctx context.Context, logger *slog.Logger, c *config) error {
 		return fmt.Errorf("listen: %w", err)
 	}
 	srv := collector.Serve(ln, sink, opts...)
-	secure := c.tlsCert != "" || c.tokenFile != ""
 	logger.Info("collecting stats", "addr", srv.Addr().String(), "out", c.out,
 		"tls", c.tlsCert != "", "mtls", c.clientCA != "", "token", c.tokenFile != "")
-	if !secure && !grpcauth.LoopbackListen(c.listen) {
-		logger.Warn("accepting stats from anyone who can reach this address: set -client-ca or -token-file", "addr", srv.Addr().String())
+	if w := exposureWarning(c); w != "" {
+		logger.Warn(w, "addr", srv.Addr().String())
 	}
 
 	var hs *stats.HTTPServer
@@ -176,6 +176,21 @@ func run(ctx context.Context, logger *slog.Logger, c *config) error {
 		}
 	}
 	return err
+}
+
+// exposureWarning returns what to warn of when c listens where other
+// machines connect and authenticates none of them (neither -client-ca nor
+// -token-file; TLS alone only encrypts), or "" if there is nothing to say.
+// The advice names every flag it takes: off loopback, client certificates
+// and tokens both need -tls-cert and -tls-key (see parseFlags).
+func exposureWarning(c *config) string {
+	if grpcauth.LoopbackListen(c.listen) || c.clientCA != "" || c.tokenFile != "" {
+		return ""
+	}
+	if c.tlsCert == "" {
+		return "accepting stats from anyone who can reach this address: set -tls-cert and -tls-key, with -client-ca or -token-file"
+	}
+	return "accepting stats from anyone who can reach this address: set -client-ca or -token-file"
 }
 
 // serverOptions returns the gRPC server's credentials and authentication:
