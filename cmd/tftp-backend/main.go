@@ -36,6 +36,10 @@
 //	-log-format FMT    text or json (default text); json writes durations
 //	                   as float seconds
 //
+// On a non-loopback -listen, a token needs TLS, and without -client-ca
+// or -token-file it warns at start that anyone who can reach the address
+// can read every file.
+//
 // -root flags:
 //
 //	-max-age D           how long edges may cache a file (default 10s)
@@ -237,6 +241,9 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(net.Ad
 	srv := backend.NewServer(h, cfg)
 	logger.Info("tftp-backend serving", "addr", lis.Addr().String(), "templates", c.templates, "root", c.root,
 		"http_upstream", c.httpUpstream, "tls", cfg.TLS != nil, "mtls", c.clientCA != "", "token", cfg.Token != "")
+	if w := exposureWarning(c); w != "" {
+		logger.Warn(w, "addr", lis.Addr().String())
+	}
 	if ready != nil {
 		ready(lis.Addr())
 	}
@@ -253,6 +260,26 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(net.Ad
 	srv.GracefulStop()
 	<-errc
 	return nil
+}
+
+// exposureWarning returns what to warn of when c listens where other
+// machines connect and authenticates none of them (neither -client-ca nor
+// -token-file; TLS alone only encrypts), or "" if there is nothing to say.
+// The advice names every flag it takes: off loopback, client certificates
+// and tokens both need -tls-cert and -tls-key (see parseFlags).
+func exposureWarning(c *config) string {
+	if grpcauth.LoopbackListen(c.listen) || c.clientCA != "" || c.tokenFile != "" {
+		return ""
+	}
+	what := "read every file it serves"
+	if c.uploadDir != "" {
+		what = "read every file it serves and upload files"
+	}
+	advice := "set -client-ca or -token-file"
+	if c.tlsCert == "" {
+		advice = "set -tls-cert and -tls-key, with -client-ca or -token-file"
+	}
+	return "anyone who can reach this address can " + what + ": " + advice
 }
 
 // sources builds the handler trying -templates, -root and -http-upstream
