@@ -35,6 +35,10 @@
 //	                   in FILE (the health service is exempt)
 //	-log-format FMT    text or json (default text); json writes durations
 //	                   as float seconds
+//	-log-level L       debug, info, warn or error (default info); each
+//	                   call's line names its path (and offset) and code,
+//	                   at debug when it succeeded, at info, warn or error
+//	                   when it failed
 //
 // On a non-loopback -listen, a token needs TLS, and without -client-ca
 // or -token-file it warns at start that anyone who can reach the address
@@ -103,6 +107,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
+	"google.golang.org/grpc/codes"
+
 	"github.com/tftpgw/tftpgw/backend"
 	"github.com/tftpgw/tftpgw/cmd/tftp-backend/internal/httpupstream"
 	"github.com/tftpgw/tftpgw/cmd/tftp-backend/internal/templates"
@@ -133,6 +140,7 @@ type config struct {
 	listen, root, templates, httpUpstream string
 	tlsCert, tlsKey, clientCA, tokenFile  string
 	logFormat                             string
+	logLevel                              slog.Level
 	maxAge                                time.Duration
 	digest                                bool
 	digestSyncMax                         bytesize.Size
@@ -158,6 +166,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.clientCA, "client-ca", "", "require client certificates signed by the CAs in `file` (mTLS)")
 	fs.StringVar(&c.tokenFile, "token-file", "", "require the bearer token in `file`")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log `format`: text or json")
+	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error; a call that succeeded is logged at debug")
 	fs.DurationVar(&c.maxAge, "max-age", 10*time.Second, "how long edges may cache a -root file without asking again (its ETag follows size, mtime, ctime and inode, so a change shows within this); 0: ask every time")
 	fs.BoolVar(&c.digest, "digest", true, "send the SHA-256 of each -root file in its header (computed once per version and cached), so that edges check the bytes they receive")
 	c.digestSyncMax = defaultDigestSyncMax
@@ -174,6 +183,9 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	}
 	if err := c.parseUploadFlags(fs); err != nil {
 		return nil, err
+	}
+	if err := c.logLevel.UnmarshalText([]byte(*logLevel)); err != nil {
+		return nil, fmt.Errorf("-log-level: %w", err) // as tftpgw says it
 	}
 	switch {
 	case fs.NArg() > 0:
@@ -207,9 +219,9 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(net.Ad
 	}
 	var logger *slog.Logger
 	if c.logFormat == "json" {
-		logger = slog.New(slog.NewJSONHandler(jsonlog.Escaping(stderr), &slog.HandlerOptions{ReplaceAttr: jsonlog.DurationsInSeconds}))
+		logger = slog.New(slog.NewJSONHandler(jsonlog.Escaping(stderr), &slog.HandlerOptions{Level: c.logLevel, ReplaceAttr: jsonlog.DurationsInSeconds}))
 	} else {
-		logger = slog.New(slog.NewTextHandler(stderr, nil))
+		logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: c.logLevel}))
 	}
 	grpcLog.SetLogger(logger) // gRPC's own log, in the same format
 
@@ -219,7 +231,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(net.Ad
 	}
 	defer closeSources()
 
-	cfg := backend.Config{Logger: logger}
+	cfg := backend.Config{Logger: logger, CallLevel: callLevel}
 	if c.uploadDir != "" {
 		if cfg.WriteHandler, err = uploads(c, logger); err != nil {
 			return err
@@ -280,6 +292,21 @@ func exposureWarning(c *config) string {
 		advice = "set -tls-cert and -tls-key, with -client-ca or -token-file"
 	}
 	return "anyone who can reach this address can " + what + ": " + advice
+}
+
+// callLevel is the level of a call's "finished call" line: DEBUG when it
+// succeeded (a boot storm makes thousands, and the edge logs each
+// session), else go-grpc-middleware's server default: INFO for NOT_FOUND
+// (a PXE client probing for its config), CANCELED, INVALID_ARGUMENT,
+// UNAUTHENTICATED and ALREADY_EXISTS; WARN for PERMISSION_DENIED,
+// FAILED_PRECONDITION (the file changed under a resume), DEADLINE_EXCEEDED
+// and RESOURCE_EXHAUSTED; ERROR for INTERNAL, UNKNOWN, DATA_LOSS and
+// UNIMPLEMENTED.
+func callLevel(code codes.Code) slog.Level {
+	if code == codes.OK {
+		return slog.LevelDebug
+	}
+	return slog.Level(logging.DefaultServerCodeToLevel(code))
 }
 
 // sources builds the handler trying -templates, -root and -http-upstream
