@@ -29,7 +29,7 @@ func TestJSONLogEscapesClientText(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"-listen", "127.0.0.1:0", "-root", t.TempDir(), "-log-format", "json"}, &out,
-			func(a net.Addr) { addrc <- a.String() })
+			func(a net.Addr) { addrc <- a.String() }, nil)
 	}()
 	defer func() {
 		cancel()
@@ -77,7 +77,7 @@ func startLogged(t *testing.T, args ...string) (string, *syncbuf.Buffer) {
 	addrc := make(chan string, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, append([]string{"-listen", "127.0.0.1:0"}, args...), out, func(a net.Addr) { addrc <- a.String() })
+		done <- run(ctx, append([]string{"-listen", "127.0.0.1:0"}, args...), out, func(a net.Addr) { addrc <- a.String() }, nil)
 	}()
 	t.Cleanup(func() {
 		cancel()

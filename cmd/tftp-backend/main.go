@@ -91,7 +91,8 @@
 //	                         -root they already are
 //
 // It also serves grpc.health.v1 and reflection. SIGINT or SIGTERM stop it
-// gracefully: running calls get 10 seconds to finish.
+// gracefully: running calls get 10 seconds to finish. SIGHUP is logged
+// and changes nothing: there is no configuration to reload.
 package main
 
 import (
@@ -124,9 +125,13 @@ import (
 const stopTimeout = 10 * time.Second
 
 func main() {
+	// SIGHUP first: its default action would end the process.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stderr, nil); err != nil {
+	if err := run(ctx, os.Args[1:], os.Stderr, nil, hup); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			os.Exit(0) // -h: the flag package printed the usage
 		}
@@ -211,8 +216,9 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 }
 
 // run serves until ctx is cancelled. If ready is not nil it is called with
-// the listening address once the server accepts calls.
-func run(ctx context.Context, args []string, stderr io.Writer, ready func(net.Addr)) error {
+// the listening address once the server accepts calls. A value from hup
+// (SIGHUP) is logged, as there is nothing to reload, and serving goes on.
+func run(ctx context.Context, args []string, stderr io.Writer, ready func(net.Addr), hup <-chan os.Signal) error {
 	c, err := parseFlags(args, stderr)
 	if err != nil {
 		return err
@@ -261,10 +267,18 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(net.Ad
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(lis) }()
-	select {
-	case err := <-errc:
-		return fmt.Errorf("serve: %w", err)
-	case <-ctx.Done():
+	for serving := true; serving; {
+		select {
+		case err := <-errc:
+			return fmt.Errorf("serve: %w", err)
+		case <-hup:
+			// It reads its flags and files at start only: a restart
+			// changes them. Not dying matters: systemd's
+			// Restart=on-failure would not start it again.
+			logger.Info("SIGHUP: nothing to reload; restart tftp-backend to change its flags")
+		case <-ctx.Done():
+			serving = false
+		}
 	}
 	logger.Info("tftp-backend stopping")
 	timer := time.AfterFunc(stopTimeout, srv.Stop)

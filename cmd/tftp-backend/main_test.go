@@ -40,7 +40,7 @@ func startBackend(t *testing.T, args ...string) string {
 	addrc := make(chan string, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, append([]string{"-listen", "127.0.0.1:0"}, args...), io.Discard, func(a net.Addr) { addrc <- a.String() })
+		done <- run(ctx, append([]string{"-listen", "127.0.0.1:0"}, args...), io.Discard, func(a net.Addr) { addrc <- a.String() }, nil)
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -277,7 +277,7 @@ func TestFlagErrors(t *testing.T) {
 		{"-root", dir, "-token-file", filepath.Join(dir, "missing")},
 	} {
 		var stderr bytes.Buffer
-		if err := run(t.Context(), append([]string{"-listen", "127.0.0.1:0"}, args...), &stderr, nil); err == nil {
+		if err := run(t.Context(), append([]string{"-listen", "127.0.0.1:0"}, args...), &stderr, nil, nil); err == nil {
 			t.Errorf("%q: no error", args)
 		}
 	}
