@@ -20,7 +20,10 @@
 // stay bounded whatever edges send.
 //
 // SIGINT or SIGTERM stop it gracefully: it waits up to -grace for the
-// edges to close their streams, then breaks them.
+// edges to close their streams, then breaks them. SIGHUP reopens the -out
+// file at its path, for logrotate: once the file is renamed, the events
+// that follow go to a new file at the path (if that cannot be opened, it
+// logs an error and goes on writing to the old one).
 package main
 
 import (
@@ -46,6 +49,10 @@ import (
 )
 
 func main() {
+	// SIGHUP first: its default action would end the process.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	c, err := parseFlags(os.Args[1:], os.Stderr)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -58,7 +65,7 @@ func main() {
 	grpcLog.SetLogger(logger)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, logger, c); err != nil {
+	if err := run(ctx, logger, c, hup); err != nil {
 		logger.Error("tftp-collector failed", "err", err)
 		os.Exit(1)
 	}
@@ -123,20 +130,23 @@ func newLogger(w io.Writer, format string, level slog.Level) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-// run serves until ctx ends.
-func run(ctx context.Context, logger *slog.Logger, c *config) error {
+// run serves until ctx ends. A value from hup (SIGHUP) reopens the -out
+// file (see outFile).
+func run(ctx context.Context, logger *slog.Logger, c *config, hup <-chan os.Signal) error {
 	opts, err := serverOptions(c)
 	if err != nil {
 		return err
 	}
-	var w io.Writer = os.Stdout
+	var (
+		w   io.Writer = os.Stdout
+		out *outFile  // nil for stdout
+	)
 	if c.out != "-" {
-		f, err := os.OpenFile(c.out, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
-		if err != nil {
-			return fmt.Errorf("open output: %w", err)
+		if out, err = openOut(c.out); err != nil {
+			return err
 		}
-		defer f.Close()
-		w = f
+		defer out.Close() // after the streams stopped (srv.Stop below)
+		w = out
 	}
 	sink := collector.New(collector.Config{Out: w, EdgeExpiry: c.expiry, MaxEdges: c.maxEdges, Logger: logger})
 
@@ -161,7 +171,18 @@ func run(ctx context.Context, logger *slog.Logger, c *config) error {
 		logger.Info("serving metrics", "addr", hs.Addr().String())
 	}
 
-	<-ctx.Done()
+	for serving := true; serving; {
+		select {
+		case <-hup:
+			if out == nil {
+				logger.Info("SIGHUP: nothing to reopen: the events go to stdout")
+			} else {
+				out.reopen(logger)
+			}
+		case <-ctx.Done():
+			serving = false
+		}
+	}
 	logger.Info("stopping")
 	sctx, cancel := context.WithTimeout(context.Background(), c.grace)
 	defer cancel()
