@@ -43,9 +43,18 @@ type Config struct {
 	// mutual TLS.
 	TLS *tls.Config
 
-	// Logger receives one line per finished call and every recovered
-	// panic; slog.Default() if nil.
+	// Logger receives one line per finished call ("finished call", with
+	// the gRPC method, code and error, and for a Read or Write the path,
+	// and a Read's offset when not zero) and every recovered panic;
+	// slog.Default() if nil.
 	Logger *slog.Logger
+
+	// CallLevel, if not nil, is the level of a finished call's line, by
+	// its status code. If nil: go-grpc-middleware's server default
+	// (logging.DefaultServerCodeToLevel), INFO for OK, NOT_FOUND,
+	// CANCELED and the like, WARN for PERMISSION_DENIED,
+	// FAILED_PRECONDITION and the like, ERROR for INTERNAL and the like.
+	CallLevel func(codes.Code) slog.Level
 
 	// ChunkSize is the [Service.ChunkSize]; 64 KiB if zero.
 	ChunkSize int
@@ -66,7 +75,8 @@ type Config struct {
 // the reflection service.
 //
 // Every call goes through these interceptors, the first being the
-// outermost: logging of finished calls through cfg.Logger, bearer-token
+// outermost: logging of finished calls through cfg.Logger (naming the
+// path a Read or Write is for, from its first message), bearer-token
 // authentication when cfg.Token is set (except for the health service),
 // and panic recovery, which turns a panic in the handler or its content
 // into INTERNAL and logs it with its stack; the server keeps serving.
@@ -86,10 +96,10 @@ func NewServer(h gateway.Handler, cfg Config) *grpc.Server {
 		logger.ErrorContext(ctx, "backend: panic serving call", "panic", p, "stack", string(debug.Stack()))
 		return status.Error(codes.Internal, "internal error")
 	})
-	logOpt := logging.WithLogOnEvents(logging.FinishCall)
+	logOpts := append([]logging.Option{logging.WithLogOnEvents(logging.FinishCall)}, callLevels(cfg.CallLevel)...)
 
-	unary := []grpc.UnaryServerInterceptor{logging.UnaryServerInterceptor(logFunc, logOpt)}
-	stream := []grpc.StreamServerInterceptor{logging.StreamServerInterceptor(logFunc, logOpt)}
+	unary := []grpc.UnaryServerInterceptor{logging.UnaryServerInterceptor(logFunc, logOpts...)}
+	stream := []grpc.StreamServerInterceptor{logging.StreamServerInterceptor(logFunc, logOpts...), requestFields}
 	if cfg.Token != "" {
 		authFunc := grpcauth.BearerAuth(cfg.Token)
 		notHealth := selector.MatchFunc(func(_ context.Context, c interceptors.CallMeta) bool {

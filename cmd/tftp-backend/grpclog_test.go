@@ -23,7 +23,7 @@ func TestGRPCLogIsJSON(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"-listen", "127.0.0.1:0", "-root", t.TempDir(), "-log-format", "json"}, &stderr,
-			func(a net.Addr) { addrc <- a })
+			func(a net.Addr) { addrc <- a }, nil)
 	}()
 	select {
 	case <-addrc:

@@ -35,6 +35,14 @@
 //	                   in FILE (the health service is exempt)
 //	-log-format FMT    text or json (default text); json writes durations
 //	                   as float seconds
+//	-log-level L       debug, info, warn or error (default info); each
+//	                   call's line names its path (and offset) and code,
+//	                   at debug when it succeeded, at info, warn or error
+//	                   when it failed
+//
+// On a non-loopback -listen, a token needs TLS, and without -client-ca
+// or -token-file it warns at start that anyone who can reach the address
+// can read every file.
 //
 // -root flags:
 //
@@ -83,7 +91,8 @@
 //	                         -root they already are
 //
 // It also serves grpc.health.v1 and reflection. SIGINT or SIGTERM stop it
-// gracefully: running calls get 10 seconds to finish.
+// gracefully: running calls get 10 seconds to finish. SIGHUP is logged
+// and changes nothing: there is no configuration to reload.
 package main
 
 import (
@@ -99,6 +108,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
+	"google.golang.org/grpc/codes"
+
 	"github.com/tftpgw/tftpgw/backend"
 	"github.com/tftpgw/tftpgw/cmd/tftp-backend/internal/httpupstream"
 	"github.com/tftpgw/tftpgw/cmd/tftp-backend/internal/templates"
@@ -113,12 +125,17 @@ import (
 const stopTimeout = 10 * time.Second
 
 func main() {
+	// SIGHUP first: its default action would end the process.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stderr, nil); err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "tftp-backend:", err)
+	if err := run(ctx, os.Args[1:], os.Stderr, nil, hup); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0) // -h: the flag package printed the usage
 		}
+		fmt.Fprintln(os.Stderr, "tftp-backend:", err)
 		os.Exit(2)
 	}
 }
@@ -128,6 +145,7 @@ type config struct {
 	listen, root, templates, httpUpstream string
 	tlsCert, tlsKey, clientCA, tokenFile  string
 	logFormat                             string
+	logLevel                              slog.Level
 	maxAge                                time.Duration
 	digest                                bool
 	digestSyncMax                         bytesize.Size
@@ -153,6 +171,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.clientCA, "client-ca", "", "require client certificates signed by the CAs in `file` (mTLS)")
 	fs.StringVar(&c.tokenFile, "token-file", "", "require the bearer token in `file`")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log `format`: text or json")
+	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error; a call that succeeded is logged at debug")
 	fs.DurationVar(&c.maxAge, "max-age", 10*time.Second, "how long edges may cache a -root file without asking again (its ETag follows size, mtime, ctime and inode, so a change shows within this); 0: ask every time")
 	fs.BoolVar(&c.digest, "digest", true, "send the SHA-256 of each -root file in its header (computed once per version and cached), so that edges check the bytes they receive")
 	c.digestSyncMax = defaultDigestSyncMax
@@ -169,6 +188,9 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	}
 	if err := c.parseUploadFlags(fs); err != nil {
 		return nil, err
+	}
+	if err := c.logLevel.UnmarshalText([]byte(*logLevel)); err != nil {
+		return nil, fmt.Errorf("-log-level: %w", err) // as tftpgw says it
 	}
 	switch {
 	case fs.NArg() > 0:
@@ -194,17 +216,18 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 }
 
 // run serves until ctx is cancelled. If ready is not nil it is called with
-// the listening address once the server accepts calls.
-func run(ctx context.Context, args []string, stderr io.Writer, ready func(net.Addr)) error {
+// the listening address once the server accepts calls. A value from hup
+// (SIGHUP) is logged, as there is nothing to reload, and serving goes on.
+func run(ctx context.Context, args []string, stderr io.Writer, ready func(net.Addr), hup <-chan os.Signal) error {
 	c, err := parseFlags(args, stderr)
 	if err != nil {
 		return err
 	}
 	var logger *slog.Logger
 	if c.logFormat == "json" {
-		logger = slog.New(slog.NewJSONHandler(jsonlog.Escaping(stderr), &slog.HandlerOptions{ReplaceAttr: jsonlog.DurationsInSeconds}))
+		logger = slog.New(slog.NewJSONHandler(jsonlog.Escaping(stderr), &slog.HandlerOptions{Level: c.logLevel, ReplaceAttr: jsonlog.DurationsInSeconds}))
 	} else {
-		logger = slog.New(slog.NewTextHandler(stderr, nil))
+		logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: c.logLevel}))
 	}
 	grpcLog.SetLogger(logger) // gRPC's own log, in the same format
 
@@ -214,7 +237,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(net.Ad
 	}
 	defer closeSources()
 
-	cfg := backend.Config{Logger: logger}
+	cfg := backend.Config{Logger: logger, CallLevel: callLevel}
 	if c.uploadDir != "" {
 		if cfg.WriteHandler, err = uploads(c, logger); err != nil {
 			return err
@@ -236,15 +259,26 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(net.Ad
 	srv := backend.NewServer(h, cfg)
 	logger.Info("tftp-backend serving", "addr", lis.Addr().String(), "templates", c.templates, "root", c.root,
 		"http_upstream", c.httpUpstream, "tls", cfg.TLS != nil, "mtls", c.clientCA != "", "token", cfg.Token != "")
+	if w := exposureWarning(c); w != "" {
+		logger.Warn(w, "addr", lis.Addr().String())
+	}
 	if ready != nil {
 		ready(lis.Addr())
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(lis) }()
-	select {
-	case err := <-errc:
-		return fmt.Errorf("serve: %w", err)
-	case <-ctx.Done():
+	for serving := true; serving; {
+		select {
+		case err := <-errc:
+			return fmt.Errorf("serve: %w", err)
+		case <-hup:
+			// It reads its flags and files at start only: a restart
+			// changes them. Not dying matters: systemd's
+			// Restart=on-failure would not start it again.
+			logger.Info("SIGHUP: nothing to reload; restart tftp-backend to change its flags")
+		case <-ctx.Done():
+			serving = false
+		}
 	}
 	logger.Info("tftp-backend stopping")
 	timer := time.AfterFunc(stopTimeout, srv.Stop)
@@ -252,6 +286,41 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(net.Ad
 	srv.GracefulStop()
 	<-errc
 	return nil
+}
+
+// exposureWarning returns what to warn of when c listens where other
+// machines connect and authenticates none of them (neither -client-ca nor
+// -token-file; TLS alone only encrypts), or "" if there is nothing to say.
+// The advice names every flag it takes: off loopback, client certificates
+// and tokens both need -tls-cert and -tls-key (see parseFlags).
+func exposureWarning(c *config) string {
+	if grpcauth.LoopbackListen(c.listen) || c.clientCA != "" || c.tokenFile != "" {
+		return ""
+	}
+	what := "read every file it serves"
+	if c.uploadDir != "" {
+		what = "read every file it serves and upload files"
+	}
+	advice := "set -client-ca or -token-file"
+	if c.tlsCert == "" {
+		advice = "set -tls-cert and -tls-key, with -client-ca or -token-file"
+	}
+	return "anyone who can reach this address can " + what + ": " + advice
+}
+
+// callLevel is the level of a call's "finished call" line: DEBUG when it
+// succeeded (a boot storm makes thousands, and the edge logs each
+// session), else go-grpc-middleware's server default: INFO for NOT_FOUND
+// (a PXE client probing for its config), CANCELED, INVALID_ARGUMENT,
+// UNAUTHENTICATED and ALREADY_EXISTS; WARN for PERMISSION_DENIED,
+// FAILED_PRECONDITION (the file changed under a resume), DEADLINE_EXCEEDED
+// and RESOURCE_EXHAUSTED; ERROR for INTERNAL, UNKNOWN, DATA_LOSS and
+// UNIMPLEMENTED.
+func callLevel(code codes.Code) slog.Level {
+	if code == codes.OK {
+		return slog.LevelDebug
+	}
+	return slog.Level(logging.DefaultServerCodeToLevel(code))
 }
 
 // sources builds the handler trying -templates, -root and -http-upstream

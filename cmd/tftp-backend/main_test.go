@@ -15,6 +15,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -39,7 +40,7 @@ func startBackend(t *testing.T, args ...string) string {
 	addrc := make(chan string, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, append([]string{"-listen", "127.0.0.1:0"}, args...), io.Discard, func(a net.Addr) { addrc <- a.String() })
+		done <- run(ctx, append([]string{"-listen", "127.0.0.1:0"}, args...), io.Discard, func(a net.Addr) { addrc <- a.String() }, nil)
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -276,7 +277,7 @@ func TestFlagErrors(t *testing.T) {
 		{"-root", dir, "-token-file", filepath.Join(dir, "missing")},
 	} {
 		var stderr bytes.Buffer
-		if err := run(t.Context(), append([]string{"-listen", "127.0.0.1:0"}, args...), &stderr, nil); err == nil {
+		if err := run(t.Context(), append([]string{"-listen", "127.0.0.1:0"}, args...), &stderr, nil, nil); err == nil {
 			t.Errorf("%q: no error", args)
 		}
 	}
@@ -337,5 +338,98 @@ func TestTokenRefusedInPlaintextOnNetwork(t *testing.T) {
 		if _, err := parseFlags(append([]string{"-root", dir, "-token-file", tok}, args...), io.Discard); err != nil {
 			t.Errorf("%q: %v, want accepted", args, err)
 		}
+	}
+}
+
+// TestHelpExitsZero (found in review): -h and -help print the usage and
+// exit 0, as tftpgw -h does; they exited 2, as for a bad flag. A bad flag
+// still exits 2.
+func TestHelpExitsZero(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"-h"}, 0, "-listen address"},
+		{[]string{"-help"}, 0, "-listen address"},
+		{[]string{"-no-such-flag"}, 2, "flag provided but not defined"},
+		{[]string{"-root", t.TempDir(), "extra"}, 2, "unexpected arguments"},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			code, out := runMain(t, tc.args...)
+			if code != tc.code || !strings.Contains(out, tc.want) {
+				t.Errorf("exit %d, output %q; want %d and %q", code, out, tc.code, tc.want)
+			}
+		})
+	}
+}
+
+// TestExposureWarningAdviceWorks (found in review): listening on an
+// address other machines reach, without client certificates or a token,
+// tftp-backend said nothing, although anyone there can read every file
+// (tftp-collector warns). It warns now, and doing what the warning says
+// must give a command line it accepts and no warning. (The addresses are
+// only parsed: nothing listens on them.)
+func TestExposureWarningAdviceWorks(t *testing.T) {
+	dir := t.TempDir()
+	files := map[string]string{"-tls-cert": "cert.pem", "-tls-key": "key.pem", "-client-ca": "ca.pem", "-token-file": "token"}
+	for _, tt := range []struct {
+		name string
+		args []string
+		warn string // in the warning; "" for none
+	}{
+		{"wildcard, nothing", []string{"-listen", ":7070"}, "read every file it serves:"},
+		{"IPv4 wildcard, nothing", []string{"-listen", "0.0.0.0:7070"}, "read every file"},
+		{"IPv6 wildcard, nothing", []string{"-listen", "[::]:7070"}, "read every file"},
+		{"an interface's address, nothing", []string{"-listen", "192.0.2.1:7070"}, "read every file"},
+		{"uploads", []string{"-listen", ":7070", "-upload-dir", dir}, "and upload files"},
+		{"TLS without authentication", []string{"-listen", ":7070", "-tls-cert", "cert.pem", "-tls-key", "key.pem"}, "read every file"},
+		{"mutual TLS", []string{"-listen", ":7070", "-tls-cert", "cert.pem", "-tls-key", "key.pem", "-client-ca", "ca.pem"}, ""},
+		{"TLS and a token", []string{"-listen", ":7070", "-tls-cert", "cert.pem", "-tls-key", "key.pem", "-token-file", "token"}, ""},
+		{"loopback", []string{"-listen", "127.0.0.1:7070"}, ""},
+		{"loopback, a token", []string{"-listen", "[::1]:7070", "-token-file", "token"}, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			base := append([]string{"-root", dir}, tt.args...)
+			c, err := parseFlags(base, io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			w := exposureWarning(c)
+			if tt.warn == "" && w != "" || !strings.Contains(w, tt.warn) {
+				t.Fatalf("warning %q, want one with %q", w, tt.warn)
+			}
+			if w == "" {
+				return
+			}
+			named := func(flag string) bool {
+				return regexp.MustCompile(`(^|[\s,])` + regexp.QuoteMeta(flag) + `\b`).MatchString(w)
+			}
+			var tls []string
+			for _, f := range []string{"-tls-cert", "-tls-key"} {
+				if named(f) {
+					tls = append(tls, f, files[f])
+				}
+			}
+			followed := 0
+			for _, auth := range []string{"-client-ca", "-token-file"} {
+				if !named(auth) {
+					continue
+				}
+				followed++
+				args := append(append(append([]string{}, base...), tls...), auth, files[auth])
+				c, err := parseFlags(args, io.Discard)
+				if err != nil {
+					t.Errorf("warning %q: following it with %q: %v", w, args, err)
+					continue
+				}
+				if w2 := exposureWarning(c); w2 != "" {
+					t.Errorf("warning %q: following it with %q still warns %q", w, args, w2)
+				}
+			}
+			if followed == 0 {
+				t.Errorf("warning %q names neither -client-ca nor -token-file", w)
+			}
+		})
 	}
 }

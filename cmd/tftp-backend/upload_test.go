@@ -94,7 +94,7 @@ func TestUploadDirChecked(t *testing.T) {
 		cases = append(cases, []string{"-upload-dir", readOnly})
 	}
 	for _, args := range cases {
-		err := run(t.Context(), append([]string{"-listen", "127.0.0.1:0"}, args...), io.Discard, nil)
+		err := run(t.Context(), append([]string{"-listen", "127.0.0.1:0"}, args...), io.Discard, nil, nil)
 		if err == nil || !strings.Contains(err.Error(), "-upload-dir") {
 			t.Errorf("%q: %v, want an error naming -upload-dir", args, err)
 		}
@@ -201,7 +201,7 @@ func TestUploadsLogged(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"-listen", "127.0.0.1:0", "-upload-dir", up, "-upload-max-size", "1MiB"}, &out,
-			func(net.Addr) { close(started) })
+			func(net.Addr) { close(started) }, nil)
 	}()
 	select {
 	case <-started:

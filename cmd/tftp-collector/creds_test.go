@@ -258,3 +258,71 @@ func TestGRPCLogIsJSON(t *testing.T) {
 		t.Errorf("no gRPC line:\n%s", p.logText())
 	}
 }
+
+// TestExposureWarningAdviceWorks (found in review): listening on an
+// address other machines reach, without client certificates or a token,
+// the collector warns, and doing what the warning says must give a
+// command line it accepts and no warning. It said "set -client-ca or
+// -token-file", but each of them alone is refused there without
+// -tls-cert and -tls-key. (The addresses are only parsed: nothing listens
+// on them.)
+func TestExposureWarningAdviceWorks(t *testing.T) {
+	files := map[string]string{"-tls-cert": "cert.pem", "-tls-key": "key.pem", "-client-ca": "ca.pem", "-token-file": "token"}
+	for _, tt := range []struct {
+		name string
+		args []string
+		warn bool
+	}{
+		{"wildcard, nothing", []string{"-listen", ":7069"}, true},
+		{"IPv4 wildcard, nothing", []string{"-listen", "0.0.0.0:7069"}, true},
+		{"IPv6 wildcard, nothing", []string{"-listen", "[::]:7069"}, true},
+		{"an interface's address, nothing", []string{"-listen", "192.0.2.1:7069"}, true},
+		{"TLS without authentication", []string{"-listen", ":7069", "-tls-cert", "cert.pem", "-tls-key", "key.pem"}, true},
+		{"mutual TLS", []string{"-listen", ":7069", "-tls-cert", "cert.pem", "-tls-key", "key.pem", "-client-ca", "ca.pem"}, false},
+		{"TLS and a token", []string{"-listen", ":7069", "-tls-cert", "cert.pem", "-tls-key", "key.pem", "-token-file", "token"}, false},
+		{"loopback", []string{"-listen", "127.0.0.1:7069"}, false},
+		{"loopback, a token", []string{"-listen", "[::1]:7069", "-token-file", "token"}, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := parseFlags(tt.args, io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			w := exposureWarning(c)
+			if (w != "") != tt.warn {
+				t.Fatalf("warning %q, want one: %v", w, tt.warn)
+			}
+			if w == "" {
+				return
+			}
+			named := func(flag string) bool {
+				return regexp.MustCompile(`(^|[\s,])` + regexp.QuoteMeta(flag) + `\b`).MatchString(w)
+			}
+			var tls []string
+			for _, f := range []string{"-tls-cert", "-tls-key"} {
+				if named(f) {
+					tls = append(tls, f, files[f])
+				}
+			}
+			followed := 0
+			for _, auth := range []string{"-client-ca", "-token-file"} {
+				if !named(auth) {
+					continue
+				}
+				followed++
+				args := append(append(append([]string{}, tt.args...), tls...), auth, files[auth])
+				c, err := parseFlags(args, io.Discard)
+				if err != nil {
+					t.Errorf("warning %q: following it with %q: %v", w, args, err)
+					continue
+				}
+				if w2 := exposureWarning(c); w2 != "" {
+					t.Errorf("warning %q: following it with %q still warns %q", w, args, w2)
+				}
+			}
+			if followed == 0 {
+				t.Errorf("warning %q names neither -client-ca nor -token-file", w)
+			}
+		})
+	}
+}

@@ -9,9 +9,10 @@
 //
 // Point the edges at it with tftpgw -stats-sink HOST:7069 and the
 // -stats-sink-* credential flags. It listens on 127.0.0.1:7069 by default;
-// on another address, use TLS, mutual TLS (-client-ca) or a token
-// (-token-file, which it refuses to accept in plaintext except on a
-// loopback address), else anyone who can reach it can write events.
+// on another address, use TLS (-tls-cert, -tls-key) with mutual TLS
+// (-client-ca) or a token (-token-file, which it refuses to accept in
+// plaintext except on a loopback address), else anyone who can reach it
+// can write events, which it warns of at start.
 //
 // It drops the copies of events an edge sent again and counts the gaps in
 // each edge's sequence. At most -max-edges edges get series of their own
@@ -19,7 +20,10 @@
 // stay bounded whatever edges send.
 //
 // SIGINT or SIGTERM stop it gracefully: it waits up to -grace for the
-// edges to close their streams, then breaks them.
+// edges to close their streams, then breaks them. SIGHUP reopens the -out
+// file at its path, for logrotate: once the file is renamed, the events
+// that follow go to a new file at the path (if that cannot be opened, it
+// logs an error and goes on writing to the old one).
 package main
 
 import (
@@ -45,18 +49,23 @@ import (
 )
 
 func main() {
+	// SIGHUP first: its default action would end the process.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	c, err := parseFlags(os.Args[1:], os.Stderr)
 	if err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "tftp-collector:", err)
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0) // -h: the flag package printed the usage
 		}
+		fmt.Fprintln(os.Stderr, "tftp-collector:", err)
 		os.Exit(2)
 	}
 	logger := newLogger(os.Stderr, c.logFormat, c.logLevel)
 	grpcLog.SetLogger(logger)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, logger, c); err != nil {
+	if err := run(ctx, logger, c, hup); err != nil {
 		logger.Error("tftp-collector failed", "err", err)
 		os.Exit(1)
 	}
@@ -121,20 +130,23 @@ func newLogger(w io.Writer, format string, level slog.Level) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-// run serves until ctx ends.
-func run(ctx context.Context, logger *slog.Logger, c *config) error {
+// run serves until ctx ends. A value from hup (SIGHUP) reopens the -out
+// file (see outFile).
+func run(ctx context.Context, logger *slog.Logger, c *config, hup <-chan os.Signal) error {
 	opts, err := serverOptions(c)
 	if err != nil {
 		return err
 	}
-	var w io.Writer = os.Stdout
+	var (
+		w   io.Writer = os.Stdout
+		out *outFile  // nil for stdout
+	)
 	if c.out != "-" {
-		f, err := os.OpenFile(c.out, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
-		if err != nil {
-			return fmt.Errorf("open output: %w", err)
+		if out, err = openOut(c.out); err != nil {
+			return err
 		}
-		defer f.Close()
-		w = f
+		defer out.Close() // after the streams stopped (srv.Stop below)
+		w = out
 	}
 	sink := collector.New(collector.Config{Out: w, EdgeExpiry: c.expiry, MaxEdges: c.maxEdges, Logger: logger})
 
@@ -143,11 +155,10 @@ func run(ctx context.Context, logger *slog.Logger, c *config) error {
 		return fmt.Errorf("listen: %w", err)
 	}
 	srv := collector.Serve(ln, sink, opts...)
-	secure := c.tlsCert != "" || c.tokenFile != ""
 	logger.Info("collecting stats", "addr", srv.Addr().String(), "out", c.out,
 		"tls", c.tlsCert != "", "mtls", c.clientCA != "", "token", c.tokenFile != "")
-	if !secure && !grpcauth.LoopbackListen(c.listen) {
-		logger.Warn("accepting stats from anyone who can reach this address: set -client-ca or -token-file", "addr", srv.Addr().String())
+	if w := exposureWarning(c); w != "" {
+		logger.Warn(w, "addr", srv.Addr().String())
 	}
 
 	var hs *stats.HTTPServer
@@ -160,7 +171,18 @@ func run(ctx context.Context, logger *slog.Logger, c *config) error {
 		logger.Info("serving metrics", "addr", hs.Addr().String())
 	}
 
-	<-ctx.Done()
+	for serving := true; serving; {
+		select {
+		case <-hup:
+			if out == nil {
+				logger.Info("SIGHUP: nothing to reopen: the events go to stdout")
+			} else {
+				out.reopen(logger)
+			}
+		case <-ctx.Done():
+			serving = false
+		}
+	}
 	logger.Info("stopping")
 	sctx, cancel := context.WithTimeout(context.Background(), c.grace)
 	defer cancel()
@@ -175,6 +197,21 @@ func run(ctx context.Context, logger *slog.Logger, c *config) error {
 		}
 	}
 	return err
+}
+
+// exposureWarning returns what to warn of when c listens where other
+// machines connect and authenticates none of them (neither -client-ca nor
+// -token-file; TLS alone only encrypts), or "" if there is nothing to say.
+// The advice names every flag it takes: off loopback, client certificates
+// and tokens both need -tls-cert and -tls-key (see parseFlags).
+func exposureWarning(c *config) string {
+	if grpcauth.LoopbackListen(c.listen) || c.clientCA != "" || c.tokenFile != "" {
+		return ""
+	}
+	if c.tlsCert == "" {
+		return "accepting stats from anyone who can reach this address: set -tls-cert and -tls-key, with -client-ca or -token-file"
+	}
+	return "accepting stats from anyone who can reach this address: set -client-ca or -token-file"
 }
 
 // serverOptions returns the gRPC server's credentials and authentication:

@@ -60,3 +60,25 @@ func TestBadFlagsRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestHelpExitsZero (found in review): -h and -help print the usage and
+// exit 0, as tftpgw -h does; they exited 2, as for a bad flag. A bad flag
+// still exits 2.
+func TestHelpExitsZero(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"-h"}, 0, "-listen address"},
+		{[]string{"-help"}, 0, "-listen address"},
+		{[]string{"-no-such-flag"}, 2, "flag provided but not defined"},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			code, out := runMain(t, tc.args...)
+			if code != tc.code || !strings.Contains(out, tc.want) {
+				t.Errorf("exit %d, output %q; want %d and %q", code, out, tc.code, tc.want)
+			}
+		})
+	}
+}
