@@ -331,6 +331,24 @@ func (o *options) validate() error {
 	if len(o.listenAddrs()) == 0 {
 		check(errors.New("-listen: no address"))
 	}
+	for _, a := range o.listenAddrs() {
+		if err := addrError("udp", a, ":69"); err != nil {
+			check(fmt.Errorf("-listen %q: %w", a, err))
+		}
+	}
+	if a := o.Stats.Metrics; a != "" {
+		if err := addrError("tcp", a, "127.0.0.1:9369"); err != nil {
+			check(fmt.Errorf("-metrics %q: %w", a, err))
+		}
+	}
+	for _, t := range []struct {
+		name, target string
+		list         bool
+	}{{"backend", o.Backend.Target, true}, {"stats-sink", o.Stats.Sink.Target, false}} {
+		for _, err := range targetErrors(t.target, t.list) {
+			check(fmt.Errorf("-%s %q: %w", t.name, t.target, err))
+		}
+	}
 	if _, err := policy.New(gateway.Limits{}, o.Policy); err != nil { // the limits are checked above
 		check(o.nameRules("policy", err))
 	}
@@ -358,4 +376,69 @@ func (o *options) validate() error {
 		check(o.server().Validate())
 	}
 	return errors.Join(errs...)
+}
+
+// addrError is what a start would refuse in addr, an address to listen on
+// over network ("udp" or "tcp"), as far as it can be known without
+// binding or resolving: it must be HOST:PORT (example shows one), with a
+// port from 0 to 65535 or a service name this machine knows (/etc/services).
+// The host is not resolved.
+func addrError(network, addr, example string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		var ae *net.AddrError
+		if errors.As(err, &ae) {
+			err = errors.New(ae.Err) // without the address, which the caller names
+		}
+		return fmt.Errorf("%w; want HOST:PORT, such as %s", err, example)
+	}
+	return portError(network, port)
+}
+
+// portError refuses a port that is not a number from 0 to 65535 nor a
+// service name this machine knows; an empty port is 0, any.
+func portError(network, port string) error {
+	if port == "" {
+		return nil
+	}
+	if strings.Trim(port, "0123456789") == "" {
+		if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+			return fmt.Errorf("port %s: want 0 to 65535", port)
+		}
+		return nil
+	}
+	if _, err := net.LookupPort(network, port); err != nil {
+		return fmt.Errorf("port %q: want a number from 0 to 65535 (or a service name of /etc/services): %w", port, err)
+	}
+	return nil
+}
+
+// targetErrors checks a gRPC target (-backend, -stats-sink) without
+// resolving it. Each address of a comma-separated list (with list:
+// -backend balances one itself) must be HOST:PORT. A single target is
+// gRPC's to read (a scheme; a host without a port is port 443), so only
+// the port of a HOST:PORT, bare or after "scheme:///", is checked.
+func targetErrors(target string, list bool) []error {
+	var errs []error
+	if list && strings.Contains(target, ",") {
+		for a := range strings.SplitSeq(target, ",") {
+			if a = strings.TrimSpace(a); a == "" {
+				continue
+			}
+			if err := addrError("tcp", a, "10.0.0.5:7070"); err != nil {
+				errs = append(errs, fmt.Errorf("%q: %w", a, err))
+			}
+		}
+		return errs
+	}
+	endpoint := target
+	if _, rest, ok := strings.Cut(target, ":///"); ok {
+		endpoint = rest
+	}
+	if _, port, err := net.SplitHostPort(endpoint); err == nil {
+		if err := portError("tcp", port); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errs
 }

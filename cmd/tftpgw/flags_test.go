@@ -248,6 +248,18 @@ func TestParseFlagsRefuses(t *testing.T) {
 		{[]string{"-http", ":8080", "-http-timeout", "0"}, "-http-timeout 0s: must be positive"},
 		{[]string{"-http", ":8080", "-http-max-conns", "0"}, "-http-max-conns 0"},
 		{[]string{"-http", "8080"}, `-http "8080"`},
+		{[]string{"-http", "127.0.0.1"}, `-http "127.0.0.1": missing port in address; want HOST:PORT`},
+		{[]string{"-http", "127.0.0.1:70000"}, `-http "127.0.0.1:70000": port 70000: want 0 to 65535`},
+		{[]string{"-listen", "10.0.0.5"}, `-listen "10.0.0.5": missing port in address; want HOST:PORT, such as :69`},
+		{[]string{"-listen", "127.0.0.1:99999"}, `-listen "127.0.0.1:99999": port 99999: want 0 to 65535`},
+		{[]string{"-listen", ":27109x"}, `-listen ":27109x": port "27109x": want a number`},
+		{[]string{"-listen", "127.0.0.1:6969,[::1]"}, `-listen "[::1]": missing port in address`},
+		{[]string{"-metrics", "127.0.0.1"}, `-metrics "127.0.0.1": missing port in address; want HOST:PORT`},
+		{[]string{"-metrics", ":65536"}, `-metrics ":65536": port 65536: want 0 to 65535`},
+		{[]string{"-root", "", "-backend", "10.0.0.5:7070,10.0.0.6"}, `-backend "10.0.0.5:7070,10.0.0.6": "10.0.0.6": missing port in address`},
+		{[]string{"-root", "", "-backend", "content:99999"}, `-backend "content:99999": port 99999: want 0 to 65535`},
+		{[]string{"-root", "", "-backend", "dns:///content:99999"}, `-backend "dns:///content:99999": port 99999`},
+		{[]string{"-stats-sink", "collector:7069x"}, `-stats-sink "collector:7069x": port "7069x"`},
 		{[]string{"-cache-size", "-1"}, `invalid value "-1" for flag -cache-size`},
 		{[]string{"-stats-interval", "0"}, "-stats-interval 0s"},
 		{[]string{"-backend", "x:1", "-backend-header-timeout", "0"}, "-backend-header-timeout 0s"},
@@ -315,5 +327,27 @@ func TestUsage(t *testing.T) {
 	}
 	if got.String() != string(want) {
 		t.Errorf("usage changed; if on purpose, update testdata/usage.txt (and README.md):\n%s", got.String())
+	}
+}
+
+// TestAddressesAccepted: the address checks of validate refuse only what
+// a start would: a port 0 or a service name to listen on, and gRPC
+// targets without a port (gRPC's default) or with a scheme, pass.
+func TestAddressesAccepted(t *testing.T) {
+	for _, args := range [][]string{
+		{"-root", "/srv/tftp", "-listen", "127.0.0.1:0,[::1]:"},
+		{"-root", "/srv/tftp", "-listen", ":tftp"},
+		{"-root", "/srv/tftp", "-metrics", "localhost:9369", "-http", "[::1]:8080"},
+		{"-backend", "content"},
+		{"-backend", "dns:///content:7070"},
+		{"-backend", "unix:///run/content.sock"},
+		{"-backend", "10.0.0.5:7070, 10.0.0.6:7070"},
+		{"-root", "/srv/tftp", "-stats-sink", "dns:///collector"},
+	} {
+		t.Run(strings.Join(args, "="), func(t *testing.T) {
+			if _, err := parseFlags(args, io.Discard); err != nil {
+				t.Errorf("refused: %v", err)
+			}
+		})
 	}
 }
