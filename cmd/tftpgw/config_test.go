@@ -172,6 +172,8 @@ func TestBadConfigNamesKeyAndLine(t *testing.T) {
 		{"not yaml", "root: [\n", []string{":1: did not find expected node content"}},
 		{"listen address without a port", "root: /tmp\nlisten: \"10.0.0.5\"\n", []string{`:2: listen "10.0.0.5": missing port in address`}},
 		{"metrics address without a port", "root: /tmp\n\nmetrics: 127.0.0.1\n", []string{`:3: metrics "127.0.0.1": missing port in address`}},
+		{"token in plaintext", "backend:\n  target: 192.0.2.1:7070\n  token_file: /etc/tftpgw/token\n",
+			[]string{`:3: backend.token_file: refusing to send a token in plaintext to backend.target "192.0.2.1:7070": give backend.tls.enabled (or backend.tls.ca), or a loopback target`}},
 		{"http port out of range", "root: /tmp\nhttp:\n  listen: \":80800\"\n", []string{`:3: http.listen ":80800": port 80800: want 0 to 65535`}},
 		{"refused after decoding", "root: /tmp\nlog: {level: loud}\n", []string{`:2: log.level`}},
 		{"bad upload pattern", "root: /tmp\nupload:\n  allow: [\"configs/[\"]\n", []string{`:3: upload.allow: upload: Allow[0] "configs/[": bad pattern`}},

@@ -19,6 +19,7 @@ import (
 	"github.com/tftpgw/tftpgw/gateway/rewrite"
 	"github.com/tftpgw/tftpgw/gateway/upload"
 	"github.com/tftpgw/tftpgw/internal/bytesize"
+	"github.com/tftpgw/tftpgw/internal/grpcauth"
 )
 
 // parseFlags parses tftpgw's command line (without the program name) and,
@@ -318,6 +319,16 @@ func (o *options) validate() error {
 		"backend-tls", "backend-ca", "backend-cert", "backend-key", "backend-server-name", "backend-token-file")
 	needs("http", "http-cert", "http-key", "http-timeout", "http-max-conns")
 	check(o.HTTP.validate())
+	// The rule of grpcauth.NewTokenCreds, which would refuse the start.
+	for _, c := range []struct {
+		name string
+		c    clientOptions
+	}{{"backend", o.Backend.clientOptions}, {"stats-sink", o.Stats.Sink}} {
+		if c.c.Target != "" && c.c.TokenFile != "" && c.c.plaintext() && !grpcauth.LoopbackTarget(c.c.Target) {
+			check(fmt.Errorf("-%s-token-file: refusing to send a token in plaintext to -%s %q: give -%s-tls (or -%s-ca), or a loopback target",
+				c.name, c.name, c.c.Target, c.name, c.name))
+		}
+	}
 	needs("stats-sink", "stats-sink-tls", "stats-sink-ca", "stats-sink-cert", "stats-sink-key",
 		"stats-sink-server-name", "stats-sink-token-file")
 	if _, err := newLogger(io.Discard, o.Log.Format, o.Log.Level, nil); err != nil {

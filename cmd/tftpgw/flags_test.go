@@ -260,6 +260,11 @@ func TestParseFlagsRefuses(t *testing.T) {
 		{[]string{"-root", "", "-backend", "content:99999"}, `-backend "content:99999": port 99999: want 0 to 65535`},
 		{[]string{"-root", "", "-backend", "dns:///content:99999"}, `-backend "dns:///content:99999": port 99999`},
 		{[]string{"-stats-sink", "collector:7069x"}, `-stats-sink "collector:7069x": port "7069x"`},
+		{[]string{"-root", "", "-backend", "192.0.2.1:7070", "-backend-token-file", "t"},
+			`-backend-token-file: refusing to send a token in plaintext to -backend "192.0.2.1:7070": give -backend-tls (or -backend-ca), or a loopback target`},
+		{[]string{"-root", "", "-backend", "127.0.0.1:7070,192.0.2.1:7070", "-backend-token-file", "t"}, `-backend-token-file: refusing to send a token in plaintext`},
+		{[]string{"-stats-sink", "collector:7069", "-stats-sink-token-file", "t"},
+			`-stats-sink-token-file: refusing to send a token in plaintext to -stats-sink "collector:7069"`},
 		{[]string{"-cache-size", "-1"}, `invalid value "-1" for flag -cache-size`},
 		{[]string{"-stats-interval", "0"}, "-stats-interval 0s"},
 		{[]string{"-backend", "x:1", "-backend-header-timeout", "0"}, "-backend-header-timeout 0s"},
@@ -343,6 +348,10 @@ func TestAddressesAccepted(t *testing.T) {
 		{"-backend", "unix:///run/content.sock"},
 		{"-backend", "10.0.0.5:7070, 10.0.0.6:7070"},
 		{"-root", "/srv/tftp", "-stats-sink", "dns:///collector"},
+		{"-backend", "127.0.0.1:7070,[::1]:7070", "-backend-token-file", "t"},
+		{"-backend", "dns:///content:7070", "-backend-tls", "-backend-token-file", "t"},
+		{"-root", "/srv/tftp", "-stats-sink", "localhost:7069", "-stats-sink-token-file", "t"},
+		{"-root", "/srv/tftp", "-stats-sink", "collector:7069", "-stats-sink-ca", "ca.pem", "-stats-sink-token-file", "t"},
 	} {
 		t.Run(strings.Join(args, "="), func(t *testing.T) {
 			if _, err := parseFlags(args, io.Discard); err != nil {
