@@ -153,7 +153,9 @@ func TestBadConfigNamesKeyAndLine(t *testing.T) {
 		{"unknown key", "root: /tmp\ntftp:\n  timeout: 1s\n  blocksize: 1468\n", []string{":4: unknown key blocksize in tftp"}},
 		{"unknown top-level key", "root: /tmp\nrewrites: []\n", []string{":2: unknown key rewrites in the top level"}},
 		{"duration without a unit", "root: /tmp\ntftp: {timeout: 5}\n", []string{`:2: tftp.timeout: "5": want a duration with its unit`}},
-		{"wrong type", "root: /tmp\ntftp:\n  retries: many\n", []string{":3: cannot unmarshal !!str `many` into int"}},
+		{"wrong type", "root: /tmp\ntftp:\n  retries: many\n", []string{`:3: tftp.retries: want an integer, got "many"`}},
+		{"wrong type in a rule", "root: /tmp\npolicy:\n  - {clients: [10.0.0.0/8], max_blksize: lots}\n", []string{`:3: policy[0].max_blksize: want an integer, got "lots"`}},
+		{"a list for a number", "root: /tmp\nlimits:\n  rrq_per_second_per_client: [1]\n", []string{`:3: limits.rrq_per_second_per_client: want a number, got a list`}},
 		{"out of range", "root: /tmp\ntftp:\n  max_blksize: 70000\n", []string{":3: tftp.max_blksize: MaxBlockSize 70000: want 8 to 65464"}},
 		{"zero", "root: /tmp\nlimits:\n  max_sessions: 0\n", []string{":3: limits.max_sessions 0: want a positive number, or -1 for no limit"}},
 		{"both sources", "root: /tmp\nbackend:\n  target: x:1\n", []string{":1: give root or backend.target, not both"}},
@@ -166,7 +168,7 @@ func TestBadConfigNamesKeyAndLine(t *testing.T) {
 		{"bad group", "root: /tmp\nrewrite:\n  - {match: 'a', replace: '$2'}\n", []string{":3: rewrite[0]: "}},
 		{"no replace", "root: /tmp\nrewrite:\n  - {match: 'a'}\n", []string{":3: rewrite[0]: replace is missing"}},
 		{"every error at once", "root: /tmp\ntftp: {timeout: 5, bogus: 1}\nlog: {level: loud}\n",
-			[]string{":2: tftp.timeout", ":2: unknown key bogus in tftp"}},
+			[]string{":2: tftp.timeout", ":2: unknown key bogus in tftp", ":3: log.level"}},
 		{"bad port range", "root: /tmp\ntftp:\n  port_range: 50000:50999\n", []string{`:3: tftp.port_range: `}},
 		{"port range with single port", "root: /tmp\ntftp:\n  single_port: true\n  port_range: 50000-50003\n", []string{`:4: tftp.port_range 50000-50003 with tftp.single_port`}},
 		{"not yaml", "root: [\n", []string{":1: did not find expected node content"}},
@@ -203,6 +205,61 @@ func TestBadConfigNamesKeyAndLine(t *testing.T) {
 				t.Errorf("stdout %q", stdout.String())
 			}
 		})
+	}
+}
+
+// TestConfigReportsEveryProblem: the problems of a file are reported all
+// at once, one line each, in the file's order, those of the command line
+// last: a value the decoder refuses does not hide the values out of range,
+// and is not reported again as the zero it decoded to (nor is the rule
+// holding it).
+func TestConfigReportsEveryProblem(t *testing.T) {
+	p := writeConfig(t, `root: /tmp
+tftp:
+  max_blksize: 70000
+  retries: -3
+  timeout: 5
+  bogus: 1
+limits:
+  max_sessions: five
+  max_sessions_per_client: 0
+log: {format: yaml, level: loud}
+listen: [":69", {a: b}]
+policy:
+  - {clients: [10.0.0.0/33], allow: false, action: reject}
+  - {clients: [10.0.0.0/8], allow: false, action: reject}
+  - {clients: [10.1.0.0/16], max_windowsize: lots}
+`)
+	var stderr bytes.Buffer
+	if _, err := parseFlags([]string{"-config", p, "-client-rate", "0"}, &stderr); err == nil {
+		t.Fatal("accepted")
+	}
+	want := []string{
+		p + ":3: tftp.max_blksize",
+		p + ":4: tftp.retries -3",
+		p + ":5: tftp.timeout: \"5\"",
+		p + ":6: unknown key bogus in tftp",
+		p + ":8: limits.max_sessions: want an integer, got \"five\"",
+		p + ":9: limits.max_sessions_per_client 0",
+		p + ":10: log.format",
+		p + ":10: log.level",
+		p + ":11: listen[1]: want a string, got a mapping",
+		p + ":13: policy[0].clients[0]: \"10.0.0.0/33\"",
+		p + ":14: policy[1]: action \"reject\"",
+		p + ":15: policy[2].max_windowsize: want an integer, got \"lots\"",
+		"-client-rate 0",
+	}
+	got := strings.Split(strings.TrimSuffix(stderr.String(), "\n"), "\n")
+	for i, w := range want {
+		if i >= len(got) || !strings.HasPrefix(got[i], "tftpgw: "+w) {
+			t.Errorf("line %d: want %q", i+1, "tftpgw: "+w)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("%d lines, want %d", len(got), len(want))
+	}
+	if t.Failed() {
+		t.Logf("stderr:\n%s", stderr.String())
 	}
 }
 

@@ -57,15 +57,16 @@ func loadOptions(args []string, stderr io.Writer) (*options, error) {
 	}
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var fileErr error // what the file has wrong that validate does not see
 	if path := o.ConfigFile; path != "" {
 		// Again: the defaults, the file over them, the flags over both.
 		o = &options{set: map[string]bool{}}
 		fs = o.flagSet(io.Discard)
 		f, err := loadConfigFile(path, o, o.set)
-		if err != nil {
+		if f == nil {
 			return nil, err
 		}
-		o.file = f
+		o.file, fileErr = f, err
 		if err := fs.Parse(args); err != nil {
 			return nil, err // parsed once already
 		}
@@ -82,8 +83,11 @@ func loadOptions(args []string, stderr io.Writer) (*options, error) {
 		o.set[name] = true
 	}
 	o.args = args
-	if err := o.validate(); err != nil {
-		return nil, o.nameKeys(err)
+	if err := errors.Join(fileErr, o.nameKeys(o.validate())); err != nil {
+		if o.file != nil {
+			err = o.file.inFileOrder(err)
+		}
+		return nil, err
 	}
 	return o, nil
 }
@@ -331,7 +335,11 @@ func (o *options) validate() error {
 	}
 	needs("stats-sink", "stats-sink-tls", "stats-sink-ca", "stats-sink-cert", "stats-sink-key",
 		"stats-sink-server-name", "stats-sink-token-file")
-	if _, err := newLogger(io.Discard, o.Log.Format, o.Log.Level, nil); err != nil {
+	// Each apart: newLogger stops at the first.
+	if _, err := newLogger(io.Discard, o.Log.Format, "info", nil); err != nil {
+		check(err)
+	}
+	if _, err := newLogger(io.Discard, "text", o.Log.Level, nil); err != nil {
 		check(err)
 	}
 	for _, n := range o.Serving.RefuseOptions {
