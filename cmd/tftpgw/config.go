@@ -706,19 +706,16 @@ func (d *duration) UnmarshalYAML(n *yaml.Node) error {
 }
 
 // sizeText is a number of bytes, with an optional binary suffix
-// ("64MiB"), or -1 where the key allows "no limit".
+// ("64MiB"), as the size flags take it (sizeValue): validate refuses a
+// negative one, but -1 where the key allows "no limit".
 type sizeText struct{ n int64 }
 
 func (s *sizeText) UnmarshalYAML(n *yaml.Node) error {
-	if n.Kind == yaml.ScalarNode && n.Value == "-1" {
-		s.n = -1
-		return nil
-	}
-	var b bytesize.Size
-	if err := b.Set(n.Value); n.Kind != yaml.ScalarNode || err != nil {
+	var v sizeValue
+	if err := v.Set(n.Value); n.Kind != yaml.ScalarNode || err != nil {
 		return nodeError(n, "%q: want a number of bytes such as 1073741824 or 1GiB", n.Value)
 	}
-	s.n = int64(b)
+	s.n = int64(v)
 	return nil
 }
 

@@ -127,8 +127,11 @@ func (o *options) flagSet(stderr io.Writer) *flag.FlagSet {
 	fs.IntVar(&l.MaxSessions, "max-sessions", gateway.DefaultMaxSessions, "sessions running at once; over it requests get ERROR 0 \"server busy\" (-1: no limit)")
 	fs.IntVar(&l.MaxSessionsPerClient, "max-sessions-per-client", gateway.DefaultMaxSessionsPerClient, "sessions at once per client IP address (-1: no limit)")
 	fs.Float64Var(&l.ClientRate, "client-rate", gateway.DefaultClientRequestRate, "read requests per second accepted per client IP address, bursts of twice that (-1: no limit)")
-	fs.Int64Var(&l.MaxWindowMemory, "max-window-memory", gateway.DefaultMaxWindowMemory, "bytes of window buffers for all sessions together, in use and kept for reuse (-1: no limit)")
-	fs.Int64Var(&l.MaxWindowMemoryPerClient, "max-window-memory-per-client", 0, "bytes of window buffers one client (an IPv4 address or an IPv6 /64) may hold; 0: -max-window-memory / 8 (-1: no limit)")
+	l.MaxWindowMemory, l.MaxWindowMemoryPerClient = gateway.DefaultMaxWindowMemory, 0
+	fs.Var((*sizeValue)(&l.MaxWindowMemory), "max-window-memory",
+		"`bytes` of window buffers for all sessions together, in use and kept for reuse (suffixes KiB, MiB, GiB; -1: no limit)")
+	fs.Var((*sizeValue)(&l.MaxWindowMemoryPerClient), "max-window-memory-per-client",
+		"`bytes` of window buffers one client (an IPv4 address or an IPv6 /64) may hold; 0: -max-window-memory / 8 (-1: no limit)")
 
 	fs.StringVar(&o.Log.Format, "log-format", "text", "log format: text or json (json: durations in seconds)")
 	fs.StringVar(&o.Log.Level, "log-level", "info", "log level: debug, info, warn or error")
@@ -189,7 +192,7 @@ func (o *options) flagSet(stderr io.Writer) *flag.FlagSet {
 			"path element, ** across them (\"configs/**\", \"dumps/*.core\"); unset refuses every write request with ERROR 2.\n"+
 			"Uploads go to -root, or to -backend's ContentService.Write; a policy rule of the -config file can refuse them per network")
 	u.MaxSize = defaultUploadMaxSize
-	fs.Var(&u.MaxSize, "upload-max-size",
+	fs.Var((*sizeValue)(&u.MaxSize), "upload-max-size",
 		"largest upload in `bytes` (suffixes KiB, MiB, GiB); refused before the first ACK when the client declares more\n"+
 			"(tsize), ended with ERROR 3 when it sends more; 0: no limit")
 	fs.BoolVar(&u.Overwrite, "upload-overwrite", false,
@@ -206,7 +209,7 @@ func (o *options) flagSet(stderr io.Writer) *flag.FlagSet {
 			"Tracing itself is set by the OTEL_* environment variables (off unless OTEL_TRACES_EXPORTER is set; see docs/operations.md)")
 
 	o.Cache.Size = bytesize.Size(cache.DefaultMaxBytes)
-	fs.Var(&o.Cache.Size, "cache-size",
+	fs.Var((*sizeValue)(&o.Cache.Size), "cache-size",
 		"memory for the edge cache of hot content, in `bytes` (suffixes KiB, MiB, GiB); 0 turns it off.\n"+
 			"The bound is strict: it covers entries being fetched and buffers sessions still read, and content that\n"+
 			"does not fit is served uncached. Files up to a quarter of it are cached, and concurrent sessions for one\n"+
@@ -261,13 +264,21 @@ func (o *options) validate() error {
 	check(limit("max-sessions", float64(o.Limits.MaxSessions)))
 	check(limit("max-sessions-per-client", float64(o.Limits.MaxSessionsPerClient)))
 	check(limit("client-rate", o.Limits.ClientRate))
-	check(limit("max-window-memory", float64(o.Limits.MaxWindowMemory)))
+	if v := o.Limits.MaxWindowMemory; v == 0 || v < -1 {
+		check(fmt.Errorf("-max-window-memory %d: want a number of bytes such as 1GiB, or -1 for no limit", v))
+	}
 	check(notNegative("drain-timeout", o.Serving.DrainTimeout))
 	check(notNegative("cache-max-age", o.Cache.MaxAge))
 	check(positive("stats-interval", o.Stats.Interval))
 	check(positive("backend-header-timeout", o.Backend.HeaderTimeout))
 	check(positive("backend-idle-timeout", o.Backend.IdleTimeout))
 	check(positive("backend-resume-timeout", o.Backend.ResumeTimeout))
+	if v := o.Cache.Size; v < 0 {
+		check(fmt.Errorf("-cache-size %d: want a number of bytes such as 512MiB, or 0 to turn the cache off", v))
+	}
+	if v := o.Upload.MaxSize; v < 0 {
+		check(fmt.Errorf("-upload-max-size %d: want a number of bytes such as 16MiB, or 0 for no limit", v))
+	}
 	if v := o.Limits.MaxWindowMemoryPerClient; v < -1 {
 		check(fmt.Errorf("-max-window-memory-per-client %d: want a number of bytes, 0 for -max-window-memory / 8, or -1 for no limit", v))
 	}
@@ -460,4 +471,33 @@ func targetErrors(target string, list bool) []error {
 		}
 	}
 	return errs
+}
+
+// sizeValue is the value of the size flags (-cache-size,
+// -upload-max-size, -max-window-memory, -max-window-memory-per-client) and
+// of the file's size keys: a number of bytes with an optional binary
+// suffix (bytesize: 64MiB, 1GiB), or a negative one, which validate
+// refuses or, by flag, takes as -1 for no limit. It prints as bytesize
+// does.
+type sizeValue int64
+
+func (v *sizeValue) String() string {
+	if *v < 0 {
+		return strconv.FormatInt(int64(*v), 10)
+	}
+	b := bytesize.Size(*v)
+	return b.String()
+}
+
+func (v *sizeValue) Set(s string) error {
+	t, neg := strings.CutPrefix(strings.TrimSpace(s), "-")
+	var b bytesize.Size
+	if err := b.Set(t); err != nil {
+		return fmt.Errorf("want a number of bytes such as 1073741824 or 1GiB (suffixes KiB, MiB, GiB), not %q", s)
+	}
+	*v = sizeValue(b)
+	if neg {
+		*v = -*v
+	}
+	return nil
 }
