@@ -137,7 +137,7 @@ func TestFlagsOverrideTheFile(t *testing.T) {
 	}
 	var stderr bytes.Buffer
 	_, err = parseFlags([]string{"-config", p, "-max-blksize", "0"}, &stderr)
-	if err == nil || !strings.Contains(stderr.String(), "tftpgw: -max-blksize 0: must be positive") {
+	if err == nil || !strings.Contains(stderr.String(), "tftpgw: -max-blksize 0: want 8 to 65464") {
 		t.Errorf("-max-blksize 0 over the file: %v, stderr %q", err, stderr.String())
 	}
 }
@@ -156,7 +156,8 @@ func TestBadConfigNamesKeyAndLine(t *testing.T) {
 		{"wrong type", "root: /tmp\ntftp:\n  retries: many\n", []string{`:3: tftp.retries: want an integer, got "many"`}},
 		{"wrong type in a rule", "root: /tmp\npolicy:\n  - {clients: [10.0.0.0/8], max_blksize: lots}\n", []string{`:3: policy[0].max_blksize: want an integer, got "lots"`}},
 		{"a list for a number", "root: /tmp\nlimits:\n  rrq_per_second_per_client: [1]\n", []string{`:3: limits.rrq_per_second_per_client: want a number, got a list`}},
-		{"out of range", "root: /tmp\ntftp:\n  max_blksize: 70000\n", []string{":3: tftp.max_blksize: MaxBlockSize 70000: want 8 to 65464"}},
+		{"zero windowsize", "root: /tmp\ntftp:\n  max_windowsize: 0\n", []string{":3: tftp.max_windowsize 0: want 1 to 32767 (RFC 7440;"}},
+		{"out of range", "root: /tmp\ntftp:\n  max_blksize: 70000\n", []string{":3: tftp.max_blksize 70000: want 8 to 65464 (RFC 2348)"}},
 		{"zero", "root: /tmp\nlimits:\n  max_sessions: 0\n", []string{":3: limits.max_sessions 0: want a positive number, or -1 for no limit"}},
 		{"both sources", "root: /tmp\nbackend:\n  target: x:1\n", []string{":1: give root or backend.target, not both"}},
 		{"needs its main key", "root: /tmp\nbackend:\n  tls: {enabled: true}\n", []string{":3: backend.tls.enabled needs backend.target"}},

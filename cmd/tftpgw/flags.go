@@ -20,6 +20,7 @@ import (
 	"github.com/tftpgw/tftpgw/gateway/upload"
 	"github.com/tftpgw/tftpgw/internal/bytesize"
 	"github.com/tftpgw/tftpgw/internal/grpcauth"
+	"github.com/tftpgw/tftpgw/internal/wire"
 )
 
 // parseFlags parses tftpgw's command line (without the program name) and,
@@ -297,20 +298,20 @@ func (o *options) validate() error {
 			}
 		}
 	}
-	// The server's ranges, one field at a time so that an error names its
-	// flag. A field's zero means its default, but the flags' is refused.
+	// The server's ranges (gateway.Server.Validate's, but for its 0,
+	// which means the default there and is refused here), each error
+	// naming its flag.
 	for _, f := range []struct {
-		name   string
-		v, def int
-		srv    *gateway.Server
+		name        string
+		v, min, max int
+		why         string
 	}{
-		{"max-blksize", o.Serving.MaxBlksize, gateway.DefaultMaxBlockSize, &gateway.Server{MaxBlockSize: o.Serving.MaxBlksize}},
-		{"max-windowsize", o.Serving.MaxWindowsize, gateway.DefaultMaxWindowSize, &gateway.Server{MaxWindowSize: o.Serving.MaxWindowsize}},
+		{"max-blksize", o.Serving.MaxBlksize, wire.MinBlockSize, wire.MaxBlockSize, "RFC 2348"},
+		{"max-windowsize", o.Serving.MaxWindowsize, 1, maxWindowsize,
+			"RFC 7440; block numbers are 16 bits: an ACK names one block of a window only while the window is under half their range"},
 	} {
-		if f.v == 0 {
-			check(fmt.Errorf("-%s 0: must be positive (leave the flag out for its default, %d)", f.name, f.def))
-		} else if err := f.srv.Validate(); err != nil {
-			check(fmt.Errorf("-%s: %w", f.name, err))
+		if f.v < f.min || f.v > f.max {
+			check(fmt.Errorf("-%s %d: want %d to %d (%s)", f.name, f.v, f.min, f.max, f.why))
 		}
 	}
 	switch {
@@ -407,6 +408,10 @@ func (o *options) validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+// maxWindowsize is the largest -max-windowsize, gateway.Server.Validate's
+// (TestRangeMessagesSayWhatIsAccepted).
+const maxWindowsize = 32767
 
 // addrError is what a start would refuse in addr, an address to listen on
 // over network ("udp" or "tcp"), as far as it can be known without

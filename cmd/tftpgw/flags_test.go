@@ -5,11 +5,13 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -226,13 +228,13 @@ func TestParseFlagsRefuses(t *testing.T) {
 		args []string // after -root /srv/tftp
 		want string
 	}{
-		{[]string{"-max-blksize", "0"}, "-max-blksize 0: must be positive"},
-		{[]string{"-max-blksize", "4"}, "-max-blksize: MaxBlockSize 4"},
-		{[]string{"-max-blksize", "100000"}, "-max-blksize: MaxBlockSize 100000"},
+		{[]string{"-max-blksize", "0"}, "-max-blksize 0: want 8 to 65464 (RFC 2348)"},
+		{[]string{"-max-blksize", "4"}, "-max-blksize 4: want 8 to 65464 (RFC 2348)"},
+		{[]string{"-max-blksize", "100000"}, "-max-blksize 100000: want 8 to 65464 (RFC 2348)"},
 		{[]string{"-max-blksize", "x"}, `invalid value "x" for flag -max-blksize`},
-		{[]string{"-max-windowsize", "0"}, "-max-windowsize 0"},
-		{[]string{"-max-windowsize", "-1"}, "-max-windowsize: MaxWindowSize -1"},
-		{[]string{"-max-windowsize", "32768"}, "-max-windowsize: MaxWindowSize 32768"},
+		{[]string{"-max-windowsize", "0"}, "-max-windowsize 0: want 1 to 32767 (RFC 7440;"},
+		{[]string{"-max-windowsize", "-1"}, "-max-windowsize -1: want 1 to 32767"},
+		{[]string{"-max-windowsize", "32768"}, "-max-windowsize 32768: want 1 to 32767"},
 		{[]string{"-timeout", "0"}, "-timeout 0s"},
 		{[]string{"-timeout", "-1s"}, "-timeout -1s"},
 		{[]string{"-min-timeout", "-1s"}, "-min-timeout -1s"},
@@ -364,5 +366,40 @@ func TestAddressesAccepted(t *testing.T) {
 				t.Errorf("refused: %v", err)
 			}
 		})
+	}
+}
+
+// TestRangeMessagesSayWhatIsAccepted: the range errors of -max-blksize and
+// -max-windowsize state the range validate accepts, no "or 0" that it
+// refuses, and so does each bound: it is gateway.Server.Validate's, the
+// values just outside it refused by both.
+func TestRangeMessagesSayWhatIsAccepted(t *testing.T) {
+	for _, tc := range []struct {
+		flag     string
+		min, max int
+		srv      func(v int) *gateway.Server
+	}{
+		{"-max-blksize", 8, 65464, func(v int) *gateway.Server { return &gateway.Server{MaxBlockSize: v} }},
+		{"-max-windowsize", 1, 32767, func(v int) *gateway.Server { return &gateway.Server{MaxWindowSize: v} }},
+	} {
+		for _, v := range []int{tc.min, tc.max} {
+			if _, err := parseFlags([]string{"-root", "/srv/tftp", tc.flag, strconv.Itoa(v)}, io.Discard); err != nil {
+				t.Errorf("%s %d: %v", tc.flag, v, err)
+			}
+			if err := tc.srv(v).Validate(); err != nil {
+				t.Errorf("gateway.Server.Validate refuses %s %d: %v", tc.flag, v, err)
+			}
+		}
+		for _, v := range []int{0, tc.min - 1, tc.max + 1} {
+			_, err := parseFlags([]string{"-root", "/srv/tftp", tc.flag, strconv.Itoa(v)}, io.Discard)
+			if want := fmt.Sprintf("%s %d: want %d to %d (", tc.flag, v, tc.min, tc.max); err == nil || !strings.HasPrefix(err.Error(), want) {
+				t.Errorf("%s %d: %v, want %q", tc.flag, v, err, want)
+			} else if strings.Contains(err.Error(), "or 0") || strings.Contains(err.Error(), "leave the flag out") {
+				t.Errorf("%s %d: %v: offers what is refused", tc.flag, v, err)
+			}
+			if v != 0 && tc.srv(v).Validate() == nil {
+				t.Errorf("gateway.Server.Validate accepts %s %d", tc.flag, v)
+			}
+		}
 	}
 }
