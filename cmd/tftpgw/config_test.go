@@ -181,7 +181,7 @@ func TestBadConfigNamesKeyAndLine(t *testing.T) {
 		{"negative upload size", "root: /tmp\nupload:\n  max_size: -1\n", []string{`:3: upload.max_size -1: want a number of bytes such as 16MiB, or 0 for no limit`}},
 		{"window memory below -1", "root: /tmp\nlimits:\n  max_window_memory_per_client: -2\n", []string{`:3: limits.max_window_memory_per_client -2: want a number of bytes`}},
 		{"http port out of range", "root: /tmp\nhttp:\n  listen: \":80800\"\n", []string{`:3: http.listen ":80800": port 80800: want 0 to 65535`}},
-		{"refused after decoding", "root: /tmp\nlog: {level: loud}\n", []string{`:2: log.level`}},
+		{"refused after decoding", "root: /tmp\nlog: {level: loud}\n", []string{`:2: log.level "loud": want debug, info, warn or error`}},
 		{"bad upload pattern", "root: /tmp\nupload:\n  allow: [\"configs/[\"]\n", []string{`:3: upload.allow: upload: Allow[0] "configs/[": bad pattern`}},
 		{"bad upload path", "root: /tmp\nupload:\n  allow: [\"*\"]\n  path: \"{mac}/{path}\"\n", []string{`:4: upload.path: upload: Path "{mac}/{path}"`}},
 		{"bad uploads in a policy rule", "root: /tmp\npolicy:\n  - {clients: [10.0.0.0/8], uploads: maybe}\n", []string{`:3: policy[0]: uploads "maybe": want true, false or drop`}},
@@ -264,6 +264,19 @@ policy:
 	}
 	if t.Failed() {
 		t.Logf("stderr:\n%s", stderr.String())
+	}
+}
+
+// TestConfigLogInEitherCase: log.format, like log.level, takes either
+// case.
+func TestConfigLogInEitherCase(t *testing.T) {
+	p := writeConfig(t, "root: /tmp\nlog: {format: JSON, level: Debug}\n")
+	o, err := parseFlags([]string{"-config", p}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Log.Format != "json" {
+		t.Errorf("log.format JSON read as %q, want json", o.Log.Format)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"net"
 	"os"
@@ -84,6 +85,10 @@ func loadOptions(args []string, stderr io.Writer) (*options, error) {
 		o.set[name] = true
 	}
 	o.args = args
+	// Either case, as -log-level (slog) takes it; an error quotes it as given.
+	if f := strings.ToLower(o.Log.Format); f == "text" || f == "json" {
+		o.Log.Format = f
+	}
 	if err := errors.Join(fileErr, o.nameKeys(o.validate())); err != nil {
 		if o.file != nil {
 			err = o.file.inFileOrder(err)
@@ -134,7 +139,7 @@ func (o *options) flagSet(stderr io.Writer) *flag.FlagSet {
 	fs.Var((*sizeValue)(&l.MaxWindowMemoryPerClient), "max-window-memory-per-client",
 		"`bytes` of window buffers one client (an IPv4 address or an IPv6 /64) may hold; 0: -max-window-memory / 8 (-1: no limit)")
 
-	fs.StringVar(&o.Log.Format, "log-format", "text", "log format: text or json (json: durations in seconds)")
+	fs.StringVar(&o.Log.Format, "log-format", "text", "log format: text or json, in either case (json: durations in seconds)")
 	fs.StringVar(&o.Log.Level, "log-level", "info", "log level: debug, info, warn or error")
 
 	fs.StringVar(&o.User, "user", "",
@@ -347,12 +352,12 @@ func (o *options) validate() error {
 	}
 	needs("stats-sink", "stats-sink-tls", "stats-sink-ca", "stats-sink-cert", "stats-sink-key",
 		"stats-sink-server-name", "stats-sink-token-file")
-	// Each apart: newLogger stops at the first.
 	if _, err := newLogger(io.Discard, o.Log.Format, "info", nil); err != nil {
 		check(err)
 	}
-	if _, err := newLogger(io.Discard, "text", o.Log.Level, nil); err != nil {
-		check(err)
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.Log.Level)); err != nil { // as newLogger, which says only "unknown name"
+		check(fmt.Errorf("-log-level %q: want debug, info, warn or error", o.Log.Level))
 	}
 	for _, n := range o.Serving.RefuseOptions {
 		if (&gateway.Limits{RefuseOptions: []string{n}}).Validate() != nil {

@@ -158,6 +158,8 @@ func TestParseFlags(t *testing.T) {
 		{"cache", []string{"-cache-size", "64MiB", "-cache-max-age", "1m"},
 			func(o *options) { o.Cache = cacheOptions{Size: 64 << 20, MaxAge: time.Minute} }},
 		{"cache off", []string{"-cache-size", "0"}, func(o *options) { o.Cache.Size = 0 }},
+		{"log in capitals", []string{"-log-format", "JSON", "-log-level", "WARN"},
+			func(o *options) { o.Log = logOptions{Format: "json", Level: "WARN"} }},
 		{"log, user and edge", []string{"-log-format", "json", "-log-level", "debug", "-user", "nobody", "-edge-id", "edge-a"},
 			func(o *options) {
 				o.Log = logOptions{Format: "json", Level: "debug"}
@@ -286,7 +288,9 @@ func TestParseFlagsRefuses(t *testing.T) {
 		{[]string{"-backend-resumes", "3"}, "-backend-resumes needs -backend"},
 		{[]string{"-stats-sink-ca", "ca.pem"}, "-stats-sink-ca needs -stats-sink"},
 		{[]string{"-log-format", "xml"}, "-log-format"},
-		{[]string{"-log-level", "loud"}, "-log-level"},
+		{[]string{"-log-level", "loud"}, `-log-level "loud": want debug, info, warn or error`},
+		{[]string{"-log-level", "verbose"}, `-log-level "verbose": want debug, info, warn or error`},
+		{[]string{"-log-format", "Yaml"}, `-log-format: want text or json, not "Yaml"`},
 		{[]string{"-port-range", "50000-50003", "-single-port"}, "-port-range 50000-50003 with -single-port"},
 		{[]string{"-port-range", "60-70"}, "-port-range 60-70 holds port 69 of -listen :69"},
 		{[]string{"-listen", "[::1]:6969", "-port-range", "6969"}, "-port-range 6969 holds port 6969 of -listen [::1]:6969"},
