@@ -2,11 +2,14 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -207,9 +210,18 @@ var flagKeys = map[string]string{
 // configFile is a configuration file read: its options and where each key
 // was, for error messages.
 type configFile struct {
-	path   string
-	lines  map[string]int    // key path ("tftp.timeout", "policy[1].clients[0]") -> line
-	values map[string]string // "LINE:COLUMN" of a value -> its key path
+	path    string
+	lines   map[string]int       // key path ("tftp.timeout", "policy[1].clients[0]") -> line
+	values  map[string]string    // "LINE:COLUMN" of a value -> its key path
+	byLine  map[int][]keyedValue // the values on each line, in order
+	failed  map[string]bool      // the rules ("policy[1]") holding a value the decoder refused
+	refused []string             // the key paths of the values the decoder refused
+}
+
+// keyedValue is a value of the file and its key path.
+type keyedValue struct {
+	path string
+	n    *yaml.Node
 }
 
 // where names a key of the file: "FILE:LINE: key".
@@ -222,13 +234,18 @@ func (f *configFile) where(key string) string {
 
 // loadConfigFile reads the file at path and applies its keys to o, marking
 // the flags they stand for in set. Errors name the file, the line and
-// the key.
+// the key. A file that is not YAML returns no configFile; otherwise the
+// keys the decoder accepted are applied even when it refused others (an
+// unknown key, a value of the wrong type), so that validate can report
+// every other problem too: the error then lists the refused ones, and
+// the refused values keep their defaults.
 func loadConfigFile(path string, o *options, set map[string]bool) (*configFile, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("-config: %w", err)
 	}
-	f := &configFile{path: path, lines: map[string]int{}, values: map[string]string{}}
+	f := &configFile{path: path, lines: map[string]int{}, values: map[string]string{},
+		byLine: map[int][]keyedValue{}, failed: map[string]bool{}}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(b, &doc); err != nil {
 		return nil, f.yamlError(err)
@@ -240,19 +257,69 @@ func loadConfigFile(path string, o *options, set map[string]bool) (*configFile, 
 	var fc fileConfig
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
+	var decodeErr error
 	if err := dec.Decode(&fc); err != nil {
-		return nil, f.yamlError(err)
+		var te *yaml.TypeError
+		if !errors.As(err, &te) {
+			return nil, f.yamlError(err)
+		}
+		decodeErr = f.yamlError(err)
+		// Again without the refused values, which the decoder may have
+		// left as zeros: validate would refuse those too. Unknown keys
+		// are ignored this time (reported above).
+		f.prune(doc.Content[0], "", f.pruned())
+		fc = fileConfig{}
+		doc.Decode(&fc) // what it refuses now was reported above
 	}
-	if err := f.apply(&fc, o, set); err != nil {
-		return nil, err
+	return f, errors.Join(decodeErr, f.apply(&fc, o, set))
+}
+
+// pruned returns the keys to remove from the document so that it
+// decodes without the values refused: the key of each, or of the list
+// holding it. A value in a rewrite rule or a policy rule marks the rule
+// as failed instead (removing it would renumber the rules after it):
+// its other errors are not reported.
+func (f *configFile) pruned() map[string]bool {
+	keys := map[string]bool{}
+	for _, k := range f.refused {
+		if i := strings.IndexByte(k, '['); i >= 0 {
+			if list := k[:i]; list == "rewrite" || list == "policy" {
+				f.failed[k[:strings.IndexByte(k, ']')+1]] = true
+				continue
+			}
+			k = k[:i]
+		}
+		keys[k] = true
 	}
-	return f, nil
+	return keys
+}
+
+// prune removes the keys of the mapping n (at path) and of the mappings
+// under it that are in keys.
+func (f *configFile) prune(n *yaml.Node, path string, keys map[string]bool) {
+	if n.Kind != yaml.MappingNode {
+		return
+	}
+	kept := n.Content[:0]
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k := n.Content[i].Value
+		if path != "" {
+			k = path + "." + k
+		}
+		if keys[k] {
+			continue
+		}
+		f.prune(n.Content[i+1], k, keys)
+		kept = append(kept, n.Content[i], n.Content[i+1])
+	}
+	n.Content = kept
 }
 
 // collect records the line of every key under n, and the key of every
 // value.
 func (f *configFile) collect(n *yaml.Node, path string) {
 	f.values[strconv.Itoa(n.Line)+":"+strconv.Itoa(n.Column)] = path
+	f.byLine[n.Line] = append(f.byLine[n.Line], keyedValue{path, n})
 	switch n.Kind {
 	case yaml.MappingNode:
 		for i := 0; i+1 < len(n.Content); i += 2 {
@@ -291,8 +358,14 @@ var yamlTypeName = strings.NewReplacer(
 
 var yamlNotFound = regexp.MustCompile(`field (\S+) not found in type (.+)$`)
 
+// yamlCannot is the decoder's type error: the line, the value's tag, the
+// value (cut to 7 bytes and "..." when longer than 10) for a scalar, and
+// the Go type.
+var yamlCannot = regexp.MustCompile("^line (\\d+): cannot unmarshal !!(\\w+)(?: `(.*)`)? into (\\S+)$")
+
 // yamlError makes the decoder's error read as the file's: "FILE:LINE:
-// unknown key x in tftp".
+// unknown key x in tftp", "FILE:LINE: tftp.retries: want an integer, got
+// "many"". It notes the key paths of the values refused in f.refused.
 func (f *configFile) yamlError(err error) error {
 	var lines []string
 	var te *yaml.TypeError
@@ -302,7 +375,17 @@ func (f *configFile) yamlError(err error) error {
 		lines = []string{strings.TrimPrefix(err.Error(), "yaml: ")}
 	}
 	var errs []error
+	named := map[*yaml.Node]bool{}
 	for _, l := range lines {
+		if m := nodeAt.FindStringSubmatch(l); m != nil && f.values[m[1]] != "" {
+			f.refused = append(f.refused, f.values[m[1]])
+		}
+		if m := yamlCannot.FindStringSubmatch(l); m != nil {
+			if v, ok := f.valueOn(m[1], m[2], m[3], named); ok {
+				f.refused = append(f.refused, v.path)
+				l = fmt.Sprintf("line %s: %s: want %s, got %s", m[1], v.path, yamlWant(m[4]), yamlGot(v.n))
+			}
+		}
 		l = yamlTypeName.Replace(l)
 		l = nodeAt.ReplaceAllStringFunc(l, func(m string) string {
 			if k := f.values[nodeAt.FindStringSubmatch(m)[1]]; k != "" {
@@ -320,6 +403,59 @@ func (f *configFile) yamlError(err error) error {
 		errs = append(errs, fmt.Errorf("%s: %s", f.path, l))
 	}
 	return errors.Join(errs...)
+}
+
+// valueOn finds the value of a type error: on line, of the tag, written
+// value (as the decoder cuts it), and not named already.
+func (f *configFile) valueOn(line, tag, value string, named map[*yaml.Node]bool) (keyedValue, bool) {
+	n, _ := strconv.Atoi(line)
+	for _, v := range f.byLine[n] {
+		var ok bool
+		switch tag {
+		case "seq":
+			ok = v.n.Kind == yaml.SequenceNode
+		case "map":
+			ok = v.n.Kind == yaml.MappingNode
+		default:
+			cut, isCut := strings.CutSuffix(value, "...")
+			ok = v.n.Kind == yaml.ScalarNode && (v.n.Value == value || isCut && len(v.n.Value) > 10 && strings.HasPrefix(v.n.Value, cut))
+		}
+		if ok && !named[v.n] {
+			named[v.n] = true
+			return v, true
+		}
+	}
+	return keyedValue{}, false
+}
+
+// yamlWant says what a Go type of fileConfig takes.
+func yamlWant(goType string) string {
+	switch {
+	case goType == "int":
+		return "an integer"
+	case goType == "float64":
+		return "a number"
+	case goType == "bool":
+		return "true or false"
+	case goType == "string":
+		return "a string"
+	case strings.HasPrefix(goType, "[]"):
+		return "a list"
+	case strings.HasPrefix(goType, "main."):
+		return "a mapping of keys"
+	}
+	return goType
+}
+
+// yamlGot describes the value n for an error.
+func yamlGot(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.MappingNode:
+		return "a mapping"
+	}
+	return strconv.Quote(n.Value)
 }
 
 // apply sets o's fields from the keys present in fc.
@@ -405,15 +541,15 @@ func (f *configFile) apply(fc *fileConfig, o *options, set map[string]bool) erro
 	var errs []error
 	for i, r := range fc.Rewrite {
 		rule, err := r.rule()
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", f.where(fmt.Sprintf("rewrite[%d]", i)), err))
+		if key := fmt.Sprintf("rewrite[%d]", i); err != nil && !f.failed[key] {
+			errs = append(errs, fmt.Errorf("%s: %w", f.where(key), err))
 		}
 		o.Rewrite = append(o.Rewrite, rule)
 	}
 	for i, p := range fc.Policy {
 		rule, err := p.rule()
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", f.where(fmt.Sprintf("policy[%d]", i)), err))
+		if key := fmt.Sprintf("policy[%d]", i); err != nil && !f.failed[key] {
+			errs = append(errs, fmt.Errorf("%s: %w", f.where(key), err))
 		}
 		o.Policy = append(o.Policy, rule)
 	}
@@ -570,19 +706,16 @@ func (d *duration) UnmarshalYAML(n *yaml.Node) error {
 }
 
 // sizeText is a number of bytes, with an optional binary suffix
-// ("64MiB"), or -1 where the key allows "no limit".
+// ("64MiB"), as the size flags take it (sizeValue): validate refuses a
+// negative one, but -1 where the key allows "no limit".
 type sizeText struct{ n int64 }
 
 func (s *sizeText) UnmarshalYAML(n *yaml.Node) error {
-	if n.Kind == yaml.ScalarNode && n.Value == "-1" {
-		s.n = -1
-		return nil
-	}
-	var b bytesize.Size
-	if err := b.Set(n.Value); n.Kind != yaml.ScalarNode || err != nil {
+	var v sizeValue
+	if err := v.Set(n.Value); n.Kind != yaml.ScalarNode || err != nil {
 		return nodeError(n, "%q: want a number of bytes such as 1073741824 or 1GiB", n.Value)
 	}
-	s.n = int64(b)
+	s.n = int64(v)
 	return nil
 }
 
@@ -653,7 +786,9 @@ var policyKeys = strings.NewReplacer(
 )
 
 // nameRules makes the errors of a list of rules name the file's entries:
-// "FILE:LINE: policy[2]: ...".
+// "FILE:LINE: policy[2]: ...". It leaves out those of a rule holding a
+// value the decoder refused (reported already), and returns nil when
+// none is left.
 func (o *options) nameRules(list string, err error) error {
 	if o.file == nil {
 		return fmt.Errorf("%s: %w", list, err)
@@ -665,9 +800,15 @@ func (o *options) nameRules(list string, err error) error {
 		}
 		if m := ruleIndex.FindStringSubmatchIndex(line); m != nil {
 			key := list + "[" + line[m[2]:m[3]] + "]"
+			if o.file.failed[key] {
+				continue // a value of the rule was refused, and reported
+			}
 			line = line[:m[0]] + o.file.where(key) + ": " + line[m[1]:]
 		}
 		out = append(out, line)
+	}
+	if len(out) == 0 {
+		return nil
 	}
 	return errors.New(strings.Join(out, "\n"))
 }
@@ -702,6 +843,28 @@ func (o *options) nameKeys(err error) error {
 		out = append(out, line)
 	}
 	return errors.New(strings.Join(out, "\n"))
+}
+
+// inFileOrder orders the lines of err by the line of the file they name,
+// those naming none last, as they were.
+func (f *configFile) inFileOrder(err error) error {
+	if err == nil {
+		return nil
+	}
+	lines := strings.Split(err.Error(), "\n")
+	lineNo := func(l string) int {
+		rest, ok := strings.CutPrefix(l, f.path+":")
+		if !ok {
+			return math.MaxInt
+		}
+		n, _, _ := strings.Cut(rest, ":")
+		if v, err := strconv.Atoi(n); err == nil {
+			return v
+		}
+		return math.MaxInt
+	}
+	slices.SortStableFunc(lines, func(a, b string) int { return cmp.Compare(lineNo(a), lineNo(b)) })
+	return errors.New(strings.Join(lines, "\n"))
 }
 
 // lineOf returns "FILE:LINE: " for the first key of the file that msg

@@ -68,7 +68,7 @@ func TestEveryFlagHasAKey(t *testing.T) {
 		"timeout": "2s", "min-timeout": "30ms", "retries": "6", "max-blksize": "1468", "max-windowsize": "32",
 		"single-port": "true", "port-range": "50000-50999", "refuse-options": "windowsize,tsize", "drain-timeout": "20s",
 		"max-sessions": "1000", "max-sessions-per-client": "8", "client-rate": "20",
-		"max-window-memory": "268435456", "max-window-memory-per-client": "-1",
+		"max-window-memory": "256MiB", "max-window-memory-per-client": "-1",
 		"stats-sink": "collector:7069", "stats-interval": "30s", "stats-sink-tls": "true", "stats-sink-ca": "sca.pem",
 		"stats-sink-cert": "s.pem", "stats-sink-key": "s-key.pem", "stats-sink-server-name": "collector",
 		"stats-sink-token-file": "stats.token", "metrics": "127.0.0.1:9369", "cache-size": "64MiB",
@@ -137,7 +137,7 @@ func TestFlagsOverrideTheFile(t *testing.T) {
 	}
 	var stderr bytes.Buffer
 	_, err = parseFlags([]string{"-config", p, "-max-blksize", "0"}, &stderr)
-	if err == nil || !strings.Contains(stderr.String(), "tftpgw: -max-blksize 0: must be positive") {
+	if err == nil || !strings.Contains(stderr.String(), "tftpgw: -max-blksize 0: want 8 to 65464") {
 		t.Errorf("-max-blksize 0 over the file: %v, stderr %q", err, stderr.String())
 	}
 }
@@ -153,8 +153,11 @@ func TestBadConfigNamesKeyAndLine(t *testing.T) {
 		{"unknown key", "root: /tmp\ntftp:\n  timeout: 1s\n  blocksize: 1468\n", []string{":4: unknown key blocksize in tftp"}},
 		{"unknown top-level key", "root: /tmp\nrewrites: []\n", []string{":2: unknown key rewrites in the top level"}},
 		{"duration without a unit", "root: /tmp\ntftp: {timeout: 5}\n", []string{`:2: tftp.timeout: "5": want a duration with its unit`}},
-		{"wrong type", "root: /tmp\ntftp:\n  retries: many\n", []string{":3: cannot unmarshal !!str `many` into int"}},
-		{"out of range", "root: /tmp\ntftp:\n  max_blksize: 70000\n", []string{":3: tftp.max_blksize: MaxBlockSize 70000: want 8 to 65464"}},
+		{"wrong type", "root: /tmp\ntftp:\n  retries: many\n", []string{`:3: tftp.retries: want an integer, got "many"`}},
+		{"wrong type in a rule", "root: /tmp\npolicy:\n  - {clients: [10.0.0.0/8], max_blksize: lots}\n", []string{`:3: policy[0].max_blksize: want an integer, got "lots"`}},
+		{"a list for a number", "root: /tmp\nlimits:\n  rrq_per_second_per_client: [1]\n", []string{`:3: limits.rrq_per_second_per_client: want a number, got a list`}},
+		{"zero windowsize", "root: /tmp\ntftp:\n  max_windowsize: 0\n", []string{":3: tftp.max_windowsize 0: want 1 to 32767 (RFC 7440;"}},
+		{"out of range", "root: /tmp\ntftp:\n  max_blksize: 70000\n", []string{":3: tftp.max_blksize 70000: want 8 to 65464 (RFC 2348)"}},
 		{"zero", "root: /tmp\nlimits:\n  max_sessions: 0\n", []string{":3: limits.max_sessions 0: want a positive number, or -1 for no limit"}},
 		{"both sources", "root: /tmp\nbackend:\n  target: x:1\n", []string{":1: give root or backend.target, not both"}},
 		{"needs its main key", "root: /tmp\nbackend:\n  tls: {enabled: true}\n", []string{":3: backend.tls.enabled needs backend.target"}},
@@ -166,11 +169,19 @@ func TestBadConfigNamesKeyAndLine(t *testing.T) {
 		{"bad group", "root: /tmp\nrewrite:\n  - {match: 'a', replace: '$2'}\n", []string{":3: rewrite[0]: "}},
 		{"no replace", "root: /tmp\nrewrite:\n  - {match: 'a'}\n", []string{":3: rewrite[0]: replace is missing"}},
 		{"every error at once", "root: /tmp\ntftp: {timeout: 5, bogus: 1}\nlog: {level: loud}\n",
-			[]string{":2: tftp.timeout", ":2: unknown key bogus in tftp"}},
+			[]string{":2: tftp.timeout", ":2: unknown key bogus in tftp", ":3: log.level"}},
 		{"bad port range", "root: /tmp\ntftp:\n  port_range: 50000:50999\n", []string{`:3: tftp.port_range: `}},
 		{"port range with single port", "root: /tmp\ntftp:\n  single_port: true\n  port_range: 50000-50003\n", []string{`:4: tftp.port_range 50000-50003 with tftp.single_port`}},
 		{"not yaml", "root: [\n", []string{":1: did not find expected node content"}},
-		{"refused after decoding", "root: /tmp\nlog: {level: loud}\n", []string{`:2: log.level`}},
+		{"listen address without a port", "root: /tmp\nlisten: \"10.0.0.5\"\n", []string{`:2: listen "10.0.0.5": missing port in address`}},
+		{"metrics address without a port", "root: /tmp\n\nmetrics: 127.0.0.1\n", []string{`:3: metrics "127.0.0.1": missing port in address`}},
+		{"token in plaintext", "backend:\n  target: 192.0.2.1:7070\n  token_file: /etc/tftpgw/token\n",
+			[]string{`:3: backend.token_file: refusing to send a token in plaintext to backend.target "192.0.2.1:7070": give backend.tls.enabled (or backend.tls.ca), or a loopback target`}},
+		{"negative cache size", "root: /tmp\ncache:\n  size: -1\n", []string{`:3: cache.size -1: want a number of bytes such as 512MiB, or 0 to turn the cache off`}},
+		{"negative upload size", "root: /tmp\nupload:\n  max_size: -1\n", []string{`:3: upload.max_size -1: want a number of bytes such as 16MiB, or 0 for no limit`}},
+		{"window memory below -1", "root: /tmp\nlimits:\n  max_window_memory_per_client: -2\n", []string{`:3: limits.max_window_memory_per_client -2: want a number of bytes`}},
+		{"http port out of range", "root: /tmp\nhttp:\n  listen: \":80800\"\n", []string{`:3: http.listen ":80800": port 80800: want 0 to 65535`}},
+		{"refused after decoding", "root: /tmp\nlog: {level: loud}\n", []string{`:2: log.level "loud": want debug, info, warn or error`}},
 		{"bad upload pattern", "root: /tmp\nupload:\n  allow: [\"configs/[\"]\n", []string{`:3: upload.allow: upload: Allow[0] "configs/[": bad pattern`}},
 		{"bad upload path", "root: /tmp\nupload:\n  allow: [\"*\"]\n  path: \"{mac}/{path}\"\n", []string{`:4: upload.path: upload: Path "{mac}/{path}"`}},
 		{"bad uploads in a policy rule", "root: /tmp\npolicy:\n  - {clients: [10.0.0.0/8], uploads: maybe}\n", []string{`:3: policy[0]: uploads "maybe": want true, false or drop`}},
@@ -198,6 +209,74 @@ func TestBadConfigNamesKeyAndLine(t *testing.T) {
 				t.Errorf("stdout %q", stdout.String())
 			}
 		})
+	}
+}
+
+// TestConfigReportsEveryProblem: the problems of a file are reported all
+// at once, one line each, in the file's order, those of the command line
+// last: a value the decoder refuses does not hide the values out of range,
+// and is not reported again as the zero it decoded to (nor is the rule
+// holding it).
+func TestConfigReportsEveryProblem(t *testing.T) {
+	p := writeConfig(t, `root: /tmp
+tftp:
+  max_blksize: 70000
+  retries: -3
+  timeout: 5
+  bogus: 1
+limits:
+  max_sessions: five
+  max_sessions_per_client: 0
+log: {format: yaml, level: loud}
+listen: [":69", {a: b}]
+policy:
+  - {clients: [10.0.0.0/33], allow: false, action: reject}
+  - {clients: [10.0.0.0/8], allow: false, action: reject}
+  - {clients: [10.1.0.0/16], max_windowsize: lots}
+`)
+	var stderr bytes.Buffer
+	if _, err := parseFlags([]string{"-config", p, "-client-rate", "0"}, &stderr); err == nil {
+		t.Fatal("accepted")
+	}
+	want := []string{
+		p + ":3: tftp.max_blksize",
+		p + ":4: tftp.retries -3",
+		p + ":5: tftp.timeout: \"5\"",
+		p + ":6: unknown key bogus in tftp",
+		p + ":8: limits.max_sessions: want an integer, got \"five\"",
+		p + ":9: limits.max_sessions_per_client 0",
+		p + ":10: log.format",
+		p + ":10: log.level",
+		p + ":11: listen[1]: want a string, got a mapping",
+		p + ":13: policy[0].clients[0]: \"10.0.0.0/33\"",
+		p + ":14: policy[1]: action \"reject\"",
+		p + ":15: policy[2].max_windowsize: want an integer, got \"lots\"",
+		"-client-rate 0",
+	}
+	got := strings.Split(strings.TrimSuffix(stderr.String(), "\n"), "\n")
+	for i, w := range want {
+		if i >= len(got) || !strings.HasPrefix(got[i], "tftpgw: "+w) {
+			t.Errorf("line %d: want %q", i+1, "tftpgw: "+w)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("%d lines, want %d", len(got), len(want))
+	}
+	if t.Failed() {
+		t.Logf("stderr:\n%s", stderr.String())
+	}
+}
+
+// TestConfigLogInEitherCase: log.format, like log.level, takes either
+// case.
+func TestConfigLogInEitherCase(t *testing.T) {
+	p := writeConfig(t, "root: /tmp\nlog: {format: JSON, level: Debug}\n")
+	o, err := parseFlags([]string{"-config", p}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Log.Format != "json" {
+		t.Errorf("log.format JSON read as %q, want json", o.Log.Format)
 	}
 }
 

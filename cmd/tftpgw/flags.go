@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"net"
 	"os"
@@ -19,6 +20,8 @@ import (
 	"github.com/tftpgw/tftpgw/gateway/rewrite"
 	"github.com/tftpgw/tftpgw/gateway/upload"
 	"github.com/tftpgw/tftpgw/internal/bytesize"
+	"github.com/tftpgw/tftpgw/internal/grpcauth"
+	"github.com/tftpgw/tftpgw/internal/wire"
 )
 
 // parseFlags parses tftpgw's command line (without the program name) and,
@@ -56,15 +59,16 @@ func loadOptions(args []string, stderr io.Writer) (*options, error) {
 	}
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var fileErr error // what the file has wrong that validate does not see
 	if path := o.ConfigFile; path != "" {
 		// Again: the defaults, the file over them, the flags over both.
 		o = &options{set: map[string]bool{}}
 		fs = o.flagSet(io.Discard)
 		f, err := loadConfigFile(path, o, o.set)
-		if err != nil {
+		if f == nil {
 			return nil, err
 		}
-		o.file = f
+		o.file, fileErr = f, err
 		if err := fs.Parse(args); err != nil {
 			return nil, err // parsed once already
 		}
@@ -81,8 +85,15 @@ func loadOptions(args []string, stderr io.Writer) (*options, error) {
 		o.set[name] = true
 	}
 	o.args = args
-	if err := o.validate(); err != nil {
-		return nil, o.nameKeys(err)
+	// Either case, as -log-level (slog) takes it; an error quotes it as given.
+	if f := strings.ToLower(o.Log.Format); f == "text" || f == "json" {
+		o.Log.Format = f
+	}
+	if err := errors.Join(fileErr, o.nameKeys(o.validate())); err != nil {
+		if o.file != nil {
+			err = o.file.inFileOrder(err)
+		}
+		return nil, err
 	}
 	return o, nil
 }
@@ -122,10 +133,13 @@ func (o *options) flagSet(stderr io.Writer) *flag.FlagSet {
 	fs.IntVar(&l.MaxSessions, "max-sessions", gateway.DefaultMaxSessions, "sessions running at once; over it requests get ERROR 0 \"server busy\" (-1: no limit)")
 	fs.IntVar(&l.MaxSessionsPerClient, "max-sessions-per-client", gateway.DefaultMaxSessionsPerClient, "sessions at once per client IP address (-1: no limit)")
 	fs.Float64Var(&l.ClientRate, "client-rate", gateway.DefaultClientRequestRate, "read requests per second accepted per client IP address, bursts of twice that (-1: no limit)")
-	fs.Int64Var(&l.MaxWindowMemory, "max-window-memory", gateway.DefaultMaxWindowMemory, "bytes of window buffers for all sessions together, in use and kept for reuse (-1: no limit)")
-	fs.Int64Var(&l.MaxWindowMemoryPerClient, "max-window-memory-per-client", 0, "bytes of window buffers one client (an IPv4 address or an IPv6 /64) may hold; 0: -max-window-memory / 8 (-1: no limit)")
+	l.MaxWindowMemory, l.MaxWindowMemoryPerClient = gateway.DefaultMaxWindowMemory, 0
+	fs.Var((*sizeValue)(&l.MaxWindowMemory), "max-window-memory",
+		"`bytes` of window buffers for all sessions together, in use and kept for reuse (suffixes KiB, MiB, GiB; -1: no limit)")
+	fs.Var((*sizeValue)(&l.MaxWindowMemoryPerClient), "max-window-memory-per-client",
+		"`bytes` of window buffers one client (an IPv4 address or an IPv6 /64) may hold; 0: -max-window-memory / 8 (-1: no limit)")
 
-	fs.StringVar(&o.Log.Format, "log-format", "text", "log format: text or json (json: durations in seconds)")
+	fs.StringVar(&o.Log.Format, "log-format", "text", "log format: text or json, in either case (json: durations in seconds)")
 	fs.StringVar(&o.Log.Level, "log-level", "info", "log level: debug, info, warn or error")
 
 	fs.StringVar(&o.User, "user", "",
@@ -184,7 +198,7 @@ func (o *options) flagSet(stderr io.Writer) *flag.FlagSet {
 			"path element, ** across them (\"configs/**\", \"dumps/*.core\"); unset refuses every write request with ERROR 2.\n"+
 			"Uploads go to -root, or to -backend's ContentService.Write; a policy rule of the -config file can refuse them per network")
 	u.MaxSize = defaultUploadMaxSize
-	fs.Var(&u.MaxSize, "upload-max-size",
+	fs.Var((*sizeValue)(&u.MaxSize), "upload-max-size",
 		"largest upload in `bytes` (suffixes KiB, MiB, GiB); refused before the first ACK when the client declares more\n"+
 			"(tsize), ended with ERROR 3 when it sends more; 0: no limit")
 	fs.BoolVar(&u.Overwrite, "upload-overwrite", false,
@@ -201,7 +215,7 @@ func (o *options) flagSet(stderr io.Writer) *flag.FlagSet {
 			"Tracing itself is set by the OTEL_* environment variables (off unless OTEL_TRACES_EXPORTER is set; see docs/operations.md)")
 
 	o.Cache.Size = bytesize.Size(cache.DefaultMaxBytes)
-	fs.Var(&o.Cache.Size, "cache-size",
+	fs.Var((*sizeValue)(&o.Cache.Size), "cache-size",
 		"memory for the edge cache of hot content, in `bytes` (suffixes KiB, MiB, GiB); 0 turns it off.\n"+
 			"The bound is strict: it covers entries being fetched and buffers sessions still read, and content that\n"+
 			"does not fit is served uncached. Files up to a quarter of it are cached, and concurrent sessions for one\n"+
@@ -256,13 +270,21 @@ func (o *options) validate() error {
 	check(limit("max-sessions", float64(o.Limits.MaxSessions)))
 	check(limit("max-sessions-per-client", float64(o.Limits.MaxSessionsPerClient)))
 	check(limit("client-rate", o.Limits.ClientRate))
-	check(limit("max-window-memory", float64(o.Limits.MaxWindowMemory)))
+	if v := o.Limits.MaxWindowMemory; v == 0 || v < -1 {
+		check(fmt.Errorf("-max-window-memory %d: want a number of bytes such as 1GiB, or -1 for no limit", v))
+	}
 	check(notNegative("drain-timeout", o.Serving.DrainTimeout))
 	check(notNegative("cache-max-age", o.Cache.MaxAge))
 	check(positive("stats-interval", o.Stats.Interval))
 	check(positive("backend-header-timeout", o.Backend.HeaderTimeout))
 	check(positive("backend-idle-timeout", o.Backend.IdleTimeout))
 	check(positive("backend-resume-timeout", o.Backend.ResumeTimeout))
+	if v := o.Cache.Size; v < 0 {
+		check(fmt.Errorf("-cache-size %d: want a number of bytes such as 512MiB, or 0 to turn the cache off", v))
+	}
+	if v := o.Upload.MaxSize; v < 0 {
+		check(fmt.Errorf("-upload-max-size %d: want a number of bytes such as 16MiB, or 0 for no limit", v))
+	}
 	if v := o.Limits.MaxWindowMemoryPerClient; v < -1 {
 		check(fmt.Errorf("-max-window-memory-per-client %d: want a number of bytes, 0 for -max-window-memory / 8, or -1 for no limit", v))
 	}
@@ -281,20 +303,20 @@ func (o *options) validate() error {
 			}
 		}
 	}
-	// The server's ranges, one field at a time so that an error names its
-	// flag. A field's zero means its default, but the flags' is refused.
+	// The server's ranges (gateway.Server.Validate's, but for its 0,
+	// which means the default there and is refused here), each error
+	// naming its flag.
 	for _, f := range []struct {
-		name   string
-		v, def int
-		srv    *gateway.Server
+		name        string
+		v, min, max int
+		why         string
 	}{
-		{"max-blksize", o.Serving.MaxBlksize, gateway.DefaultMaxBlockSize, &gateway.Server{MaxBlockSize: o.Serving.MaxBlksize}},
-		{"max-windowsize", o.Serving.MaxWindowsize, gateway.DefaultMaxWindowSize, &gateway.Server{MaxWindowSize: o.Serving.MaxWindowsize}},
+		{"max-blksize", o.Serving.MaxBlksize, wire.MinBlockSize, wire.MaxBlockSize, "RFC 2348"},
+		{"max-windowsize", o.Serving.MaxWindowsize, 1, maxWindowsize,
+			"RFC 7440; block numbers are 16 bits: an ACK names one block of a window only while the window is under half their range"},
 	} {
-		if f.v == 0 {
-			check(fmt.Errorf("-%s 0: must be positive (leave the flag out for its default, %d)", f.name, f.def))
-		} else if err := f.srv.Validate(); err != nil {
-			check(fmt.Errorf("-%s: %w", f.name, err))
+		if f.v < f.min || f.v > f.max {
+			check(fmt.Errorf("-%s %d: want %d to %d (%s)", f.name, f.v, f.min, f.max, f.why))
 		}
 	}
 	switch {
@@ -318,10 +340,24 @@ func (o *options) validate() error {
 		"backend-tls", "backend-ca", "backend-cert", "backend-key", "backend-server-name", "backend-token-file")
 	needs("http", "http-cert", "http-key", "http-timeout", "http-max-conns")
 	check(o.HTTP.validate())
+	// The rule of grpcauth.NewTokenCreds, which would refuse the start.
+	for _, c := range []struct {
+		name string
+		c    clientOptions
+	}{{"backend", o.Backend.clientOptions}, {"stats-sink", o.Stats.Sink}} {
+		if c.c.Target != "" && c.c.TokenFile != "" && c.c.plaintext() && !grpcauth.LoopbackTarget(c.c.Target) {
+			check(fmt.Errorf("-%s-token-file: refusing to send a token in plaintext to -%s %q: give -%s-tls (or -%s-ca), or a loopback target",
+				c.name, c.name, c.c.Target, c.name, c.name))
+		}
+	}
 	needs("stats-sink", "stats-sink-tls", "stats-sink-ca", "stats-sink-cert", "stats-sink-key",
 		"stats-sink-server-name", "stats-sink-token-file")
-	if _, err := newLogger(io.Discard, o.Log.Format, o.Log.Level, nil); err != nil {
+	if _, err := newLogger(io.Discard, o.Log.Format, "info", nil); err != nil {
 		check(err)
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.Log.Level)); err != nil { // as newLogger, which says only "unknown name"
+		check(fmt.Errorf("-log-level %q: want debug, info, warn or error", o.Log.Level))
 	}
 	for _, n := range o.Serving.RefuseOptions {
 		if (&gateway.Limits{RefuseOptions: []string{n}}).Validate() != nil {
@@ -330,6 +366,24 @@ func (o *options) validate() error {
 	}
 	if len(o.listenAddrs()) == 0 {
 		check(errors.New("-listen: no address"))
+	}
+	for _, a := range o.listenAddrs() {
+		if err := addrError("udp", a, ":69"); err != nil {
+			check(fmt.Errorf("-listen %q: %w", a, err))
+		}
+	}
+	if a := o.Stats.Metrics; a != "" {
+		if err := addrError("tcp", a, "127.0.0.1:9369"); err != nil {
+			check(fmt.Errorf("-metrics %q: %w", a, err))
+		}
+	}
+	for _, t := range []struct {
+		name, target string
+		list         bool
+	}{{"backend", o.Backend.Target, true}, {"stats-sink", o.Stats.Sink.Target, false}} {
+		for _, err := range targetErrors(t.target, t.list) {
+			check(fmt.Errorf("-%s %q: %w", t.name, t.target, err))
+		}
 	}
 	if _, err := policy.New(gateway.Limits{}, o.Policy); err != nil { // the limits are checked above
 		check(o.nameRules("policy", err))
@@ -358,4 +412,102 @@ func (o *options) validate() error {
 		check(o.server().Validate())
 	}
 	return errors.Join(errs...)
+}
+
+// maxWindowsize is the largest -max-windowsize, gateway.Server.Validate's
+// (TestRangeMessagesSayWhatIsAccepted).
+const maxWindowsize = 32767
+
+// addrError is what a start would refuse in addr, an address to listen on
+// over network ("udp" or "tcp"), as far as it can be known without
+// binding or resolving: it must be HOST:PORT (example shows one), with a
+// port from 0 to 65535 or a service name this machine knows (/etc/services).
+// The host is not resolved.
+func addrError(network, addr, example string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		var ae *net.AddrError
+		if errors.As(err, &ae) {
+			err = errors.New(ae.Err) // without the address, which the caller names
+		}
+		return fmt.Errorf("%w; want HOST:PORT, such as %s", err, example)
+	}
+	return portError(network, port)
+}
+
+// portError refuses a port that is not a number from 0 to 65535 nor a
+// service name this machine knows; an empty port is 0, any.
+func portError(network, port string) error {
+	if port == "" {
+		return nil
+	}
+	if strings.Trim(port, "0123456789") == "" {
+		if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+			return fmt.Errorf("port %s: want 0 to 65535", port)
+		}
+		return nil
+	}
+	if _, err := net.LookupPort(network, port); err != nil {
+		return fmt.Errorf("port %q: want a number from 0 to 65535 (or a service name of /etc/services): %w", port, err)
+	}
+	return nil
+}
+
+// targetErrors checks a gRPC target (-backend, -stats-sink) without
+// resolving it. Each address of a comma-separated list (with list:
+// -backend balances one itself) must be HOST:PORT. A single target is
+// gRPC's to read (a scheme; a host without a port is port 443), so only
+// the port of a HOST:PORT, bare or after "scheme:///", is checked.
+func targetErrors(target string, list bool) []error {
+	var errs []error
+	if list && strings.Contains(target, ",") {
+		for a := range strings.SplitSeq(target, ",") {
+			if a = strings.TrimSpace(a); a == "" {
+				continue
+			}
+			if err := addrError("tcp", a, "10.0.0.5:7070"); err != nil {
+				errs = append(errs, fmt.Errorf("%q: %w", a, err))
+			}
+		}
+		return errs
+	}
+	endpoint := target
+	if _, rest, ok := strings.Cut(target, ":///"); ok {
+		endpoint = rest
+	}
+	if _, port, err := net.SplitHostPort(endpoint); err == nil {
+		if err := portError("tcp", port); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errs
+}
+
+// sizeValue is the value of the size flags (-cache-size,
+// -upload-max-size, -max-window-memory, -max-window-memory-per-client) and
+// of the file's size keys: a number of bytes with an optional binary
+// suffix (bytesize: 64MiB, 1GiB), or a negative one, which validate
+// refuses or, by flag, takes as -1 for no limit. It prints as bytesize
+// does.
+type sizeValue int64
+
+func (v *sizeValue) String() string {
+	if *v < 0 {
+		return strconv.FormatInt(int64(*v), 10)
+	}
+	b := bytesize.Size(*v)
+	return b.String()
+}
+
+func (v *sizeValue) Set(s string) error {
+	t, neg := strings.CutPrefix(strings.TrimSpace(s), "-")
+	var b bytesize.Size
+	if err := b.Set(t); err != nil {
+		return fmt.Errorf("want a number of bytes such as 1073741824 or 1GiB (suffixes KiB, MiB, GiB), not %q", s)
+	}
+	*v = sizeValue(b)
+	if neg {
+		*v = -*v
+	}
+	return nil
 }

@@ -5,11 +5,13 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -151,9 +153,13 @@ func TestParseFlags(t *testing.T) {
 					Interval: 10 * time.Second, Metrics: ":9069",
 				}
 			}},
+		{"window memory with suffixes", []string{"-max-window-memory", "1GiB", "-max-window-memory-per-client", "64MiB"},
+			func(o *options) { o.Limits.MaxWindowMemory, o.Limits.MaxWindowMemoryPerClient = 1<<30, 64<<20 }},
 		{"cache", []string{"-cache-size", "64MiB", "-cache-max-age", "1m"},
 			func(o *options) { o.Cache = cacheOptions{Size: 64 << 20, MaxAge: time.Minute} }},
 		{"cache off", []string{"-cache-size", "0"}, func(o *options) { o.Cache.Size = 0 }},
+		{"log in capitals", []string{"-log-format", "JSON", "-log-level", "WARN"},
+			func(o *options) { o.Log = logOptions{Format: "json", Level: "WARN"} }},
 		{"log, user and edge", []string{"-log-format", "json", "-log-level", "debug", "-user", "nobody", "-edge-id", "edge-a"},
 			func(o *options) {
 				o.Log = logOptions{Format: "json", Level: "debug"}
@@ -224,13 +230,13 @@ func TestParseFlagsRefuses(t *testing.T) {
 		args []string // after -root /srv/tftp
 		want string
 	}{
-		{[]string{"-max-blksize", "0"}, "-max-blksize 0: must be positive"},
-		{[]string{"-max-blksize", "4"}, "-max-blksize: MaxBlockSize 4"},
-		{[]string{"-max-blksize", "100000"}, "-max-blksize: MaxBlockSize 100000"},
+		{[]string{"-max-blksize", "0"}, "-max-blksize 0: want 8 to 65464 (RFC 2348)"},
+		{[]string{"-max-blksize", "4"}, "-max-blksize 4: want 8 to 65464 (RFC 2348)"},
+		{[]string{"-max-blksize", "100000"}, "-max-blksize 100000: want 8 to 65464 (RFC 2348)"},
 		{[]string{"-max-blksize", "x"}, `invalid value "x" for flag -max-blksize`},
-		{[]string{"-max-windowsize", "0"}, "-max-windowsize 0"},
-		{[]string{"-max-windowsize", "-1"}, "-max-windowsize: MaxWindowSize -1"},
-		{[]string{"-max-windowsize", "32768"}, "-max-windowsize: MaxWindowSize 32768"},
+		{[]string{"-max-windowsize", "0"}, "-max-windowsize 0: want 1 to 32767 (RFC 7440;"},
+		{[]string{"-max-windowsize", "-1"}, "-max-windowsize -1: want 1 to 32767"},
+		{[]string{"-max-windowsize", "32768"}, "-max-windowsize 32768: want 1 to 32767"},
 		{[]string{"-timeout", "0"}, "-timeout 0s"},
 		{[]string{"-timeout", "-1s"}, "-timeout -1s"},
 		{[]string{"-min-timeout", "-1s"}, "-min-timeout -1s"},
@@ -248,7 +254,28 @@ func TestParseFlagsRefuses(t *testing.T) {
 		{[]string{"-http", ":8080", "-http-timeout", "0"}, "-http-timeout 0s: must be positive"},
 		{[]string{"-http", ":8080", "-http-max-conns", "0"}, "-http-max-conns 0"},
 		{[]string{"-http", "8080"}, `-http "8080"`},
-		{[]string{"-cache-size", "-1"}, `invalid value "-1" for flag -cache-size`},
+		{[]string{"-http", "127.0.0.1"}, `-http "127.0.0.1": missing port in address; want HOST:PORT`},
+		{[]string{"-http", "127.0.0.1:70000"}, `-http "127.0.0.1:70000": port 70000: want 0 to 65535`},
+		{[]string{"-listen", "10.0.0.5"}, `-listen "10.0.0.5": missing port in address; want HOST:PORT, such as :69`},
+		{[]string{"-listen", "127.0.0.1:99999"}, `-listen "127.0.0.1:99999": port 99999: want 0 to 65535`},
+		{[]string{"-listen", ":27109x"}, `-listen ":27109x": port "27109x": want a number`},
+		{[]string{"-listen", "127.0.0.1:6969,[::1]"}, `-listen "[::1]": missing port in address`},
+		{[]string{"-metrics", "127.0.0.1"}, `-metrics "127.0.0.1": missing port in address; want HOST:PORT`},
+		{[]string{"-metrics", ":65536"}, `-metrics ":65536": port 65536: want 0 to 65535`},
+		{[]string{"-root", "", "-backend", "10.0.0.5:7070,10.0.0.6"}, `-backend "10.0.0.5:7070,10.0.0.6": "10.0.0.6": missing port in address`},
+		{[]string{"-root", "", "-backend", "content:99999"}, `-backend "content:99999": port 99999: want 0 to 65535`},
+		{[]string{"-root", "", "-backend", "dns:///content:99999"}, `-backend "dns:///content:99999": port 99999`},
+		{[]string{"-stats-sink", "collector:7069x"}, `-stats-sink "collector:7069x": port "7069x"`},
+		{[]string{"-root", "", "-backend", "192.0.2.1:7070", "-backend-token-file", "t"},
+			`-backend-token-file: refusing to send a token in plaintext to -backend "192.0.2.1:7070": give -backend-tls (or -backend-ca), or a loopback target`},
+		{[]string{"-root", "", "-backend", "127.0.0.1:7070,192.0.2.1:7070", "-backend-token-file", "t"}, `-backend-token-file: refusing to send a token in plaintext`},
+		{[]string{"-stats-sink", "collector:7069", "-stats-sink-token-file", "t"},
+			`-stats-sink-token-file: refusing to send a token in plaintext to -stats-sink "collector:7069"`},
+		{[]string{"-cache-size", "-1"}, `-cache-size -1: want a number of bytes such as 512MiB, or 0 to turn the cache off`},
+		{[]string{"-cache-size", "1.5GiB"}, `invalid value "1.5GiB" for flag -cache-size: want a number of bytes such as 1073741824 or 1GiB (suffixes KiB, MiB, GiB)`},
+		{[]string{"-upload-max-size", "-1"}, `-upload-max-size -1: want a number of bytes such as 16MiB, or 0 for no limit`},
+		{[]string{"-max-window-memory", "1TB"}, `invalid value "1TB" for flag -max-window-memory: want a number of bytes such as 1073741824 or 1GiB (suffixes KiB, MiB, GiB)`},
+		{[]string{"-max-window-memory", "-2MiB"}, `-max-window-memory -2097152: want a number of bytes such as 1GiB, or -1 for no limit`},
 		{[]string{"-stats-interval", "0"}, "-stats-interval 0s"},
 		{[]string{"-backend", "x:1", "-backend-header-timeout", "0"}, "-backend-header-timeout 0s"},
 		{[]string{"-backend", "x:1", "-backend-idle-timeout", "0"}, "-backend-idle-timeout 0s"},
@@ -261,7 +288,9 @@ func TestParseFlagsRefuses(t *testing.T) {
 		{[]string{"-backend-resumes", "3"}, "-backend-resumes needs -backend"},
 		{[]string{"-stats-sink-ca", "ca.pem"}, "-stats-sink-ca needs -stats-sink"},
 		{[]string{"-log-format", "xml"}, "-log-format"},
-		{[]string{"-log-level", "loud"}, "-log-level"},
+		{[]string{"-log-level", "loud"}, `-log-level "loud": want debug, info, warn or error`},
+		{[]string{"-log-level", "verbose"}, `-log-level "verbose": want debug, info, warn or error`},
+		{[]string{"-log-format", "Yaml"}, `-log-format: want text or json, not "Yaml"`},
 		{[]string{"-port-range", "50000-50003", "-single-port"}, "-port-range 50000-50003 with -single-port"},
 		{[]string{"-port-range", "60-70"}, "-port-range 60-70 holds port 69 of -listen :69"},
 		{[]string{"-listen", "[::1]:6969", "-port-range", "6969"}, "-port-range 6969 holds port 6969 of -listen [::1]:6969"},
@@ -315,5 +344,66 @@ func TestUsage(t *testing.T) {
 	}
 	if got.String() != string(want) {
 		t.Errorf("usage changed; if on purpose, update testdata/usage.txt (and README.md):\n%s", got.String())
+	}
+}
+
+// TestAddressesAccepted: the address checks of validate refuse only what
+// a start would: a port 0 or a service name to listen on, and gRPC
+// targets without a port (gRPC's default) or with a scheme, pass.
+func TestAddressesAccepted(t *testing.T) {
+	for _, args := range [][]string{
+		{"-root", "/srv/tftp", "-listen", "127.0.0.1:0,[::1]:"},
+		{"-root", "/srv/tftp", "-listen", ":tftp"},
+		{"-root", "/srv/tftp", "-metrics", "localhost:9369", "-http", "[::1]:8080"},
+		{"-backend", "content"},
+		{"-backend", "dns:///content:7070"},
+		{"-backend", "unix:///run/content.sock"},
+		{"-backend", "10.0.0.5:7070, 10.0.0.6:7070"},
+		{"-root", "/srv/tftp", "-stats-sink", "dns:///collector"},
+		{"-backend", "127.0.0.1:7070,[::1]:7070", "-backend-token-file", "t"},
+		{"-backend", "dns:///content:7070", "-backend-tls", "-backend-token-file", "t"},
+		{"-root", "/srv/tftp", "-stats-sink", "localhost:7069", "-stats-sink-token-file", "t"},
+		{"-root", "/srv/tftp", "-stats-sink", "collector:7069", "-stats-sink-ca", "ca.pem", "-stats-sink-token-file", "t"},
+	} {
+		t.Run(strings.Join(args, "="), func(t *testing.T) {
+			if _, err := parseFlags(args, io.Discard); err != nil {
+				t.Errorf("refused: %v", err)
+			}
+		})
+	}
+}
+
+// TestRangeMessagesSayWhatIsAccepted: the range errors of -max-blksize and
+// -max-windowsize state the range validate accepts, no "or 0" that it
+// refuses, and so does each bound: it is gateway.Server.Validate's, the
+// values just outside it refused by both.
+func TestRangeMessagesSayWhatIsAccepted(t *testing.T) {
+	for _, tc := range []struct {
+		flag     string
+		min, max int
+		srv      func(v int) *gateway.Server
+	}{
+		{"-max-blksize", 8, 65464, func(v int) *gateway.Server { return &gateway.Server{MaxBlockSize: v} }},
+		{"-max-windowsize", 1, 32767, func(v int) *gateway.Server { return &gateway.Server{MaxWindowSize: v} }},
+	} {
+		for _, v := range []int{tc.min, tc.max} {
+			if _, err := parseFlags([]string{"-root", "/srv/tftp", tc.flag, strconv.Itoa(v)}, io.Discard); err != nil {
+				t.Errorf("%s %d: %v", tc.flag, v, err)
+			}
+			if err := tc.srv(v).Validate(); err != nil {
+				t.Errorf("gateway.Server.Validate refuses %s %d: %v", tc.flag, v, err)
+			}
+		}
+		for _, v := range []int{0, tc.min - 1, tc.max + 1} {
+			_, err := parseFlags([]string{"-root", "/srv/tftp", tc.flag, strconv.Itoa(v)}, io.Discard)
+			if want := fmt.Sprintf("%s %d: want %d to %d (", tc.flag, v, tc.min, tc.max); err == nil || !strings.HasPrefix(err.Error(), want) {
+				t.Errorf("%s %d: %v, want %q", tc.flag, v, err, want)
+			} else if strings.Contains(err.Error(), "or 0") || strings.Contains(err.Error(), "leave the flag out") {
+				t.Errorf("%s %d: %v: offers what is refused", tc.flag, v, err)
+			}
+			if v != 0 && tc.srv(v).Validate() == nil {
+				t.Errorf("gateway.Server.Validate accepts %s %d", tc.flag, v)
+			}
+		}
 	}
 }

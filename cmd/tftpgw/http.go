@@ -59,7 +59,7 @@ func (h *httpOptions) validate() error {
 		errs = append(errs, fmt.Errorf("-http-max-conns %d: want a positive number, or -1 for no limit", h.MaxConns))
 	}
 	if h.Listen != "" {
-		if _, _, err := net.SplitHostPort(h.Listen); err != nil {
+		if err := addrError("tcp", h.Listen, ":8080"); err != nil {
 			errs = append(errs, fmt.Errorf("-http %q: %w", h.Listen, err))
 		}
 	}

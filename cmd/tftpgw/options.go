@@ -95,6 +95,12 @@ type clientOptions struct {
 	TokenFile  string // -backend-token-file, -stats-sink-token-file: file of a bearer token, re-read when it changes
 }
 
+// plaintext reports whether c connects without TLS: none of the flags
+// that enable it is set.
+func (c clientOptions) plaintext() bool {
+	return !c.TLS && c.CA == "" && c.Cert == "" && c.Key == "" && c.ServerName == ""
+}
+
 // backendOptions are -backend and the flags that need it.
 type backendOptions struct {
 	clientOptions

@@ -15,3 +15,7 @@ func dropPrivileges(_ *slog.Logger, u *serviceUser, _ *os.Root, _, _ string) err
 	}
 	return errors.New("-user is not supported on this system")
 }
+
+// may reports true: -user is not supported here (checkUser refuses it
+// anyway: os.Geteuid is -1, not root).
+func (u *serviceUser) may(string, uint32, bool) bool { return true }

@@ -271,3 +271,137 @@ func TestUserChecksStatsSinkTokenFile(t *testing.T) {
 		t.Errorf("it served:\n%s", out)
 	}
 }
+
+// TestServiceUserMay: may reads the owner's, the group's or the others'
+// bits of the mode, whichever apply to the user (the owner's alone for the
+// owner), after symbolic links, and with parents every directory above
+// too; what it cannot examine it leaves to the checks that open it.
+func TestServiceUserMay(t *testing.T) {
+	owner := &serviceUser{name: "owner", uid: os.Getuid(), gid: os.Getgid()}
+	other := &serviceUser{name: "other", uid: os.Getuid() + 4242, gid: os.Getgid() + 4242}
+	dir := t.TempDir()
+	os.Chmod(filepath.Dir(dir), 0o755) // the test's directory, which MkdirTemp made 0700
+	os.Chmod(dir, 0o755)
+	mk := func(name string, mode os.FileMode, isDir bool) string {
+		p := filepath.Join(dir, name)
+		var err error
+		if isDir {
+			err = os.Mkdir(p, 0o700)
+		} else {
+			err = os.WriteFile(p, []byte("token"), 0o600)
+		}
+		if err == nil {
+			err = os.Chmod(p, mode)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	closed := mk("closed", 0o700, true)
+	searchable := mk("searchable", 0o701, true)
+	groupOnly := mk("group-only", 0o070, true)
+	mk("closed/token", 0o644, false)
+	private := mk("private-token", 0o640, false)
+	public := mk("public-token", 0o644, false)
+	link := filepath.Join(dir, "link")
+	if err := os.Symlink(closed, link); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Chmod(closed, 0o700); os.Chmod(groupOnly, 0o700) })
+	for _, tc := range []struct {
+		name    string
+		u       *serviceUser
+		path    string
+		perm    uint32
+		parents bool
+		want    bool
+	}{
+		{"others may not search a 0700 directory", other, closed, permSearch, false, false},
+		{"others may search a 0701 directory", other, searchable, permSearch, false, true},
+		{"the owner may search a 0700 directory", owner, closed, permSearch, false, true},
+		{"the owner's bits alone apply to the owner", owner, groupOnly, permSearch, false, false},
+		{"a symbolic link is followed", other, link, permSearch, false, false},
+		{"others may read a 0644 file", other, public, permRead, true, true},
+		{"others may not read a 0640 file", other, private, permRead, true, false},
+		{"a 0644 file in a 0700 directory, parents checked", other, filepath.Join(closed, "token"), permRead, true, false},
+		{"a 0644 file in a 0700 directory, alone", other, filepath.Join(closed, "token"), permRead, false, true},
+		{"a missing path is left to the checks that open it", other, filepath.Join(dir, "missing"), permRead, true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tc.u.may(tc.path, tc.perm, tc.parents); got != tc.want {
+				t.Errorf("%s may(%s, %d, %v) = %v, want %v", tc.u.name, tc.path, tc.perm, tc.parents, got, tc.want)
+			}
+		})
+	}
+}
+
+// TestCheckUser: -check reports what a start with -user would refuse,
+// without changing user: not running as root, a -root the user cannot
+// search, a token file it cannot read.
+func TestCheckUser(t *testing.T) {
+	nobody, err := lookupServiceUser("nobody")
+	if err != nil || nobody.uid == os.Getuid() {
+		t.Skipf("needs a user nobody other than the test's (%v)", err)
+	}
+	open := t.TempDir()
+	os.Chmod(open, 0o755)
+	closed := t.TempDir()
+	os.Chmod(closed, 0o700)
+	token := filepath.Join(closed, "token")
+	if err := os.WriteFile(token, []byte("t"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		o    options
+		euid int
+		want []string // in the error; none: no error
+	}{
+		{"no user", options{Serving: servingOptions{Root: closed}}, 1000, nil},
+		{"root, a root directory it may search", options{User: "nobody", Serving: servingOptions{Root: open}}, 0, nil},
+		{"not root", options{User: "nobody", Serving: servingOptions{Root: open}}, 1000,
+			[]string{"-user nobody: tftpgw runs as uid 1000, not root, and could not change user"}},
+		{"a root directory it cannot search", options{User: "nobody", Serving: servingOptions{Root: closed}}, 0,
+			[]string{"-user nobody cannot search -root " + closed}},
+		{"a token file it cannot read", options{User: "nobody", Serving: servingOptions{Root: open},
+			Stats: statsOptions{Sink: clientOptions{TokenFile: token}}}, 0,
+			[]string{"-user nobody cannot read -stats-sink-token-file " + token}},
+		{"every problem", options{User: "nobody", Serving: servingOptions{Root: closed},
+			Backend: backendOptions{clientOptions: clientOptions{TokenFile: token}}}, 1000,
+			[]string{"not root", "cannot search -root", "cannot read -backend-token-file"}},
+		{"unknown user", options{User: "no-such-user-tftpgw"}, 0, []string{"-user no-such-user-tftpgw"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.o.checkUser(tc.euid)
+			if len(tc.want) == 0 && err != nil {
+				t.Errorf("checkUser: %v, want nil", err)
+			}
+			for _, w := range tc.want {
+				if err == nil || !strings.Contains(err.Error(), w) {
+					t.Errorf("checkUser: %v, want %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+// TestCheckRefusesRootUserCannotSearch: tftpgw -check with -user and a
+// -root only root may search fails, as the start would (run as root), or
+// says that tftpgw is not root (run as another user).
+func TestCheckRefusesRootUserCannotSearch(t *testing.T) {
+	if u, err := lookupServiceUser("nobody"); err != nil || u.uid == os.Getuid() {
+		t.Skipf("needs a user nobody other than the test's (%v)", err)
+	}
+	root := t.TempDir()
+	os.Chmod(root, 0o700)
+	want := "-user nobody cannot search -root " + root
+	if os.Geteuid() != 0 {
+		want = "not root, and could not change user"
+	}
+	out, err := exec.Command(binPath, "-listen", "127.0.0.1:0", "-root", root, "-user", "nobody", "-check").CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), want) {
+		t.Errorf("-check: %v, %q; want exit status 2 and %q", err, out, want)
+	}
+}

@@ -116,3 +116,44 @@ func checkThreads(u *serviceUser) error {
 	}
 	return nil
 }
+
+// may reports whether u, with its primary group only (dropPrivileges
+// clears the others), has the permission bits perm (permRead,
+// permSearch) on path by its mode, after symbolic links; with parents,
+// also search permission on every directory above it. ACLs are not read.
+// A path that cannot be examined is left to the checks that open it: may
+// then reports true.
+func (u *serviceUser) may(path string, perm uint32, parents bool) bool {
+	p, err := filepath.Abs(path)
+	if err == nil {
+		p, err = filepath.EvalSymlinks(p)
+	}
+	if err != nil {
+		return true
+	}
+	allows := func(p string, perm uint32) bool {
+		var st syscall.Stat_t
+		if err := syscall.Stat(p, &st); err != nil {
+			return true
+		}
+		shift := 0 // others
+		switch {
+		case int(st.Uid) == u.uid:
+			shift = 6
+		case int(st.Gid) == u.gid:
+			shift = 3
+		}
+		return st.Mode>>shift&perm == perm
+	}
+	if parents {
+		for dir := filepath.Dir(p); ; dir = filepath.Dir(dir) {
+			if !allows(dir, permSearch) {
+				return false
+			}
+			if dir == filepath.Dir(dir) {
+				break
+			}
+		}
+	}
+	return allows(p, perm)
+}

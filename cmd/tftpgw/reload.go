@@ -201,11 +201,11 @@ func levelOf(s string) (slog.Level, error) {
 }
 
 // checkOptions is -check: what validate does not check without serving,
-// short of binding the sockets: -user exists, the root directory opens, the
-// TLS files and token files read.
+// short of binding the sockets: -user exists and can be switched to (see
+// checkUser), the root directory opens, the TLS files and token files read.
 func checkOptions(o *options) error {
 	var errs []error
-	if _, err := lookupServiceUser(o.User); err != nil {
+	if err := o.checkUser(os.Geteuid()); err != nil {
 		errs = append(errs, err)
 	}
 	if o.Serving.Root != "" {

@@ -135,7 +135,7 @@ func (e *edge) statsPublisher() (*stats.Publisher, error) {
 // -NAME-ca, -NAME-cert, -NAME-key and -NAME-server-name, NAME being
 // backend or stats-sink, or returns nil for plaintext.
 func clientTLS(name string, c clientOptions) (*tls.Config, error) {
-	if !c.TLS && c.CA == "" && c.Cert == "" && c.Key == "" && c.ServerName == "" {
+	if c.plaintext() {
 		return nil, nil
 	}
 	conf := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: c.ServerName}
