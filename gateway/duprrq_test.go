@@ -134,3 +134,54 @@ func TestSupersededSessionStopsWaiting(t *testing.T) {
 		})
 	}
 }
+
+// TestChangedRequestFromSamePortIsNew: only the same request again is a
+// retransmission. Sent from the port of a session its client has not yet
+// acknowledged, a request for another file (single-port mode, where the
+// port is all that tells sessions apart), with other options, without
+// options or in another mode is a new transfer: the old session ends and
+// the client gets the new request's answer. Found by an outside protocol
+// test: single-port mode served the first file for the second request,
+// and both modes answered a request without options with the first
+// one's OACK (RFC 2347: an OACK only for options the client sent; RFC
+// 2348: a blksize no larger than the client's).
+func TestChangedRequestFromSamePortIsNew(t *testing.T) {
+	a, b := gatewaytest.Pattern(1000), []byte("line one\nline two\n")
+	text := []byte(strings.Repeat("line\n", 200)) // two blocks
+	files := gatewaytest.Files{"a": a, "b": b, "text": text}
+	for _, tt := range []struct {
+		name       string
+		singleOnly bool
+		first      []string // file, mode, options...
+		second     []string
+		want       []byte // the answer to second
+	}{
+		{"another file", true, []string{"a", "octet"}, []string{"b", "octet"}, gatewaytest.Data(1, b)},
+		{"other options", false, []string{"a", "octet", "blksize", "1468", "tsize", "0"}, []string{"a", "octet", "blksize", "1024"}, gatewaytest.OACK("blksize", "1024")},
+		{"options dropped", false, []string{"a", "octet", "blksize", "1468"}, []string{"a", "octet"}, gatewaytest.Data(1, a[:512])},
+		{"other mode", false, []string{"text", "octet"}, []string{"text", "netascii"}, gatewaytest.Data(1, []byte(strings.Repeat("line\r\n", 200))[:512])},
+	} {
+		for _, single := range []bool{false, true} {
+			if tt.singleOnly && !single {
+				continue
+			}
+			t.Run(tt.name+map[bool]string{false: "/TID_per_session", true: "/single_port"}[single], func(t *testing.T) {
+				ts := gatewaytest.NewServer(t, files, gatewaytest.FixedTimer, func(s *gateway.Server) { s.SinglePort = single })
+				c := gatewaytest.NewClient(t, ts.Addr())
+				c.RRQ(tt.first[0], tt.first[1], tt.first[2:]...)
+				if p, _ := c.Recv(5 * time.Second); p == nil {
+					t.Fatal("no answer to the first request")
+				}
+				c.SetTID(netip.AddrPort{})
+				c.RRQ(tt.second[0], tt.second[1], tt.second[2:]...)
+				c.Expect(tt.want)
+				if st := ts.NextStats(t); st.Outcome != gateway.OutcomeAborted {
+					t.Errorf("the first session ended %v, want aborted (superseded)", st.Outcome)
+				}
+				if n := ts.Config.Stats().DuplicateRequests; n != 0 {
+					t.Errorf("DuplicateRequests %d, want 0", n)
+				}
+			})
+		}
+	}
+}

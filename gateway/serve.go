@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -45,6 +46,7 @@ type serverState struct {
 	busy      atomic.Int64
 	busyLog   atomic.Int64 // unix nanoseconds of the last "refusing" log line
 	busyNoted atomic.Int64 // busy at that line
+	seed      maphash.Seed // requestSum's; set by init
 	// busyWhy counts the refusals by the limit that refused them, and
 	// busyWhyNoted is each at the last "refusing" line.
 	busyWhy, busyWhyNoted [busyPortRange + 1]atomic.Int64
@@ -88,6 +90,9 @@ type activeSession struct {
 	progressed progressMark
 	cancel     context.CancelCauseFunc
 	perClient  bool // counted in its client's entry (see serverState.admit)
+	// req identifies the request that started the session (requestSum):
+	// only the same request again can be its retransmission.
+	req uint64
 
 	// conn is the session's connection while it may wait for its client
 	// (see attach): wake moves its read deadline to the past, so that a
@@ -149,20 +154,29 @@ func (p *progressMark) before(t time.Time) bool {
 }
 
 // supersede decides about a request that arrived at at (the kernel's
-// receive time, on Linux) from a client that has a running session. A
-// request that reached the server before the client's first
-// acknowledgement was sent before the client saw the session's first
-// packet: a retransmission of the request, however late the listener
-// reads it (a boot storm's backlog), so it returns false and the request
-// is ignored. One that came after is a new transfer from the same port:
-// it ends the old session and returns true.
-func supersede(old *activeSession, at time.Time) bool {
-	if old == nil || old.progressed.before(at) {
+// receive time, on Linux) from a client that has a running session; sum is
+// its requestSum. A request other than the session's (another file in
+// single-port mode, other options or mode, a read after a write) is a new
+// transfer. The same request that reached the server before the client's
+// first acknowledgement was sent before the client saw the session's first
+// packet: a retransmission, however late the listener reads it (a boot
+// storm's backlog), so it returns false and the request is ignored. One
+// that came after is a new transfer from the same port. A new transfer
+// ends the old session, and supersede returns true.
+func supersede(old *activeSession, at time.Time, sum uint64) bool {
+	if old == nil || (sum == old.req && old.progressed.before(at)) {
 		return false
 	}
 	old.end(session.ErrSuperseded)
 	return true
 }
+
+// requestSum identifies a request's datagram b (opcode, file name, mode and
+// options, as sent): a client's retransmission of a request is the same
+// datagram. A hash with the server's seed; a collision (one in 2^64) would
+// take a changed request for a retransmission, as every request was taken
+// before requests were compared.
+func (st *serverState) requestSum(b []byte) uint64 { return maphash.Bytes(st.seed, b) }
 
 func notFound(context.Context, *Request) (Content, error) {
 	return nil, &Error{Code: ErrFileNotFound, Message: "file not found"}
@@ -182,6 +196,7 @@ func (s *Server) init() *config {
 		st.ctx, st.cancel = context.WithCancel(context.Background())
 		st.listeners = make(map[*udp.Listener]struct{})
 		st.active = make(map[sessionKey]*activeSession)
+		st.seed = maphash.MakeSeed()
 		st.workers = newWorkers()
 		st.clients.init()
 		st.windows.Limit, st.windows.PerClient = st.conf.maxWindowMemory, st.conf.maxWindowMemoryPerClient
@@ -330,6 +345,7 @@ func (s *Server) handlePacket(c *config, l *udp.Listener, b []byte, src netip.Ad
 		s.replyError(l, src, dst, ErrIllegalOperation, "unknown transfer mode", len(b))
 		return
 	}
+	sum := st.requestSum(b)
 	// Only a valid read request may end the session running for src, as
 	// in the default mode (below, by key): junk and refused requests
 	// leave it alone.
@@ -337,7 +353,7 @@ func (s *Server) handlePacket(c *config, l *udp.Listener, b []byte, src netip.Ad
 		if s.isClosed() {
 			return // draining: no new session replaces a running one
 		}
-		if !supersede(running.Owner().(*activeSession), at) { // a duplicate request
+		if !supersede(running.Owner().(*activeSession), at, sum) { // a duplicate request
 			st.duplicates.Add(1)
 			return
 		}
@@ -349,7 +365,7 @@ func (s *Server) handlePacket(c *config, l *udp.Listener, b []byte, src netip.Ad
 		st.mu.Unlock()
 		return
 	}
-	if old, dup := st.active[key]; dup && !supersede(old, at) {
+	if old, dup := st.active[key]; dup && !supersede(old, at, sum) {
 		st.mu.Unlock()
 		st.duplicates.Add(1)
 		return
@@ -381,7 +397,7 @@ func (s *Server) handlePacket(c *config, l *udp.Listener, b []byte, src netip.Ad
 	// ends each active session itself; st.closed, set before it runs and
 	// checked above under st.mu, keeps sessions from starting after it.
 	ctx, cancel := context.WithCancelCause(context.Background())
-	act := &activeSession{cancel: cancel, perClient: perClient}
+	act := &activeSession{cancel: cancel, perClient: perClient, req: sum}
 	var mux *udp.MuxConn
 	if c.singlePort {
 		mux = l.Register(src, dst, act) // not nil: Deliver found no session
