@@ -12,7 +12,7 @@ import (
 // range: the kernel picks any free port.
 //
 // Its text form, read by UnmarshalText (a command's flag, a configuration
-// file), is "LO-HI", such as "50000-50999", or a single port "N"; the
+// file), is "LO-HI", such as "20000-20999", or a single port "N"; the
 // empty text is the zero value.
 type PortRange struct {
 	First, Last uint16
@@ -61,12 +61,12 @@ func (r *PortRange) UnmarshalText(b []byte) error {
 	lo, hi, isRange := strings.Cut(s, "-")
 	first, err := parsePort(lo)
 	if err != nil {
-		return fmt.Errorf("port range %q: %w; want LO-HI (such as 50000-50999) or one port", s, err)
+		return fmt.Errorf("port range %q: %w; want LO-HI (such as 20000-20999) or one port", s, err)
 	}
 	last := first
 	if isRange {
 		if last, err = parsePort(hi); err != nil {
-			return fmt.Errorf("port range %q: %w; want LO-HI (such as 50000-50999) or one port", s, err)
+			return fmt.Errorf("port range %q: %w; want LO-HI (such as 20000-20999) or one port", s, err)
 		}
 	}
 	v := PortRange{First: first, Last: last}
