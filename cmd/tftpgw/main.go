@@ -297,6 +297,9 @@ func run(ctx context.Context, opts *options, svcUser *serviceUser, logger *slog.
 		stopStats()
 		return err
 	}
+	if svcUser == nil && os.Geteuid() == 0 {
+		logger.Warn("serving as root: give -user NAME to drop to an unprivileged user once the sockets are bound, or start as a user with CAP_NET_BIND_SERVICE (README, Security)")
+	}
 	if svcUser != nil && opts.ConfigFile != "" {
 		if f, err := os.Open(opts.ConfigFile); err != nil {
 			logger.Warn("-user cannot read -config: a reload (SIGHUP) will be refused", "user", svcUser.name, "err", err)

@@ -405,3 +405,17 @@ func TestCheckRefusesRootUserCannotSearch(t *testing.T) {
 		t.Errorf("-check: %v, %q; want exit status 2 and %q", err, out, want)
 	}
 }
+
+// TestRootWithoutUserWarns: started as root without -user, tftpgw serves
+// as root and says so once (found in operator review: it said nothing,
+// although the README says never to run as root).
+func TestRootWithoutUserWarns(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	g := startGateway(t, "-root", t.TempDir())
+	g.waitLog(t, "tftpgw serving")
+	if n := strings.Count(g.logText(), "serving as root: give -user NAME"); n != 1 {
+		t.Errorf("%d warnings, want 1:\n%s", n, g.logText())
+	}
+}
