@@ -167,14 +167,14 @@ func (c *content) start() error {
 		case errors.Is(err, errHeaderBudget):
 			c.h.watch.bad(keyReach, slog.LevelWarn, "no backend sent a header within the header budget; clients get ERROR 0 \"backend timeout\"", err.Error())
 			return wrap(errTimeout, err)
-		case status.Code(err) == codes.Unauthenticated && !hasTFTPError(err):
-			c.h.watch.bad(keyAuth, slog.LevelError, "backend refused this gateway's credentials (token)", status.Convert(err).Message())
+		default:
+			c.h.noteMisconfig(err)
 		}
 		c.log.Debug("backend call failed", "err", err)
 		return wrap(tftpError(err), err)
 	}
 	c.h.watch.good(keyReach, "backends answer again")
-	c.h.watch.good(keyAuth, "backend accepts this gateway's credentials again")
+	c.h.noteMisconfig(nil)
 	c.size = headerSize(hdr)
 	c.etag = hdr.GetEtag()
 	if d := hdr.GetMaxAge(); d != nil && d.IsValid() {

@@ -40,6 +40,21 @@ func (w *watcher) bad(key string, level slog.Level, msg, reason string) {
 	w.log.Log(context.Background(), level, msg, append(args, "reason", reason)...)
 }
 
+// any reports whether a state whose key starts with one of prefixes is
+// bad.
+func (w *watcher) any(prefixes ...string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for k := range w.state {
+		for _, p := range prefixes {
+			if strings.HasPrefix(k, p) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // good records that key is fine again, logging it if it was not.
 func (w *watcher) good(key, msg string) {
 	w.mu.Lock()
@@ -64,9 +79,10 @@ func keyPrefix(key string) string {
 
 // Keys of the watcher's states; the TLS key is followed by the address.
 const (
-	keyAuth  = "auth "
-	keyReach = "reach "
-	keyTLS   = "tls "
+	keyAuth    = "auth "
+	keyReach   = "reach "
+	keyService = "service "
+	keyTLS     = "tls "
 )
 
 // watchCreds wraps TLS transport credentials to report handshake failures

@@ -73,6 +73,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -90,6 +91,7 @@ import (
 	_ "google.golang.org/grpc/health" // client-side health checking
 	"google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/resolver/manual"
+	"google.golang.org/grpc/status"
 
 	"github.com/tftpgw/tftpgw/gateway"
 	"github.com/tftpgw/tftpgw/internal/grpcauth"
@@ -180,6 +182,11 @@ type Handler struct {
 	client tftpgwv1.ContentServiceClient
 	watch  *watcher
 	closed atomic.Bool
+
+	// probed is when Ready last made a probe call (Unix nanoseconds),
+	// and probing is set while one runs.
+	probed  atomic.Int64
+	probing atomic.Bool
 }
 
 var _ gateway.Handler = (*Handler)(nil)
@@ -308,10 +315,14 @@ func (h *Handler) Target() string { return h.target }
 const readyWait = time.Second
 
 // Ready reports whether a backend can take calls now: the connection has
-// a ready (and, with health checking, serving) backend. An idle
-// connection (no call for a while, or a backend lost since) is asked to
-// connect and given up to a second to tell. For readiness probes
-// (/readyz).
+// a ready (and, with health checking, serving) backend, and the last call
+// did not find the edge misconfigured for it (the backend refused this
+// gateway's token, or does not serve ContentService: then every request
+// fails). An idle connection (no call for a while, or a backend lost
+// since) is asked to connect and given up to a second to tell. While a
+// misconfiguration is known, Ready makes a probe call (a Read of an empty
+// path, at most one a second) to see it end, since an edge out of
+// rotation gets no requests that would. For readiness probes (/readyz).
 func (h *Handler) Ready() bool {
 	if h.closed.Load() {
 		return false
@@ -322,7 +333,10 @@ func (h *Handler) Ready() bool {
 		s := h.conn.GetState()
 		switch s {
 		case connectivity.Ready:
-			return true
+			if h.watch.any(keyAuth, keyService) {
+				h.probe(ctx)
+			}
+			return !h.watch.any(keyAuth, keyService)
 		case connectivity.Idle:
 			h.conn.Connect()
 		case connectivity.Connecting:
@@ -332,6 +346,54 @@ func (h *Handler) Ready() bool {
 		if !h.conn.WaitForStateChange(ctx, s) {
 			return false
 		}
+	}
+}
+
+// probeEvery bounds how often Ready makes a probe call.
+const probeEvery = time.Second
+
+// probe makes one Read of an empty path, whose answer (any, short of the
+// misconfigurations noteMisconfig knows) shows the backend takes this
+// gateway's calls again.
+func (h *Handler) probe(ctx context.Context) {
+	now := time.Now().UnixNano()
+	if now-h.probed.Load() < int64(probeEvery) || !h.probing.CompareAndSwap(false, true) {
+		return
+	}
+	defer h.probing.Store(false)
+	h.probed.Store(now)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	s, err := h.client.Read(ctx, &tftpgwv1.ReadRequest{SessionId: "readiness-probe"})
+	if err == nil {
+		_, err = s.Recv()
+	}
+	if ctx.Err() != nil {
+		return // no answer in time: nothing learnt
+	}
+	if err == io.EOF {
+		err = nil
+	}
+	h.noteMisconfig(err)
+}
+
+// noteMisconfig records what a call's error (nil: an answer) says of the
+// edge's configuration for its backends: refused credentials, or a
+// backend that does not serve ContentService, make every request fail
+// and the edge not ready until a call is answered again.
+func (h *Handler) noteMisconfig(err error) {
+	switch code := status.Code(err); {
+	case err != nil && !hasTFTPError(err) && code == codes.Unauthenticated:
+		h.watch.bad(keyAuth, slog.LevelError, "backend refused this gateway's credentials (token)", status.Convert(err).Message())
+	case err != nil && !hasTFTPError(err) && code == codes.Unimplemented:
+		h.watch.bad(keyService, slog.LevelError, "backend does not serve tftpgw.v1.ContentService (is -backend the right address?)", status.Convert(err).Message())
+	case code == codes.Unavailable, code == codes.DeadlineExceeded, code == codes.Canceled:
+		// no backend answered: nothing learnt about the configuration
+	default:
+		// an answer (data, or the backend's own error for the request):
+		// the backend takes this gateway's calls
+		h.watch.good(keyAuth, "backend accepts this gateway's credentials again")
+		h.watch.good(keyService, "backend serves ContentService again")
 	}
 }
 

@@ -9,11 +9,13 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
@@ -751,4 +753,61 @@ func TestReady(t *testing.T) {
 	if h.Ready() {
 		t.Error("Ready after Close")
 	}
+}
+
+// TestReadyFalseWhileMisconfigured: an edge whose every request fails for
+// its configuration is not ready, although its backend is reachable: one
+// pointed at a gRPC server that does not serve ContentService, or whose
+// token the backend refuses (found in operator review: /readyz said ready
+// and the edge stayed in rotation). Ready probes while the fault lasts, so
+// the edge becomes ready again without a request.
+func TestReadyFalseWhileMisconfigured(t *testing.T) {
+	t.Run("not a ContentService", func(t *testing.T) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := grpc.NewServer()
+		healthpb.RegisterHealthServer(srv, health.NewServer())
+		done := make(chan struct{})
+		go func() { defer close(done); _ = srv.Serve(ln) }()
+		defer func() { srv.Stop(); <-done }()
+		h := dial(t, ln.Addr().String(), Config{})
+		if _, err := h.ServeTFTP(ctxT(t, 5*time.Second), request("s1", "f")); status.Code(err) != codes.Unimplemented {
+			t.Fatalf("ServeTFTP: %v, want Unimplemented", err)
+		}
+		if h.Ready() {
+			t.Error("ready with a backend that does not serve ContentService")
+		}
+	})
+	t.Run("token refused, then accepted", func(t *testing.T) {
+		var refuse atomic.Bool
+		refuse.Store(true)
+		auth := grpc.StreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+			if refuse.Load() && strings.HasSuffix(info.FullMethod, "/Read") {
+				return status.Error(codes.Unauthenticated, "bad token")
+			}
+			return handler(srv, ss)
+		})
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := serveBackend(t, ln, "a", (&file{data: pattern(10), etag: "e"}).serve, auth)
+		h := dial(t, b.addr, Config{})
+		if _, err := h.ServeTFTP(ctxT(t, 5*time.Second), request("s1", "f")); status.Code(err) != codes.Unauthenticated {
+			t.Fatalf("ServeTFTP: %v, want Unauthenticated", err)
+		}
+		if h.Ready() {
+			t.Error("ready while the backend refuses the token")
+		}
+		refuse.Store(false) // the token is fixed at the backend
+		deadline := time.Now().Add(5 * time.Second)
+		for !h.Ready() {
+			if time.Now().After(deadline) {
+				t.Fatal("not ready 5 s after the backend accepted the token again")
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
 }
