@@ -170,6 +170,11 @@ func TestBackendRealClients(t *testing.T) {
 	b := startSDKBackend(t, nil, root, 0, backend.Config{})
 	g := startGateway(t, "-backend", a.addr+","+b.addr, "-edge-id", "e2e")
 	port := strconv.Itoa(g.port)
+	t.Cleanup(func() {
+		if strings.Contains(g.logText(), "no backend takes calls yet") {
+			t.Errorf("warned that no backend takes calls, with two up:\n%s", g.logText())
+		}
+	})
 	clients := []struct {
 		name string
 		bin  string
@@ -263,6 +268,9 @@ func TestBackendDownThenUp(t *testing.T) {
 	if d := time.Since(start); d > 3*time.Second {
 		t.Errorf("ERROR after %s", d)
 	}
+	// Said at start (found in operator review: only the first failed
+	// request said anything).
+	g.waitLog(t, "no backend takes calls yet")
 	// The alert on backend errors (docs/operations.md) must see a backend
 	// that is down: the call that missed its header budget is counted.
 	resp, err := http.Get("http://" + metricsAddr(t, g) + "/metrics")

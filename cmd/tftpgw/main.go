@@ -348,10 +348,22 @@ func run(ctx context.Context, opts *options, svcUser *serviceUser, logger *slog.
 	}
 	e.setReady(true)
 	logger.Info("tftpgw serving", "listen", strings.Join(bound, ","))
+	// With a backend, whether one takes calls is said at start, not at the
+	// first client's "backend timeout" (Ready waits a second at most).
+	var backendUp chan bool
+	if e.backend != nil {
+		backendUp = make(chan bool, 1)
+		go func() { backendUp <- e.backend.Ready() }()
+	}
 
 wait:
 	for {
 		select {
+		case up := <-backendUp:
+			backendUp = nil
+			if !up {
+				logger.Warn("no backend takes calls yet: clients get ERROR 0 \"backend timeout\" until one does (see /readyz)", "target", opts.Backend.Target)
+			}
 		case err := <-httpErr:
 			return fmt.Errorf("%w: %w", errWhileServing, fail(err, true))
 		case err := <-errc:
