@@ -143,7 +143,7 @@ func (u *serviceUser) may(path string, perm uint32, parents bool) bool {
 		case int(st.Gid) == u.gid:
 			shift = 3
 		}
-		return st.Mode>>shift&perm == perm
+		return uint32(st.Mode)>>shift&perm == perm // Mode is uint16 on some systems (darwin)
 	}
 	if parents {
 		for dir := filepath.Dir(p); ; dir = filepath.Dir(dir) {
