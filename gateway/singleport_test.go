@@ -89,8 +89,10 @@ func TestSinglePort(t *testing.T) {
 		c.RRQ("f", "octet")
 		c.Expect(gatewaytest.Data(1, content[:512]))
 		c.RRQ("f", "octet")
-		c.RRQ("other", "octet")
-		// The timeout's resend, not a new session. Unanswered, DATA 1 is
+		c.RRQ("f", "octet")
+		// (A request for another file from the port is a new transfer: see
+		// TestChangedRequestFromSamePortIsNew.) The timeout's resend, not
+		// a new session. Unanswered, DATA 1 is
 		// sent at 0 and 100 ms; the next would be at 300 ms, when the
 		// session gives up ((2+1) x 100 ms).
 		c.Expect(gatewaytest.Data(1, content[:512]))
