@@ -25,7 +25,7 @@ func TestSIGHUPKeepsServing(t *testing.T) {
 	writeFile(t, filepath.Join(dir, "big"), string(big))
 	writeFile(t, filepath.Join(dir, "small"), "small")
 	p := startProc(t, "-listen", "127.0.0.1:0", "-root", dir, "-log-format", "json")
-	conn := connect(t, p.addr, nil)
+	conn := connect(t, p.Addr, nil)
 
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
@@ -40,11 +40,11 @@ func TestSIGHUPKeepsServing(t *testing.T) {
 	}
 
 	for range 2 { // twice: the handler stays
-		if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		if err := p.Cmd.Process.Signal(syscall.SIGHUP); err != nil {
 			t.Fatal(err)
 		}
 	}
-	logs := p.waitLog(t, `"msg":"SIGHUP: nothing to reload`)
+	logs := p.WaitLog(t, `"msg":"SIGHUP: nothing to reload`)
 	if !bytes.Contains([]byte(logs), []byte(`"level":"INFO","msg":"SIGHUP: nothing to reload`)) {
 		t.Errorf("the SIGHUP line is not at INFO:\n%s", logs)
 	}
@@ -65,10 +65,7 @@ func TestSIGHUPKeepsServing(t *testing.T) {
 	if s, err := fetch(ctx, conn, "small"); err != nil || s != "small" {
 		t.Errorf("a call after SIGHUP: %q, %v", s, err)
 	}
-	select {
-	case err := <-p.done:
-		p.done <- err
-		t.Fatalf("tftp-backend exited after SIGHUP: %v\n%s", err, p.logText())
-	default:
+	if exited, err := p.Exited(); exited {
+		t.Fatalf("tftp-backend exited after SIGHUP: %v\n%s", err, p.LogText())
 	}
 }

@@ -1,20 +1,15 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -25,86 +20,18 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/tftpgw/tftpgw/internal/grpcauth"
+	"github.com/tftpgw/tftpgw/internal/proctest"
 	"github.com/tftpgw/tftpgw/internal/testpki"
 	tftpgwv1 "github.com/tftpgw/tftpgw/proto/tftpgw/v1"
 )
-
-// proc is a tftp-collector process.
-type proc struct {
-	cmd  *exec.Cmd
-	addr string
-	mu   sync.Mutex
-	logs bytes.Buffer
-	done chan error
-}
-
-func (p *proc) logText() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.logs.String()
-}
 
 var addrRE = regexp.MustCompile(`"?msg"?[=:]"collecting stats".*?"?addr"?[=:]"?([0-9.:\[\]]+)`)
 
 // startCollector runs tftp-collector with args (and env) until the test
 // ends, and returns it once it accepts streams.
-func startCollector(t *testing.T, env []string, args ...string) *proc {
+func startCollector(t *testing.T, env []string, args ...string) *proctest.Proc {
 	t.Helper()
-	p := &proc{done: make(chan error, 1)}
-	p.cmd = exec.Command(os.Args[0], args...)
-	p.cmd.Env = append(append(os.Environ(), "TFTP_COLLECTOR_AS_MAIN=1"), env...)
-	pr, pw := io.Pipe()
-	p.cmd.Stderr = pw
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	ready := make(chan string, 1)
-	scanned := make(chan struct{})
-	go func() {
-		defer close(scanned)
-		sc := bufio.NewScanner(pr)
-		sc.Buffer(nil, 1<<20)
-		for sc.Scan() {
-			p.mu.Lock()
-			p.logs.Write(sc.Bytes())
-			p.logs.WriteByte('\n')
-			p.mu.Unlock()
-			if m := addrRE.FindStringSubmatch(sc.Text()); m != nil {
-				select {
-				case ready <- m[1]:
-				default:
-				}
-			}
-		}
-		io.Copy(io.Discard, pr)
-	}()
-	go func() {
-		err := p.cmd.Wait()
-		pw.Close()
-		<-scanned
-		p.done <- err
-	}()
-	select {
-	case p.addr = <-ready:
-	case err := <-p.done:
-		t.Fatalf("tftp-collector exited: %v\n%s", err, p.logText())
-	case <-time.After(10 * time.Second):
-		t.Fatal("tftp-collector did not start")
-	}
-	t.Cleanup(func() { p.stop(t) })
-	return p
-}
-
-// stop sends SIGTERM and waits for the exit.
-func (p *proc) stop(t *testing.T) {
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-p.done:
-		p.done <- err
-	case <-time.After(15 * time.Second):
-		p.cmd.Process.Kill()
-		t.Errorf("tftp-collector still running 15 s after SIGTERM")
-	}
+	return proctest.Start(t, "tftp-collector", append([]string{"TFTP_COLLECTOR_AS_MAIN=1"}, env...), addrRE, args...)
 }
 
 // publish sends one event to addr as an edge would, and returns the
@@ -194,11 +121,11 @@ func TestCollectorCredentials(t *testing.T) {
 			out := filepath.Join(t.TempDir(), "out.jsonl")
 			p := startCollector(t, nil, append([]string{"-listen", "127.0.0.1:0", "-out", out}, tt.args...)...)
 			for _, c := range tt.calls {
-				if got := publish(t, p.addr, c.creds, c.token, c.name); got != c.want {
+				if got := publish(t, p.Addr, c.creds, c.token, c.name); got != c.want {
 					t.Errorf("%s: %v, want %v", c.name, got, c.want)
 				}
 			}
-			p.stop(t)
+			p.Stop(t)
 			b, _ := os.ReadFile(out)
 			lines := strings.Split(strings.TrimSpace(string(b)), "\n")
 			if len(lines) != 1 || !strings.Contains(lines[0], `"session_id":"accepted"`) {
@@ -239,12 +166,12 @@ func TestDefaultListenIsLoopback(t *testing.T) {
 func TestGRPCLogIsJSON(t *testing.T) {
 	p := startCollector(t, []string{"GRPC_GO_LOG_SEVERITY_LEVEL=info", "GRPC_GO_LOG_VERBOSITY_LEVEL=2"},
 		"-listen", "127.0.0.1:0", "-out", filepath.Join(t.TempDir(), "out"), "-log-format", "json", "-log-level", "debug")
-	if got := publish(t, p.addr, insecure.NewCredentials(), "", "s"); got != codes.OK {
+	if got := publish(t, p.Addr, insecure.NewCredentials(), "", "s"); got != codes.OK {
 		t.Fatalf("publish: %v", got)
 	}
-	p.stop(t)
+	p.Stop(t)
 	grpcLines := 0
-	for line := range strings.SplitSeq(strings.TrimSpace(p.logText()), "\n") {
+	for line := range strings.SplitSeq(strings.TrimSpace(p.LogText()), "\n") {
 		var m map[string]any
 		if err := json.Unmarshal([]byte(line), &m); err != nil {
 			t.Errorf("not a JSON line: %q", line)
@@ -255,7 +182,7 @@ func TestGRPCLogIsJSON(t *testing.T) {
 		}
 	}
 	if grpcLines == 0 {
-		t.Errorf("no gRPC line:\n%s", p.logText())
+		t.Errorf("no gRPC line:\n%s", p.LogText())
 	}
 }
 

@@ -95,7 +95,7 @@ func TestSIGHUPReopensOut(t *testing.T) {
 	dir := t.TempDir()
 	out := filepath.Join(dir, "events.jsonl")
 	p := startCollector(t, nil, "-listen", "127.0.0.1:0", "-out", out, "-log-format", "json")
-	pub := newPublisher(t, p.addr)
+	pub := newPublisher(t, p.Addr)
 	if err := pub.send(t.Context(), "before"); err != nil {
 		t.Fatal(err)
 	}
@@ -129,10 +129,10 @@ func TestSIGHUPReopensOut(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(50 * time.Millisecond) // events written after the rename go to the old file
-	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+	if err := p.Cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, p, `"level":"INFO","msg":"SIGHUP: reopened the output file`)
+	p.WaitLog(t, `"level":"INFO","msg":"SIGHUP: reopened the output file`)
 	time.Sleep(100 * time.Millisecond)
 	cancel()
 	wg.Wait()
@@ -140,11 +140,9 @@ func TestSIGHUPReopensOut(t *testing.T) {
 		t.Fatalf("publish after SIGHUP: %v", err)
 	}
 	sent["after"] = true
-	p.stop(t)
-	if err := <-p.done; err != nil {
-		t.Errorf("exit: %v\n%s", err, p.logText())
+	if err := p.Stop(t); err != nil {
+		t.Errorf("exit: %v\n%s", err, p.LogText())
 	}
-	p.done <- nil
 
 	old, cur := sessions(t, rotated), sessions(t, out)
 	// (An event whose publisher gave up at cancel may still be written
@@ -165,18 +163,6 @@ func TestSIGHUPReopensOut(t *testing.T) {
 		}
 	}
 	t.Logf("%d events: %d in the old file, %d in the new", len(sent), len(old), len(cur))
-}
-
-// waitFor waits up to 5 s for s in p's log.
-func waitFor(t *testing.T, p *proc, s string) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !strings.Contains(p.logText(), s) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no %q in the log:\n%s", s, p.logText())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // TestSIGHUPWithoutReopen: when the path cannot be opened again, SIGHUP
@@ -200,7 +186,7 @@ func TestSIGHUPWithoutReopen(t *testing.T) {
 				args[len(args)-1] = out
 			}
 			p := startCollector(t, nil, args...)
-			pub := newPublisher(t, p.addr)
+			pub := newPublisher(t, p.Addr)
 			if err := pub.send(t.Context(), "before"); err != nil {
 				t.Fatal(err)
 			}
@@ -212,10 +198,10 @@ func TestSIGHUPWithoutReopen(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			if err := p.Cmd.Process.Signal(syscall.SIGHUP); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, p, tt.log)
+			p.WaitLog(t, tt.log)
 			if err := pub.send(t.Context(), "after"); err != nil {
 				t.Fatalf("publish after SIGHUP: %v", err)
 			}
