@@ -275,11 +275,15 @@ func (p *Publisher) SessionStats(s gateway.SessionStats) {
 	p.signal()
 }
 
-// ServerStats queues a server report. A report still waiting for the
-// sink is replaced by this one (and counted as dropped); the report's
-// delta is computed when it is sent, against the last report the sink
-// acknowledged. It has the signature of [gateway.Server.ServerStatsFunc]
-// and never blocks.
+// ServerStats queues a server report; the report's delta is computed when
+// it is first sent, against the last report the sink acknowledged. A
+// report still waiting for the sink is replaced by this one: in place,
+// keeping its place in the queue and its sequence number, if it was never
+// written to a stream (the sink has not seen that number: nothing is
+// lost and the sequence has no gap; counted as superseded); otherwise it
+// is taken out and counted as dropped (the sink may have seen it). Either
+// way the newer report's delta covers both intervals. It has the
+// signature of [gateway.Server.ServerStatsFunc] and never blocks.
 func (p *Publisher) ServerStats(s gateway.ServerStats) {
 	var x Extra
 	if p.cfg.Metrics != nil {
@@ -288,6 +292,20 @@ func (p *Publisher) ServerStats(s gateway.ServerStats) {
 	s = cloneServerStats(s)
 	p.mu.Lock()
 	p.counts.Events++
+	if old := p.report; old != nil && !p.closed && old.sends == 0 {
+		// Built (at a batch's start) but never sent: built again, from
+		// this report, when it next is.
+		if old.commit != nil {
+			old.commit(false)
+		}
+		old.ev, old.commit = nil, nil
+		x.EventsDropped = p.counts.Dropped
+		old.report = &reportArgs{s: s, x: x}
+		p.counts.Superseded++
+		p.mu.Unlock()
+		p.signal()
+		return
+	}
 	p.seq++
 	dropped := 0
 	if p.closed {
@@ -314,12 +332,13 @@ func (p *Publisher) ServerStats(s gateway.ServerStats) {
 }
 
 // PublisherCounts are a Publisher's event counters. Events = Delivered +
-// Dropped + Pending; after [Publisher.Close] Pending is 0.
+// Dropped + Superseded + Pending; after [Publisher.Close] Pending is 0.
 type PublisherCounts struct {
-	Events    uint64 // given to the Publisher
-	Delivered uint64 // acknowledged by the sink
-	Dropped   uint64 // queue full, replaced report, sent MaxSends times, or not delivered by Close
-	Pending   uint64 // queued or being sent
+	Events     uint64 // given to the Publisher
+	Delivered  uint64 // acknowledged by the sink
+	Dropped    uint64 // queue full, replaced report already sent, sent MaxSends times, or not delivered by Close
+	Superseded uint64 // server reports replaced by a newer one before they were sent: not lost, the newer covers them
+	Pending    uint64 // queued or being sent
 }
 
 // Counts returns the event counters.
@@ -327,7 +346,7 @@ func (p *Publisher) Counts() PublisherCounts {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	c := p.counts
-	c.Pending = c.Events - c.Delivered - c.Dropped
+	c.Pending = c.Events - c.Delivered - c.Dropped - c.Superseded
 	return c
 }
 

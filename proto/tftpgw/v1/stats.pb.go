@@ -715,8 +715,9 @@ func (x *Backend) GetPeer() string {
 // reporting interval (-stats-interval, 60 s by default) and a last one,
 // with final set, when it stops. At most one report of an edge waits for
 // its sink at a time: a report not yet acknowledged when the next one is
-// made is replaced by it (and counted as dropped), the new one covering
-// both intervals.
+// made is replaced by it, the new one covering both intervals. One never
+// sent is replaced in place (the new one takes its sequence number);
+// one sent without acknowledgement is counted as dropped.
 type ServerStats struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The edge that reports (its -edge-id, else its host name).
@@ -896,7 +897,8 @@ type Counters struct {
 	// "DeadlineExceeded", ...).
 	BackendErrors map[string]uint64 `protobuf:"bytes,15,rep,name=backend_errors,json=backendErrors,proto3" json:"backend_errors,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
 	// Stats events the edge dropped instead of delivering them to its sink:
-	// its queue was full, a report was replaced by a newer one, an event was
+	// its queue was full, a report sent without acknowledgement was
+	// replaced by a newer one (one never sent is not dropped), an event was
 	// sent in a few batches without acknowledgement, or it was still queued
 	// when the edge stopped. Events are SessionStats and ServerStats; a full
 	// queue means the sink is down or too slow. Every event the edge makes

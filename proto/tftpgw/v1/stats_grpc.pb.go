@@ -39,9 +39,11 @@ const (
 // counted loss for the others: the edge never blocks a TFTP transfer on the
 // sink, so an event is either acknowledged or counted as dropped (see
 // Counters.stats_events_dropped). The edge drops events when its queue is
-// full (the sink down or too slow), when a ServerStats is replaced by a
-// newer one before it was acknowledged, and when an event was sent in a
-// few batches and never acknowledged. An unacknowledged event is sent again
+// full (the sink down or too slow), when a ServerStats that was sent
+// without acknowledgement is replaced by a newer one, and when an event
+// was sent in a few batches and never acknowledged. A ServerStats never
+// sent that a newer one replaces is not dropped: the newer one takes its
+// place and sequence number, and its delta covers both intervals. An unacknowledged event is sent again
 // in the next batch, so a sink may receive an event twice (it processed a
 // batch whose response was lost); StatsEvent.instance and
 // StatsEvent.sequence let it drop the copies and see the gaps left by
@@ -106,9 +108,11 @@ type StatsSink_PublishClient = grpc.ClientStreamingClient[StatsEvent, PublishRes
 // counted loss for the others: the edge never blocks a TFTP transfer on the
 // sink, so an event is either acknowledged or counted as dropped (see
 // Counters.stats_events_dropped). The edge drops events when its queue is
-// full (the sink down or too slow), when a ServerStats is replaced by a
-// newer one before it was acknowledged, and when an event was sent in a
-// few batches and never acknowledged. An unacknowledged event is sent again
+// full (the sink down or too slow), when a ServerStats that was sent
+// without acknowledgement is replaced by a newer one, and when an event
+// was sent in a few batches and never acknowledged. A ServerStats never
+// sent that a newer one replaces is not dropped: the newer one takes its
+// place and sequence number, and its delta covers both intervals. An unacknowledged event is sent again
 // in the next batch, so a sink may receive an event twice (it processed a
 // batch whose response was lost); StatsEvent.instance and
 // StatsEvent.sequence let it drop the copies and see the gaps left by
