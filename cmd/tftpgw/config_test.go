@@ -550,6 +550,17 @@ func TestConfigRulesCompile(t *testing.T) {
 
 // TestCheckLooksUpUser: -check refuses a -user that does not exist (a
 // start would).
+// TestCheckReportsEveryProblemAtOnce: -check reports a value out of range
+// and a root that does not open together, not one run after the other
+// (found in review: main stopped at the first kind).
+func TestCheckReportsEveryProblemAtOnce(t *testing.T) {
+	out, err := exec.Command(binPath, "-root", "/nonexistent/dir", "-max-blksize", "70000", "-check").CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), "-max-blksize") || !strings.Contains(string(out), "-root:") {
+		t.Errorf("-check: %v, %q; want both the -max-blksize and the -root problem", err, out)
+	}
+}
+
 func TestCheckLooksUpUser(t *testing.T) {
 	out, err := exec.Command(binPath, "-root", t.TempDir(), "-user", "no-such-user-tftpgw", "-check").CombinedOutput()
 	var ee *exec.ExitError

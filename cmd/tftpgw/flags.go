@@ -90,6 +90,12 @@ func loadOptions(args []string, stderr io.Writer) (*options, error) {
 		o.Log.Format = f
 	}
 	if err := errors.Join(fileErr, o.nameKeys(o.validate())); err != nil {
+		if o.Check {
+			// -check reports every problem at once: those found by
+			// opening what the options name too (checkOptions), which
+			// main runs only for options that validate.
+			err = errors.Join(err, checkOptions(o))
+		}
 		if o.file != nil {
 			err = o.file.inFileOrder(err)
 		}
