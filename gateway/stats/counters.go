@@ -163,7 +163,7 @@ var counters = []counter{
 		field:     "stats_events_dropped",
 		edge:      "tftpgw_stats_events_dropped_total",
 		collector: "tftpgw_collector_edge_stats_events_dropped_total",
-		help:      "Stats events the edge dropped instead of delivering them to its sink: its queue was full, a report was replaced by a newer one, an event was sent in a few batches without acknowledgement, or it was still queued when the edge stopped.",
+		help:      "Stats events the edge dropped instead of delivering them to its sink: its queue was full, a report sent without acknowledgement was replaced by a newer one (one never sent is not dropped), an event was sent in a few batches without acknowledgement, or it was still queued when the edge stopped.",
 		extra:     func(x *Extra) uint64 { return x.EventsDropped },
 	},
 	{
