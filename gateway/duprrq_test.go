@@ -185,3 +185,32 @@ func TestChangedRequestFromSamePortIsNew(t *testing.T) {
 		}
 	}
 }
+
+// TestRetransmissionWithPaddingIsDuplicate: a retransmitted request whose
+// datagram differs only after its last option (padding, which firmware
+// sends and the parser ignores) is the same request: ignored as a
+// duplicate, the transfer going on.
+func TestRetransmissionWithPaddingIsDuplicate(t *testing.T) {
+	content := gatewaytest.Pattern(700)
+	for _, single := range []bool{false, true} {
+		t.Run(map[bool]string{false: "TID_per_session", true: "single_port"}[single], func(t *testing.T) {
+			ts := gatewaytest.NewServer(t, gatewaytest.Files{"f": content}, gatewaytest.FixedTimer, func(s *gateway.Server) { s.SinglePort = single })
+			c := gatewaytest.NewClient(t, ts.Addr())
+			rrq := gatewaytest.ReadRequest("f", "octet", "blksize", "512")
+			c.SendTo(ts.Addr(), rrq)
+			c.Expect(gatewaytest.OACK("blksize", "512"))
+			c.SendTo(ts.Addr(), append(append([]byte(nil), rrq...), 0, 0xff, 0xff))
+			c.Ack(0)
+			c.Expect(gatewaytest.Data(1, content[:512]))
+			c.Ack(1)
+			c.Expect(gatewaytest.Data(2, content[512:]))
+			c.Ack(2)
+			if st := ts.NextStats(t); st.Outcome != gateway.OutcomeOK {
+				t.Errorf("outcome %v, want ok", st.Outcome)
+			}
+			if n := ts.Config.Stats().DuplicateRequests; n != 1 {
+				t.Errorf("DuplicateRequests %d, want 1", n)
+			}
+		})
+	}
+}

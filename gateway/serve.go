@@ -171,12 +171,28 @@ func supersede(old *activeSession, at time.Time, sum uint64) bool {
 	return true
 }
 
-// requestSum identifies a request's datagram b (opcode, file name, mode and
-// options, as sent): a client's retransmission of a request is the same
-// datagram. A hash with the server's seed; a collision (one in 2^64) would
-// take a changed request for a retransmission, as every request was taken
-// before requests were compared.
-func (st *serverState) requestSum(b []byte) uint64 { return maphash.Bytes(st.seed, b) }
+// requestSum identifies a request (its opcode, file name, mode and
+// options, as parsed): a client's retransmission of a request is the same
+// request. The parsed request, not the datagram, so that bytes after the
+// last option (padding some firmware sends) do not make a retransmission
+// look new. A hash with the server's seed; a collision (one in 2^64)
+// would take a changed request for a retransmission, as every request was
+// taken before requests were compared.
+func (st *serverState) requestSum(req *wire.Request) uint64 {
+	var h maphash.Hash
+	h.SetSeed(st.seed)
+	h.WriteByte(byte(req.Op))
+	h.WriteString(req.Filename)
+	h.WriteByte(0)
+	h.WriteString(req.Mode)
+	for _, o := range req.Options {
+		h.WriteByte(0)
+		h.WriteString(o.Name)
+		h.WriteByte(0)
+		h.WriteString(o.Value)
+	}
+	return h.Sum64()
+}
 
 func notFound(context.Context, *Request) (Content, error) {
 	return nil, &Error{Code: ErrFileNotFound, Message: "file not found"}
@@ -345,7 +361,7 @@ func (s *Server) handlePacket(c *config, l *udp.Listener, b []byte, src netip.Ad
 		s.replyError(l, src, dst, ErrIllegalOperation, "unknown transfer mode", len(b))
 		return
 	}
-	sum := st.requestSum(b)
+	sum := st.requestSum(&req)
 	// Only a valid read request may end the session running for src, as
 	// in the default mode (below, by key): junk and refused requests
 	// leave it alone.
