@@ -470,3 +470,62 @@ func TestFailingSinkBacksOffAndLogsOnce(t *testing.T) {
 		t.Errorf("want one line, the outage; got %d:\n%s", n, logs.String())
 	}
 }
+
+// TestServerStatsReplacedWhileInFlightUnsent: a report taken into a batch
+// whose stream never opened (a sink that accepts TCP and says nothing) is
+// not dropped when a newer report is made meanwhile: it was never
+// written, so the newer one takes its place and sequence number (found
+// in review: it was counted as dropped, leaving a gap).
+func TestServerStatsReplacedWhileInFlightUnsent(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	accepted := make(chan net.Conn, 4)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c // held open, silent
+		}
+	}()
+	p, err := stats.NewPublisher(stats.PublisherConfig{
+		Target: addr, EdgeID: "e", BatchTimeout: 300 * time.Millisecond,
+		MinBackoff: 50 * time.Millisecond, MaxBackoff: 50 * time.Millisecond,
+		Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closePublisher(t, p, 2*time.Second)
+	t0 := time.Now()
+	p.ServerStats(gateway.ServerStats{Time: t0, Interval: 10 * time.Second, Sessions: map[gateway.Outcome]int64{gateway.OutcomeOK: 1}})
+	var conn net.Conn
+	select {
+	case conn = <-accepted: // the batch's stream is being opened
+	case <-time.After(5 * time.Second):
+		t.Fatal("no connection to the sink")
+	}
+	p.ServerStats(gateway.ServerStats{Time: t0.Add(10 * time.Second), Interval: 10 * time.Second, Sessions: map[gateway.Outcome]int64{gateway.OutcomeOK: 4}})
+	waitFor(t, "the batch given up", func() bool { return p.Counts().Superseded == 1 })
+	if c := p.Counts(); c != (stats.PublisherCounts{Events: 2, Superseded: 1, Pending: 1}) {
+		t.Fatalf("counts %+v: want the first report superseded, not dropped", c)
+	}
+	// A real sink at that address now: the one report left arrives with
+	// the first one's number, covering both intervals.
+	ln.Close()
+	conn.Close()
+	sink := &testSink{}
+	startSink(t, addr, sink)
+	waitFor(t, "the report delivered", func() bool { return p.Counts().Pending == 0 })
+	_, acked := sink.stats()
+	if len(acked) != 1 || acked[0].Sequence != 1 || acked[0].GetServer().Delta.SessionsOk != 4 {
+		t.Fatalf("sink acknowledged %v, want one report, sequence 1, a delta of 4", acked)
+	}
+	if c := p.Counts(); c.Dropped != 0 || c.Delivered != 1 {
+		t.Errorf("counts %+v", c)
+	}
+}

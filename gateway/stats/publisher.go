@@ -140,6 +140,7 @@ type Publisher struct {
 	queue    []*item // waiting, in sequence order
 	inflight int     // events in the batch being sent
 	report   *item   // the ServerStats waiting in queue, if any
+	flying   *item   // the ServerStats in the batch being sent, if any
 	closed   bool
 	seq      uint64 // of the last event made
 	counts   PublisherCounts
@@ -160,6 +161,9 @@ type item struct {
 	sends  int // batches it was sent in without acknowledgement
 	report *reportArgs
 	commit func(delivered bool) // of a built report
+	// next is a newer report made while this one was in a batch being
+	// sent: settle decides whether it takes this one's place.
+	next *reportArgs
 }
 
 // reportArgs are what a ServerStats is built from when its batch starts,
@@ -292,6 +296,16 @@ func (p *Publisher) ServerStats(s gateway.ServerStats) {
 	s = cloneServerStats(s)
 	p.mu.Lock()
 	p.counts.Events++
+	if f := p.flying; f != nil && !p.closed {
+		// The report being sent: whether this one takes its place or
+		// number is known when its batch ends (settle).
+		if f.next != nil {
+			p.counts.Superseded++ // a newer report than the one waiting
+		}
+		f.next = &reportArgs{s: s, x: x}
+		p.mu.Unlock()
+		return
+	}
 	if old := p.report; old != nil && !p.closed && old.sends == 0 {
 		// Built (at a batch's start) but never sent: built again, from
 		// this report, when it next is.
@@ -445,8 +459,9 @@ func (p *Publisher) next() []*item {
 					continue
 				}
 				if it == p.report {
-					p.report = nil // in flight: a newer report no longer replaces it
+					p.report = nil // in flight: a newer report waits in it.next
 				}
+				p.flying = it
 				if it.ev == nil {
 					x := it.report.x
 					x.EventsDropped = p.counts.Dropped // as of this report's first send
@@ -501,18 +516,50 @@ func (p *Publisher) send(batch []*item) (sent, acked int, err error) {
 func (p *Publisher) settle(batch []*item, sent, acked int, err error) bool {
 	p.mu.Lock()
 	p.inflight = 0
-	var retry []*item
+	p.flying = nil
+	var retry, later []*item
 	dropped := 0
+	// queueNext queues the newer report made while it was being sent,
+	// with a sequence number of its own.
+	queueNext := func(it *item) {
+		p.seq++
+		n := &item{seq: p.seq, report: it.next}
+		it.next = nil
+		later = append(later, n)
+		p.report = n
+	}
 	for i, it := range batch {
 		if i < acked {
 			p.counts.Delivered++
 			if it.commit != nil {
 				it.commit(true)
 			}
+			if it.next != nil {
+				queueNext(it)
+			}
 			continue
 		}
 		if i < sent {
 			it.sends++
+		}
+		if it.next != nil {
+			if it.commit != nil {
+				it.commit(false)
+			}
+			if it.sends == 0 {
+				// Never written to a stream: the newer report takes its
+				// place and sequence number, as in ServerStats.
+				it.report, it.next, it.ev, it.commit = it.next, nil, nil, nil
+				p.counts.Superseded++
+				p.report = it
+				retry = append(retry, it)
+				continue
+			}
+			// Written: the sink may have seen its number. Dropped; the
+			// newer one covers its interval.
+			dropped++
+			queueNext(it)
+			continue
 		}
 		// A report replaced meanwhile by a newer one is dropped: the newer
 		// one covers its interval.
@@ -528,7 +575,7 @@ func (p *Publisher) settle(batch []*item, sent, acked int, err error) bool {
 		}
 		retry = append(retry, it)
 	}
-	p.queue = append(retry, p.queue...)
+	p.queue = append(append(retry, p.queue...), later...)
 	p.counts.Dropped += uint64(dropped)
 	p.mu.Unlock()
 	p.addDropped(dropped)
