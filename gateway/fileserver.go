@@ -213,15 +213,24 @@ func (h fileServer) lstat(name string) (os.FileInfo, error) {
 // searchableDirs checks the directories between the root and real, the
 // real path of the file asked for as name.
 func (h fileServer) searchableDirs(name, real string) error {
-	rel, err := filepath.Rel(h.realRoot, real)
+	root := h.realRoot
+	rel, err := filepath.Rel(root, real)
 	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
-		return fmt.Errorf("%w: %q is %s, outside the root", errAccess, name, real)
+		// The root directory may have been renamed since it was opened
+		// (a tree published by renaming directories): where it is now.
+		if now, ok := h.rootRealPath(); ok && now != root {
+			root = now
+			rel, err = filepath.Rel(root, real)
+		}
+		if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+			return fmt.Errorf("%w: %q is %s, outside the root", errAccess, name, real)
+		}
 	}
 	for i := range len(rel) {
 		if rel[i] != '/' {
 			continue
 		}
-		dir := filepath.Join(h.realRoot, rel[:i])
+		dir := filepath.Join(root, rel[:i])
 		st, err := os.Stat(dir)
 		if err != nil {
 			return fmt.Errorf("%w: %w", errAccess, err)
@@ -231,6 +240,17 @@ func (h fileServer) searchableDirs(name, real string) error {
 		}
 	}
 	return nil
+}
+
+// rootRealPath returns the root directory's real path now, from an open
+// descriptor of it (Linux), which follows a rename of the directory.
+func (h fileServer) rootRealPath() (string, bool) {
+	d, err := h.root.Open(".")
+	if err != nil {
+		return "", false
+	}
+	defer d.Close()
+	return fileinfo.RealPath(d)
 }
 
 var errAccess = &Error{Code: ErrAccessViolation, Message: "access violation"}

@@ -424,3 +424,32 @@ func TestFileServerOnlyWhatAnyoneMayRead(t *testing.T) {
 		})
 	}
 }
+
+// TestFileServerRootRenamed: as root (where each file's real directories
+// are checked against the root's real path), a root directory renamed
+// while served still serves its files, where they are now (found in
+// review: after "mv tftp tftp.old", every file of the directory still
+// served was "outside the root", ERROR 2, while tftpgw followed -root's
+// path to the new tree).
+func TestFileServerRootRenamed(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: only then are a file's real directories checked")
+	}
+	base := t.TempDir()
+	must(t, os.Mkdir(filepath.Join(base, "tftp"), 0o755))
+	must(t, os.MkdirAll(filepath.Join(base, "tftp", "sub"), 0o755))
+	must(t, os.WriteFile(filepath.Join(base, "tftp", "sub", "f"), []byte("served"), 0o644))
+	root, err := os.OpenRoot(filepath.Join(base, "tftp"))
+	must(t, err)
+	defer root.Close()
+	h := gateway.FileServer(root)
+	must(t, os.Rename(filepath.Join(base, "tftp"), filepath.Join(base, "tftp.old")))
+	c, err := h.ServeTFTP(context.Background(), &gateway.Request{Path: "sub/f"})
+	if err != nil {
+		t.Fatalf("after the rename: %v", err)
+	}
+	defer c.Close()
+	if b, _ := io.ReadAll(c); string(b) != "served" {
+		t.Errorf("got %q", b)
+	}
+}
