@@ -32,8 +32,9 @@ type servedRoot struct {
 	path   string
 	logger *slog.Logger
 
-	cur  atomic.Pointer[rootVersion]
-	next atomic.Int64 // when to look again, in Unix nanoseconds
+	cur   atomic.Pointer[rootVersion]
+	start time.Time    // when it was opened: looks are timed from it, on the monotonic clock
+	next  atomic.Int64 // when to look again, in nanoseconds since start
 
 	mu     sync.Mutex // one look at a time
 	failed bool       // the last look could not open the path (warned)
@@ -48,13 +49,13 @@ type rootVersion struct {
 
 // openServedRoot opens path as the root to serve.
 func openServedRoot(path string, logger *slog.Logger) (*servedRoot, error) {
-	s := &servedRoot{path: path, logger: logger}
+	s := &servedRoot{path: path, logger: logger, start: time.Now()}
 	v, err := openRootVersion(path)
 	if err != nil {
 		return nil, err
 	}
 	s.cur.Store(v)
-	s.next.Store(time.Now().Add(rootCheckInterval).UnixNano())
+	s.next.Store(int64(rootCheckInterval))
 	return s, nil
 }
 
@@ -94,11 +95,13 @@ func (s *servedRoot) StatContent(ctx context.Context, req *gateway.Request) (int
 
 // current returns the version to serve a request that arrived at at (now
 // when zero), after a look at the path if the last one is a second old.
+// Arrival times carry a monotonic reading (gateway.Request.At), so a step
+// of the wall clock does not stop the looks.
 func (s *servedRoot) current(at time.Time) *rootVersion {
 	if at.IsZero() {
 		at = time.Now()
 	}
-	if at.UnixNano() >= s.next.Load() {
+	if int64(at.Sub(s.start)) >= s.next.Load() {
 		s.check(at, false)
 	}
 	return s.cur.Load()
@@ -115,10 +118,11 @@ func (s *servedRoot) check(now time.Time, force bool) {
 		s.mu.Lock()
 	}
 	defer s.mu.Unlock()
-	if !force && now.UnixNano() < s.next.Load() {
+	since := int64(now.Sub(s.start))
+	if !force && since < s.next.Load() {
 		return
 	}
-	s.next.Store(now.Add(rootCheckInterval).UnixNano())
+	s.next.Store(since + int64(rootCheckInterval))
 	cur := s.cur.Load()
 	fi, err := os.Stat(s.path)
 	if err == nil && os.SameFile(fi, cur.fi) {
