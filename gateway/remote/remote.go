@@ -187,6 +187,10 @@ type Handler struct {
 	// and probing is set while one runs.
 	probed  atomic.Int64
 	probing atomic.Bool
+	// answered is when a call last found the backend taking this
+	// gateway's calls (Unix nanoseconds): with several backends, one
+	// misconfigured among good ones does not make the edge not ready.
+	answered atomic.Int64
 }
 
 var _ gateway.Handler = (*Handler)(nil)
@@ -318,7 +322,8 @@ const readyWait = time.Second
 // a ready (and, with health checking, serving) backend, and the last call
 // did not find the edge misconfigured for it (the backend refused this
 // gateway's token, or does not serve ContentService: then every request
-// fails). An idle connection (no call for a while, or a backend lost
+// fails), unless another call was answered in the last 10 s (several
+// backends, not all misconfigured). An idle connection (no call for a while, or a backend lost
 // since) is asked to connect and given up to a second to tell. While a
 // misconfiguration is known, Ready makes a probe call (a Read of an empty
 // path, at most one a second) to see it end, since an edge out of
@@ -333,10 +338,11 @@ func (h *Handler) Ready() bool {
 		s := h.conn.GetState()
 		switch s {
 		case connectivity.Ready:
-			if h.watch.any(keyAuth, keyService) {
-				h.probe(ctx)
+			if !h.misconfigured() {
+				return true
 			}
-			return !h.watch.any(keyAuth, keyService)
+			h.probe(ctx)
+			return !h.misconfigured()
 		case connectivity.Idle:
 			h.conn.Connect()
 		case connectivity.Connecting:
@@ -347,6 +353,17 @@ func (h *Handler) Ready() bool {
 			return false
 		}
 	}
+}
+
+// answeredRecently is how recent an answered call keeps the edge ready
+// while another call found a misconfiguration (several backends, one of
+// them misconfigured).
+const answeredRecently = 10 * time.Second
+
+// misconfigured reports whether the last call found the edge
+// misconfigured for its backend and none was answered recently.
+func (h *Handler) misconfigured() bool {
+	return h.watch.any(keyAuth, keyService) && time.Since(time.Unix(0, h.answered.Load())) > answeredRecently
 }
 
 // probeEvery bounds how often Ready makes a probe call.
@@ -392,6 +409,7 @@ func (h *Handler) noteMisconfig(err error) {
 	default:
 		// an answer (data, or the backend's own error for the request):
 		// the backend takes this gateway's calls
+		h.answered.Store(time.Now().UnixNano())
 		h.watch.good(keyAuth, "backend accepts this gateway's credentials again")
 		h.watch.good(keyService, "backend serves ContentService again")
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -778,6 +779,35 @@ func TestReadyFalseWhileMisconfigured(t *testing.T) {
 		}
 		if h.Ready() {
 			t.Error("ready with a backend that does not serve ContentService")
+		}
+	})
+	t.Run("one of two backends refuses the token", func(t *testing.T) {
+		refuse := grpc.StreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+			if strings.HasSuffix(info.FullMethod, "/Read") {
+				return status.Error(codes.Unauthenticated, "bad token")
+			}
+			return handler(srv, ss)
+		})
+		good := startBackend(t, "good", (&file{data: pattern(10), etag: "e"}).serve)
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		bad := serveBackend(t, ln, "bad", (&file{data: pattern(10), etag: "e"}).serve, refuse)
+		h := dial(t, good.addr+","+bad.addr, Config{})
+		codesSeen := map[codes.Code]int{}
+		for i := range 6 { // round robin: both backends
+			c, err := h.ServeTFTP(ctxT(t, 5*time.Second), request("s"+strconv.Itoa(i), "f"))
+			if err == nil {
+				c.Close()
+			}
+			codesSeen[status.Code(err)]++
+		}
+		if codesSeen[codes.OK] == 0 || codesSeen[codes.Unauthenticated] == 0 {
+			t.Fatalf("answers %v: want both backends used", codesSeen)
+		}
+		if !h.Ready() {
+			t.Error("not ready although one of the two backends answers")
 		}
 	})
 	t.Run("token refused, then accepted", func(t *testing.T) {
