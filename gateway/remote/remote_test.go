@@ -796,12 +796,14 @@ func TestReadyFalseWhileMisconfigured(t *testing.T) {
 		bad := serveBackend(t, ln, "bad", (&file{data: pattern(10), etag: "e"}).serve, refuse)
 		h := dial(t, good.addr+","+bad.addr, Config{})
 		codesSeen := map[codes.Code]int{}
-		for i := range 6 { // round robin: both backends
+		// Round robin, once both connections are up: both backends answer.
+		for i := 0; i < 300 && (codesSeen[codes.OK] == 0 || codesSeen[codes.Unauthenticated] == 0); i++ {
 			c, err := h.ServeTFTP(ctxT(t, 5*time.Second), request("s"+strconv.Itoa(i), "f"))
 			if err == nil {
 				c.Close()
 			}
 			codesSeen[status.Code(err)]++
+			time.Sleep(10 * time.Millisecond)
 		}
 		if codesSeen[codes.OK] == 0 || codesSeen[codes.Unauthenticated] == 0 {
 			t.Fatalf("answers %v: want both backends used", codesSeen)
