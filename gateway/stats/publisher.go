@@ -307,15 +307,7 @@ func (p *Publisher) ServerStats(s gateway.ServerStats) {
 		return
 	}
 	if old := p.report; old != nil && !p.closed && old.sends == 0 {
-		// Built (at a batch's start) but never sent: built again, from
-		// this report, when it next is.
-		if old.commit != nil {
-			old.commit(false)
-		}
-		old.ev, old.commit = nil, nil
-		x.EventsDropped = p.counts.Dropped
-		old.report = &reportArgs{s: s, x: x}
-		p.counts.Superseded++
+		p.supersede(old, &reportArgs{s: s, x: x})
 		p.mu.Unlock()
 		p.signal()
 		return
@@ -343,6 +335,17 @@ func (p *Publisher) ServerStats(s gateway.ServerStats) {
 	p.mu.Unlock()
 	p.addDropped(dropped)
 	p.signal()
+}
+
+// supersede makes it, a report never written to a stream, the newer
+// report r: it keeps its place and sequence number, and is built again
+// from r when its batch starts. The caller holds p.mu.
+func (p *Publisher) supersede(it *item, r *reportArgs) {
+	if it.commit != nil {
+		it.commit(false)
+	}
+	it.report, it.ev, it.commit = r, nil, nil
+	p.counts.Superseded++
 }
 
 // PublisherCounts are a Publisher's event counters. Events = Delivered +
@@ -543,20 +546,21 @@ func (p *Publisher) settle(batch []*item, sent, acked int, err error) bool {
 			it.sends++
 		}
 		if it.next != nil {
-			if it.commit != nil {
-				it.commit(false)
-			}
 			if it.sends == 0 {
 				// Never written to a stream: the newer report takes its
 				// place and sequence number, as in ServerStats.
-				it.report, it.next, it.ev, it.commit = it.next, nil, nil, nil
-				p.counts.Superseded++
+				next := it.next
+				it.next = nil
+				p.supersede(it, next)
 				p.report = it
 				retry = append(retry, it)
 				continue
 			}
 			// Written: the sink may have seen its number. Dropped; the
 			// newer one covers its interval.
+			if it.commit != nil {
+				it.commit(false)
+			}
 			dropped++
 			queueNext(it)
 			continue
